@@ -1,0 +1,32 @@
+#!/usr/bin/env bash
+# Installs the Debian packages herald needs to build, test and benchmark.
+# Idempotent: installs only what is missing. Works as root on a fresh Debian 12
+# machine and through sudo otherwise.
+set -euo pipefail
+
+packages=(
+  # toolchain
+  g++ cmake ninja-build pkg-config ccache clang-format git
+  # libraries
+  libsqlite3-dev sqlite3 libpq-dev libcurl4-openssl-dev libboost-dev
+  libtomlplusplus-dev
+  # tests and benchmarks
+  libgtest-dev libgmock-dev libbenchmark-dev curl python3
+  postgresql wrk nginx-light
+)
+
+missing=()
+for p in "${packages[@]}"; do
+  if ! dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed"; then
+    missing+=("$p")
+  fi
+done
+
+if ((${#missing[@]})); then
+  echo "setup: installing ${missing[*]}" >&2
+  sudo=""
+  if [[ $(id -u) -ne 0 ]]; then sudo="sudo"; fi
+  export DEBIAN_FRONTEND=noninteractive
+  $sudo apt-get update -qq
+  $sudo apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi

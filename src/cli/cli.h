@@ -1,0 +1,81 @@
+// The herald command line as a library: apps/herald/main.cc calls Main.
+//
+// Output: JSON lines on `out`, messages on `err`. Exit statuses: 0 success,
+// 1 failure (a server or database unavailable, a conflict...), 2 bad input
+// (unknown option, malformed value, not a herald database...).
+#pragma once
+
+#include <iosfwd>
+#include <map>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "herald/status.h"
+
+namespace herald::cli {
+
+inline constexpr int kExitOk = 0;
+inline constexpr int kExitFailure = 1;
+inline constexpr int kExitUsage = 2;
+
+// Runs `herald args...` (args excludes the program name).
+int Main(const std::vector<std::string>& args, std::ostream& out,
+         std::ostream& err);
+
+// The exit status for a failed Status: 2 for bad input (InvalidArgument,
+// Corruption, FailedPrecondition), 1 otherwise.
+int ExitCodeFor(const Status& s);
+
+// Prints "herald: <message>" to err and returns ExitCodeFor(s).
+int Fail(std::ostream& err, const Status& s);
+
+// What a command accepts.
+struct FlagSpec {
+  std::string name;      // without the leading "--"
+  bool takes_value;      // --name VALUE / --name=VALUE, else a switch
+};
+
+// Parsed command-line flags.
+class Flags {
+ public:
+  // Parses args against spec. InvalidArgument names an unknown option, a
+  // missing value or a repeated option. Arguments not starting with "--" are
+  // positional; "--" ends the options.
+  Status Parse(const std::vector<std::string>& args,
+               const std::vector<FlagSpec>& spec);
+
+  bool Has(const std::string& name) const { return values_.count(name) > 0; }
+  std::string Get(const std::string& name,
+                  const std::string& fallback = "") const;
+  const std::vector<std::string>& positional() const { return positional_; }
+
+  // The flag as an integer in [min, max]; `fallback` if absent.
+  // InvalidArgument names the flag when it is not a number or out of range.
+  Result<int64_t> GetInt(const std::string& name, int64_t fallback,
+                         int64_t min, int64_t max) const;
+  // A flag that must be present.
+  Result<std::string> Require(const std::string& name) const;
+
+ private:
+  std::map<std::string, std::string> values_;
+  std::vector<std::string> positional_;
+};
+
+// Strict decimal parse of the whole text into [min, max].
+bool ParseInt64(std::string_view text, int64_t* out);
+
+// Sets a flag on SIGINT and SIGTERM (and ignores SIGPIPE). Commands that
+// run until stopped poll StopRequested().
+void InstallStopSignals();
+bool StopRequested();
+
+// Commands. Each takes its own arguments (after the command word).
+int RunAppend(const std::vector<std::string>& args, std::ostream& out,
+              std::ostream& err);
+int RunRead(const std::vector<std::string>& args, std::ostream& out,
+            std::ostream& err);
+int RunMigrate(const std::vector<std::string>& args, std::ostream& out,
+               std::ostream& err);
+
+}  // namespace herald::cli

@@ -1,0 +1,1064 @@
+// SQLite Store: WAL mode, a pool of connections (one per concurrent caller),
+// prepared statements cached per connection, positions assigned at insert
+// (SQLite has one writer at a time, so rowid order is commit order).
+//
+// Thread safety: the store is shared; each connection is used by one thread
+// at a time (taken from and returned to the pool under pool_mu_).
+#include "store/sqlite/sqlite_store.h"
+
+#include <sqlite3.h>
+#include <sys/stat.h>
+
+#include <cstring>
+#include <map>
+#include <mutex>
+#include <unordered_map>
+#include <vector>
+
+#include "herald/json.h"
+
+namespace herald::detail {
+namespace {
+
+struct DbCloser {
+  void operator()(sqlite3* db) const { sqlite3_close_v2(db); }
+};
+struct StmtFinalizer {
+  void operator()(sqlite3_stmt* s) const { sqlite3_finalize(s); }
+};
+using DbPtr = std::unique_ptr<sqlite3, DbCloser>;
+using StmtPtr = std::unique_ptr<sqlite3_stmt, StmtFinalizer>;
+
+Status SqlError(sqlite3* db, int rc, std::string_view what) {
+  std::string msg(what);
+  msg += ": ";
+  msg += db ? sqlite3_errmsg(db) : sqlite3_errstr(rc);
+  switch (rc & 0xff) {
+    case SQLITE_BUSY:
+    case SQLITE_LOCKED:
+    case SQLITE_IOERR:
+    case SQLITE_FULL:
+    case SQLITE_CANTOPEN:
+    case SQLITE_PROTOCOL:
+      return Status::Unavailable(msg);
+    case SQLITE_NOTADB:
+    case SQLITE_CORRUPT:
+      return Status::Corruption(msg);
+    case SQLITE_CONSTRAINT:
+      return Status::Conflict(msg);
+    default:
+      return Status::Internal(msg);
+  }
+}
+
+Status Exec(sqlite3* db, const char* sql) {
+  char* err = nullptr;
+  int rc = sqlite3_exec(db, sql, nullptr, nullptr, &err);
+  if (rc != SQLITE_OK) {
+    std::string msg = err ? err : sqlite3_errstr(rc);
+    sqlite3_free(err);
+    return SqlError(nullptr, rc, msg);
+  }
+  return Status::OK();
+}
+
+// Statement text by slot; a connection prepares each at first use.
+enum Slot {
+  kFindId,
+  kStreamVersion,
+  kInsertEvent,
+  kRead,
+  kReadStream,
+  kHead,
+  kGetCheckpoint,
+  kSaveCheckpoint,
+  kPark,
+  kCountParked,
+  kMarkHandled,
+  kAcquireLease,
+  kGetLease,
+  kReleaseLease,
+  kNumSlots
+};
+
+constexpr const char* kEventColumns =
+    "position, id, stream, stream_version, type, content_type, payload, "
+    "metadata, occurred_at";
+
+const char* SlotSql(Slot s) {
+  switch (s) {
+    case kFindId:
+      return "SELECT position, id, stream, stream_version, type, content_type, "
+             "payload, metadata, occurred_at FROM herald_events WHERE id = ?1";
+    case kStreamVersion:
+      return "SELECT coalesce(max(stream_version), 0) FROM herald_events "
+             "WHERE stream = ?1";
+    case kInsertEvent:
+      return "INSERT INTO herald_events (id, stream, stream_version, type, "
+             "content_type, payload, metadata, occurred_at) "
+             "VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8) "
+             "ON CONFLICT (id) DO NOTHING";
+    case kRead:
+      return "SELECT position, id, stream, stream_version, type, content_type, "
+             "payload, metadata, occurred_at FROM herald_events "
+             "WHERE position >= ?1 ORDER BY position LIMIT ?2";
+    case kReadStream:
+      return "SELECT position, id, stream, stream_version, type, content_type, "
+             "payload, metadata, occurred_at FROM herald_events "
+             "WHERE stream = ?1 AND stream_version >= ?2 "
+             "ORDER BY stream_version LIMIT ?3";
+    case kHead:
+      return "SELECT coalesce(max(position), 0) FROM herald_events";
+    case kGetCheckpoint:
+      return "SELECT next_offset FROM herald_checkpoints WHERE name = ?1";
+    case kSaveCheckpoint:
+      return "INSERT INTO herald_checkpoints (name, next_offset, updated_at) "
+             "VALUES (?1, ?2, ?3) ON CONFLICT (name) DO UPDATE SET "
+             "next_offset = excluded.next_offset, "
+             "updated_at = excluded.updated_at";
+    case kPark:
+      return "INSERT INTO herald_parked (route, event_id, position, stream, "
+             "state, attempts, error, parked_at) "
+             "VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8) "
+             "ON CONFLICT (route, event_id) DO UPDATE SET "
+             "state = excluded.state, attempts = excluded.attempts, "
+             "error = excluded.error, parked_at = excluded.parked_at";
+    case kCountParked:
+      return "SELECT count(*) FROM herald_parked WHERE route = ?1";
+    case kMarkHandled:
+      return "INSERT INTO herald_inbox (consumer, event_id, handled_at) "
+             "VALUES (?1, ?2, ?3) ON CONFLICT DO NOTHING";
+    case kAcquireLease:
+      return "INSERT INTO herald_leases (name, owner, expires_at) "
+             "VALUES (?1, ?2, ?3) ON CONFLICT (name) DO UPDATE SET "
+             "owner = excluded.owner, expires_at = excluded.expires_at "
+             "WHERE herald_leases.owner = excluded.owner "
+             "OR herald_leases.expires_at < ?4";
+    case kGetLease:
+      return "SELECT name, owner, expires_at FROM herald_leases "
+             "WHERE name = ?1";
+    case kReleaseLease:
+      return "DELETE FROM herald_leases WHERE name = ?1 AND owner = ?2";
+    case kNumSlots:
+      break;
+  }
+  return "";
+}
+
+// Schema migrations: migration i (1-based) brings the schema to version i.
+const char* const kMigrations[] = {
+    // 1: the initial schema.
+    R"sql(
+CREATE TABLE IF NOT EXISTS herald_meta (
+  key   TEXT PRIMARY KEY,
+  value TEXT NOT NULL
+);
+CREATE TABLE herald_events (
+  position       INTEGER PRIMARY KEY,
+  id             TEXT    NOT NULL UNIQUE,
+  stream         TEXT    NOT NULL,
+  stream_version INTEGER NOT NULL,
+  type           TEXT    NOT NULL,
+  content_type   TEXT    NOT NULL,
+  payload        BLOB    NOT NULL,
+  metadata       TEXT    NOT NULL,
+  occurred_at    INTEGER NOT NULL,
+  UNIQUE (stream, stream_version)
+);
+CREATE TABLE herald_checkpoints (
+  name        TEXT PRIMARY KEY,
+  next_offset INTEGER NOT NULL,
+  updated_at  INTEGER NOT NULL
+);
+CREATE TABLE herald_parked (
+  route     TEXT    NOT NULL,
+  event_id  TEXT    NOT NULL,
+  position  INTEGER NOT NULL,
+  stream    TEXT    NOT NULL,
+  state     TEXT    NOT NULL,
+  attempts  INTEGER NOT NULL,
+  error     TEXT    NOT NULL,
+  parked_at INTEGER NOT NULL,
+  PRIMARY KEY (route, event_id)
+);
+CREATE INDEX herald_parked_by_position ON herald_parked (route, position);
+CREATE TABLE herald_inbox (
+  consumer   TEXT    NOT NULL,
+  event_id   TEXT    NOT NULL,
+  handled_at INTEGER NOT NULL,
+  PRIMARY KEY (consumer, event_id)
+) WITHOUT ROWID;
+CREATE TABLE herald_leases (
+  name       TEXT PRIMARY KEY,
+  owner      TEXT    NOT NULL,
+  expires_at INTEGER NOT NULL
+);
+)sql",
+};
+constexpr int kNumMigrations = sizeof(kMigrations) / sizeof(kMigrations[0]);
+static_assert(kNumMigrations == kSqliteSchemaVersion);
+
+// One connection and its prepared statements.
+struct Conn {
+  DbPtr db;
+  StmtPtr stmts[kNumSlots];
+
+  Result<sqlite3_stmt*> Get(Slot slot) {
+    if (!stmts[slot]) {
+      sqlite3_stmt* s = nullptr;
+      int rc = sqlite3_prepare_v3(db.get(), SlotSql(slot), -1,
+                                  SQLITE_PREPARE_PERSISTENT, &s, nullptr);
+      if (rc != SQLITE_OK) return SqlError(db.get(), rc, "prepare");
+      stmts[slot].reset(s);
+    }
+    sqlite3_stmt* s = stmts[slot].get();
+    sqlite3_reset(s);
+    sqlite3_clear_bindings(s);
+    return s;
+  }
+};
+
+// A statement prepared for one use (joined connections, dynamic SQL).
+Result<StmtPtr> Prepare(sqlite3* db, const std::string& sql) {
+  sqlite3_stmt* s = nullptr;
+  int rc = sqlite3_prepare_v2(db, sql.c_str(), -1, &s, nullptr);
+  if (rc != SQLITE_OK) return SqlError(db, rc, "prepare");
+  return StmtPtr(s);
+}
+
+// Resets a statement when it leaves scope so it holds no read lock.
+struct ResetGuard {
+  sqlite3_stmt* s;
+  ~ResetGuard() { sqlite3_reset(s); }
+};
+
+void BindText(sqlite3_stmt* s, int i, std::string_view v) {
+  sqlite3_bind_text(s, i, v.data(), static_cast<int>(v.size()),
+                    SQLITE_STATIC);
+}
+
+std::string ColumnText(sqlite3_stmt* s, int i) {
+  const void* p = sqlite3_column_blob(s, i);
+  int n = sqlite3_column_bytes(s, i);
+  return p ? std::string(static_cast<const char*>(p), static_cast<size_t>(n))
+           : std::string();
+}
+
+// Reads an event row in kEventColumns order.
+void RowToEvent(sqlite3_stmt* s, Event* e) {
+  e->position = sqlite3_column_int64(s, 0);
+  e->id = ColumnText(s, 1);
+  e->stream = ColumnText(s, 2);
+  e->stream_version = sqlite3_column_int64(s, 3);
+  e->type = ColumnText(s, 4);
+  e->content_type = ColumnText(s, 5);
+  e->payload = ColumnText(s, 6);
+  e->metadata = ColumnText(s, 7);
+  e->occurred_at_us = sqlite3_column_int64(s, 8);
+}
+
+class SqliteStore;
+
+class SqliteTransaction final : public Transaction {
+ public:
+  // Owned: the connection comes from the store's pool and goes back to it.
+  SqliteTransaction(SqliteStore* store, std::unique_ptr<Conn> conn);
+  // Joined: the caller's connection, with its transaction already open.
+  SqliteTransaction(SqliteStore* store, sqlite3* caller_db);
+  ~SqliteTransaction() override;
+
+  Status Commit() override;
+  Status Rollback() override;
+  void* native_handle() override { return db_; }
+
+  sqlite3* db() const { return db_; }
+  // The pooled connection with its cached statements, or null when joined.
+  Conn* conn() const { return conn_.get(); }
+  void set_appended() { appended_ = true; }
+
+ private:
+  void Release();
+
+  SqliteStore* store_;
+  std::unique_ptr<Conn> conn_;
+  sqlite3* db_;
+  bool open_ = true;
+  bool appended_ = false;
+};
+
+class SqliteStore final : public Store {
+ public:
+  SqliteStore(std::string path, StoreOptions options)
+      : path_(std::move(path)), options_(options) {}
+
+  std::string_view backend() const override { return "sqlite"; }
+
+  Status Init();
+
+  Result<std::unique_ptr<Conn>> Acquire();
+  void ReturnConn(std::unique_ptr<Conn> conn);
+  void Notify() { NotifyAppend(); }
+
+  Result<std::unique_ptr<Transaction>> Begin() override {
+    auto conn = Acquire();
+    if (!conn.ok()) return conn.status();
+    Status s = Exec((*conn)->db.get(), "BEGIN IMMEDIATE");
+    if (!s.ok()) {
+      ReturnConn(std::move(*conn));
+      return s;
+    }
+    return std::unique_ptr<Transaction>(
+        new SqliteTransaction(this, std::move(*conn)));
+  }
+
+  std::unique_ptr<Transaction> Join(void* native) override {
+    return std::make_unique<SqliteTransaction>(this,
+                                               static_cast<sqlite3*>(native));
+  }
+
+  Result<AppendResult> Append(Transaction& tx, std::span<Event> events,
+                              const AppendOptions& options) override;
+  using Store::Append;
+
+  Result<Page> Read(const ReadRequest& request) override;
+  Result<std::vector<Event>> ReadStream(const std::string& stream,
+                                        int64_t from_version,
+                                        int limit) override;
+  Result<Event> Get(const std::string& id) override;
+  Result<int64_t> Head() override;
+
+  Result<int64_t> GetCheckpoint(const std::string& name) override;
+  Status SaveCheckpoint(Transaction& tx, const std::string& name,
+                        int64_t next_offset) override;
+  using Store::SaveCheckpoint;
+
+  Status Park(Transaction& tx, const ParkedEvent& parked) override;
+  Result<std::vector<ParkedEvent>> ListParked(const std::string& route,
+                                              const std::string& state,
+                                              int limit) override;
+  Result<int64_t> CountParked(const std::string& route) override;
+  Status SetParkedState(const std::string& route, const std::string& id,
+                        const std::string& state) override;
+  Status DropParked(Transaction& tx, const std::string& route,
+                    const std::string& id) override;
+
+  Result<bool> MarkHandled(Transaction& tx, const std::string& consumer,
+                           const std::string& event_id) override;
+
+  Result<bool> AcquireLease(const std::string& name, const std::string& owner,
+                            std::chrono::milliseconds ttl) override;
+  Status ReleaseLease(const std::string& name,
+                      const std::string& owner) override;
+  Result<std::optional<LeaseInfo>> GetLease(const std::string& name) override;
+
+ private:
+  // A pooled connection for a single call; returned to the pool on exit.
+  class Lease {
+   public:
+    explicit Lease(SqliteStore* store) : store_(store) {
+      auto c = store->Acquire();
+      if (c.ok()) {
+        conn_ = std::move(*c);
+      } else {
+        status_ = c.status();
+      }
+    }
+    ~Lease() {
+      if (conn_) store_->ReturnConn(std::move(conn_));
+    }
+    const Status& status() const { return status_; }
+    Conn* operator->() { return conn_.get(); }
+    Conn* get() { return conn_.get(); }
+
+   private:
+    SqliteStore* store_;
+    std::unique_ptr<Conn> conn_;
+    Status status_;
+  };
+
+  // A statement for `slot` on tx's connection: cached when pooled, prepared
+  // for this one use when joined (`holder` keeps it alive).
+  Result<sqlite3_stmt*> TxStmt(SqliteTransaction& tx, Slot slot,
+                               StmtPtr* holder) {
+    if (tx.conn()) return tx.conn()->Get(slot);
+    auto s = Prepare(tx.db(), SlotSql(slot));
+    if (!s.ok()) return s.status();
+    *holder = std::move(*s);
+    return holder->get();
+  }
+  Result<std::unique_ptr<Conn>> OpenConn();
+  Status Migrate(sqlite3* db);
+  Result<int64_t> QueryInt(Conn* c, Slot slot);
+
+  const std::string path_;
+  const StoreOptions options_;
+
+  std::mutex pool_mu_;
+  std::vector<std::unique_ptr<Conn>> pool_;  // guarded by pool_mu_
+};
+
+SqliteTransaction::SqliteTransaction(SqliteStore* store,
+                                     std::unique_ptr<Conn> conn)
+    : store_(store), conn_(std::move(conn)), db_(conn_->db.get()) {}
+
+SqliteTransaction::SqliteTransaction(SqliteStore* store, sqlite3* caller_db)
+    : store_(store), db_(caller_db) {}
+
+SqliteTransaction::~SqliteTransaction() {
+  if (open_ && conn_) (void)Rollback();
+  Release();
+}
+
+void SqliteTransaction::Release() {
+  if (conn_) store_->ReturnConn(std::move(conn_));
+}
+
+Status SqliteTransaction::Commit() {
+  if (!open_) return Status::FailedPrecondition("transaction is not open");
+  Status s = Exec(db_, "COMMIT");
+  if (!s.ok()) {
+    if (!sqlite3_get_autocommit(db_)) (void)Exec(db_, "ROLLBACK");
+    open_ = false;
+    Release();
+    return s;
+  }
+  open_ = false;
+  Release();
+  if (appended_) store_->Notify();
+  return Status::OK();
+}
+
+Status SqliteTransaction::Rollback() {
+  if (!open_) return Status::OK();
+  open_ = false;
+  Status s;
+  if (!sqlite3_get_autocommit(db_)) s = Exec(db_, "ROLLBACK");
+  Release();
+  return s;
+}
+
+Result<std::unique_ptr<Conn>> SqliteStore::OpenConn() {
+  sqlite3* raw = nullptr;
+  int flags = SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE |
+              SQLITE_OPEN_NOMUTEX | SQLITE_OPEN_URI;
+  int rc = sqlite3_open_v2(path_.c_str(), &raw, flags, nullptr);
+  DbPtr db(raw);
+  if (rc != SQLITE_OK) {
+    return SqlError(raw, rc, "cannot open database '" + path_ + "'");
+  }
+  sqlite3_extended_result_codes(db.get(), 1);
+  sqlite3_busy_timeout(db.get(), static_cast<int>(options_.busy_timeout.count()));
+  std::string pragmas = "PRAGMA foreign_keys = ON; PRAGMA synchronous = ";
+  pragmas += options_.sqlite_synchronous_full ? "FULL;" : "NORMAL;";
+  HERALD_RETURN_IF_ERROR(Exec(db.get(), pragmas.c_str()));
+  auto conn = std::make_unique<Conn>();
+  conn->db = std::move(db);
+  return conn;
+}
+
+Result<std::unique_ptr<Conn>> SqliteStore::Acquire() {
+  {
+    std::lock_guard<std::mutex> lock(pool_mu_);
+    if (!pool_.empty()) {
+      auto c = std::move(pool_.back());
+      pool_.pop_back();
+      return c;
+    }
+  }
+  return OpenConn();
+}
+
+void SqliteStore::ReturnConn(std::unique_ptr<Conn> conn) {
+  if (!sqlite3_get_autocommit(conn->db.get())) {
+    (void)Exec(conn->db.get(), "ROLLBACK");
+  }
+  std::lock_guard<std::mutex> lock(pool_mu_);
+  if (pool_.size() < 16) pool_.push_back(std::move(conn));
+}
+
+Status SqliteStore::Init() {
+  // A file that exists but is not SQLite is refused before SQLite touches it.
+  struct stat st;
+  if (::stat(path_.c_str(), &st) == 0 && st.st_size > 0) {
+    if (S_ISDIR(st.st_mode)) {
+      return Status::InvalidArgument("'" + path_ + "' is a directory");
+    }
+    FILE* f = std::fopen(path_.c_str(), "rb");
+    char magic[16] = {};
+    size_t n = f ? std::fread(magic, 1, sizeof magic, f) : 0;
+    if (f) std::fclose(f);
+    if (n < 16 || std::memcmp(magic, "SQLite format 3", 16) != 0) {
+      return Status::Corruption("'" + path_ +
+                                "' is not a herald database (not an SQLite "
+                                "file)");
+    }
+  }
+  auto conn = OpenConn();
+  if (!conn.ok()) return conn.status();
+  sqlite3* db = (*conn)->db.get();
+  // WAL lets readers run beside the single writer, across processes.
+  StmtPtr mode;
+  {
+    auto s = Prepare(db, "PRAGMA journal_mode = WAL");
+    if (!s.ok()) return s.status();
+    mode = std::move(*s);
+    int rc = sqlite3_step(mode.get());
+    if (rc != SQLITE_ROW) return SqlError(db, rc, "enable WAL");
+  }
+  mode.reset();
+  HERALD_RETURN_IF_ERROR(Migrate(db));
+  ReturnConn(std::move(*conn));
+  return Status::OK();
+}
+
+Status SqliteStore::Migrate(sqlite3* db) {
+  // Everything under one write lock so concurrent openers migrate once.
+  HERALD_RETURN_IF_ERROR(Exec(db, "BEGIN IMMEDIATE"));
+  struct Rollback {
+    sqlite3* db;
+    ~Rollback() {
+      if (!sqlite3_get_autocommit(db)) (void)Exec(db, "ROLLBACK");
+    }
+  } guard{db};
+
+  auto count = Prepare(db,
+                       "SELECT count(*), "
+                       "sum(name = 'herald_meta') FROM sqlite_master "
+                       "WHERE type = 'table'");
+  if (!count.ok()) return count.status();
+  int rc = sqlite3_step(count->get());
+  if (rc != SQLITE_ROW) return SqlError(db, rc, "read schema");
+  int64_t tables = sqlite3_column_int64(count->get(), 0);
+  bool has_meta = sqlite3_column_int64(count->get(), 1) > 0;
+  count->reset();
+
+  int version = 0;
+  if (has_meta) {
+    auto v = Prepare(db,
+                     "SELECT value FROM herald_meta "
+                     "WHERE key = 'schema_version'");
+    if (!v.ok()) return v.status();
+    if (sqlite3_step(v->get()) == SQLITE_ROW) {
+      version = sqlite3_column_int(v->get(), 0);
+    }
+  } else if (tables > 0 && !options_.adopt) {
+    return Status::Corruption(
+        "'" + path_ +
+        "' is not a herald database (it holds another application's tables "
+        "and no herald_meta table)");
+  }
+  if (version > kSqliteSchemaVersion) {
+    return Status::FailedPrecondition(
+        "the database '" + path_ + "' has schema version " +
+        std::to_string(version) + ", newer than this herald supports (" +
+        std::to_string(kSqliteSchemaVersion) + "); upgrade herald");
+  }
+  if (version == kSqliteSchemaVersion) return Status::OK();
+  if (!options_.migrate) {
+    return Status::FailedPrecondition(
+        "the database '" + path_ + "' has schema version " +
+        std::to_string(version) + " and needs migrating to " +
+        std::to_string(kSqliteSchemaVersion) + ": run `herald migrate`");
+  }
+  for (int v = version; v < kSqliteSchemaVersion; ++v) {
+    HERALD_RETURN_IF_ERROR(Exec(db, kMigrations[v]));
+  }
+  std::string set =
+      "INSERT INTO herald_meta (key, value) VALUES ('schema_version', '" +
+      std::to_string(kSqliteSchemaVersion) +
+      "') ON CONFLICT (key) DO UPDATE SET value = excluded.value;"
+      "INSERT OR IGNORE INTO herald_meta (key, value) "
+      "VALUES ('application', 'herald');";
+  HERALD_RETURN_IF_ERROR(Exec(db, set.c_str()));
+  return Exec(db, "COMMIT");
+}
+
+Result<AppendResult> SqliteStore::Append(Transaction& tx_base,
+                                         std::span<Event> events,
+                                         const AppendOptions& options) {
+  auto& tx = static_cast<SqliteTransaction&>(tx_base);
+  sqlite3* db = tx.db();
+  AppendResult result;
+  if (events.empty()) return result;
+  for (auto& e : events) HERALD_RETURN_IF_ERROR(ValidateEvent(e));
+  if (options.expected_version) {
+    for (auto& e : events) {
+      if (e.stream != events[0].stream) {
+        return Status::InvalidArgument(
+            "expected_version needs every event of the append in one stream");
+      }
+    }
+  }
+
+  StmtPtr h_find, h_version, h_insert;
+  auto find = TxStmt(tx, kFindId, &h_find);
+  auto version = TxStmt(tx, kStreamVersion, &h_version);
+  auto insert = TxStmt(tx, kInsertEvent, &h_insert);
+  if (!find.ok()) return find.status();
+  if (!version.ok()) return version.status();
+  if (!insert.ok()) return insert.status();
+
+  // A savepoint makes the call all-or-nothing inside the caller's
+  // transaction.
+  HERALD_RETURN_IF_ERROR(Exec(db, "SAVEPOINT herald_append"));
+  auto fail = [&](Status s) -> Result<AppendResult> {
+    (void)Exec(db, "ROLLBACK TO herald_append; RELEASE herald_append");
+    return s;
+  };
+
+  // Each stream's current version, looked up once per call.
+  std::unordered_map<std::string, int64_t> versions;
+  auto stream_version = [&](const std::string& stream) -> Result<int64_t> {
+    auto it = versions.find(stream);
+    if (it != versions.end()) return it->second;
+    sqlite3_stmt* s = *version;
+    sqlite3_reset(s);
+    BindText(s, 1, stream);
+    ResetGuard g{s};
+    int rc = sqlite3_step(s);
+    if (rc != SQLITE_ROW) return SqlError(db, rc, "read stream version");
+    int64_t v = sqlite3_column_int64(s, 0);
+    versions.emplace(stream, v);
+    return v;
+  };
+  auto lookup = [&](Event* e) -> Result<bool> {
+    sqlite3_stmt* s = *find;
+    sqlite3_reset(s);
+    BindText(s, 1, e->id);
+    ResetGuard g{s};
+    int rc = sqlite3_step(s);
+    if (rc == SQLITE_ROW) {
+      RowToEvent(s, e);
+      return true;
+    }
+    if (rc != SQLITE_DONE) return SqlError(db, rc, "find event");
+    return false;
+  };
+
+  if (options.expected_version) {
+    auto current = stream_version(events[0].stream);
+    if (!current.ok()) return fail(current.status());
+    if (*current != *options.expected_version) {
+      // A retry of an append that succeeded is not a conflict.
+      std::vector<Event> stored(events.begin(), events.end());
+      bool all_stored = true;
+      for (auto& e : stored) {
+        if (e.id.empty()) {
+          all_stored = false;
+          break;
+        }
+        auto found = lookup(&e);
+        if (!found.ok()) return fail(found.status());
+        if (!*found) {
+          all_stored = false;
+          break;
+        }
+      }
+      if (!all_stored) {
+        return fail(Status::Conflict(
+            "stream '" + events[0].stream + "' is at version " +
+            std::to_string(*current) + ", expected " +
+            std::to_string(*options.expected_version)));
+      }
+      std::copy(stored.begin(), stored.end(), events.begin());
+      (void)Exec(db, "RELEASE herald_append");
+      return result;
+    }
+  }
+
+  int64_t now = NowMicros();
+  for (auto& e : events) {
+    if (e.id.empty()) e.id = NewUuidV7();
+    if (e.occurred_at_us == 0) e.occurred_at_us = now;
+    auto current = stream_version(e.stream);
+    if (!current.ok()) return fail(current.status());
+    sqlite3_stmt* s = *insert;
+    sqlite3_reset(s);
+    BindText(s, 1, e.id);
+    BindText(s, 2, e.stream);
+    sqlite3_bind_int64(s, 3, *current + 1);
+    BindText(s, 4, e.type);
+    BindText(s, 5, e.content_type);
+    sqlite3_bind_blob(s, 6, e.payload.data(),
+                      static_cast<int>(e.payload.size()), SQLITE_STATIC);
+    BindText(s, 7, e.metadata.empty() ? std::string_view("{}") : e.metadata);
+    sqlite3_bind_int64(s, 8, e.occurred_at_us);
+    int rc = sqlite3_step(s);
+    sqlite3_reset(s);
+    if (rc != SQLITE_DONE) return fail(SqlError(db, rc, "append"));
+    if (sqlite3_changes(db) == 0) {
+      // Stored before: hand back the stored event.
+      auto found = lookup(&e);
+      if (!found.ok()) return fail(found.status());
+      if (!*found) return fail(Status::Internal("duplicate id vanished"));
+      continue;
+    }
+    e.position = sqlite3_last_insert_rowid(db);
+    e.stream_version = *current + 1;
+    versions[e.stream] = e.stream_version;
+    ++result.created;
+  }
+  HERALD_RETURN_IF_ERROR(Exec(db, "RELEASE herald_append"));
+  if (result.created > 0) tx.set_appended();
+  return result;
+}
+
+Result<Page> SqliteStore::Read(const ReadRequest& req) {
+  if (req.limit < 1 || req.limit > kMaxReadLimit) {
+    return Status::InvalidArgument("limit must be between 1 and " +
+                                   std::to_string(kMaxReadLimit));
+  }
+  if (req.offset < 0) {
+    return Status::InvalidArgument("offset must not be negative");
+  }
+  Lease c(this);
+  HERALD_RETURN_IF_ERROR(c.status());
+  sqlite3* db = c->db.get();
+  int64_t from = req.offset < 1 ? 1 : req.offset;
+  Page page;
+  page.next_offset = from;
+  // One read transaction so the head and the rows agree.
+  HERALD_RETURN_IF_ERROR(Exec(db, "BEGIN"));
+  struct End {
+    sqlite3* db;
+    ~End() { (void)Exec(db, "COMMIT"); }
+  } end{db};
+  auto head = QueryInt(c.get(), kHead);
+  if (!head.ok()) return head.status();
+  page.head = *head;
+
+  sqlite3_stmt* s;
+  StmtPtr dynamic;
+  bool filtered = !req.types.empty() || !req.stream.empty();
+  if (!filtered) {
+    auto st = c->Get(kRead);
+    if (!st.ok()) return st.status();
+    s = *st;
+  } else {
+    std::string sql = std::string("SELECT ") + kEventColumns +
+                      " FROM herald_events WHERE position >= ?1 AND "
+                      "position <= ?2";
+    if (!req.stream.empty()) sql += " AND stream = ?3";
+    if (!req.types.empty()) {
+      sql += " AND (";
+      for (size_t i = 0; i < req.types.size(); ++i) {
+        if (i) sql += " OR ";
+        sql += "type GLOB ?" + std::to_string(4 + i);
+      }
+      sql += ")";
+    }
+    sql += " ORDER BY position LIMIT ?" +
+           std::to_string(4 + req.types.size());
+    auto st = Prepare(db, sql);
+    if (!st.ok()) return st.status();
+    dynamic = std::move(*st);
+    s = dynamic.get();
+  }
+  sqlite3_bind_int64(s, 1, from);
+  if (!filtered) {
+    sqlite3_bind_int(s, 2, req.limit);
+  } else {
+    sqlite3_bind_int64(s, 2, page.head);
+    if (!req.stream.empty()) BindText(s, 3, req.stream);
+    for (size_t i = 0; i < req.types.size(); ++i) {
+      BindText(s, static_cast<int>(4 + i), req.types[i]);
+    }
+    sqlite3_bind_int(s, static_cast<int>(4 + req.types.size()), req.limit);
+  }
+  ResetGuard g{s};
+  page.events.reserve(static_cast<size_t>(
+      std::min<int64_t>(req.limit, std::max<int64_t>(0, page.head - from + 1))));
+  int rc;
+  while ((rc = sqlite3_step(s)) == SQLITE_ROW) {
+    page.events.emplace_back();
+    RowToEvent(s, &page.events.back());
+  }
+  if (rc != SQLITE_DONE) return SqlError(db, rc, "read events");
+  if (!page.events.empty()) {
+    page.next_offset = page.events.back().position + 1;
+  }
+  if (filtered && static_cast<int>(page.events.size()) < req.limit) {
+    // Everything up to the head was scanned.
+    page.next_offset = std::max(from, page.head + 1);
+  }
+  return page;
+}
+
+Result<int64_t> SqliteStore::QueryInt(Conn* c, Slot slot) {
+  auto st = c->Get(slot);
+  if (!st.ok()) return st.status();
+  ResetGuard g{*st};
+  int rc = sqlite3_step(*st);
+  if (rc != SQLITE_ROW) return SqlError(c->db.get(), rc, "query");
+  return sqlite3_column_int64(*st, 0);
+}
+
+Result<std::vector<Event>> SqliteStore::ReadStream(const std::string& stream,
+                                                   int64_t from_version,
+                                                   int limit) {
+  if (limit < 1 || limit > kMaxReadLimit) {
+    return Status::InvalidArgument("limit must be between 1 and " +
+                                   std::to_string(kMaxReadLimit));
+  }
+  Lease c(this);
+  HERALD_RETURN_IF_ERROR(c.status());
+  auto st = c->Get(kReadStream);
+  if (!st.ok()) return st.status();
+  sqlite3_stmt* s = *st;
+  BindText(s, 1, stream);
+  sqlite3_bind_int64(s, 2, from_version);
+  sqlite3_bind_int(s, 3, limit);
+  ResetGuard g{s};
+  std::vector<Event> out;
+  int rc;
+  while ((rc = sqlite3_step(s)) == SQLITE_ROW) {
+    out.emplace_back();
+    RowToEvent(s, &out.back());
+  }
+  if (rc != SQLITE_DONE) return SqlError(c->db.get(), rc, "read stream");
+  return out;
+}
+
+Result<Event> SqliteStore::Get(const std::string& id) {
+  Lease c(this);
+  HERALD_RETURN_IF_ERROR(c.status());
+  auto st = c->Get(kFindId);
+  if (!st.ok()) return st.status();
+  BindText(*st, 1, id);
+  ResetGuard g{*st};
+  int rc = sqlite3_step(*st);
+  if (rc == SQLITE_DONE) return Status::NotFound("no event with id " + id);
+  if (rc != SQLITE_ROW) return SqlError(c->db.get(), rc, "get event");
+  Event e;
+  RowToEvent(*st, &e);
+  return e;
+}
+
+Result<int64_t> SqliteStore::Head() {
+  Lease c(this);
+  HERALD_RETURN_IF_ERROR(c.status());
+  return QueryInt(c.get(), kHead);
+}
+
+Result<int64_t> SqliteStore::GetCheckpoint(const std::string& name) {
+  Lease c(this);
+  HERALD_RETURN_IF_ERROR(c.status());
+  auto st = c->Get(kGetCheckpoint);
+  if (!st.ok()) return st.status();
+  BindText(*st, 1, name);
+  ResetGuard g{*st};
+  int rc = sqlite3_step(*st);
+  if (rc == SQLITE_DONE) return int64_t{0};
+  if (rc != SQLITE_ROW) return SqlError(c->db.get(), rc, "read checkpoint");
+  return sqlite3_column_int64(*st, 0);
+}
+
+Status SqliteStore::SaveCheckpoint(Transaction& tx_base,
+                                   const std::string& name,
+                                   int64_t next_offset) {
+  auto& tx = static_cast<SqliteTransaction&>(tx_base);
+  StmtPtr holder;
+  auto st = TxStmt(tx, kSaveCheckpoint, &holder);
+  if (!st.ok()) return st.status();
+  BindText(*st, 1, name);
+  sqlite3_bind_int64(*st, 2, next_offset);
+  sqlite3_bind_int64(*st, 3, NowMicros());
+  ResetGuard g{*st};
+  int rc = sqlite3_step(*st);
+  if (rc != SQLITE_DONE) return SqlError(tx.db(), rc, "save checkpoint");
+  return Status::OK();
+}
+
+Status SqliteStore::Park(Transaction& tx_base, const ParkedEvent& p) {
+  auto& tx = static_cast<SqliteTransaction&>(tx_base);
+  StmtPtr holder;
+  auto st = TxStmt(tx, kPark, &holder);
+  if (!st.ok()) return st.status();
+  sqlite3_stmt* s = *st;
+  BindText(s, 1, p.route);
+  BindText(s, 2, p.event.id);
+  sqlite3_bind_int64(s, 3, p.event.position);
+  BindText(s, 4, p.event.stream);
+  BindText(s, 5, p.state);
+  sqlite3_bind_int(s, 6, p.attempts);
+  BindText(s, 7, p.error);
+  sqlite3_bind_int64(s, 8, p.parked_at_us ? p.parked_at_us : NowMicros());
+  ResetGuard g{s};
+  int rc = sqlite3_step(s);
+  if (rc != SQLITE_DONE) return SqlError(tx.db(), rc, "park event");
+  return Status::OK();
+}
+
+Result<std::vector<ParkedEvent>> SqliteStore::ListParked(
+    const std::string& route, const std::string& state, int limit) {
+  Lease c(this);
+  HERALD_RETURN_IF_ERROR(c.status());
+  std::string sql =
+      "SELECT p.route, p.state, p.attempts, p.error, p.parked_at, "
+      "e.position, e.id, e.stream, e.stream_version, e.type, e.content_type, "
+      "e.payload, e.metadata, e.occurred_at FROM herald_parked p "
+      "JOIN herald_events e ON e.id = p.event_id WHERE p.route = ?1";
+  if (!state.empty()) sql += " AND p.state = ?2";
+  sql += " ORDER BY p.position LIMIT ?3";
+  auto st = Prepare(c->db.get(), sql);
+  if (!st.ok()) return st.status();
+  sqlite3_stmt* s = st->get();
+  BindText(s, 1, route);
+  if (!state.empty()) BindText(s, 2, state);
+  sqlite3_bind_int(s, 3, limit);
+  std::vector<ParkedEvent> out;
+  int rc;
+  while ((rc = sqlite3_step(s)) == SQLITE_ROW) {
+    ParkedEvent p;
+    p.route = ColumnText(s, 0);
+    p.state = ColumnText(s, 1);
+    p.attempts = sqlite3_column_int(s, 2);
+    p.error = ColumnText(s, 3);
+    p.parked_at_us = sqlite3_column_int64(s, 4);
+    p.event.position = sqlite3_column_int64(s, 5);
+    p.event.id = ColumnText(s, 6);
+    p.event.stream = ColumnText(s, 7);
+    p.event.stream_version = sqlite3_column_int64(s, 8);
+    p.event.type = ColumnText(s, 9);
+    p.event.content_type = ColumnText(s, 10);
+    p.event.payload = ColumnText(s, 11);
+    p.event.metadata = ColumnText(s, 12);
+    p.event.occurred_at_us = sqlite3_column_int64(s, 13);
+    out.push_back(std::move(p));
+  }
+  if (rc != SQLITE_DONE) return SqlError(c->db.get(), rc, "list parked");
+  return out;
+}
+
+Result<int64_t> SqliteStore::CountParked(const std::string& route) {
+  Lease c(this);
+  HERALD_RETURN_IF_ERROR(c.status());
+  auto st = c->Get(kCountParked);
+  if (!st.ok()) return st.status();
+  BindText(*st, 1, route);
+  ResetGuard g{*st};
+  int rc = sqlite3_step(*st);
+  if (rc != SQLITE_ROW) return SqlError(c->db.get(), rc, "count parked");
+  return sqlite3_column_int64(*st, 0);
+}
+
+Status SqliteStore::SetParkedState(const std::string& route,
+                                   const std::string& id,
+                                   const std::string& state) {
+  Lease c(this);
+  HERALD_RETURN_IF_ERROR(c.status());
+  std::string sql = "UPDATE herald_parked SET state = ?1 WHERE route = ?2";
+  if (!id.empty()) sql += " AND event_id = ?3";
+  auto st = Prepare(c->db.get(), sql);
+  if (!st.ok()) return st.status();
+  BindText(st->get(), 1, state);
+  BindText(st->get(), 2, route);
+  if (!id.empty()) BindText(st->get(), 3, id);
+  int rc = sqlite3_step(st->get());
+  if (rc != SQLITE_DONE) return SqlError(c->db.get(), rc, "update parked");
+  if (sqlite3_changes(c->db.get()) == 0) {
+    return Status::NotFound(id.empty() ? "route '" + route +
+                                             "' has no parked events"
+                                       : "no parked event " + id +
+                                             " on route '" + route + "'");
+  }
+  return Status::OK();
+}
+
+Status SqliteStore::DropParked(Transaction& tx_base, const std::string& route,
+                               const std::string& id) {
+  auto& tx = static_cast<SqliteTransaction&>(tx_base);
+  std::string sql = "DELETE FROM herald_parked WHERE route = ?1";
+  if (!id.empty()) sql += " AND event_id = ?2";
+  auto st = Prepare(tx.db(), sql);
+  if (!st.ok()) return st.status();
+  BindText(st->get(), 1, route);
+  if (!id.empty()) BindText(st->get(), 2, id);
+  int rc = sqlite3_step(st->get());
+  if (rc != SQLITE_DONE) return SqlError(tx.db(), rc, "drop parked");
+  if (sqlite3_changes(tx.db()) == 0) {
+    return Status::NotFound(id.empty() ? "route '" + route +
+                                             "' has no parked events"
+                                       : "no parked event " + id +
+                                             " on route '" + route + "'");
+  }
+  return Status::OK();
+}
+
+Result<bool> SqliteStore::MarkHandled(Transaction& tx_base,
+                                      const std::string& consumer,
+                                      const std::string& event_id) {
+  auto& tx = static_cast<SqliteTransaction&>(tx_base);
+  StmtPtr holder;
+  auto st = TxStmt(tx, kMarkHandled, &holder);
+  if (!st.ok()) return st.status();
+  BindText(*st, 1, consumer);
+  BindText(*st, 2, event_id);
+  sqlite3_bind_int64(*st, 3, NowMicros());
+  ResetGuard g{*st};
+  int rc = sqlite3_step(*st);
+  if (rc != SQLITE_DONE) return SqlError(tx.db(), rc, "mark handled");
+  return sqlite3_changes(tx.db()) > 0;
+}
+
+Result<bool> SqliteStore::AcquireLease(const std::string& name,
+                                       const std::string& owner,
+                                       std::chrono::milliseconds ttl) {
+  Lease c(this);
+  HERALD_RETURN_IF_ERROR(c.status());
+  auto st = c->Get(kAcquireLease);
+  if (!st.ok()) return st.status();
+  int64_t now = NowMicros();
+  BindText(*st, 1, name);
+  BindText(*st, 2, owner);
+  sqlite3_bind_int64(*st, 3, now + ttl.count() * 1000);
+  sqlite3_bind_int64(*st, 4, now);
+  ResetGuard g{*st};
+  int rc = sqlite3_step(*st);
+  if (rc != SQLITE_DONE) return SqlError(c->db.get(), rc, "acquire lease");
+  return sqlite3_changes(c->db.get()) > 0;
+}
+
+Status SqliteStore::ReleaseLease(const std::string& name,
+                                 const std::string& owner) {
+  Lease c(this);
+  HERALD_RETURN_IF_ERROR(c.status());
+  auto st = c->Get(kReleaseLease);
+  if (!st.ok()) return st.status();
+  BindText(*st, 1, name);
+  BindText(*st, 2, owner);
+  ResetGuard g{*st};
+  int rc = sqlite3_step(*st);
+  if (rc != SQLITE_DONE) return SqlError(c->db.get(), rc, "release lease");
+  return Status::OK();
+}
+
+Result<std::optional<LeaseInfo>> SqliteStore::GetLease(
+    const std::string& name) {
+  Lease c(this);
+  HERALD_RETURN_IF_ERROR(c.status());
+  auto st = c->Get(kGetLease);
+  if (!st.ok()) return st.status();
+  BindText(*st, 1, name);
+  ResetGuard g{*st};
+  int rc = sqlite3_step(*st);
+  if (rc == SQLITE_DONE) return std::optional<LeaseInfo>();
+  if (rc != SQLITE_ROW) return SqlError(c->db.get(), rc, "read lease");
+  LeaseInfo info{ColumnText(*st, 0), ColumnText(*st, 1),
+                 sqlite3_column_int64(*st, 2)};
+  return std::optional<LeaseInfo>(std::move(info));
+}
+
+}  // namespace
+
+Result<std::unique_ptr<Store>> OpenSqliteStore(const std::string& path,
+                                               const StoreOptions& options) {
+  if (path.empty()) {
+    return Status::InvalidArgument("the SQLite database path is empty");
+  }
+  auto store = std::make_unique<SqliteStore>(path, options);
+  HERALD_RETURN_IF_ERROR(store->Init());
+  return std::unique_ptr<Store>(std::move(store));
+}
+
+}  // namespace herald::detail
