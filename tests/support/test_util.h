@@ -1,0 +1,203 @@
+// Helpers shared by herald's tests: temporary directories, child processes,
+// polling for a condition, free ports. Header-only; POSIX.
+#pragma once
+
+#include <fcntl.h>
+#include <netinet/in.h>
+#include <signal.h>
+#include <sys/socket.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <cstdlib>
+#include <filesystem>
+#include <functional>
+#include <string>
+#include <thread>
+#include <vector>
+
+namespace herald::testing {
+
+// A fresh directory under $TMPDIR, removed with everything in it on scope
+// exit.
+class TempDir {
+ public:
+  TempDir() {
+    std::string tmpl =
+        (std::filesystem::temp_directory_path() / "herald-test-XXXXXX")
+            .string();
+    path_ = ::mkdtemp(tmpl.data());
+  }
+  ~TempDir() {
+    std::error_code ec;
+    std::filesystem::remove_all(path_, ec);
+  }
+  TempDir(const TempDir&) = delete;
+  TempDir& operator=(const TempDir&) = delete;
+  const std::string& path() const { return path_; }
+  std::string file(const std::string& name) const { return path_ + "/" + name; }
+
+ private:
+  std::string path_;
+};
+
+// Path of the built herald binary (CTest sets HERALD_BIN).
+inline std::string HeraldBin() {
+  const char* b = std::getenv("HERALD_BIN");
+  return b ? b : "herald";
+}
+
+// Calls `pred` every millisecond or so until it returns true or `timeout`
+// passes. Returns its last answer. For conditions no event announces.
+inline bool WaitFor(const std::function<bool()>& pred,
+                    std::chrono::milliseconds timeout =
+                        std::chrono::seconds(10)) {
+  auto deadline = std::chrono::steady_clock::now() + timeout;
+  auto pause = std::chrono::microseconds(200);
+  while (true) {
+    if (pred()) return true;
+    if (std::chrono::steady_clock::now() >= deadline) return pred();
+    std::this_thread::sleep_for(pause);
+    if (pause < std::chrono::milliseconds(20)) pause *= 2;
+  }
+}
+
+// A child process running argv, optionally with stdout/stderr sent to files
+// and stdin from a file. Killed (SIGKILL) and reaped on destruction if still
+// running.
+class Child {
+ public:
+  struct Options {
+    std::string stdin_path;   // empty: /dev/null
+    std::string stdout_path;  // empty: inherit
+    std::string stderr_path;  // empty: inherit
+    std::vector<std::string> env;  // extra NAME=VALUE entries
+  };
+
+  Child(const std::vector<std::string>& argv, const Options& options)
+      : Child() {
+    Start(argv, options);
+  }
+  explicit Child(const std::vector<std::string>& argv) : Child(argv, {}) {}
+  Child() = default;
+  Child(Child&& o) noexcept : pid_(o.pid_), status_(o.status_) { o.pid_ = -1; }
+  ~Child() {
+    if (pid_ > 0) {
+      ::kill(pid_, SIGKILL);
+      int st;
+      ::waitpid(pid_, &st, 0);
+    }
+  }
+
+  pid_t pid() const { return pid_; }
+  bool running() {
+    if (pid_ <= 0) return false;
+    int st;
+    pid_t r = ::waitpid(pid_, &st, WNOHANG);
+    if (r == pid_) {
+      status_ = st;
+      pid_ = -1;
+      return false;
+    }
+    return true;
+  }
+  void Signal(int sig) {
+    if (pid_ > 0) ::kill(pid_, sig);
+  }
+  // Waits for exit; returns the exit status, or 128 + signal number.
+  int Wait() {
+    if (pid_ > 0) {
+      int st;
+      ::waitpid(pid_, &st, 0);
+      status_ = st;
+      pid_ = -1;
+    }
+    if (WIFEXITED(status_)) return WEXITSTATUS(status_);
+    if (WIFSIGNALED(status_)) return 128 + WTERMSIG(status_);
+    return -1;
+  }
+
+ private:
+  void Start(const std::vector<std::string>& argv, const Options& o) {
+    pid_ = ::fork();
+    if (pid_ != 0) return;
+    auto redirect = [](const std::string& path, int fd, int flags) {
+      int f = ::open(path.empty() ? "/dev/null" : path.c_str(), flags, 0644);
+      if (f >= 0) {
+        ::dup2(f, fd);
+        ::close(f);
+      }
+    };
+    redirect(o.stdin_path, 0, O_RDONLY);
+    if (!o.stdout_path.empty())
+      redirect(o.stdout_path, 1, O_WRONLY | O_CREAT | O_TRUNC);
+    if (!o.stderr_path.empty())
+      redirect(o.stderr_path, 2, O_WRONLY | O_CREAT | O_TRUNC);
+    for (const auto& kv : o.env) ::putenv(const_cast<char*>(kv.c_str()));
+    std::vector<char*> args;
+    for (const auto& a : argv) args.push_back(const_cast<char*>(a.c_str()));
+    args.push_back(nullptr);
+    ::execvp(args[0], args.data());
+    ::_exit(127);
+  }
+
+  pid_t pid_ = -1;
+  int status_ = 0;
+};
+
+// Runs argv to completion; returns its exit status and fills *out / *err.
+inline int RunCommand(const std::vector<std::string>& argv, std::string* out,
+                      std::string* err = nullptr,
+                      const std::string& stdin_text = "") {
+  TempDir dir;
+  Child::Options o;
+  o.stdout_path = dir.file("out");
+  o.stderr_path = dir.file("err");
+  if (!stdin_text.empty()) {
+    o.stdin_path = dir.file("in");
+    FILE* f = std::fopen(o.stdin_path.c_str(), "wb");
+    std::fwrite(stdin_text.data(), 1, stdin_text.size(), f);
+    std::fclose(f);
+  }
+  Child c(argv, o);
+  int rc = c.Wait();
+  auto slurp = [](const std::string& p) {
+    std::string s;
+    if (FILE* f = std::fopen(p.c_str(), "rb")) {
+      char buf[65536];
+      size_t n;
+      while ((n = std::fread(buf, 1, sizeof buf, f)) > 0) s.append(buf, n);
+      std::fclose(f);
+    }
+    return s;
+  };
+  if (out) *out = slurp(o.stdout_path);
+  if (err) *err = slurp(o.stderr_path);
+  return rc;
+}
+
+// A TCP port on 127.0.0.1 that was free a moment ago.
+inline int FreePort() {
+  int fd = ::socket(AF_INET, SOCK_STREAM, 0);
+  sockaddr_in a{};
+  a.sin_family = AF_INET;
+  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  a.sin_port = 0;
+  ::bind(fd, reinterpret_cast<sockaddr*>(&a), sizeof a);
+  socklen_t len = sizeof a;
+  ::getsockname(fd, reinterpret_cast<sockaddr*>(&a), &len);
+  int port = ntohs(a.sin_port);
+  ::close(fd);
+  return port;
+}
+
+// The store URLs the contract suites run on: SQLite always, PostgreSQL when
+// the test script started a server (HERALD_TEST_PG_URL).
+inline std::vector<std::string> TestBackends() {
+  std::vector<std::string> b{"sqlite"};
+  if (std::getenv("HERALD_TEST_PG_URL")) b.push_back("postgresql");
+  return b;
+}
+
+}  // namespace herald::testing
