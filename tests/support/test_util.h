@@ -200,4 +200,24 @@ inline std::vector<std::string> TestBackends() {
   return b;
 }
 
+// A URL of an empty store for `backend` ("sqlite" or "postgresql"): an
+// SQLite file in `dir`, or a new PostgreSQL database made on the server the
+// test script started (HERALD_TEST_PG_URL, a URL ending in "/DBNAME").
+inline std::string FreshStoreUrl(const std::string& backend,
+                                 const TempDir& dir) {
+  if (backend == "sqlite") return "sqlite:" + dir.file("herald.db");
+  static int counter = 0;
+  std::string base = std::getenv("HERALD_TEST_PG_URL");
+  std::string name = "herald_t" + std::to_string(::getpid()) + "_" +
+                     std::to_string(++counter);
+  std::string out;
+  int rc = RunCommand({"psql", base, "-qAtc", "CREATE DATABASE " + name},
+                      &out);
+  if (rc != 0) return "postgresql://invalid/create-database-failed";
+  auto slash = base.rfind('/');
+  auto query = base.find('?', slash);
+  return base.substr(0, slash + 1) + name +
+         (query == std::string::npos ? "" : base.substr(query));
+}
+
 }  // namespace herald::testing
