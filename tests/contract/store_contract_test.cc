@@ -1,0 +1,434 @@
+// The Store contract: every backend passes this suite unchanged.
+// Runs on SQLite always and on PostgreSQL when the test script started one
+// (HERALD_TEST_PG_URL).
+#include <gtest/gtest.h>
+
+#include <set>
+#include <thread>
+
+#include "herald/store.h"
+#include "support/test_util.h"
+
+namespace herald {
+namespace {
+
+using testing::FreshStoreUrl;
+using testing::TempDir;
+using testing::WaitFor;
+
+Event MakeEvent(const std::string& stream, const std::string& type,
+                const std::string& payload = "{}") {
+  Event e;
+  e.stream = stream;
+  e.type = type;
+  e.payload = payload;
+  return e;
+}
+
+class StoreContract : public ::testing::TestWithParam<std::string> {
+ protected:
+  void SetUp() override {
+    url_ = FreshStoreUrl(GetParam(), dir_);
+    auto s = OpenStore(url_);
+    ASSERT_TRUE(s.ok()) << s.status().ToString();
+    store_ = std::move(*s);
+  }
+
+  // Reads everything, waiting until `count` events are visible (PostgreSQL
+  // positions events shortly after commit).
+  std::vector<Event> ReadAll(size_t count) {
+    std::vector<Event> out;
+    EXPECT_TRUE(WaitFor([&] {
+      ReadRequest r;
+      r.offset = 0;
+      r.limit = kMaxReadLimit;
+      auto page = store_->Read(r);
+      if (!page.ok()) return false;
+      out = page->events;
+      return out.size() >= count;
+    })) << "saw " << out.size() << " of " << count;
+    return out;
+  }
+
+  Status AppendOne(Event* e, AppendOptions options = {}) {
+    auto r = store_->Append(std::span<Event>(e, 1), options);
+    return r.status();
+  }
+
+  TempDir dir_;
+  std::string url_;
+  std::unique_ptr<Store> store_;
+};
+
+TEST_P(StoreContract, AppendAssignsIdTimeAndVersion) {
+  Event e = MakeEvent("order-1", "order.placed", R"({"total":12})");
+  ASSERT_TRUE(AppendOne(&e).ok());
+  EXPECT_TRUE(IsUuid(e.id));
+  EXPECT_EQ(e.id[14], '7') << "UUIDv7 expected: " << e.id;
+  EXPECT_GT(e.occurred_at_us, 0);
+  EXPECT_EQ(e.stream_version, 1);
+  auto events = ReadAll(1);
+  ASSERT_EQ(events.size(), 1u);
+  EXPECT_EQ(events[0].id, e.id);
+  EXPECT_EQ(events[0].position, 1);
+  EXPECT_EQ(events[0].payload, R"({"total":12})");
+  EXPECT_EQ(events[0].metadata, "{}");
+  EXPECT_EQ(events[0].occurred_at_us, e.occurred_at_us);
+}
+
+TEST_P(StoreContract, PayloadAndMetadataStoredVerbatim) {
+  Event e = MakeEvent("s", "t", "{ \"a\" : [1, 2.50, \"\\u00e9\"] }\n");
+  e.metadata = R"({"correlation_id":"c-1","trace":{"id":"x"}})";
+  ASSERT_TRUE(AppendOne(&e).ok());
+  Event binary = MakeEvent("s", "t");
+  binary.content_type = "application/octet-stream";
+  binary.payload = std::string("\x00\x01\xff\xfe", 4);
+  ASSERT_TRUE(AppendOne(&binary).ok());
+  auto events = ReadAll(2);
+  ASSERT_EQ(events.size(), 2u);
+  EXPECT_EQ(events[0].payload, e.payload);
+  EXPECT_EQ(events[0].metadata, e.metadata);
+  EXPECT_EQ(events[1].payload, binary.payload);
+  EXPECT_EQ(events[1].content_type, "application/octet-stream");
+}
+
+TEST_P(StoreContract, AppendIsIdempotentById) {
+  Event e = MakeEvent("s", "t");
+  e.id = NewUuidV7();
+  ASSERT_TRUE(AppendOne(&e).ok());
+  Event again = MakeEvent("s", "t", R"({"different":true})");
+  again.id = e.id;
+  auto r = store_->Append(std::span<Event>(&again, 1));
+  ASSERT_TRUE(r.ok());
+  EXPECT_EQ(r->created, 0u);
+  EXPECT_EQ(again.payload, "{}") << "the stored event comes back";
+  EXPECT_EQ(ReadAll(1).size(), 1u);
+  auto head = store_->Head();
+  ASSERT_TRUE(head.ok());
+  EXPECT_EQ(*head, 1);
+}
+
+TEST_P(StoreContract, ExpectedVersionConflictWritesNothing) {
+  Event a = MakeEvent("acct-1", "opened");
+  AppendOptions new_stream;
+  new_stream.expected_version = 0;
+  ASSERT_TRUE(AppendOne(&a, new_stream).ok());
+  std::vector<Event> batch{MakeEvent("acct-1", "credited"),
+                           MakeEvent("acct-1", "debited")};
+  AppendOptions stale;
+  stale.expected_version = 0;
+  auto r = store_->Append(batch, stale);
+  EXPECT_TRUE(r.status().IsConflict()) << r.status().ToString();
+  AppendOptions current;
+  current.expected_version = 1;
+  ASSERT_TRUE(store_->Append(batch, current).ok());
+  EXPECT_EQ(batch[1].stream_version, 3);
+  // A retry of the same append is not a conflict.
+  auto retry = store_->Append(batch, current);
+  ASSERT_TRUE(retry.ok()) << retry.status().ToString();
+  EXPECT_EQ(retry->created, 0u);
+  EXPECT_EQ(ReadAll(3).size(), 3u);
+}
+
+TEST_P(StoreContract, ExpectedVersionNeedsOneStream) {
+  std::vector<Event> batch{MakeEvent("a", "t"), MakeEvent("b", "t")};
+  AppendOptions o;
+  o.expected_version = 0;
+  EXPECT_TRUE(store_->Append(batch, o).status().IsInvalidArgument());
+}
+
+TEST_P(StoreContract, InvalidEventsWriteNothing) {
+  std::vector<std::pair<std::string, Event>> bad;
+  Event e = MakeEvent("s", "t");
+  e.id = "not-a-uuid";
+  bad.emplace_back("bad id", e);
+  bad.emplace_back("empty type", MakeEvent("s", ""));
+  bad.emplace_back("empty stream", MakeEvent("", "t"));
+  bad.emplace_back("long type", MakeEvent("s", std::string(257, 't')));
+  bad.emplace_back("long stream", MakeEvent(std::string(257, 's'), "t"));
+  bad.emplace_back("payload not JSON", MakeEvent("s", "t", "{nope"));
+  e = MakeEvent("s", "t");
+  e.metadata = "[1]";
+  bad.emplace_back("metadata not an object", e);
+  for (auto& [name, ev] : bad) {
+    // A good event first in the same call: the whole call must fail.
+    std::vector<Event> batch{MakeEvent("s", "t"), ev};
+    auto r = store_->Append(batch);
+    EXPECT_TRUE(r.status().IsInvalidArgument()) << name;
+  }
+  auto head = store_->Head();
+  ASSERT_TRUE(head.ok());
+  EXPECT_EQ(*head, 0);
+}
+
+TEST_P(StoreContract, RolledBackAppendLeavesNothing) {
+  {
+    auto tx = store_->Begin();
+    ASSERT_TRUE(tx.ok());
+    Event e = MakeEvent("s", "t");
+    ASSERT_TRUE(store_->Append(**tx, std::span<Event>(&e, 1)).ok());
+    ASSERT_TRUE((*tx)->Rollback().ok());
+  }
+  {
+    auto tx = store_->Begin();
+    ASSERT_TRUE(tx.ok());
+    Event e = MakeEvent("s", "t");
+    ASSERT_TRUE(store_->Append(**tx, std::span<Event>(&e, 1)).ok());
+    // Destroyed without commit: rolled back.
+  }
+  Event kept = MakeEvent("s", "t");
+  ASSERT_TRUE(AppendOne(&kept).ok());
+  auto events = ReadAll(1);
+  ASSERT_EQ(events.size(), 1u);
+  EXPECT_EQ(events[0].id, kept.id);
+  EXPECT_EQ(events[0].position, 1) << "positions stay dense after rollbacks";
+  EXPECT_EQ(events[0].stream_version, 1);
+}
+
+TEST_P(StoreContract, ReadPagesWithNextOffset) {
+  std::vector<Event> batch;
+  for (int i = 0; i < 25; ++i) batch.push_back(MakeEvent("s", "t"));
+  ASSERT_TRUE(store_->Append(batch).ok());
+  ReadAll(25);
+  int64_t offset = 0;
+  std::vector<int64_t> seen;
+  while (true) {
+    ReadRequest r;
+    r.offset = offset;
+    r.limit = 10;
+    auto page = store_->Read(r);
+    ASSERT_TRUE(page.ok());
+    EXPECT_EQ(page->head, 25);
+    for (auto& e : page->events) seen.push_back(e.position);
+    if (page->events.empty()) {
+      EXPECT_EQ(page->next_offset, offset == 0 ? 1 : offset);
+      break;
+    }
+    offset = page->next_offset;
+  }
+  ASSERT_EQ(seen.size(), 25u);
+  for (size_t i = 0; i < seen.size(); ++i) EXPECT_EQ(seen[i], int64_t(i + 1));
+  // Offsets 0 and 1 both mean the start.
+  ReadRequest r0, r1;
+  r0.offset = 0;
+  r1.offset = 1;
+  EXPECT_EQ(store_->Read(r0)->events.front().position, 1);
+  EXPECT_EQ(store_->Read(r1)->events.front().position, 1);
+}
+
+TEST_P(StoreContract, ReadRejectsBadLimitsAndOffsets) {
+  ReadRequest r;
+  r.limit = 0;
+  EXPECT_TRUE(store_->Read(r).status().IsInvalidArgument());
+  r.limit = -1;
+  EXPECT_TRUE(store_->Read(r).status().IsInvalidArgument());
+  r.limit = kMaxReadLimit + 1;
+  EXPECT_TRUE(store_->Read(r).status().IsInvalidArgument());
+  r.limit = 10;
+  r.offset = -5;
+  EXPECT_TRUE(store_->Read(r).status().IsInvalidArgument());
+}
+
+TEST_P(StoreContract, FilteredReadMovesPastScannedEvents) {
+  std::vector<Event> batch;
+  for (int i = 0; i < 10; ++i) {
+    batch.push_back(MakeEvent(i % 2 ? "order-1" : "cart-1",
+                              i % 2 ? "order.placed" : "cart.emptied"));
+  }
+  ASSERT_TRUE(store_->Append(batch).ok());
+  ReadAll(10);
+  ReadRequest r;
+  r.types = {"order.*"};
+  r.limit = 100;
+  auto page = store_->Read(r);
+  ASSERT_TRUE(page.ok());
+  EXPECT_EQ(page->events.size(), 5u);
+  for (auto& e : page->events) EXPECT_EQ(e.type, "order.placed");
+  EXPECT_EQ(page->next_offset, 11);
+  r.types.clear();
+  r.stream = "cart-1";
+  page = store_->Read(r);
+  ASSERT_TRUE(page.ok());
+  EXPECT_EQ(page->events.size(), 5u);
+  r.limit = 2;
+  page = store_->Read(r);
+  ASSERT_TRUE(page.ok());
+  ASSERT_EQ(page->events.size(), 2u);
+  EXPECT_EQ(page->next_offset, page->events.back().position + 1);
+}
+
+TEST_P(StoreContract, ReadStreamInOrderFromVersion) {
+  for (int i = 0; i < 6; ++i) {
+    Event e = MakeEvent(i % 2 ? "a" : "b", "t", std::to_string(i));
+    ASSERT_TRUE(AppendOne(&e).ok());
+  }
+  auto a = store_->ReadStream("a", 2, 100);
+  ASSERT_TRUE(a.ok());
+  ASSERT_EQ(a->size(), 2u);
+  EXPECT_EQ((*a)[0].payload, "3");
+  EXPECT_EQ((*a)[0].stream_version, 2);
+  EXPECT_EQ((*a)[1].payload, "5");
+  auto none = store_->ReadStream("nope", 1, 100);
+  ASSERT_TRUE(none.ok());
+  EXPECT_TRUE(none->empty());
+}
+
+TEST_P(StoreContract, GetById) {
+  Event e = MakeEvent("s", "t");
+  ASSERT_TRUE(AppendOne(&e).ok());
+  auto got = store_->Get(e.id);
+  ASSERT_TRUE(got.ok());
+  EXPECT_EQ(got->stream, "s");
+  EXPECT_TRUE(store_->Get(NewUuidV7()).status().IsNotFound());
+}
+
+TEST_P(StoreContract, CheckpointsInTheCallersTransaction) {
+  auto none = store_->GetCheckpoint("c");
+  ASSERT_TRUE(none.ok());
+  EXPECT_EQ(*none, 0);
+  ASSERT_TRUE(store_->SaveCheckpoint("c", 42).ok());
+  EXPECT_EQ(*store_->GetCheckpoint("c"), 42);
+  {
+    auto tx = store_->Begin();
+    ASSERT_TRUE(tx.ok());
+    ASSERT_TRUE(store_->SaveCheckpoint(**tx, "c", 99).ok());
+    ASSERT_TRUE((*tx)->Rollback().ok());
+  }
+  EXPECT_EQ(*store_->GetCheckpoint("c"), 42);
+}
+
+TEST_P(StoreContract, ParkedEventsListRetryDrop) {
+  std::vector<Event> batch{MakeEvent("s", "t"), MakeEvent("s", "t")};
+  ASSERT_TRUE(store_->Append(batch).ok());
+  ReadAll(2);
+  auto stored = store_->Read(ReadRequest{});
+  ASSERT_TRUE(stored.ok());
+  {
+    auto tx = store_->Begin();
+    ASSERT_TRUE(tx.ok());
+    ParkedEvent p;
+    p.route = "r";
+    p.event = stored->events[0];
+    p.state = "parked";
+    p.attempts = 5;
+    p.error = "HTTP 400";
+    ASSERT_TRUE(store_->Park(**tx, p).ok());
+    p.event = stored->events[1];
+    p.state = "held";
+    p.error = "held behind " + stored->events[0].id;
+    ASSERT_TRUE(store_->Park(**tx, p).ok());
+    ASSERT_TRUE((*tx)->Commit().ok());
+  }
+  auto list = store_->ListParked("r", "", 100);
+  ASSERT_TRUE(list.ok());
+  ASSERT_EQ(list->size(), 2u);
+  EXPECT_EQ((*list)[0].event.id, stored->events[0].id);
+  EXPECT_EQ((*list)[0].state, "parked");
+  EXPECT_EQ((*list)[0].error, "HTTP 400");
+  EXPECT_EQ((*list)[0].attempts, 5);
+  EXPECT_EQ(*store_->CountParked("r"), 2);
+  EXPECT_EQ(*store_->CountParked("other"), 0);
+  ASSERT_TRUE(store_->SetParkedState("r", stored->events[0].id, "retry").ok());
+  EXPECT_EQ(store_->ListParked("r", "retry", 100)->size(), 1u);
+  EXPECT_TRUE(store_->SetParkedState("r", NewUuidV7(), "retry").IsNotFound());
+  {
+    auto tx = store_->Begin();
+    ASSERT_TRUE(tx.ok());
+    ASSERT_TRUE(store_->DropParked(**tx, "r", stored->events[0].id).ok());
+    ASSERT_TRUE((*tx)->Commit().ok());
+  }
+  EXPECT_EQ(*store_->CountParked("r"), 1);
+  auto tx = store_->Begin();
+  ASSERT_TRUE(tx.ok());
+  EXPECT_TRUE(store_->DropParked(**tx, "r", NewUuidV7()).IsNotFound());
+}
+
+TEST_P(StoreContract, InboxMarksEachEventOnce) {
+  auto tx = store_->Begin();
+  ASSERT_TRUE(tx.ok());
+  std::string id = NewUuidV7();
+  auto first = store_->MarkHandled(**tx, "billing", id);
+  ASSERT_TRUE(first.ok());
+  EXPECT_TRUE(*first);
+  auto second = store_->MarkHandled(**tx, "billing", id);
+  ASSERT_TRUE(second.ok());
+  EXPECT_FALSE(*second);
+  auto other = store_->MarkHandled(**tx, "shipping", id);
+  ASSERT_TRUE(other.ok());
+  EXPECT_TRUE(*other);
+  ASSERT_TRUE((*tx)->Commit().ok());
+}
+
+TEST_P(StoreContract, LeasesAreExclusiveUntilExpiry) {
+  using std::chrono::milliseconds;
+  auto a = store_->AcquireLease("route:r", "a", milliseconds(300));
+  ASSERT_TRUE(a.ok());
+  EXPECT_TRUE(*a);
+  EXPECT_FALSE(*store_->AcquireLease("route:r", "b", milliseconds(300)));
+  EXPECT_TRUE(*store_->AcquireLease("route:r", "a", milliseconds(300)))
+      << "the owner renews";
+  auto info = store_->GetLease("route:r");
+  ASSERT_TRUE(info.ok());
+  ASSERT_TRUE(info->has_value());
+  EXPECT_EQ((*info)->owner, "a");
+  // After expiry another owner takes it.
+  EXPECT_TRUE(WaitFor(
+      [&] { return *store_->AcquireLease("route:r", "b", milliseconds(300)); },
+      std::chrono::seconds(5)));
+  ASSERT_TRUE(store_->ReleaseLease("route:r", "b").ok());
+  EXPECT_TRUE(*store_->AcquireLease("route:r", "a", milliseconds(300)));
+}
+
+TEST_P(StoreContract, AppendWakesWaiters) {
+  uint64_t seen = store_->append_epoch();
+  std::thread writer([&] {
+    Event e = MakeEvent("s", "t");
+    ASSERT_TRUE(AppendOne(&e).ok());
+  });
+  uint64_t now = store_->WaitForAppend(seen, std::chrono::seconds(10));
+  writer.join();
+  EXPECT_NE(now, seen);
+}
+
+TEST_P(StoreContract, ConcurrentAppendersGetDensePositions) {
+  constexpr int kThreads = 4, kPerThread = 50;
+  std::vector<std::thread> threads;
+  for (int t = 0; t < kThreads; ++t) {
+    threads.emplace_back([&, t] {
+      for (int i = 0; i < kPerThread; ++i) {
+        Event e = MakeEvent("s-" + std::to_string(t), "t",
+                            std::to_string(i));
+        ASSERT_TRUE(AppendOne(&e).ok());
+      }
+    });
+  }
+  for (auto& t : threads) t.join();
+  auto events = ReadAll(kThreads * kPerThread);
+  ASSERT_EQ(events.size(), size_t(kThreads * kPerThread));
+  std::map<std::string, int> next;
+  for (size_t i = 0; i < events.size(); ++i) {
+    EXPECT_EQ(events[i].position, int64_t(i + 1));
+    EXPECT_EQ(events[i].payload, std::to_string(next[events[i].stream]++))
+        << "per-stream order";
+  }
+}
+
+TEST_P(StoreContract, ReopenKeepsEverything) {
+  Event e = MakeEvent("s", "t");
+  ASSERT_TRUE(AppendOne(&e).ok());
+  ReadAll(1);
+  store_.reset();
+  auto again = OpenStore(url_);
+  ASSERT_TRUE(again.ok()) << again.status().ToString();
+  store_ = std::move(*again);
+  auto events = ReadAll(1);
+  ASSERT_EQ(events.size(), 1u);
+  EXPECT_EQ(events[0].id, e.id);
+}
+
+INSTANTIATE_TEST_SUITE_P(Backends, StoreContract,
+                         ::testing::ValuesIn(testing::TestBackends()),
+                         [](const auto& info) { return info.param; });
+
+}  // namespace
+}  // namespace herald
