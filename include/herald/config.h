@@ -1,0 +1,199 @@
+// Config: herald's TOML configuration file, shared by `herald relay` and
+// `herald serve`.
+//
+//   [store]
+//   url = "sqlite:herald.db"            # or postgresql://...
+//
+//   [relay]                             # optional; defaults shown
+//   lease_ttl = "10s"
+//   idle_poll = "1s"                    # head check interval when idle
+//   busy_poll = "1ms"                   # first head check after activity
+//
+//   [server]                            # read by `herald serve`
+//   listen = "127.0.0.1:8080"
+//   max_body_bytes = 1048576
+//   [[server.tokens]]
+//   name = "ci"                         # optional label for logs
+//   token = "s3cret"
+//   scopes = ["read", "append"]         # read | append | admin
+//
+//   [[route]]
+//   name = "refunds"
+//   sender = "http://127.0.0.1:9000/events"   # https://, file:PATH, stdout:
+//   types = ["order.*"]
+//   on_failure = "park"                 # or "block" (default)
+//
+// Durations are strings with a unit ("250ms", "10s", "2m", "1h") or
+// integers meaning milliseconds. Unknown keys, wrong types and out-of-range
+// values are InvalidArgument errors that name the key and its line
+// ("config.toml:7: route 'refunds': batch must be >= 1, not -5").
+//
+// A Config is a plain value; safe to copy and to read from many threads.
+#pragma once
+
+#include <chrono>
+#include <cstdint>
+#include <string>
+#include <string_view>
+#include <utility>
+#include <vector>
+
+#include "herald/status.h"
+
+namespace herald {
+
+enum class FailurePolicy {
+  kBlock,  // retry forever with backoff; the route waits (total order kept)
+  kPark,   // after max_attempts park the event, hold its stream, go on
+};
+std::string_view FailurePolicyName(FailurePolicy p);  // "block" | "park"
+
+enum class CloudEventsMode {
+  kBinary,      // ce-* headers, body = payload, Content-Type = content_type
+  kStructured,  // application/cloudevents+json body
+};
+std::string_view CloudEventsModeName(CloudEventsMode m);
+
+// Retry policy of a route: exponential backoff with full jitter in
+// [delay/2, delay], delay = min(backoff_max, backoff_initial * 2^(n-1)).
+struct RetryPolicy {
+  // Attempts before an event is parked (policy park). Policy block retries
+  // forever and ignores it. Default 5; >= 1.
+  int max_attempts = 5;
+  std::chrono::milliseconds backoff_initial{100};  // default 100 ms
+  std::chrono::milliseconds backoff_max{30000};    // default 30 s
+};
+
+// Options of the route's sender. Keys live in the route table.
+struct SenderOptions {
+  // HTTP: time to connect (default 5 s) and for a whole request (10 s).
+  std::chrono::milliseconds connect_timeout{5000};
+  std::chrono::milliseconds timeout{10000};
+  // HTTP: extra request headers ("Authorization" = "Bearer ..."), in order.
+  // TOML: headers = { Authorization = "Bearer x" }.
+  std::vector<std::pair<std::string, std::string>> headers;
+  // HTTP: CloudEvents binding mode (key `mode`, default "binary").
+  CloudEventsMode mode = CloudEventsMode::kBinary;
+  // HTTPS: verify the server's certificate and name (key `tls_verify`,
+  // default true) against `ca_file` (default: the system's CA store).
+  bool tls_verify = true;
+  std::string ca_file;
+  // CloudEvents `source` attribute (default "herald").
+  std::string source = "herald";
+  // file: fsync before acknowledging a batch (key `fsync`, default true).
+  bool fsync = true;
+};
+
+struct RouteConfig {
+  // Unique; letters, digits, '.', '_', '-'. Names the checkpoint, lease and
+  // parked rows of the route in the store.
+  std::string name;
+  // Where events go: "http://..." / "https://..." (webhook), "file:PATH"
+  // (JSON lines), "stdout:" (JSON lines), or a scheme registered with
+  // RegisterSenderScheme (sender.h). Empty for a route given an in-process
+  // Sender through the library.
+  std::string sender;
+  // Glob filters ('*' any run, '?' one character). Empty = everything. An
+  // event is selected when its type matches one of `types` and its stream
+  // one of `streams`.
+  std::vector<std::string> types;
+  std::vector<std::string> streams;
+  // Events read, sent and checkpointed together. Default 100; 1..10000.
+  int batch = 100;
+  // Sends of one batch in flight at once (never two of one stream).
+  // Default 16; 1..1024.
+  int max_in_flight = 16;
+  RetryPolicy retry;
+  FailurePolicy on_failure = FailurePolicy::kBlock;
+  SenderOptions sender_options;
+  // Line of the [[route]] header in the file (0 when built in code).
+  int line = 0;
+};
+
+// Settings shared by every route of a relay process.
+struct RelaySettings {
+  // Lease that keeps one relay per route across processes; renewed every
+  // ttl/4; a relay that cannot renew stops sending before it expires.
+  // Default 10 s; >= 100 ms.
+  std::chrono::milliseconds lease_ttl{10000};
+  // Head check interval for appends from other processes: starts at
+  // busy_poll after activity and doubles up to idle_poll. Appends in the
+  // same process wake the relay at once. Defaults 1 ms and 1 s.
+  std::chrono::milliseconds busy_poll{1};
+  std::chrono::milliseconds idle_poll{1000};
+  // Lease owner name; default "HOST:PID:RANDOM".
+  std::string owner;
+};
+
+enum class TokenScope { kRead, kAppend, kAdmin };
+
+struct TokenConfig {
+  std::string name;   // a label for logs (never the token); may be empty
+  std::string token;  // the bearer secret; non-empty
+  std::vector<TokenScope> scopes;  // at least one
+  bool Allows(TokenScope s) const;
+};
+
+// The [server] table, read by `herald serve` (the relay ignores it).
+struct ServerConfig {
+  // host:port; "[::1]:8080" for IPv6. Default "127.0.0.1:8080".
+  std::string listen = "127.0.0.1:8080";
+  // Bearer tokens (key `tokens`, an array of tables). When empty the server
+  // must refuse to listen on anything but loopback.
+  std::vector<TokenConfig> tokens;
+  // Request body limit. Default 1 MiB; 1 KiB..1 GiB.
+  int64_t max_body_bytes = 1 << 20;
+  // Request line + headers limit. Default 16 KiB; 1 KiB..1 MiB.
+  int64_t max_header_bytes = 16 << 10;
+  // Open connections at most; more are refused. Default 10000.
+  int max_connections = 10000;
+  // I/O threads. Default 0 = number of cores.
+  int threads = 0;
+  // A keep-alive connection with no request in flight is closed after
+  // idle_timeout (default 60 s); a client must send its request headers
+  // within header_timeout (default 10 s).
+  std::chrono::milliseconds idle_timeout{60000};
+  std::chrono::milliseconds header_timeout{10000};
+  // Longest long-poll `wait=` accepted (default 60 s) and the SSE heartbeat
+  // interval (default 15 s).
+  std::chrono::milliseconds max_wait{60000};
+  std::chrono::milliseconds heartbeat{15000};
+  // Line of the [server] header (0 when absent).
+  int line = 0;
+};
+
+struct Config {
+  // [store] url. Default "sqlite:herald.db". A relative SQLite path is taken
+  // relative to the directory of the config file by LoadConfig.
+  std::string store_url = "sqlite:herald.db";
+  RelaySettings relay;
+  ServerConfig server;
+  std::vector<RouteConfig> routes;
+  // The file it was loaded from ("" from ParseConfig).
+  std::string path;
+
+  // The route named `name`, or nullptr.
+  const RouteConfig* FindRoute(std::string_view name) const;
+};
+
+// Reads and parses a TOML file. InvalidArgument names the file, line and
+// key; NotFound/Unavailable when the file cannot be read.
+Result<Config> LoadConfig(const std::string& path);
+
+// Parses TOML text. `source_name` prefixes error messages ("herald.toml").
+// Relative paths are left as written.
+Result<Config> ParseConfig(std::string_view text,
+                           std::string_view source_name = "config");
+
+// Checks a route built in code (name, filters, numbers, sender URL) as the
+// parser would. Used by Relay::AddRoute.
+Status ValidateRoute(const RouteConfig& route, bool sender_given);
+
+// Parses a duration: "250ms", "10s", "2m", "1h", "1.5s". InvalidArgument
+// on anything else.
+Result<std::chrono::milliseconds> ParseDuration(std::string_view text);
+
+// Whether `text` matches the glob `pattern` ('*' any run, '?' one char).
+bool GlobMatch(std::string_view pattern, std::string_view text);
+
+}  // namespace herald

@@ -1,0 +1,188 @@
+// Relay: delivers every committed event to the routes that select it, in
+// per-stream order, at least once, with retries, parking and leases.
+//
+// One Relay runs the routes of one process: a thread per route (which
+// reads, sends and checkpoints in batches) and one lease thread (which
+// renews the routes' leases). Checkpoints, parked events and leases live in
+// the store's database, so a relay killed at any instruction resumes where
+// it left off, and several processes may run the same config: one of them
+// sends per route, the others wait to take over.
+//
+//   auto store = OpenStore("sqlite:app.db");
+//   Relay relay(store->get());
+//   RouteConfig route;
+//   route.name = "billing";
+//   route.types = {"order.*"};
+//   relay.AddRoute(route, MakeCallbackSender([](const Event& e) {
+//     return Bill(e);  // OK = delivered
+//   }));
+//   relay.Start();
+//   ...
+//   relay.Stop();  // finishes in-flight sends, saves checkpoints
+//
+// Thread safety: every method may be called from any thread. Status,
+// metrics and parked-event calls work whether or not the relay is started,
+// and on routes another process is running (they read the store).
+#pragma once
+
+#include <atomic>
+#include <chrono>
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "herald/config.h"
+#include "herald/sender.h"
+#include "herald/status.h"
+#include "herald/store.h"
+
+namespace herald {
+
+// How one route stands. Numbers come from the store (shared across
+// processes); fields marked "this process" only from a running relay.
+struct RouteStatus {
+  std::string name;
+  std::string sender;      // the sender URL, without any user:password
+  std::string on_failure;  // "block" | "park"
+  // The next position the route will read (everything below it is
+  // delivered, parked or held, or not selected by the route's filters).
+  int64_t checkpoint = 0;
+  int64_t head = 0;  // the store's highest position
+  // Positions not yet passed: head - checkpoint + 1, at least 0 (filtered
+  // routes count events they will skip too).
+  int64_t lag_events = 0;
+  // Age of the oldest undelivered event the route selects (0 when none).
+  // Parked and held events are counted separately below.
+  double lag_seconds = 0;
+  int64_t parked = 0;       // parked rows (every state: parked, held, retry)
+  int64_t parked_only = 0;  // rows in state "parked"
+  // The last delivery error of the route and when (UTC µs), kept in the
+  // store so `herald relay status` in another process sees it; empty when
+  // the last attempt succeeded.
+  std::string last_error;
+  int64_t last_error_at_us = 0;
+  // The lease: who sends for this route now, and until when (UTC µs).
+  std::string lease_owner;
+  int64_t lease_expires_at_us = 0;
+  // This process: the route runs here, holds its lease, and what it does
+  // ("stopped", "waiting_for_lease", "idle", "sending", "retrying",
+  // "blocked").
+  bool running = false;
+  bool holding_lease = false;
+  std::string state = "stopped";
+};
+
+// Send latency histogram: counts[i] holds sends whose latency was <=
+// bounds_seconds[i] and > the previous bound; counts.back() (one more than
+// bounds) holds the rest (+Inf). Not cumulative: Prometheus wants them
+// summed.
+struct LatencyHistogram {
+  std::vector<double> bounds_seconds;
+  std::vector<uint64_t> counts;
+  double sum_seconds = 0;
+  uint64_t count = 0;
+};
+
+// Counters of one route in this process since Start (monotonic).
+struct RouteMetrics {
+  std::string name;
+  uint64_t delivered = 0;  // events acknowledged by the receiver
+  uint64_t failed = 0;     // failed attempts (each retry counts)
+  uint64_t parked = 0;     // events parked after max_attempts
+  uint64_t held = 0;       // events held behind a parked one
+  uint64_t batches = 0;    // checkpoints saved
+  // Commit-to-acknowledgement: occurred_at to acknowledgement, per event.
+  // Of the send only (one request / write, first attempt or retry).
+  LatencyHistogram send_latency;
+  int64_t checkpoint = 0;  // last checkpoint saved or read here
+  int64_t lag_events = 0;  // as of the last read
+};
+
+// Options of a Relay (the [relay] table of the config).
+using RelayOptions = RelaySettings;
+
+class Relay {
+ public:
+  // `store` is not owned and must outlive the relay.
+  explicit Relay(Store* store, RelayOptions options = {});
+  // Stops the relay (as Stop()).
+  ~Relay();
+  Relay(const Relay&) = delete;
+  Relay& operator=(const Relay&) = delete;
+
+  // Makes a relay with every route of `config`; senders are made from their
+  // URLs. InvalidArgument for a bad route (names the route).
+  static Result<std::unique_ptr<Relay>> FromConfig(Store* store,
+                                                   const Config& config);
+
+  // Adds a route before Start. The first form makes its sender from
+  // route.sender (MakeSender); the second uses `sender` (route.sender is
+  // then only shown in status). InvalidArgument for a bad route or a
+  // duplicate name; FailedPrecondition after Start.
+  Status AddRoute(const RouteConfig& route);
+  Status AddRoute(const RouteConfig& route, std::unique_ptr<Sender> sender);
+
+  // Starts the route threads and the lease thread. Each route waits for its
+  // lease, then delivers from its checkpoint. Errors: FailedPrecondition
+  // when already started or stopped. Senders are made here (Unavailable
+  // when one cannot be, e.g. a file that cannot be opened).
+  Status Start();
+
+  // Finishes the sends in flight (up to the sender's timeout), saves the
+  // checkpoints, releases the leases and joins every thread. Idempotent;
+  // a stopped relay cannot be started again.
+  void Stop() noexcept;
+
+  // Wakes every route at once (an append made elsewhere, a parked event
+  // retried). Appends through the same Store object wake it by themselves.
+  void Wake();
+
+  std::vector<std::string> route_names() const;
+  const std::vector<RouteConfig>& routes() const { return routes_; }
+
+  // Status of one route (NotFound for an unknown name) or of all routes in
+  // config order. Reads the store; Unavailable when it cannot.
+  Result<RouteStatus> GetStatus(const std::string& route) const;
+  Result<std::vector<RouteStatus>> GetStatuses() const;
+
+  // Counters kept by this process (zeros for routes not running here).
+  std::vector<RouteMetrics> GetMetrics() const;
+
+  // Parked events of a route, in position order; `state` empty = every
+  // state ("parked", "held", "retry"). NotFound for an unknown route.
+  Result<std::vector<ParkedEvent>> ListParked(const std::string& route,
+                                              const std::string& state = "",
+                                              int limit = 1000) const;
+  // Asks the route to send a parked event again (`id` empty: every parked
+  // event of the route). The relay holding the route's lease sends it, then
+  // the events held behind it in order; then the stream flows normally.
+  // If it fails max_attempts times again it is parked again. NotFound for
+  // an unknown route or id.
+  Status RetryParked(const std::string& route, const std::string& id);
+  // Gives up on a parked event (`id` empty: every parked and held event of
+  // the route). Events held behind a dropped one are then sent in order.
+  // NotFound for an unknown route or id.
+  Status DropParked(const std::string& route, const std::string& id);
+
+  // Store names used for a route: its checkpoint ("relay/NAME") and lease.
+  static std::string CheckpointName(const std::string& route);
+  static std::string LeaseName(const std::string& route);
+
+ private:
+  class RouteRunner;
+  friend class RouteRunner;
+  struct Shared;
+
+  Status CheckRoute(const std::string& route) const;
+  void LeaseLoop();
+
+  Store* const store_;
+  const RelayOptions options_;
+  std::vector<RouteConfig> routes_;
+  std::vector<std::unique_ptr<Sender>> given_senders_;  // null: from URL
+  std::vector<std::unique_ptr<RouteRunner>> runners_;
+  std::unique_ptr<Shared> shared_;
+};
+
+}  // namespace herald
