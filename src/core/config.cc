@@ -1,0 +1,605 @@
+// The TOML configuration file (see herald/config.h), parsed with toml++.
+// toml++ throws on syntax errors; the throw never leaves this file.
+#include "herald/config.h"
+
+#include <toml++/toml.h>
+
+#include <algorithm>
+#include <cmath>
+#include <fstream>
+#include <set>
+#include <sstream>
+
+#include "herald/sender.h"
+
+namespace herald {
+
+std::string_view FailurePolicyName(FailurePolicy p) {
+  return p == FailurePolicy::kPark ? "park" : "block";
+}
+
+std::string_view CloudEventsModeName(CloudEventsMode m) {
+  return m == CloudEventsMode::kStructured ? "structured" : "binary";
+}
+
+bool TokenConfig::Allows(TokenScope s) const {
+  for (auto x : scopes) {
+    if (x == s || x == TokenScope::kAdmin) return true;
+  }
+  return false;
+}
+
+const RouteConfig* Config::FindRoute(std::string_view name) const {
+  for (const auto& r : routes) {
+    if (r.name == name) return &r;
+  }
+  return nullptr;
+}
+
+bool GlobMatch(std::string_view p, std::string_view t) {
+  size_t pi = 0, ti = 0, star = std::string_view::npos, mark = 0;
+  while (ti < t.size()) {
+    if (pi < p.size() && (p[pi] == '?' || p[pi] == t[ti])) {
+      ++pi;
+      ++ti;
+    } else if (pi < p.size() && p[pi] == '*') {
+      star = pi++;
+      mark = ti;
+    } else if (star != std::string_view::npos) {
+      pi = star + 1;
+      ti = ++mark;
+    } else {
+      return false;
+    }
+  }
+  while (pi < p.size() && p[pi] == '*') ++pi;
+  return pi == p.size();
+}
+
+Result<std::chrono::milliseconds> ParseDuration(std::string_view text) {
+  auto bad = [&] {
+    return Status::InvalidArgument(
+        "'" + std::string(text) +
+        "' is not a duration (use a number with a unit: 250ms, 10s, 2m, 1h)");
+  };
+  size_t i = 0;
+  while (i < text.size() &&
+         ((text[i] >= '0' && text[i] <= '9') || text[i] == '.')) {
+    ++i;
+  }
+  if (i == 0 || i == text.size() || i > 15) return bad();
+  std::string num(text.substr(0, i));
+  if (std::count(num.begin(), num.end(), '.') > 1 || num[0] == '.' ||
+      num.back() == '.') {
+    return bad();
+  }
+  double v = std::strtod(num.c_str(), nullptr);
+  std::string_view unit = text.substr(i);
+  double ms;
+  if (unit == "ms") {
+    ms = v;
+  } else if (unit == "s") {
+    ms = v * 1000;
+  } else if (unit == "m" || unit == "min") {
+    ms = v * 60000;
+  } else if (unit == "h") {
+    ms = v * 3600000;
+  } else if (unit == "us" || unit == "µs") {
+    ms = v / 1000;
+  } else {
+    return bad();
+  }
+  if (!std::isfinite(ms) || ms > 1e12) return bad();
+  return std::chrono::milliseconds(static_cast<int64_t>(std::llround(ms)));
+}
+
+bool ValidRouteName(std::string_view n) {
+  if (n.empty() || n.size() > 128) return false;
+  for (char c : n) {
+    bool ok = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') ||
+              (c >= '0' && c <= '9') || c == '.' || c == '_' || c == '-';
+    if (!ok) return false;
+  }
+  return true;
+}
+
+Status ValidateRoute(const RouteConfig& r, bool sender_given) {
+  std::string who = "route '" + r.name + "': ";
+  if (!ValidRouteName(r.name)) {
+    return Status::InvalidArgument(
+        "route name '" + r.name +
+        "' must be 1..128 letters, digits, '.', '_' or '-'");
+  }
+  if (!sender_given) {
+    if (r.sender.empty()) {
+      return Status::InvalidArgument(who + "sender is required");
+    }
+    Status s = ValidateSenderUrl(r.sender);
+    if (!s.ok()) return Status::InvalidArgument(who + "sender: " + s.message());
+  }
+  if (r.batch < 1 || r.batch > 10000) {
+    return Status::InvalidArgument(who +
+                                   "batch must be between 1 and 10000, not " +
+                                   std::to_string(r.batch));
+  }
+  if (r.max_in_flight < 1 || r.max_in_flight > 1024) {
+    return Status::InvalidArgument(
+        who + "max_in_flight must be between 1 and 1024, not " +
+        std::to_string(r.max_in_flight));
+  }
+  if (r.retry.max_attempts < 1) {
+    return Status::InvalidArgument(who + "max_attempts must be >= 1, not " +
+                                   std::to_string(r.retry.max_attempts));
+  }
+  if (r.retry.backoff_initial.count() < 1 ||
+      r.retry.backoff_max < r.retry.backoff_initial) {
+    return Status::InvalidArgument(
+        who + "backoff_initial must be >= 1ms and <= backoff_max");
+  }
+  for (const auto& g : r.types) {
+    if (g.empty()) return Status::InvalidArgument(who + "empty type filter");
+  }
+  for (const auto& g : r.streams) {
+    if (g.empty()) return Status::InvalidArgument(who + "empty stream filter");
+  }
+  return Status::OK();
+}
+
+namespace {
+
+// Walks the parsed document; the first error wins.
+class Parser {
+ public:
+  explicit Parser(std::string_view source) : source_(source) {}
+
+  Status Run(const toml::table& root, Config* c) {
+    for (auto&& [k, v] : root) {
+      std::string key(k.str());
+      if (key == "store") {
+        HERALD_RETURN_IF_ERROR(Store(v, c));
+      } else if (key == "relay") {
+        HERALD_RETURN_IF_ERROR(RelayTable(v, c));
+      } else if (key == "server") {
+        HERALD_RETURN_IF_ERROR(Server(v, c));
+      } else if (key == "route") {
+        const toml::array* arr = v.as_array();
+        if (!arr || !arr->is_array_of_tables()) {
+          return Err(v, key, "must be an array of tables ([[route]])");
+        }
+        for (auto& t : *arr) {
+          RouteConfig r;
+          HERALD_RETURN_IF_ERROR(Route(*t.as_table(), &r));
+          c->routes.push_back(std::move(r));
+        }
+      } else {
+        return Err(v, key,
+                   "unknown key (expected store, relay, server, route)");
+      }
+    }
+    std::set<std::string> names;
+    for (const auto& r : c->routes) {
+      if (!names.insert(r.name).second) {
+        return Status::InvalidArgument(Where(r.line) + "route.name: route '" +
+                                       r.name + "' is defined twice");
+      }
+    }
+    return Status::OK();
+  }
+
+ private:
+  std::string Where(int line) const {
+    return std::string(source_) + ":" + std::to_string(line) + ": ";
+  }
+  Status Err(const toml::node& n, const std::string& key,
+             const std::string& msg) const {
+    return Status::InvalidArgument(
+        Where(static_cast<int>(n.source().begin.line)) + key + ": " + msg);
+  }
+  static std::string TypeName(const toml::node& n) {
+    switch (n.type()) {
+      case toml::node_type::table:
+        return "a table";
+      case toml::node_type::array:
+        return "an array";
+      case toml::node_type::string:
+        return "a string";
+      case toml::node_type::integer:
+        return "an integer";
+      case toml::node_type::floating_point:
+        return "a number";
+      case toml::node_type::boolean:
+        return "a boolean";
+      default:
+        return "a date/time";
+    }
+  }
+  Status WrongType(const toml::node& n, const std::string& key,
+                   const char* want) const {
+    return Err(n, key, std::string("must be ") + want + ", not " + TypeName(n));
+  }
+
+  Status Table(const toml::node& n, const std::string& key,
+               const toml::table** out) {
+    *out = n.as_table();
+    if (!*out) return WrongType(n, key, "a table");
+    return Status::OK();
+  }
+  Status String(const toml::node& n, const std::string& key, std::string* out) {
+    auto* s = n.as_string();
+    if (!s) return WrongType(n, key, "a string");
+    *out = s->get();
+    return Status::OK();
+  }
+  Status Bool(const toml::node& n, const std::string& key, bool* out) {
+    auto* b = n.as_boolean();
+    if (!b) return WrongType(n, key, "a boolean");
+    *out = b->get();
+    return Status::OK();
+  }
+  Status Int(const toml::node& n, const std::string& key, int64_t min,
+             int64_t max, int64_t* out) {
+    auto* i = n.as_integer();
+    if (!i) return WrongType(n, key, "an integer");
+    int64_t v = i->get();
+    if (v < min || v > max) {
+      return Err(n, key,
+                 "must be between " + std::to_string(min) + " and " +
+                     std::to_string(max) + ", not " + std::to_string(v));
+    }
+    *out = v;
+    return Status::OK();
+  }
+  Status Int32(const toml::node& n, const std::string& key, int64_t min,
+               int64_t max, int* out) {
+    int64_t v;
+    HERALD_RETURN_IF_ERROR(Int(n, key, min, max, &v));
+    *out = static_cast<int>(v);
+    return Status::OK();
+  }
+  Status Duration(const toml::node& n, const std::string& key,
+                  std::chrono::milliseconds min,
+                  std::chrono::milliseconds* out) {
+    std::chrono::milliseconds d;
+    if (auto* i = n.as_integer()) {
+      d = std::chrono::milliseconds(i->get());
+    } else if (auto* s = n.as_string()) {
+      auto r = ParseDuration(s->get());
+      if (!r.ok()) return Err(n, key, r.status().message());
+      d = *r;
+    } else {
+      return WrongType(n, key, "a duration (\"10s\", \"250ms\")");
+    }
+    if (d < min) {
+      return Err(n, key,
+                 "must be at least " + std::to_string(min.count()) + "ms");
+    }
+    *out = d;
+    return Status::OK();
+  }
+  Status Strings(const toml::node& n, const std::string& key,
+                 std::vector<std::string>* out) {
+    auto* a = n.as_array();
+    if (!a) {
+      if (auto* s = n.as_string()) {  // a single glob is fine too
+        out->push_back(s->get());
+        return Status::OK();
+      }
+      return WrongType(n, key, "an array of strings");
+    }
+    for (auto& e : *a) {
+      auto* s = e.as_string();
+      if (!s) return WrongType(e, key, "an array of strings");
+      if (s->get().empty()) return Err(e, key, "must not hold an empty string");
+      out->push_back(s->get());
+    }
+    return Status::OK();
+  }
+
+  Status Store(const toml::node& n, Config* c) {
+    const toml::table* t;
+    HERALD_RETURN_IF_ERROR(Table(n, "store", &t));
+    for (auto&& [k, v] : *t) {
+      std::string key = "store." + std::string(k.str());
+      if (k == "url") {
+        HERALD_RETURN_IF_ERROR(String(v, key, &c->store_url));
+        if (c->store_url.empty()) return Err(v, key, "must not be empty");
+      } else {
+        return Err(v, key, "unknown key (expected url)");
+      }
+    }
+    return Status::OK();
+  }
+
+  Status RelayTable(const toml::node& n, Config* c) {
+    const toml::table* t;
+    HERALD_RETURN_IF_ERROR(Table(n, "relay", &t));
+    auto& r = c->relay;
+    for (auto&& [k, v] : *t) {
+      std::string key = "relay." + std::string(k.str());
+      if (k == "lease_ttl") {
+        HERALD_RETURN_IF_ERROR(
+            Duration(v, key, std::chrono::milliseconds(100), &r.lease_ttl));
+      } else if (k == "idle_poll") {
+        HERALD_RETURN_IF_ERROR(
+            Duration(v, key, std::chrono::milliseconds(1), &r.idle_poll));
+      } else if (k == "busy_poll") {
+        HERALD_RETURN_IF_ERROR(
+            Duration(v, key, std::chrono::milliseconds(1), &r.busy_poll));
+      } else if (k == "owner") {
+        HERALD_RETURN_IF_ERROR(String(v, key, &r.owner));
+      } else {
+        return Err(v, key,
+                   "unknown key (expected lease_ttl, idle_poll, busy_poll, "
+                   "owner)");
+      }
+    }
+    if (r.busy_poll > r.idle_poll) {
+      return Status::InvalidArgument(
+          Where(static_cast<int>(t->source().begin.line)) +
+          "relay: busy_poll must be <= idle_poll");
+    }
+    return Status::OK();
+  }
+
+  Status Server(const toml::node& n, Config* c) {
+    const toml::table* t;
+    HERALD_RETURN_IF_ERROR(Table(n, "server", &t));
+    auto& s = c->server;
+    s.line = static_cast<int>(t->source().begin.line);
+    for (auto&& [k, v] : *t) {
+      std::string key = "server." + std::string(k.str());
+      if (k == "listen") {
+        HERALD_RETURN_IF_ERROR(String(v, key, &s.listen));
+        auto colon = s.listen.rfind(':');
+        int64_t port;
+        std::string p =
+            colon == std::string::npos ? "" : s.listen.substr(colon + 1);
+        char* end = nullptr;
+        port = p.empty() ? -1 : std::strtoll(p.c_str(), &end, 10);
+        if (colon == 0 || colon == std::string::npos || port < 0 ||
+            port > 65535 || (end && *end)) {
+          return Err(v, key, "must be HOST:PORT, not '" + s.listen + "'");
+        }
+      } else if (k == "tokens") {
+        HERALD_RETURN_IF_ERROR(Tokens(v, key, &s.tokens));
+      } else if (k == "max_body_bytes") {
+        HERALD_RETURN_IF_ERROR(
+            Int(v, key, 1024, int64_t{1} << 30, &s.max_body_bytes));
+      } else if (k == "max_header_bytes") {
+        HERALD_RETURN_IF_ERROR(
+            Int(v, key, 1024, int64_t{1} << 20, &s.max_header_bytes));
+      } else if (k == "max_connections") {
+        HERALD_RETURN_IF_ERROR(Int32(v, key, 1, 1000000, &s.max_connections));
+      } else if (k == "threads") {
+        HERALD_RETURN_IF_ERROR(Int32(v, key, 0, 1024, &s.threads));
+      } else if (k == "idle_timeout") {
+        HERALD_RETURN_IF_ERROR(
+            Duration(v, key, std::chrono::milliseconds(1), &s.idle_timeout));
+      } else if (k == "header_timeout") {
+        HERALD_RETURN_IF_ERROR(
+            Duration(v, key, std::chrono::milliseconds(1), &s.header_timeout));
+      } else if (k == "max_wait") {
+        HERALD_RETURN_IF_ERROR(
+            Duration(v, key, std::chrono::milliseconds(0), &s.max_wait));
+      } else if (k == "heartbeat") {
+        HERALD_RETURN_IF_ERROR(
+            Duration(v, key, std::chrono::milliseconds(1), &s.heartbeat));
+      } else {
+        return Err(v, key,
+                   "unknown key (expected listen, tokens, max_body_bytes, "
+                   "max_header_bytes, max_connections, threads, "
+                   "idle_timeout, header_timeout, max_wait, heartbeat)");
+      }
+    }
+    return Status::OK();
+  }
+
+  Status Tokens(const toml::node& n, const std::string& key,
+                std::vector<TokenConfig>* out) {
+    auto* a = n.as_array();
+    if (!a || !a->is_array_of_tables()) {
+      return WrongType(n, key, "an array of tables ([[server.tokens]])");
+    }
+    for (auto& e : *a) {
+      const toml::table& t = *e.as_table();
+      TokenConfig tc;
+      for (auto&& [k, v] : t) {
+        std::string kk = key + "." + std::string(k.str());
+        if (k == "name") {
+          HERALD_RETURN_IF_ERROR(String(v, kk, &tc.name));
+        } else if (k == "token") {
+          HERALD_RETURN_IF_ERROR(String(v, kk, &tc.token));
+          if (tc.token.empty()) return Err(v, kk, "must not be empty");
+        } else if (k == "scopes") {
+          std::vector<std::string> scopes;
+          HERALD_RETURN_IF_ERROR(Strings(v, kk, &scopes));
+          for (const auto& s : scopes) {
+            if (s == "read") {
+              tc.scopes.push_back(TokenScope::kRead);
+            } else if (s == "append") {
+              tc.scopes.push_back(TokenScope::kAppend);
+            } else if (s == "admin") {
+              tc.scopes.push_back(TokenScope::kAdmin);
+            } else {
+              return Err(
+                  v, kk,
+                  "unknown scope '" + s + "' (expected read, append, admin)");
+            }
+          }
+        } else {
+          return Err(v, kk, "unknown key (expected name, token, scopes)");
+        }
+      }
+      if (tc.token.empty()) return Err(t, key, "a token needs `token`");
+      if (tc.scopes.empty()) {
+        return Err(t, key, "a token needs `scopes` (read, append, admin)");
+      }
+      out->push_back(std::move(tc));
+    }
+    return Status::OK();
+  }
+
+  Status Route(const toml::table& t, RouteConfig* r) {
+    r->line = static_cast<int>(t.source().begin.line);
+    // The name first, so later messages can say which route.
+    if (auto* n = t.get("name")) {
+      HERALD_RETURN_IF_ERROR(String(*n, "route.name", &r->name));
+      if (!ValidRouteName(r->name)) {
+        return Err(*n, "route.name",
+                   "'" + r->name +
+                       "' must be 1..128 letters, digits, '.', '_' or '-'");
+      }
+    } else {
+      return Err(t, "route", "a route needs a `name`");
+    }
+    const std::string p = "route '" + r->name + "'.";
+    auto& so = r->sender_options;
+    for (auto&& [k, v] : t) {
+      std::string key = p + std::string(k.str());
+      if (k == "name") continue;
+      if (k == "sender") {
+        HERALD_RETURN_IF_ERROR(String(v, key, &r->sender));
+        Status s = ValidateSenderUrl(r->sender);
+        if (!s.ok()) return Err(v, key, s.message());
+      } else if (k == "types") {
+        HERALD_RETURN_IF_ERROR(Strings(v, key, &r->types));
+      } else if (k == "streams") {
+        HERALD_RETURN_IF_ERROR(Strings(v, key, &r->streams));
+      } else if (k == "batch") {
+        HERALD_RETURN_IF_ERROR(Int32(v, key, 1, 10000, &r->batch));
+      } else if (k == "max_in_flight") {
+        HERALD_RETURN_IF_ERROR(Int32(v, key, 1, 1024, &r->max_in_flight));
+      } else if (k == "max_attempts") {
+        HERALD_RETURN_IF_ERROR(
+            Int32(v, key, 1, 1000000000, &r->retry.max_attempts));
+      } else if (k == "backoff_initial") {
+        HERALD_RETURN_IF_ERROR(Duration(v, key, std::chrono::milliseconds(1),
+                                        &r->retry.backoff_initial));
+      } else if (k == "backoff_max") {
+        HERALD_RETURN_IF_ERROR(Duration(v, key, std::chrono::milliseconds(1),
+                                        &r->retry.backoff_max));
+      } else if (k == "on_failure") {
+        std::string pol;
+        HERALD_RETURN_IF_ERROR(String(v, key, &pol));
+        if (pol == "block") {
+          r->on_failure = FailurePolicy::kBlock;
+        } else if (pol == "park") {
+          r->on_failure = FailurePolicy::kPark;
+        } else {
+          return Err(v, key,
+                     "unknown policy '" + pol + "' (expected block or park)");
+        }
+      } else if (k == "connect_timeout") {
+        HERALD_RETURN_IF_ERROR(Duration(v, key, std::chrono::milliseconds(1),
+                                        &so.connect_timeout));
+      } else if (k == "timeout") {
+        HERALD_RETURN_IF_ERROR(
+            Duration(v, key, std::chrono::milliseconds(1), &so.timeout));
+      } else if (k == "headers") {
+        const toml::table* h;
+        HERALD_RETURN_IF_ERROR(Table(v, key, &h));
+        for (auto&& [hk, hv] : *h) {
+          std::string name(hk.str());
+          std::string value;
+          HERALD_RETURN_IF_ERROR(String(hv, key + "." + name, &value));
+          for (char ch : name) {
+            if (ch <= ' ' || ch == ':' || ch >= 127) {
+              return Err(hv, key, "'" + name + "' is not a header name");
+            }
+          }
+          for (char ch : value) {
+            if (ch == '\r' || ch == '\n') {
+              return Err(hv, key + "." + name, "must not contain a newline");
+            }
+          }
+          so.headers.emplace_back(name, value);
+        }
+      } else if (k == "mode") {
+        std::string m;
+        HERALD_RETURN_IF_ERROR(String(v, key, &m));
+        if (m == "binary") {
+          so.mode = CloudEventsMode::kBinary;
+        } else if (m == "structured") {
+          so.mode = CloudEventsMode::kStructured;
+        } else {
+          return Err(
+              v, key,
+              "unknown mode '" + m + "' (expected binary or structured)");
+        }
+      } else if (k == "tls_verify") {
+        HERALD_RETURN_IF_ERROR(Bool(v, key, &so.tls_verify));
+      } else if (k == "ca_file") {
+        HERALD_RETURN_IF_ERROR(String(v, key, &so.ca_file));
+      } else if (k == "source") {
+        HERALD_RETURN_IF_ERROR(String(v, key, &so.source));
+        if (so.source.empty()) return Err(v, key, "must not be empty");
+      } else if (k == "fsync") {
+        HERALD_RETURN_IF_ERROR(Bool(v, key, &so.fsync));
+      } else {
+        return Err(v, key,
+                   "unknown key (expected name, sender, types, streams, "
+                   "batch, max_in_flight, max_attempts, backoff_initial, "
+                   "backoff_max, on_failure, connect_timeout, timeout, "
+                   "headers, mode, tls_verify, ca_file, source, fsync)");
+      }
+    }
+    if (r->sender.empty()) return Err(t, p + "sender", "is required");
+    if (r->retry.backoff_max < r->retry.backoff_initial) {
+      return Err(t, p + "backoff_max", "must be >= backoff_initial");
+    }
+    return Status::OK();
+  }
+
+  std::string_view source_;
+};
+
+}  // namespace
+
+Result<Config> ParseConfig(std::string_view text,
+                           std::string_view source_name) {
+  toml::table root;
+  try {
+    root = toml::parse(text, source_name);
+  } catch (const toml::parse_error& e) {
+    std::ostringstream msg;
+    msg << source_name << ":" << e.source().begin.line << ": "
+        << e.description();
+    return Status::InvalidArgument(msg.str());
+  } catch (const std::exception& e) {
+    return Status::InvalidArgument(std::string(source_name) + ": " + e.what());
+  }
+  Config c;
+  Parser p(source_name);
+  HERALD_RETURN_IF_ERROR(p.Run(root, &c));
+  return c;
+}
+
+Result<Config> LoadConfig(const std::string& path) {
+  std::ifstream f(path, std::ios::binary);
+  if (!f) {
+    return Status::InvalidArgument("cannot read config file '" + path + "'");
+  }
+  std::stringstream ss;
+  ss << f.rdbuf();
+  if (f.bad()) {
+    return Status::Unavailable("cannot read config file '" + path + "'");
+  }
+  auto c = ParseConfig(ss.str(), path);
+  if (!c.ok()) return c;
+  c->path = path;
+  // A relative SQLite path is relative to the config file's directory.
+  std::string& url = c->store_url;
+  bool sqlite_prefix = url.rfind("sqlite:", 0) == 0;
+  bool postgres = url.rfind("postgres", 0) == 0;
+  if (!postgres) {
+    std::string file = sqlite_prefix ? url.substr(7) : url;
+    auto slash = path.rfind('/');
+    if (!file.empty() && file[0] != '/' && slash != std::string::npos &&
+        file.rfind("file:", 0) != 0 && file != ":memory:") {
+      url = "sqlite:" + path.substr(0, slash + 1) + file;
+    }
+  }
+  return c;
+}
+
+}  // namespace herald
