@@ -156,11 +156,11 @@ struct DispatcherOptions {
 struct RaiseOptions {
   // The event's stream. Default: EventTraits<T>::Stream(value); required
   // when the traits have no Stream.
-  std::string stream;
+  std::string stream{};
   // A UUID; empty (default): herald makes a UUIDv7 at Raise.
-  std::string id;
+  std::string id{};
   // A JSON object; empty (default): "{}".
-  std::string metadata;
+  std::string metadata{};
 };
 
 // Counters of the async pool, for status pages and tests.
