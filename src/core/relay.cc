@@ -1,0 +1,882 @@
+// Relay: one thread per route reads batches after the route's checkpoint,
+// sends them, and moves the checkpoint once every event of the batch is
+// acknowledged, parked or held; one lease thread keeps the routes' leases.
+//
+// Locking: Shared::mu guards the lifecycle flags; each runner's mu_ guards
+// its wake flags, metrics and in-process status. Never hold a runner's mu_
+// while calling the store or a sender. Lock order: Shared::mu before a
+// runner's mu_ (only Stop takes both).
+#include "herald/relay.h"
+
+#include <unistd.h>
+
+#include <algorithm>
+#include <condition_variable>
+#include <map>
+#include <mutex>
+#include <random>
+#include <set>
+#include <thread>
+#include <unordered_set>
+
+namespace herald {
+
+namespace {
+
+using Clock = std::chrono::steady_clock;
+using std::chrono::milliseconds;
+
+constexpr int kMaxParkedScan = 100000;
+constexpr size_t kMaxErrorLength = 1000;
+constexpr milliseconds kWaitSlice{20};
+
+// Upper bounds of the send latency histogram, in seconds.
+const std::vector<double>& LatencyBounds() {
+  static const std::vector<double> b{0.0005, 0.001, 0.0025, 0.005, 0.01,
+                                     0.025,  0.05,  0.1,    0.25,  0.5,
+                                     1,      2.5,   5,      10};
+  return b;
+}
+
+std::string ErrorNoteName(const std::string& route) {
+  return "relay-error/" + route;
+}
+
+// The sender URL without user:password.
+std::string RedactUrl(const std::string& url) {
+  auto scheme_end = url.find("://");
+  if (scheme_end == std::string::npos) return url;
+  auto host_start = scheme_end + 3;
+  auto path = url.find_first_of("/?#", host_start);
+  auto at = url.rfind('@', path == std::string::npos ? url.size() : path);
+  if (at == std::string::npos || at < host_start) return url;
+  return url.substr(0, host_start) + url.substr(at + 1);
+}
+
+std::string DefaultOwner() {
+  char host[256] = {};
+  ::gethostname(host, sizeof host - 1);
+  std::random_device rd;
+  char tail[16];
+  std::snprintf(tail, sizeof tail, "%08x", rd());
+  return std::string(host) + ":" + std::to_string(::getpid()) + ":" + tail;
+}
+
+bool MatchesAny(const std::vector<std::string>& globs, const std::string& s) {
+  if (globs.empty()) return true;
+  for (const auto& g : globs) {
+    if (GlobMatch(g, s)) return true;
+  }
+  return false;
+}
+
+}  // namespace
+
+struct Relay::Shared {
+  std::mutex mu;
+  std::condition_variable cv;  // wakes the lease thread
+  bool started = false;        // guarded by mu
+  bool stopping = false;       // guarded by mu
+  bool lease_stop = false;     // guarded by mu; set after runners joined
+  std::atomic<bool> stop{false};
+  std::string owner;
+  std::thread lease_thread;
+};
+
+// Runs one route. Run() is the thread body; the rest is called from the
+// lease thread or from API callers.
+class Relay::RouteRunner {
+ public:
+  RouteRunner(Relay* relay, const RouteConfig& config,
+              std::unique_ptr<Sender> sender)
+      : relay_(relay),
+        store_(relay->store_),
+        config_(config),
+        sender_(std::move(sender)),
+        rng_(std::random_device{}()) {
+    metrics_.name = config.name;
+    metrics_.send_latency.bounds_seconds = LatencyBounds();
+    metrics_.send_latency.counts.assign(LatencyBounds().size() + 1, 0);
+  }
+
+  void StartThread() {
+    thread_ = std::thread([this] { Run(); });
+  }
+  void Join() {
+    if (thread_.joinable()) thread_.join();
+  }
+
+  void Wake(bool drain_parked) {
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      woken_ = true;
+      if (drain_parked) drain_requested_ = true;
+    }
+    cv_.notify_all();
+  }
+
+  // ---- Lease (called by the lease thread) ---------------------------------
+
+  // Renews or takes the lease. Returns when to try next.
+  Clock::time_point TendLease(const std::string& owner, milliseconds ttl) {
+    auto t0 = Clock::now();
+    auto r = store_->AcquireLease(LeaseName(config_.name), owner, ttl);
+    milliseconds renew_every = std::max(ttl / 4, milliseconds(10));
+    if (!r.ok()) {
+      // Keep the old deadline: the runner stops when it passes.
+      return t0 + std::min(renew_every, milliseconds(200));
+    }
+    if (*r) {
+      milliseconds margin = std::max(ttl / 10, milliseconds(20));
+      bool gained = !HoldsLease();
+      lease_until_ns_.store((t0 + ttl - margin).time_since_epoch().count());
+      if (gained) Wake(false);
+      return t0 + renew_every;
+    }
+    lease_until_ns_.store(0);
+    // Someone else holds it: try again right after it would expire.
+    auto info = store_->GetLease(LeaseName(config_.name));
+    milliseconds wait = renew_every;
+    if (info.ok() && info->has_value()) {
+      int64_t left_us = (*info)->expires_at_us - NowMicros();
+      wait = std::clamp(milliseconds(left_us / 1000 + 2), milliseconds(1),
+                        renew_every);
+    }
+    return t0 + wait;
+  }
+
+  void ReleaseLease(const std::string& owner) {
+    lease_until_ns_.store(0);
+    (void)store_->ReleaseLease(LeaseName(config_.name), owner);
+  }
+
+  bool HoldsLease() const {
+    return Clock::now().time_since_epoch().count() < lease_until_ns_.load();
+  }
+  Clock::time_point LeaseDeadline() const {
+    return Clock::time_point(Clock::duration(lease_until_ns_.load()));
+  }
+
+  // ---- Status -------------------------------------------------------------
+
+  void FillStatus(RouteStatus* s) {
+    std::lock_guard<std::mutex> lock(mu_);
+    s->running = true;
+    s->holding_lease = HoldsLease();
+    s->state = state_;
+    if (!s->holding_lease && state_ != "stopped")
+      s->state = "waiting_for_lease";
+  }
+
+  RouteMetrics Metrics() {
+    std::lock_guard<std::mutex> lock(mu_);
+    return metrics_;
+  }
+
+ private:
+  void SetState(const char* state) {
+    std::lock_guard<std::mutex> lock(mu_);
+    state_ = state;
+  }
+
+  bool Stopping() const { return relay_->shared_->stop.load(); }
+
+  // Waits until `deadline`, a Wake, Stop, or (when `epoch` is given) an
+  // append by this process.
+  void WaitUntil(Clock::time_point deadline, const uint64_t* epoch) {
+    while (!Stopping()) {
+      auto now = Clock::now();
+      if (now >= deadline) return;
+      {
+        std::unique_lock<std::mutex> lock(mu_);
+        if (woken_) {
+          woken_ = false;
+          return;
+        }
+        if (!epoch) {
+          cv_.wait_for(lock,
+                       std::min<Clock::duration>(deadline - now, kWaitSlice));
+          continue;
+        }
+      }
+      auto slice = std::min<Clock::duration>(deadline - now, kWaitSlice);
+      uint64_t e = store_->WaitForAppend(
+          *epoch, std::chrono::duration_cast<milliseconds>(slice) +
+                      milliseconds(slice < kWaitSlice ? 1 : 0));
+      if (e != *epoch) return;
+    }
+  }
+
+  milliseconds Backoff(int round, milliseconds retry_after) {
+    const auto& p = config_.retry;
+    double d = static_cast<double>(p.backoff_initial.count());
+    for (int i = 1; i < round && d < p.backoff_max.count(); ++i) d *= 2;
+    d = std::min(d, static_cast<double>(p.backoff_max.count()));
+    std::uniform_real_distribution<double> jitter(0.5, 1.0);
+    auto delay = milliseconds(static_cast<int64_t>(d * jitter(rng_)));
+    if (retry_after > delay) {
+      delay = std::min(retry_after, milliseconds(600000));
+    }
+    return std::max(delay, milliseconds(1));
+  }
+
+  void RecordError(const std::string& error) {
+    std::string text = error.substr(0, kMaxErrorLength);
+    int64_t now = NowMicros();
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      last_error_ = text;
+    }
+    // Kept in the store (a lease row whose owner is the message and whose
+    // expiry is its time) so `herald relay status` elsewhere sees it.
+    // Written at most every 200 ms per route.
+    if (text == stored_error_ && now - stored_error_at_ < 200000) return;
+    auto ok = store_->AcquireLease(ErrorNoteName(config_.name), text,
+                                   milliseconds(0));
+    if (ok.ok() && *ok) {
+      stored_error_ = text;
+      stored_error_at_ = now;
+    }
+  }
+
+  void Observe(double seconds) {
+    auto& h = metrics_.send_latency;
+    size_t i = 0;
+    while (i < h.bounds_seconds.size() && seconds > h.bounds_seconds[i]) ++i;
+    ++h.counts[i];
+    h.sum_seconds += seconds;
+    ++h.count;
+  }
+
+  // Loads the checkpoint and the parked rows after gaining the lease.
+  Status Load() {
+    auto cp = store_->GetCheckpoint(CheckpointName(config_.name));
+    if (!cp.ok()) return cp.status();
+    checkpoint_ = std::max<int64_t>(*cp, 1);
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      metrics_.checkpoint = checkpoint_;
+    }
+    return RefreshParked(nullptr);
+  }
+
+  // Reloads the held streams and parked ids; returns the rows when `rows`.
+  Status RefreshParked(std::vector<ParkedEvent>* rows) {
+    auto list = store_->ListParked(config_.name, "", kMaxParkedScan);
+    if (!list.ok()) return list.status();
+    held_streams_.clear();
+    parked_ids_.clear();
+    for (const auto& p : *list) {
+      held_streams_.insert(p.event.stream);
+      parked_ids_.insert(p.event.id);
+    }
+    if (rows) *rows = std::move(*list);
+    return Status::OK();
+  }
+
+  Status SaveCheckpoint(int64_t next, const std::vector<ParkedEvent>& parks) {
+    auto tx = store_->Begin();
+    if (!tx.ok()) return tx.status();
+    for (const auto& p : parks) {
+      HERALD_RETURN_IF_ERROR(store_->Park(**tx, p));
+    }
+    if (next != saved_checkpoint_) {
+      HERALD_RETURN_IF_ERROR(
+          store_->SaveCheckpoint(**tx, CheckpointName(config_.name), next));
+    }
+    HERALD_RETURN_IF_ERROR((*tx)->Commit());
+    saved_checkpoint_ = next;
+    std::lock_guard<std::mutex> lock(mu_);
+    metrics_.checkpoint = next;
+    ++metrics_.batches;
+    return Status::OK();
+  }
+
+  // Saves, retrying while the store is unavailable (the events are sent;
+  // giving up would only resend them). Gives up on Stop or lease loss.
+  void SaveCheckpointRetrying(int64_t next,
+                              const std::vector<ParkedEvent>& parks) {
+    if (next == saved_checkpoint_ && parks.empty()) return;
+    // Without the lease another relay may own the route by now: leave the
+    // checkpoint to it (the batch is sent again: at least once).
+    if (!HoldsLease()) return;
+    for (int round = 1;; ++round) {
+      Status s = SaveCheckpoint(next, parks);
+      if (s.ok()) return;
+      RecordError("saving checkpoint: " + s.ToString());
+      if (Stopping() || !HoldsLease()) return;
+      WaitUntil(Clock::now() + Backoff(round, milliseconds(0)), nullptr);
+    }
+  }
+
+  // Sends `events`; marks each done (delivered or parked/held). Retries
+  // until all are done, the lease is lost or the relay stops. Returns the
+  // parked/held rows to write.
+  void SendBatch(std::vector<Event>& events, std::vector<bool>* done,
+                 std::vector<ParkedEvent>* parks) {
+    std::vector<int> attempts(events.size(), 0);
+    std::vector<size_t> idx;
+    std::vector<Event> to_send;
+    std::vector<SendResult> results;
+    for (int round = 1;; ++round) {
+      idx.clear();
+      to_send.clear();
+      for (size_t i = 0; i < events.size(); ++i) {
+        if (!(*done)[i]) {
+          idx.push_back(i);
+          to_send.push_back(events[i]);
+        }
+      }
+      if (idx.empty() || Stopping() || !HoldsLease()) return;
+      results.assign(to_send.size(), SendResult());
+      SetState(round == 1 ? "sending" : "retrying");
+      auto t0 = Clock::now();
+      sender_->Send(to_send, results, LeaseDeadline());
+      double took = std::chrono::duration<double>(Clock::now() - t0).count();
+      milliseconds retry_after{0};
+      std::string error;
+      uint64_t delivered = 0, failed = 0, parked = 0, held = 0;
+      std::set<std::string> newly_held;
+      for (size_t k = 0; k < idx.size(); ++k) {
+        size_t i = idx[k];
+        if ((*done)[i]) continue;  // held just now by an earlier failure
+        const SendResult& r = results[k];
+        if (r.status.ok()) {
+          (*done)[i] = true;
+          ++delivered;
+          continue;
+        }
+        if (!r.attempted) continue;
+        ++failed;
+        ++attempts[i];
+        retry_after = std::max(retry_after, r.retry_after);
+        error = "event " + events[i].id + " (position " +
+                std::to_string(events[i].position) +
+                "): " + r.status.ToString();
+        if (config_.on_failure == FailurePolicy::kPark &&
+            attempts[i] >= config_.retry.max_attempts) {
+          ParkedEvent p;
+          p.route = config_.name;
+          p.event = events[i];
+          p.state = "parked";
+          p.attempts = attempts[i];
+          p.error = r.status.ToString();
+          parks->push_back(std::move(p));
+          (*done)[i] = true;
+          ++parked;
+          held_streams_.insert(events[i].stream);
+          parked_ids_.insert(events[i].id);
+          // Later events of its stream wait behind it.
+          for (size_t j = i + 1; j < events.size(); ++j) {
+            if ((*done)[j] || events[j].stream != events[i].stream) continue;
+            ParkedEvent h;
+            h.route = config_.name;
+            h.event = events[j];
+            h.state = "held";
+            h.error = "held behind parked event " + events[i].id;
+            parks->push_back(std::move(h));
+            (*done)[j] = true;
+            parked_ids_.insert(events[j].id);
+            ++held;
+          }
+        }
+      }
+      {
+        std::lock_guard<std::mutex> lock(mu_);
+        metrics_.delivered += delivered;
+        metrics_.failed += failed;
+        metrics_.parked += parked;
+        metrics_.held += held;
+        Observe(took);
+      }
+      if (!error.empty()) RecordError(error);
+      bool all =
+          std::all_of(done->begin(), done->end(), [](bool b) { return b; });
+      if (all || Stopping()) return;
+      if (error.empty()) continue;  // only unsent ones left: go on at once
+      SetState(config_.on_failure == FailurePolicy::kBlock ? "blocked"
+                                                           : "retrying");
+      WaitUntil(Clock::now() + Backoff(round, retry_after), nullptr);
+    }
+  }
+
+  // Sends parked events asked for again ("retry") and the held events of
+  // streams with nothing parked before them, in position order per stream.
+  void DrainParked() {
+    std::vector<ParkedEvent> rows;
+    Status s = RefreshParked(&rows);
+    if (!s.ok()) {
+      RecordError("listing parked events: " + s.ToString());
+      return;
+    }
+    std::map<std::string, std::vector<ParkedEvent*>> by_stream;
+    for (auto& r : rows) by_stream[r.event.stream].push_back(&r);
+    for (auto& [stream, list] : by_stream) {
+      size_t sent = 0;
+      for (ParkedEvent* p : list) {
+        if (p->state != "retry" && p->state != "held") break;
+        if (Stopping() || !HoldsLease()) return;
+        if (!Redeliver(*p)) break;
+        ++sent;
+      }
+      if (sent == list.size()) held_streams_.erase(stream);
+    }
+  }
+
+  // One parked/held event: send with retries (max_attempts); on success
+  // drop its row; on failure park it again. Returns whether delivered.
+  bool Redeliver(ParkedEvent& p) {
+    std::vector<Event> one{p.event};
+    std::vector<SendResult> result(1);
+    for (int attempt = 1;; ++attempt) {
+      result.assign(1, SendResult());
+      auto t0 = Clock::now();
+      SetState("sending");
+      sender_->Send(one, result, LeaseDeadline());
+      double took = std::chrono::duration<double>(Clock::now() - t0).count();
+      if (result[0].status.ok()) {
+        auto tx = store_->Begin();
+        Status s = tx.ok() ? store_->DropParked(**tx, config_.name, p.event.id)
+                           : tx.status();
+        if (s.ok()) s = (*tx)->Commit();
+        if (!s.ok() && !s.IsNotFound()) {
+          RecordError("dropping a redelivered parked event: " + s.ToString());
+          return false;
+        }
+        parked_ids_.erase(p.event.id);
+        std::lock_guard<std::mutex> lock(mu_);
+        ++metrics_.delivered;
+        Observe(took);
+        return true;
+      }
+      if (!result[0].attempted) return false;
+      {
+        std::lock_guard<std::mutex> lock(mu_);
+        ++metrics_.failed;
+      }
+      RecordError("event " + p.event.id + " (position " +
+                  std::to_string(p.event.position) +
+                  ", parked): " + result[0].status.ToString());
+      if (attempt >= config_.retry.max_attempts || Stopping() ||
+          !HoldsLease()) {
+        ParkedEvent again = p;
+        again.state = "parked";
+        again.attempts = p.attempts + attempt;
+        again.error = result[0].status.ToString();
+        again.parked_at_us = 0;
+        auto tx = store_->Begin();
+        Status s = tx.ok() ? store_->Park(**tx, again) : tx.status();
+        if (s.ok()) s = (*tx)->Commit();
+        if (!s.ok()) RecordError("re-parking: " + s.ToString());
+        std::lock_guard<std::mutex> lock(mu_);
+        ++metrics_.parked;
+        return false;
+      }
+      WaitUntil(Clock::now() + Backoff(attempt, result[0].retry_after),
+                nullptr);
+    }
+  }
+
+  void Run() {
+    const auto& opts = relay_->options_;
+    bool loaded = false;
+    milliseconds poll = opts.busy_poll;
+    auto next_parked_check = Clock::now();
+    ReadRequest req;
+    req.types = config_.types;
+    req.limit = config_.batch;
+    std::vector<Event> batch;
+    std::vector<bool> done;
+    std::vector<ParkedEvent> parks;
+    int error_round = 0;
+    while (!Stopping()) {
+      if (!HoldsLease()) {
+        loaded = false;
+        SetState("waiting_for_lease");
+        WaitUntil(Clock::now() + milliseconds(50), nullptr);
+        continue;
+      }
+      if (!loaded) {
+        Status s = Load();
+        if (!s.ok()) {
+          RecordError("loading checkpoint: " + s.ToString());
+          WaitUntil(Clock::now() + Backoff(++error_round, milliseconds(0)),
+                    nullptr);
+          continue;
+        }
+        saved_checkpoint_ = checkpoint_;
+        loaded = true;
+        next_parked_check = Clock::now();
+      }
+      bool drain = false;
+      {
+        std::lock_guard<std::mutex> lock(mu_);
+        drain = drain_requested_;
+        drain_requested_ = false;
+      }
+      if (drain ||
+          (!held_streams_.empty() && Clock::now() >= next_parked_check)) {
+        DrainParked();
+        next_parked_check = Clock::now() + opts.idle_poll;
+      }
+
+      uint64_t epoch = store_->append_epoch();
+      req.offset = checkpoint_;
+      auto page = store_->Read(req);
+      if (!page.ok()) {
+        RecordError("reading events: " + page.status().ToString());
+        SetState("retrying");
+        WaitUntil(Clock::now() + Backoff(++error_round, milliseconds(0)),
+                  nullptr);
+        continue;
+      }
+      error_round = 0;
+      bool full = static_cast<int>(page->events.size()) == req.limit;
+      batch.clear();
+      parks.clear();
+      for (auto& e : page->events) {
+        if (!MatchesAny(config_.streams, e.stream)) continue;
+        if (parked_ids_.count(e.id)) continue;  // parked before a restart
+        batch.push_back(std::move(e));
+      }
+      {
+        std::lock_guard<std::mutex> lock(mu_);
+        metrics_.lag_events =
+            std::max<int64_t>(0, page->head - checkpoint_ + 1);
+      }
+      int64_t next = page->next_offset;
+      if (!batch.empty()) {
+        done.assign(batch.size(), false);
+        // Streams held behind a parked event: hold these too.
+        uint64_t held = 0;
+        for (size_t i = 0; i < batch.size(); ++i) {
+          if (!held_streams_.count(batch[i].stream)) continue;
+          ParkedEvent h;
+          h.route = config_.name;
+          h.event = batch[i];
+          h.state = "held";
+          h.error = "held behind a parked event of stream " + batch[i].stream;
+          parks.push_back(std::move(h));
+          parked_ids_.insert(batch[i].id);
+          done[i] = true;
+          ++held;
+        }
+        if (held) {
+          std::lock_guard<std::mutex> lock(mu_);
+          metrics_.held += held;
+        }
+        SendBatch(batch, &done, &parks);
+        // The checkpoint moves past everything done, up to the first event
+        // that is not.
+        for (size_t i = 0; i < batch.size(); ++i) {
+          if (!done[i]) {
+            next = batch[i].position;
+            break;
+          }
+        }
+        // Rows of events beyond the new checkpoint are written too: they
+        // are skipped (parked_ids_) when read again.
+      }
+      if (next != saved_checkpoint_ || !parks.empty()) {
+        SaveCheckpointRetrying(next, parks);
+      }
+      checkpoint_ = next;
+      if (Stopping()) break;
+      if (!batch.empty() || full) {
+        poll = opts.busy_poll;
+        if (full) continue;
+      }
+      SetState("idle");
+      WaitUntil(Clock::now() + poll, &epoch);
+      poll = std::min(poll * 2, opts.idle_poll);
+    }
+    SetState("stopped");
+  }
+
+  Relay* const relay_;
+  Store* const store_;
+  const RouteConfig config_;
+  std::unique_ptr<Sender> sender_;
+  std::thread thread_;
+  // Steady-clock nanoseconds until which this process may send; 0: no lease.
+  std::atomic<int64_t> lease_until_ns_{0};
+
+  // Runner thread only.
+  std::mt19937_64 rng_;
+  int64_t checkpoint_ = 1;
+  int64_t saved_checkpoint_ = -1;
+  std::unordered_set<std::string> held_streams_;
+  std::unordered_set<std::string> parked_ids_;
+  std::string stored_error_;
+  int64_t stored_error_at_ = 0;
+
+  std::mutex mu_;
+  std::condition_variable cv_;
+  bool woken_ = false;             // guarded by mu_
+  bool drain_requested_ = false;   // guarded by mu_
+  std::string state_ = "stopped";  // guarded by mu_
+  std::string last_error_;         // guarded by mu_
+  RouteMetrics metrics_;           // guarded by mu_
+};
+
+// ---- Relay -----------------------------------------------------------------
+
+Relay::Relay(Store* store, RelayOptions options)
+    : store_(store),
+      options_(std::move(options)),
+      shared_(std::make_unique<Shared>()) {
+  shared_->owner = options_.owner.empty() ? DefaultOwner() : options_.owner;
+}
+
+Relay::~Relay() { Stop(); }
+
+std::string Relay::CheckpointName(const std::string& route) {
+  return "relay/" + route;
+}
+std::string Relay::LeaseName(const std::string& route) {
+  return "relay/" + route;
+}
+
+Result<std::unique_ptr<Relay>> Relay::FromConfig(Store* store,
+                                                 const Config& config) {
+  auto relay = std::make_unique<Relay>(store, config.relay);
+  for (const auto& r : config.routes) {
+    HERALD_RETURN_IF_ERROR(relay->AddRoute(r));
+  }
+  return relay;
+}
+
+Status Relay::AddRoute(const RouteConfig& route) {
+  return AddRoute(route, nullptr);
+}
+
+Status Relay::AddRoute(const RouteConfig& route,
+                       std::unique_ptr<Sender> sender) {
+  HERALD_RETURN_IF_ERROR(ValidateRoute(route, sender != nullptr));
+  std::lock_guard<std::mutex> lock(shared_->mu);
+  if (shared_->started) {
+    return Status::FailedPrecondition("routes are added before Start");
+  }
+  for (const auto& r : routes_) {
+    if (r.name == route.name) {
+      return Status::InvalidArgument("route '" + route.name +
+                                     "' is defined twice");
+    }
+  }
+  routes_.push_back(route);
+  given_senders_.push_back(std::move(sender));
+  return Status::OK();
+}
+
+Status Relay::Start() {
+  std::lock_guard<std::mutex> lock(shared_->mu);
+  if (shared_->started) {
+    return Status::FailedPrecondition("the relay was started before");
+  }
+  std::vector<std::unique_ptr<RouteRunner>> runners;
+  for (size_t i = 0; i < routes_.size(); ++i) {
+    std::unique_ptr<Sender> sender = std::move(given_senders_[i]);
+    if (!sender) {
+      auto made = MakeSender(routes_[i]);
+      if (!made.ok()) {
+        return Status(
+            made.status().code(),
+            "route '" + routes_[i].name + "': " + made.status().message());
+      }
+      sender = std::move(*made);
+    }
+    runners.push_back(
+        std::make_unique<RouteRunner>(this, routes_[i], std::move(sender)));
+  }
+  shared_->started = true;
+  runners_ = std::move(runners);
+  for (auto& r : runners_) r->StartThread();
+  shared_->lease_thread = std::thread([this] { LeaseLoop(); });
+  return Status::OK();
+}
+
+void Relay::LeaseLoop() {
+  std::vector<Clock::time_point> next(runners_.size(), Clock::now());
+  std::unique_lock<std::mutex> lock(shared_->mu);
+  while (!shared_->lease_stop) {
+    auto now = Clock::now();
+    auto soonest = now + std::chrono::seconds(1);
+    for (size_t i = 0; i < runners_.size(); ++i) {
+      if (next[i] <= now) {
+        lock.unlock();
+        next[i] = runners_[i]->TendLease(shared_->owner, options_.lease_ttl);
+        lock.lock();
+        if (shared_->lease_stop) break;
+      }
+      soonest = std::min(soonest, next[i]);
+    }
+    shared_->cv.wait_until(lock, soonest);
+  }
+}
+
+void Relay::Stop() noexcept {
+  {
+    std::lock_guard<std::mutex> lock(shared_->mu);
+    if (shared_->stopping) return;
+    shared_->stopping = true;
+    shared_->stop.store(true);
+    if (!shared_->started) return;
+  }
+  for (auto& r : runners_) r->Wake(false);
+  // Runners finish their sends and save checkpoints; the leases are kept
+  // (and renewed) until then so nobody else starts sending meanwhile.
+  for (auto& r : runners_) r->Join();
+  {
+    std::lock_guard<std::mutex> lock(shared_->mu);
+    shared_->lease_stop = true;
+  }
+  shared_->cv.notify_all();
+  if (shared_->lease_thread.joinable()) shared_->lease_thread.join();
+  for (auto& r : runners_) r->ReleaseLease(shared_->owner);
+}
+
+void Relay::Wake() {
+  for (auto& r : runners_) r->Wake(false);
+}
+
+std::vector<std::string> Relay::route_names() const {
+  std::vector<std::string> names;
+  for (const auto& r : routes_) names.push_back(r.name);
+  return names;
+}
+
+Status Relay::CheckRoute(const std::string& route) const {
+  for (const auto& r : routes_) {
+    if (r.name == route) return Status::OK();
+  }
+  return Status::NotFound("no route named '" + route + "'");
+}
+
+Result<RouteStatus> Relay::GetStatus(const std::string& route) const {
+  const RouteConfig* cfg = nullptr;
+  size_t index = 0;
+  for (size_t i = 0; i < routes_.size(); ++i) {
+    if (routes_[i].name == route) {
+      cfg = &routes_[i];
+      index = i;
+    }
+  }
+  if (!cfg) return Status::NotFound("no route named '" + route + "'");
+  RouteStatus s;
+  s.name = cfg->name;
+  s.sender = RedactUrl(cfg->sender);
+  s.on_failure = std::string(FailurePolicyName(cfg->on_failure));
+  auto cp = store_->GetCheckpoint(CheckpointName(route));
+  if (!cp.ok()) return cp.status();
+  s.checkpoint = std::max<int64_t>(*cp, 1);
+  auto head = store_->Head();
+  if (!head.ok()) return head.status();
+  s.head = *head;
+  s.lag_events = std::max<int64_t>(0, s.head - s.checkpoint + 1);
+  if (s.lag_events > 0) {
+    ReadRequest req;
+    req.offset = s.checkpoint;
+    req.types = cfg->types;
+    req.limit = 100;
+    int64_t now = NowMicros();
+    for (int pages = 0; pages < 10; ++pages) {
+      auto page = store_->Read(req);
+      if (!page.ok()) return page.status();
+      bool found = false;
+      for (const auto& e : page->events) {
+        if (!MatchesAny(cfg->streams, e.stream)) continue;
+        s.lag_seconds = std::max<double>(
+            0, static_cast<double>(now - e.occurred_at_us) / 1e6);
+        found = true;
+        break;
+      }
+      if (found || page->events.empty() || page->next_offset == req.offset) {
+        break;
+      }
+      req.offset = page->next_offset;
+    }
+  }
+  auto parked = store_->CountParked(route);
+  if (!parked.ok()) return parked.status();
+  s.parked = *parked;
+  if (s.parked > 0) {
+    auto only = store_->ListParked(route, "parked", kMaxParkedScan);
+    if (!only.ok()) return only.status();
+    s.parked_only = static_cast<int64_t>(only->size());
+  }
+  auto note = store_->GetLease(ErrorNoteName(route));
+  if (!note.ok()) return note.status();
+  if (note->has_value()) {
+    s.last_error = (*note)->owner;
+    s.last_error_at_us = (*note)->expires_at_us;
+  }
+  auto lease = store_->GetLease(LeaseName(route));
+  if (!lease.ok()) return lease.status();
+  if (lease->has_value() && (*lease)->expires_at_us > NowMicros()) {
+    s.lease_owner = (*lease)->owner;
+    s.lease_expires_at_us = (*lease)->expires_at_us;
+  }
+  if (index < runners_.size()) runners_[index]->FillStatus(&s);
+  return s;
+}
+
+Result<std::vector<RouteStatus>> Relay::GetStatuses() const {
+  std::vector<RouteStatus> out;
+  for (const auto& r : routes_) {
+    auto s = GetStatus(r.name);
+    if (!s.ok()) return s.status();
+    out.push_back(std::move(*s));
+  }
+  return out;
+}
+
+std::vector<RouteMetrics> Relay::GetMetrics() const {
+  std::vector<RouteMetrics> out;
+  for (size_t i = 0; i < routes_.size(); ++i) {
+    if (i < runners_.size()) {
+      out.push_back(runners_[i]->Metrics());
+    } else {
+      RouteMetrics m;
+      m.name = routes_[i].name;
+      m.send_latency.bounds_seconds = LatencyBounds();
+      m.send_latency.counts.assign(LatencyBounds().size() + 1, 0);
+      out.push_back(std::move(m));
+    }
+  }
+  return out;
+}
+
+Result<std::vector<ParkedEvent>> Relay::ListParked(const std::string& route,
+                                                   const std::string& state,
+                                                   int limit) const {
+  HERALD_RETURN_IF_ERROR(CheckRoute(route));
+  if (!state.empty() && state != "parked" && state != "held" &&
+      state != "retry") {
+    return Status::InvalidArgument("unknown parked state '" + state +
+                                   "' (expected parked, held or retry)");
+  }
+  return store_->ListParked(route, state, limit);
+}
+
+Status Relay::RetryParked(const std::string& route, const std::string& id) {
+  HERALD_RETURN_IF_ERROR(CheckRoute(route));
+  HERALD_RETURN_IF_ERROR(store_->SetParkedState(route, id, "retry"));
+  for (size_t i = 0; i < runners_.size(); ++i) {
+    if (routes_[i].name == route) runners_[i]->Wake(true);
+  }
+  return Status::OK();
+}
+
+Status Relay::DropParked(const std::string& route, const std::string& id) {
+  HERALD_RETURN_IF_ERROR(CheckRoute(route));
+  auto tx = store_->Begin();
+  if (!tx.ok()) return tx.status();
+  HERALD_RETURN_IF_ERROR(store_->DropParked(**tx, route, id));
+  HERALD_RETURN_IF_ERROR((*tx)->Commit());
+  for (size_t i = 0; i < runners_.size(); ++i) {
+    if (routes_[i].name == route) runners_[i]->Wake(true);
+  }
+  return Status::OK();
+}
+
+}  // namespace herald

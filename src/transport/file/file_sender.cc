@@ -1,0 +1,91 @@
+// JSON-lines senders. A batch is written with one write() (looping on short
+// writes) and, for files, made durable with fdatasync before any event of
+// it is acknowledged. A failed write fails the whole batch (retryable); the
+// retry may leave a partial batch twice in the file (at least once).
+//
+// Thread safety: one relay thread calls Send at a time.
+#include "transport/file/file_sender.h"
+
+#include <fcntl.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstring>
+
+namespace herald::detail {
+namespace {
+
+struct Fd {
+  int fd = -1;
+  bool owned = false;
+  ~Fd() {
+    if (owned && fd >= 0) ::close(fd);
+  }
+};
+
+class LinesSender final : public Sender {
+ public:
+  LinesSender(int fd, bool owned, std::string name, const SenderOptions& o,
+              bool sync)
+      : name_(std::move(name)), source_(o.source), sync_(sync) {
+    fd_.fd = fd;
+    fd_.owned = owned;
+  }
+
+  void Send(std::span<const Event> events, std::span<SendResult> results,
+            std::chrono::steady_clock::time_point) override {
+    buf_.clear();
+    for (const auto& e : events) {
+      AppendCloudEventJson(e, source_, &buf_);
+      buf_.push_back('\n');
+    }
+    Status s = WriteAll();
+    if (s.ok() && sync_ && ::fdatasync(fd_.fd) != 0) {
+      s = Status::Unavailable("fsync " + name_ + ": " + std::strerror(errno));
+    }
+    for (auto& r : results) r.status = s;
+  }
+
+  std::string_view kind() const override { return sync_ ? "file" : "stdout"; }
+
+ private:
+  Status WriteAll() {
+    size_t off = 0;
+    while (off < buf_.size()) {
+      ssize_t n = ::write(fd_.fd, buf_.data() + off, buf_.size() - off);
+      if (n < 0) {
+        if (errno == EINTR) continue;
+        return Status::Unavailable("write " + name_ + ": " +
+                                   std::strerror(errno));
+      }
+      off += static_cast<size_t>(n);
+    }
+    return Status::OK();
+  }
+
+  Fd fd_;
+  std::string name_;
+  std::string source_;
+  bool sync_;
+  std::string buf_;
+};
+
+}  // namespace
+
+Result<std::unique_ptr<Sender>> MakeFileSender(const std::string& path,
+                                               const SenderOptions& options) {
+  int fd =
+      ::open(path.c_str(), O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0644);
+  if (fd < 0) {
+    return Status::Unavailable("cannot open '" + path +
+                               "' for appending: " + std::strerror(errno));
+  }
+  return std::unique_ptr<Sender>(
+      new LinesSender(fd, true, path, options, options.fsync));
+}
+
+std::unique_ptr<Sender> MakeStdoutSender(const SenderOptions& options) {
+  return std::make_unique<LinesSender>(1, false, "stdout", options, false);
+}
+
+}  // namespace herald::detail
