@@ -25,6 +25,9 @@ const Command kCommands[] = {
     {"read", "print events from a store as JSON lines (--follow to tail)",
      RunRead},
     {"migrate", "create or upgrade herald's schema in a store", RunMigrate},
+    {"relay", "deliver events to the routes of a config (status: how they stand)",
+     RunRelay},
+    {"parked", "list, retry or drop a route's parked events", RunParked},
 };
 
 void PrintHelp(std::ostream& out) {
@@ -43,7 +46,11 @@ void PrintHelp(std::ostream& out) {
          "      PAYLOAD from the argument, else from stdin.\n"
          "  herald read --db PATH [--offset N] [--limit N] [--stream S]\n"
          "              [--type GLOB] [--follow]\n"
-         "  herald migrate --db PATH [--adopt]\n\n"
+         "  herald migrate --db PATH [--adopt]\n"
+         "  herald relay --config PATH          (until SIGTERM/SIGINT)\n"
+         "  herald relay status --config PATH [--route NAME]\n"
+         "  herald parked list|retry|drop --config PATH --route NAME\n"
+         "                [--id UUID|--all] [--state S] [--limit N]\n\n"
          "--db takes a file path, sqlite:PATH or postgresql://...\n"
          "Exit status: 0 ok, 1 failure, 2 bad input.\n";
 }

@@ -77,5 +77,10 @@ int RunRead(const std::vector<std::string>& args, std::ostream& out,
             std::ostream& err);
 int RunMigrate(const std::vector<std::string>& args, std::ostream& out,
                std::ostream& err);
+// herald relay [status] --config PATH; herald parked list|retry|drop ...
+int RunRelay(const std::vector<std::string>& args, std::ostream& out,
+             std::ostream& err);
+int RunParked(const std::vector<std::string>& args, std::ostream& out,
+              std::ostream& err);
 
 }  // namespace herald::cli

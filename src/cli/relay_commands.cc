@@ -1,0 +1,228 @@
+// herald relay | relay status | parked list|retry|drop: the relay commands.
+#include <chrono>
+#include <ostream>
+#include <thread>
+
+#include "cli/cli.h"
+#include "herald/config.h"
+#include "herald/json.h"
+#include "herald/relay.h"
+#include "herald/store.h"
+
+namespace herald::cli {
+
+namespace {
+
+struct Loaded {
+  Config config;
+  std::unique_ptr<Store> store;
+  std::unique_ptr<Relay> relay;
+};
+
+// Loads the config, opens its store and builds the relay (not started).
+Result<Loaded> LoadRelay(const Flags& flags, bool run_sequencer) {
+  auto path = flags.Require("config");
+  if (!path.ok()) return path.status();
+  auto config = LoadConfig(*path);
+  if (!config.ok()) return config.status();
+  Loaded l;
+  l.config = std::move(*config);
+  StoreOptions options;
+  options.run_sequencer = run_sequencer;
+  auto store = OpenStore(l.config.store_url, options);
+  if (!store.ok()) return store.status();
+  l.store = std::move(*store);
+  auto relay = Relay::FromConfig(l.store.get(), l.config);
+  if (!relay.ok()) return relay.status();
+  l.relay = std::move(*relay);
+  return l;
+}
+
+// A route name given with --route must exist: bad input otherwise.
+Status CheckRouteFlag(const Loaded& l, const std::string& route) {
+  if (l.config.FindRoute(route)) return Status::OK();
+  std::string names;
+  for (const auto& r : l.config.routes) {
+    names += names.empty() ? "" : ", ";
+    names += r.name;
+  }
+  return Status::InvalidArgument(
+      "no route named '" + route + "' in " + l.config.path +
+      " (routes: " + (names.empty() ? "none" : names) + ")");
+}
+
+std::string StatusJson(const RouteStatus& s) {
+  std::string o = "{\"route\":" + JsonString(s.name);
+  o += ",\"sender\":" + JsonString(s.sender);
+  o += ",\"on_failure\":" + JsonString(s.on_failure);
+  o += ",\"checkpoint\":" + std::to_string(s.checkpoint);
+  o += ",\"head\":" + std::to_string(s.head);
+  o += ",\"lag_events\":" + std::to_string(s.lag_events);
+  char lag[32];
+  std::snprintf(lag, sizeof lag, "%.3f", s.lag_seconds);
+  o += ",\"lag_seconds\":";
+  o += lag;
+  o += ",\"parked\":" + std::to_string(s.parked_only);
+  o += ",\"held\":" + std::to_string(s.parked - s.parked_only);
+  o += ",\"last_error\":";
+  o += s.last_error.empty() ? "null" : JsonString(s.last_error);
+  o += ",\"last_error_at\":";
+  o += s.last_error_at_us ? JsonString(FormatRfc3339(s.last_error_at_us))
+                          : "null";
+  o += ",\"lease_owner\":";
+  o += s.lease_owner.empty() ? "null" : JsonString(s.lease_owner);
+  o += ",\"lease_expires_at\":";
+  o += s.lease_expires_at_us ? JsonString(FormatRfc3339(s.lease_expires_at_us))
+                             : "null";
+  o += "}";
+  return o;
+}
+
+std::string ParkedJson(const ParkedEvent& p) {
+  std::string o = "{\"route\":" + JsonString(p.route);
+  o += ",\"id\":" + JsonString(p.event.id);
+  o += ",\"position\":" + std::to_string(p.event.position);
+  o += ",\"stream\":" + JsonString(p.event.stream);
+  o += ",\"state\":" + JsonString(p.state);
+  o += ",\"attempts\":" + std::to_string(p.attempts);
+  o += ",\"error\":" + JsonString(p.error);
+  o += ",\"parked_at\":" + JsonString(FormatRfc3339(p.parked_at_us));
+  o += ",\"event\":";
+  AppendEventJson(p.event, &o);
+  o += "}";
+  return o;
+}
+
+int RunRelayStatus(const std::vector<std::string>& args, std::ostream& out,
+                   std::ostream& err) {
+  Flags flags;
+  Status s = flags.Parse(args, {{"config", true}, {"route", true}});
+  if (!s.ok()) return Fail(err, s);
+  if (!flags.positional().empty()) {
+    return Fail(err, Status::InvalidArgument("unexpected argument '" +
+                                             flags.positional()[0] + "'"));
+  }
+  auto l = LoadRelay(flags, false);
+  if (!l.ok()) return Fail(err, l.status());
+  std::vector<RouteStatus> list;
+  if (flags.Has("route")) {
+    s = CheckRouteFlag(*l, flags.Get("route"));
+    if (!s.ok()) return Fail(err, s);
+    auto one = l->relay->GetStatus(flags.Get("route"));
+    if (!one.ok()) return Fail(err, one.status());
+    list.push_back(std::move(*one));
+  } else {
+    auto all = l->relay->GetStatuses();
+    if (!all.ok()) return Fail(err, all.status());
+    list = std::move(*all);
+  }
+  for (const auto& st : list) out << StatusJson(st) << "\n";
+  out.flush();
+  return kExitOk;
+}
+
+}  // namespace
+
+int RunRelay(const std::vector<std::string>& args, std::ostream& out,
+             std::ostream& err) {
+  if (!args.empty() && args[0] == "status") {
+    return RunRelayStatus(
+        std::vector<std::string>(args.begin() + 1, args.end()), out, err);
+  }
+  Flags flags;
+  Status s = flags.Parse(args, {{"config", true}});
+  if (!s.ok()) return Fail(err, s);
+  if (!flags.positional().empty()) {
+    return Fail(err, Status::InvalidArgument(
+                         "unexpected argument '" + flags.positional()[0] +
+                         "' (herald relay [status] --config PATH)"));
+  }
+  auto l = LoadRelay(flags, true);
+  if (!l.ok()) return Fail(err, l.status());
+  if (l->config.routes.empty()) {
+    return Fail(err, Status::InvalidArgument(l->config.path +
+                                             ": no [[route]] to relay"));
+  }
+  InstallStopSignals();
+  s = l->relay->Start();
+  if (!s.ok()) return Fail(err, s);
+  err << "herald: relaying " << l->config.routes.size() << " route(s) from "
+      << l->config.store_url << "\n";
+  err.flush();
+  while (!StopRequested()) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  }
+  l->relay->Stop();
+  err << "herald: relay stopped, checkpoints saved\n";
+  err.flush();
+  return kExitOk;
+}
+
+int RunParked(const std::vector<std::string>& args, std::ostream& out,
+              std::ostream& err) {
+  if (args.empty() ||
+      (args[0] != "list" && args[0] != "retry" && args[0] != "drop")) {
+    return Fail(err, Status::InvalidArgument(
+                         "usage: herald parked list|retry|drop --config PATH "
+                         "--route NAME [--id UUID|--all]"));
+  }
+  const std::string action = args[0];
+  Flags flags;
+  Status s = flags.Parse(std::vector<std::string>(args.begin() + 1, args.end()),
+                         {{"config", true},
+                          {"route", true},
+                          {"id", true},
+                          {"all", false},
+                          {"state", true},
+                          {"limit", true}});
+  if (!s.ok()) return Fail(err, s);
+  if (!flags.positional().empty()) {
+    return Fail(err, Status::InvalidArgument("unexpected argument '" +
+                                             flags.positional()[0] + "'"));
+  }
+  auto route = flags.Require("route");
+  if (!route.ok()) return Fail(err, route.status());
+  std::string id = flags.Get("id");
+  if (flags.Has("id") && !IsUuid(id)) {
+    return Fail(err,
+                Status::InvalidArgument("--id '" + id + "' is not a UUID"));
+  }
+  if (action != "list") {
+    if (flags.Has("id") == flags.Has("all")) {
+      return Fail(err, Status::InvalidArgument("parked " + action +
+                                               " needs --id UUID or --all"));
+    }
+  } else if (flags.Has("id") || flags.Has("all")) {
+    return Fail(err, Status::InvalidArgument(
+                         "parked list takes --state and --limit, not --id or "
+                         "--all"));
+  }
+  auto limit = flags.GetInt("limit", 1000, 1, 100000);
+  if (!limit.ok()) return Fail(err, limit.status());
+  auto l = LoadRelay(flags, false);
+  if (!l.ok()) return Fail(err, l.status());
+  s = CheckRouteFlag(*l, *route);
+  if (!s.ok()) return Fail(err, s);
+
+  if (action == "list") {
+    auto list = l->relay->ListParked(*route, flags.Get("state"),
+                                     static_cast<int>(*limit));
+    if (!list.ok()) return Fail(err, list.status());
+    for (const auto& p : *list) out << ParkedJson(p) << "\n";
+    out.flush();
+    return kExitOk;
+  }
+  if (action == "retry") {
+    s = l->relay->RetryParked(*route, id);
+  } else {
+    s = l->relay->DropParked(*route, id);
+  }
+  if (!s.ok()) return Fail(err, s);
+  out << "{\"route\":" << JsonString(*route) << ",\"" << action
+      << "\":" << (id.empty() ? std::string("\"all\"") : JsonString(id))
+      << "}\n";
+  out.flush();
+  return kExitOk;
+}
+
+}  // namespace herald::cli
