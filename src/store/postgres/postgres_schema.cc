@@ -1,0 +1,305 @@
+// The PostgreSQL schema of herald, as versioned migrations. Migration i
+// (1-based) brings a database from schema version i-1 to i. See
+// docs/schema-postgresql.md for what each table and function is for.
+#include "store/postgres/postgres_schema.h"
+
+namespace herald::detail {
+
+namespace {
+
+// 1: the initial schema.
+constexpr const char* kMigration1 = R"sql(
+CREATE TABLE IF NOT EXISTS herald_meta (
+  key   text PRIMARY KEY,
+  value text NOT NULL
+);
+
+-- Events. seq is the insertion id (a sequence without cache, so its values
+-- follow insertion time across sessions); position is NULL until the
+-- sequencer gives the event its place in the global order.
+CREATE TABLE herald_events (
+  seq            bigint GENERATED ALWAYS AS IDENTITY (CACHE 1) PRIMARY KEY,
+  position       bigint UNIQUE,
+  id             uuid   NOT NULL UNIQUE,
+  stream         text   NOT NULL,
+  stream_version bigint NOT NULL,
+  type           text   NOT NULL,
+  content_type   text   NOT NULL DEFAULT 'application/json',
+  payload        bytea  NOT NULL,
+  metadata       text   NOT NULL DEFAULT '{}',
+  occurred_at    timestamptz NOT NULL DEFAULT clock_timestamp(),
+  UNIQUE (stream, stream_version)
+);
+CREATE INDEX herald_events_unpositioned ON herald_events (seq)
+  WHERE position IS NULL;
+
+-- One row per stream: its version. Appends lock the row until commit, so
+-- appends to one stream are serialized (and only those).
+CREATE TABLE herald_streams (
+  stream  text   PRIMARY KEY,
+  version bigint NOT NULL
+);
+
+CREATE TABLE herald_checkpoints (
+  name        text   PRIMARY KEY,
+  next_offset bigint NOT NULL,
+  updated_at  timestamptz NOT NULL DEFAULT clock_timestamp()
+);
+
+CREATE TABLE herald_parked (
+  route     text    NOT NULL,
+  event_id  uuid    NOT NULL,
+  position  bigint  NOT NULL,
+  stream    text    NOT NULL,
+  state     text    NOT NULL,
+  attempts  integer NOT NULL,
+  error     text    NOT NULL,
+  parked_at timestamptz NOT NULL,
+  PRIMARY KEY (route, event_id)
+);
+CREATE INDEX herald_parked_by_position ON herald_parked (route, position);
+
+CREATE TABLE herald_inbox (
+  consumer   text NOT NULL,
+  event_id   text NOT NULL,
+  handled_at timestamptz NOT NULL DEFAULT clock_timestamp(),
+  PRIMARY KEY (consumer, event_id)
+);
+
+CREATE TABLE herald_leases (
+  name       text PRIMARY KEY,
+  owner      text NOT NULL,
+  expires_at timestamptz NOT NULL
+);
+
+-- A UUIDv7 (48-bit Unix milliseconds, then random bits).
+CREATE FUNCTION herald_uuid_v7() RETURNS uuid
+LANGUAGE sql VOLATILE AS $fn$
+  SELECT encode(
+    set_bit(set_bit(
+      overlay(uuid_send(gen_random_uuid())
+              PLACING substring(int8send(
+                (extract(epoch FROM clock_timestamp()) * 1000)::bigint)
+                FROM 3)
+              FROM 1 FOR 6),
+      52, 1), 53, 1), 'hex')::uuid
+$fn$;
+
+-- Appends a batch of events inside the caller's transaction: the arrays
+-- hold one element per event. Idempotent by id: an id stored already is
+-- not stored again and comes back as stored (created = false). With
+-- p_expected_version (all events in one stream), a stream at another
+-- version makes it write nothing and return one row with ord = 0 and the
+-- stream's current version in stream_version; it raises no error, so the
+-- caller's transaction stays usable. Locks each stream's herald_streams row
+-- until the transaction ends.
+CREATE FUNCTION herald_append_events(
+    p_ids uuid[], p_streams text[], p_types text[], p_content_types text[],
+    p_payloads bytea[], p_metadata text[], p_occurred_at timestamptz[],
+    p_expected_version bigint)
+RETURNS TABLE (r_ord integer, r_created boolean, r_id uuid,
+               r_position bigint, r_stream text, r_stream_version bigint,
+               r_type text, r_content_type text, r_payload bytea,
+               r_metadata text, r_occurred_at timestamptz)
+LANGUAGE plpgsql AS $fn$
+DECLARE
+  v_stored   uuid[];
+  v_distinct integer;
+  v_new      integer;
+  v_streams  text[];
+  v_versions bigint[];
+  v_current  bigint;
+  v_inserted integer;
+BEGIN
+  SELECT coalesce(array_agg(e.id), '{}') INTO v_stored
+    FROM herald_events e WHERE e.id = ANY (p_ids);
+  SELECT count(DISTINCT x) INTO v_distinct FROM unnest(p_ids) x;
+  v_new := v_distinct - cardinality(v_stored);
+
+  IF v_new > 0 AND p_expected_version IS NOT NULL THEN
+    IF p_expected_version = 0 THEN
+      INSERT INTO herald_streams AS s (stream, version)
+        VALUES (p_streams[1], v_new)
+        ON CONFLICT (stream) DO NOTHING;
+    ELSE
+      UPDATE herald_streams s SET version = s.version + v_new
+        WHERE s.stream = p_streams[1] AND s.version = p_expected_version;
+    END IF;
+    IF NOT FOUND THEN
+      SELECT s.version INTO v_current FROM herald_streams s
+        WHERE s.stream = p_streams[1];
+      RETURN QUERY SELECT 0, false, NULL::uuid, NULL::bigint, p_streams[1],
+        coalesce(v_current, 0), NULL::text, NULL::text, NULL::bytea,
+        NULL::text, NULL::timestamptz;
+      RETURN;
+    END IF;
+    v_streams := ARRAY[p_streams[1]];
+    v_versions := ARRAY[p_expected_version + v_new];
+  ELSIF v_new > 0 THEN
+    -- Bump every stream by its count of new events, locking the rows in
+    -- stream order (a fixed order, so two batches cannot deadlock here).
+    WITH fresh AS (
+      SELECT DISTINCT ON (t.id) t.id, t.stream
+        FROM unnest(p_ids, p_streams) AS t(id, stream)
+        WHERE t.id <> ALL (v_stored)
+        ORDER BY t.id
+    ), bumped AS (
+      INSERT INTO herald_streams AS s (stream, version)
+        SELECT f.stream, count(*) FROM fresh f GROUP BY f.stream
+        ORDER BY f.stream
+        ON CONFLICT (stream) DO UPDATE SET version = s.version + excluded.version
+        RETURNING s.stream, s.version
+    )
+    SELECT array_agg(b.stream), array_agg(b.version)
+      INTO v_streams, v_versions FROM bumped b;
+  END IF;
+
+  IF v_new > 0 THEN
+    WITH input AS (
+      SELECT t.*
+        FROM unnest(p_ids, p_streams, p_types, p_content_types, p_payloads,
+                    p_metadata, p_occurred_at)
+             WITH ORDINALITY AS t(id, stream, type, content_type, payload,
+                                  metadata, occurred_at, ord)
+    ), fresh AS (
+      SELECT DISTINCT ON (i.id) i.* FROM input i
+        WHERE i.id <> ALL (v_stored) ORDER BY i.id, i.ord
+    ), numbered AS (
+      SELECT f.*, b.version - count(*) OVER (PARTITION BY f.stream)
+                  + row_number() OVER (PARTITION BY f.stream ORDER BY f.ord)
+                  AS stream_version
+        FROM fresh f JOIN unnest(v_streams, v_versions) AS b(stream, version)
+          ON b.stream = f.stream
+    )
+    INSERT INTO herald_events (id, stream, stream_version, type, content_type,
+                               payload, metadata, occurred_at)
+      SELECT n.id, n.stream, n.stream_version, n.type, n.content_type,
+             n.payload, n.metadata, n.occurred_at
+        FROM numbered n ORDER BY n.ord
+      ON CONFLICT (id) DO NOTHING;
+    GET DIAGNOSTICS v_inserted = ROW_COUNT;
+    IF v_inserted <> v_new THEN
+      RAISE EXCEPTION USING ERRCODE = '40001',
+        MESSAGE = 'herald: an event id of this append was appended by a '
+                  'concurrent transaction; retry the transaction';
+    END IF;
+  END IF;
+
+  RETURN QUERY
+    WITH t AS (
+      SELECT u.id, u.ord::integer AS ord,
+             u.id <> ALL (v_stored)
+             AND u.ord = min(u.ord) OVER (PARTITION BY u.id) AS created
+        FROM unnest(p_ids) WITH ORDINALITY AS u(id, ord)
+    )
+    SELECT t.ord, t.created, e.id,
+           CASE WHEN t.created THEN NULL ELSE e.position END,
+           e.stream, e.stream_version,
+           CASE WHEN t.created THEN NULL ELSE e.type END,
+           CASE WHEN t.created THEN NULL ELSE e.content_type END,
+           CASE WHEN t.created THEN NULL ELSE e.payload END,
+           CASE WHEN t.created THEN NULL ELSE e.metadata END,
+           e.occurred_at
+      FROM t JOIN herald_events e ON e.id = t.id
+     ORDER BY t.ord;
+END
+$fn$;
+
+-- The append function for services in any language: appends one JSON event
+-- inside the caller's transaction and returns its id, stream version and
+-- whether it was new (false: this id was stored before; nothing changed).
+-- Raises SQLSTATE 'HR409' when expected_version is given and the stream is
+-- at another version, '22023' on a malformed argument.
+CREATE FUNCTION herald_append(
+    stream text, type text, payload text,
+    metadata text DEFAULT '{}', id uuid DEFAULT NULL,
+    expected_version bigint DEFAULT NULL)
+RETURNS TABLE (event_id uuid, stream_version bigint, created boolean)
+LANGUAGE plpgsql AS $fn$
+DECLARE
+  v_id uuid := coalesce(herald_append.id, herald_uuid_v7());
+  r record;
+BEGIN
+  IF herald_append.stream IS NULL OR length(herald_append.stream) = 0
+     OR length(herald_append.stream) > 256 THEN
+    RAISE EXCEPTION USING ERRCODE = '22023',
+      MESSAGE = 'herald_append: stream must be 1 to 256 characters';
+  END IF;
+  IF herald_append.type IS NULL OR length(herald_append.type) = 0
+     OR length(herald_append.type) > 256 THEN
+    RAISE EXCEPTION USING ERRCODE = '22023',
+      MESSAGE = 'herald_append: type must be 1 to 256 characters';
+  END IF;
+  IF herald_append.payload IS NULL THEN
+    RAISE EXCEPTION USING ERRCODE = '22023',
+      MESSAGE = 'herald_append: payload must not be NULL';
+  END IF;
+  PERFORM herald_append.payload::jsonb;  -- raises 22P02 when not JSON
+  IF jsonb_typeof(coalesce(herald_append.metadata, '{}')::jsonb)
+     <> 'object' THEN
+    RAISE EXCEPTION USING ERRCODE = '22023',
+      MESSAGE = 'herald_append: metadata must be a JSON object';
+  END IF;
+  SELECT * INTO r FROM herald_append_events(
+      ARRAY[v_id], ARRAY[herald_append.stream], ARRAY[herald_append.type],
+      ARRAY['application/json'],
+      ARRAY[convert_to(herald_append.payload, 'UTF8')],
+      ARRAY[coalesce(herald_append.metadata, '{}')],
+      ARRAY[clock_timestamp()], herald_append.expected_version);
+  IF r.r_ord = 0 THEN
+    RAISE EXCEPTION USING ERRCODE = 'HR409',
+      MESSAGE = format('herald_append: stream %L is at version %s, expected %s',
+                       herald_append.stream, r.r_stream_version,
+                       herald_append.expected_version);
+  END IF;
+  event_id := r.r_id;
+  stream_version := r.r_stream_version;
+  created := r.r_created;
+  RETURN NEXT;
+END
+$fn$;
+
+-- One pass of the sequencer: gives the next positions, in insertion order,
+-- to up to p_limit committed events that have none. Returns how many it
+-- positioned and the head after it, or positioned = -1 when another pass
+-- holds the sequencer lock and p_wait is false. Run it as a statement of
+-- its own (autocommit), never inside a longer transaction.
+CREATE FUNCTION herald_sequence(p_limit integer, p_wait boolean DEFAULT false)
+RETURNS TABLE (positioned integer, head bigint)
+LANGUAGE plpgsql AS $fn$
+DECLARE
+  v_head bigint;
+  v_n integer;
+BEGIN
+  IF p_wait THEN
+    PERFORM pg_advisory_xact_lock(7306916370318864496);
+  ELSIF NOT pg_try_advisory_xact_lock(7306916370318864496) THEN
+    RETURN QUERY SELECT -1, NULL::bigint;
+    RETURN;
+  END IF;
+  SELECT coalesce(max(e.position), 0) INTO v_head FROM herald_events e;
+  WITH batch AS (
+    SELECT u.seq, v_head + row_number() OVER (ORDER BY u.seq) AS pos
+      FROM (SELECT e.seq FROM herald_events e WHERE e.position IS NULL
+             ORDER BY e.seq LIMIT p_limit) u
+  )
+  UPDATE herald_events e SET position = b.pos FROM batch b
+   WHERE e.seq = b.seq;
+  GET DIAGNOSTICS v_n = ROW_COUNT;
+  RETURN QUERY SELECT v_n, v_head + v_n;
+END
+$fn$;
+)sql";
+
+constexpr const char* kMigrations[] = {kMigration1};
+static_assert(sizeof(kMigrations) / sizeof(kMigrations[0]) ==
+              kPostgresSchemaVersion);
+
+}  // namespace
+
+const char* PostgresMigration(int to_version) {
+  if (to_version < 1 || to_version > kPostgresSchemaVersion) return nullptr;
+  return kMigrations[to_version - 1];
+}
+
+}  // namespace herald::detail

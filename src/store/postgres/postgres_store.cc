@@ -1,0 +1,1310 @@
+// PostgreSQL Store: libpq, a pool of connections with prepared statements,
+// and a sequencer that gives committed events their positions.
+//
+// How positions stay dense and gap-free while transactions commit out of
+// order: an append inserts its events with an insertion id (seq) and no
+// position, after locking its stream's herald_streams row (so appends to one
+// stream are serialized, and a later append to a stream only starts after
+// the earlier one ended). The sequencer, one pass at a time (an advisory
+// lock) and normally one process at a time (the "herald.sequencer" lease),
+// gives the next positions in seq order to the committed events that have
+// none, in one statement. Readers only see positioned events. A pass sees an
+// event only once its transaction committed, and whenever it sees a later
+// append to a stream it also sees the earlier ones, so per-stream order is
+// append order; positions are handed out by one pass at a time from the
+// head, so a reader that saw position N never finds a new event <= N. No
+// transaction, however long, holds back events other than its own (and
+// appends to its streams, which wait for its row lock).
+//
+// Thread safety: the store is shared; each connection is used by one thread
+// at a time (taken from and returned to the pool under pool_mu_). The
+// sequencer thread owns its connection; seq_mu_ guards its wake-up state.
+#include "store/postgres/postgres_store.h"
+
+#include <unistd.h>
+
+#include <algorithm>
+#include <atomic>
+#include <condition_variable>
+#include <mutex>
+#include <thread>
+#include <vector>
+
+#include "store/postgres/pg_util.h"
+
+namespace herald::detail {
+
+std::string RedactPostgresUrl(const std::string& url) {
+  std::string out = url;
+  auto scheme = out.find("://");
+  if (scheme != std::string::npos) {
+    auto start = scheme + 3;
+    auto end = out.find_first_of("/?", start);
+    auto at = out.rfind('@', end == std::string::npos ? out.size() : end);
+    if (at != std::string::npos && at > start) {
+      auto colon = out.find(':', start);
+      if (colon != std::string::npos && colon < at) {
+        out.replace(colon + 1, at - colon - 1, "***");
+      }
+    }
+  }
+  auto pw = out.find("password=");
+  if (pw != std::string::npos) {
+    auto end = out.find('&', pw);
+    out.replace(pw + 9, (end == std::string::npos ? out.size() : end) - pw - 9,
+                "***");
+  }
+  return out;
+}
+
+namespace {
+
+using pg::ConnPtr;
+using pg::Params;
+using pg::ResultPtr;
+
+constexpr int kSequencerBatch = 5000;
+constexpr const char* kSequencerLease = "herald.sequencer";
+constexpr std::chrono::milliseconds kLeaseTtl{5000};
+constexpr std::chrono::milliseconds kLeaseRenew{1500};
+constexpr std::chrono::milliseconds kMaxIdlePoll{100};
+constexpr size_t kMaxPooled = 32;
+// A transaction open this long with uncommitted events is reported.
+constexpr int kHoldupThresholdMs = 1000;
+
+enum Slot {
+  kAppend,
+  kRead,
+  kReadFiltered,
+  kReadStream,
+  kGet,
+  kHead,
+  kGetCheckpoint,
+  kSaveCheckpoint,
+  kPark,
+  kListParked,
+  kCountParked,
+  kSetParkedAll,
+  kSetParkedOne,
+  kDropParkedAll,
+  kDropParkedOne,
+  kMarkHandled,
+  kAcquireLease,
+  kGetLease,
+  kReleaseLease,
+  kSequence,
+  kHoldup,
+  kPending,
+  kNumSlots
+};
+
+#define HERALD_EVENT_COLUMNS                                            \
+  "position, id, stream, stream_version, type, content_type, payload, " \
+  "metadata, occurred_at"
+
+const char* SlotSql(Slot s) {
+  switch (s) {
+    case kAppend:
+      return "SELECT * FROM herald_append_events($1::uuid[], $2::text[], "
+             "$3::text[], $4::text[], $5::bytea[], $6::text[], "
+             "$7::timestamptz[], $8::bigint)";
+    case kRead:
+      return "SELECT " HERALD_EVENT_COLUMNS
+             ", (SELECT coalesce(max(position), 0) FROM herald_events) "
+             "FROM herald_events WHERE position >= $1::bigint "
+             "ORDER BY position LIMIT $2::integer";
+    case kReadFiltered:
+      return "SELECT " HERALD_EVENT_COLUMNS
+             " FROM herald_events WHERE position >= $1::bigint "
+             "AND position <= $2::bigint "
+             "AND ($3::text = '' OR stream = $3::text) "
+             "AND (cardinality($4::text[]) = 0 OR type LIKE ANY ($4::text[])) "
+             "ORDER BY position LIMIT $5::integer";
+    case kReadStream:
+      return "SELECT " HERALD_EVENT_COLUMNS
+             " FROM herald_events WHERE stream = $1::text "
+             "AND stream_version >= $2::bigint AND position IS NOT NULL "
+             "ORDER BY stream_version LIMIT $3::integer";
+    case kGet:
+      return "SELECT " HERALD_EVENT_COLUMNS
+             " FROM herald_events WHERE id = $1::uuid "
+             "AND position IS NOT NULL";
+    case kHead:
+      return "SELECT coalesce(max(position), 0) FROM herald_events";
+    case kGetCheckpoint:
+      return "SELECT next_offset FROM herald_checkpoints WHERE name = $1::text";
+    case kSaveCheckpoint:
+      return "INSERT INTO herald_checkpoints (name, next_offset, updated_at) "
+             "VALUES ($1::text, $2::bigint, clock_timestamp()) "
+             "ON CONFLICT (name) DO UPDATE SET "
+             "next_offset = excluded.next_offset, "
+             "updated_at = excluded.updated_at";
+    case kPark:
+      return "INSERT INTO herald_parked (route, event_id, position, stream, "
+             "state, attempts, error, parked_at) VALUES ($1::text, $2::uuid, "
+             "$3::bigint, $4::text, $5::text, $6::integer, $7::text, "
+             "$8::timestamptz) ON CONFLICT (route, event_id) DO UPDATE SET "
+             "state = excluded.state, attempts = excluded.attempts, "
+             "error = excluded.error, parked_at = excluded.parked_at";
+    case kListParked:
+      return "SELECT p.route, p.state, p.attempts, p.error, p.parked_at, "
+             "e.position, e.id, e.stream, e.stream_version, e.type, "
+             "e.content_type, e.payload, e.metadata, e.occurred_at "
+             "FROM herald_parked p JOIN herald_events e ON e.id = p.event_id "
+             "WHERE p.route = $1::text AND ($2::text = '' OR p.state = "
+             "$2::text) ORDER BY p.position "
+             "LIMIT CASE WHEN $3::integer > 0 THEN $3::integer END";
+    case kCountParked:
+      return "SELECT count(*) FROM herald_parked WHERE route = $1::text";
+    case kSetParkedAll:
+      return "UPDATE herald_parked SET state = $1::text WHERE route = $2::text";
+    case kSetParkedOne:
+      return "UPDATE herald_parked SET state = $1::text WHERE route = $2::text "
+             "AND event_id = $3::uuid";
+    case kDropParkedAll:
+      return "DELETE FROM herald_parked WHERE route = $1::text";
+    case kDropParkedOne:
+      return "DELETE FROM herald_parked WHERE route = $1::text "
+             "AND event_id = $2::uuid";
+    case kMarkHandled:
+      return "INSERT INTO herald_inbox (consumer, event_id) "
+             "VALUES ($1::text, $2::text) ON CONFLICT DO NOTHING";
+    case kAcquireLease:
+      return "INSERT INTO herald_leases AS l (name, owner, expires_at) "
+             "VALUES ($1::text, $2::text, "
+             "clock_timestamp() + $3::bigint * interval '1 millisecond') "
+             "ON CONFLICT (name) DO UPDATE SET owner = excluded.owner, "
+             "expires_at = excluded.expires_at "
+             "WHERE l.owner = excluded.owner "
+             "OR l.expires_at < clock_timestamp()";
+    case kGetLease:
+      return "SELECT name, owner, expires_at FROM herald_leases "
+             "WHERE name = $1::text";
+    case kReleaseLease:
+      return "DELETE FROM herald_leases WHERE name = $1::text "
+             "AND owner = $2::text";
+    case kSequence:
+      return "SELECT positioned, head FROM herald_sequence($1::integer, "
+             "$2::boolean)";
+    case kHoldup:
+      // Transactions that inserted into herald_events (they hold its
+      // RowExclusiveLock) and have stayed open for a while.
+      return "SELECT a.pid, a.xact_start, coalesce(a.application_name, ''), "
+             "coalesce(a.state, ''), "
+             "(extract(epoch FROM clock_timestamp() - a.xact_start) * 1000)"
+             "::bigint "
+             "FROM pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid "
+             "WHERE l.locktype = 'relation' "
+             "AND l.relation = 'herald_events'::regclass "
+             "AND l.mode = 'RowExclusiveLock' AND l.granted "
+             "AND a.pid <> pg_backend_pid() "
+             "AND a.xact_start < clock_timestamp() - $1::bigint * "
+             "interval '1 millisecond' "
+             "ORDER BY a.xact_start LIMIT 1";
+    case kPending:
+      // Committed events waiting for the sequencer, and its lease.
+      return "SELECT (SELECT count(*) FROM (SELECT 1 FROM herald_events "
+             "WHERE position IS NULL LIMIT 100000) u), "
+             "(SELECT owner FROM herald_leases WHERE name = $1::text "
+             "AND expires_at > clock_timestamp())";
+    case kNumSlots:
+      break;
+  }
+  return "";
+}
+
+// One connection and the statements prepared on it.
+struct Conn {
+  ConnPtr pg;
+  uint64_t prepared = 0;  // bit per Slot
+  int uses = 0;
+  bool poisoned = false;  // left in an unknown protocol state
+
+  bool broken() const { return poisoned || pg::Broken(pg.get()); }
+};
+
+std::string SlotName(Slot s) { return "herald_" + std::to_string(s); }
+
+// Prepares `slot` on c once.
+Status Prepare(Conn* c, Slot slot) {
+  uint64_t bit = uint64_t{1} << slot;
+  if (c->prepared & bit) return Status::OK();
+  ResultPtr r(PQprepare(c->pg.get(), SlotName(slot).c_str(), SlotSql(slot), 0,
+                        nullptr));
+  if (!pg::Succeeded(r.get())) {
+    return pg::ErrorStatus(c->pg.get(), r.get(), "prepare");
+  }
+  c->prepared |= bit;
+  return Status::OK();
+}
+
+// Runs a prepared statement on a pooled connection; binary results.
+Result<ResultPtr> Run(Conn* c, Slot slot, Params& p, std::string_view what) {
+  HERALD_RETURN_IF_ERROR(Prepare(c, slot));
+  const char* const* values = p.values();
+  ResultPtr r(PQexecPrepared(c->pg.get(), SlotName(slot).c_str(), p.size(),
+                             values, p.lengths(), p.formats(), 1));
+  if (!pg::Succeeded(r.get())) {
+    return pg::ErrorStatus(c->pg.get(), r.get(), what);
+  }
+  return r;
+}
+
+// Runs slot's SQL as an unnamed statement on a connection herald does not
+// own (a joined transaction); binary results.
+Result<ResultPtr> RunUnnamed(PGconn* c, Slot slot, Params& p,
+                             std::string_view what) {
+  const char* const* values = p.values();
+  ResultPtr r(PQexecParams(c, SlotSql(slot), p.size(), nullptr, values,
+                           p.lengths(), p.formats(), 1));
+  if (!pg::Succeeded(r.get())) return pg::ErrorStatus(c, r.get(), what);
+  return r;
+}
+
+// Sends BEGIN and the statement in one round trip (pipeline mode).
+Result<ResultPtr> RunWithBegin(Conn* c, Slot slot, Params& p,
+                               std::string_view what) {
+  HERALD_RETURN_IF_ERROR(Prepare(c, slot));
+  PGconn* pc = c->pg.get();
+  if (PQenterPipelineMode(pc) != 1) {
+    HERALD_RETURN_IF_ERROR(pg::Exec(pc, "BEGIN", "begin"));
+    return Run(c, slot, p, what);
+  }
+  const char* const* values = p.values();
+  bool sent = PQsendQueryParams(pc, "BEGIN", 0, nullptr, nullptr, nullptr,
+                                nullptr, 0) == 1 &&
+              PQsendQueryPrepared(pc, SlotName(slot).c_str(), p.size(), values,
+                                  p.lengths(), p.formats(), 1) == 1 &&
+              PQpipelineSync(pc) == 1;
+  ResultPtr results[2];
+  if (sent) {
+    for (auto& out : results) {
+      out.reset(PQgetResult(pc));
+      if (!out) break;
+      while (PGresult* extra = PQgetResult(pc)) PQclear(extra);
+    }
+    ResultPtr sync(PQgetResult(pc));
+    if (!sync || PQresultStatus(sync.get()) != PGRES_PIPELINE_SYNC) {
+      c->poisoned = true;
+    }
+  }
+  if (PQexitPipelineMode(pc) != 1) c->poisoned = true;
+  if (!sent) return pg::ErrorStatus(pc, nullptr, what);
+  if (!pg::Succeeded(results[0].get())) {
+    return pg::ErrorStatus(pc, results[0].get(), "begin");
+  }
+  if (!pg::Succeeded(results[1].get())) {
+    return pg::ErrorStatus(pc, results[1].get(), what);
+  }
+  return std::move(results[1]);
+}
+
+// Reads an event row whose first 9 columns are HERALD_EVENT_COLUMNS,
+// starting at column `col`.
+void RowToEvent(const PGresult* r, int row, int col, Event* e) {
+  e->position = pg::Int8At(r, row, col);
+  e->id = pg::UuidAt(r, row, col + 1);
+  e->stream = pg::BytesAt(r, row, col + 2);
+  e->stream_version = pg::Int8At(r, row, col + 3);
+  e->type = pg::BytesAt(r, row, col + 4);
+  e->content_type = pg::BytesAt(r, row, col + 5);
+  e->payload = pg::BytesAt(r, row, col + 6);
+  e->metadata = pg::BytesAt(r, row, col + 7);
+  e->occurred_at_us = pg::TimestampAt(r, row, col + 8);
+}
+
+// '*' and '?' globs as a LIKE pattern.
+std::string GlobToLike(std::string_view glob) {
+  std::string out;
+  for (char ch : glob) {
+    switch (ch) {
+      case '*':
+        out += '%';
+        break;
+      case '?':
+        out += '_';
+        break;
+      case '%':
+      case '_':
+      case '\\':
+        out += '\\';
+        out += ch;
+        break;
+      default:
+        out += ch;
+    }
+  }
+  return out;
+}
+
+std::string ParkedNotFound(const std::string& route, const std::string& id) {
+  return id.empty() ? "route '" + route + "' has no parked events"
+                    : "no parked event " + id + " on route '" + route + "'";
+}
+
+class PostgresStore;
+
+class PgTransaction final : public Transaction {
+ public:
+  // Owned: a pooled connection; BEGIN goes out with the first statement.
+  PgTransaction(PostgresStore* store, std::unique_ptr<Conn> conn)
+      : store_(store), conn_(std::move(conn)), begin_pending_(true) {}
+  // Joined: the caller's connection, with its transaction open.
+  PgTransaction(PostgresStore* store, PGconn* caller)
+      : store_(store), caller_(caller) {}
+  ~PgTransaction() override;
+
+  Status Commit() override;
+  Status Rollback() override;
+  void* native_handle() override;
+
+  // Runs slot in this transaction.
+  Result<ResultPtr> Exec(Slot slot, Params& p, std::string_view what);
+  void set_appended() { appended_ = true; }
+  bool open() const { return open_; }
+
+ private:
+  PGconn* pg() const { return conn_ ? conn_->pg.get() : caller_; }
+  Status FlushBegin();
+  void Release();
+
+  PostgresStore* store_;
+  std::unique_ptr<Conn> conn_;  // owned transactions only
+  PGconn* caller_ = nullptr;    // joined transactions only
+  bool begin_pending_ = false;
+  bool open_ = true;
+  bool appended_ = false;
+};
+
+class PostgresStore final : public Store {
+ public:
+  PostgresStore(std::string url, StoreOptions options)
+      : url_(std::move(url)),
+        redacted_(RedactPostgresUrl(url_)),
+        options_(options) {}
+  ~PostgresStore() override { StopSequencer(); }
+
+  std::string_view backend() const override { return "postgresql"; }
+
+  Status Init();
+
+  Result<std::unique_ptr<Conn>> Connect(const char* application);
+  Result<std::unique_ptr<Conn>> Acquire();
+  void ReturnConn(std::unique_ptr<Conn> conn);
+  void DropPool() {
+    std::lock_guard<std::mutex> lock(pool_mu_);
+    pool_.clear();
+  }
+
+  // A transaction that appended committed in this process.
+  void OnAppendCommitted(Conn* idle_conn);
+  // A joined transaction that appended ended without Commit(): the caller
+  // is about to commit it, so look soon.
+  void WakeSequencer() {
+    {
+      std::lock_guard<std::mutex> lock(seq_mu_);
+      seq_wake_ = true;
+    }
+    seq_cv_.notify_one();
+  }
+
+  Result<std::unique_ptr<Transaction>> Begin() override {
+    auto c = Acquire();
+    if (!c.ok()) return c.status();
+    return std::unique_ptr<Transaction>(new PgTransaction(this, std::move(*c)));
+  }
+
+  std::unique_ptr<Transaction> Join(void* native) override {
+    return std::make_unique<PgTransaction>(this, static_cast<PGconn*>(native));
+  }
+
+  Result<AppendResult> Append(Transaction& tx, std::span<Event> events,
+                              const AppendOptions& options) override;
+  using Store::Append;
+
+  Result<Page> Read(const ReadRequest& request) override;
+  Result<std::vector<Event>> ReadStream(const std::string& stream,
+                                        int64_t from_version,
+                                        int limit) override;
+  Result<Event> Get(const std::string& id) override;
+  Result<int64_t> Head() override;
+
+  Result<int64_t> GetCheckpoint(const std::string& name) override;
+  Status SaveCheckpoint(Transaction& tx, const std::string& name,
+                        int64_t next_offset) override;
+  using Store::SaveCheckpoint;
+
+  Status Park(Transaction& tx, const ParkedEvent& parked) override;
+  Result<std::vector<ParkedEvent>> ListParked(const std::string& route,
+                                              const std::string& state,
+                                              int limit) override;
+  Result<int64_t> CountParked(const std::string& route) override;
+  Status SetParkedState(const std::string& route, const std::string& id,
+                        const std::string& state) override;
+  Status DropParked(Transaction& tx, const std::string& route,
+                    const std::string& id) override;
+
+  Result<bool> MarkHandled(Transaction& tx, const std::string& consumer,
+                           const std::string& event_id) override;
+
+  Result<bool> AcquireLease(const std::string& name, const std::string& owner,
+                            std::chrono::milliseconds ttl) override;
+  Status ReleaseLease(const std::string& name,
+                      const std::string& owner) override;
+  Result<std::optional<LeaseInfo>> GetLease(const std::string& name) override;
+
+  Result<std::string> DescribeHoldup() override;
+
+ private:
+  // Runs fn(Conn*) on a pooled connection. When the connection turns out
+  // to be broken (the server restarted), the pool is dropped and fn is
+  // retried once on a new connection, so fn must be idempotent.
+  template <typename F>
+  auto WithConn(F&& fn) -> decltype(fn(static_cast<Conn*>(nullptr))) {
+    for (int attempt = 0;; ++attempt) {
+      auto c = Acquire();
+      if (!c.ok()) return c.status();
+      bool reused = (*c)->uses++ > 0;
+      auto r = fn(c->get());
+      if ((*c)->broken()) {
+        DropPool();
+        if (!r.ok() && reused && attempt == 0) continue;
+        return r;
+      }
+      ReturnConn(std::move(*c));
+      return r;
+    }
+  }
+
+  Status Migrate(PGconn* c);
+  Result<int> SchemaVersion(PGconn* c);
+
+  // One sequencer pass on c: how many events it positioned, or -1 when
+  // another pass holds the sequencer lock (wait = false).
+  Result<int> SequencePass(Conn* c, bool wait);
+  // Read-your-writes: positions the events this process committed before
+  // the call, on c, if the sequencer has not yet.
+  Status CatchUp(Conn* c);
+  void AdvanceSequenced(uint64_t through) {
+    uint64_t cur = sequenced_through_.load();
+    while (cur < through &&
+           !sequenced_through_.compare_exchange_weak(cur, through)) {
+    }
+  }
+
+  void StartSequencer();
+  void StopSequencer();
+  void SequencerLoop();
+  // Waits until woken, stopped or timeout; false when stopping.
+  bool SequencerWait(std::chrono::milliseconds timeout);
+
+  const std::string url_;
+  const std::string redacted_;
+  const StoreOptions options_;
+
+  std::mutex pool_mu_;
+  std::vector<std::unique_ptr<Conn>> pool_;  // guarded by pool_mu_
+
+  // Appending transactions committed through this store, and how many of
+  // them are known to be positioned.
+  std::atomic<uint64_t> local_commits_{0};
+  std::atomic<uint64_t> sequenced_through_{0};
+
+  std::thread seq_thread_;
+  std::string seq_owner_;
+  std::mutex seq_mu_;
+  std::condition_variable seq_cv_;
+  bool seq_stop_ = false;  // guarded by seq_mu_
+  bool seq_wake_ = false;  // guarded by seq_mu_
+};
+
+// ---- Transaction ----------------------------------------------------------
+
+PgTransaction::~PgTransaction() {
+  if (open_ && conn_) (void)Rollback();
+  if (open_ && caller_ && appended_) store_->WakeSequencer();
+  Release();
+}
+
+void PgTransaction::Release() {
+  if (conn_) store_->ReturnConn(std::move(conn_));
+}
+
+Status PgTransaction::FlushBegin() {
+  if (!begin_pending_) return Status::OK();
+  Status s = pg::Exec(conn_->pg.get(), "BEGIN", "begin");
+  if (!s.ok() && conn_->broken() && conn_->uses > 0) {
+    // A stale pooled connection (the server restarted): nothing happened in
+    // this transaction yet, so start it on a new one.
+    store_->DropPool();
+    auto fresh = store_->Acquire();
+    if (!fresh.ok()) return fresh.status();
+    conn_ = std::move(*fresh);
+    conn_->uses++;
+    s = pg::Exec(conn_->pg.get(), "BEGIN", "begin");
+  }
+  conn_->uses++;
+  if (s.ok()) begin_pending_ = false;
+  return s;
+}
+
+void* PgTransaction::native_handle() {
+  if (open_ && begin_pending_) (void)FlushBegin();
+  return pg();
+}
+
+Result<ResultPtr> PgTransaction::Exec(Slot slot, Params& p,
+                                      std::string_view what) {
+  if (!open_) return Status::FailedPrecondition("transaction is not open");
+  if (caller_) return RunUnnamed(caller_, slot, p, what);
+  if (!begin_pending_) return Run(conn_.get(), slot, p, what);
+  auto r = RunWithBegin(conn_.get(), slot, p, what);
+  if (!r.ok() && conn_->broken() && conn_->uses > 0) {
+    store_->DropPool();
+    auto fresh = store_->Acquire();
+    if (!fresh.ok()) return fresh.status();
+    conn_ = std::move(*fresh);
+    r = RunWithBegin(conn_.get(), slot, p, what);
+  }
+  conn_->uses++;
+  begin_pending_ = false;
+  return r;
+}
+
+Status PgTransaction::Commit() {
+  if (!open_) return Status::FailedPrecondition("transaction is not open");
+  open_ = false;
+  if (conn_ && begin_pending_) {
+    Release();  // nothing was done
+    return Status::OK();
+  }
+  PGconn* c = pg();
+  ResultPtr r(PQexec(c, "COMMIT"));
+  Status s;
+  if (!pg::Succeeded(r.get())) {
+    s = pg::ErrorStatus(c, r.get(), "commit");
+    if (PQtransactionStatus(c) != PQTRANS_IDLE && !pg::Broken(c)) {
+      ResultPtr rb(PQexec(c, "ROLLBACK"));
+    }
+  } else if (std::string_view(PQcmdStatus(r.get())) != "COMMIT") {
+    s = Status::FailedPrecondition(
+        "commit: the transaction had failed earlier and was rolled back");
+  }
+  if (s.ok() && appended_) {
+    store_->OnAppendCommitted(conn_ ? conn_.get() : nullptr);
+  }
+  Release();
+  return s;
+}
+
+Status PgTransaction::Rollback() {
+  if (!open_) return Status::OK();
+  open_ = false;
+  Status s;
+  if (!(conn_ && begin_pending_)) {
+    PGconn* c = pg();
+    if (!pg::Broken(c) && PQtransactionStatus(c) != PQTRANS_IDLE) {
+      s = pg::Exec(c, "ROLLBACK", "rollback");
+    }
+  }
+  Release();
+  return s;
+}
+
+// ---- Connections ----------------------------------------------------------
+
+Result<std::unique_ptr<Conn>> PostgresStore::Connect(const char* application) {
+  const char* keys[] = {"connect_timeout", "dbname",
+                        "fallback_application_name", nullptr};
+  const char* values[] = {"5", url_.c_str(), application, nullptr};
+  ConnPtr c(PQconnectdbParams(keys, values, 1));
+  if (!c) return Status::Unavailable("cannot allocate a PostgreSQL connection");
+  if (PQstatus(c.get()) != CONNECTION_OK) {
+    std::string msg = PQerrorMessage(c.get());
+    while (!msg.empty() && (msg.back() == '\n' || msg.back() == ' ')) {
+      msg.pop_back();
+    }
+    return Status::Unavailable("cannot connect to PostgreSQL at " + redacted_ +
+                               ": " + msg);
+  }
+  auto conn = std::make_unique<Conn>();
+  conn->pg = std::move(c);
+  return conn;
+}
+
+Result<std::unique_ptr<Conn>> PostgresStore::Acquire() {
+  {
+    std::lock_guard<std::mutex> lock(pool_mu_);
+    if (!pool_.empty()) {
+      auto c = std::move(pool_.back());
+      pool_.pop_back();
+      return c;
+    }
+  }
+  return Connect("herald");
+}
+
+void PostgresStore::ReturnConn(std::unique_ptr<Conn> conn) {
+  if (conn->broken()) return;
+  if (PQtransactionStatus(conn->pg.get()) != PQTRANS_IDLE) {
+    ResultPtr r(PQexec(conn->pg.get(), "ROLLBACK"));
+    if (conn->broken() || PQtransactionStatus(conn->pg.get()) != PQTRANS_IDLE) {
+      return;
+    }
+  }
+  std::lock_guard<std::mutex> lock(pool_mu_);
+  if (pool_.size() < kMaxPooled) pool_.push_back(std::move(conn));
+}
+
+// ---- Schema ---------------------------------------------------------------
+
+Result<int> PostgresStore::SchemaVersion(PGconn* c) {
+  ResultPtr r(PQexec(c, "SELECT to_regclass('herald_meta') IS NOT NULL"));
+  if (!pg::Succeeded(r.get())) return pg::ErrorStatus(c, r.get(), "schema");
+  if (std::string_view(PQgetvalue(r.get(), 0, 0)) != "t") return -1;
+  r.reset(
+      PQexec(c, "SELECT value FROM herald_meta WHERE key = 'schema_version'"));
+  if (!pg::Succeeded(r.get())) return pg::ErrorStatus(c, r.get(), "schema");
+  if (PQntuples(r.get()) == 0) return 0;
+  return std::atoi(PQgetvalue(r.get(), 0, 0));
+}
+
+Status PostgresStore::Migrate(PGconn* c) {
+  auto newer = [&](int version) {
+    return Status::FailedPrecondition(
+        "the PostgreSQL database " + redacted_ + " has herald schema version " +
+        std::to_string(version) + ", newer than this herald supports (" +
+        std::to_string(kPostgresSchemaVersion) + "); upgrade herald");
+  };
+  if (!options_.migrate) {
+    auto v = SchemaVersion(c);
+    if (!v.ok()) return v.status();
+    if (*v < 0) {
+      return Status::FailedPrecondition(
+          "the PostgreSQL database " + redacted_ +
+          " has no herald schema: run `herald migrate --db " + redacted_ + "`");
+    }
+    if (*v > kPostgresSchemaVersion) return newer(*v);
+    if (*v < kPostgresSchemaVersion) {
+      return Status::FailedPrecondition(
+          "the PostgreSQL database " + redacted_ +
+          " has herald schema version " + std::to_string(*v) +
+          " and needs migrating to " + std::to_string(kPostgresSchemaVersion) +
+          ": run `herald migrate --db " + redacted_ + "`");
+    }
+    return Status::OK();
+  }
+  // One migrator at a time across processes.
+  HERALD_RETURN_IF_ERROR(pg::Exec(c,
+                                  "BEGIN; SELECT pg_advisory_xact_lock("
+                                  "7306916370318864497)",
+                                  "migrate"));
+  struct Rollback {
+    PGconn* c;
+    ~Rollback() {
+      if (PQtransactionStatus(c) != PQTRANS_IDLE) {
+        ResultPtr r(PQexec(c, "ROLLBACK"));
+      }
+    }
+  } guard{c};
+  auto v = SchemaVersion(c);
+  if (!v.ok()) return v.status();
+  int version = std::max(*v, 0);
+  if (version > kPostgresSchemaVersion) return newer(version);
+  if (version == kPostgresSchemaVersion)
+    return pg::Exec(c, "COMMIT", "migrate");
+  for (int to = version + 1; to <= kPostgresSchemaVersion; ++to) {
+    HERALD_RETURN_IF_ERROR(pg::Exec(c, PostgresMigration(to),
+                                    "migrate to schema " + std::to_string(to)));
+  }
+  std::string set =
+      "INSERT INTO herald_meta (key, value) VALUES ('schema_version', '" +
+      std::to_string(kPostgresSchemaVersion) +
+      "') ON CONFLICT (key) DO UPDATE SET value = excluded.value;"
+      "INSERT INTO herald_meta (key, value) VALUES ('application', 'herald') "
+      "ON CONFLICT DO NOTHING";
+  HERALD_RETURN_IF_ERROR(pg::Exec(c, set.c_str(), "migrate"));
+  return pg::Exec(c, "COMMIT", "migrate");
+}
+
+Status PostgresStore::Init() {
+  char* err = nullptr;
+  PQconninfoOption* opts = PQconninfoParse(url_.c_str(), &err);
+  if (!opts) {
+    std::string msg = err ? err : "malformed";
+    PQfreemem(err);
+    while (!msg.empty() && msg.back() == '\n') msg.pop_back();
+    return Status::InvalidArgument("invalid PostgreSQL URL '" + redacted_ +
+                                   "': " + msg);
+  }
+  Status bad;
+  for (PQconninfoOption* o = opts; o->keyword; ++o) {
+    if (!o->val) continue;
+    std::string_view key(o->keyword), val(o->val);
+    if (key == "port" || key == "connect_timeout") {
+      bool ok = !val.empty();
+      for (char ch : val) ok = ok && ((ch >= '0' && ch <= '9') || ch == ',');
+      if (!ok) {
+        bad = Status::InvalidArgument("invalid PostgreSQL URL '" + redacted_ +
+                                      "': " + std::string(key) + " '" +
+                                      std::string(val) + "' is not a number");
+      }
+    }
+  }
+  PQconninfoFree(opts);
+  HERALD_RETURN_IF_ERROR(bad);
+
+  auto c = Connect("herald");
+  if (!c.ok()) return c.status();
+  HERALD_RETURN_IF_ERROR(Migrate((*c)->pg.get()));
+  ReturnConn(std::move(*c));
+  if (options_.run_sequencer) StartSequencer();
+  return Status::OK();
+}
+
+// ---- Events ---------------------------------------------------------------
+
+Result<AppendResult> PostgresStore::Append(Transaction& tx_base,
+                                           std::span<Event> events,
+                                           const AppendOptions& options) {
+  auto& tx = static_cast<PgTransaction&>(tx_base);
+  AppendResult result;
+  if (events.empty()) return result;
+  for (auto& e : events) HERALD_RETURN_IF_ERROR(ValidateEvent(e));
+  if (options.expected_version) {
+    if (*options.expected_version < 0) {
+      return Status::InvalidArgument("expected_version must not be negative");
+    }
+    for (auto& e : events) {
+      if (e.stream != events[0].stream) {
+        return Status::InvalidArgument(
+            "expected_version needs every event of the append in one stream");
+      }
+    }
+  }
+  int64_t now = NowMicros();
+  size_t n = events.size();
+  pg::BinaryArray ids(pg::kOidUuid, n), streams(pg::kOidText, n),
+      types(pg::kOidText, n), content_types(pg::kOidText, n),
+      payloads(pg::kOidBytea, n), metadata(pg::kOidText, n),
+      occurred(pg::kOidTimestamptz, n);
+  std::string uuid;
+  for (auto& e : events) {
+    if (e.id.empty()) e.id = NewUuidV7();
+    if (e.occurred_at_us == 0) e.occurred_at_us = now;
+    if (!pg::UuidToBytes(e.id, &uuid)) {
+      return Status::InvalidArgument("event id '" + e.id + "' is not a UUID");
+    }
+    ids.Add(uuid);
+    streams.Add(e.stream);
+    types.Add(e.type);
+    content_types.Add(e.content_type);
+    payloads.Add(e.payload);
+    metadata.Add(e.metadata.empty() ? std::string_view("{}") : e.metadata);
+    occurred.AddInt64(e.occurred_at_us - pg::kPgEpochOffsetUs);
+  }
+  Params p;
+  p.Binary(ids.Take())
+      .Binary(streams.Take())
+      .Binary(types.Take())
+      .Binary(content_types.Take())
+      .Binary(payloads.Take())
+      .Binary(metadata.Take())
+      .Binary(occurred.Take());
+  if (options.expected_version) {
+    p.Int8(*options.expected_version);
+  } else {
+    p.Null();
+  }
+  auto r = tx.Exec(kAppend, p, "append");
+  if (!r.ok()) return r.status();
+  const PGresult* res = r->get();
+  int rows = PQntuples(res);
+  if (rows == 1 && pg::Int4At(res, 0, 0) == 0) {
+    return Status::Conflict("stream '" + events[0].stream + "' is at version " +
+                            std::to_string(pg::Int8At(res, 0, 5)) +
+                            ", expected " +
+                            std::to_string(*options.expected_version));
+  }
+  if (rows != static_cast<int>(n)) {
+    return Status::Internal("append returned " + std::to_string(rows) +
+                            " rows for " + std::to_string(n) + " events");
+  }
+  for (int i = 0; i < rows; ++i) {
+    int ord = pg::Int4At(res, i, 0);
+    if (ord < 1 || ord > static_cast<int>(n)) continue;
+    Event& e = events[static_cast<size_t>(ord - 1)];
+    if (pg::BoolAt(res, i, 1)) {
+      e.position = 0;
+      e.stream_version = pg::Int8At(res, i, 5);
+      ++result.created;
+    } else {
+      e.id = pg::UuidAt(res, i, 2);
+      e.position = pg::Int8At(res, i, 3);
+      e.stream = pg::BytesAt(res, i, 4);
+      e.stream_version = pg::Int8At(res, i, 5);
+      e.type = pg::BytesAt(res, i, 6);
+      e.content_type = pg::BytesAt(res, i, 7);
+      e.payload = pg::BytesAt(res, i, 8);
+      e.metadata = pg::BytesAt(res, i, 9);
+      e.occurred_at_us = pg::TimestampAt(res, i, 10);
+    }
+  }
+  if (result.created > 0) tx.set_appended();
+  return result;
+}
+
+Result<Page> PostgresStore::Read(const ReadRequest& req) {
+  if (req.limit < 1 || req.limit > kMaxReadLimit) {
+    return Status::InvalidArgument("limit must be between 1 and " +
+                                   std::to_string(kMaxReadLimit));
+  }
+  if (req.offset < 0) {
+    return Status::InvalidArgument("offset must not be negative");
+  }
+  int64_t from = req.offset < 1 ? 1 : req.offset;
+  bool filtered = !req.types.empty() || !req.stream.empty();
+  return WithConn([&](Conn* c) -> Result<Page> {
+    HERALD_RETURN_IF_ERROR(CatchUp(c));
+    Page page;
+    page.next_offset = from;
+    if (!filtered) {
+      Params p;
+      p.Int8(from).Int4(req.limit);
+      auto r = Run(c, kRead, p, "read events");
+      if (!r.ok()) return r.status();
+      const PGresult* res = r->get();
+      int rows = PQntuples(res);
+      page.events.resize(static_cast<size_t>(rows));
+      for (int i = 0; i < rows; ++i) {
+        RowToEvent(res, i, 0, &page.events[static_cast<size_t>(i)]);
+      }
+      if (rows > 0) {
+        page.head = pg::Int8At(res, 0, 9);
+        page.next_offset = page.events.back().position + 1;
+        return page;
+      }
+      Params none;
+      auto h = Run(c, kHead, none, "read head");
+      if (!h.ok()) return h.status();
+      page.head = pg::Int8At(h->get(), 0, 0);
+      return page;
+    }
+    Params none;
+    auto h = Run(c, kHead, none, "read head");
+    if (!h.ok()) return h.status();
+    page.head = pg::Int8At(h->get(), 0, 0);
+    pg::BinaryArray likes(pg::kOidText, req.types.size());
+    for (const auto& t : req.types) likes.Add(GlobToLike(t));
+    std::string like_array = req.types.empty()
+                                 ? [] {
+                                     std::string b;
+                                     pg::PutU32(&b, 0);
+                                     pg::PutU32(&b, 0);
+                                     pg::PutU32(&b, pg::kOidText);
+                                     return b;
+                                   }()
+                                 : likes.Take();
+    Params p;
+    p.Int8(from)
+        .Int8(page.head)
+        .Bytes(req.stream)
+        .Binary(std::move(like_array))
+        .Int4(req.limit);
+    auto r = Run(c, kReadFiltered, p, "read events");
+    if (!r.ok()) return r.status();
+    const PGresult* res = r->get();
+    int rows = PQntuples(res);
+    page.events.resize(static_cast<size_t>(rows));
+    for (int i = 0; i < rows; ++i) {
+      RowToEvent(res, i, 0, &page.events[static_cast<size_t>(i)]);
+    }
+    if (rows > 0) page.next_offset = page.events.back().position + 1;
+    if (rows < req.limit) page.next_offset = std::max(from, page.head + 1);
+    return page;
+  });
+}
+
+Result<std::vector<Event>> PostgresStore::ReadStream(const std::string& stream,
+                                                     int64_t from_version,
+                                                     int limit) {
+  if (limit < 1 || limit > kMaxReadLimit) {
+    return Status::InvalidArgument("limit must be between 1 and " +
+                                   std::to_string(kMaxReadLimit));
+  }
+  return WithConn([&](Conn* c) -> Result<std::vector<Event>> {
+    HERALD_RETURN_IF_ERROR(CatchUp(c));
+    Params p;
+    p.Bytes(stream).Int8(from_version).Int4(limit);
+    auto r = Run(c, kReadStream, p, "read stream");
+    if (!r.ok()) return r.status();
+    int rows = PQntuples(r->get());
+    std::vector<Event> out(static_cast<size_t>(rows));
+    for (int i = 0; i < rows; ++i) {
+      RowToEvent(r->get(), i, 0, &out[static_cast<size_t>(i)]);
+    }
+    return out;
+  });
+}
+
+Result<Event> PostgresStore::Get(const std::string& id) {
+  if (!IsUuid(id)) return Status::NotFound("no event with id " + id);
+  return WithConn([&](Conn* c) -> Result<Event> {
+    HERALD_RETURN_IF_ERROR(CatchUp(c));
+    Params p;
+    p.Text(id);
+    auto r = Run(c, kGet, p, "get event");
+    if (!r.ok()) return r.status();
+    if (PQntuples(r->get()) == 0) {
+      return Status::NotFound("no event with id " + id);
+    }
+    Event e;
+    RowToEvent(r->get(), 0, 0, &e);
+    return e;
+  });
+}
+
+Result<int64_t> PostgresStore::Head() {
+  return WithConn([&](Conn* c) -> Result<int64_t> {
+    HERALD_RETURN_IF_ERROR(CatchUp(c));
+    Params none;
+    auto r = Run(c, kHead, none, "read head");
+    if (!r.ok()) return r.status();
+    return pg::Int8At(r->get(), 0, 0);
+  });
+}
+
+// ---- Checkpoints, parked, inbox, leases -----------------------------------
+
+Result<int64_t> PostgresStore::GetCheckpoint(const std::string& name) {
+  return WithConn([&](Conn* c) -> Result<int64_t> {
+    Params p;
+    p.Bytes(name);
+    auto r = Run(c, kGetCheckpoint, p, "read checkpoint");
+    if (!r.ok()) return r.status();
+    if (PQntuples(r->get()) == 0) return int64_t{0};
+    return pg::Int8At(r->get(), 0, 0);
+  });
+}
+
+Status PostgresStore::SaveCheckpoint(Transaction& tx_base,
+                                     const std::string& name,
+                                     int64_t next_offset) {
+  auto& tx = static_cast<PgTransaction&>(tx_base);
+  Params p;
+  p.Bytes(name).Int8(next_offset);
+  return tx.Exec(kSaveCheckpoint, p, "save checkpoint").status();
+}
+
+Status PostgresStore::Park(Transaction& tx_base, const ParkedEvent& parked) {
+  auto& tx = static_cast<PgTransaction&>(tx_base);
+  if (!IsUuid(parked.event.id)) {
+    return Status::InvalidArgument("parked event id '" + parked.event.id +
+                                   "' is not a UUID");
+  }
+  Params p;
+  p.Bytes(parked.route)
+      .Text(parked.event.id)
+      .Int8(parked.event.position)
+      .Bytes(parked.event.stream)
+      .Bytes(parked.state)
+      .Int4(parked.attempts)
+      .Bytes(parked.error)
+      .Timestamp(parked.parked_at_us ? parked.parked_at_us : NowMicros());
+  return tx.Exec(kPark, p, "park event").status();
+}
+
+Result<std::vector<ParkedEvent>> PostgresStore::ListParked(
+    const std::string& route, const std::string& state, int limit) {
+  return WithConn([&](Conn* c) -> Result<std::vector<ParkedEvent>> {
+    Params p;
+    p.Bytes(route).Bytes(state).Int4(limit);
+    auto r = Run(c, kListParked, p, "list parked");
+    if (!r.ok()) return r.status();
+    const PGresult* res = r->get();
+    int rows = PQntuples(res);
+    std::vector<ParkedEvent> out(static_cast<size_t>(rows));
+    for (int i = 0; i < rows; ++i) {
+      ParkedEvent& pe = out[static_cast<size_t>(i)];
+      pe.route = pg::BytesAt(res, i, 0);
+      pe.state = pg::BytesAt(res, i, 1);
+      pe.attempts = pg::Int4At(res, i, 2);
+      pe.error = pg::BytesAt(res, i, 3);
+      pe.parked_at_us = pg::TimestampAt(res, i, 4);
+      RowToEvent(res, i, 5, &pe.event);
+    }
+    return out;
+  });
+}
+
+Result<int64_t> PostgresStore::CountParked(const std::string& route) {
+  return WithConn([&](Conn* c) -> Result<int64_t> {
+    Params p;
+    p.Bytes(route);
+    auto r = Run(c, kCountParked, p, "count parked");
+    if (!r.ok()) return r.status();
+    return pg::Int8At(r->get(), 0, 0);
+  });
+}
+
+Status PostgresStore::SetParkedState(const std::string& route,
+                                     const std::string& id,
+                                     const std::string& state) {
+  if (!id.empty() && !IsUuid(id)) {
+    return Status::NotFound(ParkedNotFound(route, id));
+  }
+  return WithConn([&](Conn* c) -> Status {
+    Params p;
+    p.Bytes(state).Bytes(route);
+    if (!id.empty()) p.Text(id);
+    auto r =
+        Run(c, id.empty() ? kSetParkedAll : kSetParkedOne, p, "update parked");
+    if (!r.ok()) return r.status();
+    if (std::string_view(PQcmdTuples(r->get())) == "0") {
+      return Status::NotFound(ParkedNotFound(route, id));
+    }
+    return Status::OK();
+  });
+}
+
+Status PostgresStore::DropParked(Transaction& tx_base, const std::string& route,
+                                 const std::string& id) {
+  auto& tx = static_cast<PgTransaction&>(tx_base);
+  if (!id.empty() && !IsUuid(id)) {
+    return Status::NotFound(ParkedNotFound(route, id));
+  }
+  Params p;
+  p.Bytes(route);
+  if (!id.empty()) p.Text(id);
+  auto r =
+      tx.Exec(id.empty() ? kDropParkedAll : kDropParkedOne, p, "drop parked");
+  if (!r.ok()) return r.status();
+  if (std::string_view(PQcmdTuples(r->get())) == "0") {
+    return Status::NotFound(ParkedNotFound(route, id));
+  }
+  return Status::OK();
+}
+
+Result<bool> PostgresStore::MarkHandled(Transaction& tx_base,
+                                        const std::string& consumer,
+                                        const std::string& event_id) {
+  auto& tx = static_cast<PgTransaction&>(tx_base);
+  Params p;
+  p.Bytes(consumer).Bytes(event_id);
+  auto r = tx.Exec(kMarkHandled, p, "mark handled");
+  if (!r.ok()) return r.status();
+  return std::string_view(PQcmdTuples(r->get())) == "1";
+}
+
+Result<bool> PostgresStore::AcquireLease(const std::string& name,
+                                         const std::string& owner,
+                                         std::chrono::milliseconds ttl) {
+  return WithConn([&](Conn* c) -> Result<bool> {
+    Params p;
+    p.Bytes(name).Bytes(owner).Int8(ttl.count());
+    auto r = Run(c, kAcquireLease, p, "acquire lease");
+    if (!r.ok()) return r.status();
+    return std::string_view(PQcmdTuples(r->get())) == "1";
+  });
+}
+
+Status PostgresStore::ReleaseLease(const std::string& name,
+                                   const std::string& owner) {
+  return WithConn([&](Conn* c) -> Status {
+    Params p;
+    p.Bytes(name).Bytes(owner);
+    return Run(c, kReleaseLease, p, "release lease").status();
+  });
+}
+
+Result<std::optional<LeaseInfo>> PostgresStore::GetLease(
+    const std::string& name) {
+  return WithConn([&](Conn* c) -> Result<std::optional<LeaseInfo>> {
+    Params p;
+    p.Bytes(name);
+    auto r = Run(c, kGetLease, p, "read lease");
+    if (!r.ok()) return r.status();
+    if (PQntuples(r->get()) == 0) return std::optional<LeaseInfo>();
+    LeaseInfo info{pg::BytesAt(r->get(), 0, 0), pg::BytesAt(r->get(), 0, 1),
+                   pg::TimestampAt(r->get(), 0, 2)};
+    return std::optional<LeaseInfo>(std::move(info));
+  });
+}
+
+Result<std::string> PostgresStore::DescribeHoldup() {
+  return WithConn([&](Conn* c) -> Result<std::string> {
+    Params p;
+    p.Int8(kHoldupThresholdMs);
+    auto r = Run(c, kHoldup, p, "describe holdup");
+    if (!r.ok()) return r.status();
+    const PGresult* res = r->get();
+    if (PQntuples(res) > 0) {
+      int64_t pid = pg::Int4At(res, 0, 0);
+      std::string app = pg::BytesAt(res, 0, 2);
+      std::string state = pg::BytesAt(res, 0, 3);
+      int64_t ms = pg::Int8At(res, 0, 4);
+      std::string out = "backend pid " + std::to_string(pid);
+      if (!app.empty()) out += " (" + app + ")";
+      out += ", in transaction since " +
+             FormatRfc3339(pg::TimestampAt(res, 0, 1)) + " (" +
+             std::to_string(ms / 1000) + " s";
+      if (!state.empty()) out += ", " + state;
+      out +=
+          "), holds uncommitted herald events: they, and later appends to "
+          "their streams, wait for it to end";
+      return out;
+    }
+    Params q;
+    q.Bytes(kSequencerLease);
+    auto pending = Run(c, kPending, q, "describe holdup");
+    if (!pending.ok()) return pending.status();
+    int64_t waiting = pg::Int8At(pending->get(), 0, 0);
+    if (waiting > 0 && pg::IsNull(pending->get(), 0, 1)) {
+      return std::to_string(waiting) +
+             " committed events wait for a sequencer, and none holds the "
+             "'herald.sequencer' lease (run `herald serve`, or open a store "
+             "with run_sequencer)";
+    }
+    return std::string();
+  });
+}
+
+// ---- Sequencer ------------------------------------------------------------
+
+Result<int> PostgresStore::SequencePass(Conn* c, bool wait) {
+  Params p;
+  p.Int4(kSequencerBatch).Bool(wait);
+  auto r = Run(c, kSequence, p, "sequence events");
+  if (!r.ok()) return r.status();
+  int n = pg::Int4At(r->get(), 0, 0);
+  if (n > 0) NotifyAppend();
+  return n;
+}
+
+Status PostgresStore::CatchUp(Conn* c) {
+  uint64_t want = local_commits_.load();
+  if (sequenced_through_.load() >= want) return Status::OK();
+  while (true) {
+    auto n = SequencePass(c, true);
+    if (!n.ok()) return n.status();
+    if (*n < kSequencerBatch) break;
+  }
+  AdvanceSequenced(want);
+  return Status::OK();
+}
+
+void PostgresStore::OnAppendCommitted(Conn* idle_conn) {
+  local_commits_.fetch_add(1);
+  if (options_.run_sequencer) {
+    WakeSequencer();
+    return;
+  }
+  // No sequencer in this process: position our events before returning so
+  // that one-shot tools (herald append) leave them readable.
+  if (idle_conn && !idle_conn->broken()) {
+    (void)CatchUp(idle_conn);
+  } else {
+    (void)WithConn([&](Conn* c) -> Status { return CatchUp(c); });
+  }
+}
+
+void PostgresStore::StartSequencer() {
+  char host[256] = {};
+  ::gethostname(host, sizeof host - 1);
+  seq_owner_ = std::string(host) + ":" + std::to_string(::getpid()) + ":" +
+               NewUuidV7().substr(24);
+  seq_thread_ = std::thread([this] { SequencerLoop(); });
+}
+
+void PostgresStore::StopSequencer() {
+  {
+    std::lock_guard<std::mutex> lock(seq_mu_);
+    seq_stop_ = true;
+  }
+  seq_cv_.notify_all();
+  if (seq_thread_.joinable()) seq_thread_.join();
+}
+
+bool PostgresStore::SequencerWait(std::chrono::milliseconds timeout) {
+  std::unique_lock<std::mutex> lock(seq_mu_);
+  seq_cv_.wait_for(lock, timeout, [&] { return seq_stop_ || seq_wake_; });
+  seq_wake_ = false;
+  return !seq_stop_;
+}
+
+void PostgresStore::SequencerLoop() {
+  using Clock = std::chrono::steady_clock;
+  std::unique_ptr<Conn> conn;
+  auto backoff = std::chrono::milliseconds(10);
+  auto idle = std::chrono::milliseconds(1);
+  bool held = false;
+  Clock::time_point next_lease;
+  auto fail = [&] {
+    conn.reset();
+    held = false;
+    next_lease = Clock::time_point();
+    bool go = SequencerWait(backoff);
+    backoff = std::min(backoff * 2, std::chrono::milliseconds(1000));
+    return go;
+  };
+  while (true) {
+    {
+      std::lock_guard<std::mutex> lock(seq_mu_);
+      if (seq_stop_) break;
+    }
+    if (Clock::now() >= next_lease) {
+      auto r = AcquireLease(kSequencerLease, seq_owner_, kLeaseTtl);
+      if (!r.ok()) {
+        if (!fail()) break;
+        continue;
+      }
+      held = *r;
+      next_lease = Clock::now() + (held ? kLeaseRenew : kLeaseTtl / 5);
+    }
+    if (!held) {
+      // Another process sequences; look again when its lease may lapse.
+      if (!SequencerWait(std::chrono::duration_cast<std::chrono::milliseconds>(
+              next_lease - Clock::now()))) {
+        break;
+      }
+      continue;
+    }
+    if (!conn || conn->broken()) {
+      auto c = Connect("herald-sequencer");
+      if (!c.ok()) {
+        if (!fail()) break;
+        continue;
+      }
+      conn = std::move(*c);
+    }
+    uint64_t target = local_commits_.load();
+    auto n = SequencePass(conn.get(), false);
+    if (!n.ok()) {
+      if (!fail()) break;
+      continue;
+    }
+    backoff = std::chrono::milliseconds(10);
+    if (*n < 0) {
+      // A read-your-writes pass of this or another process is running.
+      if (!SequencerWait(std::chrono::milliseconds(1))) break;
+      continue;
+    }
+    if (*n == kSequencerBatch) continue;  // more is waiting
+    AdvanceSequenced(target);
+    idle = *n > 0 ? std::chrono::milliseconds(1)
+                  : std::min(idle * 2, kMaxIdlePoll);
+    if (!SequencerWait(idle)) break;
+  }
+  if (held) (void)ReleaseLease(kSequencerLease, seq_owner_);
+}
+
+}  // namespace
+
+Result<std::unique_ptr<Store>> OpenPostgresStore(const std::string& url,
+                                                 const StoreOptions& options) {
+  auto store = std::make_unique<PostgresStore>(url, options);
+  HERALD_RETURN_IF_ERROR(store->Init());
+  return std::unique_ptr<Store>(std::move(store));
+}
+
+}  // namespace herald::detail
