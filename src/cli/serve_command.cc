@@ -1,0 +1,147 @@
+// herald serve: the HTTP API, the relays of the config and (PostgreSQL) the
+// sequencer, in one process, until SIGTERM/SIGINT.
+#include <atomic>
+#include <chrono>
+#include <condition_variable>
+#include <mutex>
+#include <ostream>
+#include <random>
+#include <thread>
+
+#include "cli/cli.h"
+#include "herald/config.h"
+#include "herald/relay.h"
+#include "herald/server.h"
+#include "herald/store.h"
+
+namespace herald::cli {
+
+namespace {
+
+// --demo: appends a few example order events every second, so a newcomer
+// sees events arrive. Owns its thread.
+class DemoProducer {
+ public:
+  explicit DemoProducer(Store* store) : store_(store) {
+    thread_ = std::thread([this] { Run(); });
+  }
+  ~DemoProducer() {
+    {
+      std::lock_guard lock(mu_);
+      stop_ = true;
+    }
+    cv_.notify_all();
+    thread_.join();
+  }
+
+ private:
+  void Run() {
+    static const char* const kSteps[] = {"order.placed", "order.paid",
+                                         "order.shipped"};
+    static const char* const kItems[] = {"tea", "coffee", "cocoa", "mate"};
+    std::mt19937 rng(std::random_device{}());
+    int order = 0;
+    std::unique_lock lock(mu_);
+    while (!stop_) {
+      lock.unlock();
+      ++order;
+      std::vector<Event> events;
+      for (const char* step : kSteps) {
+        Event e;
+        e.stream = "order-" + std::to_string(order);
+        e.type = step;
+        e.payload = std::string("{\"order\":") + std::to_string(order) +
+                    ",\"item\":\"" + kItems[rng() % 4] +
+                    "\",\"quantity\":" + std::to_string(1 + rng() % 5) + "}";
+        e.metadata = "{\"source\":\"herald serve --demo\"}";
+        events.push_back(std::move(e));
+        // One event per step, a moment apart, like a real order.
+        (void)store_->Append(std::span<Event>(&events.back(), 1));
+        lock.lock();
+        cv_.wait_for(lock, std::chrono::milliseconds(400),
+                     [this] { return stop_; });
+        if (stop_) return;
+        lock.unlock();
+      }
+      lock.lock();
+    }
+  }
+
+  Store* const store_;
+  std::mutex mu_;
+  std::condition_variable cv_;
+  bool stop_ = false;  // guarded by mu_
+  std::thread thread_;
+};
+
+}  // namespace
+
+int RunServe(const std::vector<std::string>& args, std::ostream& out,
+             std::ostream& err) {
+  Flags flags;
+  Status s = flags.Parse(
+      args,
+      {{"config", true}, {"listen", true}, {"db", true}, {"demo", false}});
+  if (!s.ok()) return Fail(err, s);
+  if (!flags.positional().empty()) {
+    return Fail(err, Status::InvalidArgument("unexpected argument '" +
+                                             flags.positional()[0] + "'"));
+  }
+  Config config;
+  if (flags.Has("config")) {
+    auto c = LoadConfig(flags.Get("config"));
+    if (!c.ok()) return Fail(err, c.status());
+    config = std::move(*c);
+  }
+  if (flags.Has("db")) config.store_url = flags.Get("db");
+  if (flags.Has("listen")) config.server.listen = flags.Get("listen");
+  if (config.store_url.empty()) {
+    return Fail(err, Status::InvalidArgument("--db must not be empty"));
+  }
+
+  InstallStopSignals();
+  auto store = OpenStore(config.store_url);
+  if (!store.ok()) return Fail(err, store.status());
+
+  std::unique_ptr<Relay> relay;
+  if (!config.routes.empty()) {
+    auto r = Relay::FromConfig(store->get(), config);
+    if (!r.ok()) return Fail(err, r.status());
+    relay = std::move(*r);
+  }
+
+  ServerOptions options;
+  options.config = config.server;
+  auto server = Server::Start(store->get(), options, relay.get());
+  if (!server.ok()) return Fail(err, server.status());
+  if (relay) {
+    Status rs = relay->Start();
+    if (!rs.ok()) {
+      (*server)->Stop();
+      return Fail(err, rs);
+    }
+  }
+  std::unique_ptr<DemoProducer> demo;
+  if (flags.Has("demo")) demo = std::make_unique<DemoProducer>(store->get());
+
+  std::string base = "http://" + (*server)->address();
+  err << "herald: serving " << config.store_url << " on " << base;
+  if (relay) err << " with " << config.routes.size() << " route(s)";
+  if (demo) err << " (demo producer on: an order event every ~0.4 s)";
+  err << "\nherald: try  curl '" << base
+      << "/api/events?offset=0&limit=10'   (Ctrl-C stops)\n";
+  err.flush();
+  out.flush();
+
+  while (!StopRequested()) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  }
+  err << "herald: stopping\n";
+  err.flush();
+  demo.reset();
+  (*server)->Stop();
+  if (relay) relay->Stop();
+  return kExitOk;
+}
+
+}  // namespace herald::cli

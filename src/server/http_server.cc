@@ -1,0 +1,589 @@
+// The HTTP/1.1 transport of the server: Boost.Beast on Asio.
+//
+// Each connection is a Session living on a strand of the I/O context; no
+// thread is tied to a connection, so an idle long-poll or SSE stream costs
+// a socket and a few KB. A request goes through three deadlines: the
+// keep-alive idle wait for its first byte (idle_timeout), its request line
+// and headers (header_timeout: a client trickling headers is cut off), and
+// its body (idle_timeout). Responses come back from Api on any thread and
+// are posted to the session's strand.
+#include <sys/resource.h>
+
+#include <boost/asio/dispatch.hpp>
+#include <boost/asio/ip/tcp.hpp>
+#include <boost/asio/post.hpp>
+#include <boost/asio/steady_timer.hpp>
+#include <boost/asio/strand.hpp>
+#include <boost/asio/thread_pool.hpp>
+#include <boost/asio/write.hpp>
+#include <boost/beast/core.hpp>
+#include <boost/beast/http.hpp>
+#include <cstdio>
+#include <optional>
+#include <unordered_map>
+
+#include "herald/relay.h"
+#include "server/internal.h"
+
+namespace herald {
+
+namespace asio = boost::asio;
+namespace beast = boost::beast;
+namespace http = beast::http;
+using tcp = asio::ip::tcp;
+
+namespace detail {
+namespace {
+
+class ServerImpl;
+
+// How long an SSE write may take before the client is considered gone.
+constexpr auto kSseWriteTimeout = std::chrono::seconds(30);
+
+class Session : public std::enable_shared_from_this<Session> {
+ public:
+  Session(tcp::socket socket, ServerImpl* server);
+  ~Session();
+
+  void Start();
+  // Posted by Server::Stop: finish what is in flight, then close.
+  void Shutdown();
+
+ private:
+  void WaitForRequest();
+  void ReadHeader();
+  void OnHeader(beast::error_code ec);
+  void OnBody(beast::error_code ec);
+  void Dispatch();
+  void Reply(Response r, const std::string& label);
+  void WriteResponse(Response r);
+  void ReplyAndClose(int status, std::string_view code, std::string_view msg);
+  void Close();
+
+  // SSE
+  void StartSse(Response r);
+  void SsePump();
+  void SseWrite(std::string data);
+  void SseWait();
+  void SseWatchClose();
+
+  ServerImpl* const server_;
+  beast::tcp_stream stream_;
+  beast::flat_buffer buffer_;
+  std::optional<http::request_parser<http::string_body>> parser_;
+  std::shared_ptr<http::response<http::string_body>> res_;
+  bool keep_alive_ = false;
+  bool busy_ = false;  // a request is being handled
+  bool stopping_ = false;
+  bool closed_ = false;
+  std::string label_;
+
+  // SSE state (strand only).
+  bool sse_ = false;
+  int64_t cursor_ = 1;
+  EventFilter filter_;
+  uint64_t waiter_ = 0;
+  bool writing_ = false;
+  std::string sse_buf_;
+  std::array<char, 512> sink_{};
+  std::optional<asio::steady_timer> write_timer_;
+};
+
+class ServerImpl final : public Server {
+ public:
+  ServerImpl(Store* store, const ServerOptions& options, Relay* relay)
+      : options_(options),
+        store_(store),
+        hub_(store, options.cache_events, options.poll_max),
+        appender_(store, &hub_),
+        pool_(static_cast<size_t>(std::max(1, options.worker_threads))),
+        api_(
+            store, relay, &hub_, &appender_, &metrics_,
+            [this](std::function<void()> fn) {
+              asio::post(pool_, std::move(fn));
+            },
+            options),
+        io_threads_(options.config.threads > 0
+                        ? options.config.threads
+                        : static_cast<int>(std::max(
+                              1u, std::thread::hardware_concurrency()))),
+        ioc_(io_threads_),
+        acceptor_(ioc_) {}
+
+  ~ServerImpl() override { Stop(); }
+
+  Status Listen() {
+    const std::string& listen = options_.config.listen;
+    std::string host, port_text;
+    if (!listen.empty() && listen[0] == '[') {
+      auto close = listen.find(']');
+      if (close == std::string::npos || close + 1 >= listen.size() ||
+          listen[close + 1] != ':') {
+        return Status::InvalidArgument("listen address '" + listen +
+                                       "' is not [HOST]:PORT");
+      }
+      host = listen.substr(1, close - 1);
+      port_text = listen.substr(close + 2);
+    } else {
+      auto colon = listen.rfind(':');
+      if (colon == std::string::npos) {
+        return Status::InvalidArgument("listen address '" + listen +
+                                       "' is not HOST:PORT");
+      }
+      host = listen.substr(0, colon);
+      port_text = listen.substr(colon + 1);
+    }
+    if (host.empty() || host == "localhost") host = "127.0.0.1";
+    int port = -1;
+    if (!port_text.empty() && port_text.size() <= 5 &&
+        port_text.find_first_not_of("0123456789") == std::string::npos) {
+      port = std::stoi(port_text);
+    }
+    if (port < 0 || port > 65535) {
+      return Status::InvalidArgument("listen address '" + listen +
+                                     "' has no valid port");
+    }
+    beast::error_code ec;
+    auto addr = asio::ip::make_address(host, ec);
+    if (ec) {
+      return Status::InvalidArgument("listen address '" + listen + "': '" +
+                                     host + "' is not an IP address");
+    }
+    if (options_.config.tokens.empty() && !addr.is_loopback()) {
+      return Status::InvalidArgument(
+          "refusing to listen on " + listen +
+          " with no token configured: anyone could read and append events. "
+          "Add [[server.tokens]] to the config, or listen on 127.0.0.1");
+    }
+    tcp::endpoint ep(addr, static_cast<unsigned short>(port));
+    acceptor_.open(ep.protocol(), ec);
+    if (!ec) acceptor_.set_option(asio::socket_base::reuse_address(true), ec);
+    if (!ec) acceptor_.bind(ep, ec);
+    if (!ec) acceptor_.listen(asio::socket_base::max_listen_connections, ec);
+    if (ec) {
+      return Status::Unavailable("cannot listen on " + listen + ": " +
+                                 ec.message());
+    }
+    auto local = acceptor_.local_endpoint(ec);
+    port_ = local.port();
+    address_ =
+        (addr.is_v6() ? "[" + host + "]" : host) + ":" + std::to_string(port_);
+    return Status::OK();
+  }
+
+  void Run() {
+    // Many streaming clients need many descriptors.
+    rlimit rl{};
+    if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < rl.rlim_max) {
+      rl.rlim_cur = rl.rlim_max;
+      setrlimit(RLIMIT_NOFILE, &rl);
+    }
+    hub_.Start();
+    appender_.Start();
+    Accept();
+    for (int i = 0; i < io_threads_; ++i) {
+      threads_.emplace_back([this] { ioc_.run(); });
+    }
+  }
+
+  int port() const override { return port_; }
+  std::string address() const override { return address_; }
+
+  void Stop() noexcept override {
+    if (stopped_.exchange(true)) return;
+    // 1. Stop accepting.
+    asio::post(acceptor_.get_executor(), [this] {
+      beast::error_code ec;
+      acceptor_.close(ec);
+    });
+    // 2. Idle connections close; busy ones finish their request first.
+    std::vector<std::shared_ptr<Session>> sessions;
+    {
+      std::lock_guard lock(sessions_mu_);
+      for (auto& [p, w] : sessions_) {
+        if (auto s = w.lock()) sessions.push_back(std::move(s));
+      }
+    }
+    for (auto& s : sessions) s->Shutdown();
+    sessions.clear();
+    // 3. Long-polls answer now, SSE streams end.
+    hub_.Stop();
+    // 4. Wait for in-flight requests (appends included) to be answered.
+    auto deadline = Clock::now() + options_.drain_timeout;
+    {
+      std::unique_lock lock(sessions_mu_);
+      sessions_cv_.wait_until(lock, deadline,
+                              [this] { return sessions_.empty(); });
+    }
+    appender_.Stop();
+    ioc_.stop();
+    for (auto& t : threads_) {
+      if (t.joinable()) t.join();
+    }
+    pool_.join();
+  }
+
+  // Session registry.
+  void Register(Session* s, std::weak_ptr<Session> w) {
+    std::lock_guard lock(sessions_mu_);
+    sessions_.emplace(s, std::move(w));
+    metrics_.open_connections.fetch_add(1);
+  }
+  void Unregister(Session* s) {
+    {
+      std::lock_guard lock(sessions_mu_);
+      sessions_.erase(s);
+      metrics_.open_connections.fetch_sub(1);
+    }
+    sessions_cv_.notify_all();
+  }
+  bool stopping() const { return stopped_.load(); }
+
+  const ServerOptions options_;
+  Store* const store_;
+  Hub hub_;
+  Appender appender_;
+  HttpMetrics metrics_;
+  asio::thread_pool pool_;
+  Api api_;
+
+ private:
+  void Accept() {
+    acceptor_.async_accept(asio::make_strand(ioc_), [this](beast::error_code ec,
+                                                           tcp::socket s) {
+      if (ec) {
+        if (ec == asio::error::operation_aborted || !acceptor_.is_open()) {
+          return;
+        }
+        // EMFILE and friends: pause briefly rather than spin.
+        auto t = std::make_shared<asio::steady_timer>(
+            ioc_, std::chrono::milliseconds(50));
+        t->async_wait([this, t](beast::error_code) { Accept(); });
+        return;
+      }
+      if (metrics_.open_connections.load() >= options_.config.max_connections) {
+        beast::error_code ignored;
+        s.close(ignored);
+      } else {
+        std::make_shared<Session>(std::move(s), this)->Start();
+      }
+      Accept();
+    });
+  }
+
+  int port_ = 0;
+  std::string address_;
+  std::atomic<bool> stopped_{false};
+  std::mutex sessions_mu_;
+  std::unordered_map<Session*, std::weak_ptr<Session>> sessions_;  // guarded
+  std::condition_variable sessions_cv_;
+  std::vector<std::thread> threads_;
+  const int io_threads_;
+  // Last: destroyed first, with every handler (and session) it still holds.
+  asio::io_context ioc_;
+  tcp::acceptor acceptor_;
+};
+
+// ---- Session
+// ------------------------------------------------------------------
+
+Session::Session(tcp::socket socket, ServerImpl* server)
+    : server_(server), stream_(std::move(socket)) {}
+
+Session::~Session() {
+  if (sse_) server_->metrics_.open_streams.fetch_sub(1);
+  server_->Unregister(this);
+}
+
+void Session::Start() {
+  server_->Register(this, weak_from_this());
+  asio::dispatch(stream_.get_executor(),
+                 [self = shared_from_this()] { self->WaitForRequest(); });
+}
+
+void Session::Shutdown() {
+  asio::post(stream_.get_executor(), [self = shared_from_this()] {
+    self->stopping_ = true;
+    if (self->sse_) {
+      self->server_->hub_.Cancel(self->waiter_);
+      self->waiter_ = 0;
+      if (!self->writing_) self->Close();
+    } else if (!self->busy_) {
+      self->Close();
+    }
+  });
+}
+
+void Session::Close() {
+  if (closed_) return;
+  closed_ = true;
+  beast::error_code ec;
+  stream_.socket().shutdown(tcp::socket::shutdown_both, ec);
+  stream_.socket().close(ec);
+  if (waiter_) {
+    server_->hub_.Cancel(waiter_);
+    waiter_ = 0;
+  }
+}
+
+void Session::WaitForRequest() {
+  if (stopping_ || closed_) return Close();
+  if (buffer_.size() > 0) return ReadHeader();  // pipelined
+  stream_.expires_after(server_->options_.config.idle_timeout);
+  stream_.async_read_some(
+      buffer_.prepare(4096),
+      [self = shared_from_this()](beast::error_code ec, size_t n) {
+        if (ec) return self->Close();
+        self->buffer_.commit(n);
+        self->ReadHeader();
+      });
+}
+
+void Session::ReadHeader() {
+  parser_.emplace();
+  parser_->header_limit(
+      static_cast<std::uint32_t>(server_->options_.config.max_header_bytes));
+  parser_->body_limit(
+      static_cast<std::uint64_t>(server_->options_.config.max_body_bytes));
+  // The whole request line and headers must arrive within header_timeout.
+  stream_.expires_after(server_->options_.config.header_timeout);
+  http::async_read_header(
+      stream_, buffer_, *parser_,
+      [self = shared_from_this()](beast::error_code ec, size_t) {
+        self->OnHeader(ec);
+      });
+}
+
+void Session::OnHeader(beast::error_code ec) {
+  if (ec == http::error::header_limit) {
+    return ReplyAndClose(
+        431, "headers_too_large",
+        "the request line and headers exceed " +
+            std::to_string(server_->options_.config.max_header_bytes) +
+            " bytes");
+  }
+  if (ec == http::error::body_limit) {
+    return ReplyAndClose(
+        413, "payload_too_large",
+        "the request body exceeds " +
+            std::to_string(server_->options_.config.max_body_bytes) + " bytes");
+  }
+  if (ec == beast::error::timeout || ec == http::error::end_of_stream ||
+      ec == asio::error::eof || ec == asio::error::connection_reset ||
+      ec == asio::error::operation_aborted) {
+    return Close();
+  }
+  if (ec) {
+    return ReplyAndClose(400, "bad_request",
+                         "malformed HTTP request: " + ec.message());
+  }
+  busy_ = true;
+  auto& req = parser_->get();
+  if (auto cl = parser_->content_length();
+      cl && *cl > static_cast<std::uint64_t>(
+                      server_->options_.config.max_body_bytes)) {
+    return ReplyAndClose(
+        413, "payload_too_large",
+        "the request body exceeds " +
+            std::to_string(server_->options_.config.max_body_bytes) + " bytes");
+  }
+  if (parser_->is_done()) return Dispatch();
+  auto expect = req[http::field::expect];
+  auto read_body = [self = shared_from_this()] {
+    self->stream_.expires_after(self->server_->options_.config.idle_timeout);
+    http::async_read(
+        self->stream_, self->buffer_, *self->parser_,
+        [self](beast::error_code ec, size_t) { self->OnBody(ec); });
+  };
+  if (beast::iequals(expect, "100-continue")) {
+    auto cont = std::make_shared<std::string>("HTTP/1.1 100 Continue\r\n\r\n");
+    stream_.expires_after(server_->options_.config.idle_timeout);
+    asio::async_write(stream_, asio::buffer(*cont),
+                      [self = shared_from_this(), cont, read_body](
+                          beast::error_code ec, size_t) {
+                        if (ec) return self->Close();
+                        read_body();
+                      });
+    return;
+  }
+  read_body();
+}
+
+void Session::OnBody(beast::error_code ec) {
+  if (ec == http::error::body_limit) {
+    return ReplyAndClose(
+        413, "payload_too_large",
+        "the request body exceeds " +
+            std::to_string(server_->options_.config.max_body_bytes) + " bytes");
+  }
+  if (ec) return Close();
+  Dispatch();
+}
+
+void Session::Dispatch() {
+  busy_ = true;
+  stream_.expires_never();
+  auto& msg = parser_->get();
+  keep_alive_ = msg.keep_alive();
+  Request req;
+  req.method = std::string(msg.method_string());
+  req.target = std::string(msg.target());
+  if (!ParseTarget(req.target, &req.path, &req.query)) {
+    return ReplyAndClose(400, "invalid_argument",
+                         "the URL holds a malformed %-escape");
+  }
+  req.authorization = std::string(msg[http::field::authorization]);
+  req.content_type = std::string(msg[http::field::content_type]);
+  req.if_none_match = std::string(msg[http::field::if_none_match]);
+  req.last_event_id = std::string(msg["Last-Event-ID"]);
+  req.body = std::move(msg.body());
+  parser_.reset();
+  server_->api_.Handle(std::move(req), [self = shared_from_this()](
+                                           Response r, std::string label) {
+    asio::post(self->stream_.get_executor(),
+               [self, r = std::move(r), label = std::move(label)]() mutable {
+                 self->Reply(std::move(r), label);
+               });
+  });
+}
+
+void Session::Reply(Response r, const std::string& label) {
+  server_->metrics_.Count(label, r.sse ? 200 : r.status);
+  if (closed_) return;
+  if (r.sse) return StartSse(std::move(r));
+  WriteResponse(std::move(r));
+}
+
+void Session::ReplyAndClose(int status, std::string_view code,
+                            std::string_view msg) {
+  server_->metrics_.Count("other", status);
+  keep_alive_ = false;
+  busy_ = true;
+  WriteResponse(Api::Error(status, code, msg));
+}
+
+void Session::WriteResponse(Response r) {
+  res_ = std::make_shared<http::response<http::string_body>>();
+  auto& res = *res_;
+  res.version(11);
+  res.result(static_cast<unsigned>(r.status));
+  res.set(http::field::server, "herald");
+  if (!r.content_type.empty())
+    res.set(http::field::content_type, r.content_type);
+  for (auto& [k, v] : r.headers) res.set(k, v);
+  bool keep = keep_alive_ && !stopping_ && !server_->stopping();
+  res.keep_alive(keep);
+  res.body() = std::move(r.body);
+  res.prepare_payload();
+  stream_.expires_after(server_->options_.config.idle_timeout);
+  http::async_write(
+      stream_, res,
+      [self = shared_from_this(), keep](beast::error_code ec, size_t) {
+        self->res_.reset();
+        self->busy_ = false;
+        if (ec || !keep) return self->Close();
+        self->WaitForRequest();
+      });
+}
+
+// ---- SSE
+// ------------------------------------------------------------------------
+
+void Session::StartSse(Response r) {
+  sse_ = true;
+  server_->metrics_.open_streams.fetch_add(1);
+  cursor_ = r.sse_offset;
+  filter_ = std::move(r.sse_filter);
+  stream_.expires_never();
+  write_timer_.emplace(stream_.get_executor());
+  // No Content-Length and no chunking: the stream ends when the
+  // connection does.
+  std::string head =
+      "HTTP/1.1 200 OK\r\nServer: herald\r\n"
+      "Content-Type: text/event-stream\r\nCache-Control: no-store\r\n"
+      "X-Accel-Buffering: no\r\nConnection: close\r\n\r\n"
+      "retry: 1000\n\n";
+  SseWatchClose();
+  SseWrite(std::move(head));
+}
+
+void Session::SseWatchClose() {
+  // Anything the client sends is ignored; an error or EOF means it left.
+  stream_.socket().async_read_some(
+      asio::buffer(sink_),
+      [self = shared_from_this()](beast::error_code ec, size_t) {
+        if (ec) return self->Close();
+        self->SseWatchClose();
+      });
+}
+
+void Session::SseWrite(std::string data) {
+  if (closed_) return;
+  writing_ = true;
+  sse_buf_ = std::move(data);
+  write_timer_->expires_after(kSseWriteTimeout);
+  write_timer_->async_wait([self = shared_from_this()](beast::error_code ec) {
+    if (!ec) self->Close();  // the client stopped reading
+  });
+  asio::async_write(stream_.socket(), asio::buffer(sse_buf_),
+                    [self = shared_from_this()](beast::error_code ec, size_t) {
+                      self->writing_ = false;
+                      self->write_timer_->cancel();
+                      if (ec || self->stopping_) return self->Close();
+                      self->SsePump();
+                    });
+}
+
+void Session::SsePump() {
+  if (closed_) return;
+  server_->api_.SseChunk(
+      cursor_, filter_,
+      [self = shared_from_this()](bool ok, std::string chunk, int64_t next) {
+        asio::post(self->stream_.get_executor(),
+                   [self, ok, chunk = std::move(chunk), next]() mutable {
+                     if (!ok || self->closed_) return self->Close();
+                     self->cursor_ = next;
+                     if (!chunk.empty())
+                       return self->SseWrite(std::move(chunk));
+                     self->SseWait();
+                   });
+      });
+}
+
+void Session::SseWait() {
+  if (closed_) return;
+  if (stopping_) return Close();
+  auto deadline = Clock::now() + server_->options_.config.heartbeat;
+  std::weak_ptr<Session> weak = weak_from_this();
+  // Hub may call back at once, on this strand: post either way.
+  uint64_t id = server_->hub_.Wait(
+      cursor_, deadline, [self = shared_from_this()](bool woke) {
+        asio::post(self->stream_.get_executor(), [self, woke] {
+          self->waiter_ = 0;
+          if (self->closed_) return;
+          if (self->stopping_ || self->server_->stopping()) {
+            return self->Close();
+          }
+          if (woke) return self->SsePump();
+          self->SseWrite(": heartbeat\n\n");
+        });
+      });
+  waiter_ = id;
+}
+
+}  // namespace
+}  // namespace detail
+
+Server::~Server() = default;
+
+Result<std::unique_ptr<Server>> Server::Start(Store* store,
+                                              const ServerOptions& options,
+                                              Relay* relay) {
+  if (!store) return Status::InvalidArgument("Server::Start needs a store");
+  auto server = std::make_unique<detail::ServerImpl>(store, options, relay);
+  HERALD_RETURN_IF_ERROR(server->Listen());
+  server->Run();
+  return std::unique_ptr<Server>(std::move(server));
+}
+
+}  // namespace herald

@@ -1,0 +1,246 @@
+// Internals of the HTTP server, kept free of Boost so only http_server.cc
+// pays for Beast's compile time.
+//
+//   Hub       follows the store's head, keeps the newest events rendered in
+//             memory, and wakes long-polls and SSE streams.
+//   Appender  group-commits POSTed events: many requests, one transaction.
+//   Api       routes, parameters, authorization and JSON: everything an
+//             HTTP request means, as plain data in and out.
+#pragma once
+
+#include <atomic>
+#include <chrono>
+#include <condition_variable>
+#include <cstdint>
+#include <deque>
+#include <functional>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <shared_mutex>
+#include <string>
+#include <thread>
+#include <unordered_map>
+#include <utility>
+#include <vector>
+
+#include "herald/config.h"
+#include "herald/server.h"
+#include "herald/store.h"
+
+namespace herald::detail {
+
+using Clock = std::chrono::steady_clock;
+
+// ---- Hub ------------------------------------------------------------------
+
+// A read filter: type globs (any may match) and an exact stream.
+struct EventFilter {
+  std::vector<std::string> types;
+  std::string stream;
+  bool empty() const { return types.empty() && stream.empty(); }
+};
+
+struct CachedEvent {
+  int64_t position = 0;
+  std::string type;
+  std::string stream;
+  std::string json;  // EventToJson
+};
+
+// What a cached read found.
+struct TailRead {
+  std::vector<std::shared_ptr<const CachedEvent>> events;
+  int64_t next_offset = 1;
+};
+
+// Thread safety: every method may be called from any thread.
+class Hub {
+ public:
+  Hub(Store* store, size_t capacity, std::chrono::milliseconds poll_max);
+  ~Hub();
+
+  void Start();
+  // Joins the watcher; wakes every waiter with woke=false.
+  void Stop();
+
+  // The newest position loaded into memory (the head as far as readers of
+  // this server are concerned).
+  int64_t head() const { return head_.load(std::memory_order_acquire); }
+  // The oldest position held in memory; 0 while empty.
+  int64_t first() const;
+  // A tag for ETags: derived from the id of the event at position 1, so
+  // pages of another database never share an ETag. Empty while unknown.
+  std::string db_tag() const;
+
+  // Events at positions >= from that match `filter`, at most `limit`, from
+  // memory. Returns false when `from` is below what memory holds (read the
+  // store instead). Stops at head(); next_offset is past the last position
+  // looked at.
+  bool Read(int64_t from, int limit, const EventFilter& filter,
+            TailRead* out) const;
+
+  // Calls `cb(true)` once an event at a position >= offset is in memory, or
+  // `cb(false)` at `deadline` or on Stop. Called at once (on this thread)
+  // if already so. Returns an id for Cancel; 0 when called at once.
+  using WaitCallback = std::function<void(bool woke)>;
+  uint64_t Wait(int64_t offset, Clock::time_point deadline, WaitCallback cb);
+  // Drops a waiter; its callback is not called after Cancel returns...
+  // unless it is running on the watcher right now (callbacks must cope).
+  void Cancel(uint64_t id);
+  size_t waiters() const;
+
+  // Loads whatever the store holds beyond head() now, then wakes waiters.
+  // Called by the appender after a commit, so a client that POSTed and then
+  // reads sees its event.
+  void CatchUp();
+
+ private:
+  void Run();
+  // Loads events (head_, store head]; returns whether any were loaded.
+  bool Load();
+  void WakeWaiters(bool all, bool stopping);
+
+  Store* const store_;
+  const size_t capacity_;
+  const std::chrono::milliseconds poll_max_;
+
+  std::mutex load_mu_;  // one loader at a time; taken before mu_
+  mutable std::shared_mutex mu_;
+  std::deque<std::shared_ptr<const CachedEvent>> cache_;  // guarded by mu_
+  std::string db_tag_;                                    // guarded by mu_
+  std::atomic<int64_t> head_{0};
+
+  struct Waiter {
+    int64_t offset;
+    Clock::time_point deadline;
+    WaitCallback cb;
+  };
+  mutable std::mutex wait_mu_;
+  std::map<uint64_t, Waiter> waiters_;  // guarded by wait_mu_
+  uint64_t next_waiter_ = 1;            // guarded by wait_mu_
+  std::condition_variable wait_cv_;     // signals new waiters to the watcher
+
+  std::atomic<bool> stop_{false};
+  std::thread thread_;
+};
+
+// ---- Appender -------------------------------------------------------------
+
+struct AppendJob {
+  std::vector<Event> events;
+  AppendOptions options;
+  // Called on the appender thread once the job's fate is durable: the
+  // stored events, or why nothing was written.
+  std::function<void(Result<AppendResult>, std::vector<Event>)> done;
+};
+
+// One thread; takes every job queued since its last commit and appends them
+// in one transaction, each inside its own savepoint (Store::Append is
+// all-or-nothing), so a bad job fails alone. Thread safety: Submit from any
+// thread.
+class Appender {
+ public:
+  Appender(Store* store, Hub* hub);
+  ~Appender();
+  void Start();
+  // Finishes every queued job, then joins.
+  void Stop();
+  // Queues a job. After Stop, the job fails with Unavailable.
+  void Submit(AppendJob job);
+
+  uint64_t commits() const { return commits_.load(); }
+  uint64_t events_appended() const { return appended_.load(); }
+
+ private:
+  void Run();
+  void Process(std::vector<AppendJob>* jobs);
+
+  Store* const store_;
+  Hub* const hub_;
+  std::mutex mu_;
+  std::condition_variable cv_;
+  std::vector<AppendJob> queue_;  // guarded by mu_
+  bool stop_ = false;             // guarded by mu_
+  bool started_ = false;
+  std::thread thread_;
+  std::atomic<uint64_t> commits_{0};
+  std::atomic<uint64_t> appended_{0};
+};
+
+// ---- HTTP as plain data ---------------------------------------------------
+
+struct Request {
+  std::string method;  // "GET", "POST", ...
+  std::string target;  // path and query, as sent
+  std::string path;    // percent-decoded path
+  std::vector<std::pair<std::string, std::string>> query;  // decoded
+  std::string authorization;
+  std::string content_type;
+  std::string if_none_match;
+  std::string last_event_id;
+  std::string body;
+};
+
+struct Response {
+  int status = 200;
+  std::string content_type = "application/json";
+  std::string body;
+  std::vector<std::pair<std::string, std::string>> headers;
+  // Set by the API for GET /api/events/stream: the connection turns into
+  // an SSE stream from this offset with this filter.
+  bool sse = false;
+  int64_t sse_offset = 1;
+  EventFilter sse_filter;
+};
+
+// Runs blocking work off the I/O threads.
+using Executor = std::function<void(std::function<void()>)>;
+
+// Prometheus counters of the HTTP layer.
+class HttpMetrics {
+ public:
+  void Count(const std::string& route, int status);
+  void Render(std::string* out) const;
+  std::atomic<int64_t> open_streams{0};
+  std::atomic<int64_t> open_connections{0};
+
+ private:
+  mutable std::mutex mu_;
+  std::map<std::pair<std::string, int>, uint64_t> requests_;  // guarded
+};
+
+class Api {
+ public:
+  Api(Store* store, Relay* relay, Hub* hub, Appender* appender,
+      HttpMetrics* metrics, Executor executor, const ServerOptions& options);
+
+  // Handles one request; calls `respond` exactly once, on any thread.
+  // `route_label` receives the route pattern for metrics ("/api/events").
+  void Handle(Request request,
+              std::function<void(Response, std::string route_label)> respond);
+
+  // The next piece of an SSE stream at `cursor`: a text chunk of frames and
+  // the new cursor, or an empty chunk when nothing is there yet. Calls
+  // `done` on any thread; `ok` false when the store failed.
+  void SseChunk(
+      int64_t cursor, const EventFilter& filter,
+      std::function<void(bool ok, std::string chunk, int64_t next_cursor)>
+          done);
+
+  static Response Error(int status, std::string_view code,
+                        std::string_view message);
+  static Response ErrorFor(const Status& s);
+
+ private:
+  struct Impl;
+  std::shared_ptr<Impl> impl_;
+};
+
+// Percent-decodes (and '+' to space when `form`). False on a bad escape.
+bool PercentDecode(std::string_view in, bool form, std::string* out);
+// Splits a target into path and decoded query pairs. False on bad escapes.
+bool ParseTarget(std::string_view target, std::string* path,
+                 std::vector<std::pair<std::string, std::string>>* query);
+
+}  // namespace herald::detail
