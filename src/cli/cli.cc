@@ -28,6 +28,9 @@ const Command kCommands[] = {
     {"relay", "deliver events to the routes of a config (status: how they stand)",
      RunRelay},
     {"parked", "list, retry or drop a route's parked events", RunParked},
+    {"serve", "run the HTTP API and the relays of a config", RunServe},
+    {"pull", "consume a server's events over HTTP, with a checkpoint file",
+     RunPull},
 };
 
 void PrintHelp(std::ostream& out) {
@@ -50,7 +53,13 @@ void PrintHelp(std::ostream& out) {
          "  herald relay --config PATH          (until SIGTERM/SIGINT)\n"
          "  herald relay status --config PATH [--route NAME]\n"
          "  herald parked list|retry|drop --config PATH --route NAME\n"
-         "                [--id UUID|--all] [--state S] [--limit N]\n\n"
+         "                [--id UUID|--all] [--state S] [--limit N]\n"
+         "  herald serve [--config PATH] [--listen HOST:PORT] [--db PATH]\n"
+         "               [--demo]\n"
+         "      Defaults: ./herald.db, 127.0.0.1:8080. See docs/http-api.md.\n"
+         "  herald pull --from URL [--token T] --checkpoint FILE\n"
+         "              (--exec CMD | --out FILE) [--limit N] [--wait S]\n"
+         "              [--type GLOB] [--stream S]\n\n"
          "--db takes a file path, sqlite:PATH or postgresql://...\n"
          "Exit status: 0 ok, 1 failure, 2 bad input.\n";
 }

@@ -82,5 +82,10 @@ int RunRelay(const std::vector<std::string>& args, std::ostream& out,
              std::ostream& err);
 int RunParked(const std::vector<std::string>& args, std::ostream& out,
               std::ostream& err);
+// serve_command.cc and pull_command.cc (herald_server).
+int RunServe(const std::vector<std::string>& args, std::ostream& out,
+             std::ostream& err);
+int RunPull(const std::vector<std::string>& args, std::ostream& out,
+            std::ostream& err);
 
 }  // namespace herald::cli
