@@ -422,6 +422,8 @@ class UnitOfWork {
   };
   UnitOfWork(Dispatcher::Impl* dispatcher, std::unique_ptr<Transaction> tx);
   SubscriptionId Add(detail::Registration registration);
+  // Whether any subscription, the dispatcher's or this unit's, has `phase`.
+  bool Listened(Phase phase) const;
   Status RaiseValue(Event event, Value value);
   void End();
 

@@ -129,6 +129,13 @@ struct Dispatcher::Impl {
 
   std::mutex subs_mu;
   std::shared_ptr<const SubList> subs = std::make_shared<SubList>();  // subs_mu
+  // Live subscriptions per phase, so phases nobody listens to cost nothing.
+  std::atomic<int> per_phase[4] = {};
+
+  bool Listened(Phase phase) const {
+    return per_phase[static_cast<int>(phase)].load(std::memory_order_relaxed) >
+           0;
+  }
 
   std::mutex stop_mu;  // serialises Stop(); taken before pool_mu
   std::mutex pool_mu;
@@ -293,6 +300,7 @@ SubscriptionId Dispatcher::Add(detail::Registration registration) {
   auto sub = NewSub(std::move(registration));
   SubscriptionId id = sub->id;
   std::lock_guard<std::mutex> lock(impl_->subs_mu);
+  impl_->per_phase[static_cast<int>(sub->reg.phase)]++;
   auto next = std::make_shared<SubList>(*impl_->subs);
   next->push_back(std::move(sub));
   impl_->subs = std::move(next);
@@ -309,6 +317,7 @@ Status Dispatcher::Unsubscribe(SubscriptionId id) {
                             " in this dispatcher");
   }
   (*it)->active.store(false, std::memory_order_release);
+  impl_->per_phase[static_cast<int>((*it)->reg.phase)]--;
   auto next = std::make_shared<SubList>(list);
   next->erase(next->begin() + (it - list.begin()));
   impl_->subs = std::move(next);
@@ -409,6 +418,14 @@ void UnitOfWork::End() {
   values_.clear();
 }
 
+bool UnitOfWork::Listened(Phase phase) const {
+  if (dispatcher_->Listened(phase)) return true;
+  for (const auto& sub : subs_) {
+    if (sub->reg.phase == phase) return true;
+  }
+  return false;
+}
+
 SubscriptionId UnitOfWork::Add(detail::Registration registration) {
   auto sub = NewSub(std::move(registration));
   SubscriptionId id = sub->id;
@@ -470,6 +487,7 @@ Status UnitOfWork::RaiseValue(Event event, Value value) {
 
   events_.push_back(std::move(event));
   values_.push_back(std::move(value));
+  if (!Listened(Phase::kImmediate)) return Status::OK();
   // Handlers may raise (growing the vectors): pass copies that stay put.
   Event raised = events_.back();
   Value held = values_.back();
@@ -499,7 +517,8 @@ Status UnitOfWork::Commit() {
   if (!failed_.ok()) return fail(failed_);
 
   // Before commit. Handlers may raise events; those get their turn too.
-  for (size_t i = 0; i < events_.size(); ++i) {
+  for (size_t i = 0; i < events_.size() && Listened(Phase::kBeforeCommit);
+       ++i) {
     Event event = events_[i];
     Value held = values_[i];
     SubList unit_subs = subs_;
