@@ -5,7 +5,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/setup.sh
-HERALD_WERROR=${HERALD_WERROR:-ON} scripts/build.sh -DHERALD_WERROR="${HERALD_WERROR:-ON}"
+scripts/build.sh -DHERALD_WERROR="${HERALD_WERROR:-ON}"
 run=(ctest --test-dir build --output-on-failure -j2 --timeout 600)
 if [[ -x tests/support/with-postgres.sh ]]; then
   run=(tests/support/with-postgres.sh "${run[@]}")
