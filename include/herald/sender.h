@@ -33,6 +33,14 @@ struct SendResult {
   bool attempted = true;
   // The receiver's hint of when to try again (Retry-After); 0 = none.
   std::chrono::milliseconds retry_after{0};
+
+  // The entry of an event not sent in this call.
+  static SendResult NotSent() {
+    SendResult r;
+    r.status = Status::Unavailable("not sent");
+    r.attempted = false;
+    return r;
+  }
 };
 
 class Sender {
@@ -42,8 +50,9 @@ class Sender {
   Sender& operator=(const Sender&) = delete;
 
   // Delivers `events` (in position order) and fills results[i] for each
-  // events[i]; results.size() == events.size() and every entry starts out
-  // as a default SendResult.
+  // events[i]; results.size() == events.size(). Every entry starts out as
+  // NotSent() (attempted = false); the sender overwrites the entry of each
+  // event it sends.
   //
   // Order: events of one stream are acknowledged in the order given: an
   // event is sent only after the previous event of its stream in this call

@@ -297,9 +297,9 @@ class Relay::RouteRunner {
   void SaveCheckpointRetrying(int64_t next,
                               const std::vector<ParkedEvent>& parks) {
     if (next == saved_checkpoint_ && parks.empty()) return;
-    // Without the lease another relay may own the route by now: leave the
-    // checkpoint to it (the batch is sent again: at least once).
-    if (!HoldsLease()) return;
+    // Saved even when the lease lapsed meanwhile: every event below `next`
+    // was acknowledged, so a relay that took over meanwhile (and started
+    // from the older checkpoint) only sends some of them again.
     for (int round = 1;; ++round) {
       Status s = SaveCheckpoint(next, parks);
       if (s.ok()) return;
@@ -328,7 +328,7 @@ class Relay::RouteRunner {
         }
       }
       if (idx.empty() || Stopping() || !HoldsLease()) return;
-      results.assign(to_send.size(), SendResult());
+      results.assign(to_send.size(), SendResult::NotSent());
       SetState(round == 1 ? "sending" : "retrying");
       auto t0 = Clock::now();
       sender_->Send(to_send, results, LeaseDeadline());
@@ -429,7 +429,7 @@ class Relay::RouteRunner {
     std::vector<Event> one{p.event};
     std::vector<SendResult> result(1);
     for (int attempt = 1;; ++attempt) {
-      result.assign(1, SendResult());
+      result.assign(1, SendResult::NotSent());
       auto t0 = Clock::now();
       SetState("sending");
       sender_->Send(one, result, LeaseDeadline());

@@ -188,6 +188,7 @@ class CallbackSender final : public Sender {
         results[i].status = Status::Unavailable("not sent");
         continue;
       }
+      results[i].attempted = true;
       try {
         results[i].status = handler_(e);
       } catch (const std::exception& ex) {

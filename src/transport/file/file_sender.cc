@@ -43,7 +43,10 @@ class LinesSender final : public Sender {
     if (s.ok() && sync_ && ::fdatasync(fd_.fd) != 0) {
       s = Status::Unavailable("fsync " + name_ + ": " + std::strerror(errno));
     }
-    for (auto& r : results) r.status = s;
+    for (auto& r : results) {
+      r.status = s;
+      r.attempted = true;
+    }
   }
 
   std::string_view kind() const override { return sync_ ? "file" : "stdout"; }

@@ -117,6 +117,7 @@ class HttpSender final : public Sender {
   void Send(std::span<const Event> events, std::span<SendResult> results,
             std::chrono::steady_clock::time_point deadline) override {
     // Per stream, the indices still to send, in order.
+    for (auto& r : results) r = SendResult::NotSent();
     std::map<std::string_view, std::deque<size_t>> lanes;
     std::vector<std::string_view> order;  // streams by first appearance
     for (size_t i = 0; i < events.size(); ++i) {
@@ -138,8 +139,10 @@ class HttpSender final : public Sender {
 
     for (;;) {
       // Start requests while there is room.
+      bool expired = std::chrono::steady_clock::now() >= deadline;
       for (size_t tries = 0;
-           running.size() < max_in_flight_ && tries < order.size(); ++tries) {
+           !expired && running.size() < max_in_flight_ && tries < order.size();
+           ++tries) {
         std::string_view s = order[(next_stream + tries) % order.size()];
         if (busy[s] || lanes[s].empty()) continue;
         size_t i = lanes[s].front();

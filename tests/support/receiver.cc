@@ -1,0 +1,269 @@
+// herald_test_receiver: a real HTTP/1.1 webhook receiver on 127.0.0.1 for
+// the relay's tests and benchmarks (single thread, epoll, keep-alive).
+//
+//   herald_test_receiver --port N [--log FILE] [--reject-id UUID]...
+//                        [--unavailable-id UUID]... [--ready FILE]
+//
+// Answers every POST 200, except 400 for a --reject-id event and 503 with
+// "Retry-After: 1" for an --unavailable-id event (by its ce-id header).
+// With --log, each request appends one line before it is answered:
+//   "<ce-position> <ce-subject> <ce-id> <receive time, UTC µs> <status>
+//    <ce-source>\n"
+// ("-" for a missing header), written with one write() so a SIGKILL never
+// leaves half a line. GET /stats answers {"received":N,"accepted":M}.
+// --ready FILE is created once the port listens. Exits 0 on SIGTERM/SIGINT.
+#include <arpa/inet.h>
+#include <fcntl.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <signal.h>
+#include <sys/epoll.h>
+#include <sys/socket.h>
+#include <sys/time.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <set>
+#include <string>
+#include <string_view>
+#include <unordered_map>
+
+namespace {
+
+volatile sig_atomic_t g_stop = 0;
+void OnSignal(int) { g_stop = 1; }
+
+struct Conn {
+  std::string in;
+  std::string out;
+};
+
+int64_t NowUs() {
+  timeval tv;
+  gettimeofday(&tv, nullptr);
+  return int64_t{tv.tv_sec} * 1000000 + tv.tv_usec;
+}
+
+bool IEquals(std::string_view a, std::string_view b) {
+  if (a.size() != b.size()) return false;
+  for (size_t i = 0; i < a.size(); ++i) {
+    char x = a[i], y = b[i];
+    if (x >= 'A' && x <= 'Z') x = static_cast<char>(x - 'A' + 'a');
+    if (y >= 'A' && y <= 'Z') y = static_cast<char>(y - 'A' + 'a');
+    if (x != y) return false;
+  }
+  return true;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  int port = 0;
+  int log_fd = -1;
+  std::string ready;
+  std::set<std::string> reject, unavailable;
+  for (int i = 1; i < argc; ++i) {
+    std::string a = argv[i];
+    auto next = [&]() -> std::string {
+      if (i + 1 >= argc) {
+        std::fprintf(stderr, "receiver: %s needs a value\n", a.c_str());
+        std::exit(2);
+      }
+      return argv[++i];
+    };
+    if (a == "--port") {
+      port = std::atoi(next().c_str());
+    } else if (a == "--log") {
+      std::string p = next();
+      log_fd = ::open(p.c_str(), O_WRONLY | O_CREAT | O_APPEND, 0644);
+      if (log_fd < 0) {
+        std::perror("receiver: open log");
+        return 1;
+      }
+    } else if (a == "--reject-id") {
+      reject.insert(next());
+    } else if (a == "--unavailable-id") {
+      unavailable.insert(next());
+    } else if (a == "--ready") {
+      ready = next();
+    } else {
+      std::fprintf(stderr, "receiver: unknown option %s\n", a.c_str());
+      return 2;
+    }
+  }
+  signal(SIGPIPE, SIG_IGN);
+  struct sigaction sa {};
+  sa.sa_handler = OnSignal;
+  sigaction(SIGTERM, &sa, nullptr);
+  sigaction(SIGINT, &sa, nullptr);
+
+  int lfd = ::socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK, 0);
+  int one = 1;
+  setsockopt(lfd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
+  sockaddr_in addr{};
+  addr.sin_family = AF_INET;
+  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  addr.sin_port = htons(static_cast<uint16_t>(port));
+  if (::bind(lfd, reinterpret_cast<sockaddr*>(&addr), sizeof addr) != 0 ||
+      ::listen(lfd, 1024) != 0) {
+    std::perror("receiver: bind/listen");
+    return 1;
+  }
+  if (!ready.empty()) {
+    int f = ::open(ready.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
+    if (f >= 0) ::close(f);
+  }
+  int ep = epoll_create1(0);
+  epoll_event ev{};
+  ev.events = EPOLLIN;
+  ev.data.fd = lfd;
+  epoll_ctl(ep, EPOLL_CTL_ADD, lfd, &ev);
+  std::unordered_map<int, Conn> conns;
+  uint64_t received = 0, accepted = 0;
+  char buf[65536];
+  epoll_event events[256];
+
+  auto close_conn = [&](int fd) {
+    epoll_ctl(ep, EPOLL_CTL_DEL, fd, nullptr);
+    ::close(fd);
+    conns.erase(fd);
+  };
+
+  while (!g_stop) {
+    int n = epoll_wait(ep, events, 256, 200);
+    for (int k = 0; k < n; ++k) {
+      int fd = events[k].data.fd;
+      if (fd == lfd) {
+        for (;;) {
+          int c = ::accept4(lfd, nullptr, nullptr, SOCK_NONBLOCK);
+          if (c < 0) break;
+          setsockopt(c, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+          epoll_event cev{};
+          cev.events = EPOLLIN;
+          cev.data.fd = c;
+          epoll_ctl(ep, EPOLL_CTL_ADD, c, &cev);
+          conns[c];
+        }
+        continue;
+      }
+      auto it = conns.find(fd);
+      if (it == conns.end()) continue;
+      Conn& conn = it->second;
+      bool closed = false;
+      for (;;) {
+        ssize_t r = ::read(fd, buf, sizeof buf);
+        if (r > 0) {
+          conn.in.append(buf, static_cast<size_t>(r));
+          continue;
+        }
+        if (r == 0) closed = true;
+        if (r < 0 && errno != EAGAIN && errno != EWOULDBLOCK) closed = true;
+        break;
+      }
+      // Handle every complete request in the buffer.
+      for (;;) {
+        size_t end = conn.in.find("\r\n\r\n");
+        if (end == std::string::npos) break;
+        std::string_view head(conn.in.data(), end);
+        size_t length = 0;
+        bool keep_alive = true;
+        std::string_view method = head.substr(0, head.find(' '));
+        std::string_view path;
+        {
+          size_t sp = head.find(' ');
+          size_t sp2 = head.find(' ', sp + 1);
+          path = head.substr(sp + 1, sp2 - sp - 1);
+        }
+        std::string id = "-", subject = "-", position = "-", source = "-";
+        size_t pos = head.find("\r\n");
+        while (pos != std::string_view::npos && pos < head.size()) {
+          size_t eol = head.find("\r\n", pos + 2);
+          std::string_view line = head.substr(
+              pos + 2,
+              (eol == std::string_view::npos ? head.size() : eol) - pos - 2);
+          size_t colon = line.find(':');
+          if (colon != std::string_view::npos) {
+            std::string_view name = line.substr(0, colon);
+            std::string_view value = line.substr(colon + 1);
+            while (!value.empty() && value.front() == ' ')
+              value.remove_prefix(1);
+            if (IEquals(name, "content-length")) {
+              length = std::strtoul(std::string(value).c_str(), nullptr, 10);
+            } else if (IEquals(name, "connection") && IEquals(value, "close")) {
+              keep_alive = false;
+            } else if (IEquals(name, "ce-id")) {
+              id = value;
+            } else if (IEquals(name, "ce-subject")) {
+              subject = value;
+            } else if (IEquals(name, "ce-position")) {
+              position = value;
+            } else if (IEquals(name, "ce-source")) {
+              source = value;
+            }
+          }
+          pos = eol;
+        }
+        if (conn.in.size() < end + 4 + length) break;
+        conn.in.erase(0, end + 4 + length);
+        std::string body = "ok";
+        int status = 200;
+        if (method == "GET" && path == "/stats") {
+          body = "{\"received\":" + std::to_string(received) +
+                 ",\"accepted\":" + std::to_string(accepted) + "}";
+        } else {
+          ++received;
+          if (reject.count(id)) {
+            status = 400;
+            body = "rejected";
+          } else if (unavailable.count(id)) {
+            status = 503;
+            body = "try later";
+          } else {
+            ++accepted;
+          }
+          if (log_fd >= 0) {
+            std::string line = position + " " + subject + " " + id + " " +
+                               std::to_string(NowUs()) + " " +
+                               std::to_string(status) + " " + source + "\n";
+            if (::write(log_fd, line.data(), line.size()) < 0) {
+              std::perror("receiver: write log");
+            }
+          }
+        }
+        const char* reason = status == 200   ? "OK"
+                             : status == 400 ? "Bad Request"
+                                             : "Service Unavailable";
+        conn.out += "HTTP/1.1 " + std::to_string(status) + " " + reason +
+                    "\r\nContent-Length: " + std::to_string(body.size()) +
+                    (status == 503 ? "\r\nRetry-After: 1" : "") +
+                    (keep_alive ? "" : "\r\nConnection: close") +
+                    "\r\nContent-Type: text/plain\r\n\r\n" + body;
+        if (!keep_alive) closed = true;
+      }
+      if (!conn.out.empty()) {
+        // Small responses on loopback: write them out, blocking briefly.
+        size_t off = 0;
+        while (off < conn.out.size()) {
+          ssize_t w = ::write(fd, conn.out.data() + off, conn.out.size() - off);
+          if (w > 0) {
+            off += static_cast<size_t>(w);
+          } else if (w < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
+            continue;
+          } else {
+            closed = true;
+            break;
+          }
+        }
+        conn.out.clear();
+      }
+      if (closed) close_conn(fd);
+    }
+  }
+  for (auto& [fd, c] : conns) ::close(fd);
+  ::close(lfd);
+  if (log_fd >= 0) ::close(log_fd);
+  return 0;
+}
