@@ -70,7 +70,16 @@ Status ErrorStatus(PGconn* c, const PGresult* r, std::string_view what) {
   }
   std::string_view s(state);
   auto cls = s.substr(0, 2);
-  if (s == "HR409" || s == "23505") return Status::Conflict(msg);
+  if (s == "23505") {
+    const char* constraint = PQresultErrorField(r, PG_DIAG_CONSTRAINT_NAME);
+    if (constraint && std::string_view(constraint) == "herald_events_id_key") {
+      return Status::Unavailable(
+          msg + " (an event id of this append was appended by a concurrent "
+                "transaction; retry the transaction)");
+    }
+    return Status::Conflict(msg);
+  }
+  if (s == "HR409") return Status::Conflict(msg);
   if (cls == "08" || cls == "53" || cls == "57" || cls == "40" || cls == "28" ||
       s == "55P03" || s == "3D000" || cls == "58") {
     return Status::Unavailable(msg);

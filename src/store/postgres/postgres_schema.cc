@@ -19,7 +19,7 @@ CREATE TABLE IF NOT EXISTS herald_meta (
 -- sequencer gives the event its place in the global order.
 CREATE TABLE herald_events (
   seq            bigint GENERATED ALWAYS AS IDENTITY (CACHE 1) PRIMARY KEY,
-  position       bigint UNIQUE,
+  position       bigint,
   id             uuid   NOT NULL UNIQUE,
   stream         text   NOT NULL,
   stream_version bigint NOT NULL,
@@ -30,6 +30,9 @@ CREATE TABLE herald_events (
   occurred_at    timestamptz NOT NULL DEFAULT clock_timestamp(),
   UNIQUE (stream, stream_version)
 );
+-- Partial: inserts (position NULL) do not touch it; the sequencer fills it.
+CREATE UNIQUE INDEX herald_events_position ON herald_events (position)
+  WHERE position IS NOT NULL;
 CREATE INDEX herald_events_unpositioned ON herald_events (seq)
   WHERE position IS NULL;
 
@@ -85,15 +88,10 @@ LANGUAGE sql VOLATILE AS $fn$
       52, 1), 53, 1), 'hex')::uuid
 $fn$;
 
--- Appends a batch of events inside the caller's transaction: the arrays
--- hold one element per event. Idempotent by id: an id stored already is
--- not stored again and comes back as stored (created = false). With
--- p_expected_version (all events in one stream), a stream at another
--- version makes it write nothing and return one row with ord = 0 and the
--- stream's current version in stream_version; it raises no error, so the
--- caller's transaction stays usable. Locks each stream's herald_streams row
--- until the transaction ends.
-CREATE FUNCTION herald_append_events(
+-- The careful form of herald_append_events (below): looks up stored ids
+-- first, checks the expected version, then inserts. Used when the fast
+-- path meets an id that is stored already or a version that differs.
+CREATE FUNCTION herald_append_events_checked(
     p_ids uuid[], p_streams text[], p_types text[], p_content_types text[],
     p_payloads bytea[], p_metadata text[], p_occurred_at timestamptz[],
     p_expected_version bigint)
@@ -101,7 +99,7 @@ RETURNS TABLE (r_ord integer, r_created boolean, r_id uuid,
                r_position bigint, r_stream text, r_stream_version bigint,
                r_type text, r_content_type text, r_payload bytea,
                r_metadata text, r_occurred_at timestamptz)
-LANGUAGE plpgsql AS $fn$
+LANGUAGE plpgsql SET plan_cache_mode = force_generic_plan AS $fn$
 DECLARE
   v_stored   uuid[];
   v_distinct integer;
@@ -120,7 +118,8 @@ BEGIN
     IF p_expected_version = 0 THEN
       INSERT INTO herald_streams AS s (stream, version)
         VALUES (p_streams[1], v_new)
-        ON CONFLICT (stream) DO NOTHING;
+        ON CONFLICT (stream) DO UPDATE SET version = s.version + v_new
+        WHERE s.version = 0;
     ELSE
       UPDATE herald_streams s SET version = s.version + v_new
         WHERE s.stream = p_streams[1] AND s.version = p_expected_version;
@@ -205,6 +204,146 @@ BEGIN
 END
 $fn$;
 
+-- Appends a batch of events inside the caller's transaction: the arrays
+-- hold one element per event. Idempotent by id: an id stored already is
+-- not stored again and comes back as stored (r_created = false). With
+-- p_expected_version (all events in one stream), a stream at another
+-- version makes it write nothing and return one row with r_ord = 0 and the
+-- stream's current version in r_stream_version; it raises no error, so the
+-- caller's transaction stays usable. Locks each stream's herald_streams row
+-- until the transaction ends, before inserting, so appends to one stream
+-- are serialized. Rows of new events carry only r_ord, r_created, r_stream
+-- and r_stream_version.
+CREATE FUNCTION herald_append_events(
+    p_ids uuid[], p_streams text[], p_types text[], p_content_types text[],
+    p_payloads bytea[], p_metadata text[], p_occurred_at timestamptz[],
+    p_expected_version bigint)
+RETURNS TABLE (r_ord integer, r_created boolean, r_id uuid,
+               r_position bigint, r_stream text, r_stream_version bigint,
+               r_type text, r_content_type text, r_payload bytea,
+               r_metadata text, r_occurred_at timestamptz)
+LANGUAGE plpgsql SET plan_cache_mode = force_generic_plan AS $fn$
+DECLARE
+  v_n        integer := cardinality(p_ids);
+  v_stream   text := p_streams[1];
+  v_version  bigint;
+  v_base     bigint;
+  v_streams  text[];
+  v_versions bigint[];
+  v_counts   bigint[];
+BEGIN
+  IF v_n = 0 THEN
+    RETURN;
+  END IF;
+  -- The fast path: ids distinct within the call and not stored before.
+  -- Anything else (a retry, a version other than expected) takes the
+  -- careful path, herald_append_events_checked.
+  IF v_n > 1 AND (SELECT count(DISTINCT x) FROM unnest(p_ids) x) <> v_n THEN
+    RETURN QUERY SELECT * FROM herald_append_events_checked(p_ids, p_streams,
+      p_types, p_content_types, p_payloads, p_metadata, p_occurred_at,
+      p_expected_version);
+    RETURN;
+  END IF;
+  IF v_stream = ALL (p_streams) THEN
+    -- One stream: bump its version by n (locking its row), then insert.
+    IF p_expected_version IS NULL THEN
+      INSERT INTO herald_streams AS s (stream, version) VALUES (v_stream, v_n)
+        ON CONFLICT (stream) DO UPDATE SET version = s.version + v_n
+        RETURNING s.version INTO v_version;
+    ELSIF p_expected_version = 0 THEN
+      INSERT INTO herald_streams AS s (stream, version) VALUES (v_stream, v_n)
+        ON CONFLICT (stream) DO UPDATE SET version = s.version + v_n
+        WHERE s.version = 0
+        RETURNING s.version INTO v_version;
+    ELSE
+      UPDATE herald_streams s SET version = s.version + v_n
+        WHERE s.stream = v_stream AND s.version = p_expected_version
+        RETURNING s.version INTO v_version;
+    END IF;
+    IF v_version IS NOT NULL THEN
+      v_base := v_version - v_n;
+      IF NOT EXISTS (SELECT 1 FROM herald_events e WHERE e.id = ANY (p_ids))
+      THEN
+        IF v_n = 1 THEN
+          INSERT INTO herald_events (id, stream, stream_version, type,
+                                     content_type, payload, metadata,
+                                     occurred_at)
+            VALUES (p_ids[1], v_stream, v_version, p_types[1],
+                    p_content_types[1], p_payloads[1], p_metadata[1],
+                    p_occurred_at[1]);
+        ELSE
+          INSERT INTO herald_events (id, stream, stream_version, type,
+                                     content_type, payload, metadata,
+                                     occurred_at)
+            SELECT t.id, v_stream, v_base + t.ord, t.type, t.content_type,
+                   t.payload, t.metadata, t.occurred_at
+              FROM unnest(p_ids, p_types, p_content_types, p_payloads,
+                          p_metadata, p_occurred_at)
+                   WITH ORDINALITY AS t(id, type, content_type, payload,
+                                        metadata, occurred_at, ord);
+        END IF;
+        RETURN QUERY SELECT t.ord::integer, true, NULL::uuid, NULL::bigint,
+            v_stream, v_base + t.ord, NULL::text, NULL::text, NULL::bytea,
+            NULL::text, NULL::timestamptz
+          FROM generate_series(1, v_n) AS t(ord);
+        RETURN;
+      END IF;
+      -- A retry: undo the bump, take the careful path.
+      UPDATE herald_streams s SET version = v_base WHERE s.stream = v_stream;
+    END IF;
+  ELSE
+    -- Several streams: bump each by its count, locking the rows in stream
+    -- order (a fixed order, so two batches cannot deadlock here).
+    WITH c AS (
+      SELECT x.stream, count(*) AS n FROM unnest(p_streams) AS x(stream)
+        GROUP BY x.stream
+    ), bumped AS (
+      INSERT INTO herald_streams AS s (stream, version)
+        SELECT c.stream, c.n FROM c ORDER BY c.stream
+        ON CONFLICT (stream) DO UPDATE SET version = s.version + excluded.version
+        RETURNING s.stream, s.version
+    )
+    SELECT array_agg(b.stream), array_agg(b.version), array_agg(c.n)
+      INTO v_streams, v_versions, v_counts
+      FROM bumped b JOIN c ON c.stream = b.stream;
+    IF NOT EXISTS (SELECT 1 FROM herald_events e WHERE e.id = ANY (p_ids))
+       AND p_expected_version IS NULL THEN
+      INSERT INTO herald_events (id, stream, stream_version, type,
+                                 content_type, payload, metadata, occurred_at)
+        SELECT n.id, n.stream, n.stream_version, n.type, n.content_type,
+               n.payload, n.metadata, n.occurred_at
+          FROM (SELECT t.*, b.version - b.n
+                            + row_number() OVER (PARTITION BY t.stream
+                                                 ORDER BY t.ord)
+                            AS stream_version
+                  FROM unnest(p_ids, p_streams, p_types, p_content_types,
+                              p_payloads, p_metadata, p_occurred_at)
+                       WITH ORDINALITY AS t(id, stream, type, content_type,
+                                            payload, metadata, occurred_at,
+                                            ord)
+                  JOIN unnest(v_streams, v_versions, v_counts)
+                       AS b(stream, version, n) ON b.stream = t.stream) n
+         ORDER BY n.ord;
+      RETURN QUERY SELECT t.ord::integer, true, NULL::uuid, NULL::bigint,
+          t.stream, b.version - b.n
+                    + row_number() OVER (PARTITION BY t.stream ORDER BY t.ord),
+          NULL::text, NULL::text, NULL::bytea, NULL::text, NULL::timestamptz
+        FROM unnest(p_streams) WITH ORDINALITY AS t(stream, ord)
+        JOIN unnest(v_streams, v_versions, v_counts) AS b(stream, version, n)
+          ON b.stream = t.stream
+       ORDER BY t.ord;
+      RETURN;
+    END IF;
+    UPDATE herald_streams s SET version = b.version - b.n
+      FROM unnest(v_streams, v_versions, v_counts) AS b(stream, version, n)
+      WHERE s.stream = b.stream;
+  END IF;
+  RETURN QUERY SELECT * FROM herald_append_events_checked(p_ids, p_streams,
+    p_types, p_content_types, p_payloads, p_metadata, p_occurred_at,
+    p_expected_version);
+END
+$fn$;
+
 -- The append function for services in any language: appends one JSON event
 -- inside the caller's transaction and returns its id, stream version and
 -- whether it was new (false: this id was stored before; nothing changed).
@@ -215,7 +354,7 @@ CREATE FUNCTION herald_append(
     metadata text DEFAULT '{}', id uuid DEFAULT NULL,
     expected_version bigint DEFAULT NULL)
 RETURNS TABLE (event_id uuid, stream_version bigint, created boolean)
-LANGUAGE plpgsql AS $fn$
+LANGUAGE plpgsql SET plan_cache_mode = force_generic_plan AS $fn$
 DECLARE
   v_id uuid := coalesce(herald_append.id, herald_uuid_v7());
   r record;
@@ -252,7 +391,7 @@ BEGIN
                        herald_append.stream, r.r_stream_version,
                        herald_append.expected_version);
   END IF;
-  event_id := r.r_id;
+  event_id := v_id;
   stream_version := r.r_stream_version;
   created := r.r_created;
   RETURN NEXT;
@@ -266,7 +405,7 @@ $fn$;
 -- its own (autocommit), never inside a longer transaction.
 CREATE FUNCTION herald_sequence(p_limit integer, p_wait boolean DEFAULT false)
 RETURNS TABLE (positioned integer, head bigint)
-LANGUAGE plpgsql AS $fn$
+LANGUAGE plpgsql SET plan_cache_mode = force_generic_plan AS $fn$
 DECLARE
   v_head bigint;
   v_n integer;

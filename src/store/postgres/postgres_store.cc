@@ -1176,20 +1176,21 @@ Result<int> PostgresStore::SequencePass(Conn* c, bool wait) {
   p.Int4(kSequencerBatch).Bool(wait);
   auto r = Run(c, kSequence, p, "sequence events");
   if (!r.ok()) return r.status();
-  int n = pg::Int4At(r->get(), 0, 0);
-  if (n > 0) NotifyAppend();
-  return n;
+  return pg::Int4At(r->get(), 0, 0);
 }
 
 Status PostgresStore::CatchUp(Conn* c) {
   uint64_t want = local_commits_.load();
   if (sequenced_through_.load() >= want) return Status::OK();
+  bool positioned = false;
   while (true) {
     auto n = SequencePass(c, true);
     if (!n.ok()) return n.status();
+    positioned = positioned || *n > 0;
     if (*n < kSequencerBatch) break;
   }
   AdvanceSequenced(want);
+  if (positioned) NotifyAppend();
   return Status::OK();
 }
 
@@ -1289,8 +1290,12 @@ void PostgresStore::SequencerLoop() {
       if (!SequencerWait(std::chrono::milliseconds(1))) break;
       continue;
     }
-    if (*n == kSequencerBatch) continue;  // more is waiting
+    if (*n == kSequencerBatch) {
+      NotifyAppend();
+      continue;  // more is waiting
+    }
     AdvanceSequenced(target);
+    if (*n > 0) NotifyAppend();
     idle = *n > 0 ? std::chrono::milliseconds(1)
                   : std::min(idle * 2, kMaxIdlePoll);
     if (!SequencerWait(idle)) break;
