@@ -184,7 +184,7 @@ TEST_F(DispatcherTest, EveryPhaseRunsAtItsPoint) {
   Store* store = store_.get();
   bool in_tx_immediate = false, in_tx_before = false;
   bool stored_before = true, stored_after = false;
-  std::atomic<bool> stored_async{false};
+  std::atomic<bool> stored_async{false}, unit_on_pool_thread{true};
   std::thread::id async_thread;
 
   dispatcher.Subscribe<ItemAdded>(Phase::kImmediate, [&](const ItemAdded&) {
@@ -204,15 +204,16 @@ TEST_F(DispatcherTest, EveryPhaseRunsAtItsPoint) {
         stored_after = store->Get(e.id).ok();  // another connection sees it
         note("after");
       });
-  dispatcher.Subscribe<ItemAdded>(Phase::kAfterCommitAsync,
-                                  [&](const ItemAdded&, const Event& e) {
-                                    {
-                                      std::lock_guard<std::mutex> lock(mu);
-                                      async_thread = std::this_thread::get_id();
-                                    }
-                                    stored_async = store->Get(e.id).ok();
-                                    note("async");
-                                  });
+  dispatcher.Subscribe<ItemAdded>(
+      Phase::kAfterCommitAsync, [&](const ItemAdded&, const Event& e) {
+        {
+          std::lock_guard<std::mutex> lock(mu);
+          async_thread = std::this_thread::get_id();
+        }
+        stored_async = store->Get(e.id).ok();
+        unit_on_pool_thread = UnitOfWork::Current() != nullptr;
+        note("async");
+      });
 
   auto unit = dispatcher.Begin();
   ASSERT_TRUE(unit.ok()) << unit.status().ToString();
@@ -232,6 +233,7 @@ TEST_F(DispatcherTest, EveryPhaseRunsAtItsPoint) {
   EXPECT_FALSE(stored_before) << "before-commit ran after the commit";
   EXPECT_TRUE(stored_after);
   EXPECT_TRUE(stored_async);
+  EXPECT_FALSE(unit_on_pool_thread);
   EXPECT_NE(async_thread, std::this_thread::get_id());
   EXPECT_EQ(errors_.size(), 0u);
 }
