@@ -29,6 +29,10 @@ using std::chrono::milliseconds;
 constexpr int kMaxParkedScan = 100000;
 constexpr size_t kMaxErrorLength = 1000;
 constexpr milliseconds kWaitSlice{20};
+// How long the head check stays at busy_poll after the last event.
+constexpr milliseconds kBusyWindow{100};
+// How long the checkpoint saver gathers batches into one commit.
+constexpr milliseconds kSaveGather{5};
 
 // Upper bounds of the send latency histogram, in seconds.
 const std::vector<double>& LatencyBounds() {
@@ -100,10 +104,18 @@ class Relay::RouteRunner {
   }
 
   void StartThread() {
+    saver_ = std::thread([this] { SaverLoop(); });
     thread_ = std::thread([this] { Run(); });
   }
+  // Joins the runner (which saves what it queued) and then the saver.
   void Join() {
     if (thread_.joinable()) thread_.join();
+    {
+      std::lock_guard<std::mutex> lock(save_mu_);
+      saver_stop_ = true;
+    }
+    save_cv_.notify_all();
+    if (saver_.joinable()) saver_.join();
   }
 
   void Wake(bool drain_parked) {
@@ -229,7 +241,9 @@ class Relay::RouteRunner {
     }
     // Kept in the store (a lease row whose owner is the message and whose
     // expiry is its time) so `herald relay status` elsewhere sees it.
-    // Written at most every 200 ms per route.
+    // Written at most every 200 ms per route. Runner and saver threads
+    // both report errors: error_mu_ orders their writes.
+    std::lock_guard<std::mutex> lock(error_mu_);
     if (text == stored_error_ && now - stored_error_at_ < 200000) return;
     auto ok = store_->AcquireLease(ErrorNoteName(config_.name), text,
                                    milliseconds(0));
@@ -280,32 +294,93 @@ class Relay::RouteRunner {
     for (const auto& p : parks) {
       HERALD_RETURN_IF_ERROR(store_->Park(**tx, p));
     }
-    if (next != saved_checkpoint_) {
-      HERALD_RETURN_IF_ERROR(
-          store_->SaveCheckpoint(**tx, CheckpointName(config_.name), next));
-    }
+    HERALD_RETURN_IF_ERROR(
+        store_->SaveCheckpoint(**tx, CheckpointName(config_.name), next));
     HERALD_RETURN_IF_ERROR((*tx)->Commit());
-    saved_checkpoint_ = next;
     std::lock_guard<std::mutex> lock(mu_);
     metrics_.checkpoint = next;
     ++metrics_.batches;
     return Status::OK();
   }
 
-  // Saves, retrying while the store is unavailable (the events are sent;
-  // giving up would only resend them). Gives up on Stop or lease loss.
-  void SaveCheckpointRetrying(int64_t next,
-                              const std::vector<ParkedEvent>& parks) {
-    if (next == saved_checkpoint_ && parks.empty()) return;
-    // Saved even when the lease lapsed meanwhile: every event below `next`
-    // was acknowledged, so a relay that took over meanwhile (and started
-    // from the older checkpoint) only sends some of them again.
-    for (int round = 1;; ++round) {
-      Status s = SaveCheckpoint(next, parks);
-      if (s.ok()) return;
-      RecordError("saving checkpoint: " + s.ToString());
-      if (Stopping() || !HoldsLease()) return;
-      WaitUntil(Clock::now() + Backoff(round, milliseconds(0)), nullptr);
+  // ---- Checkpoint saver ----------------------------------------------------
+  //
+  // Checkpoints (with the parked rows of their batches) are saved by a
+  // thread of their own, so a commit that waits for the database's write
+  // lock never delays the next delivery. The runner queues a save after each
+  // batch and goes on; saves queued meanwhile are merged (the newest
+  // checkpoint, every parked row in order). The runner reads at most
+  // `batch` minus the events whose checkpoint is not yet saved, so a crash
+  // repeats at most one batch of events.
+
+  void QueueSave(int64_t next, std::vector<ParkedEvent> parks, int64_t events) {
+    {
+      std::lock_guard<std::mutex> lock(save_mu_);
+      pending_checkpoint_ = next;
+      for (auto& p : parks) pending_parks_.push_back(std::move(p));
+      pending_events_ += events;
+      save_pending_ = true;
+    }
+    save_cv_.notify_all();
+  }
+
+  // Events delivered whose checkpoint is not saved yet.
+  int64_t Unsaved() {
+    std::lock_guard<std::mutex> lock(save_mu_);
+    return pending_events_ + saving_events_;
+  }
+
+  // Waits until fewer than `limit` events are unsaved (0: everything
+  // queued is saved), or the saver gave up.
+  void WaitSaved(int64_t limit) {
+    std::unique_lock<std::mutex> lock(save_mu_);
+    ++flush_waiters_;
+    save_cv_.notify_all();
+    struct Done {
+      int& n;
+      ~Done() { --n; }
+    } done{flush_waiters_};
+    save_cv_.wait(lock, [&] {
+      bool idle = !save_pending_ && !saving_;
+      return idle || (limit > 0 && pending_events_ + saving_events_ < limit);
+    });
+  }
+
+  void SaverLoop() {
+    std::unique_lock<std::mutex> lock(save_mu_);
+    while (true) {
+      save_cv_.wait(lock, [&] { return save_pending_ || saver_stop_; });
+      if (!save_pending_) break;  // stopping with nothing left
+      // Gather a few milliseconds of batches into one commit (fewer
+      // fsyncs beside the application's own), unless someone waits.
+      save_cv_.wait_for(lock, kSaveGather, [&] {
+        return saver_stop_ || flush_waiters_ > 0 ||
+               pending_events_ >= config_.batch / 2;
+      });
+      int64_t next = pending_checkpoint_;
+      std::vector<ParkedEvent> parks = std::move(pending_parks_);
+      pending_parks_.clear();
+      saving_events_ = pending_events_;
+      pending_events_ = 0;
+      save_pending_ = false;
+      saving_ = true;
+      lock.unlock();
+      // Retried while the store is unavailable (the events are sent; giving
+      // up would only send them again); a few tries once stopping. Saved
+      // even when the lease lapsed meanwhile: every event below `next` was
+      // acknowledged, so a relay that took over from the older checkpoint
+      // only sends some of them again.
+      for (int round = 1;; ++round) {
+        Status s = SaveCheckpoint(next, parks);
+        if (s.ok()) break;
+        RecordError("saving checkpoint: " + s.ToString());
+        if (Stopping() && round >= 3) break;
+        std::this_thread::sleep_for(milliseconds(std::min(50 * round, 1000)));
+      }
+      lock.lock();
+      saving_ = false;
+      saving_events_ = 0;
+      save_cv_.notify_all();
     }
   }
 
@@ -403,6 +478,7 @@ class Relay::RouteRunner {
   // Sends parked events asked for again ("retry") and the held events of
   // streams with nothing parked before them, in position order per stream.
   void DrainParked() {
+    WaitSaved(0);  // parked rows still queued must be in the store first
     std::vector<ParkedEvent> rows;
     Status s = RefreshParked(&rows);
     if (!s.ok()) {
@@ -481,6 +557,7 @@ class Relay::RouteRunner {
     const auto& opts = relay_->options_;
     bool loaded = false;
     milliseconds poll = opts.busy_poll;
+    auto last_activity = Clock::now();
     auto next_parked_check = Clock::now();
     ReadRequest req;
     req.types = config_.types;
@@ -497,6 +574,7 @@ class Relay::RouteRunner {
         continue;
       }
       if (!loaded) {
+        WaitSaved(0);  // what was queued before the lease lapsed
         Status s = Load();
         if (!s.ok()) {
           RecordError("loading checkpoint: " + s.ToString());
@@ -504,7 +582,7 @@ class Relay::RouteRunner {
                     nullptr);
           continue;
         }
-        saved_checkpoint_ = checkpoint_;
+        queued_checkpoint_ = checkpoint_;
         loaded = true;
         next_parked_check = Clock::now();
       }
@@ -520,6 +598,14 @@ class Relay::RouteRunner {
         next_parked_check = Clock::now() + opts.idle_poll;
       }
 
+      // At most one batch of delivered events without a saved checkpoint.
+      int64_t unsaved = Unsaved();
+      if (unsaved >= config_.batch) {
+        WaitSaved(config_.batch);
+        unsaved = Unsaved();
+      }
+      req.limit =
+          static_cast<int>(std::max<int64_t>(1, config_.batch - unsaved));
       uint64_t epoch = store_->append_epoch();
       req.offset = checkpoint_;
       auto page = store_->Read(req);
@@ -577,19 +663,29 @@ class Relay::RouteRunner {
         // Rows of events beyond the new checkpoint are written too: they
         // are skipped (parked_ids_) when read again.
       }
-      if (next != saved_checkpoint_ || !parks.empty()) {
-        SaveCheckpointRetrying(next, parks);
+      if (next != queued_checkpoint_ || !parks.empty()) {
+        int64_t sent = 0;
+        for (size_t i = 0; i < batch.size(); ++i) sent += done[i] ? 1 : 0;
+        QueueSave(next, std::move(parks), sent);
+        parks.clear();
+        queued_checkpoint_ = next;
       }
       checkpoint_ = next;
       if (Stopping()) break;
       if (!batch.empty() || full) {
         poll = opts.busy_poll;
+        last_activity = Clock::now();
         if (full) continue;
       }
       SetState("idle");
       WaitUntil(Clock::now() + poll, &epoch);
-      poll = std::min(poll * 2, opts.idle_poll);
+      // Adaptive head check: busy_poll for a while after the last event
+      // (a steady trickle never waits long), then doubling to idle_poll.
+      if (Clock::now() - last_activity > kBusyWindow) {
+        poll = std::min(poll * 2, opts.idle_poll);
+      }
     }
+    WaitSaved(0);
     SetState("stopped");
   }
 
@@ -604,11 +700,24 @@ class Relay::RouteRunner {
   // Runner thread only.
   std::mt19937_64 rng_;
   int64_t checkpoint_ = 1;
-  int64_t saved_checkpoint_ = -1;
+  int64_t queued_checkpoint_ = -1;
   std::unordered_set<std::string> held_streams_;
   std::unordered_set<std::string> parked_ids_;
-  std::string stored_error_;
-  int64_t stored_error_at_ = 0;
+  std::mutex error_mu_;
+  std::string stored_error_;     // guarded by error_mu_
+  int64_t stored_error_at_ = 0;  // guarded by error_mu_
+
+  std::thread saver_;
+  std::mutex save_mu_;
+  std::condition_variable save_cv_;
+  bool save_pending_ = false;               // guarded by save_mu_
+  bool saving_ = false;                     // guarded by save_mu_
+  bool saver_stop_ = false;                 // guarded by save_mu_
+  int flush_waiters_ = 0;                   // guarded by save_mu_
+  int64_t pending_checkpoint_ = 0;          // guarded by save_mu_
+  std::vector<ParkedEvent> pending_parks_;  // guarded by save_mu_
+  int64_t pending_events_ = 0;              // guarded by save_mu_
+  int64_t saving_events_ = 0;               // guarded by save_mu_
 
   std::mutex mu_;
   std::condition_variable cv_;

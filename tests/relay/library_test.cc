@@ -240,6 +240,8 @@ TEST_F(RelayLibrary, ParkHoldsItsStreamAndRetryDeliversItThenTheHeld) {
   Event a5 = Append("a");
   Event b3 = Append("b");
   ASSERT_TRUE(WaitFor([&] { return inbox.Positions("b").size() == 3; }));
+  // Its held row is saved with the batch's checkpoint.
+  ASSERT_TRUE(WaitFor([&] { return relay.ListParked("r")->size() == 4; }));
   auto status = relay.GetStatus("r");
   ASSERT_TRUE(status.ok());
   EXPECT_EQ(status->parked_only, 1);
