@@ -10,6 +10,7 @@
 #include <sys/stat.h>
 
 #include <cstring>
+#include <ctime>
 #include <map>
 #include <mutex>
 #include <unordered_map>
@@ -392,6 +393,7 @@ class SqliteStore final : public Store {
 
   const std::string path_;
   const StoreOptions options_;
+  const int64_t busy_timeout_us_ = options_.busy_timeout.count() * 1000;
 
   std::mutex pool_mu_;
   std::vector<std::unique_ptr<Conn>> pool_;  // guarded by pool_mu_
@@ -437,6 +439,24 @@ Status SqliteTransaction::Rollback() {
   return s;
 }
 
+// Busy handler: sleeps 50 µs, doubling up to 1 ms a try, until the timeout
+// (µs, in *arg) has passed; then returns 0 (SQLITE_BUSY). SQLite's default
+// handler sleeps up to 100 ms a try, which starves a connection (a relay's
+// checkpoint) that competes with a steady stream of short transactions.
+int BusyWait(void* arg, int tries) {
+  const int64_t timeout_us = *static_cast<const int64_t*>(arg);
+  auto step = [](int i) { return std::min<int64_t>(int64_t{50} << i, 1000); };
+  int64_t slept = 0;  // by the schedule, so far
+  for (int i = 0; i < std::min(tries, 5); ++i) slept += step(i);
+  if (tries > 5) slept += int64_t{1000} * (tries - 5);
+  if (slept >= timeout_us) return 0;
+  struct timespec ts {
+    0, static_cast<long>(step(std::min(tries, 5)) * 1000)
+  };
+  nanosleep(&ts, nullptr);
+  return 1;
+}
+
 Result<std::unique_ptr<Conn>> SqliteStore::OpenConn() {
   sqlite3* raw = nullptr;
   int flags = SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE |
@@ -447,7 +467,8 @@ Result<std::unique_ptr<Conn>> SqliteStore::OpenConn() {
     return SqlError(raw, rc, "cannot open database '" + path_ + "'");
   }
   sqlite3_extended_result_codes(db.get(), 1);
-  sqlite3_busy_timeout(db.get(), static_cast<int>(options_.busy_timeout.count()));
+  sqlite3_busy_handler(db.get(), &BusyWait,
+                       const_cast<int64_t*>(&busy_timeout_us_));
   std::string pragmas = "PRAGMA foreign_keys = ON; PRAGMA synchronous = ";
   pragmas += options_.sqlite_synchronous_full ? "FULL;" : "NORMAL;";
   HERALD_RETURN_IF_ERROR(Exec(db.get(), pragmas.c_str()));
