@@ -4,11 +4,14 @@
 #include <gtest/gtest.h>
 
 #include <atomic>
+#include <fstream>
 #include <map>
 #include <mutex>
 #include <set>
+#include <sstream>
 #include <thread>
 
+#include "herald/json.h"
 #include "herald/relay.h"
 #include "herald/store.h"
 #include "support/test_util.h"
@@ -72,10 +75,12 @@ class Inbox {
   std::map<std::string, int> failures_;
 };
 
-class RelayLibrary : public ::testing::Test {
+// Runs on every backend the test script provides (SQLite always).
+class RelayLibrary : public ::testing::TestWithParam<std::string> {
  protected:
   void SetUp() override {
-    auto s = OpenStore("sqlite:" + dir_.file("h.db"));
+    url_ = testing::FreshStoreUrl(GetParam(), dir_);
+    auto s = OpenStore(url_);
     ASSERT_TRUE(s.ok()) << s.status().ToString();
     store_ = std::move(*s);
   }
@@ -109,10 +114,11 @@ class RelayLibrary : public ::testing::Test {
   }
 
   testing::TempDir dir_;
+  std::string url_;
   std::unique_ptr<Store> store_;
 };
 
-TEST_F(RelayLibrary, DeliversEveryEventInStreamOrder) {
+TEST_P(RelayLibrary, DeliversEveryEventInStreamOrder) {
   Inbox inbox;
   Relay relay(store_.get(), Options());
   RouteConfig route = Route();
@@ -151,7 +157,7 @@ TEST_F(RelayLibrary, DeliversEveryEventInStreamOrder) {
   EXPECT_EQ(st->state, "stopped");
 }
 
-TEST_F(RelayLibrary, FiltersByTypeAndStream) {
+TEST_P(RelayLibrary, FiltersByTypeAndStream) {
   Inbox inbox;
   Relay relay(store_.get(), Options());
   RouteConfig route = Route();
@@ -173,7 +179,7 @@ TEST_F(RelayLibrary, FiltersByTypeAndStream) {
   EXPECT_EQ(got[1].stream, "eu-3");
 }
 
-TEST_F(RelayLibrary, SameProcessAppendWakesTheRelayAtOnce) {
+TEST_P(RelayLibrary, SameProcessAppendWakesTheRelayAtOnce) {
   Inbox inbox;
   RelayOptions o = Options();
   o.idle_poll = milliseconds(1000);  // only the append signal can be fast
@@ -199,7 +205,7 @@ TEST_F(RelayLibrary, SameProcessAppendWakesTheRelayAtOnce) {
   EXPECT_LT(waits[waits.size() / 2], 50.0);
 }
 
-TEST_F(RelayLibrary, ParkHoldsItsStreamAndRetryDeliversItThenTheHeld) {
+TEST_P(RelayLibrary, ParkHoldsItsStreamAndRetryDeliversItThenTheHeld) {
   Inbox inbox;
   Relay relay(store_.get(), Options());
   ASSERT_TRUE(relay
@@ -266,7 +272,7 @@ TEST_F(RelayLibrary, ParkHoldsItsStreamAndRetryDeliversItThenTheHeld) {
   EXPECT_TRUE(relay.RetryParked("nope", "").IsNotFound());
 }
 
-TEST_F(RelayLibrary, DroppingAParkedEventReleasesTheHeldOnes) {
+TEST_P(RelayLibrary, DroppingAParkedEventReleasesTheHeldOnes) {
   Inbox inbox;
   Relay relay(store_.get(), Options());
   ASSERT_TRUE(relay
@@ -292,7 +298,7 @@ TEST_F(RelayLibrary, DroppingAParkedEventReleasesTheHeldOnes) {
   ASSERT_TRUE(WaitFor([&] { return relay.ListParked("r")->empty(); }));
 }
 
-TEST_F(RelayLibrary, BlockWaitsRetryingAndSaysWhy) {
+TEST_P(RelayLibrary, BlockWaitsRetryingAndSaysWhy) {
   Inbox inbox;
   Relay relay(store_.get(), Options());
   RouteConfig route = Route(FailurePolicy::kBlock);
@@ -326,7 +332,7 @@ TEST_F(RelayLibrary, BlockWaitsRetryingAndSaysWhy) {
   (void)e1;
 }
 
-TEST_F(RelayLibrary, HandlerExceptionsAreRetried) {
+TEST_P(RelayLibrary, HandlerExceptionsAreRetried) {
   std::atomic<int> calls{0};
   Relay relay(store_.get(), Options());
   ASSERT_TRUE(relay
@@ -342,7 +348,7 @@ TEST_F(RelayLibrary, HandlerExceptionsAreRetried) {
   EXPECT_EQ(relay.GetMetrics()[0].failed, 2u);
 }
 
-TEST_F(RelayLibrary, StopSavesTheCheckpointAndARestartResumesThere) {
+TEST_P(RelayLibrary, StopSavesTheCheckpointAndARestartResumesThere) {
   Inbox first, second;
   for (int i = 0; i < 25; ++i) Append("s");
   {
@@ -364,9 +370,9 @@ TEST_F(RelayLibrary, StopSavesTheCheckpointAndARestartResumesThere) {
   EXPECT_EQ(relay.Start().code(), Status::Code::kFailedPrecondition);
 }
 
-TEST_F(RelayLibrary, OneRelayPerRouteAndHandOverOnStop) {
+TEST_P(RelayLibrary, OneRelayPerRouteAndHandOverOnStop) {
   // Two relays (two Store objects, as two processes would have) on one route.
-  auto other = OpenStore("sqlite:" + dir_.file("h.db"));
+  auto other = OpenStore(url_);
   ASSERT_TRUE(other.ok());
   Inbox in_a, in_b;
   RelayOptions oa = Options(), ob = Options();
@@ -394,7 +400,7 @@ TEST_F(RelayLibrary, OneRelayPerRouteAndHandOverOnStop) {
   EXPECT_EQ(in_b.got()[0].position, 51);
 }
 
-TEST_F(RelayLibrary, BadRoutesAreRefused) {
+TEST_P(RelayLibrary, BadRoutesAreRefused) {
   Relay relay(store_.get());
   RouteConfig r = Route();
   r.name = "";
@@ -413,6 +419,176 @@ TEST_F(RelayLibrary, BadRoutesAreRefused) {
       relay.AddRoute(r, MakeCallbackSender(nullptr)).IsInvalidArgument());
   EXPECT_TRUE(relay.GetStatus("zzz").status().IsNotFound());
 }
+
+// A receiver process for the HTTP sender tests.
+class BodyReceiver {
+ public:
+  explicit BodyReceiver(const testing::TempDir& dir,
+                        std::vector<std::string> extra = {})
+      : port_(testing::FreePort()),
+        log_(dir.file("rx.log")),
+        bodies_(dir.file("rx.bodies")) {
+    std::string ready = dir.file("rx.ready");
+    std::vector<std::string> argv{HERALD_TEST_RECEIVER,
+                                  "--port",
+                                  std::to_string(port_),
+                                  "--log",
+                                  log_,
+                                  "--body-log",
+                                  bodies_,
+                                  "--ready",
+                                  ready};
+    argv.insert(argv.end(), extra.begin(), extra.end());
+    child_ = std::make_unique<testing::Child>(argv);
+    EXPECT_TRUE(WaitFor([&] { return std::ifstream(ready).good(); }));
+  }
+  std::string url() const {
+    return "http://127.0.0.1:" + std::to_string(port_) + "/hook";
+  }
+  static std::vector<std::string> Lines(const std::string& path) {
+    std::vector<std::string> out;
+    std::ifstream f(path);
+    std::string line;
+    while (std::getline(f, line)) out.push_back(line);
+    return out;
+  }
+  std::vector<std::string> Bodies() const { return Lines(bodies_); }
+  std::vector<std::string> Log() const { return Lines(log_); }
+
+ private:
+  int port_;
+  std::string log_, bodies_;
+  std::unique_ptr<testing::Child> child_;
+};
+
+TEST_P(RelayLibrary, HttpBinaryModeSendsCeHeadersAndThePayload) {
+  BodyReceiver rx(dir_);
+  Relay relay(store_.get(), Options());
+  RouteConfig route = Route();
+  route.sender = rx.url();
+  route.sender_options.headers = {{"X-Test", "hello"}};
+  ASSERT_TRUE(relay.AddRoute(route).ok());
+  ASSERT_TRUE(relay.Start().ok());
+  Event e = Append("order-7", "order.placed");
+  ASSERT_TRUE(WaitFor([&] { return rx.Bodies().size() == 1; }));
+  EXPECT_EQ(rx.Bodies()[0], "application/json\thello\t{}");
+  // The receiver's log line: position, subject, id from ce-* headers.
+  std::string line = rx.Log()[0];
+  EXPECT_EQ(line.rfind(std::to_string(e.position) + " order-7 " + e.id, 0), 0u)
+      << line;
+  EXPECT_NE(line.find(" 200 herald"), std::string::npos) << line;
+}
+
+TEST_P(RelayLibrary, HttpStructuredModeSendsACloudEventsJsonBody) {
+  BodyReceiver rx(dir_);
+  Relay relay(store_.get(), Options());
+  RouteConfig route = Route();
+  route.sender = rx.url();
+  route.sender_options.mode = CloudEventsMode::kStructured;
+  route.sender_options.source = "shop";
+  ASSERT_TRUE(relay.AddRoute(route).ok());
+  ASSERT_TRUE(relay.Start().ok());
+  Event e;
+  e.stream = "order-8";
+  e.type = "order.paid";
+  e.payload = R"({"amount":42})";
+  ASSERT_TRUE(store_->Append(std::span<Event>(&e, 1)).ok());
+  ASSERT_TRUE(WaitFor([&] { return rx.Bodies().size() == 1; }));
+  std::string body = rx.Bodies()[0];
+  std::string prefix = "application/cloudevents+json; charset=utf-8\t-\t";
+  ASSERT_EQ(body.rfind(prefix, 0), 0u) << body;
+  std::string text = body.substr(prefix.size());
+  auto j = Json::Parse(text);
+  ASSERT_TRUE(j.ok()) << text;
+  EXPECT_EQ(j->Find("specversion")->as_string(), "1.0");
+  EXPECT_EQ(j->Find("id")->as_string(), e.id);
+  EXPECT_EQ(j->Find("source")->as_string(), "shop");
+  EXPECT_EQ(j->Find("type")->as_string(), "order.paid");
+  EXPECT_EQ(j->Find("subject")->as_string(), "order-8");
+  int64_t pos = 0;
+  EXPECT_TRUE(j->Find("position")->TryInt64(&pos));
+  EXPECT_EQ(pos, e.position);
+  EXPECT_EQ(j->Find("data")->raw(), R"({"amount":42})");
+}
+
+TEST_P(RelayLibrary, HttpRetryAfterIsHonoured) {
+  Event e;
+  e.id = NewUuidV7();
+  e.stream = "s";
+  e.type = "t.x";
+  e.payload = "{}";
+  ASSERT_TRUE(store_->Append(std::span<Event>(&e, 1)).ok());
+  // 503 with Retry-After: 1 for this event, every time.
+  BodyReceiver rx(dir_, {"--unavailable-id", e.id});
+  Relay relay(store_.get(), Options());
+  RouteConfig route = Route();
+  route.sender = rx.url();
+  ASSERT_TRUE(relay.AddRoute(route).ok());
+  ASSERT_TRUE(relay.Start().ok());
+  ASSERT_TRUE(
+      WaitFor([&] { return rx.Log().size() >= 2; }, std::chrono::seconds(5)));
+  relay.Stop();
+  auto log = rx.Log();
+  auto time_of = [](const std::string& l) {
+    std::istringstream ss(l);
+    std::string a, b, c;
+    int64_t us = 0;
+    ss >> a >> b >> c >> us;
+    return us;
+  };
+  // backoff_initial is 1 ms; the receiver asked for a second.
+  EXPECT_GE(time_of(log[1]) - time_of(log[0]), 900000) << log[0] << log[1];
+  EXPECT_NE(log[0].find(" 503 "), std::string::npos);
+  auto s = relay.GetStatus("r");
+  EXPECT_NE(s->last_error.find("HTTP 503"), std::string::npos) << s->last_error;
+}
+
+TEST_P(RelayLibrary, HttpConnectionErrorsAreRetried) {
+  RouteConfig route = Route();
+  int port = testing::FreePort();  // nobody listens yet
+  route.sender = "http://127.0.0.1:" + std::to_string(port) + "/x";
+  route.sender_options.connect_timeout = milliseconds(200);
+  Relay relay(store_.get(), Options());
+  ASSERT_TRUE(relay.AddRoute(route).ok());
+  Append("s");
+  ASSERT_TRUE(relay.Start().ok());
+  ASSERT_TRUE(WaitFor([&] { return relay.GetMetrics()[0].failed >= 2; }));
+  EXPECT_NE(relay.GetStatus("r")->last_error.find("POST"), std::string::npos);
+  EXPECT_EQ(relay.GetMetrics()[0].parked, 0u);
+}
+
+TEST_P(RelayLibrary, FileSinkAppendsOneCloudEventPerLine) {
+  Relay relay(store_.get(), Options());
+  RouteConfig route = Route();
+  std::string path = dir_.file("out.jsonl");
+  route.sender = "file:" + path;
+  ASSERT_TRUE(relay.AddRoute(route).ok());
+  for (int i = 0; i < 30; ++i) Append("s-" + std::to_string(i % 3));
+  ASSERT_TRUE(relay.Start().ok());
+  ASSERT_TRUE(WaitFor([&] { return BodyReceiver::Lines(path).size() == 30; }));
+  int64_t last = 0;
+  for (const auto& line : BodyReceiver::Lines(path)) {
+    auto j = Json::Parse(line);
+    ASSERT_TRUE(j.ok()) << line;
+    int64_t pos = 0;
+    ASSERT_TRUE(j->Find("position")->TryInt64(&pos));
+    EXPECT_GT(pos, last);
+    last = pos;
+  }
+}
+
+TEST_P(RelayLibrary, UnopenableFileFailsStart) {
+  Relay relay(store_.get(), Options());
+  RouteConfig route = Route();
+  route.sender = "file:" + dir_.file("no/such/dir/out.jsonl");
+  ASSERT_TRUE(relay.AddRoute(route).ok());
+  Status s = relay.Start();
+  EXPECT_TRUE(s.IsUnavailable()) << s.ToString();
+  EXPECT_NE(s.message().find("route 'r'"), std::string::npos);
+}
+
+INSTANTIATE_TEST_SUITE_P(Backends, RelayLibrary,
+                         ::testing::ValuesIn(testing::TestBackends()));
 
 }  // namespace
 }  // namespace herald

@@ -3,6 +3,7 @@
 //
 //   herald_test_receiver --port N [--log FILE] [--reject-id UUID]...
 //                        [--unavailable-id UUID]... [--ready FILE]
+//                        [--body-log FILE]
 //
 // Answers every POST 200, except 400 for a --reject-id event and 503 with
 // "Retry-After: 1" for an --unavailable-id event (by its ce-id header).
@@ -63,6 +64,7 @@ bool IEquals(std::string_view a, std::string_view b) {
 int main(int argc, char** argv) {
   int port = 0;
   int log_fd = -1;
+  int body_fd = -1;
   std::string ready;
   std::set<std::string> reject, unavailable;
   for (int i = 1; i < argc; ++i) {
@@ -81,6 +83,13 @@ int main(int argc, char** argv) {
       log_fd = ::open(p.c_str(), O_WRONLY | O_CREAT | O_APPEND, 0644);
       if (log_fd < 0) {
         std::perror("receiver: open log");
+        return 1;
+      }
+    } else if (a == "--body-log") {
+      std::string p = next();
+      body_fd = ::open(p.c_str(), O_WRONLY | O_CREAT | O_APPEND, 0644);
+      if (body_fd < 0) {
+        std::perror("receiver: open body log");
         return 1;
       }
     } else if (a == "--reject-id") {
@@ -178,6 +187,7 @@ int main(int argc, char** argv) {
           path = head.substr(sp + 1, sp2 - sp - 1);
         }
         std::string id = "-", subject = "-", position = "-", source = "-";
+        std::string content_type = "-", x_test = "-";
         size_t pos = head.find("\r\n");
         while (pos != std::string_view::npos && pos < head.size()) {
           size_t eol = head.find("\r\n", pos + 2);
@@ -202,11 +212,22 @@ int main(int argc, char** argv) {
               position = value;
             } else if (IEquals(name, "ce-source")) {
               source = value;
+            } else if (IEquals(name, "content-type")) {
+              content_type = value;
+            } else if (IEquals(name, "x-test")) {
+              x_test = value;
             }
           }
           pos = eol;
         }
         if (conn.in.size() < end + 4 + length) break;
+        if (body_fd >= 0 && method == "POST") {
+          std::string line = content_type + "\t" + x_test + "\t" +
+                             conn.in.substr(end + 4, length) + "\n";
+          if (::write(body_fd, line.data(), line.size()) < 0) {
+            std::perror("receiver: write body log");
+          }
+        }
         conn.in.erase(0, end + 4 + length);
         std::string body = "ok";
         int status = 200;
