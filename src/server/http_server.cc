@@ -10,6 +10,7 @@
 #include <sys/resource.h>
 
 #include <boost/asio/dispatch.hpp>
+#include <boost/asio/executor_work_guard.hpp>
 #include <boost/asio/ip/tcp.hpp>
 #include <boost/asio/post.hpp>
 #include <boost/asio/steady_timer.hpp>
@@ -108,6 +109,7 @@ class ServerImpl final : public Server {
                         : static_cast<int>(std::max(
                               1u, std::thread::hardware_concurrency()))),
         ioc_(io_threads_),
+        work_(asio::make_work_guard(ioc_)),
         acceptor_(ioc_) {}
 
   ~ServerImpl() override { Stop(); }
@@ -216,6 +218,7 @@ class ServerImpl final : public Server {
                               [this] { return sessions_.empty(); });
     }
     appender_.Stop();
+    work_.reset();
     ioc_.stop();
     for (auto& t : threads_) {
       if (t.joinable()) t.join();
@@ -281,6 +284,9 @@ class ServerImpl final : public Server {
   const int io_threads_;
   // Last: destroyed first, with every handler (and session) it still holds.
   asio::io_context ioc_;
+  // Keeps the I/O threads running while a session waits on the Hub or the
+  // workers with no socket operation pending.
+  asio::executor_work_guard<asio::io_context::executor_type> work_;
   tcp::acceptor acceptor_;
 };
 
