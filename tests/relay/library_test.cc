@@ -90,9 +90,22 @@ class RelayLibrary : public ::testing::TestWithParam<std::string> {
     e.stream = stream;
     e.type = type;
     e.payload = "{}";
-    auto r = store_->Append(std::span<Event>(&e, 1));
-    EXPECT_TRUE(r.ok()) << r.status().ToString();
+    AppendEvent(&e);
     return e;
+  }
+
+  // Appends and waits for the event's position (PostgreSQL's sequencer
+  // gives it shortly after commit).
+  void AppendEvent(Event* e) {
+    auto r = store_->Append(std::span<Event>(e, 1));
+    ASSERT_TRUE(r.ok()) << r.status().ToString();
+    if (e->position == 0) {
+      ASSERT_TRUE(WaitFor([&] {
+        auto got = store_->Get(e->id);
+        if (got.ok()) e->position = got->position;
+        return e->position > 0;
+      }));
+    }
   }
 
   RouteConfig Route(FailurePolicy policy = FailurePolicy::kBlock) {
@@ -219,7 +232,7 @@ TEST_P(RelayLibrary, ParkHoldsItsStreamAndRetryDeliversItThenTheHeld) {
   a2.stream = "a";
   a2.type = "t.x";
   a2.payload = "{}";
-  ASSERT_TRUE(store_->Append(std::span<Event>(&a2, 1)).ok());
+  AppendEvent(&a2);
   Event a3 = Append("a");
   Event b1 = Append("b");
   Event a4 = Append("a");
@@ -285,7 +298,7 @@ TEST_P(RelayLibrary, DroppingAParkedEventReleasesTheHeldOnes) {
   a1.type = "t.x";
   a1.payload = "{}";
   inbox.Fail(a1.id, true);
-  ASSERT_TRUE(store_->Append(std::span<Event>(&a1, 1)).ok());
+  AppendEvent(&a1);
   Event a2 = Append("a");
   ASSERT_TRUE(relay.Start().ok());
   ASSERT_TRUE(WaitFor([&] {
@@ -311,7 +324,7 @@ TEST_P(RelayLibrary, BlockWaitsRetryingAndSaysWhy) {
   e2.type = "t.x";
   e2.payload = "{}";
   inbox.Fail(e2.id, /*permanent=*/true);
-  ASSERT_TRUE(store_->Append(std::span<Event>(&e2, 1)).ok());
+  AppendEvent(&e2);
   Event e3 = Append("c");
   ASSERT_TRUE(relay.Start().ok());
   // Block retries forever, well past max_attempts.
@@ -492,7 +505,7 @@ TEST_P(RelayLibrary, HttpStructuredModeSendsACloudEventsJsonBody) {
   e.stream = "order-8";
   e.type = "order.paid";
   e.payload = R"({"amount":42})";
-  ASSERT_TRUE(store_->Append(std::span<Event>(&e, 1)).ok());
+  AppendEvent(&e);
   ASSERT_TRUE(WaitFor([&] { return rx.Bodies().size() == 1; }));
   std::string body = rx.Bodies()[0];
   std::string prefix = "application/cloudevents+json; charset=utf-8\t-\t";
@@ -517,7 +530,7 @@ TEST_P(RelayLibrary, HttpRetryAfterIsHonoured) {
   e.stream = "s";
   e.type = "t.x";
   e.payload = "{}";
-  ASSERT_TRUE(store_->Append(std::span<Event>(&e, 1)).ok());
+  AppendEvent(&e);
   // 503 with Retry-After: 1 for this event, every time.
   BodyReceiver rx(dir_, {"--unavailable-id", e.id});
   Relay relay(store_.get(), Options());
