@@ -74,8 +74,9 @@ Status ErrorStatus(PGconn* c, const PGresult* r, std::string_view what) {
     const char* constraint = PQresultErrorField(r, PG_DIAG_CONSTRAINT_NAME);
     if (constraint && std::string_view(constraint) == "herald_events_id_key") {
       return Status::Unavailable(
-          msg + " (an event id of this append was appended by a concurrent "
-                "transaction; retry the transaction)");
+          msg +
+          " (an event id of this append was appended by a concurrent "
+          "transaction; retry the transaction)");
     }
     return Status::Conflict(msg);
   }

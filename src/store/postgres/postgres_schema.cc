@@ -14,27 +14,46 @@ CREATE TABLE IF NOT EXISTS herald_meta (
   value text NOT NULL
 );
 
--- Events. seq is the insertion id (a sequence without cache, so its values
--- follow insertion time across sessions); position is NULL until the
--- sequencer gives the event its place in the global order.
+-- Events, immutable once inserted. An append call inserts one batch:
+-- `batch` comes from herald_batches (no cache, so batch ids follow
+-- insertion time across sessions) and is taken after the stream locks;
+-- `idx` numbers the call's events from 0.
+CREATE SEQUENCE herald_batches CACHE 1;
 CREATE TABLE herald_events (
-  seq            bigint GENERATED ALWAYS AS IDENTITY (CACHE 1) PRIMARY KEY,
-  position       bigint,
-  id             uuid   NOT NULL UNIQUE,
-  stream         text   NOT NULL,
-  stream_version bigint NOT NULL,
-  type           text   NOT NULL,
-  content_type   text   NOT NULL DEFAULT 'application/json',
-  payload        bytea  NOT NULL,
-  metadata       text   NOT NULL DEFAULT '{}',
+  batch          bigint  NOT NULL,
+  idx            integer NOT NULL,
+  id             uuid    NOT NULL UNIQUE,
+  stream         text    NOT NULL,
+  stream_version bigint  NOT NULL,
+  type           text    NOT NULL,
+  content_type   text    NOT NULL DEFAULT 'application/json',
+  payload        bytea   NOT NULL,
+  metadata       text    NOT NULL DEFAULT '{}',
   occurred_at    timestamptz NOT NULL DEFAULT clock_timestamp(),
+  PRIMARY KEY (batch, idx),
   UNIQUE (stream, stream_version)
 );
--- Partial: inserts (position NULL) do not touch it; the sequencer fills it.
-CREATE UNIQUE INDEX herald_events_position ON herald_events (position)
-  WHERE position IS NOT NULL;
-CREATE INDEX herald_events_unpositioned ON herald_events (seq)
-  WHERE position IS NULL;
+
+-- Batches committed but not yet positioned (the sequencer's queue).
+CREATE TABLE herald_pending (
+  batch  bigint  PRIMARY KEY,
+  events integer NOT NULL
+);
+
+-- The log: batch `batch` holds positions first_position ..
+-- first_position + events - 1 (event idx i at first_position + i).
+CREATE TABLE herald_log (
+  first_position bigint  PRIMARY KEY,
+  batch          bigint  NOT NULL UNIQUE,
+  events         integer NOT NULL
+);
+
+-- Every positioned event with its position, for reading from SQL.
+CREATE VIEW herald_positioned_events AS
+  SELECT l.first_position + e.idx AS position, e.id, e.stream,
+         e.stream_version, e.type, e.content_type, e.payload, e.metadata,
+         e.occurred_at
+    FROM herald_log l JOIN herald_events e ON e.batch = l.batch;
 
 -- One row per stream: its version. Appends lock the row until commit, so
 -- appends to one stream are serialized (and only those).
@@ -89,8 +108,9 @@ LANGUAGE sql VOLATILE AS $fn$
 $fn$;
 
 -- The careful form of herald_append_events (below): looks up stored ids
--- first, checks the expected version, then inserts. Used when the fast
--- path meets an id that is stored already or a version that differs.
+-- first, checks the expected version, then inserts what is new. Used when
+-- the fast path meets an id that is stored already, a repeated id or a
+-- version other than expected.
 CREATE FUNCTION herald_append_events_checked(
     p_ids uuid[], p_streams text[], p_types text[], p_content_types text[],
     p_payloads bytea[], p_metadata text[], p_occurred_at timestamptz[],
@@ -107,7 +127,7 @@ DECLARE
   v_streams  text[];
   v_versions bigint[];
   v_current  bigint;
-  v_inserted integer;
+  v_batch    bigint;
 BEGIN
   SELECT coalesce(array_agg(e.id), '{}') INTO v_stored
     FROM herald_events e WHERE e.id = ANY (p_ids);
@@ -135,8 +155,6 @@ BEGIN
     v_streams := ARRAY[p_streams[1]];
     v_versions := ARRAY[p_expected_version + v_new];
   ELSIF v_new > 0 THEN
-    -- Bump every stream by its count of new events, locking the rows in
-    -- stream order (a fixed order, so two batches cannot deadlock here).
     WITH fresh AS (
       SELECT DISTINCT ON (t.id) t.id, t.stream
         FROM unnest(p_ids, p_streams) AS t(id, stream)
@@ -154,6 +172,7 @@ BEGIN
   END IF;
 
   IF v_new > 0 THEN
+    v_batch := nextval('herald_batches');
     WITH input AS (
       SELECT t.*
         FROM unnest(p_ids, p_streams, p_types, p_content_types, p_payloads,
@@ -166,22 +185,17 @@ BEGIN
     ), numbered AS (
       SELECT f.*, b.version - count(*) OVER (PARTITION BY f.stream)
                   + row_number() OVER (PARTITION BY f.stream ORDER BY f.ord)
-                  AS stream_version
+                  AS stream_version,
+             row_number() OVER (ORDER BY f.ord) - 1 AS idx
         FROM fresh f JOIN unnest(v_streams, v_versions) AS b(stream, version)
           ON b.stream = f.stream
     )
-    INSERT INTO herald_events (id, stream, stream_version, type, content_type,
-                               payload, metadata, occurred_at)
-      SELECT n.id, n.stream, n.stream_version, n.type, n.content_type,
-             n.payload, n.metadata, n.occurred_at
-        FROM numbered n ORDER BY n.ord
-      ON CONFLICT (id) DO NOTHING;
-    GET DIAGNOSTICS v_inserted = ROW_COUNT;
-    IF v_inserted <> v_new THEN
-      RAISE EXCEPTION USING ERRCODE = '40001',
-        MESSAGE = 'herald: an event id of this append was appended by a '
-                  'concurrent transaction; retry the transaction';
-    END IF;
+    INSERT INTO herald_events (batch, idx, id, stream, stream_version, type,
+                               content_type, payload, metadata, occurred_at)
+      SELECT v_batch, n.idx, n.id, n.stream, n.stream_version, n.type,
+             n.content_type, n.payload, n.metadata, n.occurred_at
+        FROM numbered n;
+    INSERT INTO herald_pending (batch, events) VALUES (v_batch, v_new);
   END IF;
 
   RETURN QUERY
@@ -192,7 +206,7 @@ BEGIN
         FROM unnest(p_ids) WITH ORDINALITY AS u(id, ord)
     )
     SELECT t.ord, t.created, e.id,
-           CASE WHEN t.created THEN NULL ELSE e.position END,
+           CASE WHEN t.created THEN NULL ELSE l.first_position + e.idx END,
            e.stream, e.stream_version,
            CASE WHEN t.created THEN NULL ELSE e.type END,
            CASE WHEN t.created THEN NULL ELSE e.content_type END,
@@ -200,6 +214,7 @@ BEGIN
            CASE WHEN t.created THEN NULL ELSE e.metadata END,
            e.occurred_at
       FROM t JOIN herald_events e ON e.id = t.id
+      LEFT JOIN herald_log l ON l.batch = e.batch
      ORDER BY t.ord;
 END
 $fn$;
@@ -211,9 +226,9 @@ $fn$;
 -- version makes it write nothing and return one row with r_ord = 0 and the
 -- stream's current version in r_stream_version; it raises no error, so the
 -- caller's transaction stays usable. Locks each stream's herald_streams row
--- until the transaction ends, before inserting, so appends to one stream
--- are serialized. Rows of new events carry only r_ord, r_created, r_stream
--- and r_stream_version.
+-- until the transaction ends, then takes the batch id, so appends to one
+-- stream are serialized and their batch ids follow append order. Rows of
+-- new events carry only r_ord, r_created, r_stream and r_stream_version.
 CREATE FUNCTION herald_append_events(
     p_ids uuid[], p_streams text[], p_types text[], p_content_types text[],
     p_payloads bytea[], p_metadata text[], p_occurred_at timestamptz[],
@@ -228,16 +243,15 @@ DECLARE
   v_stream   text := p_streams[1];
   v_version  bigint;
   v_base     bigint;
+  v_batch    bigint;
   v_streams  text[];
   v_versions bigint[];
   v_counts   bigint[];
 BEGIN
-  IF v_n = 0 THEN
+  IF v_n IS NULL OR v_n = 0 THEN
     RETURN;
   END IF;
   -- The fast path: ids distinct within the call and not stored before.
-  -- Anything else (a retry, a version other than expected) takes the
-  -- careful path, herald_append_events_checked.
   IF v_n > 1 AND (SELECT count(DISTINCT x) FROM unnest(p_ids) x) <> v_n THEN
     RETURN QUERY SELECT * FROM herald_append_events_checked(p_ids, p_streams,
       p_types, p_content_types, p_payloads, p_metadata, p_occurred_at,
@@ -264,24 +278,26 @@ BEGIN
       v_base := v_version - v_n;
       IF NOT EXISTS (SELECT 1 FROM herald_events e WHERE e.id = ANY (p_ids))
       THEN
+        v_batch := nextval('herald_batches');
         IF v_n = 1 THEN
-          INSERT INTO herald_events (id, stream, stream_version, type,
-                                     content_type, payload, metadata,
+          INSERT INTO herald_events (batch, idx, id, stream, stream_version,
+                                     type, content_type, payload, metadata,
                                      occurred_at)
-            VALUES (p_ids[1], v_stream, v_version, p_types[1],
+            VALUES (v_batch, 0, p_ids[1], v_stream, v_version, p_types[1],
                     p_content_types[1], p_payloads[1], p_metadata[1],
                     p_occurred_at[1]);
         ELSE
-          INSERT INTO herald_events (id, stream, stream_version, type,
-                                     content_type, payload, metadata,
+          INSERT INTO herald_events (batch, idx, id, stream, stream_version,
+                                     type, content_type, payload, metadata,
                                      occurred_at)
-            SELECT t.id, v_stream, v_base + t.ord, t.type, t.content_type,
-                   t.payload, t.metadata, t.occurred_at
+            SELECT v_batch, t.ord - 1, t.id, v_stream, v_base + t.ord, t.type,
+                   t.content_type, t.payload, t.metadata, t.occurred_at
               FROM unnest(p_ids, p_types, p_content_types, p_payloads,
                           p_metadata, p_occurred_at)
                    WITH ORDINALITY AS t(id, type, content_type, payload,
                                         metadata, occurred_at, ord);
         END IF;
+        INSERT INTO herald_pending (batch, events) VALUES (v_batch, v_n);
         RETURN QUERY SELECT t.ord::integer, true, NULL::uuid, NULL::bigint,
             v_stream, v_base + t.ord, NULL::text, NULL::text, NULL::bytea,
             NULL::text, NULL::timestamptz
@@ -291,7 +307,9 @@ BEGIN
       -- A retry: undo the bump, take the careful path.
       UPDATE herald_streams s SET version = v_base WHERE s.stream = v_stream;
     END IF;
-  ELSE
+  ELSIF p_expected_version IS NULL
+        AND NOT EXISTS (SELECT 1 FROM herald_events e
+                         WHERE e.id = ANY (p_ids)) THEN
     -- Several streams: bump each by its count, locking the rows in stream
     -- order (a fixed order, so two batches cannot deadlock here).
     WITH c AS (
@@ -306,37 +324,29 @@ BEGIN
     SELECT array_agg(b.stream), array_agg(b.version), array_agg(c.n)
       INTO v_streams, v_versions, v_counts
       FROM bumped b JOIN c ON c.stream = b.stream;
-    IF NOT EXISTS (SELECT 1 FROM herald_events e WHERE e.id = ANY (p_ids))
-       AND p_expected_version IS NULL THEN
-      INSERT INTO herald_events (id, stream, stream_version, type,
-                                 content_type, payload, metadata, occurred_at)
-        SELECT n.id, n.stream, n.stream_version, n.type, n.content_type,
-               n.payload, n.metadata, n.occurred_at
-          FROM (SELECT t.*, b.version - b.n
-                            + row_number() OVER (PARTITION BY t.stream
-                                                 ORDER BY t.ord)
-                            AS stream_version
-                  FROM unnest(p_ids, p_streams, p_types, p_content_types,
-                              p_payloads, p_metadata, p_occurred_at)
-                       WITH ORDINALITY AS t(id, stream, type, content_type,
-                                            payload, metadata, occurred_at,
-                                            ord)
-                  JOIN unnest(v_streams, v_versions, v_counts)
-                       AS b(stream, version, n) ON b.stream = t.stream) n
-         ORDER BY n.ord;
-      RETURN QUERY SELECT t.ord::integer, true, NULL::uuid, NULL::bigint,
-          t.stream, b.version - b.n
-                    + row_number() OVER (PARTITION BY t.stream ORDER BY t.ord),
-          NULL::text, NULL::text, NULL::bytea, NULL::text, NULL::timestamptz
-        FROM unnest(p_streams) WITH ORDINALITY AS t(stream, ord)
+    v_batch := nextval('herald_batches');
+    INSERT INTO herald_events (batch, idx, id, stream, stream_version, type,
+                               content_type, payload, metadata, occurred_at)
+      SELECT v_batch, t.ord - 1, t.id, t.stream,
+             b.version - b.n
+             + row_number() OVER (PARTITION BY t.stream ORDER BY t.ord),
+             t.type, t.content_type, t.payload, t.metadata, t.occurred_at
+        FROM unnest(p_ids, p_streams, p_types, p_content_types, p_payloads,
+                    p_metadata, p_occurred_at)
+             WITH ORDINALITY AS t(id, stream, type, content_type, payload,
+                                  metadata, occurred_at, ord)
         JOIN unnest(v_streams, v_versions, v_counts) AS b(stream, version, n)
-          ON b.stream = t.stream
-       ORDER BY t.ord;
-      RETURN;
-    END IF;
-    UPDATE herald_streams s SET version = b.version - b.n
-      FROM unnest(v_streams, v_versions, v_counts) AS b(stream, version, n)
-      WHERE s.stream = b.stream;
+          ON b.stream = t.stream;
+    INSERT INTO herald_pending (batch, events) VALUES (v_batch, v_n);
+    RETURN QUERY SELECT t.ord::integer, true, NULL::uuid, NULL::bigint,
+        t.stream, b.version - b.n
+                  + row_number() OVER (PARTITION BY t.stream ORDER BY t.ord),
+        NULL::text, NULL::text, NULL::bytea, NULL::text, NULL::timestamptz
+      FROM unnest(p_streams) WITH ORDINALITY AS t(stream, ord)
+      JOIN unnest(v_streams, v_versions, v_counts) AS b(stream, version, n)
+        ON b.stream = t.stream
+     ORDER BY t.ord;
+    RETURN;
   END IF;
   RETURN QUERY SELECT * FROM herald_append_events_checked(p_ids, p_streams,
     p_types, p_content_types, p_payloads, p_metadata, p_occurred_at,
@@ -398,34 +408,45 @@ BEGIN
 END
 $fn$;
 
--- One pass of the sequencer: gives the next positions, in insertion order,
--- to up to p_limit committed events that have none. Returns how many it
--- positioned and the head after it, or positioned = -1 when another pass
--- holds the sequencer lock and p_wait is false. Run it as a statement of
--- its own (autocommit), never inside a longer transaction.
+-- One pass of the sequencer: gives the next positions to up to p_limit
+-- committed batches that have none, in batch order. Returns the events it
+-- positioned, the batches, and the head after it; positioned = -1 when
+-- another pass holds the sequencer lock and p_wait is false. Run it as a
+-- statement of its own (autocommit), never inside a longer transaction.
 CREATE FUNCTION herald_sequence(p_limit integer, p_wait boolean DEFAULT false)
-RETURNS TABLE (positioned integer, head bigint)
+RETURNS TABLE (positioned integer, batches integer, head bigint)
 LANGUAGE plpgsql SET plan_cache_mode = force_generic_plan AS $fn$
 DECLARE
   v_head bigint;
   v_n integer;
+  v_batches integer;
 BEGIN
   IF p_wait THEN
     PERFORM pg_advisory_xact_lock(7306916370318864496);
   ELSIF NOT pg_try_advisory_xact_lock(7306916370318864496) THEN
-    RETURN QUERY SELECT -1, NULL::bigint;
+    RETURN QUERY SELECT -1, 0, NULL::bigint;
     RETURN;
   END IF;
-  SELECT coalesce(max(e.position), 0) INTO v_head FROM herald_events e;
-  WITH batch AS (
-    SELECT u.seq, v_head + row_number() OVER (ORDER BY u.seq) AS pos
-      FROM (SELECT e.seq FROM herald_events e WHERE e.position IS NULL
-             ORDER BY e.seq LIMIT p_limit) u
+  SELECT l.first_position + l.events - 1 INTO v_head
+    FROM herald_log l ORDER BY l.first_position DESC LIMIT 1;
+  v_head := coalesce(v_head, 0);
+  WITH taken AS (
+    DELETE FROM herald_pending p
+     WHERE p.batch IN (SELECT q.batch FROM herald_pending q
+                        ORDER BY q.batch LIMIT p_limit)
+    RETURNING p.batch, p.events
+  ), placed AS (
+    INSERT INTO herald_log (first_position, batch, events)
+      SELECT v_head + 1 + coalesce(sum(t.events) OVER (
+               ORDER BY t.batch ROWS BETWEEN UNBOUNDED PRECEDING
+                                         AND 1 PRECEDING), 0),
+             t.batch, t.events
+        FROM taken t
+    RETURNING events
   )
-  UPDATE herald_events e SET position = b.pos FROM batch b
-   WHERE e.seq = b.seq;
-  GET DIAGNOSTICS v_n = ROW_COUNT;
-  RETURN QUERY SELECT v_n, v_head + v_n;
+  SELECT coalesce(sum(p.events), 0), count(*) INTO v_n, v_batches
+    FROM placed p;
+  RETURN QUERY SELECT v_n, v_batches, v_head + v_n;
 END
 $fn$;
 )sql";

@@ -63,11 +63,14 @@ using pg::ConnPtr;
 using pg::Params;
 using pg::ResultPtr;
 
-constexpr int kSequencerBatch = 5000;
+// Batches (append calls) per sequencer pass.
+constexpr int kSequencerBatch = 2000;
 constexpr const char* kSequencerLease = "herald.sequencer";
 constexpr std::chrono::milliseconds kLeaseTtl{5000};
 constexpr std::chrono::milliseconds kLeaseRenew{1500};
 constexpr std::chrono::milliseconds kMaxIdlePoll{100};
+// After a pass that positioned events, the next waits this long.
+constexpr std::chrono::milliseconds kBusyPassInterval{2};
 constexpr size_t kMaxPooled = 32;
 // A transaction open this long with uncommitted events is reported.
 constexpr int kHoldupThresholdMs = 1000;
@@ -98,9 +101,13 @@ enum Slot {
   kNumSlots
 };
 
-#define HERALD_EVENT_COLUMNS                                            \
-  "position, id, stream, stream_version, type, content_type, payload, " \
-  "metadata, occurred_at"
+#define HERALD_EVENT_COLUMNS                                             \
+  "l.first_position + e.idx, e.id, e.stream, e.stream_version, e.type, " \
+  "e.content_type, e.payload, e.metadata, e.occurred_at"
+
+#define HERALD_HEAD_SQL                                       \
+  "SELECT coalesce((SELECT first_position + events - 1 FROM " \
+  "herald_log ORDER BY first_position DESC LIMIT 1), 0)"
 
 const char* SlotSql(Slot s) {
   switch (s) {
@@ -109,28 +116,36 @@ const char* SlotSql(Slot s) {
              "$3::text[], $4::text[], $5::bytea[], $6::text[], "
              "$7::timestamptz[], $8::bigint)";
     case kRead:
-      return "SELECT " HERALD_EVENT_COLUMNS
-             ", (SELECT coalesce(max(position), 0) FROM herald_events) "
-             "FROM herald_events WHERE position >= $1::bigint "
-             "ORDER BY position LIMIT $2::integer";
+      // The batches that hold positions offset .. offset + limit - 1.
+      return "SELECT " HERALD_EVENT_COLUMNS ", (" HERALD_HEAD_SQL
+             ") FROM herald_log l JOIN herald_events e ON e.batch = l.batch "
+             "WHERE l.first_position >= coalesce((SELECT max(first_position) "
+             "FROM herald_log WHERE first_position <= $1::bigint), 1) "
+             "AND l.first_position < $1::bigint + $2::integer "
+             "AND e.idx >= $1::bigint - l.first_position "
+             "ORDER BY l.first_position, e.idx LIMIT $2::integer";
     case kReadFiltered:
       return "SELECT " HERALD_EVENT_COLUMNS
-             " FROM herald_events WHERE position >= $1::bigint "
-             "AND position <= $2::bigint "
-             "AND ($3::text = '' OR stream = $3::text) "
-             "AND (cardinality($4::text[]) = 0 OR type LIKE ANY ($4::text[])) "
-             "ORDER BY position LIMIT $5::integer";
+             " FROM herald_log l JOIN herald_events e ON e.batch = l.batch "
+             "WHERE l.first_position >= coalesce((SELECT max(first_position) "
+             "FROM herald_log WHERE first_position <= $1::bigint), 1) "
+             "AND l.first_position <= $2::bigint "
+             "AND e.idx >= $1::bigint - l.first_position "
+             "AND ($3::text = '' OR e.stream = $3::text) "
+             "AND (cardinality($4::text[]) = 0 "
+             "OR e.type LIKE ANY ($4::text[])) "
+             "ORDER BY l.first_position, e.idx LIMIT $5::integer";
     case kReadStream:
       return "SELECT " HERALD_EVENT_COLUMNS
-             " FROM herald_events WHERE stream = $1::text "
-             "AND stream_version >= $2::bigint AND position IS NOT NULL "
-             "ORDER BY stream_version LIMIT $3::integer";
+             " FROM herald_events e JOIN herald_log l ON l.batch = e.batch "
+             "WHERE e.stream = $1::text AND e.stream_version >= $2::bigint "
+             "ORDER BY e.stream_version LIMIT $3::integer";
     case kGet:
       return "SELECT " HERALD_EVENT_COLUMNS
-             " FROM herald_events WHERE id = $1::uuid "
-             "AND position IS NOT NULL";
+             " FROM herald_events e JOIN herald_log l ON l.batch = e.batch "
+             "WHERE e.id = $1::uuid";
     case kHead:
-      return "SELECT coalesce(max(position), 0) FROM herald_events";
+      return HERALD_HEAD_SQL;
     case kGetCheckpoint:
       return "SELECT next_offset FROM herald_checkpoints WHERE name = $1::text";
     case kSaveCheckpoint:
@@ -148,9 +163,11 @@ const char* SlotSql(Slot s) {
              "error = excluded.error, parked_at = excluded.parked_at";
     case kListParked:
       return "SELECT p.route, p.state, p.attempts, p.error, p.parked_at, "
-             "e.position, e.id, e.stream, e.stream_version, e.type, "
-             "e.content_type, e.payload, e.metadata, e.occurred_at "
+             "coalesce(l.first_position + e.idx, p.position), e.id, e.stream, "
+             "e.stream_version, e.type, e.content_type, e.payload, "
+             "e.metadata, e.occurred_at "
              "FROM herald_parked p JOIN herald_events e ON e.id = p.event_id "
+             "LEFT JOIN herald_log l ON l.batch = e.batch "
              "WHERE p.route = $1::text AND ($2::text = '' OR p.state = "
              "$2::text) ORDER BY p.position "
              "LIMIT CASE WHEN $3::integer > 0 THEN $3::integer END";
@@ -184,8 +201,8 @@ const char* SlotSql(Slot s) {
       return "DELETE FROM herald_leases WHERE name = $1::text "
              "AND owner = $2::text";
     case kSequence:
-      return "SELECT positioned, head FROM herald_sequence($1::integer, "
-             "$2::boolean)";
+      return "SELECT positioned, batches, head FROM "
+             "herald_sequence($1::integer, $2::boolean)";
     case kHoldup:
       // Transactions that inserted into herald_events (they hold its
       // RowExclusiveLock) and have stayed open for a while.
@@ -203,8 +220,7 @@ const char* SlotSql(Slot s) {
              "ORDER BY a.xact_start LIMIT 1";
     case kPending:
       // Committed events waiting for the sequencer, and its lease.
-      return "SELECT (SELECT count(*) FROM (SELECT 1 FROM herald_events "
-             "WHERE position IS NULL LIMIT 100000) u), "
+      return "SELECT (SELECT coalesce(sum(events), 0) FROM herald_pending), "
              "(SELECT owner FROM herald_leases WHERE name = $1::text "
              "AND expires_at > clock_timestamp())";
     case kNumSlots:
@@ -480,8 +496,9 @@ class PostgresStore final : public Store {
   Result<int> SchemaVersion(PGconn* c);
 
   // One sequencer pass on c: how many events it positioned, or -1 when
-  // another pass holds the sequencer lock (wait = false).
-  Result<int> SequencePass(Conn* c, bool wait);
+  // another pass holds the sequencer lock (wait = false). *full: the pass
+  // took as many batches as it may, so more may be waiting.
+  Result<int> SequencePass(Conn* c, bool wait, bool* full);
   // Read-your-writes: positions the events this process committed before
   // the call, on c, if the sequencer has not yet.
   Status CatchUp(Conn* c);
@@ -497,6 +514,8 @@ class PostgresStore final : public Store {
   void SequencerLoop();
   // Waits until woken, stopped or timeout; false when stopping.
   bool SequencerWait(std::chrono::milliseconds timeout);
+  // Waits `pause` unless stopped (wake-ups do not cut it short).
+  bool SequencerPause(std::chrono::milliseconds pause);
 
   const std::string url_;
   const std::string redacted_;
@@ -1171,11 +1190,12 @@ Result<std::string> PostgresStore::DescribeHoldup() {
 
 // ---- Sequencer ------------------------------------------------------------
 
-Result<int> PostgresStore::SequencePass(Conn* c, bool wait) {
+Result<int> PostgresStore::SequencePass(Conn* c, bool wait, bool* full) {
   Params p;
   p.Int4(kSequencerBatch).Bool(wait);
   auto r = Run(c, kSequence, p, "sequence events");
   if (!r.ok()) return r.status();
+  *full = pg::Int4At(r->get(), 0, 1) >= kSequencerBatch;
   return pg::Int4At(r->get(), 0, 0);
 }
 
@@ -1183,11 +1203,11 @@ Status PostgresStore::CatchUp(Conn* c) {
   uint64_t want = local_commits_.load();
   if (sequenced_through_.load() >= want) return Status::OK();
   bool positioned = false;
-  while (true) {
-    auto n = SequencePass(c, true);
+  bool full = true;
+  while (full) {
+    auto n = SequencePass(c, true, &full);
     if (!n.ok()) return n.status();
     positioned = positioned || *n > 0;
-    if (*n < kSequencerBatch) break;
   }
   AdvanceSequenced(want);
   if (positioned) NotifyAppend();
@@ -1224,6 +1244,13 @@ void PostgresStore::StopSequencer() {
   }
   seq_cv_.notify_all();
   if (seq_thread_.joinable()) seq_thread_.join();
+}
+
+bool PostgresStore::SequencerPause(std::chrono::milliseconds pause) {
+  std::unique_lock<std::mutex> lock(seq_mu_);
+  seq_cv_.wait_for(lock, pause, [&] { return seq_stop_; });
+  seq_wake_ = false;
+  return !seq_stop_;
 }
 
 bool PostgresStore::SequencerWait(std::chrono::milliseconds timeout) {
@@ -1279,7 +1306,8 @@ void PostgresStore::SequencerLoop() {
       conn = std::move(*c);
     }
     uint64_t target = local_commits_.load();
-    auto n = SequencePass(conn.get(), false);
+    bool full = false;
+    auto n = SequencePass(conn.get(), false, &full);
     if (!n.ok()) {
       if (!fail()) break;
       continue;
@@ -1290,14 +1318,20 @@ void PostgresStore::SequencerLoop() {
       if (!SequencerWait(std::chrono::milliseconds(1))) break;
       continue;
     }
-    if (*n == kSequencerBatch) {
+    if (full) {
       NotifyAppend();
       continue;  // more is waiting
     }
     AdvanceSequenced(target);
     if (*n > 0) NotifyAppend();
-    idle = *n > 0 ? std::chrono::milliseconds(1)
-                  : std::min(idle * 2, kMaxIdlePoll);
+    if (*n > 0) {
+      // Busy: let commits gather for a moment, so one pass (and one WAL
+      // flush) positions many of them. Commit wake-ups wait too.
+      idle = std::chrono::milliseconds(1);
+      if (!SequencerPause(kBusyPassInterval)) break;
+      continue;
+    }
+    idle = std::min(idle * 2, kMaxIdlePoll);
     if (!SequencerWait(idle)) break;
   }
   if (held) (void)ReleaseLease(kSequencerLease, seq_owner_);
