@@ -188,16 +188,19 @@ void AppendSseFrame(int64_t position, std::string_view json, std::string* out) {
   out->append("\n\n");
 }
 
-std::string PageBody(const std::vector<std::string_view>& events,
-                     int64_t next_offset) {
-  size_t size = 40;
-  for (auto e : events) size += e.size() + 1;
+// A page rendered from events read from the store.
+std::string PageBody(const std::vector<Event>& events, int64_t next_offset) {
+  size_t size = 64;
+  for (const auto& e : events) {
+    size += e.payload.size() + e.metadata.size() + e.stream.size() +
+            e.type.size() + 200;
+  }
   std::string body;
   body.reserve(size);
   body.append("{\"events\":[");
   for (size_t i = 0; i < events.size(); ++i) {
     if (i) body.push_back(',');
-    body.append(events[i]);
+    AppendEventJson(events[i], &body);
   }
   body.append("],\"next_offset\":");
   body.append(std::to_string(next_offset));
@@ -412,12 +415,28 @@ struct Api::Impl : std::enable_shared_from_this<Api::Impl> {
     return false;
   }
 
-  Response PageResponse(const std::vector<std::string_view>& events,
-                        int64_t next_offset, int64_t from, int limit,
+  // A page from the store.
+  Response PageResponse(const std::vector<Event>& events, int64_t next_offset,
+                        int64_t from, int limit,
                         const EventFilter& filter) const {
     Response r;
     r.body = PageBody(events, next_offset);
-    if (static_cast<int>(events.size()) == limit) {
+    return WithCaching(std::move(r), events.size(), from, limit, filter);
+  }
+  // A page from memory, written from the cached strings.
+  Response PageResponse(std::vector<std::shared_ptr<const CachedEvent>> events,
+                        int64_t next_offset, int64_t from, int limit,
+                        const EventFilter& filter) const {
+    Response r;
+    r.body = "{\"events\":[";
+    size_t n = events.size();
+    r.parts = std::move(events);
+    r.tail = "],\"next_offset\":" + std::to_string(next_offset) + "}";
+    return WithCaching(std::move(r), n, from, limit, filter);
+  }
+  Response WithCaching(Response r, size_t count, int64_t from, int limit,
+                       const EventFilter& filter) const {
+    if (static_cast<int>(count) == limit) {
       // A full page lies below the head: it never changes.
       std::string etag = Etag(from, limit, filter);
       if (!etag.empty()) {
@@ -489,10 +508,8 @@ struct Api::Impl : std::enable_shared_from_this<Api::Impl> {
         [](const std::string& t) { return t.find('[') != std::string::npos; });
     if (globs_ok && hub->Read(pq.from, pq.limit, pq.filter, &tr) &&
         (!tr.events.empty() || pq.from <= hub->head())) {
-      std::vector<std::string_view> views;
-      views.reserve(tr.events.size());
-      for (const auto& e : tr.events) views.push_back(e->json);
-      then(PageResponse(views, tr.next_offset, pq.from, pq.limit, pq.filter));
+      then(PageResponse(std::move(tr.events), tr.next_offset, pq.from, pq.limit,
+                        pq.filter));
       return;
     }
     auto self = shared_from_this();
@@ -507,12 +524,8 @@ struct Api::Impl : std::enable_shared_from_this<Api::Impl> {
         then(ErrorFor(page.status()));
         return;
       }
-      std::vector<std::string> json;
-      json.reserve(page->events.size());
-      for (const auto& e : page->events) json.push_back(EventToJson(e));
-      std::vector<std::string_view> views(json.begin(), json.end());
-      then(self->PageResponse(views, page->next_offset, pq.from, pq.limit,
-                              pq.filter));
+      then(self->PageResponse(page->events, page->next_offset, pq.from,
+                              pq.limit, pq.filter));
     });
   }
 
@@ -539,7 +552,7 @@ struct Api::Impl : std::enable_shared_from_this<Api::Impl> {
           if (!woke) {
             // Timed out (or stopping): an empty page that still moves
             // past whatever a filter skipped.
-            std::vector<std::string_view> none;
+            std::vector<Event> none;
             then(self->PageResponse(none, std::max(next, pq.from), pq.from,
                                     pq.limit, pq.filter));
             return;
@@ -572,6 +585,8 @@ struct Api::Impl : std::enable_shared_from_this<Api::Impl> {
           if (k == "ETag" && EtagMatches(inm, v)) {
             r.status = 304;
             r.body.clear();
+            r.parts.clear();
+            r.tail.clear();
             r.content_type.clear();
             break;
           }
@@ -617,7 +632,7 @@ struct Api::Impl : std::enable_shared_from_this<Api::Impl> {
     if (globs_ok && hub->Read(cursor, kChunk, filter, &tr)) {
       std::string out;
       for (const auto& e : tr.events)
-        AppendSseFrame(e->position, e->json, &out);
+        AppendSseFrame(e->position, e->text(), &out);
       done(true, std::move(out), tr.next_offset);
       return;
     }

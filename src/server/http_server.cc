@@ -72,7 +72,10 @@ class Session : public std::enable_shared_from_this<Session> {
   beast::tcp_stream stream_;
   beast::flat_buffer buffer_;
   std::optional<http::request_parser<http::string_body>> parser_;
-  std::shared_ptr<http::response<http::string_body>> res_;
+  // The response being written and its buffers (strand only).
+  std::optional<Response> out_;
+  std::string head_;  // head and body of the response being written
+  unsigned version_ = 11;
   bool keep_alive_ = false;
   bool busy_ = false;  // a request is being handled
   bool stopping_ = false;
@@ -294,7 +297,11 @@ class ServerImpl final : public Server {
 // ------------------------------------------------------------------
 
 Session::Session(tcp::socket socket, ServerImpl* server)
-    : server_(server), stream_(std::move(socket)) {}
+    : server_(server), stream_(std::move(socket)) {
+  // Responses go out in several writes; never hold the last one back.
+  beast::error_code ec;
+  stream_.socket().set_option(tcp::no_delay(true), ec);
+}
 
 Session::~Session() {
   if (sse_) server_->metrics_.open_streams.fetch_sub(1);
@@ -431,6 +438,7 @@ void Session::Dispatch() {
   stream_.expires_never();
   auto& msg = parser_->get();
   keep_alive_ = msg.keep_alive();
+  version_ = msg.version();
   Request req;
   req.method = std::string(msg.method_string());
   req.target = std::string(msg.target());
@@ -469,23 +477,52 @@ void Session::ReplyAndClose(int status, std::string_view code,
 }
 
 void Session::WriteResponse(Response r) {
-  res_ = std::make_shared<http::response<http::string_body>>();
-  auto& res = *res_;
-  res.version(11);
-  res.result(static_cast<unsigned>(r.status));
-  res.set(http::field::server, "herald");
-  if (!r.content_type.empty())
-    res.set(http::field::content_type, r.content_type);
-  for (auto& [k, v] : r.headers) res.set(k, v);
+  // The head is formatted here; a page from memory is copied once, from
+  // the cached event strings, into the connection's write buffer.
+  out_ = std::move(r);
+  Response& o = *out_;
   bool keep = keep_alive_ && !stopping_ && !server_->stopping();
-  res.keep_alive(keep);
-  res.body() = std::move(r.body);
-  res.prepare_payload();
+  bool no_body = o.status == 304 || o.status == 204;
+  size_t length = o.body.size() + o.tail.size();
+  for (const auto& p : o.parts) length += p->json.size();
+  if (!o.parts.empty()) --length;  // the last part's ','
+  head_.clear();
+  head_ += version_ == 10 ? "HTTP/1.0 " : "HTTP/1.1 ";
+  head_ += std::to_string(o.status);
+  head_ += ' ';
+  head_ += std::string_view(
+      http::obsolete_reason(static_cast<http::status>(o.status)));
+  head_ += "\r\nServer: herald\r\n";
+  if (!o.content_type.empty()) {
+    head_ += "Content-Type: " + o.content_type + "\r\n";
+  }
+  for (const auto& [k, v] : o.headers) head_ += k + ": " + v + "\r\n";
+  if (!no_body) head_ += "Content-Length: " + std::to_string(length) + "\r\n";
+  if (!keep) {
+    head_ += "Connection: close\r\n";
+  } else if (version_ == 10) {
+    head_ += "Connection: keep-alive\r\n";
+  }
+  head_ += "\r\n";
+  // One contiguous buffer, reused across the connection's responses: a
+  // 64-entry writev per few KB costs more than copying a page once.
+  if (!no_body) {
+    head_.reserve(head_.size() + length);
+    head_ += o.body;
+    for (size_t i = 0; i < o.parts.size(); ++i) {
+      const std::string& j = o.parts[i]->json;
+      head_.append(j.data(), i + 1 < o.parts.size() ? j.size() : j.size() - 1);
+    }
+    head_ += o.tail;
+  }
+  out_.reset();
   stream_.expires_after(server_->options_.config.idle_timeout);
-  http::async_write(
-      stream_, res,
+  asio::async_write(
+      stream_, asio::buffer(head_),
       [self = shared_from_this(), keep](beast::error_code ec, size_t) {
-        self->res_.reset();
+        // Keep the capacity of a normal page, not of a huge one.
+        if (self->head_.capacity() > (4u << 20))
+          std::string().swap(self->head_);
         self->busy_ = false;
         if (ec || !keep) return self->Close();
         self->WaitForRequest();

@@ -85,7 +85,9 @@ bool Hub::Load() {
       c->position = e.position;
       c->type = e.type;
       c->stream = e.stream;
-      c->json = EventToJson(e);
+      c->json.reserve(e.payload.size() + e.metadata.size() + 256);
+      AppendEventJson(e, &c->json);
+      c->json.push_back(',');
       batch.push_back(std::move(c));
       ++expect;
     }

@@ -45,7 +45,12 @@ struct CachedEvent {
   int64_t position = 0;
   std::string type;
   std::string stream;
-  std::string json;  // EventToJson
+  // EventToJson followed by one ',' so a page can be written as a gather
+  // list of these buffers with no copy; text() is the JSON alone.
+  std::string json;
+  std::string_view text() const {
+    return std::string_view(json.data(), json.size() - 1);
+  }
 };
 
 // What a cached read found.
@@ -187,6 +192,10 @@ struct Response {
   std::string content_type = "application/json";
   std::string body;
   std::vector<std::pair<std::string, std::string>> headers;
+  // A page from memory: the body is `body`, then the events' JSON joined
+  // by ',', then `tail`; written from the cached strings without a copy.
+  std::vector<std::shared_ptr<const CachedEvent>> parts;
+  std::string tail;
   // Set by the API for GET /api/events/stream: the connection turns into
   // an SSE stream from this offset with this filter.
   bool sse = false;

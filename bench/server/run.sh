@@ -1,0 +1,235 @@
+#!/usr/bin/env bash
+# herald serve benchmarks, each figure beside a baseline measured in the
+# same run (see docs/benchmarks-server.md):
+#   - GET /api/events 1,000-event pages (wrk) beside nginx serving the same
+#     bytes as static files: uncached pages from SQLite, pages in memory,
+#     and ETag hits (304)
+#   - POST /api/events appends/s: 1 connection single events and batches of
+#     100 beside the store's own append rate; 64 connections of single
+#     events (group commit) beside the disk's flush rate
+#   - SSE fan-out: 100 subscribers, 1,000 events/s, commit-to-receipt
+#   - uncached page reads on SQLite beside Store::Read in-process
+#
+# Usage: bench/server/run.sh [BUILD_DIR]     (default: ./build)
+# Env:   DUR=seconds per wrk run (5), RUNS=runs per figure, median (3)
+set -euo pipefail
+ROOT=$(cd "$(dirname "$0")/../.." && pwd)
+BUILD=$(cd "${1:-$ROOT/build}" && pwd)
+HERALD=$BUILD/bin/herald
+TOOL=$BUILD/bench/server/server_bench_tool
+DUR=${DUR:-5}
+RUNS=${RUNS:-3}
+for bin in "$HERALD" "$TOOL" wrk nginx curl python3; do
+  command -v "$bin" >/dev/null || { echo "missing: $bin" >&2; exit 2; }
+done
+
+tmp=$(mktemp -d /tmp/herald-bench-XXXXXX)
+chmod 755 "$tmp"
+pids=()
+cleanup() {
+  for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
+  for p in "${pids[@]}"; do wait "$p" 2>/dev/null || true; done
+  rm -rf "$tmp"
+}
+trap cleanup EXIT
+
+free_port() {
+  python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'
+}
+wait_http() {
+  for _ in $(seq 200); do
+    curl -sf -o /dev/null "$1" && return 0
+    sleep 0.05
+  done
+  echo "no answer from $1" >&2
+  return 1
+}
+median() { sort -g | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }
+# wrk_rate URL [wrk args...] -> "req/s MB/s"
+wrk_once() {
+  local out
+  out=$(wrk --latency "$@")
+  local rps mbs
+  rps=$(awk '/^Requests\/sec:/ {print $2}' <<<"$out")
+  mbs=$(awk '/^Transfer\/sec:/ {v=$2; if (v ~ /GB$/) {sub(/GB/,"",v); v*=1024} else if (v ~ /MB$/) {sub(/MB/,"",v)} else if (v ~ /KB$/) {sub(/KB/,"",v); v/=1024} else {sub(/B$/,"",v); v/=1048576}; print v}' <<<"$out")
+  echo "$rps $mbs"
+}
+# wrk_median ARGS... -> "median_req/s median_MB/s"
+wrk_median() {
+  local rs=() ms=()
+  for _ in $(seq "$RUNS"); do
+    read -r r m < <(wrk_once "$@")
+    rs+=("$r")
+    ms+=("$m")
+  done
+  echo "$(printf '%s\n' "${rs[@]}" | median) $(printf '%s\n' "${ms[@]}" | median)"
+}
+ratio() { python3 -c "print(f'{$1/$2:.2f}')"; }
+fmt() { python3 -c "print(f'{$1:,.0f}')"; }
+
+echo "# herald serve benchmarks ($(date -u +%FT%TZ), $(nproc) cores, DUR=${DUR}s, median of $RUNS)"
+
+# ---- read side --------------------------------------------------------------
+EVENTS=120000
+"$TOOL" fill "sqlite:$tmp/read.db" $EVENTS
+P_READ=$(free_port)
+"$HERALD" serve --db "sqlite:$tmp/read.db" --listen "127.0.0.1:$P_READ" \
+  2>"$tmp/serve-read.err" &
+pids+=($!)
+wait_http "http://127.0.0.1:$P_READ/health"
+
+# The same bytes for nginx: every page herald serves, as a static file.
+mkdir -p "$tmp/www"
+DEEP_PAGES=100   # positions 1..100,000: below the in-memory tail, from SQLite
+HOT_FIRST=101    # positions 100,001..120,000: in the in-memory tail
+HOT_PAGES=20
+for k in $(seq 0 $((DEEP_PAGES + HOT_PAGES - 1))); do
+  curl -sf "http://127.0.0.1:$P_READ/api/events?offset=$((1 + k * 1000))&limit=1000" \
+    -o "$tmp/www/page-$k.json"
+done
+chmod -R a+rX "$tmp/www"
+PAGE_BYTES=$(stat -c %s "$tmp/www/page-0.json")
+
+P_NGINX=$(free_port)
+mkdir -p "$tmp/nginx"
+cat >"$tmp/nginx.conf" <<EOF
+user root;
+worker_processes 2;
+daemon off;
+pid $tmp/nginx/nginx.pid;
+error_log $tmp/nginx/error.log;
+events { worker_connections 4096; }
+http {
+  access_log off;
+  sendfile on;
+  tcp_nopush on;
+  tcp_nodelay on;
+  keepalive_requests 100000000;
+  client_body_temp_path $tmp/nginx/body;
+  proxy_temp_path $tmp/nginx/proxy;
+  fastcgi_temp_path $tmp/nginx/fastcgi;
+  uwsgi_temp_path $tmp/nginx/uwsgi;
+  scgi_temp_path $tmp/nginx/scgi;
+  types { application/json json; }
+  server { listen 127.0.0.1:$P_NGINX; root $tmp/www; etag on; }
+}
+EOF
+nginx -c "$tmp/nginx.conf" -p "$tmp/nginx" &
+pids+=($!)
+wait_http "http://127.0.0.1:$P_NGINX/page-0.json"
+
+cat >"$tmp/pages.lua" <<'EOF'
+-- Rotates over PAGES pages starting at page FIRST (0-based), as herald
+-- URLs or as nginx files (MODE=herald|nginx).
+local first = tonumber(os.getenv("FIRST"))
+local pages = tonumber(os.getenv("PAGES"))
+local mode = os.getenv("MODE")
+local n = 0
+request = function()
+  n = n + 1
+  local k = first + (n * 7919) % pages
+  if mode == "herald" then
+    return wrk.format("GET", "/api/events?offset=" .. (1 + k * 1000) .. "&limit=1000")
+  end
+  return wrk.format("GET", "/page-" .. k .. ".json")
+end
+EOF
+
+read_pair() {  # label FIRST PAGES
+  local label=$1 first=$2 pages=$3
+  read -r h_rps h_mbs < <(FIRST=$first PAGES=$pages MODE=herald \
+    wrk_median -t2 -c64 -d"${DUR}s" -s "$tmp/pages.lua" "http://127.0.0.1:$P_READ")
+  read -r n_rps n_mbs < <(FIRST=$first PAGES=$pages MODE=nginx \
+    wrk_median -t2 -c64 -d"${DUR}s" -s "$tmp/pages.lua" "http://127.0.0.1:$P_NGINX")
+  echo "| $label | $(fmt "$h_rps*1000") events/s, $(fmt "$h_mbs") MB/s | $(fmt "$n_rps*1000") events/s, $(fmt "$n_mbs") MB/s | $(ratio "$h_rps" "$n_rps") |"
+}
+
+echo
+echo "## GET /api/events, 1,000-event pages ($PAGE_BYTES bytes), wrk -t2 -c64"
+echo
+echo "| pages | herald | nginx, same bytes as static files | ratio |"
+echo "|---|---|---|---|"
+read_pair "uncached, 100 pages from SQLite (below the in-memory tail)" 0 $DEEP_PAGES
+read_pair "uncached, 20 pages in the in-memory tail" $HOT_FIRST $HOT_PAGES
+
+ETAG_H=$(curl -sf -D - -o /dev/null "http://127.0.0.1:$P_READ/api/events?offset=1&limit=1000" | awk -F': ' 'tolower($1)=="etag" {print $2}' | tr -d '\r')
+ETAG_N=$(curl -sf -D - -o /dev/null "http://127.0.0.1:$P_NGINX/page-0.json" | awk -F': ' 'tolower($1)=="etag" {print $2}' | tr -d '\r')
+code_h=$(curl -s -o /dev/null -w '%{http_code}' -H "If-None-Match: $ETAG_H" "http://127.0.0.1:$P_READ/api/events?offset=1&limit=1000")
+code_n=$(curl -s -o /dev/null -w '%{http_code}' -H "If-None-Match: $ETAG_N" "http://127.0.0.1:$P_NGINX/page-0.json")
+read -r h_rps _ < <(wrk_median -t2 -c64 -d"${DUR}s" -H "If-None-Match: $ETAG_H" \
+  "http://127.0.0.1:$P_READ/api/events?offset=1&limit=1000")
+read -r n_rps _ < <(wrk_median -t2 -c64 -d"${DUR}s" -H "If-None-Match: $ETAG_N" \
+  "http://127.0.0.1:$P_NGINX/page-0.json")
+echo "| ETag hit (If-None-Match -> $code_h / nginx $code_n) | $(fmt "$h_rps") req/s | $(fmt "$n_rps") req/s | $(ratio "$h_rps" "$n_rps") |"
+
+store_read=$(for _ in $(seq "$RUNS"); do "$TOOL" read-rate "sqlite:$tmp/read.db" "$DUR"; done | median)
+read -r deep_rps _ < <(FIRST=0 PAGES=$DEEP_PAGES MODE=herald \
+  wrk_median -t2 -c64 -d"${DUR}s" -s "$tmp/pages.lua" "http://127.0.0.1:$P_READ")
+echo
+echo "## Uncached page reads on SQLite"
+echo
+echo "| herald over HTTP (100 pages below the tail) | Store::Read in-process, one thread | ratio |"
+echo "|---|---|---|"
+echo "| $(fmt "$deep_rps*1000") events/s | $(fmt "$store_read") events/s | $(ratio "$deep_rps*1000" "$store_read") |"
+
+# ---- write side -------------------------------------------------------------
+P_WRITE=$(free_port)
+"$HERALD" serve --db "sqlite:$tmp/write.db" --listen "127.0.0.1:$P_WRITE" \
+  2>"$tmp/serve-write.err" &
+pids+=($!)
+wait_http "http://127.0.0.1:$P_WRITE/health"
+
+cat >"$tmp/post.lua" <<'EOF'
+-- POSTs one event, or a batch of BATCH events, per request.
+local batch = tonumber(os.getenv("BATCH") or "1")
+local one = '{"stream":"order-%d","type":"order.placed","payload":{"order":%d,"item":"coffee","quantity":2,"price_cents":450},"metadata":{"correlation_id":"bench"}}'
+local n = 0
+wrk.method = "POST"
+wrk.headers["Content-Type"] = "application/json"
+request = function()
+  n = n + 1
+  local body
+  if batch == 1 then
+    body = string.format(one, n % 1000, n)
+  else
+    local parts = {}
+    for i = 1, batch do parts[i] = string.format(one, (n + i) % 1000, n * batch + i) end
+    body = "[" .. table.concat(parts, ",") .. "]"
+  end
+  return wrk.format(nil, nil, nil, body)
+end
+EOF
+URL_W="http://127.0.0.1:$P_WRITE/api/events"
+read -r single1 _ < <(BATCH=1 wrk_median -t1 -c1 -d"${DUR}s" -s "$tmp/post.lua" "$URL_W")
+read -r batch1 _ < <(BATCH=100 wrk_median -t1 -c1 -d"${DUR}s" -s "$tmp/post.lua" "$URL_W")
+read -r single64 _ < <(BATCH=1 wrk_median -t2 -c64 -d"${DUR}s" -s "$tmp/post.lua" "$URL_W")
+store1=$(for _ in $(seq "$RUNS"); do "$TOOL" append-rate "sqlite:$tmp/store.db" 1 "$DUR"; done | median)
+store100=$(for _ in $(seq "$RUNS"); do "$TOOL" append-rate "sqlite:$tmp/store.db" 100 "$DUR"; done | median)
+flush=$(for _ in $(seq "$RUNS"); do "$TOOL" fsync-rate "$tmp" "$DUR"; done | median)
+commits=$(curl -sf "http://127.0.0.1:$P_WRITE/metrics" | awk '$1=="herald_append_commits_total" {print $2}')
+appended=$(curl -sf "http://127.0.0.1:$P_WRITE/metrics" | awk '$1=="herald_events_appended_total" {print $2}')
+
+echo
+echo "## POST /api/events (SQLite, synchronous=FULL: each answer after its commit is durable)"
+echo
+echo "| load | herald over HTTP | baseline in the same run | ratio |"
+echo "|---|---|---|---|"
+echo "| 1 connection, single events | $(fmt "$single1") events/s | Store::Append 1/tx: $(fmt "$store1") events/s | $(ratio "$single1" "$store1") |"
+echo "| 1 connection, batches of 100 | $(fmt "$batch1*100") events/s | Store::Append 100/tx: $(fmt "$store100") events/s | $(ratio "$batch1*100" "$store100") |"
+echo "| 64 connections, single events (group commit) | $(fmt "$single64") events/s | fdatasync 8 KB: $(fmt "$flush") flushes/s | $(ratio "$single64" "$flush") |"
+echo
+echo "Over the whole write run: $(fmt "$appended") events in $(fmt "$commits") commits ($(python3 -c "print(f'{$appended/$commits:.1f}')") events per commit)."
+
+# ---- SSE fan-out ------------------------------------------------------------
+echo
+echo "## SSE fan-out: 100 subscribers, 1,000 events/s, commit-to-receipt (ms)"
+echo
+echo "| run | result |"
+echo "|---|---|"
+for i in $(seq "$RUNS"); do
+  echo "| $i | $("$TOOL" sse-fanout "$P_WRITE" 100 1000 "$DUR") |"
+done
+echo
+echo "(latency = receipt time - the event's occurred_at, which the store sets"
+echo "just before the insert: it includes the commit's fsync, so it bounds"
+echo "commit-to-receipt from above)"
