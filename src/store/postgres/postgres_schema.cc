@@ -411,9 +411,14 @@ $fn$;
 -- One pass of the sequencer: gives the next positions to up to p_limit
 -- committed batches that have none, in batch order. Returns the events it
 -- positioned, the batches, and the head after it; positioned = -1 when
--- another pass holds the sequencer lock and p_wait is false. Run it as a
--- statement of its own (autocommit), never inside a longer transaction.
-CREATE FUNCTION herald_sequence(p_limit integer, p_wait boolean DEFAULT false)
+-- another pass holds the sequencer lock and p_wait is false. Runs as a
+-- statement of its own (autocommit), or (p_in_transaction) as the last
+-- statement of a READ COMMITTED transaction that appended, just before its
+-- COMMIT: the pass then also positions that transaction's own batches and
+-- commits with it, sharing its WAL flush. In any other isolation level it
+-- does nothing (positioned = -1).
+CREATE FUNCTION herald_sequence(p_limit integer, p_wait boolean DEFAULT false,
+                                p_in_transaction boolean DEFAULT false)
 RETURNS TABLE (positioned integer, batches integer, head bigint)
 LANGUAGE plpgsql SET plan_cache_mode = force_generic_plan AS $fn$
 DECLARE
@@ -421,6 +426,11 @@ DECLARE
   v_n integer;
   v_batches integer;
 BEGIN
+  IF p_in_transaction
+     AND current_setting('transaction_isolation') <> 'read committed' THEN
+    RETURN QUERY SELECT -1, 0, NULL::bigint;
+    RETURN;
+  END IF;
   IF p_wait THEN
     PERFORM pg_advisory_xact_lock(7306916370318864496);
   ELSIF NOT pg_try_advisory_xact_lock(7306916370318864496) THEN

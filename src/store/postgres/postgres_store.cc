@@ -65,10 +65,14 @@ using pg::ResultPtr;
 
 // Batches (append calls) per sequencer pass.
 constexpr int kSequencerBatch = 2000;
+// Batches a committing transaction positions on its way out.
+constexpr int kPiggybackBatches = 200;
 constexpr const char* kSequencerLease = "herald.sequencer";
 constexpr std::chrono::milliseconds kLeaseTtl{5000};
 constexpr std::chrono::milliseconds kLeaseRenew{1500};
 constexpr std::chrono::milliseconds kMaxIdlePoll{100};
+// A commit-time wake-up waits this long before its pass.
+constexpr std::chrono::milliseconds kWokenDelay{1};
 // After a pass that positioned events, the next waits this long.
 constexpr std::chrono::milliseconds kBusyPassInterval{2};
 constexpr size_t kMaxPooled = 32;
@@ -202,7 +206,7 @@ const char* SlotSql(Slot s) {
              "AND owner = $2::text";
     case kSequence:
       return "SELECT positioned, batches, head FROM "
-             "herald_sequence($1::integer, $2::boolean)";
+             "herald_sequence($1::integer, $2::boolean, $3::boolean)";
     case kHoldup:
       // Transactions that inserted into herald_events (they hold its
       // RowExclusiveLock) and have stayed open for a while.
@@ -358,6 +362,65 @@ std::string ParkedNotFound(const std::string& route, const std::string& id) {
                     : "no parked event " + id + " on route '" + route + "'";
 }
 
+// What a sequencer pass inside a committing transaction did.
+struct PassResult {
+  bool ran = false;      // it held the sequencer lock
+  bool drained = false;  // it positioned every batch it could see
+  int positioned = 0;    // events
+};
+
+// Sends a sequencer pass (herald_sequence in transaction mode) and COMMIT
+// in one round trip (pipeline mode) on pc; `c` is the pooled connection
+// (prepared statements) or null for a caller's. *commit receives COMMIT's
+// result. A failed pass fails the commit (the transaction is then rolled
+// back by the caller).
+Status CommitWithPass(Conn* c, PGconn* pc, ResultPtr* commit,
+                      PassResult* pass) {
+  Params p;
+  p.Int4(kPiggybackBatches).Bool(false).Bool(true);
+  if (c) HERALD_RETURN_IF_ERROR(Prepare(c, kSequence));
+  if (PQenterPipelineMode(pc) != 1) {
+    commit->reset(PQexec(pc, "COMMIT"));
+    return Status::OK();
+  }
+  const char* const* values = p.values();
+  bool sent =
+      (c ? PQsendQueryPrepared(pc, SlotName(kSequence).c_str(), p.size(),
+                               values, p.lengths(), p.formats(), 1)
+         : PQsendQueryParams(pc, SlotSql(kSequence), p.size(), nullptr, values,
+                             p.lengths(), p.formats(), 1)) == 1 &&
+      PQsendQueryParams(pc, "COMMIT", 0, nullptr, nullptr, nullptr, nullptr,
+                        0) == 1 &&
+      PQpipelineSync(pc) == 1;
+  ResultPtr results[2];
+  bool clean = sent;
+  if (sent) {
+    for (auto& out : results) {
+      out.reset(PQgetResult(pc));
+      if (!out) break;
+      while (PGresult* extra = PQgetResult(pc)) PQclear(extra);
+    }
+    ResultPtr sync(PQgetResult(pc));
+    clean = sync && PQresultStatus(sync.get()) == PGRES_PIPELINE_SYNC;
+  }
+  if (PQexitPipelineMode(pc) != 1) clean = false;
+  if (!clean) {
+    if (c) c->poisoned = true;
+    return pg::ErrorStatus(pc, results[1] ? results[1].get() : nullptr,
+                           "commit");
+  }
+  if (!pg::Succeeded(results[0].get())) {
+    return pg::ErrorStatus(pc, results[0].get(), "sequence on commit");
+  }
+  int n = pg::Int4At(results[0].get(), 0, 0);
+  pass->ran = n >= 0;
+  pass->positioned = std::max(n, 0);
+  pass->drained =
+      pass->ran && pg::Int4At(results[0].get(), 0, 1) < kPiggybackBatches;
+  *commit = std::move(results[1]);
+  return Status::OK();
+}
+
 class PostgresStore;
 
 class PgTransaction final : public Transaction {
@@ -412,8 +475,12 @@ class PostgresStore final : public Store {
     pool_.clear();
   }
 
-  // A transaction that appended committed in this process.
-  void OnAppendCommitted(Conn* idle_conn);
+  // A transaction that appended committed in this process; `before` is
+  // local_commits() read before its commit; `pass` what its commit-time
+  // sequencer pass did.
+  void OnAppendCommitted(Conn* idle_conn, uint64_t before,
+                         const PassResult& pass);
+  uint64_t local_commits() const { return local_commits_.load(); }
   // A joined transaction that appended ended without Commit(): the caller
   // is about to commit it, so look soon.
   void WakeSequencer() {
@@ -598,19 +665,28 @@ Status PgTransaction::Commit() {
     return Status::OK();
   }
   PGconn* c = pg();
-  ResultPtr r(PQexec(c, "COMMIT"));
   Status s;
-  if (!pg::Succeeded(r.get())) {
+  ResultPtr r;
+  PassResult pass;
+  uint64_t before = store_->local_commits();
+  if (appended_) {
+    // Position what is committed, this transaction's batches included,
+    // inside it, in the same round trip as COMMIT: one WAL flush for both.
+    s = CommitWithPass(conn_.get(), c, &r, &pass);
+  } else {
+    r.reset(PQexec(c, "COMMIT"));
+  }
+  if (s.ok() && !pg::Succeeded(r.get()))
     s = pg::ErrorStatus(c, r.get(), "commit");
-    if (PQtransactionStatus(c) != PQTRANS_IDLE && !pg::Broken(c)) {
-      ResultPtr rb(PQexec(c, "ROLLBACK"));
-    }
-  } else if (std::string_view(PQcmdStatus(r.get())) != "COMMIT") {
+  if (s.ok() && std::string_view(PQcmdStatus(r.get())) != "COMMIT") {
     s = Status::FailedPrecondition(
         "commit: the transaction had failed earlier and was rolled back");
   }
+  if (!s.ok() && !pg::Broken(c) && PQtransactionStatus(c) != PQTRANS_IDLE) {
+    ResultPtr rb(PQexec(c, "ROLLBACK"));
+  }
   if (s.ok() && appended_) {
-    store_->OnAppendCommitted(conn_ ? conn_.get() : nullptr);
+    store_->OnAppendCommitted(conn_ ? conn_.get() : nullptr, before, pass);
   }
   Release();
   return s;
@@ -1192,7 +1268,7 @@ Result<std::string> PostgresStore::DescribeHoldup() {
 
 Result<int> PostgresStore::SequencePass(Conn* c, bool wait, bool* full) {
   Params p;
-  p.Int4(kSequencerBatch).Bool(wait);
+  p.Int4(kSequencerBatch).Bool(wait).Bool(false);
   auto r = Run(c, kSequence, p, "sequence events");
   if (!r.ok()) return r.status();
   *full = pg::Int4At(r->get(), 0, 1) >= kSequencerBatch;
@@ -1214,8 +1290,15 @@ Status PostgresStore::CatchUp(Conn* c) {
   return Status::OK();
 }
 
-void PostgresStore::OnAppendCommitted(Conn* idle_conn) {
+void PostgresStore::OnAppendCommitted(Conn* idle_conn, uint64_t before,
+                                      const PassResult& pass) {
   local_commits_.fetch_add(1);
+  if (pass.drained) {
+    // Every commit counted before ours, and ours, is positioned.
+    AdvanceSequenced(before + 1);
+    if (pass.positioned > 0) NotifyAppend();
+    return;
+  }
   if (options_.run_sequencer) {
     WakeSequencer();
     return;
@@ -1256,6 +1339,13 @@ bool PostgresStore::SequencerPause(std::chrono::milliseconds pause) {
 bool PostgresStore::SequencerWait(std::chrono::milliseconds timeout) {
   std::unique_lock<std::mutex> lock(seq_mu_);
   seq_cv_.wait_for(lock, timeout, [&] { return seq_stop_ || seq_wake_; });
+  if (seq_wake_ && !seq_stop_) {
+    // Woken by a commit whose own pass could not run (another held the
+    // lock): give the next committing transaction a moment to position it
+    // on its way out, sparing a WAL flush of our own.
+    seq_wake_ = false;
+    seq_cv_.wait_for(lock, kWokenDelay, [&] { return seq_stop_; });
+  }
   seq_wake_ = false;
   return !seq_stop_;
 }

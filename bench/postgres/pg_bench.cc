@@ -1,0 +1,512 @@
+// PostgreSQL store benchmark: herald's append beside raw UPDATE + INSERT of
+// the same rows in the same run, the sequencer's throughput, and
+// commit-to-delivery latency; the same append and latency workloads on
+// SQLite for a side-by-side table.
+//
+// Needs a PostgreSQL server: HERALD_BENCH_PG_URL or HERALD_TEST_PG_URL (a
+// database the user may CREATE DATABASE from). With none, run it through
+// the test script, which starts a private cluster:
+//
+//   tests/support/with-postgres.sh build/bench/postgres/pg_bench [SECONDS]
+//
+// Append workloads (each transaction updates one domain row, orders, then
+// appends): 1 event/tx on 1 and 8 connections, 100 events/tx on 1 and 8.
+// The raw baseline runs the same UPDATE, then a prepared INSERT of the same
+// columns into a plain outbox table (bigserial key, unique id, stream index)
+// — one row, or 100 rows via unnest arrays — on its own connections.
+// Phases alternate herald / raw so machine noise hits both.
+#include <libpq-fe.h>
+#include <sqlite3.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <atomic>
+#include <chrono>
+#include <cstdio>
+#include <cstdlib>
+#include <filesystem>
+#include <map>
+#include <mutex>
+#include <string>
+#include <thread>
+#include <unordered_map>
+#include <vector>
+
+#include "herald/postgres.h"
+#include "herald/sqlite.h"
+#include "herald/store.h"
+#include "store/postgres/pg_util.h"
+
+namespace {
+
+using Clock = std::chrono::steady_clock;
+using herald::detail::pg::BinaryArray;
+using herald::detail::pg::ConnPtr;
+
+constexpr const char* kPayload =
+    R"({"order_id":"order-42","reason":"customer request","amount":1999})";
+
+double g_seconds = 3.0;
+std::string g_base_url;
+
+[[noreturn]] void Die(const std::string& what) {
+  std::fprintf(stderr, "pg_bench: %s\n", what.c_str());
+  std::exit(1);
+}
+
+void Exec(PGconn* c, const std::string& sql) {
+  PGresult* r = PQexec(c, sql.c_str());
+  auto st = PQresultStatus(r);
+  if (st != PGRES_COMMAND_OK && st != PGRES_TUPLES_OK) {
+    std::string msg = PQresultErrorMessage(r);
+    PQclear(r);
+    Die(sql.substr(0, 60) + ": " + msg);
+  }
+  PQclear(r);
+}
+
+ConnPtr Connect(const std::string& url) {
+  ConnPtr c(PQconnectdb(url.c_str()));
+  if (PQstatus(c.get()) != CONNECTION_OK) Die(PQerrorMessage(c.get()));
+  return c;
+}
+
+// A new empty database on the server; returns its URL.
+std::string FreshDatabase(const std::string& tag) {
+  static int n = 0;
+  std::string name = "herald_bench_" + std::to_string(::getpid()) + "_" + tag +
+                     "_" + std::to_string(++n);
+  auto admin = Connect(g_base_url);
+  Exec(admin.get(), "CREATE DATABASE " + name);
+  auto slash = g_base_url.rfind('/');
+  auto query = g_base_url.find('?', slash);
+  return g_base_url.substr(0, slash + 1) + name +
+         (query == std::string::npos ? "" : g_base_url.substr(query));
+}
+
+void CreateDomain(PGconn* c) {
+  Exec(c,
+       "CREATE TABLE orders (id int PRIMARY KEY, status text, version int);"
+       "INSERT INTO orders SELECT g, 'placed', 0 FROM generate_series(0, 63) "
+       "g;"
+       "CREATE TABLE raw_events (seq bigserial PRIMARY KEY, id uuid NOT NULL "
+       "UNIQUE, stream text NOT NULL, type text NOT NULL, content_type text "
+       "NOT NULL, payload bytea NOT NULL, metadata text NOT NULL, "
+       "occurred_at timestamptz NOT NULL);"
+       "CREATE INDEX raw_events_stream ON raw_events (stream)");
+}
+
+void UpdateDomain(PGconn* c, int id) {
+  std::string v = std::to_string(id);
+  const char* values[] = {v.c_str()};
+  PGresult* r = PQexecParams(
+      c, "UPDATE orders SET version = version + 1 WHERE id = $1::int", 1,
+      nullptr, values, nullptr, nullptr, 0);
+  if (PQresultStatus(r) != PGRES_COMMAND_OK) Die(PQresultErrorMessage(r));
+  PQclear(r);
+}
+
+// Runs fn(thread, iteration) -> events on `threads` threads for g_seconds;
+// returns events per second.
+double RunFor(int threads, const std::function<int(int, int64_t)>& fn) {
+  std::atomic<int64_t> total{0};
+  std::atomic<bool> stop{false};
+  std::vector<std::thread> ts;
+  auto start = Clock::now();
+  for (int t = 0; t < threads; ++t) {
+    ts.emplace_back([&, t] {
+      int64_t n = 0;
+      for (int64_t i = 0; !stop; ++i) n += fn(t, i);
+      total += n;
+    });
+  }
+  std::this_thread::sleep_for(std::chrono::duration<double>(g_seconds));
+  stop = true;
+  for (auto& t : ts) t.join();
+  double secs = std::chrono::duration<double>(Clock::now() - start).count();
+  return static_cast<double>(total.load()) / secs;
+}
+
+std::vector<herald::Event> MakeEvents(int t, int64_t i, int n) {
+  std::vector<herald::Event> events(static_cast<size_t>(n));
+  std::string stream =
+      "order-" + std::to_string(t) + "-" + std::to_string(i % 1000);
+  for (auto& e : events) {
+    e.stream = stream;
+    e.type = "order.canceled";
+    e.payload = kPayload;
+  }
+  return events;
+}
+
+// herald on PostgreSQL: Begin, the domain UPDATE on the transaction's
+// connection, Append, Commit.
+double HeraldPgAppend(herald::Store* store, int threads, int per_tx) {
+  return RunFor(threads, [&](int t, int64_t i) {
+    auto tx = store->Begin();
+    if (!tx.ok()) Die(tx.status().ToString());
+    UpdateDomain(herald::PostgresHandle(**tx), t);
+    auto events = MakeEvents(t, i, per_tx);
+    auto r = store->Append(**tx, std::span<herald::Event>(events));
+    if (!r.ok()) Die(r.status().ToString());
+    herald::Status s = (*tx)->Commit();
+    if (!s.ok()) Die(s.ToString());
+    return per_tx;
+  });
+}
+
+// The raw baseline: BEGIN, the same UPDATE, a prepared INSERT of the same
+// columns (one row, or per_tx rows through unnest arrays), COMMIT.
+double RawPgAppend(const std::string& url, int threads, int per_tx) {
+  std::vector<ConnPtr> conns;
+  for (int t = 0; t < threads; ++t) {
+    conns.push_back(Connect(url));
+    PGresult* r = PQprepare(
+        conns.back().get(), "ins",
+        "INSERT INTO raw_events (id, stream, type, content_type, payload, "
+        "metadata, occurred_at) SELECT * FROM unnest($1::uuid[], $2::text[], "
+        "$3::text[], $4::text[], $5::bytea[], $6::text[], "
+        "$7::timestamptz[])",
+        0, nullptr);
+    if (PQresultStatus(r) != PGRES_COMMAND_OK) Die(PQresultErrorMessage(r));
+    PQclear(r);
+    r = PQprepare(conns.back().get(), "ins1",
+                  "INSERT INTO raw_events (id, stream, type, content_type, "
+                  "payload, metadata, occurred_at) VALUES ($1::uuid, "
+                  "$2::text, $3::text, $4::text, $5::bytea, $6::text, "
+                  "$7::timestamptz)",
+                  0, nullptr);
+    if (PQresultStatus(r) != PGRES_COMMAND_OK) Die(PQresultErrorMessage(r));
+    PQclear(r);
+  }
+  return RunFor(threads, [&](int t, int64_t i) {
+    PGconn* c = conns[static_cast<size_t>(t)].get();
+    Exec(c, "BEGIN");
+    UpdateDomain(c, t);
+    auto events = MakeEvents(t, i, per_tx);
+    int64_t now = herald::NowMicros() - herald::detail::pg::kPgEpochOffsetUs;
+    std::string values[7];
+    int formats[7] = {1, 1, 1, 1, 1, 1, 1};
+    std::string uuid;
+    if (per_tx == 1) {
+      herald::detail::pg::UuidToBytes(herald::NewUuidV7(), &uuid);
+      values[0] = uuid;
+      values[1] = events[0].stream;
+      values[2] = events[0].type;
+      values[3] = events[0].content_type;
+      values[4] = events[0].payload;
+      values[5] = events[0].metadata;
+      herald::detail::pg::PutU64(&values[6], static_cast<uint64_t>(now));
+    } else {
+      size_t n = events.size();
+      BinaryArray a0(herald::detail::pg::kOidUuid, n),
+          a1(herald::detail::pg::kOidText, n),
+          a2(herald::detail::pg::kOidText, n),
+          a3(herald::detail::pg::kOidText, n),
+          a4(herald::detail::pg::kOidBytea, n),
+          a5(herald::detail::pg::kOidText, n),
+          a6(herald::detail::pg::kOidTimestamptz, n);
+      for (auto& e : events) {
+        herald::detail::pg::UuidToBytes(herald::NewUuidV7(), &uuid);
+        a0.Add(uuid);
+        a1.Add(e.stream);
+        a2.Add(e.type);
+        a3.Add(e.content_type);
+        a4.Add(e.payload);
+        a5.Add(e.metadata);
+        a6.AddInt64(now);
+      }
+      values[0] = a0.Take();
+      values[1] = a1.Take();
+      values[2] = a2.Take();
+      values[3] = a3.Take();
+      values[4] = a4.Take();
+      values[5] = a5.Take();
+      values[6] = a6.Take();
+    }
+    const char* ptrs[7];
+    int lens[7];
+    for (int k = 0; k < 7; ++k) {
+      ptrs[k] = values[k].data();
+      lens[k] = static_cast<int>(values[k].size());
+    }
+    PGresult* r = PQexecPrepared(c, per_tx == 1 ? "ins1" : "ins", 7, ptrs, lens,
+                                 formats, 0);
+    if (PQresultStatus(r) != PGRES_COMMAND_OK) Die(PQresultErrorMessage(r));
+    PQclear(r);
+    Exec(c, "COMMIT");
+    return per_tx;
+  });
+}
+
+// herald on SQLite, same workload (the domain UPDATE through sqlite3_exec).
+double HeraldSqliteAppend(herald::Store* store, int threads, int per_tx) {
+  return RunFor(threads, [&](int t, int64_t i) {
+    auto tx = store->Begin();
+    if (!tx.ok()) Die(tx.status().ToString());
+    std::string sql = "UPDATE orders SET version = version + 1 WHERE id = " +
+                      std::to_string(t);
+    if (sqlite3_exec(herald::SqliteHandle(**tx), sql.c_str(), nullptr, nullptr,
+                     nullptr) != SQLITE_OK) {
+      Die("sqlite update");
+    }
+    auto events = MakeEvents(t, i, per_tx);
+    auto r = store->Append(**tx, std::span<herald::Event>(events));
+    if (!r.ok()) Die(r.status().ToString());
+    herald::Status s = (*tx)->Commit();
+    if (!s.ok()) Die(s.ToString());
+    return per_tx;
+  });
+}
+
+std::unique_ptr<herald::Store> Open(const std::string& url,
+                                    bool run_sequencer = true) {
+  herald::StoreOptions o;
+  o.run_sequencer = run_sequencer;
+  auto s = herald::OpenStore(url, o);
+  if (!s.ok()) Die(s.status().ToString());
+  return std::move(*s);
+}
+
+// Sequencer throughput: `count` committed, unpositioned events (inserted
+// through herald_append_events with no sequencer running), then passes of
+// herald_sequence until none is left.
+double SequencerThroughput(int count) {
+  std::string url = FreshDatabase("seq");
+  auto store = Open(url, false);  // migrates; no sequencer
+  auto c = Connect(url);
+  for (int done = 0; done < count; done += 10000) {
+    Exec(c.get(),
+         "SELECT count(*) FROM herald_append_events("
+         "(SELECT array_agg(herald_uuid_v7()) FROM generate_series(1, 10000)),"
+         "(SELECT array_agg('order-' || (g % 1000)) FROM generate_series(1, "
+         "10000) g),"
+         "array_fill('order.canceled'::text, ARRAY[10000]),"
+         "array_fill('application/json'::text, ARRAY[10000]),"
+         "array_fill(convert_to('" +
+             std::string(kPayload) +
+             "', 'UTF8'), ARRAY[10000]),"
+             "array_fill('{}'::text, ARRAY[10000]),"
+             "array_fill(now(), ARRAY[10000]), NULL)");
+  }
+  Exec(c.get(), "VACUUM ANALYZE herald_events");
+  auto start = Clock::now();
+  int64_t positioned = 0;
+  while (true) {
+    PGresult* r =
+        PQexec(c.get(), "SELECT positioned FROM herald_sequence(5000)");
+    if (PQresultStatus(r) != PGRES_TUPLES_OK) Die(PQresultErrorMessage(r));
+    int n = std::atoi(PQgetvalue(r, 0, 0));
+    PQclear(r);
+    if (n <= 0) break;
+    positioned += n;
+  }
+  double secs = std::chrono::duration<double>(Clock::now() - start).count();
+  if (positioned != count)
+    Die("sequencer positioned " + std::to_string(positioned));
+  return static_cast<double>(positioned) / secs;
+}
+
+struct Latency {
+  double p50_ms, p99_ms, max_ms;
+  size_t samples;
+};
+
+// Commit-to-delivery: one writer appends 1 event per transaction at `rate`
+// per second; a reader follows `reader` (woken by its append signal, or
+// polling every `poll` when that store has no sequencer of its own) and
+// notes when each event became readable.
+Latency CommitToDelivery(herald::Store* writer, herald::Store* reader, int rate,
+                         bool writer_commits_itself,
+                         const std::string& pg_url) {
+  std::mutex mu;
+  std::unordered_map<std::string, Clock::time_point> committed;
+  std::vector<double> lat;
+  std::atomic<bool> stop{false};
+  std::atomic<bool> writing_done{false};
+  int64_t head = 0;
+  {
+    auto h = reader->Head();
+    if (h.ok()) head = *h;
+  }
+  std::thread rd([&] {
+    int64_t offset = head + 1;
+    uint64_t epoch = reader->append_epoch();
+    while (!stop) {
+      herald::ReadRequest r;
+      r.offset = offset;
+      r.limit = 1000;
+      auto page = reader->Read(r);
+      auto now = Clock::now();
+      if (page.ok() && !page->events.empty()) {
+        std::lock_guard<std::mutex> lock(mu);
+        for (auto& e : page->events) {
+          auto it = committed.find(e.id);
+          if (it != committed.end()) {
+            lat.push_back(
+                std::chrono::duration<double, std::milli>(now - it->second)
+                    .count());
+          }
+        }
+        offset = page->next_offset;
+        continue;
+      }
+      epoch = reader->WaitForAppend(epoch, std::chrono::milliseconds(1));
+    }
+  });
+  ConnPtr app;
+  if (writer_commits_itself) app = Connect(pg_url);
+  auto period = std::chrono::nanoseconds(1000000000LL / rate);
+  auto next = Clock::now();
+  auto end = next + std::chrono::duration_cast<Clock::duration>(
+                        std::chrono::duration<double>(g_seconds));
+  int64_t i = 0;
+  while (Clock::now() < end) {
+    std::this_thread::sleep_until(next);
+    next += period;
+    auto events = MakeEvents(0, i++, 1);
+    events[0].id = herald::NewUuidV7();
+    if (writer_commits_itself) {
+      // An application on its own connection, committing itself.
+      Exec(app.get(), "BEGIN");
+      auto tx = writer->Join(app.get());
+      auto r = writer->Append(*tx, std::span<herald::Event>(events));
+      if (!r.ok()) Die(r.status().ToString());
+      Exec(app.get(), "COMMIT");
+    } else {
+      auto r = writer->Append(std::span<herald::Event>(events));
+      if (!r.ok()) Die(r.status().ToString());
+    }
+    std::lock_guard<std::mutex> lock(mu);
+    committed[events[0].id] = Clock::now();
+  }
+  writing_done = true;
+  auto wait_until = Clock::now() + std::chrono::seconds(5);
+  while (Clock::now() < wait_until) {
+    {
+      std::lock_guard<std::mutex> lock(mu);
+      if (lat.size() >= committed.size()) break;
+    }
+    std::this_thread::sleep_for(std::chrono::milliseconds(5));
+  }
+  stop = true;
+  rd.join();
+  std::sort(lat.begin(), lat.end());
+  Latency out{};
+  out.samples = lat.size();
+  if (!lat.empty()) {
+    out.p50_ms = lat[lat.size() / 2];
+    out.p99_ms = lat[std::min(lat.size() - 1, lat.size() * 99 / 100)];
+    out.max_ms = lat.back();
+  }
+  if (lat.size() < committed.size()) {
+    std::fprintf(stderr, "latency: only %zu of %zu events delivered\n",
+                 lat.size(), committed.size());
+  }
+  return out;
+}
+
+std::string TempSqlite(const std::string& name) {
+  static std::string dir = [] {
+    std::string t =
+        (std::filesystem::temp_directory_path() / "herald-pgbench-XXXXXX")
+            .string();
+    return std::string(mkdtemp(t.data()));
+  }();
+  return "sqlite:" + dir + "/" + name;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  if (argc > 1) g_seconds = std::atof(argv[1]);
+  const char* url = std::getenv("HERALD_BENCH_PG_URL");
+  if (!url) url = std::getenv("HERALD_TEST_PG_URL");
+  if (!url) {
+    Die("set HERALD_BENCH_PG_URL, or run through "
+        "tests/support/with-postgres.sh");
+  }
+  g_base_url = url;
+
+  struct Workload {
+    const char* name;
+    int threads;
+    int per_tx;
+  };
+  const Workload workloads[] = {{"1 event/tx, 1 connection", 1, 1},
+                                {"1 event/tx, 8 connections", 8, 1},
+                                {"100 events/tx, 1 connection", 1, 100},
+                                {"100 events/tx, 8 connections", 8, 100}};
+  std::printf("# herald PostgreSQL benchmark, %.1f s per phase\n", g_seconds);
+  std::printf("%-32s %12s %12s %7s %14s\n", "append (domain UPDATE + events)",
+              "herald ev/s", "raw ev/s", "ratio", "herald-sqlite");
+  double append100 = 0;
+  const char* only = std::getenv("HERALD_BENCH_ONLY");
+  for (const auto& w : workloads) {
+    if (only && std::string(w.name).find(only) == std::string::npos) continue;
+    std::string db = FreshDatabase("append");
+    {
+      auto c = Connect(db);
+      auto store = Open(db, !std::getenv("HERALD_BENCH_NO_SEQUENCER"));
+      CreateDomain(c.get());
+      // Alternate herald and raw; report the better of two rounds each.
+      double h = 0, r = 0;
+      for (int round = 0; round < 2; ++round) {
+        double hr = HeraldPgAppend(store.get(), w.threads, w.per_tx);
+        double rr = RawPgAppend(db, w.threads, w.per_tx);
+        if (std::getenv("HERALD_BENCH_VERBOSE")) {
+          std::fprintf(stderr, "  round %d: herald %.0f raw %.0f\n", round, hr,
+                       rr);
+        }
+        h = std::max(h, hr);
+        r = std::max(r, rr);
+      }
+      if (w.threads == 1 && w.per_tx == 100) append100 = h;
+      std::string sq = TempSqlite(std::string("a") + std::to_string(w.threads) +
+                                  "_" + std::to_string(w.per_tx) + ".db");
+      auto sstore = Open(sq);
+      {
+        auto tx = sstore->Begin();
+        sqlite3_exec(herald::SqliteHandle(**tx),
+                     "CREATE TABLE orders (id INTEGER PRIMARY KEY, status "
+                     "TEXT, version INTEGER); INSERT INTO orders WITH "
+                     "RECURSIVE g(x) AS (SELECT 0 UNION ALL SELECT x + 1 FROM "
+                     "g WHERE x < 63) SELECT x, 'placed', 0 FROM g",
+                     nullptr, nullptr, nullptr);
+        if (!(*tx)->Commit().ok()) Die("sqlite setup");
+      }
+      double s = HeraldSqliteAppend(sstore.get(), w.threads, w.per_tx);
+      std::printf("%-32s %12.0f %12.0f %7.2f %14.0f\n", w.name, h, r, h / r, s);
+      std::fflush(stdout);
+    }
+  }
+
+  double seq = SequencerThroughput(200000);
+  std::printf("\n%-32s %12.0f ev/s  (%.2fx the 100 events/tx append rate)\n",
+              "sequencer throughput", seq, append100 > 0 ? seq / append100 : 0);
+
+  std::printf("\n%-44s %9s %9s %9s %8s\n", "commit-to-delivery, 1,000 ev/s",
+              "p50 ms", "p99 ms", "max ms", "samples");
+  {
+    std::string db = FreshDatabase("lat");
+    auto server = Open(db);
+    // In-process: the writer commits through the same store; its commit
+    // wakes the sequencer at once.
+    auto in = CommitToDelivery(server.get(), server.get(), 1000, false, db);
+    std::printf("%-44s %9.2f %9.2f %9.2f %8zu\n",
+                "PostgreSQL, writer in the sequencer's process", in.p50_ms,
+                in.p99_ms, in.max_ms, in.samples);
+    // Another process's writer (a store without a sequencer, committing on
+    // its own connection): the sequencer finds its events by polling.
+    auto app = Open(db, false);
+    auto out = CommitToDelivery(app.get(), server.get(), 1000, true, db);
+    std::printf("%-44s %9.2f %9.2f %9.2f %8zu\n",
+                "PostgreSQL, writer in another process", out.p50_ms, out.p99_ms,
+                out.max_ms, out.samples);
+    auto sq = Open(TempSqlite("lat.db"));
+    auto sl = CommitToDelivery(sq.get(), sq.get(), 1000, false, db);
+    std::printf("%-44s %9.2f %9.2f %9.2f %8zu\n", "SQLite, writer in process",
+                sl.p50_ms, sl.p99_ms, sl.max_ms, sl.samples);
+  }
+  return 0;
+}
