@@ -235,32 +235,47 @@ int SseFanout(int port, int subs, int rate, double secs) {
       }
     }
   });
-  // Writer: single-event POSTs, paced at `rate` per second.
-  int wfd = Connect(port);
-  std::string buf;
+  // Writers: single-event POSTs from 8 connections, together paced at
+  // `rate` per second (one connection waits for each durable commit, so
+  // it alone could not keep up with 1,000/s).
+  constexpr int kWriters = 8;
+  std::atomic<int64_t> sent{0};
+  std::atomic<bool> failed{false};
   auto start = Clock::now();
-  int64_t sent = 0;
-  while (Seconds(start, Clock::now()) < secs) {
-    auto due = start + std::chrono::microseconds(
-                           static_cast<int64_t>(sent * 1e6 / rate));
-    std::this_thread::sleep_until(due);
-    std::string body =
-        "{\"stream\":\"fan-" + std::to_string(sent % 50) +
-        "\",\"type\":\"fan.out\",\"payload\":{\"n\":" + std::to_string(sent) +
-        "}}";
-    std::string req =
-        "POST /api/events HTTP/1.1\r\nHost: x\r\n"
-        "Content-Type: application/json\r\nContent-Length: " +
-        std::to_string(body.size()) + "\r\n\r\n" + body;
-    if (!SendAll(wfd, req) || !ReadResponse(wfd, &buf)) return 1;
-    ++sent;
+  std::vector<std::thread> writers;
+  for (int w = 0; w < kWriters; ++w) {
+    writers.emplace_back([&, w] {
+      int wfd = Connect(port);
+      std::string buf;
+      for (int64_t i = w;; i += kWriters) {
+        auto due = start + std::chrono::microseconds(
+                               static_cast<int64_t>(i * 1e6 / rate));
+        if (Seconds(start, due) >= secs) break;
+        std::this_thread::sleep_until(due);
+        std::string body =
+            "{\"stream\":\"fan-" + std::to_string(i % 50) +
+            "\",\"type\":\"fan.out\",\"payload\":{\"n\":" + std::to_string(i) +
+            "}}";
+        std::string req =
+            "POST /api/events HTTP/1.1\r\nHost: x\r\n"
+            "Content-Type: application/json\r\nContent-Length: " +
+            std::to_string(body.size()) + "\r\n\r\n" + body;
+        if (!SendAll(wfd, req) || !ReadResponse(wfd, &buf)) {
+          failed = true;
+          break;
+        }
+        ++sent;
+      }
+      ::close(wfd);
+    });
   }
+  for (auto& t : writers) t.join();
+  if (failed) return 1;
   double elapsed = Seconds(start, Clock::now());
   std::this_thread::sleep_for(std::chrono::milliseconds(500));
   done = true;
   reader.join();
   for (int fd : fds) ::close(fd);
-  ::close(wfd);
   std::sort(latencies.begin(), latencies.end());
   auto pct = [&](double q) {
     if (latencies.empty()) return -1.0;

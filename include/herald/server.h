@@ -44,6 +44,10 @@ struct ServerOptions {
   // activity, doubling up to this when idle. Appends through this process
   // wake readers at once. Default 50 ms.
   std::chrono::milliseconds poll_max{50};
+  // Bytes of rendered full pages read from the database kept in memory
+  // (they never change); least recently used go first. 0 turns it off.
+  // Default 64 MiB.
+  size_t page_cache_bytes = 64u << 20;
   // Most events in one POST. Default 10000.
   size_t max_events_per_post = 10000;
   // How long Stop() lets in-flight requests finish before closing them.

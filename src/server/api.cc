@@ -331,6 +331,7 @@ struct Api::Impl : std::enable_shared_from_this<Api::Impl> {
   HttpMetrics* metrics;
   Executor executor;
   ServerOptions options;
+  std::unique_ptr<PageCache> pages;
 
   enum class Need { kNone, kRead, kAppend, kAdmin };
 
@@ -512,8 +513,19 @@ struct Api::Impl : std::enable_shared_from_this<Api::Impl> {
                         pq.filter));
       return;
     }
+    std::string etag = Etag(pq.from, pq.limit, pq.filter);
+    if (pages && !etag.empty()) {
+      if (auto body = pages->Get(etag)) {
+        Response r;
+        r.shared_body = std::move(body);
+        r.headers.emplace_back("ETag", etag);
+        r.headers.emplace_back("Cache-Control", kImmutableCache);
+        then(std::move(r));
+        return;
+      }
+    }
     auto self = shared_from_this();
-    executor([self, pq, then = std::move(then)] {
+    executor([self, pq, etag, then = std::move(then)] {
       ReadRequest rr;
       rr.offset = pq.from;
       rr.limit = pq.limit;
@@ -524,8 +536,16 @@ struct Api::Impl : std::enable_shared_from_this<Api::Impl> {
         then(ErrorFor(page.status()));
         return;
       }
-      then(self->PageResponse(page->events, page->next_offset, pq.from,
-                              pq.limit, pq.filter));
+      Response r = self->PageResponse(page->events, page->next_offset, pq.from,
+                                      pq.limit, pq.filter);
+      if (self->pages && !etag.empty() &&
+          static_cast<int>(page->events.size()) == pq.limit) {
+        auto body = std::make_shared<const std::string>(std::move(r.body));
+        self->pages->Put(etag, body);
+        r.body.clear();
+        r.shared_body = std::move(body);
+      }
+      then(std::move(r));
     });
   }
 
@@ -587,6 +607,7 @@ struct Api::Impl : std::enable_shared_from_this<Api::Impl> {
             r.body.clear();
             r.parts.clear();
             r.tail.clear();
+            r.shared_body.reset();
             r.content_type.clear();
             break;
           }
@@ -1318,6 +1339,33 @@ Api::Api(Store* store, Relay* relay, Hub* hub, Appender* appender,
   impl_->metrics = metrics;
   impl_->executor = std::move(executor);
   impl_->options = options;
+  if (options.page_cache_bytes > 0) {
+    impl_->pages = std::make_unique<PageCache>(options.page_cache_bytes);
+  }
+}
+
+std::shared_ptr<const std::string> PageCache::Get(const std::string& key) {
+  std::lock_guard lock(mu_);
+  auto it = index_.find(key);
+  if (it == index_.end()) return nullptr;
+  lru_.splice(lru_.begin(), lru_, it->second);
+  return it->second->second;
+}
+
+void PageCache::Put(const std::string& key,
+                    std::shared_ptr<const std::string> body) {
+  if (body->size() > max_bytes_ / 4) return;
+  std::lock_guard lock(mu_);
+  if (index_.count(key)) return;
+  bytes_ += body->size() + key.size();
+  lru_.emplace_front(key, std::move(body));
+  index_[key] = lru_.begin();
+  while (bytes_ > max_bytes_ && !lru_.empty()) {
+    auto& last = lru_.back();
+    bytes_ -= last.second->size() + last.first.size();
+    index_.erase(last.first);
+    lru_.pop_back();
+  }
 }
 
 void Api::Handle(Request request, Respond respond) {

@@ -454,10 +454,13 @@ void Session::Dispatch() {
   parser_.reset();
   server_->api_.Handle(std::move(req), [self = shared_from_this()](
                                            Response r, std::string label) {
-    asio::post(self->stream_.get_executor(),
-               [self, r = std::move(r), label = std::move(label)]() mutable {
-                 self->Reply(std::move(r), label);
-               });
+    // Inline when answered at once on this strand (cached pages, 304s,
+    // errors); queued to the strand from worker and hub threads.
+    asio::dispatch(
+        self->stream_.get_executor(),
+        [self, r = std::move(r), label = std::move(label)]() mutable {
+          self->Reply(std::move(r), label);
+        });
   });
 }
 
@@ -483,7 +486,8 @@ void Session::WriteResponse(Response r) {
   Response& o = *out_;
   bool keep = keep_alive_ && !stopping_ && !server_->stopping();
   bool no_body = o.status == 304 || o.status == 204;
-  size_t length = o.body.size() + o.tail.size();
+  size_t length = o.body.size() + o.tail.size() +
+                  (o.shared_body ? o.shared_body->size() : 0);
   for (const auto& p : o.parts) length += p->json.size();
   if (!o.parts.empty()) --length;  // the last part's ','
   head_.clear();
@@ -509,6 +513,7 @@ void Session::WriteResponse(Response r) {
   if (!no_body) {
     head_.reserve(head_.size() + length);
     head_ += o.body;
+    if (o.shared_body) head_ += *o.shared_body;
     for (size_t i = 0; i < o.parts.size(); ++i) {
       const std::string& j = o.parts[i]->json;
       head_.append(j.data(), i + 1 < o.parts.size() ? j.size() : j.size() - 1);

@@ -14,6 +14,7 @@
 #include <cstdint>
 #include <deque>
 #include <functional>
+#include <list>
 #include <map>
 #include <memory>
 #include <mutex>
@@ -130,6 +131,26 @@ class Hub {
   std::thread thread_;
 };
 
+// ---- PageCache ------------------------------------------------------------
+
+// Rendered full pages read from the store. A full page lies below the head
+// and never changes, so it can be kept until memory is wanted for another:
+// least recently used pages go first. Thread safety: any thread.
+class PageCache {
+ public:
+  explicit PageCache(size_t max_bytes) : max_bytes_(max_bytes) {}
+  std::shared_ptr<const std::string> Get(const std::string& key);
+  void Put(const std::string& key, std::shared_ptr<const std::string> body);
+
+ private:
+  using Entry = std::pair<std::string, std::shared_ptr<const std::string>>;
+  const size_t max_bytes_;
+  std::mutex mu_;
+  std::list<Entry> lru_;  // guarded by mu_; front = most recent
+  std::unordered_map<std::string, std::list<Entry>::iterator> index_;
+  size_t bytes_ = 0;  // guarded by mu_
+};
+
 // ---- Appender -------------------------------------------------------------
 
 struct AppendJob {
@@ -196,6 +217,9 @@ struct Response {
   // by ',', then `tail`; written from the cached strings without a copy.
   std::vector<std::shared_ptr<const CachedEvent>> parts;
   std::string tail;
+  // Written after `body` (before parts): a rendered page shared with the
+  // PageCache.
+  std::shared_ptr<const std::string> shared_body;
   // Set by the API for GET /api/events/stream: the connection turns into
   // an SSE stream from this offset with this filter.
   bool sse = false;
