@@ -107,6 +107,14 @@ class Store {
 
   // Opens a transaction on a connection the store owns.
   virtual Result<std::unique_ptr<Transaction>> Begin() = 0;
+  // Like Begin, for bookkeeping that is safe to repeat (a relay's
+  // checkpoint): the commit need not be flushed to disk at once. A process
+  // crash loses nothing; a power failure may lose the transaction (whole,
+  // never half). SQLite: synchronous=NORMAL for this commit; PostgreSQL:
+  // SET LOCAL synchronous_commit = off. The default is Begin().
+  virtual Result<std::unique_ptr<Transaction>> BeginRelaxed() {
+    return Begin();
+  }
   // Joins a transaction the caller already opened on its own connection
   // (sqlite3* / PGconn*). Commit() on the result commits the caller's
   // transaction; destroying it without Commit() leaves the caller's

@@ -276,6 +276,8 @@ class SqliteTransaction final : public Transaction {
   // The pooled connection with its cached statements, or null when joined.
   Conn* conn() const { return conn_.get(); }
   void set_appended() { appended_ = true; }
+  // Made by BeginRelaxed: synchronous=FULL is restored on release.
+  void set_relaxed() { relaxed_ = true; }
 
  private:
   void Release();
@@ -285,6 +287,7 @@ class SqliteTransaction final : public Transaction {
   sqlite3* db_;
   bool open_ = true;
   bool appended_ = false;
+  bool relaxed_ = false;
 };
 
 class SqliteStore final : public Store {
@@ -310,6 +313,23 @@ class SqliteStore final : public Store {
     }
     return std::unique_ptr<Transaction>(
         new SqliteTransaction(this, std::move(*conn)));
+  }
+
+  Result<std::unique_ptr<Transaction>> BeginRelaxed() override {
+    if (!options_.sqlite_synchronous_full) return Begin();
+    auto conn = Acquire();
+    if (!conn.ok()) return conn.status();
+    // The level cannot change inside a transaction: set it before BEGIN,
+    // restore it when the transaction ends (SqliteTransaction::Release).
+    Status s = Exec((*conn)->db.get(), "PRAGMA synchronous = NORMAL");
+    if (s.ok()) s = Exec((*conn)->db.get(), "BEGIN IMMEDIATE");
+    auto tx = std::make_unique<SqliteTransaction>(this, std::move(*conn));
+    tx->set_relaxed();
+    if (!s.ok()) {
+      (void)tx->Rollback();
+      return s;
+    }
+    return std::unique_ptr<Transaction>(std::move(tx));
   }
 
   std::unique_ptr<Transaction> Join(void* native) override {
@@ -412,6 +432,10 @@ SqliteTransaction::~SqliteTransaction() {
 }
 
 void SqliteTransaction::Release() {
+  if (conn_ && relaxed_ &&
+      !Exec(conn_->db.get(), "PRAGMA synchronous = FULL").ok()) {
+    conn_.reset();  // never pool a connection left at NORMAL
+  }
   if (conn_) store_->ReturnConn(std::move(conn_));
 }
 
