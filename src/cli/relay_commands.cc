@@ -29,11 +29,6 @@ Result<Loaded> LoadRelay(const Flags& flags, bool run_sequencer) {
   l.config = std::move(*config);
   StoreOptions options;
   options.run_sequencer = run_sequencer;
-  // The relay process writes only checkpoints, parked rows and leases. On
-  // SQLite they commit without their own fsync (WAL, synchronous=NORMAL):
-  // a process crash loses nothing, and a power failure can only move a
-  // checkpoint back, which repeats deliveries (at least once holds).
-  options.sqlite_synchronous_full = false;
   auto store = OpenStore(l.config.store_url, options);
   if (!store.ok()) return store.status();
   l.store = std::move(*store);

@@ -141,6 +141,7 @@ class Relay::RouteRunner {
     if (*r) {
       milliseconds margin = std::max(ttl / 10, milliseconds(20));
       bool gained = !HoldsLease();
+      if (gained) lease_gen_.fetch_add(1);
       lease_until_ns_.store((t0 + ttl - margin).time_since_epoch().count());
       if (gained) Wake(false);
       return t0 + renew_every;
@@ -288,8 +289,10 @@ class Relay::RouteRunner {
     return Status::OK();
   }
 
+  // Parked rows and the checkpoint in one transaction. Relaxed (not
+  // flushed at once): losing it to a power failure only repeats deliveries.
   Status SaveCheckpoint(int64_t next, const std::vector<ParkedEvent>& parks) {
-    auto tx = store_->Begin();
+    auto tx = store_->BeginRelaxed();
     if (!tx.ok()) return tx.status();
     for (const auto& p : parks) {
       HERALD_RETURN_IF_ERROR(store_->Park(**tx, p));
@@ -556,6 +559,7 @@ class Relay::RouteRunner {
   void Run() {
     const auto& opts = relay_->options_;
     bool loaded = false;
+    uint64_t loaded_gen = 0;
     milliseconds poll = opts.busy_poll;
     auto last_activity = Clock::now();
     auto next_parked_check = Clock::now();
@@ -573,7 +577,8 @@ class Relay::RouteRunner {
         WaitUntil(Clock::now() + milliseconds(50), nullptr);
         continue;
       }
-      if (!loaded) {
+      if (!loaded || loaded_gen != lease_gen_.load()) {
+        loaded_gen = lease_gen_.load();
         WaitSaved(0);  // what was queued before the lease lapsed
         Status s = Load();
         if (!s.ok()) {
@@ -696,6 +701,9 @@ class Relay::RouteRunner {
   std::thread thread_;
   // Steady-clock nanoseconds until which this process may send; 0: no lease.
   std::atomic<int64_t> lease_until_ns_{0};
+  // Counts the times the lease was gained: after a gap another relay may
+  // have moved the checkpoint or parked events, so the runner reloads.
+  std::atomic<uint64_t> lease_gen_{0};
 
   // Runner thread only.
   std::mt19937_64 rng_;
