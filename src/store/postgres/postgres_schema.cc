@@ -119,7 +119,8 @@ RETURNS TABLE (r_ord integer, r_created boolean, r_id uuid,
                r_position bigint, r_stream text, r_stream_version bigint,
                r_type text, r_content_type text, r_payload bytea,
                r_metadata text, r_occurred_at timestamptz)
-LANGUAGE plpgsql SET plan_cache_mode = force_generic_plan AS $fn$
+LANGUAGE plpgsql
+SET plan_cache_mode = force_generic_plan SET enable_seqscan = off AS $fn$
 DECLARE
   v_stored   uuid[];
   v_distinct integer;
@@ -237,7 +238,8 @@ RETURNS TABLE (r_ord integer, r_created boolean, r_id uuid,
                r_position bigint, r_stream text, r_stream_version bigint,
                r_type text, r_content_type text, r_payload bytea,
                r_metadata text, r_occurred_at timestamptz)
-LANGUAGE plpgsql SET plan_cache_mode = force_generic_plan AS $fn$
+LANGUAGE plpgsql
+SET plan_cache_mode = force_generic_plan SET enable_seqscan = off AS $fn$
 DECLARE
   v_n        integer := cardinality(p_ids);
   v_stream   text := p_streams[1];
@@ -364,7 +366,8 @@ CREATE FUNCTION herald_append(
     metadata text DEFAULT '{}', id uuid DEFAULT NULL,
     expected_version bigint DEFAULT NULL)
 RETURNS TABLE (event_id uuid, stream_version bigint, created boolean)
-LANGUAGE plpgsql SET plan_cache_mode = force_generic_plan AS $fn$
+LANGUAGE plpgsql
+SET plan_cache_mode = force_generic_plan SET enable_seqscan = off AS $fn$
 DECLARE
   v_id uuid := coalesce(herald_append.id, herald_uuid_v7());
   r record;
@@ -420,7 +423,8 @@ $fn$;
 CREATE FUNCTION herald_sequence(p_limit integer, p_wait boolean DEFAULT false,
                                 p_in_transaction boolean DEFAULT false)
 RETURNS TABLE (positioned integer, batches integer, head bigint)
-LANGUAGE plpgsql SET plan_cache_mode = force_generic_plan AS $fn$
+LANGUAGE plpgsql
+SET plan_cache_mode = force_generic_plan SET enable_seqscan = off AS $fn$
 DECLARE
   v_head bigint;
   v_n integer;

@@ -405,9 +405,16 @@ Status CommitWithPass(Conn* c, PGconn* pc, ResultPtr* commit,
   }
   if (PQexitPipelineMode(pc) != 1) clean = false;
   if (!clean) {
+    // The connection failed mid-way (server gone): whether the COMMIT
+    // happened is unknown. Retrying the same event ids is safe.
     if (c) c->poisoned = true;
-    return pg::ErrorStatus(pc, results[1] ? results[1].get() : nullptr,
-                           "commit");
+    std::string msg = PQerrorMessage(pc);
+    while (!msg.empty() && (msg.back() == '\n' || msg.back() == ' ')) {
+      msg.pop_back();
+    }
+    return Status::Unavailable("commit: " + msg +
+                               " (PostgreSQL connection lost; the commit "
+                               "may or may not have happened)");
   }
   if (!pg::Succeeded(results[0].get())) {
     return pg::ErrorStatus(pc, results[0].get(), "sequence on commit");
