@@ -5,6 +5,7 @@
 #include <atomic>
 #include <chrono>
 #include <condition_variable>
+#include <cstdlib>
 #include <mutex>
 #include <ostream>
 #include <random>
@@ -94,6 +95,11 @@ int RunServe(const std::vector<std::string>& args, std::ostream& out,
     auto c = LoadConfig(flags.Get("config"));
     if (!c.ok()) return Fail(err, c.status());
     config = std::move(*c);
+  }
+  // Flags override HERALD_DB / HERALD_LISTEN, which override the file.
+  if (const char* v = std::getenv("HERALD_DB"); v && *v) config.store_url = v;
+  if (const char* v = std::getenv("HERALD_LISTEN"); v && *v) {
+    config.server.listen = v;
   }
   if (flags.Has("db")) config.store_url = flags.Get("db");
   if (flags.Has("listen")) config.server.listen = flags.Get("listen");

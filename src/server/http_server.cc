@@ -508,12 +508,19 @@ void Session::WriteResponse(Response r) {
     head_ += "Connection: keep-alive\r\n";
   }
   head_ += "\r\n";
-  // One contiguous buffer, reused across the connection's responses: a
-  // 64-entry writev per few KB costs more than copying a page once.
+  // The head, small bodies and pages from memory go into one buffer,
+  // reused across the connection's responses (a 64-entry writev per few KB
+  // costs more than copying a page once); a page from the page cache is
+  // written from its shared string as a second buffer.
+  std::shared_ptr<const std::string> shared;
   if (!no_body) {
     head_.reserve(head_.size() + length);
     head_ += o.body;
-    if (o.shared_body) head_ += *o.shared_body;
+    if (o.shared_body && (!o.parts.empty() || !o.tail.empty())) {
+      head_ += *o.shared_body;
+    } else {
+      shared = std::move(o.shared_body);
+    }
     for (size_t i = 0; i < o.parts.size(); ++i) {
       const std::string& j = o.parts[i]->json;
       head_.append(j.data(), i + 1 < o.parts.size() ? j.size() : j.size() - 1);
@@ -521,13 +528,17 @@ void Session::WriteResponse(Response r) {
     head_ += o.tail;
   }
   out_.reset();
+  std::array<asio::const_buffer, 2> bufs{
+      asio::buffer(head_),
+      shared ? asio::buffer(*shared) : asio::const_buffer()};
   stream_.expires_after(server_->options_.config.idle_timeout);
   asio::async_write(
-      stream_, asio::buffer(head_),
-      [self = shared_from_this(), keep](beast::error_code ec, size_t) {
+      stream_, bufs,
+      [self = shared_from_this(), keep, shared](beast::error_code ec, size_t) {
         // Keep the capacity of a normal page, not of a huge one.
-        if (self->head_.capacity() > (4u << 20))
+        if (self->head_.capacity() > (4u << 20)) {
           std::string().swap(self->head_);
+        }
         self->busy_ = false;
         if (ec || !keep) return self->Close();
         self->WaitForRequest();

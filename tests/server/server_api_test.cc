@@ -578,3 +578,27 @@ TEST(ServerRelayTest, RouteStatusParkedListRetryAndDrop) {
 
 }  // namespace
 }  // namespace herald::testing
+
+namespace herald::testing {
+namespace {
+
+TEST(ServerDemoTest, DemoProducerAppendsOrderEvents) {
+  TempDir dir;
+  ServeProcess server(dir, "sqlite:" + dir.file("h.db"), "", {"--demo"});
+  ASSERT_TRUE(server.ready()) << server.stderr_text();
+  HttpClient c;
+  ASSERT_TRUE(WaitFor([&] { return Head(c, server.base()) >= 2; }));
+  auto r = c.Get(server.base() + "/api/events?offset=0&limit=2&type=order.*");
+  auto doc = Json::Parse(r.body);
+  ASSERT_TRUE(doc.ok());
+  EXPECT_EQ(doc->Find("events")->items().size(), 2u);
+  // The start-up line says where it listens and what to curl.
+  EXPECT_NE(server.stderr_text().find("curl '" + server.base() +
+                                      "/api/events?offset=0&limit=10'"),
+            std::string::npos)
+      << server.stderr_text();
+  EXPECT_EQ(server.Stop(), 0);
+}
+
+}  // namespace
+}  // namespace herald::testing
