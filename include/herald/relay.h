@@ -97,6 +97,9 @@ struct RouteMetrics {
   LatencyHistogram send_latency;
   int64_t checkpoint = 0;  // last checkpoint saved or read here
   int64_t lag_events = 0;  // as of the last read
+  // The last error met here and when (UTC µs); empty when none yet.
+  std::string last_error;
+  int64_t last_error_at_us = 0;
 };
 
 // Options of a Relay (the [relay] table of the config).

@@ -149,8 +149,22 @@ int RunRelay(const std::vector<std::string>& args, std::ostream& out,
   err << "herald: relaying " << l->config.routes.size() << " route(s) from "
       << l->config.store_url << "\n";
   err.flush();
+  // Reports each route's errors on stderr as they happen (at most one a
+  // second per route).
+  std::vector<int64_t> reported(l->config.routes.size(), 0);
+  auto next_report = std::chrono::steady_clock::now();
   while (!StopRequested()) {
     std::this_thread::sleep_for(std::chrono::milliseconds(20));
+    if (std::chrono::steady_clock::now() < next_report) continue;
+    next_report += std::chrono::seconds(1);
+    auto metrics = l->relay->GetMetrics();
+    for (size_t i = 0; i < metrics.size() && i < reported.size(); ++i) {
+      if (metrics[i].last_error_at_us == reported[i]) continue;
+      reported[i] = metrics[i].last_error_at_us;
+      err << "herald: route '" << metrics[i].name
+          << "': " << metrics[i].last_error << "\n";
+      err.flush();
+    }
   }
   l->relay->Stop();
   err << "herald: relay stopped, checkpoints saved\n";

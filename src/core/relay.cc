@@ -238,7 +238,8 @@ class Relay::RouteRunner {
     int64_t now = NowMicros();
     {
       std::lock_guard<std::mutex> lock(mu_);
-      last_error_ = text;
+      metrics_.last_error = text;
+      metrics_.last_error_at_us = now;
     }
     // Kept in the store (a lease row whose owner is the message and whose
     // expiry is its time) so `herald relay status` elsewhere sees it.
@@ -732,7 +733,6 @@ class Relay::RouteRunner {
   bool woken_ = false;             // guarded by mu_
   bool drain_requested_ = false;   // guarded by mu_
   std::string state_ = "stopped";  // guarded by mu_
-  std::string last_error_;         // guarded by mu_
   RouteMetrics metrics_;           // guarded by mu_
 };
 

@@ -407,6 +407,12 @@ TEST_F(RelayE2E, RejectedEventWithBlockWaitsAndStatusSaysWhy) {
   EXPECT_FALSE(Str(rows[0], "last_error_at").empty());
   EXPECT_FALSE(Str(rows[0], "lease_owner").empty());
   EXPECT_EQ(receiver_->Accepted(), 1u);  // a3 waits behind the poison event
+  // The running relay says so on stderr too.
+  EXPECT_TRUE(WaitFor([&] {
+    std::ifstream f(dir_.file("relay.err"));
+    std::string text((std::istreambuf_iterator<char>(f)), {});
+    return text.find("route 'r': event " + poison.id) != std::string::npos;
+  }));
   EXPECT_TRUE(Parked(config).empty());
   relay.Signal(SIGTERM);
   EXPECT_EQ(relay.Wait(), 0);
