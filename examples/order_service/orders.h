@@ -90,7 +90,8 @@ class OrderService {
 // The refund handler: for each committed OrderCanceled, on the dispatcher's
 // pool after commit, inserts a `refunds` row and raises RefundIssued in a
 // new unit of work. Idempotent per order. `log`, when set, is called on the
-// pool thread with a line describing each refund.
+// pool thread with a line describing each refund. Destroy it after the
+// dispatcher has stopped or gone idle: a refund already running uses it.
 class Refunds {
  public:
   Refunds(herald::Dispatcher* dispatcher,

@@ -381,7 +381,8 @@ class UnitOfWork {
 
   // Subscriptions that see only the events of this unit and end with it
   // (see Dispatcher::Subscribe). Async calls already queued when the unit
-  // ends still run.
+  // ends still run, so an async handler must capture by value what it uses.
+  // Unsubscribe skips them too.
   template <DomainEvent T, typename F>
   SubscriptionId Subscribe(Phase phase, F&& handler, std::string name = {}) {
     return Add(

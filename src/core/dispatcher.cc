@@ -412,7 +412,7 @@ UnitOfWork::~UnitOfWork() {
 UnitOfWork* UnitOfWork::Current() { return current_unit; }
 
 void UnitOfWork::End() {
-  for (auto& sub : subs_) sub->active.store(false, std::memory_order_release);
+  // Not deactivated: async calls queued for this unit's events still run.
   subs_.clear();
   if (state_ != State::kCommitted) events_.clear();
   values_.clear();

@@ -512,6 +512,34 @@ TEST_F(DispatcherTest, ScopeSubscriptionSeesOnlyItsOwnUnit) {
   EXPECT_TRUE(dispatcher.Unsubscribe(id).IsNotFound());
 }
 
+TEST_F(DispatcherTest, AsyncCallsQueuedByAScopeRunAfterItEnds) {
+  DispatcherOptions o = Options();
+  o.async_threads = 1;
+  Dispatcher dispatcher(store_.get(), o);
+  Gate gate;
+  std::atomic<int> scoped{0};
+  // Hold the only pool thread so the scope's call stays queued.
+  dispatcher.Subscribe("block", Phase::kAfterCommitAsync,
+                       [&](const Event&) { gate.Wait(); });
+  {
+    auto unit = dispatcher.Begin();
+    ASSERT_TRUE(unit.ok());
+    (*unit)->Subscribe<ItemAdded>(Phase::kAfterCommitAsync,
+                                  [&](const ItemAdded&) { ++scoped; });
+    Event block;
+    block.type = "block";
+    block.stream = "b";
+    block.payload = "{}";
+    ASSERT_TRUE(Raise(block).ok());
+    ASSERT_TRUE(AddItem({1, "x"}).ok());
+    ASSERT_TRUE((*unit)->Commit().ok());
+    ASSERT_TRUE(WaitFor([&] { return dispatcher.stats().queued == 1; }));
+  }
+  gate.Open();
+  ASSERT_TRUE(dispatcher.WaitIdle(std::chrono::seconds(10)));
+  EXPECT_EQ(scoped, 1);
+}
+
 TEST_F(DispatcherTest, RaiseOutsideAUnitOfWorkIsAnError) {
   Dispatcher dispatcher(store_.get(), Options());
   int ran = 0;
