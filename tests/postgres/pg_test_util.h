@@ -16,6 +16,16 @@
 
 namespace herald::testing {
 
+// The source tree: HERALD_SOURCE_DIR, else the path CMake compiled in.
+inline std::string SourceDir() {
+  if (const char* d = std::getenv("HERALD_SOURCE_DIR")) return d;
+#ifdef HERALD_SOURCE_DIR_DEFAULT
+  return HERALD_SOURCE_DIR_DEFAULT;
+#else
+  return ".";
+#endif
+}
+
 // Fails the test under CI (env CI set) and skips it elsewhere when no
 // PostgreSQL server was started (run the tests through scripts/test.sh or
 // tests/support/with-postgres.sh).
@@ -63,9 +73,7 @@ inline std::string PgExec(PGconn* c, const std::string& sql) {
 class PrivateCluster {
  public:
   PrivateCluster() {
-    std::string src = std::getenv("HERALD_SOURCE_DIR")
-                          ? std::getenv("HERALD_SOURCE_DIR")
-                          : ".";
+    std::string src = SourceDir();
     env_file_ = dir_.file("env");
     stop_file_ = dir_.file("stop");
     std::string script = "env | grep ^HERALD_TEST_PG > " + env_file_ +

@@ -240,8 +240,7 @@ TEST_F(PostgresStoreTest, NativeHandleOfBeginIsInsideTheTransaction) {
 TEST_F(PostgresStoreTest, HeraldAppendFromPlainSqlAsDocumented) {
   auto store = Open();
   ASSERT_NE(store, nullptr);
-  std::string src =
-      std::getenv("HERALD_SOURCE_DIR") ? std::getenv("HERALD_SOURCE_DIR") : ".";
+  std::string src = testing::SourceDir();
   std::ifstream doc(src + "/docs/schema-postgresql.md");
   ASSERT_TRUE(doc.good()) << "docs/schema-postgresql.md";
   std::stringstream ss;
