@@ -14,6 +14,7 @@
 //            events/s beside the store's own page-read rate, and peak RSS
 //            for a 100,000 and a 1,000,000 backlog
 #include <curl/curl.h>
+#include <fcntl.h>
 #include <sys/resource.h>
 
 #include <algorithm>
@@ -316,6 +317,21 @@ Latency CurlRoundTrip(const std::string& url, int n) {
   return Percentiles(ms);
 }
 
+// 8 KiB write + fdatasync, 200 times.
+Latency FsyncLatency(const std::string& path) {
+  int fd = ::open(path.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
+  std::string block(8192, 'x');
+  std::vector<double> ms;
+  for (int i = 0; i < 200; ++i) {
+    auto t0 = Clock::now();
+    if (::pwrite(fd, block.data(), block.size(), 0) < 0) break;
+    ::fdatasync(fd);
+    ms.push_back(Seconds(Clock::now() - t0) * 1000);
+  }
+  ::close(fd);
+  return Percentiles(ms);
+}
+
 std::string g_self;
 
 void LatencyRun(bool same_process, int n, std::vector<Latency>* out,
@@ -496,6 +512,13 @@ int main(int argc, char** argv) {
     }
   }
   if (!std::getenv("HERALD_BIN")) setenv("HERALD_BIN", HERALD_BENCH_BIN, 1);
+  {
+    // The disk's state in this run: every checkpoint and commit waits on it.
+    TempDir dir;
+    Latency f = FsyncLatency(dir.file("fsync"));
+    std::printf("(disk now: 8 KiB write+fdatasync p50 %.3f ms, p99 %.3f ms)\n",
+                f.p50, f.p99);
+  }
   curl_global_init(CURL_GLOBAL_DEFAULT);
   std::printf("%-52s %12s %12s %7s\n", "figure (medians of runs)", "herald",
               "baseline", "ratio");
