@@ -108,7 +108,8 @@ void AppendCloudEventJson(const Event& event, std::string_view source,
 
 // The binary-mode HTTP headers of an event, in order: ce-specversion,
 // ce-id, ce-source, ce-type, ce-subject, ce-time, ce-position,
-// ce-streamversion, Content-Type.
+// ce-streamversion, Content-Type. Values are percent-encoded as the
+// CloudEvents HTTP binding asks (space, '"', '%', non-ASCII bytes).
 std::vector<std::pair<std::string, std::string>> CloudEventHeaders(
     const Event& event, std::string_view source);
 

@@ -241,14 +241,36 @@ void AppendCloudEventJson(const Event& e, std::string_view source,
   out->push_back('}');
 }
 
+namespace {
+
+// CloudEvents HTTP binding: space, '"', '%' and anything outside printable
+// ASCII are percent-encoded in ce-* header values (UTF-8 bytes).
+std::string HeaderValue(std::string_view v) {
+  static const char kHex[] = "0123456789ABCDEF";
+  std::string out;
+  out.reserve(v.size());
+  for (unsigned char c : v) {
+    if (c <= 0x20 || c >= 0x7f || c == '"' || c == '%') {
+      out.push_back('%');
+      out.push_back(kHex[c >> 4]);
+      out.push_back(kHex[c & 15]);
+    } else {
+      out.push_back(static_cast<char>(c));
+    }
+  }
+  return out;
+}
+
+}  // namespace
+
 std::vector<std::pair<std::string, std::string>> CloudEventHeaders(
     const Event& e, std::string_view source) {
   return {
       {"ce-specversion", "1.0"},
       {"ce-id", e.id},
-      {"ce-source", std::string(source)},
-      {"ce-type", e.type},
-      {"ce-subject", e.stream},
+      {"ce-source", HeaderValue(source)},
+      {"ce-type", HeaderValue(e.type)},
+      {"ce-subject", HeaderValue(e.stream)},
       {"ce-time", FormatRfc3339(e.occurred_at_us)},
       {"ce-position", std::to_string(e.position)},
       {"ce-streamversion", std::to_string(e.stream_version)},

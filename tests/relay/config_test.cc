@@ -224,6 +224,9 @@ TEST(RelayConfig, CloudEventEnvelope) {
   EXPECT_EQ(h[1].first, "ce-id");
   EXPECT_EQ(h[4].second, "order-1");
   EXPECT_EQ(h[6].second, "7");
+  e.type = "order placed \"ü\" 100%";
+  h = CloudEventHeaders(e, "shop");
+  EXPECT_EQ(h[3].second, "order%20placed%20%22%C3%BC%22%20100%25");
 }
 
 // The CLI: bad configs exit 2 with the key and line on stderr.
