@@ -609,6 +609,8 @@ class PostgresStore final : public Store {
   std::condition_variable seq_cv_;
   bool seq_stop_ = false;  // guarded by seq_mu_
   bool seq_wake_ = false;  // guarded by seq_mu_
+  // Set when a wait ended by a wake-up; read and cleared by the loop.
+  bool seq_woken_ = false;  // guarded by seq_mu_
 };
 
 // ---- Transaction ----------------------------------------------------------
@@ -1347,6 +1349,7 @@ bool PostgresStore::SequencerWait(std::chrono::milliseconds timeout) {
   std::unique_lock<std::mutex> lock(seq_mu_);
   seq_cv_.wait_for(lock, timeout, [&] { return seq_stop_ || seq_wake_; });
   if (seq_wake_ && !seq_stop_) {
+    seq_woken_ = true;
     // Woken by a commit whose own pass could not run (another held the
     // lock): give the next committing transaction a moment to position it
     // on its way out, sparing a WAL flush of our own.
@@ -1430,6 +1433,12 @@ void PostgresStore::SequencerLoop() {
     }
     idle = std::min(idle * 2, kMaxIdlePoll);
     if (!SequencerWait(idle)) break;
+    {
+      // A wake-up means commits are coming: look often again.
+      std::lock_guard<std::mutex> lock(seq_mu_);
+      if (seq_woken_) idle = std::chrono::milliseconds(1);
+      seq_woken_ = false;
+    }
   }
   if (held) (void)ReleaseLease(kSequencerLease, seq_owner_);
 }
