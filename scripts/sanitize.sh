@@ -4,7 +4,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 sanitizer=${1:-address,undefined}
-regex=${2:-'^(Backends/StoreContract|Json|Uuid|Time|Event|SqliteStore|Dispatcher|UnitOfWork)'}
+regex=${2:-'^(Backends/StoreContract|Json|Uuid|Time|Event|SqliteStore|Dispatcher|UnitOfWork|OrderService)'}
 dir=build-${sanitizer//,/-}
 launcher=()
 if command -v ccache >/dev/null; then launcher=(-DCMAKE_CXX_COMPILER_LAUNCHER=ccache); fi
