@@ -503,16 +503,7 @@ struct Api::Impl : std::enable_shared_from_this<Api::Impl> {
   // Reads the page from the Hub's memory if it can, else from the store on
   // the executor; `then` gets the response.
   void ReadPage(const PageQuery& pq, std::function<void(Response)> then) {
-    TailRead tr;
-    bool globs_ok = std::none_of(
-        pq.filter.types.begin(), pq.filter.types.end(),
-        [](const std::string& t) { return t.find('[') != std::string::npos; });
-    if (globs_ok && hub->Read(pq.from, pq.limit, pq.filter, &tr) &&
-        (!tr.events.empty() || pq.from <= hub->head())) {
-      then(PageResponse(std::move(tr.events), tr.next_offset, pq.from, pq.limit,
-                        pq.filter));
-      return;
-    }
+    // A full page served before, from the tail or the store.
     std::string etag = Etag(pq.from, pq.limit, pq.filter);
     if (pages && !etag.empty()) {
       if (auto body = pages->Get(etag)) {
@@ -523,6 +514,36 @@ struct Api::Impl : std::enable_shared_from_this<Api::Impl> {
         then(std::move(r));
         return;
       }
+    }
+    TailRead tr;
+    bool globs_ok = std::none_of(
+        pq.filter.types.begin(), pq.filter.types.end(),
+        [](const std::string& t) { return t.find('[') != std::string::npos; });
+    if (globs_ok && hub->Read(pq.from, pq.limit, pq.filter, &tr) &&
+        (!tr.events.empty() || pq.from <= hub->head())) {
+      bool full = static_cast<int>(tr.events.size()) == pq.limit;
+      Response r = PageResponse(std::move(tr.events), tr.next_offset, pq.from,
+                                pq.limit, pq.filter);
+      if (full && pages && !etag.empty()) {
+        // Assemble it once; the next requests copy one string.
+        auto body = std::make_shared<std::string>();
+        body->reserve(r.body.size() + r.tail.size() + r.parts.size() * 400);
+        *body += r.body;
+        for (size_t i = 0; i < r.parts.size(); ++i) {
+          const std::string& j = r.parts[i]->json;
+          body->append(j.data(),
+                       i + 1 < r.parts.size() ? j.size() : j.size() - 1);
+        }
+        *body += r.tail;
+        std::shared_ptr<const std::string> shared = std::move(body);
+        pages->Put(etag, shared);
+        r.body.clear();
+        r.parts.clear();
+        r.tail.clear();
+        r.shared_body = std::move(shared);
+      }
+      then(std::move(r));
+      return;
     }
     auto self = shared_from_this();
     executor([self, pq, etag, then = std::move(then)] {

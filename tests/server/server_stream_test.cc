@@ -403,6 +403,39 @@ TEST_P(ServerStreamTest, PullSurvivesSigkillWithDuplicatesOnlyFromLastBatch) {
   EXPECT_EQ(server_->Stop(), 0);
 }
 
+TEST_P(ServerStreamTest, PullRetriesWhileTheServerIsDown) {
+  // The consumer starts first, against a port where nothing listens yet.
+  int port = FreePort();
+  std::string out = dir_.file("late.jsonl");
+  std::string cp = dir_.file("late.offset");
+  Child::Options o;
+  o.stderr_path = dir_.file("late.err");
+  Child pull({HeraldBin(), "pull", "--from",
+              "http://127.0.0.1:" + std::to_string(port), "--checkpoint", cp,
+              "--out", out, "--wait", "1"},
+             o);
+  ASSERT_TRUE(WaitFor([&] {
+    return ReadFile(dir_.file("late.err")).find("retrying") !=
+           std::string::npos;
+  }));
+  server_ = std::make_unique<ServeProcess>(dir_, url_, "",
+                                           std::vector<std::string>{}, port);
+  ASSERT_TRUE(server_->ready()) << server_->stderr_text();
+  HttpClient c;
+  ASSERT_EQ(
+      c.Post(server_->base() + "/api/events",
+             "[" + EventBody("late", 1) + "," + EventBody("late", 2) + "]")
+          .status,
+      201);
+  EXPECT_TRUE(
+      WaitFor([&] { return ReadFile(cp) == "3\n"; }, std::chrono::seconds(20)))
+      << ReadFile(dir_.file("late.err"));
+  EXPECT_EQ(OutPositions(out), (std::vector<int64_t>{1, 2}));
+  pull.Signal(SIGTERM);
+  EXPECT_EQ(pull.Wait(), 0);
+  EXPECT_EQ(server_->Stop(), 0);
+}
+
 TEST_P(ServerStreamTest, PullExecFailureStopsWithoutMovingTheCheckpoint) {
   StartServer();
   HttpClient c;

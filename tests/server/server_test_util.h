@@ -187,8 +187,8 @@ class ServeProcess {
   // (its [server] listen is overridden by --listen).
   ServeProcess(const TempDir& dir, const std::string& store_url,
                const std::string& config_toml = "",
-               std::vector<std::string> extra = {})
-      : port_(FreePort()) {
+               std::vector<std::string> extra = {}, int port = 0)
+      : port_(port > 0 ? port : FreePort()) {
     std::vector<std::string> argv{
         HeraldBin(), "serve",    "--db",
         store_url,   "--listen", "127.0.0.1:" + std::to_string(port_)};
