@@ -165,29 +165,6 @@ uint64_t Fnv1a(std::string_view s, uint64_t h = 1469598103934665603ull) {
   return h;
 }
 
-// Appends an SSE frame: "id: N\ndata: ...\n\n". The event JSON may hold
-// line breaks (a payload is embedded verbatim), so each line gets its own
-// "data:" field; carriage returns, only ever whitespace there, are dropped.
-void AppendSseFrame(int64_t position, std::string_view json, std::string* out) {
-  out->append("id: ");
-  out->append(std::to_string(position));
-  out->append("\ndata: ");
-  size_t start = 0;
-  while (true) {
-    size_t nl = json.find('\n', start);
-    std::string_view line =
-        json.substr(start, nl == std::string_view::npos ? std::string_view::npos
-                                                        : nl - start);
-    for (char c : line) {
-      if (c != '\r') out->push_back(c);
-    }
-    if (nl == std::string_view::npos) break;
-    out->append("\ndata: ");
-    start = nl + 1;
-  }
-  out->append("\n\n");
-}
-
 // A page rendered from events read from the store.
 std::string PageBody(const std::vector<Event>& events, int64_t next_offset) {
   size_t size = 64;
@@ -320,6 +297,29 @@ void AppendNumberField(std::string* out, std::string_view name, double v) {
 }
 
 }  // namespace
+
+// Appends an SSE frame: "id: N\ndata: ...\n\n". The event JSON may hold
+// line breaks (a payload is embedded verbatim), so each line gets its own
+// "data:" field; carriage returns, only ever whitespace there, are dropped.
+void AppendSseFrame(int64_t position, std::string_view json, std::string* out) {
+  out->append("id: ");
+  out->append(std::to_string(position));
+  out->append("\ndata: ");
+  size_t start = 0;
+  while (true) {
+    size_t nl = json.find('\n', start);
+    std::string_view line =
+        json.substr(start, nl == std::string_view::npos ? std::string_view::npos
+                                                        : nl - start);
+    for (char c : line) {
+      if (c != '\r') out->push_back(c);
+    }
+    if (nl == std::string_view::npos) break;
+    out->append("\ndata: ");
+    start = nl + 1;
+  }
+  out->append("\n\n");
+}
 
 // ---- Impl -------------------------------------------------------------------
 
@@ -673,8 +673,7 @@ struct Api::Impl : std::enable_shared_from_this<Api::Impl> {
         [](const std::string& t) { return t.find('[') != std::string::npos; });
     if (globs_ok && hub->Read(cursor, kChunk, filter, &tr)) {
       std::string out;
-      for (const auto& e : tr.events)
-        AppendSseFrame(e->position, e->text(), &out);
+      for (const auto& e : tr.events) out += e->sse;
       done(true, std::move(out), tr.next_offset);
       return;
     }

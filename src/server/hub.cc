@@ -88,6 +88,7 @@ bool Hub::Load() {
       c->json.reserve(e.payload.size() + e.metadata.size() + 256);
       AppendEventJson(e, &c->json);
       c->json.push_back(',');
+      AppendSseFrame(c->position, c->text(), &c->sse);
       batch.push_back(std::move(c));
       ++expect;
     }

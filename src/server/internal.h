@@ -52,7 +52,14 @@ struct CachedEvent {
   std::string_view text() const {
     return std::string_view(json.data(), json.size() - 1);
   }
+  // The event's SSE message ("id: N\ndata: ...\n\n"), shared by every
+  // subscriber.
+  std::string sse;
 };
+
+// Appends the SSE message of an event: "id: POSITION", one "data:" line
+// per line of its JSON, a blank line.
+void AppendSseFrame(int64_t position, std::string_view json, std::string* out);
 
 // What a cached read found.
 struct TailRead {
