@@ -5,6 +5,7 @@
 // commit is under way, new requests queue; the next transaction takes them
 // all, so N concurrent requests cost about one commit, not N.
 #include <span>
+#include <vector>
 
 #include "server/internal.h"
 
@@ -131,7 +132,16 @@ void Appender::Process(std::vector<AppendJob>* jobs) {
   }
   appended_.fetch_add(created);
   // Readers of this server see the events before their writers hear back.
-  if (created > 0) hub_->CatchUp();
+  if (created > 0) {
+    std::vector<const Event*> stored;
+    for (size_t i = 0; i < jobs->size(); ++i) {
+      if (!results[i].ok()) continue;
+      for (const auto& e : (*jobs)[i].events) {
+        if (e.position > 0) stored.push_back(&e);
+      }
+    }
+    hub_->Push(std::move(stored));
+  }
   for (size_t i = 0; i < jobs->size(); ++i) {
     auto& j = (*jobs)[i];
     j.done(std::move(results[i]), std::move(j.events));

@@ -81,15 +81,7 @@ bool Hub::Load() {
     int64_t expect = req.offset;
     for (const Event& e : page->events) {
       if (e.position != expect) break;  // positions are dense; never skip
-      auto c = std::make_shared<CachedEvent>();
-      c->position = e.position;
-      c->type = e.type;
-      c->stream = e.stream;
-      c->json.reserve(e.payload.size() + e.metadata.size() + 256);
-      AppendEventJson(e, &c->json);
-      c->json.push_back(',');
-      AppendSseFrame(c->position, c->text(), &c->sse);
-      batch.push_back(std::move(c));
+      batch.push_back(Render(e));
       ++expect;
     }
     if (batch.empty()) break;
@@ -107,6 +99,58 @@ bool Hub::Load() {
     if (static_cast<int>(page->events.size()) < kLoadPage) break;
   }
   return loaded;
+}
+
+std::shared_ptr<const CachedEvent> Hub::Render(const Event& e) const {
+  auto c = std::make_shared<CachedEvent>();
+  c->position = e.position;
+  c->type = e.type;
+  c->stream = e.stream;
+  c->json.reserve(e.payload.size() + e.metadata.size() + 256);
+  AppendEventJson(e, &c->json);
+  c->json.push_back(',');
+  AppendSseFrame(c->position, c->text(), &c->sse);
+  return c;
+}
+
+void Hub::Push(std::vector<const Event*> events) {
+  bool taken = false;
+  {
+    std::lock_guard load_lock(load_mu_);
+    std::sort(events.begin(), events.end(), [](const Event* a, const Event* b) {
+      return a->position < b->position;
+    });
+    int64_t next = head_.load() + 1;
+    std::vector<std::shared_ptr<const CachedEvent>> batch;
+    bool contiguous = true;
+    for (const Event* e : events) {
+      if (e->position < next) continue;  // stored before, or a repeat
+      if (e->position != next) {
+        contiguous = false;  // another writer's events lie between
+        break;
+      }
+      batch.push_back(Render(*e));
+      ++next;
+    }
+    std::unique_lock lock(mu_);
+    if (contiguous && !batch.empty() && !db_tag_.empty()) {
+      // Positions up to next - 1 are final; later ones (another writer's)
+      // are loaded by the watcher from there.
+      if (!cache_.empty() &&
+          cache_.back()->position + 1 != batch.front()->position) {
+        cache_.clear();
+      }
+      for (auto& c : batch) cache_.push_back(std::move(c));
+      while (cache_.size() > capacity_) cache_.pop_front();
+      head_.store(cache_.back()->position, std::memory_order_release);
+      taken = true;
+    }
+  }
+  if (taken) {
+    WakeWaiters(false, false);
+  } else {
+    CatchUp();
+  }
 }
 
 bool Hub::Read(int64_t from, int limit, const EventFilter& filter,

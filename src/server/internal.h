@@ -107,8 +107,13 @@ class Hub {
   // Called by the appender after a commit, so a client that POSTed and then
   // reads sees its event.
   void CatchUp();
+  // Like CatchUp, for events this process just committed: when they are
+  // exactly the positions after head(), they are taken as they are,
+  // without reading them back; otherwise the store is read.
+  void Push(std::vector<const Event*> events);
 
  private:
+  std::shared_ptr<const CachedEvent> Render(const Event& e) const;
   void Run();
   // Loads events (head_, store head]; returns whether any were loaded.
   bool Load();
