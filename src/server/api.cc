@@ -811,8 +811,11 @@ struct Api::Impl : std::enable_shared_from_this<Api::Impl> {
     }
     if (!s.ok()) return then(ErrorFor(s));
     auto self = shared_from_this();
-    executor([self, req = std::move(req), ao,
-              then = std::move(then)]() mutable {
+    // Small bodies are parsed here, on the I/O thread: a hop to a worker
+    // costs more than the parse. Large ones go to the workers.
+    bool inline_parse = req.body.size() <= (64u << 10);
+    auto work = [self, req = std::move(req), ao,
+                 then = std::move(then)]() mutable {
       auto doc = Json::Parse(req.body);
       if (!doc.ok()) {
         return then(
@@ -878,7 +881,12 @@ struct Api::Impl : std::enable_shared_from_this<Api::Impl> {
         then(std::move(resp));
       };
       self->appender->Submit(std::move(job));
-    });
+    };
+    if (inline_parse) {
+      work();
+    } else {
+      executor(std::move(work));
+    }
   }
 
   // ---- relays ------------------------------------------------------------
