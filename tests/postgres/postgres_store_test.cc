@@ -378,6 +378,109 @@ TEST_F(PostgresStoreTest, OpenTransactionIsReportedAndDeliveredWhenItEnds) {
   EXPECT_EQ(*h, "");
 }
 
+// ---- Who positions what ----------------------------------------------------
+
+// A REPEATABLE READ transaction cannot run the commit-time pass (its
+// snapshot is old); its events are positioned by the background sequencer.
+TEST_F(PostgresStoreTest, RepeatableReadCommitIsPositionedInTheBackground) {
+  auto store = Open();
+  ASSERT_NE(store, nullptr);
+  auto tx = store->Begin();
+  ASSERT_TRUE(tx.ok());
+  ASSERT_EQ(PgExec(PostgresHandle(**tx),
+                   "SET TRANSACTION ISOLATION LEVEL REPEATABLE READ"),
+            "");
+  Event e = MakeEvent("rr", "rr.happened");
+  ASSERT_TRUE(store->Append(**tx, std::span<Event>(&e, 1)).ok());
+  ASSERT_TRUE((*tx)->Commit().ok());
+  std::vector<Event> all;
+  ASSERT_TRUE(WaitFor([&] {
+    all = ReadAllNow(store.get());
+    return !all.empty();
+  }));
+  EXPECT_EQ(all[0].id, e.id);
+  EXPECT_EQ(all[0].position, 1);
+}
+
+// One-shot commands run no sequencer: `herald append` positions its own
+// events before it exits, so `herald read` in another process sees them.
+TEST_F(PostgresStoreTest, CliAppendIsReadableByTheNextCommand) {
+  ASSERT_NE(Open(), nullptr);  // migrated; this store is then idle
+  std::string out, err;
+  for (int i = 1; i <= 2; ++i) {
+    ASSERT_EQ(RunCommand({testing::HeraldBin(), "append", "--db", url_,
+                          "--type", "cli.appended", "--stream", "cli",
+                          "{\"n\":" + std::to_string(i) + "}"},
+                         &out, &err),
+              0)
+        << err;
+  }
+  ASSERT_EQ(
+      RunCommand({testing::HeraldBin(), "read", "--db", url_}, &out, &err), 0)
+      << err;
+  EXPECT_NE(out.find("\"position\":1"), std::string::npos) << out;
+  EXPECT_NE(out.find("\"position\":2"), std::string::npos) << out;
+  EXPECT_NE(out.find("{\"n\":2}"), std::string::npos) << out;
+}
+
+// pg_dump / restore into another database: positions given are kept,
+// committed events still waiting for the sequencer are positioned after.
+TEST_F(PostgresStoreTest, DumpAndRestoreKeepsPositionsAndPositionsTheRest) {
+  StoreOptions quiet;
+  quiet.run_sequencer = false;
+  auto store = Open(quiet);
+  ASSERT_NE(store, nullptr);
+  std::vector<Event> first;
+  for (int i = 0; i < 3; ++i) {
+    Event e = MakeEvent("d", "dumped", "{\"i\":" + std::to_string(i) + "}");
+    ASSERT_TRUE(store->Append(std::span<Event>(&e, 1)).ok());
+    first.push_back(e);
+  }
+  // Two more from SQL, left for a sequencer (none runs).
+  auto c = PgConnect(url_);
+  ASSERT_FALSE(
+      PgExec(c.get(), "SELECT event_id FROM herald_append('d', 'late', '{}')")
+          .empty());
+  ASSERT_FALSE(
+      PgExec(c.get(), "SELECT event_id FROM herald_append('e', 'late', '{}')")
+          .empty());
+  EXPECT_EQ(PgExec(c.get(), "SELECT count(*) FROM herald_pending"), "2");
+
+  TempDir other;
+  std::string restored = FreshStoreUrl("postgresql", other);
+  std::string dump = dir_.file("dump.sql"), out, err;
+  ASSERT_EQ(RunCommand({"pg_dump", "--no-owner", "-f", dump, url_}, &out, &err),
+            0)
+      << err;
+  ASSERT_EQ(RunCommand({"psql", "-X", "-q", "-v", "ON_ERROR_STOP=1", "-f", dump,
+                        restored},
+                       &out, &err),
+            0)
+      << err;
+
+  auto reopened = OpenStore(restored);
+  ASSERT_TRUE(reopened.ok()) << reopened.status().ToString();
+  std::vector<Event> all;
+  ASSERT_TRUE(WaitFor([&] {
+    all = ReadAllNow(reopened->get());
+    return all.size() >= 5;
+  }));
+  ASSERT_EQ(all.size(), 5u);
+  for (size_t i = 0; i < all.size(); ++i) {
+    EXPECT_EQ(all[i].position, static_cast<int64_t>(i + 1));
+  }
+  for (size_t i = 0; i < first.size(); ++i) EXPECT_EQ(all[i].id, first[i].id);
+  EXPECT_EQ(all[3].type, "late");
+  EXPECT_EQ(all[4].type, "late");
+  // Appends continue after the restored ones.
+  Event next = MakeEvent("d", "after");
+  ASSERT_TRUE((*reopened)->Append(std::span<Event>(&next, 1)).ok());
+  EXPECT_EQ(next.stream_version, 5);
+  auto got = (*reopened)->Get(next.id);
+  ASSERT_TRUE(got.ok()) << got.status().ToString();
+  EXPECT_EQ(got->position, 6);
+}
+
 // ---- Sequencer lease -----------------------------------------------------
 
 TEST_F(PostgresStoreTest, OneSequencerHoldsTheLeaseAcrossStores) {
