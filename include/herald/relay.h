@@ -1,12 +1,12 @@
 // Relay: delivers every committed event to the routes that select it, in
 // per-stream order, at least once, with retries, parking and leases.
 //
-// One Relay runs the routes of one process: a thread per route (which
-// reads, sends and checkpoints in batches) and one lease thread (which
-// renews the routes' leases). Checkpoints, parked events and leases live in
-// the store's database, so a relay killed at any instruction resumes where
-// it left off, and several processes may run the same config: one of them
-// sends per route, the others wait to take over.
+// One Relay runs the routes of one process: per route a thread that reads
+// and sends in batches and a thread that commits its checkpoints, and one
+// lease thread that renews the routes' leases. Checkpoints, parked events and
+// leases live in the store's database, so a relay killed at any instruction
+// resumes where it left off, and several processes may run the same config: one
+// of them sends per route, the others wait to take over.
 //
 //   auto store = OpenStore("sqlite:app.db");
 //   Relay relay(store->get());
@@ -92,8 +92,8 @@ struct RouteMetrics {
   uint64_t parked = 0;     // events parked after max_attempts
   uint64_t held = 0;       // events held behind a parked one
   uint64_t batches = 0;    // checkpoints saved
-  // Commit-to-acknowledgement: occurred_at to acknowledgement, per event.
-  // Of the send only (one request / write, first attempt or retry).
+  // How long each Sender::Send call took (one batch, or one parked event
+  // sent again), first attempts and retries alike.
   LatencyHistogram send_latency;
   int64_t checkpoint = 0;  // last checkpoint saved or read here
   int64_t lag_events = 0;  // as of the last read
