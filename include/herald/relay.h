@@ -20,7 +20,8 @@
 //   ...
 //   relay.Stop();  // finishes in-flight sends, saves checkpoints
 //
-// Thread safety: every method may be called from any thread. Status,
+// Thread safety: call AddRoute and Start from one thread, before sharing
+// the relay; afterwards every method may be called from any thread. Status,
 // metrics and parked-event calls work whether or not the relay is started,
 // and on routes another process is running (they read the store).
 #pragma once
