@@ -71,6 +71,8 @@ constexpr const char* kSequencerLease = "herald.sequencer";
 constexpr std::chrono::milliseconds kLeaseTtl{5000};
 constexpr std::chrono::milliseconds kLeaseRenew{1500};
 constexpr std::chrono::milliseconds kMaxIdlePoll{100};
+// How often the lease holder vacuums the sequencer's queue.
+constexpr std::chrono::milliseconds kVacuumInterval{1000};
 // A commit-time wake-up waits this long before its pass.
 constexpr std::chrono::milliseconds kWokenDelay{1};
 // After a pass that positioned events, the next waits this long.
@@ -1367,6 +1369,7 @@ void PostgresStore::SequencerLoop() {
   auto idle = std::chrono::milliseconds(1);
   bool held = false;
   Clock::time_point next_lease;
+  Clock::time_point next_vacuum = Clock::now() + kVacuumInterval;
   auto fail = [&] {
     conn.reset();
     held = false;
@@ -1404,6 +1407,13 @@ void PostgresStore::SequencerLoop() {
         continue;
       }
       conn = std::move(*c);
+    }
+    if (Clock::now() >= next_vacuum) {
+      // Every pass walks herald_pending from its lowest key: keep it free of
+      // dead rows between autovacuum runs (a minute apart by default).
+      // Needs ownership of the table; without it autovacuum alone does it.
+      ResultPtr v(PQexec(conn->pg.get(), "VACUUM herald_pending"));
+      next_vacuum = Clock::now() + kVacuumInterval;
     }
     uint64_t target = local_commits_.load();
     bool full = false;
