@@ -236,12 +236,12 @@ echo "Over the whole write run: $(fmt "$appended") events in $(fmt "$commits") c
 echo
 echo "## SSE fan-out: 100 subscribers, 1,000 events/s, commit-to-receipt (ms)"
 echo
-echo "| run | result |"
-echo "|---|---|"
+echo "| run | rate, deliveries | from occurred_at p50 | p99 | max | after the POST answer p50 | p99 |"
+echo "|---|---|---|---|---|---|---|"
 for i in $(seq "$RUNS"); do
-  echo "| $i | $("$TOOL" sse-fanout "$P_WRITE" 100 1000 "$DUR") |"
+  echo "| $i | $("$TOOL" sse-fanout "$P_WRITE" 100 1000 "$DUR")"
 done
 echo
-echo "(latency = receipt time - the event's occurred_at, which the store sets"
-echo "just before the insert: it includes the commit's fsync, so it bounds"
-echo "commit-to-receipt from above)"
+echo "The commit lies between the event's occurred_at (set by the store just"
+echo "before the insert, so this bound includes the commit's fsync) and the"
+echo "writer's answer: commit-to-receipt lies between the two columns."

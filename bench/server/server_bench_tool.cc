@@ -7,8 +7,10 @@
 //   server_bench_tool read-rate DB SECS          Store::Read 1,000-event pages
 //   server_bench_tool fsync-rate DIR SECS        write 8 KB + fdatasync
 //   server_bench_tool sse-fanout PORT SUBS RATE SECS
-//       SUBS SSE subscribers; one writer POSTs RATE events/s; prints
-//       commit-to-receipt p50/p99/max over every (event, subscriber).
+//       SUBS SSE subscribers; 8 writers POST RATE events/s in all; prints
+//       a markdown row: rate, deliveries, then over every (event,
+//       subscriber) the latency from occurred_at p50/p99/max and after the
+//       writer's answer p50/p99, in ms.
 #include <arpa/inet.h>
 #include <fcntl.h>
 #include <netinet/in.h>
@@ -312,10 +314,10 @@ int SseFanout(int port, int subs, int rate, double secs) {
                                  static_cast<size_t>(q * after_answer.size()))];
   };
   std::printf(
-      "sent=%lld rate=%.0f/s deliveries=%zu/%lld | from occurred_at: p50=%.3f "
-      "p99=%.3f max=%.3f | after the POST answer: p50=%.3f p99=%.3f\n",
-      static_cast<long long>(sent), sent / elapsed, latencies.size(),
-      static_cast<long long>(sent) * subs, pct(0.5), pct(0.99),
+      "%.0f events/s, %zu of %lld deliveries | %.2f | %.2f | %.2f | %.2f | "
+      "%.2f |\n",
+      sent / elapsed, latencies.size(),
+      static_cast<long long>(sent.load()) * subs, pct(0.5), pct(0.99),
       latencies.empty() ? -1.0 : latencies.back(), pct2(0.5), pct2(0.99));
   return 0;
 }

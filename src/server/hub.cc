@@ -34,8 +34,7 @@ void Hub::Start() {
 
 void Hub::Stop() {
   if (stop_.exchange(true)) return;
-  { std::lock_guard lock(wait_mu_); }
-  wait_cv_.notify_all();
+  // The watcher notices within one poll interval (poll_max at most).
   if (thread_.joinable()) thread_.join();
   WakeWaiters(true, true);
 }
@@ -204,12 +203,9 @@ uint64_t Hub::Wait(int64_t offset, Clock::time_point deadline,
     id = next_waiter_++;
     waiters_.emplace(id, Waiter{offset, deadline, std::move(cb)});
   }
-  // An event may have arrived between the check and the insert.
-  if (offset <= head()) {
-    WakeWaiters(false, false);
-  } else {
-    wait_cv_.notify_one();
-  }
+  // An event may have arrived between the check and the insert. (A
+  // deadline is kept to within one poll interval of the watcher.)
+  if (offset <= head()) WakeWaiters(false, false);
   return id;
 }
 

@@ -137,7 +137,6 @@ class Hub {
   mutable std::mutex wait_mu_;
   std::map<uint64_t, Waiter> waiters_;  // guarded by wait_mu_
   uint64_t next_waiter_ = 1;            // guarded by wait_mu_
-  std::condition_variable wait_cv_;     // signals new waiters to the watcher
 
   std::atomic<bool> stop_{false};
   std::thread thread_;
