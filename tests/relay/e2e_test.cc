@@ -420,6 +420,43 @@ TEST_F(RelayE2E, RejectedEventWithBlockWaitsAndStatusSaysWhy) {
   (void)a3;
 }
 
+TEST_F(RelayE2E, StdoutSenderWritesJsonLinesAndSigtermSavesTheCheckpoint) {
+  std::string config = dir_.file("stdout.toml");
+  std::ofstream(config) << "[store]\nurl = \"sqlite:" << db_
+                        << "\"\n[relay]\nidle_poll = \"50ms\"\n"
+                        << "[[route]]\nname = \"out\"\nsender = \"stdout:\"\n"
+                        << "types = [\"order.*\"]\n";
+  Child::Options o;
+  o.stdout_path = dir_.file("stdout.jsonl");
+  o.stderr_path = dir_.file("stdout.err");
+  Child relay({HeraldBin(), "relay", "--config", config}, o);
+  Append(30, 3);
+  auto lines = [&] {
+    std::vector<std::string> out;
+    std::ifstream f(dir_.file("stdout.jsonl"));
+    std::string line;
+    while (std::getline(f, line)) out.push_back(line);
+    return out;
+  };
+  ASSERT_TRUE(WaitFor([&] { return lines().size() == 30; }));
+  relay.Signal(SIGTERM);
+  EXPECT_EQ(relay.Wait(), 0);
+  int64_t last = 0;
+  for (const auto& l : lines()) {
+    auto j = Json::Parse(l);
+    ASSERT_TRUE(j.ok()) << l;
+    EXPECT_EQ(Str(*j, "specversion"), "1.0");
+    EXPECT_EQ(Str(*j, "type"), "order.placed");
+    int64_t pos = Int(*j, "position");
+    EXPECT_GT(pos, last);
+    last = pos;
+  }
+  // The checkpoint was saved on the way out: nothing is left to send.
+  auto cp = store_->GetCheckpoint(Relay::CheckpointName("out"));
+  ASSERT_TRUE(cp.ok());
+  EXPECT_EQ(*cp, 31);
+}
+
 TEST_F(RelayE2E, SigkillAtRandomMomentsLosesNothingAndBreaksNoOrder) {
   receiver_->Start();
   constexpr int kBatch = 50;
