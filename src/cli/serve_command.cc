@@ -124,16 +124,18 @@ int RunServe(const std::vector<std::string>& args, std::ostream& out,
     relay = std::move(*r);
   }
 
+  // The relay starts first: the server's handlers read its status from
+  // their threads, and Relay::Start must not run beside them.
+  if (relay) {
+    Status rs = relay->Start();
+    if (!rs.ok()) return Fail(err, rs);
+  }
   ServerOptions options;
   options.config = config.server;
   auto server = Server::Start(store->get(), options, relay.get());
-  if (!server.ok()) return Fail(err, server.status());
-  if (relay) {
-    Status rs = relay->Start();
-    if (!rs.ok()) {
-      (*server)->Stop();
-      return Fail(err, rs);
-    }
+  if (!server.ok()) {
+    if (relay) relay->Stop();
+    return Fail(err, server.status());
   }
   std::unique_ptr<DemoProducer> demo;
   if (flags.Has("demo")) demo = std::make_unique<DemoProducer>(store->get());

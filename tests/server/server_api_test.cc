@@ -404,6 +404,12 @@ TEST_F(ServerBadInputTest, SlowHeaderClientIsClosedWhileOthersAreServed) {
   EXPECT_LT(took, std::chrono::seconds(3));  // header_timeout is 1 s
 }
 
+TEST_F(ServerBadInputTest, HeadersOverTheLimitAre431) {
+  auto r = c_.Get(base_ + "/api/events", {"X-Big: " + std::string(20000, 'h')});
+  EXPECT_EQ(r.status, 431) << r.body;
+  EXPECT_EQ(r.ErrorCode(), "headers_too_large");
+}
+
 TEST_F(ServerBadInputTest, MalformedHttpIs400) {
   int fd = ConnectLoopback(server_->port());
   ASSERT_GE(fd, 0);
@@ -567,10 +573,14 @@ TEST(ServerRelayTest, RouteStatusParkedListRetryAndDrop) {
                             "/api/relays/hook/parked/"
                             "01890a5d-ac96-774b-bcce-b302099a8057/retry");
   EXPECT_EQ(other.status, 404);
+  // Once the retry failed and parked it again, drop it.
   ASSERT_TRUE(WaitFor([&] {
-    auto d = c.Request("DELETE", base + "/api/relays/hook/parked/" + id);
-    return d.status == 200;
+    auto p = Json::Parse(c.Get(base + "/api/relays/hook/parked").body);
+    return p.ok() && p->Find("parked")->items().size() == 1 &&
+           p->Find("parked")->items()[0].Find("state")->as_string() == "parked";
   }));
+  auto d = c.Request("DELETE", base + "/api/relays/hook/parked/" + id);
+  EXPECT_EQ(d.status, 200) << d.body;
   auto after = c.Get(base + "/api/relays/hook/parked");
   EXPECT_EQ(Json::Parse(after.body)->Find("parked")->items().size(), 0u);
   EXPECT_EQ(server.Stop(), 0);
