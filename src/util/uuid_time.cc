@@ -1,8 +1,6 @@
 // UUIDv7 generation and RFC 3339 time formatting (see herald/event.h).
 // Thread-safe: each thread has its own random generator.
 #include <chrono>
-#include <cstdio>
-#include <ctime>
 #include <random>
 
 #include "herald/event.h"
@@ -54,11 +52,13 @@ std::string NewUuidV7() {
   uint64_t r1 = Rng()();
   uint64_t r2 = Rng()();
   unsigned char b[16];
-  for (int i = 0; i < 6; ++i) b[i] = static_cast<unsigned char>(ms >> (40 - 8 * i));
+  for (int i = 0; i < 6; ++i)
+    b[i] = static_cast<unsigned char>(ms >> (40 - 8 * i));
   b[6] = static_cast<unsigned char>(0x70 | (r1 & 0x0F));
   b[7] = static_cast<unsigned char>(r1 >> 8);
   b[8] = static_cast<unsigned char>(0x80 | ((r1 >> 16) & 0x3F));
-  for (int i = 9; i < 16; ++i) b[i] = static_cast<unsigned char>(r2 >> (8 * (i - 9)));
+  for (int i = 9; i < 16; ++i)
+    b[i] = static_cast<unsigned char>(r2 >> (8 * (i - 9)));
   static const char kHex[] = "0123456789abcdef";
   std::string out;
   out.reserve(36);
@@ -88,21 +88,55 @@ int64_t NowMicros() {
       .count();
 }
 
+// Writes `width` decimal digits of v, zero-padded, at p.
+void PutDigits(char* p, int64_t v, int width) {
+  for (int i = width - 1; i >= 0; --i) {
+    p[i] = static_cast<char>('0' + v % 10);
+    v /= 10;
+  }
+}
+
 std::string FormatRfc3339(int64_t micros) {
+  // Hand-rolled (no gmtime/snprintf): every event rendered to JSON pays it.
   int64_t secs = micros / 1000000;
   int64_t frac = micros % 1000000;
   if (frac < 0) {
     frac += 1000000;
     --secs;
   }
-  std::time_t t = static_cast<std::time_t>(secs);
-  std::tm tm{};
-  gmtime_r(&t, &tm);
-  char buf[64];
-  std::snprintf(buf, sizeof buf, "%04d-%02d-%02dT%02d:%02d:%02d.%06dZ",
-                tm.tm_year + 1900, tm.tm_mon + 1, tm.tm_mday, tm.tm_hour,
-                tm.tm_min, tm.tm_sec, static_cast<int>(frac));
-  return buf;
+  int64_t days = secs / 86400;
+  int64_t rem = secs % 86400;
+  if (rem < 0) {
+    rem += 86400;
+    --days;
+  }
+  // Civil date from days since 1970-01-01 (Howard Hinnant's algorithm).
+  days += 719468;
+  const int64_t era = (days >= 0 ? days : days - 146096) / 146097;
+  const int64_t doe = days - era * 146097;
+  const int64_t yoe = (doe - doe / 1460 + doe / 36524 - doe / 146096) / 365;
+  const int64_t doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+  const int64_t mp = (5 * doy + 2) / 153;
+  const int64_t d = doy - (153 * mp + 2) / 5 + 1;
+  const int64_t m = mp < 10 ? mp + 3 : mp - 9;
+  const int64_t y = yoe + era * 400 + (m <= 2);
+  std::string out(27, ' ');
+  char* p = out.data();
+  PutDigits(p, y, 4);
+  p[4] = '-';
+  PutDigits(p + 5, m, 2);
+  p[7] = '-';
+  PutDigits(p + 8, d, 2);
+  p[10] = 'T';
+  PutDigits(p + 11, rem / 3600, 2);
+  p[13] = ':';
+  PutDigits(p + 14, rem / 60 % 60, 2);
+  p[16] = ':';
+  PutDigits(p + 17, rem % 60, 2);
+  p[19] = '.';
+  PutDigits(p + 20, frac, 6);
+  p[26] = 'Z';
+  return out;
 }
 
 Result<int64_t> ParseRfc3339(std::string_view s) {
@@ -113,9 +147,9 @@ Result<int64_t> ParseRfc3339(std::string_view s) {
   };
   if (!Digits(s, 0, 4, &y) || s.size() < 20 || s[4] != '-' ||
       !Digits(s, 5, 2, &mo) || s[7] != '-' || !Digits(s, 8, 2, &d) ||
-      (s[10] != 'T' && s[10] != 't' && s[10] != ' ') ||
-      !Digits(s, 11, 2, &h) || s[13] != ':' || !Digits(s, 14, 2, &mi) ||
-      s[16] != ':' || !Digits(s, 17, 2, &se)) {
+      (s[10] != 'T' && s[10] != 't' && s[10] != ' ') || !Digits(s, 11, 2, &h) ||
+      s[13] != ':' || !Digits(s, 14, 2, &mi) || s[16] != ':' ||
+      !Digits(s, 17, 2, &se)) {
     return bad();
   }
   if (mo < 1 || mo > 12 || d < 1 || d > 31 || h > 23 || mi > 59 || se > 60) {
@@ -150,8 +184,8 @@ Result<int64_t> ParseRfc3339(std::string_view s) {
     return bad();
   }
   if (i != s.size()) return bad();
-  int64_t days = DaysFromCivil(y, static_cast<unsigned>(mo),
-                               static_cast<unsigned>(d));
+  int64_t days =
+      DaysFromCivil(y, static_cast<unsigned>(mo), static_cast<unsigned>(d));
   int64_t secs = days * 86400 + h * 3600 + mi * 60 + se - offset;
   return secs * 1000000 + frac;
 }

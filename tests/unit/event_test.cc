@@ -1,9 +1,10 @@
 // Event model: ids, times, validation and the JSON form.
+#include "herald/event.h"
+
 #include <gtest/gtest.h>
 
 #include <set>
 
-#include "herald/event.h"
 #include "herald/json.h"
 
 namespace herald {
@@ -91,6 +92,29 @@ TEST(Event, JsonFormIsOneLineAndParses) {
   j = Json::Parse(EventToJson(e));
   ASSERT_TRUE(j.ok());
   EXPECT_EQ(j->Find("payload_base64")->as_string(), "AP8Q");
+}
+
+}  // namespace
+}  // namespace herald
+
+namespace herald {
+namespace {
+
+TEST(Time, FormatAgreesWithParseAcrossCalendarEdges) {
+  // Leap days, year ends, the epoch and before it, far future.
+  for (const char* t :
+       {"1970-01-01T00:00:00.000000Z", "1969-12-31T23:59:59.999999Z",
+        "2000-02-29T12:00:00.000001Z", "2024-12-31T23:59:59.500000Z",
+        "2100-03-01T00:00:00.000000Z", "1900-01-01T00:00:00.000000Z",
+        "9999-12-31T23:59:59.999999Z"}) {
+    auto us = ParseRfc3339(t);
+    ASSERT_TRUE(us.ok()) << t;
+    EXPECT_EQ(FormatRfc3339(*us), t);
+  }
+  for (int64_t us = -86400000000LL * 800; us < 86400000000LL * 20000;
+       us += 86400000000LL * 37 + 3600000001LL) {
+    EXPECT_EQ(*ParseRfc3339(FormatRfc3339(us)), us);
+  }
 }
 
 }  // namespace
