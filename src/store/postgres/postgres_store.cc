@@ -71,6 +71,9 @@ constexpr const char* kSequencerLease = "herald.sequencer";
 constexpr std::chrono::milliseconds kLeaseTtl{5000};
 constexpr std::chrono::milliseconds kLeaseRenew{1500};
 constexpr std::chrono::milliseconds kMaxIdlePoll{100};
+// After a pass that positioned events, empty passes keep polling every
+// millisecond this long before backing off.
+constexpr std::chrono::milliseconds kBusyWindow{250};
 // How often the lease holder vacuums the sequencer's queue.
 constexpr std::chrono::milliseconds kVacuumInterval{1000};
 // A commit-time wake-up waits this long before its pass.
@@ -1370,6 +1373,7 @@ void PostgresStore::SequencerLoop() {
   bool held = false;
   Clock::time_point next_lease;
   Clock::time_point next_vacuum = Clock::now() + kVacuumInterval;
+  Clock::time_point last_busy;
   auto fail = [&] {
     conn.reset();
     held = false;
@@ -1438,10 +1442,15 @@ void PostgresStore::SequencerLoop() {
       // Busy: let commits gather for a moment, so one pass (and one WAL
       // flush) positions many of them. Commit wake-ups wait too.
       idle = std::chrono::milliseconds(1);
+      last_busy = Clock::now();
       if (!SequencerPause(kBusyPassInterval)) break;
       continue;
     }
-    idle = std::min(idle * 2, kMaxIdlePoll);
+    // Empty passes cost no WAL flush: keep looking every millisecond for a
+    // while after the last busy one, then back off.
+    if (Clock::now() - last_busy > kBusyWindow) {
+      idle = std::min(idle * 2, kMaxIdlePoll);
+    }
     if (!SequencerWait(idle)) break;
     {
       // A wake-up means commits are coming: look often again.
