@@ -2,19 +2,25 @@
 // and a sequencer that gives committed events their positions.
 //
 // How positions stay dense and gap-free while transactions commit out of
-// order: an append inserts its events with an insertion id (seq) and no
-// position, after locking its stream's herald_streams row (so appends to one
-// stream are serialized, and a later append to a stream only starts after
-// the earlier one ended). The sequencer, one pass at a time (an advisory
-// lock) and normally one process at a time (the "herald.sequencer" lease),
-// gives the next positions in seq order to the committed events that have
-// none, in one statement. Readers only see positioned events. A pass sees an
-// event only once its transaction committed, and whenever it sees a later
-// append to a stream it also sees the earlier ones, so per-stream order is
-// append order; positions are handed out by one pass at a time from the
-// head, so a reader that saw position N never finds a new event <= N. No
-// transaction, however long, holds back events other than its own (and
-// appends to its streams, which wait for its row lock).
+// order: an append call locks its streams' herald_streams rows (so appends
+// to one stream are serialized: a later one starts only after the earlier
+// transaction ended), takes a batch number, inserts its events as that
+// batch and queues it in herald_pending. A sequencer pass, one at a time
+// (an advisory lock), moves the committed pending batches, in batch order,
+// to herald_log at the next free positions, in one statement. Readers only
+// see batches in the log. A pass sees a batch only once its transaction
+// committed, and whenever it sees a later append to a stream it also sees
+// the earlier ones, so per-stream order is append order; positions are
+// handed out from the head by one pass at a time, so a reader that saw
+// position N never finds a new event <= N. No transaction, however long,
+// holds back events other than its own (and appends to its streams).
+//
+// Who runs passes: Commit() of a transaction that appended, as its last
+// statement pipelined with COMMIT (one round trip, one WAL flush; skipped
+// when another pass holds the lock or the isolation is not READ
+// COMMITTED); the background sequencer thread, when run_sequencer and this
+// process holds the "herald.sequencer" lease; reads that must see this
+// process's own commits (CatchUp).
 //
 // Thread safety: the store is shared; each connection is used by one thread
 // at a time (taken from and returned to the pool under pool_mu_). The
