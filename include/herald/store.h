@@ -201,6 +201,27 @@ class Store {
   // sequencer waiting ("backend pid 4242, in transaction since ...").
   virtual Result<std::string> DescribeHoldup() { return std::string(); }
 
+  // The same, structured (for /metrics). `held` is true whenever
+  // DescribeHoldup would be non-empty; `pid`, `since_us` and `seconds`
+  // describe the oldest open transaction that holds positions back, and
+  // stay 0 when the holdup is not a transaction (e.g. no sequencer runs).
+  struct Holdup {
+    bool held = false;
+    int pid = 0;              // backend pid of the holding transaction
+    int64_t since_us = 0;     // its start, microseconds since the epoch
+    double seconds = 0;       // how long it has been open
+    std::string description;  // what DescribeHoldup returns
+  };
+  // The default wraps DescribeHoldup.
+  virtual Result<Holdup> GetHoldup() {
+    auto d = DescribeHoldup();
+    if (!d.ok()) return d.status();
+    Holdup h;
+    h.held = !d->empty();
+    h.description = std::move(*d);
+    return h;
+  }
+
   // ---- Wake-up -----------------------------------------------------------
 
   // A counter that moves whenever this process commits new events through

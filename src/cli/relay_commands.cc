@@ -78,6 +78,27 @@ std::string StatusJson(const RouteStatus& s) {
   return o;
 }
 
+// {"store":{"backend":...,"holdup":...,"pid":...,"since":...,"seconds":...}};
+// pid, since and seconds are null when no transaction is to blame.
+std::string HoldupJson(std::string_view backend, const Store::Holdup& h) {
+  std::string o = "{\"store\":{\"backend\":" + JsonString(backend);
+  o += ",\"holdup\":" + JsonString(h.description);
+  o += ",\"pid\":";
+  o += h.pid ? std::to_string(h.pid) : "null";
+  o += ",\"since\":";
+  o += h.since_us ? JsonString(FormatRfc3339(h.since_us)) : "null";
+  o += ",\"seconds\":";
+  if (h.pid) {
+    char secs[32];
+    std::snprintf(secs, sizeof secs, "%.3f", h.seconds);
+    o += secs;
+  } else {
+    o += "null";
+  }
+  o += "}}";
+  return o;
+}
+
 std::string ParkedJson(const ParkedEvent& p) {
   std::string o = "{\"route\":" + JsonString(p.route);
   o += ",\"id\":" + JsonString(p.event.id);
@@ -117,6 +138,11 @@ int RunRelayStatus(const std::vector<std::string>& args, std::ostream& out,
     list = std::move(*all);
   }
   for (const auto& st : list) out << StatusJson(st) << "\n";
+  // What holds the store's positions back (a long open transaction on
+  // PostgreSQL), as one more line after the routes; none when nothing does.
+  auto holdup = l->store->GetHoldup();
+  if (!holdup.ok()) return Fail(err, holdup.status());
+  if (holdup->held) out << HoldupJson(l->store->backend(), *holdup) << "\n";
   out.flush();
   return kExitOk;
 }

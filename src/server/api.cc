@@ -1112,6 +1112,27 @@ struct Api::Impl : std::enable_shared_from_this<Api::Impl> {
       line("herald_head", "", head.ok() ? static_cast<double>(*head) : -1);
       help("herald_store_up", "gauge", "1 when the store answers.");
       line("herald_store_up", "", head.ok() ? 1 : 0);
+      // What holds positions back (a long open transaction on PostgreSQL).
+      // A store that cannot answer exports none of these.
+      if (head.ok()) {
+        auto holdup = self->store->GetHoldup();
+        if (holdup.ok()) {
+          help("herald_store_holdup", "gauge",
+               "1 when something holds positions back (see /health).");
+          line("herald_store_holdup", "", holdup->held ? 1 : 0);
+          help("herald_store_holdup_seconds", "gauge",
+               "How long the oldest transaction holding positions back has "
+               "been open; 0 when none.");
+          line("herald_store_holdup_seconds", "", holdup->seconds);
+          if (holdup->pid) {
+            help("herald_store_holdup_info", "gauge",
+                 "The backend pid of the oldest transaction holding "
+                 "positions back; absent when none.");
+            line("herald_store_holdup_info",
+                 "pid=\"" + std::to_string(holdup->pid) + "\"", 1);
+          }
+        }
+      }
       help("herald_open_streams", "gauge", "Open SSE streams.");
       line("herald_open_streams", "",
            static_cast<double>(self->metrics->open_streams.load()));

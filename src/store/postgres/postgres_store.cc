@@ -555,6 +555,7 @@ class PostgresStore final : public Store {
   Result<std::optional<LeaseInfo>> GetLease(const std::string& name) override;
 
   Result<std::string> DescribeHoldup() override;
+  Result<Holdup> GetHoldup() override;
 
  private:
   // Runs fn(Conn*) on a pooled connection. When the connection turns out
@@ -1247,27 +1248,40 @@ Result<std::optional<LeaseInfo>> PostgresStore::GetLease(
 }
 
 Result<std::string> PostgresStore::DescribeHoldup() {
-  return WithConn([&](Conn* c) -> Result<std::string> {
+  auto h = GetHoldup();
+  if (!h.ok()) return h.status();
+  return std::move(h->description);
+}
+
+// One indexed look-up in pg_locks/pg_stat_activity, and, only when no
+// transaction holds positions back, a sum over the sequencer's (short)
+// queue: cheap enough for /metrics scrapes every few seconds.
+Result<Store::Holdup> PostgresStore::GetHoldup() {
+  return WithConn([&](Conn* c) -> Result<Holdup> {
     Params p;
     p.Int8(kHoldupThresholdMs);
     auto r = Run(c, kHoldup, p, "describe holdup");
     if (!r.ok()) return r.status();
     const PGresult* res = r->get();
+    Holdup h;
     if (PQntuples(res) > 0) {
-      int64_t pid = pg::Int4At(res, 0, 0);
+      h.held = true;
+      h.pid = static_cast<int>(pg::Int4At(res, 0, 0));
+      h.since_us = pg::TimestampAt(res, 0, 1);
       std::string app = pg::BytesAt(res, 0, 2);
       std::string state = pg::BytesAt(res, 0, 3);
       int64_t ms = pg::Int8At(res, 0, 4);
-      std::string out = "backend pid " + std::to_string(pid);
+      h.seconds = static_cast<double>(ms) / 1000.0;
+      std::string out = "backend pid " + std::to_string(h.pid);
       if (!app.empty()) out += " (" + app + ")";
-      out += ", in transaction since " +
-             FormatRfc3339(pg::TimestampAt(res, 0, 1)) + " (" +
+      out += ", in transaction since " + FormatRfc3339(h.since_us) + " (" +
              std::to_string(ms / 1000) + " s";
       if (!state.empty()) out += ", " + state;
       out +=
           "), holds uncommitted herald events: they, and later appends to "
           "their streams, wait for it to end";
-      return out;
+      h.description = std::move(out);
+      return h;
     }
     Params q;
     q.Bytes(kSequencerLease);
@@ -1275,12 +1289,14 @@ Result<std::string> PostgresStore::DescribeHoldup() {
     if (!pending.ok()) return pending.status();
     int64_t waiting = pg::Int8At(pending->get(), 0, 0);
     if (waiting > 0 && pg::IsNull(pending->get(), 0, 1)) {
-      return std::to_string(waiting) +
-             " committed events wait for a sequencer, and none holds the "
-             "'herald.sequencer' lease (run `herald serve`, or open a store "
-             "with run_sequencer)";
+      h.held = true;
+      h.description =
+          std::to_string(waiting) +
+          " committed events wait for a sequencer, and none holds the "
+          "'herald.sequencer' lease (run `herald serve`, or open a store "
+          "with run_sequencer)";
     }
-    return std::string();
+    return h;
   });
 }
 
