@@ -1,7 +1,8 @@
 // End to end: the built `herald relay` process delivering to a real HTTP
 // receiver (herald_test_receiver) on 127.0.0.1, while this test process
-// appends to the same SQLite store. Outages, poison events, SIGKILLs and
-// two relays on one route.
+// appends to the same store. Outages, poison events, SIGKILLs and two
+// relays on one route. Runs on every backend the test script provides
+// (SQLite always, PostgreSQL under tests/support/with-postgres.sh).
 #include <gtest/gtest.h>
 
 #include <atomic>
@@ -136,11 +137,11 @@ class BackgroundWriter {
   std::thread thread_;
 };
 
-class RelayE2E : public ::testing::Test {
+class RelayE2E : public ::testing::TestWithParam<std::string> {
  protected:
   void SetUp() override {
-    db_ = dir_.file("h.db");
-    auto s = OpenStore("sqlite:" + db_);
+    url_ = testing::FreshStoreUrl(GetParam(), dir_);
+    auto s = OpenStore(url_);
     ASSERT_TRUE(s.ok()) << s.status().ToString();
     store_ = std::move(*s);
     receiver_ = std::make_unique<Receiver>(dir_, testing::FreePort());
@@ -151,7 +152,7 @@ class RelayE2E : public ::testing::Test {
   std::string Config(const std::string& extra, const std::string& relay = "",
                      const std::string& name = "c.toml") {
     std::string path = dir_.file(name);
-    std::ofstream(path) << "[store]\nurl = \"sqlite:" << db_
+    std::ofstream(path) << "[store]\nurl = \"" << url_
                         << "\"\n[relay]\nidle_poll = \"100ms\"\n"
                         << relay << "\n[[route]]\nname = \"r\"\nsender = \""
                         << receiver_->url() << "\"\n"
@@ -186,15 +187,26 @@ class RelayE2E : public ::testing::Test {
     }
   }
 
+  // Appends one event and waits for its position (on PostgreSQL the
+  // sequencer assigns it shortly after the commit).
   Event AppendOne(const std::string& stream) {
     Event e;
     e.stream = stream;
     e.type = "order.placed";
     e.payload = "{}";
     EXPECT_TRUE(store_->Append(std::span<Event>(&e, 1)).ok());
+    if (e.position == 0) {
+      EXPECT_TRUE(WaitFor([&] {
+        auto got = store_->Get(e.id);
+        if (got.ok()) e.position = got->position;
+        return e.position > 0;
+      }));
+    }
     events_.push_back(e);
     return e;
   }
+
+  bool postgres() const { return GetParam() == "postgresql"; }
 
   std::vector<Json> Status(const std::string& config) {
     std::string out, err;
@@ -248,7 +260,7 @@ class RelayE2E : public ::testing::Test {
   }
 
   testing::TempDir dir_;
-  std::string db_;
+  std::string url_;
   std::unique_ptr<Store> store_;
   std::unique_ptr<Receiver> receiver_;
   std::vector<Event> events_;
@@ -258,7 +270,7 @@ class RelayE2E : public ::testing::Test {
   std::vector<std::string> lines_, parked_lines_;
 };
 
-TEST_F(RelayE2E, TenThousandEventsOverFiftyStreamsArriveInStreamOrder) {
+TEST_P(RelayE2E, TenThousandEventsOverFiftyStreamsArriveInStreamOrder) {
   receiver_->Start();
   Child relay = StartRelay(Config("batch = 100\nmax_in_flight = 16\n"));
   Append(10000, 50);
@@ -273,7 +285,7 @@ TEST_F(RelayE2E, TenThousandEventsOverFiftyStreamsArriveInStreamOrder) {
   EXPECT_EQ(Int(rows[0], "lag_events"), 0);
 }
 
-TEST_F(RelayE2E, ReceiverDownForFiveSecondsLosesNothing) {
+TEST_P(RelayE2E, ReceiverDownForFiveSecondsLosesNothing) {
   receiver_->Start();
   Child relay = StartRelay(Config("batch = 50\n"));
   Append(1000, 20);
@@ -300,7 +312,7 @@ TEST_F(RelayE2E, ReceiverDownForFiveSecondsLosesNothing) {
   EXPECT_EQ(relay.Wait(), 0);
 }
 
-TEST_F(RelayE2E, RejectedEventIsParkedAndParkedRetryDeliversItThenTheHeld) {
+TEST_P(RelayE2E, RejectedEventIsParkedAndParkedRetryDeliversItThenTheHeld) {
   // Stream s-1's second event is the poison one.
   Event a1 = AppendOne("s-1");
   Event poison = AppendOne("s-1");
@@ -384,7 +396,7 @@ TEST_F(RelayE2E, RejectedEventIsParkedAndParkedRetryDeliversItThenTheHeld) {
   EXPECT_EQ(relay.Wait(), 0);
 }
 
-TEST_F(RelayE2E, RejectedEventWithBlockWaitsAndStatusSaysWhy) {
+TEST_P(RelayE2E, RejectedEventWithBlockWaitsAndStatusSaysWhy) {
   Event a1 = AppendOne("s-1");
   Event poison = AppendOne("s-2");
   Event a3 = AppendOne("s-3");
@@ -420,9 +432,9 @@ TEST_F(RelayE2E, RejectedEventWithBlockWaitsAndStatusSaysWhy) {
   (void)a3;
 }
 
-TEST_F(RelayE2E, StdoutSenderWritesJsonLinesAndSigtermSavesTheCheckpoint) {
+TEST_P(RelayE2E, StdoutSenderWritesJsonLinesAndSigtermSavesTheCheckpoint) {
   std::string config = dir_.file("stdout.toml");
-  std::ofstream(config) << "[store]\nurl = \"sqlite:" << db_
+  std::ofstream(config) << "[store]\nurl = \"" << url_
                         << "\"\n[relay]\nidle_poll = \"50ms\"\n"
                         << "[[route]]\nname = \"out\"\nsender = \"stdout:\"\n"
                         << "types = [\"order.*\"]\n";
@@ -457,7 +469,7 @@ TEST_F(RelayE2E, StdoutSenderWritesJsonLinesAndSigtermSavesTheCheckpoint) {
   EXPECT_EQ(*cp, 31);
 }
 
-TEST_F(RelayE2E, SigkillAtRandomMomentsLosesNothingAndBreaksNoOrder) {
+TEST_P(RelayE2E, SigkillAtRandomMomentsLosesNothingAndBreaksNoOrder) {
   receiver_->Start();
   constexpr int kBatch = 50;
   // A stable owner: the restarted relay takes its lease back at once.
@@ -470,7 +482,11 @@ TEST_F(RelayE2E, SigkillAtRandomMomentsLosesNothingAndBreaksNoOrder) {
   });
   std::mt19937 rng(12345);
   std::vector<size_t> log_sizes;
-  for (int trial = 0; trial < 20; ++trial) {
+  // 20 trials on SQLite; 8 on PostgreSQL, where each relay start opens
+  // connections and waits for the sequencer, to keep the suite affordable
+  // (every crash exercises the same recovery path).
+  const int trials = postgres() ? 8 : 20;
+  for (int trial = 0; trial < trials; ++trial) {
     Child relay = StartRelay(config);
     std::this_thread::sleep_for(
         milliseconds(std::uniform_int_distribution<int>(50, 400)(rng)));
@@ -514,7 +530,7 @@ TEST_F(RelayE2E, SigkillAtRandomMomentsLosesNothingAndBreaksNoOrder) {
               log.size(), summary.c_str());
 }
 
-TEST_F(RelayE2E, TwoRelaysOneRouteOnlyOneSendsAndKillingItHandsOver) {
+TEST_P(RelayE2E, TwoRelaysOneRouteOnlyOneSendsAndKillingItHandsOver) {
   receiver_->Start();
   // Same store and route; the `source` tells who sent each event.
   const auto ttl = milliseconds(1000);
@@ -581,6 +597,9 @@ TEST_F(RelayE2E, TwoRelaysOneRouteOnlyOneSendsAndKillingItHandsOver) {
   EXPECT_EQ(switches, 2);
   CheckDelivered(log, events_);
 }
+
+INSTANTIATE_TEST_SUITE_P(Backends, RelayE2E,
+                         ::testing::ValuesIn(testing::TestBackends()));
 
 }  // namespace
 }  // namespace herald
