@@ -9,14 +9,18 @@
 #include <sqlite3.h>
 #include <sys/stat.h>
 
+#include <algorithm>
+#include <condition_variable>
 #include <cstring>
 #include <ctime>
+#include <deque>
 #include <map>
 #include <mutex>
 #include <unordered_map>
 #include <vector>
 
 #include "herald/json.h"
+#include "herald/sqlite.h"
 
 namespace herald::detail {
 namespace {
@@ -234,8 +238,7 @@ struct ResetGuard {
 };
 
 void BindText(sqlite3_stmt* s, int i, std::string_view v) {
-  sqlite3_bind_text(s, i, v.data(), static_cast<int>(v.size()),
-                    SQLITE_STATIC);
+  sqlite3_bind_text(s, i, v.data(), static_cast<int>(v.size()), SQLITE_STATIC);
 }
 
 std::string ColumnText(sqlite3_stmt* s, int i) {
@@ -258,6 +261,47 @@ void RowToEvent(sqlite3_stmt* s, Event* e) {
   e->occurred_at_us = sqlite3_column_int64(s, 8);
 }
 
+// Gives this process's write transactions the database in arrival order.
+// SQLite's own busy handler polls for the write lock, so under a steady
+// stream of short transactions a waiting connection (a relay's checkpoint)
+// can lose the race again and again; queueing in-process writers first
+// bounds each wait by the transactions ahead of it. Other processes still
+// meet at SQLite's lock.
+class WriteTurns {
+ public:
+  // Waits for this caller's turn; false after `timeout` (the turn is given
+  // up and the queue moves on).
+  bool Acquire(std::chrono::milliseconds timeout) {
+    std::unique_lock<std::mutex> lock(mu_);
+    uint64_t me = next_++;
+    waiting_.push_back(me);
+    bool got = cv_.wait_for(lock, timeout,
+                            [&] { return !held_ && waiting_.front() == me; });
+    if (!got) {
+      waiting_.erase(std::find(waiting_.begin(), waiting_.end(), me));
+      cv_.notify_all();
+      return false;
+    }
+    waiting_.pop_front();
+    held_ = true;
+    return true;
+  }
+  void Release() {
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      held_ = false;
+    }
+    cv_.notify_all();
+  }
+
+ private:
+  std::mutex mu_;
+  std::condition_variable cv_;
+  std::deque<uint64_t> waiting_;  // guarded by mu_
+  uint64_t next_ = 0;             // guarded by mu_
+  bool held_ = false;             // guarded by mu_
+};
+
 class SqliteStore;
 
 class SqliteTransaction final : public Transaction {
@@ -278,6 +322,8 @@ class SqliteTransaction final : public Transaction {
   void set_appended() { appended_ = true; }
   // Made by BeginRelaxed: synchronous=FULL is restored on release.
   void set_relaxed() { relaxed_ = true; }
+  // Holds the store's write turn, given back on release.
+  void set_has_turn() { has_turn_ = true; }
 
  private:
   void Release();
@@ -288,6 +334,7 @@ class SqliteTransaction final : public Transaction {
   bool open_ = true;
   bool appended_ = false;
   bool relaxed_ = false;
+  bool has_turn_ = false;
 };
 
 class SqliteStore final : public Store {
@@ -304,33 +351,44 @@ class SqliteStore final : public Store {
   void Notify() { NotifyAppend(); }
 
   Result<std::unique_ptr<Transaction>> Begin() override {
-    auto conn = Acquire();
-    if (!conn.ok()) return conn.status();
-    Status s = Exec((*conn)->db.get(), "BEGIN IMMEDIATE");
-    if (!s.ok()) {
-      ReturnConn(std::move(*conn));
-      return s;
-    }
-    return std::unique_ptr<Transaction>(
-        new SqliteTransaction(this, std::move(*conn)));
+    return BeginWrite(false);
   }
 
   Result<std::unique_ptr<Transaction>> BeginRelaxed() override {
-    if (!options_.sqlite_synchronous_full) return Begin();
+    return BeginWrite(options_.sqlite_synchronous_full);
+  }
+
+  // Takes this process's next write turn, then BEGIN IMMEDIATE. `relaxed`:
+  // synchronous=NORMAL for this transaction's commit (the level cannot
+  // change inside a transaction, so it is set before BEGIN and restored by
+  // SqliteTransaction::Release).
+  Result<std::unique_ptr<Transaction>> BeginWrite(bool relaxed) {
+    if (!turns_.Acquire(options_.busy_timeout)) {
+      return Status::Unavailable(
+          "database is busy: this process's other write transactions held "
+          "it for longer than the busy timeout");
+    }
     auto conn = Acquire();
-    if (!conn.ok()) return conn.status();
-    // The level cannot change inside a transaction: set it before BEGIN,
-    // restore it when the transaction ends (SqliteTransaction::Release).
-    Status s = Exec((*conn)->db.get(), "PRAGMA synchronous = NORMAL");
-    if (s.ok()) s = Exec((*conn)->db.get(), "BEGIN IMMEDIATE");
+    if (!conn.ok()) {
+      turns_.Release();
+      return conn.status();
+    }
     auto tx = std::make_unique<SqliteTransaction>(this, std::move(*conn));
-    tx->set_relaxed();
+    tx->set_has_turn();
+    Status s;
+    if (relaxed) {
+      tx->set_relaxed();
+      s = Exec(SqliteHandle(*tx), "PRAGMA synchronous = NORMAL");
+    }
+    if (s.ok()) s = Exec(SqliteHandle(*tx), "BEGIN IMMEDIATE");
     if (!s.ok()) {
-      (void)tx->Rollback();
+      (void)tx->Rollback();  // gives the connection and the turn back
       return s;
     }
     return std::unique_ptr<Transaction>(std::move(tx));
   }
+
+  void ReleaseTurn() { turns_.Release(); }
 
   std::unique_ptr<Transaction> Join(void* native) override {
     return std::make_unique<SqliteTransaction>(this,
@@ -417,6 +475,7 @@ class SqliteStore final : public Store {
 
   std::mutex pool_mu_;
   std::vector<std::unique_ptr<Conn>> pool_;  // guarded by pool_mu_
+  WriteTurns turns_;
 };
 
 SqliteTransaction::SqliteTransaction(SqliteStore* store,
@@ -437,6 +496,10 @@ void SqliteTransaction::Release() {
     conn_.reset();  // never pool a connection left at NORMAL
   }
   if (conn_) store_->ReturnConn(std::move(conn_));
+  if (has_turn_) {
+    has_turn_ = false;
+    store_->ReleaseTurn();
+  }
 }
 
 Status SqliteTransaction::Commit() {
@@ -483,8 +546,8 @@ int BusyWait(void* arg, int tries) {
 
 Result<std::unique_ptr<Conn>> SqliteStore::OpenConn() {
   sqlite3* raw = nullptr;
-  int flags = SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE |
-              SQLITE_OPEN_NOMUTEX | SQLITE_OPEN_URI;
+  int flags = SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX |
+              SQLITE_OPEN_URI;
   int rc = sqlite3_open_v2(path_.c_str(), &raw, flags, nullptr);
   DbPtr db(raw);
   if (rc != SQLITE_OK) {
@@ -792,8 +855,7 @@ Result<Page> SqliteStore::Read(const ReadRequest& req) {
       }
       sql += ")";
     }
-    sql += " ORDER BY position LIMIT ?" +
-           std::to_string(4 + req.types.size());
+    sql += " ORDER BY position LIMIT ?" + std::to_string(4 + req.types.size());
     auto st = Prepare(db, sql);
     if (!st.ok()) return st.status();
     dynamic = std::move(*st);
@@ -811,8 +873,8 @@ Result<Page> SqliteStore::Read(const ReadRequest& req) {
     sqlite3_bind_int(s, static_cast<int>(4 + req.types.size()), req.limit);
   }
   ResetGuard g{s};
-  page.events.reserve(static_cast<size_t>(
-      std::min<int64_t>(req.limit, std::max<int64_t>(0, page.head - from + 1))));
+  page.events.reserve(static_cast<size_t>(std::min<int64_t>(
+      req.limit, std::max<int64_t>(0, page.head - from + 1))));
   int rc;
   while ((rc = sqlite3_step(s)) == SQLITE_ROW) {
     page.events.emplace_back();
@@ -1002,10 +1064,9 @@ Status SqliteStore::SetParkedState(const std::string& route,
   int rc = sqlite3_step(st->get());
   if (rc != SQLITE_DONE) return SqlError(c->db.get(), rc, "update parked");
   if (sqlite3_changes(c->db.get()) == 0) {
-    return Status::NotFound(id.empty() ? "route '" + route +
-                                             "' has no parked events"
-                                       : "no parked event " + id +
-                                             " on route '" + route + "'");
+    return Status::NotFound(
+        id.empty() ? "route '" + route + "' has no parked events"
+                   : "no parked event " + id + " on route '" + route + "'");
   }
   return Status::OK();
 }
@@ -1022,10 +1083,9 @@ Status SqliteStore::DropParked(Transaction& tx_base, const std::string& route,
   int rc = sqlite3_step(st->get());
   if (rc != SQLITE_DONE) return SqlError(tx.db(), rc, "drop parked");
   if (sqlite3_changes(tx.db()) == 0) {
-    return Status::NotFound(id.empty() ? "route '" + route +
-                                             "' has no parked events"
-                                       : "no parked event " + id +
-                                             " on route '" + route + "'");
+    return Status::NotFound(
+        id.empty() ? "route '" + route + "' has no parked events"
+                   : "no parked event " + id + " on route '" + route + "'");
   }
   return Status::OK();
 }
