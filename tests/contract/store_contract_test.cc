@@ -28,6 +28,7 @@ Event MakeEvent(const std::string& stream, const std::string& type,
 class StoreContract : public ::testing::TestWithParam<std::string> {
  protected:
   void SetUp() override {
+    HERALD_SKIP_UNLESS_BACKEND(GetParam());
     url_ = FreshStoreUrl(GetParam(), dir_);
     auto s = OpenStore(url_);
     ASSERT_TRUE(s.ok()) << s.status().ToString();

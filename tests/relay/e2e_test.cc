@@ -140,6 +140,7 @@ class BackgroundWriter {
 class RelayE2E : public ::testing::TestWithParam<std::string> {
  protected:
   void SetUp() override {
+    HERALD_SKIP_UNLESS_BACKEND(GetParam());
     url_ = testing::FreshStoreUrl(GetParam(), dir_);
     auto s = OpenStore(url_);
     ASSERT_TRUE(s.ok()) << s.status().ToString();

@@ -35,6 +35,7 @@ int64_t Head(HttpClient& c, const std::string& base) {
 class ServerApiTest : public ::testing::TestWithParam<std::string> {
  protected:
   void SetUp() override {
+    HERALD_SKIP_UNLESS_BACKEND(GetParam());
     url_ = FreshStoreUrl(GetParam(), dir_);
     server_ = std::make_unique<ServeProcess>(dir_, url_);
     ASSERT_TRUE(server_->ready()) << server_->stderr_text();

@@ -63,6 +63,7 @@ class ServerStreamTest : public ::testing::TestWithParam<std::string> {
  protected:
   void SetUp() override {
     RaiseFdLimit();
+    HERALD_SKIP_UNLESS_BACKEND(GetParam());
     url_ = FreshStoreUrl(GetParam(), dir_);
   }
   void StartServer(const std::string& config = "") {
