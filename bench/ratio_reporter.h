@@ -40,8 +40,8 @@ class RatioReporter : public benchmark::ConsoleReporter {
       raw.replace(pos, 7, "/raw");
       auto b = rates_.find(raw);
       if (b == rates_.end()) continue;
-      std::printf("%-58s %14.0f %14.0f %7.2f\n", name.c_str(), rate,
-                  b->second, rate / b->second);
+      std::printf("%-58s %14.0f %14.0f %7.2f\n", name.c_str(), rate, b->second,
+                  rate / b->second);
     }
   }
 
@@ -52,11 +52,11 @@ class RatioReporter : public benchmark::ConsoleReporter {
 }  // namespace herald::bench
 
 // main() for a benchmark binary that prints ratios.
-#define HERALD_BENCHMARK_MAIN()                              \
-  int main(int argc, char** argv) {                          \
-    benchmark::Initialize(&argc, argv);                      \
-    herald::bench::RatioReporter reporter;                   \
-    benchmark::RunSpecifiedBenchmarks(&reporter);            \
-    benchmark::Shutdown();                                   \
-    return 0;                                                \
+#define HERALD_BENCHMARK_MAIN()                   \
+  int main(int argc, char** argv) {               \
+    benchmark::Initialize(&argc, argv);           \
+    herald::bench::RatioReporter reporter;        \
+    benchmark::RunSpecifiedBenchmarks(&reporter); \
+    benchmark::Shutdown();                        \
+    return 0;                                     \
   }

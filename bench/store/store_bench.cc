@@ -86,22 +86,24 @@ void HeraldAppend(benchmark::State& state, bool full, int per_tx) {
 void RawAppend(benchmark::State& state, bool full, int per_tx) {
   sqlite3* db;
   sqlite3_open(TempPath("raw.db").c_str(), &db);
-  std::string setup = std::string("PRAGMA journal_mode=WAL; PRAGMA synchronous=") +
-                      (full ? "FULL" : "NORMAL") +
-                      ";"
-                      "CREATE TABLE orders (id INTEGER PRIMARY KEY, "
-                      "status TEXT, version INTEGER);"
-                      "INSERT INTO orders VALUES (42, 'placed', 0);"
-                      "CREATE TABLE events (position INTEGER PRIMARY KEY, "
-                      "id TEXT NOT NULL UNIQUE, stream TEXT NOT NULL, "
-                      "stream_version INTEGER NOT NULL, type TEXT NOT NULL, "
-                      "content_type TEXT NOT NULL, payload BLOB NOT NULL, "
-                      "metadata TEXT NOT NULL, occurred_at INTEGER NOT NULL, "
-                      "UNIQUE (stream, stream_version))";
+  std::string setup =
+      std::string("PRAGMA journal_mode=WAL; PRAGMA synchronous=") +
+      (full ? "FULL" : "NORMAL") +
+      ";"
+      "CREATE TABLE orders (id INTEGER PRIMARY KEY, "
+      "status TEXT, version INTEGER);"
+      "INSERT INTO orders VALUES (42, 'placed', 0);"
+      "CREATE TABLE events (position INTEGER PRIMARY KEY, "
+      "id TEXT NOT NULL UNIQUE, stream TEXT NOT NULL, "
+      "stream_version INTEGER NOT NULL, type TEXT NOT NULL, "
+      "content_type TEXT NOT NULL, payload BLOB NOT NULL, "
+      "metadata TEXT NOT NULL, occurred_at INTEGER NOT NULL, "
+      "UNIQUE (stream, stream_version))";
   Check(sqlite3_exec(db, setup.c_str(), nullptr, nullptr, nullptr), db,
         "setup");
   sqlite3_stmt *update, *insert;
-  sqlite3_prepare_v2(db, "UPDATE orders SET version = version + 1 WHERE id = 42",
+  sqlite3_prepare_v2(db,
+                     "UPDATE orders SET version = version + 1 WHERE id = 42",
                      -1, &update, nullptr);
   sqlite3_prepare_v2(db,
                      "INSERT INTO events (id, stream, stream_version, type, "
@@ -230,18 +232,33 @@ void RawRead(benchmark::State& state) {
 }  // namespace
 
 BENCHMARK_CAPTURE(HeraldAppend, full_1, true, 1)
-    ->Name("append_full_1_per_tx/herald")->MinTime(2)->UseRealTime();
+    ->Name("append_full_1_per_tx/herald")
+    ->MinTime(2)
+    ->UseRealTime();
 BENCHMARK_CAPTURE(RawAppend, full_1, true, 1)
-    ->Name("append_full_1_per_tx/raw")->MinTime(2)->UseRealTime();
+    ->Name("append_full_1_per_tx/raw")
+    ->MinTime(2)
+    ->UseRealTime();
 BENCHMARK_CAPTURE(HeraldAppend, normal_1, false, 1)
-    ->Name("append_normal_1_per_tx/herald")->MinTime(2)->UseRealTime();
+    ->Name("append_normal_1_per_tx/herald")
+    ->MinTime(2)
+    ->UseRealTime();
 BENCHMARK_CAPTURE(RawAppend, normal_1, false, 1)
-    ->Name("append_normal_1_per_tx/raw")->MinTime(2)->UseRealTime();
+    ->Name("append_normal_1_per_tx/raw")
+    ->MinTime(2)
+    ->UseRealTime();
 BENCHMARK_CAPTURE(HeraldAppend, full_100, true, 100)
-    ->Name("append_full_100_per_tx/herald")->MinTime(2)->UseRealTime();
+    ->Name("append_full_100_per_tx/herald")
+    ->MinTime(2)
+    ->UseRealTime();
 BENCHMARK_CAPTURE(RawAppend, full_100, true, 100)
-    ->Name("append_full_100_per_tx/raw")->MinTime(2)->UseRealTime();
-BENCHMARK(HeraldRead)->Name("read_pages_of_1000/herald")->MinTime(2)->UseRealTime();
+    ->Name("append_full_100_per_tx/raw")
+    ->MinTime(2)
+    ->UseRealTime();
+BENCHMARK(HeraldRead)
+    ->Name("read_pages_of_1000/herald")
+    ->MinTime(2)
+    ->UseRealTime();
 BENCHMARK(RawRead)->Name("read_pages_of_1000/raw")->MinTime(2)->UseRealTime();
 
 HERALD_BENCHMARK_MAIN();

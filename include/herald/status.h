@@ -16,15 +16,15 @@ class [[nodiscard]] Status {
  public:
   enum class Code {
     kOk = 0,
-    kInvalidArgument,    // the caller's input is malformed; never retry
-    kNotFound,           // the thing asked for does not exist
-    kConflict,           // expected version mismatch, lease held elsewhere
-    kUnavailable,        // a server or database is unreachable; retry later
-    kCorruption,         // stored data or a file is not what herald expects
-    kFailedPrecondition, // the state forbids it (schema too new, not migrated)
-    kPermanent,          // a receiver rejected the event for good (poison)
-    kResourceExhausted,  // a limit was hit (queue full, body too large)
-    kInternal,           // a bug or an unexpected library failure
+    kInvalidArgument,     // the caller's input is malformed; never retry
+    kNotFound,            // the thing asked for does not exist
+    kConflict,            // expected version mismatch, lease held elsewhere
+    kUnavailable,         // a server or database is unreachable; retry later
+    kCorruption,          // stored data or a file is not what herald expects
+    kFailedPrecondition,  // the state forbids it (schema too new, not migrated)
+    kPermanent,           // a receiver rejected the event for good (poison)
+    kResourceExhausted,   // a limit was hit (queue full, body too large)
+    kInternal,            // a bug or an unexpected library failure
   };
 
   Status() = default;  // OK
@@ -112,8 +112,8 @@ class [[nodiscard]] Result {
 }  // namespace herald
 
 // Returns early from the enclosing function if `expr` is a non-ok Status.
-#define HERALD_RETURN_IF_ERROR(expr)          \
-  do {                                        \
-    ::herald::Status herald_s_ = (expr);      \
-    if (!herald_s_.ok()) return herald_s_;    \
+#define HERALD_RETURN_IF_ERROR(expr)       \
+  do {                                     \
+    ::herald::Status herald_s_ = (expr);   \
+    if (!herald_s_.ok()) return herald_s_; \
   } while (0)

@@ -160,13 +160,13 @@ class Store {
   // Inserts or replaces the parked row of (route, event.id).
   virtual Status Park(Transaction& tx, const ParkedEvent& parked) = 0;
   // In position order; `state` empty lists every state.
-  virtual Result<std::vector<ParkedEvent>> ListParked(
-      const std::string& route, const std::string& state, int limit) = 0;
+  virtual Result<std::vector<ParkedEvent>> ListParked(const std::string& route,
+                                                      const std::string& state,
+                                                      int limit) = 0;
   virtual Result<int64_t> CountParked(const std::string& route) = 0;
   // Sets the state of one parked event (or of all when id is empty) of the
   // route. NotFound when nothing matched.
-  virtual Status SetParkedState(const std::string& route,
-                                const std::string& id,
+  virtual Status SetParkedState(const std::string& route, const std::string& id,
                                 const std::string& state) = 0;
   // Removes one parked event (or all when id is empty). NotFound when
   // nothing matched.

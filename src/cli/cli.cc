@@ -25,7 +25,8 @@ const Command kCommands[] = {
     {"read", "print events from a store as JSON lines (--follow to tail)",
      RunRead},
     {"migrate", "create or upgrade herald's schema in a store", RunMigrate},
-    {"relay", "deliver events to the routes of a config (status: how they stand)",
+    {"relay",
+     "deliver events to the routes of a config (status: how they stand)",
      RunRelay},
     {"parked", "list, retry or drop a route's parked events", RunParked},
     {"serve", "run the HTTP API and the relays of a config", RunServe},
@@ -133,13 +134,11 @@ Status Flags::Parse(const std::vector<std::string>& args,
     }
     if (f->takes_value && !inline_value) {
       if (i + 1 >= args.size()) {
-        return Status::InvalidArgument("option '--" + name +
-                                       "' needs a value");
+        return Status::InvalidArgument("option '--" + name + "' needs a value");
       }
       value = args[++i];
     } else if (!f->takes_value && inline_value) {
-      return Status::InvalidArgument("option '--" + name +
-                                     "' takes no value");
+      return Status::InvalidArgument("option '--" + name + "' takes no value");
     }
     values_[name] = value;
   }
@@ -158,14 +157,13 @@ Result<int64_t> Flags::GetInt(const std::string& name, int64_t fallback,
   if (it == values_.end()) return fallback;
   int64_t v;
   if (!ParseInt64(it->second, &v)) {
-    return Status::InvalidArgument("--" + name + " must be a whole number, not '" +
-                                   it->second + "'");
+    return Status::InvalidArgument(
+        "--" + name + " must be a whole number, not '" + it->second + "'");
   }
   if (v < min || v > max) {
     return Status::InvalidArgument("--" + name + " must be between " +
                                    std::to_string(min) + " and " +
-                                   std::to_string(max) + ", not " +
-                                   it->second);
+                                   std::to_string(max) + ", not " + it->second);
   }
   return v;
 }
@@ -204,8 +202,7 @@ int Main(const std::vector<std::string>& args, std::ostream& out,
   for (const auto& c : kCommands) {
     if (args[0] == c.name) return c.run(rest, out, err);
   }
-  err << "herald: unknown command '" << args[0]
-      << "' (see herald --help)\n";
+  err << "herald: unknown command '" << args[0] << "' (see herald --help)\n";
   return kExitUsage;
 }
 

@@ -32,8 +32,8 @@ int Fail(std::ostream& err, const Status& s);
 
 // What a command accepts.
 struct FlagSpec {
-  std::string name;      // without the leading "--"
-  bool takes_value;      // --name VALUE / --name=VALUE, else a switch
+  std::string name;  // without the leading "--"
+  bool takes_value;  // --name VALUE / --name=VALUE, else a switch
 };
 
 // Parsed command-line flags.
@@ -52,8 +52,8 @@ class Flags {
 
   // The flag as an integer in [min, max]; `fallback` if absent.
   // InvalidArgument names the flag when it is not a number or out of range.
-  Result<int64_t> GetInt(const std::string& name, int64_t fallback,
-                         int64_t min, int64_t max) const;
+  Result<int64_t> GetInt(const std::string& name, int64_t fallback, int64_t min,
+                         int64_t max) const;
   // A flag that must be present.
   Result<std::string> Require(const std::string& name) const;
 

@@ -50,8 +50,8 @@ int RunAppend(const std::vector<std::string>& args, std::ostream& out,
   e.stream = *stream;
   e.id = flags.Get("id");
   if (flags.Has("id") && !IsUuid(e.id)) {
-    return Fail(err, Status::InvalidArgument("--id '" + e.id +
-                                             "' is not a UUID"));
+    return Fail(err,
+                Status::InvalidArgument("--id '" + e.id + "' is not a UUID"));
   }
   if (flags.Has("metadata")) e.metadata = flags.Get("metadata");
   if (flags.Has("content-type")) e.content_type = flags.Get("content-type");
@@ -112,9 +112,9 @@ int RunRead(const std::vector<std::string>& args, std::ostream& out,
   // Adaptive polling while following: fast after activity, 200 ms when idle.
   auto idle_wait = std::chrono::milliseconds(1);
   while (!StopRequested()) {
-    req.limit = remaining < 0 ? 1000
-                              : static_cast<int>(std::min<int64_t>(remaining,
-                                                                   1000));
+    req.limit = remaining < 0
+                    ? 1000
+                    : static_cast<int>(std::min<int64_t>(remaining, 1000));
     auto page = (*store)->Read(req);
     if (!page.ok()) {
       if (follow && page.status().IsUnavailable()) {
@@ -137,8 +137,8 @@ int RunRead(const std::vector<std::string>& args, std::ostream& out,
     }
     bool advanced = page->next_offset != req.offset;
     req.offset = page->next_offset;
-    if (!page->events.empty() && static_cast<int>(page->events.size()) ==
-                                     req.limit) {
+    if (!page->events.empty() &&
+        static_cast<int>(page->events.size()) == req.limit) {
       continue;  // more to read now
     }
     if (!follow) break;
@@ -163,8 +163,8 @@ int RunMigrate(const std::vector<std::string>& args, std::ostream& out,
   }
   auto store = OpenFromFlags(flags, flags.Has("adopt"));
   if (!store.ok()) return Fail(err, store.status());
-  out << "{\"migrated\":true,\"backend\":"
-      << JsonString((*store)->backend()) << "}\n";
+  out << "{\"migrated\":true,\"backend\":" << JsonString((*store)->backend())
+      << "}\n";
   return kExitOk;
 }
 

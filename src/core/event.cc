@@ -1,21 +1,13 @@
 // Event validation and JSON encoding (see herald/event.h).
+#include "herald/event.h"
+
 #include <string>
 
-#include "herald/event.h"
 #include "herald/json.h"
 
 namespace herald {
 
 namespace {
-
-bool IsJsonContentTypeImpl(std::string_view ct) {
-  // "application/json", "application/cloudevents+json", with parameters.
-  size_t semi = ct.find(';');
-  std::string_view base = ct.substr(0, semi);
-  while (!base.empty() && base.back() == ' ') base.remove_suffix(1);
-  return base == "application/json" ||
-         (base.starts_with("application/") && base.ends_with("+json"));
-}
 
 Status CheckName(std::string_view field, std::string_view value,
                  size_t max_len) {
@@ -23,10 +15,9 @@ Status CheckName(std::string_view field, std::string_view value,
     return Status::InvalidArgument(std::string(field) + " must not be empty");
   }
   if (value.size() > max_len) {
-    return Status::InvalidArgument(std::string(field) + " is " +
-                                   std::to_string(value.size()) +
-                                   " bytes long; the maximum is " +
-                                   std::to_string(max_len));
+    return Status::InvalidArgument(
+        std::string(field) + " is " + std::to_string(value.size()) +
+        " bytes long; the maximum is " + std::to_string(max_len));
   }
   for (char c : value) {
     auto b = static_cast<unsigned char>(c);
@@ -75,8 +66,13 @@ void AppendOneLine(std::string_view json, std::string* out) {
 
 }  // namespace
 
-bool IsJsonContentType(std::string_view content_type) {
-  return IsJsonContentTypeImpl(content_type);
+bool IsJsonContentType(std::string_view ct) {
+  // "application/json", "application/cloudevents+json", with parameters.
+  size_t semi = ct.find(';');
+  std::string_view base = ct.substr(0, semi);
+  while (!base.empty() && base.back() == ' ') base.remove_suffix(1);
+  return base == "application/json" ||
+         (base.starts_with("application/") && base.ends_with("+json"));
 }
 
 Status ValidateEvent(const Event& e) {

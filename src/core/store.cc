@@ -1,8 +1,8 @@
 // The non-virtual parts of Store: convenience calls and the append signal.
+#include "herald/store.h"
+
 #include <condition_variable>
 #include <mutex>
-
-#include "herald/store.h"
 
 namespace herald {
 

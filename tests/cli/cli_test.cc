@@ -21,8 +21,8 @@ class Cli : public ::testing::Test {
  protected:
   void SetUp() override {
     db_ = dir_.file("herald.db");
-    ASSERT_EQ(Run({"append", "--db", db_, "--type", "order.placed",
-                   "--stream", "order-1", R"({"n":1})"}),
+    ASSERT_EQ(Run({"append", "--db", db_, "--type", "order.placed", "--stream",
+                   "order-1", R"({"n":1})"}),
               0)
         << err_;
   }
@@ -99,7 +99,8 @@ TEST_F(Cli, ReadPrintsJsonLinesWithOffsetLimitAndStream) {
   std::string line;
   std::vector<std::string> positions;
   while (std::getline(lines, line)) {
-    positions.push_back(std::string(Json::Parse(line)->Find("position")->raw()));
+    positions.push_back(
+        std::string(Json::Parse(line)->Find("position")->raw()));
   }
   EXPECT_EQ(positions, (std::vector<std::string>{"2", "3"}));
   ASSERT_EQ(Run({"read", "--db", db_, "--stream", "a"}), 0);
@@ -181,8 +182,7 @@ TEST_F(Cli, BadMetadataNotAnObject) {
 
 TEST_F(Cli, BadLimitZero) {
   auto err = ExpectBadInput({"read", "--db", db_, "--limit", "0"});
-  EXPECT_NE(err.find("--limit must be between 1 and 10000"),
-            std::string::npos)
+  EXPECT_NE(err.find("--limit must be between 1 and 10000"), std::string::npos)
       << err;
 }
 
@@ -207,8 +207,8 @@ TEST_F(Cli, BadNonNumericOffset) {
 TEST_F(Cli, BadUnknownOption) {
   auto err = ExpectBadInput({"read", "--db", db_, "--colour"});
   EXPECT_NE(err.find("unknown option '--colour'"), std::string::npos) << err;
-  err = ExpectBadInput({"append", "--db", db_, "--type", "t", "--stream", "s",
-                        "-x", "{}"});
+  err = ExpectBadInput(
+      {"append", "--db", db_, "--type", "t", "--stream", "s", "-x", "{}"});
   EXPECT_NE(err.find("unknown option '-x'"), std::string::npos) << err;
   EXPECT_EQ(Run({"frobnicate"}), 2);
 }
@@ -236,15 +236,13 @@ TEST_F(Cli, BadOtherApplicationsSqliteFile) {
   sqlite3_exec(db, "CREATE TABLE invoices (id INTEGER)", nullptr, nullptr,
                nullptr);
   sqlite3_close(db);
-  EXPECT_EQ(Run({"append", "--db", other, "--type", "t", "--stream", "s",
-                 "{}"}),
-            2);
+  EXPECT_EQ(
+      Run({"append", "--db", other, "--type", "t", "--stream", "s", "{}"}), 2);
   EXPECT_NE(err_.find("not a herald database"), std::string::npos) << err_;
   EXPECT_EQ(Run({"read", "--db", other}), 2);
   sqlite3_open(other.c_str(), &db);
   sqlite3_stmt* s;
-  sqlite3_prepare_v2(db, "SELECT count(*) FROM sqlite_master", -1, &s,
-                     nullptr);
+  sqlite3_prepare_v2(db, "SELECT count(*) FROM sqlite_master", -1, &s, nullptr);
   sqlite3_step(s);
   EXPECT_EQ(sqlite3_column_int(s, 0), 1) << "no herald tables were added";
   sqlite3_finalize(s);
@@ -261,8 +259,7 @@ TEST_F(Cli, BadSchemaNewerThanBinary) {
   sqlite3_close(db);
   EXPECT_EQ(Run({"read", "--db", db_}), 2);
   EXPECT_NE(err_.find("schema version 42, newer"), std::string::npos) << err_;
-  EXPECT_EQ(Run({"append", "--db", db_, "--type", "t", "--stream", "s",
-                 "{}"}),
+  EXPECT_EQ(Run({"append", "--db", db_, "--type", "t", "--stream", "s", "{}"}),
             2);
   EXPECT_EQ(Run({"migrate", "--db", db_}), 2);
 }

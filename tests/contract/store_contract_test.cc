@@ -47,7 +47,8 @@ class StoreContract : public ::testing::TestWithParam<std::string> {
       if (!page.ok()) return false;
       out = page->events;
       return out.size() >= count;
-    })) << "saw " << out.size() << " of " << count;
+    })) << "saw "
+        << out.size() << " of " << count;
     return out;
   }
 
@@ -397,8 +398,7 @@ TEST_P(StoreContract, ConcurrentAppendersGetDensePositions) {
   for (int t = 0; t < kThreads; ++t) {
     threads.emplace_back([&, t] {
       for (int i = 0; i < kPerThread; ++i) {
-        Event e = MakeEvent("s-" + std::to_string(t), "t",
-                            std::to_string(i));
+        Event e = MakeEvent("s-" + std::to_string(t), "t", std::to_string(i));
         ASSERT_TRUE(AppendOne(&e).ok());
       }
     });

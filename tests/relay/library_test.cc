@@ -484,7 +484,9 @@ TEST_P(RelayLibrary, HttpBinaryModeSendsCeHeadersAndThePayload) {
   ASSERT_TRUE(relay.AddRoute(route).ok());
   ASSERT_TRUE(relay.Start().ok());
   Event e = Append("order-7", "order.placed");
-  ASSERT_TRUE(WaitFor([&] { return rx.Bodies().size() == 1; }));
+  // The receiver writes the body and the log line one after the other.
+  ASSERT_TRUE(
+      WaitFor([&] { return rx.Bodies().size() == 1 && rx.Log().size() == 1; }));
   EXPECT_EQ(rx.Bodies()[0], "application/json\thello\t{}");
   // The receiver's log line: position, subject, id from ce-* headers.
   std::string line = rx.Log()[0];

@@ -158,8 +158,7 @@ TEST(SqliteStore, UnmigratedDatabaseNeedsMigrateWhenNotAllowed) {
   no_migrate.migrate = false;
   auto store = OpenStore(dir.file("new.db"), no_migrate);
   ASSERT_FALSE(store.ok());
-  EXPECT_NE(store.status().message().find("herald migrate"),
-            std::string::npos);
+  EXPECT_NE(store.status().message().find("herald migrate"), std::string::npos);
 }
 
 TEST(SqliteStore, UrlForms) {

@@ -37,11 +37,12 @@ TEST(StoreProcess, KilledInsideTransactionLeavesNeitherRowNorEvent) {
     ASSERT_TRUE(store.ok());
     auto tx = (*store)->Begin();
     ASSERT_TRUE(tx.ok());
-    ASSERT_EQ(sqlite3_exec(static_cast<sqlite3*>((*tx)->native_handle()),
-                           "CREATE TABLE orders (id INTEGER PRIMARY KEY, "
-                           "status TEXT); INSERT INTO orders VALUES (1, 'placed')",
-                           nullptr, nullptr, nullptr),
-              SQLITE_OK);
+    ASSERT_EQ(
+        sqlite3_exec(static_cast<sqlite3*>((*tx)->native_handle()),
+                     "CREATE TABLE orders (id INTEGER PRIMARY KEY, "
+                     "status TEXT); INSERT INTO orders VALUES (1, 'placed')",
+                     nullptr, nullptr, nullptr),
+        SQLITE_OK);
     ASSERT_TRUE((*tx)->Commit().ok());
   }
   std::string ready = dir.file("ready");
@@ -101,9 +102,9 @@ TEST(StoreProcess, FourWritersWithRollbacksAndAFollower) {
     }
   }
   ASSERT_FALSE(rolled_back.empty()) << "the test must include rollbacks";
-  ASSERT_TRUE(WaitFor(
-      [&] { return ReadLines(followed).size() >= committed.size(); },
-      std::chrono::seconds(20)))
+  ASSERT_TRUE(
+      WaitFor([&] { return ReadLines(followed).size() >= committed.size(); },
+              std::chrono::seconds(20)))
       << "follower saw " << ReadLines(followed).size() << " of "
       << committed.size();
   follower.Signal(SIGTERM);
@@ -126,7 +127,8 @@ TEST(StoreProcess, FourWritersWithRollbacksAndAFollower) {
     EXPECT_FALSE(rolled_back.count(id));
     EXPECT_TRUE(seen.insert(id).second) << "duplicate " << id;
     std::string stream = j->Find("stream")->as_string();
-    EXPECT_EQ(version, ++stream_version[stream]) << "stream order of " << stream;
+    EXPECT_EQ(version, ++stream_version[stream])
+        << "stream order of " << stream;
   }
 }
 

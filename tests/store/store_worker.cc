@@ -29,8 +29,7 @@ int Crash(const std::string& db, const std::string& ready) {
   auto tx = (*store)->Begin();
   if (!tx.ok()) return 3;
   sqlite3* conn = herald::SqliteHandle(**tx);
-  if (sqlite3_exec(conn,
-                   "UPDATE orders SET status = 'canceled' WHERE id = 1",
+  if (sqlite3_exec(conn, "UPDATE orders SET status = 'canceled' WHERE id = 1",
                    nullptr, nullptr, nullptr) != SQLITE_OK) {
     return 3;
   }
@@ -64,8 +63,8 @@ int Write(const std::string& db, int writer, int txns,
     }
     std::vector<Event> events(1 + rng() % 5);
     for (auto& e : events) {
-      e.stream = "w" + std::to_string(writer) + "-s" +
-                 std::to_string(rng() % 3);
+      e.stream =
+          "w" + std::to_string(writer) + "-s" + std::to_string(rng() % 3);
       e.type = "test.written";
       e.payload = "{\"seq\":" + std::to_string(seq++) + "}";
     }

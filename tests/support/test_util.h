@@ -5,6 +5,7 @@
 #include <fcntl.h>
 #include <netinet/in.h>
 #include <signal.h>
+#include <sys/prctl.h>
 #include <sys/socket.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -120,8 +121,13 @@ class Child {
 
  private:
   void Start(const std::vector<std::string>& argv, const Options& o) {
+    pid_t parent = ::getpid();
     pid_ = ::fork();
     if (pid_ != 0) return;
+    // Die with the test: an orphan would hold CTest's output pipe open (and
+    // its ports) until the suite's timeout.
+    ::prctl(PR_SET_PDEATHSIG, SIGKILL);
+    if (::getppid() != parent) ::_exit(127);
     auto redirect = [](const std::string& path, int fd, int flags) {
       int f = ::open(path.empty() ? "/dev/null" : path.c_str(), flags, 0644);
       if (f >= 0) {

@@ -1,7 +1,7 @@
 // The JSON reader, validator and string writer.
-#include <gtest/gtest.h>
-
 #include "herald/json.h"
+
+#include <gtest/gtest.h>
 
 namespace herald {
 namespace {
@@ -29,10 +29,9 @@ TEST(Json, ParsesEveryKindAndKeepsRawText) {
 }
 
 TEST(Json, RejectsMalformedTextWithAnOffset) {
-  for (const char* bad :
-       {"", "{", "[1,]", "{\"a\":}", "{'a':1}", "01", "1.", "-", "tru",
-        "\"\\x\"", "\"a\nb\"", "\"\\ud800\"", "[1] 2", "{\"a\" 1}", "nan",
-        "\"\xff\""}) {
+  for (const char* bad : {"", "{", "[1,]", "{\"a\":}", "{'a':1}", "01", "1.",
+                          "-", "tru", "\"\\x\"", "\"a\nb\"", "\"\\ud800\"",
+                          "[1] 2", "{\"a\" 1}", "nan", "\"\xff\""}) {
     auto j = Json::Parse(bad);
     EXPECT_FALSE(j.ok()) << bad;
     EXPECT_FALSE(IsValidJson(bad)) << bad;
