@@ -296,6 +296,14 @@ void AppendNumberField(std::string* out, std::string_view name, double v) {
   out->append(buf);
 }
 
+// A 200 JSON answer that describes the present state: never cached.
+Response NoStoreResponse(std::string body) {
+  Response r;
+  r.body = std::move(body);
+  r.headers.emplace_back("Cache-Control", "no-store");
+  return r;
+}
+
 }  // namespace
 
 // Appends an SSE frame: "id: N\ndata: ...\n\n". The event JSON may hold
@@ -744,10 +752,7 @@ struct Api::Impl : std::enable_shared_from_this<Api::Impl> {
         }
       }
       body += "]}";
-      Response r;
-      r.body = std::move(body);
-      r.headers.emplace_back("Cache-Control", "no-store");
-      then(std::move(r));
+      then(NoStoreResponse(std::move(body)));
     });
   }
 
@@ -784,10 +789,7 @@ struct Api::Impl : std::enable_shared_from_this<Api::Impl> {
       }
       int64_t next = events->empty() ? from : events->back().stream_version + 1;
       body += "],\"next_version\":" + std::to_string(next) + "}";
-      Response r;
-      r.body = std::move(body);
-      r.headers.emplace_back("Cache-Control", "no-store");
-      then(std::move(r));
+      then(NoStoreResponse(std::move(body)));
     });
   }
 
@@ -939,10 +941,7 @@ struct Api::Impl : std::enable_shared_from_this<Api::Impl> {
         }
       }
       body += "]}";
-      Response r;
-      r.body = std::move(body);
-      r.headers.emplace_back("Cache-Control", "no-store");
-      then(std::move(r));
+      then(NoStoreResponse(std::move(body)));
     });
   }
 
@@ -986,10 +985,7 @@ struct Api::Impl : std::enable_shared_from_this<Api::Impl> {
         body += "}";
       }
       body += "]}";
-      Response r;
-      r.body = std::move(body);
-      r.headers.emplace_back("Cache-Control", "no-store");
-      then(std::move(r));
+      then(NoStoreResponse(std::move(body)));
     });
   }
 
