@@ -13,17 +13,9 @@ namespace herald {
 namespace {
 
 using testing::FreshStoreUrl;
+using testing::MakeEvent;
 using testing::TempDir;
 using testing::WaitFor;
-
-Event MakeEvent(const std::string& stream, const std::string& type,
-                const std::string& payload = "{}") {
-  Event e;
-  e.stream = stream;
-  e.type = type;
-  e.payload = payload;
-  return e;
-}
 
 class StoreContract : public ::testing::TestWithParam<std::string> {
  protected:

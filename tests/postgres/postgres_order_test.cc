@@ -20,19 +20,11 @@ namespace herald {
 namespace {
 
 using testing::FreshStoreUrl;
+using testing::MakeEvent;
 using testing::PgConnect;
 using testing::PgExec;
 using testing::TempDir;
 using testing::WaitFor;
-
-Event MakeEvent(const std::string& stream, const std::string& type,
-                const std::string& payload = "{}") {
-  Event e;
-  e.stream = stream;
-  e.type = type;
-  e.payload = payload;
-  return e;
-}
 
 // Follows the log from the start like a pull consumer, checking as it goes
 // that pages continue exactly where the previous one ended.

@@ -19,20 +19,12 @@ namespace herald {
 namespace {
 
 using testing::FreshStoreUrl;
+using testing::MakeEvent;
 using testing::PgConnect;
 using testing::PgExec;
 using testing::RunCommand;
 using testing::TempDir;
 using testing::WaitFor;
-
-Event MakeEvent(const std::string& stream, const std::string& type,
-                const std::string& payload = "{}") {
-  Event e;
-  e.stream = stream;
-  e.type = type;
-  e.payload = payload;
-  return e;
-}
 
 // Everything readable now, in position order.
 std::vector<Event> ReadAllNow(Store* store) {

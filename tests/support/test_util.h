@@ -18,6 +18,8 @@
 #include <thread>
 #include <vector>
 
+#include "herald/event.h"
+
 namespace herald::testing {
 
 // A fresh directory under $TMPDIR, removed with everything in it on scope
@@ -42,6 +44,16 @@ class TempDir {
  private:
   std::string path_;
 };
+
+// An event for `stream` of `type` with a JSON payload ("{}" by default).
+inline Event MakeEvent(const std::string& stream, const std::string& type,
+                       const std::string& payload = "{}") {
+  Event e;
+  e.stream = stream;
+  e.type = type;
+  e.payload = payload;
+  return e;
+}
 
 // Path of the built herald binary (CTest sets HERALD_BIN).
 inline std::string HeraldBin() {
