@@ -220,6 +220,16 @@ class Relay::RouteRunner {
     }
   }
 
+  // Waits out a retry delay. Only Stop cuts it short: a Wake meant for an
+  // idle runner (the lease was gained, an operator asked for a retry) must
+  // not turn a receiver's Retry-After into an instant retry.
+  void SleepUntil(Clock::time_point deadline) {
+    std::unique_lock<std::mutex> lock(mu_);
+    while (!Stopping() && Clock::now() < deadline) {
+      cv_.wait_until(lock, deadline);
+    }
+  }
+
   milliseconds Backoff(int round, milliseconds retry_after) {
     const auto& p = config_.retry;
     double d = static_cast<double>(p.backoff_initial.count());
@@ -475,7 +485,7 @@ class Relay::RouteRunner {
       if (error.empty()) continue;  // only unsent ones left: go on at once
       SetState(config_.on_failure == FailurePolicy::kBlock ? "blocked"
                                                            : "retrying");
-      WaitUntil(Clock::now() + Backoff(round, retry_after), nullptr);
+      SleepUntil(Clock::now() + Backoff(round, retry_after));
     }
   }
 
@@ -552,8 +562,7 @@ class Relay::RouteRunner {
         ++metrics_.parked;
         return false;
       }
-      WaitUntil(Clock::now() + Backoff(attempt, result[0].retry_after),
-                nullptr);
+      SleepUntil(Clock::now() + Backoff(attempt, result[0].retry_after));
     }
   }
 
