@@ -40,6 +40,34 @@ struct Event {
   int64_t occurred_at_us = 0;
 };
 
+// An event read in place: views into buffers its reader owns (a store's
+// row, an Event), valid only as long as those are. Lets a page be rendered
+// straight from the database without copying each field into an Event.
+struct EventView {
+  std::string_view id;
+  int64_t position = 0;
+  std::string_view stream;
+  int64_t stream_version = 0;
+  std::string_view type;
+  std::string_view content_type;
+  std::string_view payload;
+  std::string_view metadata;
+  int64_t occurred_at_us = 0;
+
+  EventView() = default;
+  EventView(const Event& e)  // NOLINT: implicit, so Events render alike
+      : id(e.id),
+        position(e.position),
+        stream(e.stream),
+        stream_version(e.stream_version),
+        type(e.type),
+        content_type(e.content_type),
+        payload(e.payload),
+        metadata(e.metadata),
+        occurred_at_us(e.occurred_at_us) {}
+  Event ToEvent() const;
+};
+
 // Checks what a producer supplies: id (empty or a UUID), stream and type
 // (1..256 bytes, no control characters), metadata (a JSON object), and the
 // payload (valid JSON when the content type is JSON). Returns
@@ -61,6 +89,7 @@ int64_t NowMicros();
 
 // RFC 3339 UTC with microseconds: "2026-11-22T09:30:00.123456Z".
 std::string FormatRfc3339(int64_t micros);
+void AppendRfc3339(int64_t micros, std::string* out);
 
 // Parses RFC 3339 (with 'Z' or a numeric offset, fraction optional).
 Result<int64_t> ParseRfc3339(std::string_view text);
@@ -69,7 +98,7 @@ Result<int64_t> ParseRfc3339(std::string_view text);
 // {"id","position","stream","stream_version","type","content_type",
 //  "payload","metadata","occurred_at"}. A JSON payload is embedded as JSON;
 // any other payload as a JSON string. No DOM is built.
-std::string EventToJson(const Event& event);
-void AppendEventJson(const Event& event, std::string* out);
+std::string EventToJson(const EventView& event);
+void AppendEventJson(const EventView& event, std::string* out);
 
 }  // namespace herald

@@ -138,6 +138,13 @@ class Store {
 
   // Reads the events at positions >= offset in position order.
   virtual Result<Page> Read(const ReadRequest& request) = 0;
+  // Reads like Read, but hands each event to `visit` as views into the
+  // store's own row buffers (valid only during the call) instead of copying
+  // it into an Event: what rendering a page needs. The returned Page holds
+  // next_offset and head; its events stay empty.
+  using EventVisitor = std::function<void(const EventView&)>;
+  virtual Result<Page> Scan(const ReadRequest& request,
+                            const EventVisitor& visit);
   // Reads one stream in order, from stream version `from_version` (1-based).
   virtual Result<std::vector<Event>> ReadStream(const std::string& stream,
                                                 int64_t from_version,

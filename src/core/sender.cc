@@ -223,7 +223,7 @@ void AppendCloudEventJson(const Event& e, std::string_view source,
   out->append(",\"subject\":");
   AppendJsonString(e.stream, out);
   out->append(",\"time\":\"");
-  out->append(FormatRfc3339(e.occurred_at_us));
+  AppendRfc3339(e.occurred_at_us, out);
   out->append("\",\"datacontenttype\":");
   AppendJsonString(e.content_type, out);
   out->append(",\"position\":");

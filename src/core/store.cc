@@ -25,6 +25,15 @@ Result<AppendResult> Store::Append(std::span<Event> events,
   return r;
 }
 
+Result<Page> Store::Scan(const ReadRequest& request,
+                         const EventVisitor& visit) {
+  auto page = Read(request);
+  if (!page.ok()) return page.status();
+  for (const Event& e : page->events) visit(e);
+  page->events.clear();
+  return page;
+}
+
 Status Store::SaveCheckpoint(const std::string& name, int64_t next_offset) {
   auto tx = Begin();
   if (!tx.ok()) return tx.status();

@@ -165,24 +165,13 @@ uint64_t Fnv1a(std::string_view s, uint64_t h = 1469598103934665603ull) {
   return h;
 }
 
-// A page rendered from events read from the store.
-std::string PageBody(const std::vector<Event>& events, int64_t next_offset) {
-  size_t size = 64;
-  for (const auto& e : events) {
-    size += e.payload.size() + e.metadata.size() + e.stream.size() +
-            e.type.size() + 200;
-  }
-  std::string body;
-  body.reserve(size);
-  body.append("{\"events\":[");
-  for (size_t i = 0; i < events.size(); ++i) {
-    if (i) body.push_back(',');
-    AppendEventJson(events[i], &body);
-  }
-  body.append("],\"next_offset\":");
-  body.append(std::to_string(next_offset));
-  body.append("}");
-  return body;
+// A page body is kPageStart, the events' JSON joined by ',', then what
+// EndPage appends.
+constexpr std::string_view kPageStart = "{\"events\":[";
+void EndPage(int64_t next_offset, std::string* body) {
+  body->append("],\"next_offset\":");
+  body->append(std::to_string(next_offset));
+  body->push_back('}');
 }
 
 // Builds an Event from one POSTed JSON object. `where` prefixes messages.
@@ -424,20 +413,19 @@ struct Api::Impl : std::enable_shared_from_this<Api::Impl> {
     return false;
   }
 
-  // A page from the store.
-  Response PageResponse(const std::vector<Event>& events, int64_t next_offset,
-                        int64_t from, int limit,
+  // A page rendered whole: `body` holds `count` events.
+  Response PageResponse(std::string body, size_t count, int64_t from, int limit,
                         const EventFilter& filter) const {
     Response r;
-    r.body = PageBody(events, next_offset);
-    return WithCaching(std::move(r), events.size(), from, limit, filter);
+    r.body = std::move(body);
+    return WithCaching(std::move(r), count, from, limit, filter);
   }
   // A page from memory, written from the cached strings.
   Response PageResponse(std::vector<std::shared_ptr<const CachedEvent>> events,
                         int64_t next_offset, int64_t from, int limit,
                         const EventFilter& filter) const {
     Response r;
-    r.body = "{\"events\":[";
+    r.body = kPageStart;
     size_t n = events.size();
     r.parts = std::move(events);
     r.tail = "],\"next_offset\":" + std::to_string(next_offset) + "}";
@@ -560,15 +548,25 @@ struct Api::Impl : std::enable_shared_from_this<Api::Impl> {
       rr.limit = pq.limit;
       rr.types = pq.filter.types;
       rr.stream = pq.filter.stream;
-      auto page = self->store->Read(rr);
+      // Rendered straight from the store's rows: no Event copies.
+      std::string body(kPageStart);
+      size_t count = 0;
+      auto page = self->store->Scan(rr, [&](const EventView& e) {
+        if (count++ > 0) {
+          body.push_back(',');
+        } else {
+          body.reserve(std::min<size_t>(size_t{4} << 20, pq.limit * 384));
+        }
+        AppendEventJson(e, &body);
+      });
       if (!page.ok()) {
         then(ErrorFor(page.status()));
         return;
       }
-      Response r = self->PageResponse(page->events, page->next_offset, pq.from,
-                                      pq.limit, pq.filter);
-      if (self->pages && !etag.empty() &&
-          static_cast<int>(page->events.size()) == pq.limit) {
+      EndPage(page->next_offset, &body);
+      Response r = self->PageResponse(std::move(body), count, pq.from, pq.limit,
+                                      pq.filter);
+      if (self->pages && !etag.empty() && static_cast<int>(count) == pq.limit) {
         auto body = std::make_shared<const std::string>(std::move(r.body));
         self->pages->Put(etag, body);
         r.body.clear();
@@ -601,9 +599,10 @@ struct Api::Impl : std::enable_shared_from_this<Api::Impl> {
           if (!woke) {
             // Timed out (or stopping): an empty page that still moves
             // past whatever a filter skipped.
-            std::vector<Event> none;
-            then(self->PageResponse(none, std::max(next, pq.from), pq.from,
-                                    pq.limit, pq.filter));
+            std::string body(kPageStart);
+            EndPage(std::max(next, pq.from), &body);
+            then(self->PageResponse(std::move(body), 0, pq.from, pq.limit,
+                                    pq.filter));
             return;
           }
           if (!pq.filter.empty()) pq.from = std::max(pq.from, next);

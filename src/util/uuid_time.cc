@@ -1,6 +1,7 @@
 // UUIDv7 generation and RFC 3339 time formatting (see herald/event.h).
 // Thread-safe: each thread has its own random generator.
 #include <chrono>
+#include <cstring>
 #include <random>
 
 #include "herald/event.h"
@@ -96,7 +97,7 @@ void PutDigits(char* p, int64_t v, int width) {
   }
 }
 
-std::string FormatRfc3339(int64_t micros) {
+void AppendRfc3339(int64_t micros, std::string* to) {
   // Hand-rolled (no gmtime/snprintf): every event rendered to JSON pays it.
   int64_t secs = micros / 1000000;
   int64_t frac = micros % 1000000;
@@ -110,23 +111,31 @@ std::string FormatRfc3339(int64_t micros) {
     rem += 86400;
     --days;
   }
-  // Civil date from days since 1970-01-01 (Howard Hinnant's algorithm).
-  days += 719468;
-  const int64_t era = (days >= 0 ? days : days - 146096) / 146097;
-  const int64_t doe = days - era * 146097;
-  const int64_t yoe = (doe - doe / 1460 + doe / 36524 - doe / 146096) / 365;
-  const int64_t doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-  const int64_t mp = (5 * doy + 2) / 153;
-  const int64_t d = doy - (153 * mp + 2) / 5 + 1;
-  const int64_t m = mp < 10 ? mp + 3 : mp - 9;
-  const int64_t y = yoe + era * 400 + (m <= 2);
-  std::string out(27, ' ');
-  char* p = out.data();
-  PutDigits(p, y, 4);
-  p[4] = '-';
-  PutDigits(p + 5, m, 2);
-  p[7] = '-';
-  PutDigits(p + 8, d, 2);
+  size_t at = to->size();
+  to->resize(at + 27);
+  char* p = to->data() + at;
+  // Pages hold runs of events from one day: the date is kept per thread.
+  thread_local int64_t last_days = INT64_MIN;
+  thread_local char last_date[10];
+  if (days != last_days) {
+    // Civil date from days since 1970-01-01 (Howard Hinnant's algorithm).
+    const int64_t z = days + 719468;
+    const int64_t era = (z >= 0 ? z : z - 146096) / 146097;
+    const int64_t doe = z - era * 146097;
+    const int64_t yoe = (doe - doe / 1460 + doe / 36524 - doe / 146096) / 365;
+    const int64_t doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    const int64_t mp = (5 * doy + 2) / 153;
+    const int64_t d = doy - (153 * mp + 2) / 5 + 1;
+    const int64_t m = mp < 10 ? mp + 3 : mp - 9;
+    const int64_t y = yoe + era * 400 + (m <= 2);
+    PutDigits(last_date, y, 4);
+    last_date[4] = '-';
+    PutDigits(last_date + 5, m, 2);
+    last_date[7] = '-';
+    PutDigits(last_date + 8, d, 2);
+    last_days = days;
+  }
+  std::memcpy(p, last_date, 10);
   p[10] = 'T';
   PutDigits(p + 11, rem / 3600, 2);
   p[13] = ':';
@@ -136,6 +145,11 @@ std::string FormatRfc3339(int64_t micros) {
   p[19] = '.';
   PutDigits(p + 20, frac, 6);
   p[26] = 'Z';
+}
+
+std::string FormatRfc3339(int64_t micros) {
+  std::string out;
+  AppendRfc3339(micros, &out);
   return out;
 }
 

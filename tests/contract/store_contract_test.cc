@@ -251,6 +251,39 @@ TEST_P(StoreContract, FilteredReadMovesPastScannedEvents) {
   EXPECT_EQ(page->next_offset, page->events.back().position + 1);
 }
 
+TEST_P(StoreContract, ScanVisitsWhatReadReturns) {
+  std::vector<Event> batch;
+  for (int i = 0; i < 12; ++i) {
+    batch.push_back(MakeEvent(i % 3 ? "order-1" : "cart-1",
+                              i % 3 ? "order.placed" : "cart.emptied"));
+  }
+  batch[4].content_type = "text/plain";
+  batch[4].payload = "plain\ntext";
+  ASSERT_TRUE(store_->Append(batch).ok());
+  ReadAll(12);
+  for (ReadRequest r :
+       {ReadRequest{0, 5, {}, ""}, ReadRequest{3, 100, {"order.*"}, ""},
+        ReadRequest{0, 2, {}, "cart-1"}}) {
+    auto read = store_->Read(r);
+    ASSERT_TRUE(read.ok());
+    std::vector<std::string> seen;
+    auto scan = store_->Scan(
+        r, [&](const EventView& v) { seen.push_back(EventToJson(v)); });
+    ASSERT_TRUE(scan.ok());
+    EXPECT_TRUE(scan->events.empty());
+    EXPECT_EQ(scan->next_offset, read->next_offset);
+    EXPECT_EQ(scan->head, read->head);
+    ASSERT_EQ(seen.size(), read->events.size());
+    for (size_t i = 0; i < seen.size(); ++i) {
+      EXPECT_EQ(seen[i], EventToJson(read->events[i]));
+    }
+  }
+  ReadRequest bad;
+  bad.limit = 0;
+  EXPECT_TRUE(
+      store_->Scan(bad, [](const EventView&) {}).status().IsInvalidArgument());
+}
+
 TEST_P(StoreContract, ReadStreamInOrderFromVersion) {
   for (int i = 0; i < 6; ++i) {
     Event e = MakeEvent(i % 2 ? "a" : "b", "t", std::to_string(i));

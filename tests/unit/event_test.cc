@@ -37,6 +37,9 @@ TEST(Time, Rfc3339RoundTripWithMicroseconds) {
   int64_t t = 1795340000123456;
   std::string s = FormatRfc3339(t);
   EXPECT_EQ(s, "2026-11-22T09:33:20.123456Z");
+  std::string line = "at ";
+  AppendRfc3339(t, &line);
+  EXPECT_EQ(line, "at 2026-11-22T09:33:20.123456Z");
   EXPECT_EQ(*ParseRfc3339(s), t);
   EXPECT_EQ(*ParseRfc3339("2026-11-22T10:33:20.123456+01:00"), t);
   EXPECT_EQ(*ParseRfc3339("1970-01-01T00:00:00Z"), 0);

@@ -241,25 +241,35 @@ void BindText(sqlite3_stmt* s, int i, std::string_view v) {
   sqlite3_bind_text(s, i, v.data(), static_cast<int>(v.size()), SQLITE_STATIC);
 }
 
-std::string ColumnText(sqlite3_stmt* s, int i) {
+std::string_view ColumnView(sqlite3_stmt* s, int i) {
   const void* p = sqlite3_column_blob(s, i);
   int n = sqlite3_column_bytes(s, i);
-  return p ? std::string(static_cast<const char*>(p), static_cast<size_t>(n))
-           : std::string();
+  return p ? std::string_view(static_cast<const char*>(p),
+                              static_cast<size_t>(n))
+           : std::string_view();
+}
+
+std::string ColumnText(sqlite3_stmt* s, int i) {
+  return std::string(ColumnView(s, i));
+}
+
+// Views an event row in kEventColumns order (valid until the next step).
+EventView RowView(sqlite3_stmt* s) {
+  EventView v;
+  v.position = sqlite3_column_int64(s, 0);
+  v.id = ColumnView(s, 1);
+  v.stream = ColumnView(s, 2);
+  v.stream_version = sqlite3_column_int64(s, 3);
+  v.type = ColumnView(s, 4);
+  v.content_type = ColumnView(s, 5);
+  v.payload = ColumnView(s, 6);
+  v.metadata = ColumnView(s, 7);
+  v.occurred_at_us = sqlite3_column_int64(s, 8);
+  return v;
 }
 
 // Reads an event row in kEventColumns order.
-void RowToEvent(sqlite3_stmt* s, Event* e) {
-  e->position = sqlite3_column_int64(s, 0);
-  e->id = ColumnText(s, 1);
-  e->stream = ColumnText(s, 2);
-  e->stream_version = sqlite3_column_int64(s, 3);
-  e->type = ColumnText(s, 4);
-  e->content_type = ColumnText(s, 5);
-  e->payload = ColumnText(s, 6);
-  e->metadata = ColumnText(s, 7);
-  e->occurred_at_us = sqlite3_column_int64(s, 8);
-}
+void RowToEvent(sqlite3_stmt* s, Event* e) { *e = RowView(s).ToEvent(); }
 
 // Gives this process's write transactions the database in arrival order.
 // SQLite's own busy handler polls for the write lock, so under a steady
@@ -400,6 +410,8 @@ class SqliteStore final : public Store {
   using Store::Append;
 
   Result<Page> Read(const ReadRequest& request) override;
+  Result<Page> Scan(const ReadRequest& request,
+                    const EventVisitor& visit) override;
   Result<std::vector<Event>> ReadStream(const std::string& stream,
                                         int64_t from_version,
                                         int limit) override;
@@ -556,7 +568,9 @@ Result<std::unique_ptr<Conn>> SqliteStore::OpenConn() {
   sqlite3_extended_result_codes(db.get(), 1);
   sqlite3_busy_handler(db.get(), &BusyWait,
                        const_cast<int64_t*>(&busy_timeout_us_));
-  std::string pragmas = "PRAGMA foreign_keys = ON; PRAGMA synchronous = ";
+  std::string pragmas =
+      "PRAGMA foreign_keys = ON; PRAGMA mmap_size = 1073741824; "
+      "PRAGMA synchronous = ";
   pragmas += options_.sqlite_synchronous_full ? "FULL;" : "NORMAL;";
   HERALD_RETURN_IF_ERROR(Exec(db.get(), pragmas.c_str()));
   auto conn = std::make_unique<Conn>();
@@ -812,6 +826,17 @@ Result<AppendResult> SqliteStore::Append(Transaction& tx_base,
 }
 
 Result<Page> SqliteStore::Read(const ReadRequest& req) {
+  std::vector<Event> events;
+  auto page = Scan(req, [&](const EventView& v) {
+    if (events.empty()) events.reserve(static_cast<size_t>(req.limit));
+    events.push_back(v.ToEvent());
+  });
+  if (page.ok()) page->events = std::move(events);
+  return page;
+}
+
+Result<Page> SqliteStore::Scan(const ReadRequest& req,
+                               const EventVisitor& visit) {
   if (req.limit < 1 || req.limit > kMaxReadLimit) {
     return Status::InvalidArgument("limit must be between 1 and " +
                                    std::to_string(kMaxReadLimit));
@@ -873,18 +898,16 @@ Result<Page> SqliteStore::Read(const ReadRequest& req) {
     sqlite3_bind_int(s, static_cast<int>(4 + req.types.size()), req.limit);
   }
   ResetGuard g{s};
-  page.events.reserve(static_cast<size_t>(std::min<int64_t>(
-      req.limit, std::max<int64_t>(0, page.head - from + 1))));
   int rc;
+  int count = 0;
   while ((rc = sqlite3_step(s)) == SQLITE_ROW) {
-    page.events.emplace_back();
-    RowToEvent(s, &page.events.back());
+    EventView v = RowView(s);
+    page.next_offset = v.position + 1;
+    ++count;
+    visit(v);
   }
   if (rc != SQLITE_DONE) return SqlError(db, rc, "read events");
-  if (!page.events.empty()) {
-    page.next_offset = page.events.back().position + 1;
-  }
-  if (filtered && static_cast<int>(page.events.size()) < req.limit) {
+  if (filtered && count < req.limit) {
     // Everything up to the head was scanned.
     page.next_offset = std::max(from, page.head + 1);
   }
