@@ -568,9 +568,7 @@ Result<std::unique_ptr<Conn>> SqliteStore::OpenConn() {
   sqlite3_extended_result_codes(db.get(), 1);
   sqlite3_busy_handler(db.get(), &BusyWait,
                        const_cast<int64_t*>(&busy_timeout_us_));
-  std::string pragmas =
-      "PRAGMA foreign_keys = ON; PRAGMA mmap_size = 1073741824; "
-      "PRAGMA synchronous = ";
+  std::string pragmas = "PRAGMA foreign_keys = ON; PRAGMA synchronous = ";
   pragmas += options_.sqlite_synchronous_full ? "FULL;" : "NORMAL;";
   HERALD_RETURN_IF_ERROR(Exec(db.get(), pragmas.c_str()));
   auto conn = std::make_unique<Conn>();
