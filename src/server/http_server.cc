@@ -1,12 +1,16 @@
 // The HTTP/1.1 transport of the server: Boost.Beast on Asio.
 //
-// Each connection is a Session living on a strand of the I/O context; no
-// thread is tied to a connection, so an idle long-poll or SSE stream costs
-// a socket and a few KB. A request goes through three deadlines: the
-// keep-alive idle wait for its first byte (idle_timeout), its request line
-// and headers (header_timeout: a client trickling headers is cut off), and
-// its body (idle_timeout). Responses come back from Api on any thread and
-// are posted to the session's strand.
+// Each I/O thread runs an io_context of its own; a connection (Session)
+// lives on one of them, so its handlers never run at once and need no
+// strand or lock. No thread is tied to a connection, so an idle long-poll
+// or SSE stream costs a socket and a few KB. A request goes through three
+// deadlines: the keep-alive idle wait for its first byte (idle_timeout),
+// its request line and headers (header_timeout: a client trickling headers
+// is cut off), and its body (idle_timeout). One timer per connection
+// enforces them lazily: moving a deadline later costs nothing, the timer
+// re-arms itself when it fires early. Requests are parsed in place from
+// the connection's buffer with Beast's parser. Responses come back from Api
+// on any thread and are posted to the session's io_context.
 #include <sys/resource.h>
 
 #include <boost/asio/dispatch.hpp>
@@ -14,7 +18,6 @@
 #include <boost/asio/ip/tcp.hpp>
 #include <boost/asio/post.hpp>
 #include <boost/asio/steady_timer.hpp>
-#include <boost/asio/strand.hpp>
 #include <boost/asio/thread_pool.hpp>
 #include <boost/asio/write.hpp>
 #include <boost/beast/core.hpp>
@@ -40,10 +43,19 @@ class ServerImpl;
 
 // How long an SSE write may take before the client is considered gone.
 constexpr auto kSseWriteTimeout = std::chrono::seconds(30);
+// Bytes asked of the socket per read.
+constexpr size_t kReadChunk = 16384;
+
+// Sockets and timers bound to one io_context's executor (not the
+// type-erased any_io_executor): each handler runs on that context's thread.
+using Executor = asio::io_context::executor_type;
+using Socket = asio::basic_stream_socket<tcp, Executor>;
+using Timer = asio::basic_waitable_timer<std::chrono::steady_clock,
+                                         asio::wait_traits<Clock>, Executor>;
 
 class Session : public std::enable_shared_from_this<Session> {
  public:
-  Session(tcp::socket socket, ServerImpl* server);
+  Session(Socket socket, ServerImpl* server);
   ~Session();
 
   void Start();
@@ -52,14 +64,22 @@ class Session : public std::enable_shared_from_this<Session> {
 
  private:
   void WaitForRequest();
-  void ReadHeader();
-  void OnHeader(beast::error_code ec);
-  void OnBody(beast::error_code ec);
+  void ReadSome();
+  // Feeds the buffered bytes to the parser; dispatches a whole request,
+  // reads more, or answers a bad one.
+  void Parse();
+  bool OnHeaderDone();
+  void OnParseError(beast::error_code ec);
   void Dispatch();
   void Reply(Response r, const std::string& label);
   void WriteResponse(Response r);
   void ReplyAndClose(int status, std::string_view code, std::string_view msg);
   void Close();
+
+  // The connection closes at `when` unless a later deadline replaces it.
+  void SetDeadline(Clock::time_point when);
+  void ClearDeadline() { deadline_ = Clock::time_point::max(); }
+  void ArmTimer(Clock::time_point when);
 
   // SSE
   void StartSse(Response r);
@@ -69,10 +89,15 @@ class Session : public std::enable_shared_from_this<Session> {
   void SseWatchClose();
 
   ServerImpl* const server_;
-  beast::tcp_stream stream_;
+  Socket socket_;
+  Timer timer_;
+  Clock::time_point deadline_ = Clock::time_point::max();
+  bool timer_armed_ = false;
+  Clock::time_point timer_at_{};
   beast::flat_buffer buffer_;
   std::optional<http::request_parser<http::string_body>> parser_;
-  // The response being written and its buffers (strand only).
+  bool header_done_ = false;
+  // The response being written and its buffers.
   std::optional<Response> out_;
   std::string head_;  // head and body of the response being written
   unsigned version_ = 11;
@@ -82,7 +107,7 @@ class Session : public std::enable_shared_from_this<Session> {
   bool closed_ = false;
   std::string label_;
 
-  // SSE state (strand only).
+  // SSE state.
   bool sse_ = false;
   int64_t cursor_ = 1;
   EventFilter filter_;
@@ -90,7 +115,6 @@ class Session : public std::enable_shared_from_this<Session> {
   bool writing_ = false;
   std::string sse_buf_;
   std::array<char, 512> sink_{};
-  std::optional<asio::steady_timer> write_timer_;
 };
 
 class ServerImpl final : public Server {
@@ -111,9 +135,7 @@ class ServerImpl final : public Server {
                         ? options.config.threads
                         : static_cast<int>(std::max(
                               1u, std::thread::hardware_concurrency()))),
-        ioc_(io_threads_),
-        work_(asio::make_work_guard(ioc_)),
-        acceptor_(ioc_) {}
+        acceptor_(MakeContexts()) {}
 
   ~ServerImpl() override { Stop(); }
 
@@ -186,8 +208,8 @@ class ServerImpl final : public Server {
     hub_.Start();
     appender_.Start();
     Accept();
-    for (int i = 0; i < io_threads_; ++i) {
-      threads_.emplace_back([this] { ioc_.run(); });
+    for (auto& ioc : iocs_) {
+      threads_.emplace_back([ioc = ioc.get()] { ioc->run(); });
     }
   }
 
@@ -221,8 +243,8 @@ class ServerImpl final : public Server {
                               [this] { return sessions_.empty(); });
     }
     appender_.Stop();
-    work_.reset();
-    ioc_.stop();
+    for (auto& w : work_) w.reset();
+    for (auto& ioc : iocs_) ioc->stop();
     for (auto& t : threads_) {
       if (t.joinable()) t.join();
     }
@@ -254,16 +276,27 @@ class ServerImpl final : public Server {
   Api api_;
 
  private:
+  // The io_contexts, one per I/O thread (each run by one thread only, so
+  // Asio needs no locking inside it); returns the acceptor's.
+  asio::io_context& MakeContexts() {
+    for (int i = 0; i < io_threads_; ++i) {
+      iocs_.push_back(std::make_unique<asio::io_context>(1));
+      work_.push_back(asio::make_work_guard(*iocs_.back()));
+    }
+    return *iocs_.front();
+  }
+
   void Accept() {
-    acceptor_.async_accept(asio::make_strand(ioc_), [this](beast::error_code ec,
-                                                           tcp::socket s) {
+    // Connections are dealt out to the contexts in turn.
+    asio::io_context& ioc = *iocs_[next_ioc_++ % iocs_.size()];
+    acceptor_.async_accept(ioc, [this](beast::error_code ec, Socket s) {
       if (ec) {
         if (ec == asio::error::operation_aborted || !acceptor_.is_open()) {
           return;
         }
         // EMFILE and friends: pause briefly rather than spin.
         auto t = std::make_shared<asio::steady_timer>(
-            ioc_, std::chrono::milliseconds(50));
+            acceptor_.get_executor(), std::chrono::milliseconds(50));
         t->async_wait([this, t](beast::error_code) { Accept(); });
         return;
       }
@@ -285,22 +318,25 @@ class ServerImpl final : public Server {
   std::condition_variable sessions_cv_;
   std::vector<std::thread> threads_;
   const int io_threads_;
-  // Last: destroyed first, with every handler (and session) it still holds.
-  asio::io_context ioc_;
-  // Keeps the I/O threads running while a session waits on the Hub or the
+  size_t next_ioc_ = 0;  // only the acceptor's thread
+  // Last: destroyed first, with every handler (and session) they still hold.
+  std::vector<std::unique_ptr<asio::io_context>> iocs_;
+  // Keep the I/O threads running while a session waits on the Hub or the
   // workers with no socket operation pending.
-  asio::executor_work_guard<asio::io_context::executor_type> work_;
+  std::vector<asio::executor_work_guard<Executor>> work_;
   tcp::acceptor acceptor_;
 };
 
 // ---- Session
 // ------------------------------------------------------------------
 
-Session::Session(tcp::socket socket, ServerImpl* server)
-    : server_(server), stream_(std::move(socket)) {
+Session::Session(Socket socket, ServerImpl* server)
+    : server_(server),
+      socket_(std::move(socket)),
+      timer_(socket_.get_executor()) {
   // Responses go out in several writes; never hold the last one back.
   beast::error_code ec;
-  stream_.socket().set_option(tcp::no_delay(true), ec);
+  socket_.set_option(tcp::no_delay(true), ec);
 }
 
 Session::~Session() {
@@ -310,12 +346,12 @@ Session::~Session() {
 
 void Session::Start() {
   server_->Register(this, weak_from_this());
-  asio::dispatch(stream_.get_executor(),
+  asio::dispatch(socket_.get_executor(),
                  [self = shared_from_this()] { self->WaitForRequest(); });
 }
 
 void Session::Shutdown() {
-  asio::post(stream_.get_executor(), [self = shared_from_this()] {
+  asio::post(socket_.get_executor(), [self = shared_from_this()] {
     self->stopping_ = true;
     if (self->sse_) {
       self->server_->hub_.Cancel(self->waiter_);
@@ -331,111 +367,125 @@ void Session::Close() {
   if (closed_) return;
   closed_ = true;
   beast::error_code ec;
-  stream_.socket().shutdown(tcp::socket::shutdown_both, ec);
-  stream_.socket().close(ec);
+  socket_.shutdown(tcp::socket::shutdown_both, ec);
+  socket_.close(ec);
+  timer_.cancel();
   if (waiter_) {
     server_->hub_.Cancel(waiter_);
     waiter_ = 0;
   }
 }
 
+void Session::SetDeadline(Clock::time_point when) {
+  deadline_ = when;
+  // A later deadline than the armed one is found when the timer fires.
+  if (!timer_armed_ || when < timer_at_) ArmTimer(when);
+}
+
+void Session::ArmTimer(Clock::time_point when) {
+  // Replacing a pending wait cancels it; its handler sees operation_aborted.
+  timer_armed_ = true;
+  timer_at_ = when;
+  timer_.expires_at(when);
+  timer_.async_wait([self = shared_from_this(), when](beast::error_code ec) {
+    if (ec || self->closed_ || self->timer_at_ != when) return;
+    self->timer_armed_ = false;
+    if (self->deadline_ == Clock::time_point::max()) return;
+    if (Clock::now() >= self->deadline_) return self->Close();
+    self->ArmTimer(self->deadline_);
+  });
+}
+
 void Session::WaitForRequest() {
   if (stopping_ || closed_) return Close();
-  if (buffer_.size() > 0) return ReadHeader();  // pipelined
-  stream_.expires_after(server_->options_.config.idle_timeout);
-  stream_.async_read_some(
-      buffer_.prepare(4096),
+  parser_.reset();
+  if (buffer_.size() > 0) return Parse();  // pipelined
+  SetDeadline(Clock::now() + server_->options_.config.idle_timeout);
+  ReadSome();
+}
+
+void Session::ReadSome() {
+  socket_.async_read_some(
+      buffer_.prepare(kReadChunk),
       [self = shared_from_this()](beast::error_code ec, size_t n) {
         if (ec) return self->Close();
         self->buffer_.commit(n);
-        self->ReadHeader();
+        self->Parse();
       });
 }
 
-void Session::ReadHeader() {
-  parser_.emplace();
-  parser_->header_limit(
-      static_cast<std::uint32_t>(server_->options_.config.max_header_bytes));
-  parser_->body_limit(
-      static_cast<std::uint64_t>(server_->options_.config.max_body_bytes));
-  // The whole request line and headers must arrive within header_timeout.
-  stream_.expires_after(server_->options_.config.header_timeout);
-  http::async_read_header(
-      stream_, buffer_, *parser_,
-      [self = shared_from_this()](beast::error_code ec, size_t) {
-        self->OnHeader(ec);
-      });
-}
-
-void Session::OnHeader(beast::error_code ec) {
-  if (ec == http::error::header_limit) {
-    return ReplyAndClose(
-        431, "headers_too_large",
-        "the request line and headers exceed " +
-            std::to_string(server_->options_.config.max_header_bytes) +
-            " bytes");
+void Session::Parse() {
+  if (closed_) return;
+  const auto& config = server_->options_.config;
+  if (!parser_) {
+    parser_.emplace();
+    parser_->eager(true);
+    parser_->header_limit(static_cast<std::uint32_t>(config.max_header_bytes));
+    parser_->body_limit(static_cast<std::uint64_t>(config.max_body_bytes));
+    header_done_ = false;
+    // The whole request line and headers must arrive within header_timeout.
+    SetDeadline(Clock::now() + config.header_timeout);
   }
-  if (ec == http::error::body_limit) {
-    return ReplyAndClose(
-        413, "payload_too_large",
-        "the request body exceeds " +
-            std::to_string(server_->options_.config.max_body_bytes) + " bytes");
-  }
-  if (ec == beast::error::timeout || ec == http::error::end_of_stream ||
-      ec == asio::error::eof || ec == asio::error::connection_reset ||
-      ec == asio::error::operation_aborted) {
-    return Close();
-  }
-  if (ec) {
-    return ReplyAndClose(400, "bad_request",
-                         "malformed HTTP request: " + ec.message());
-  }
-  busy_ = true;
-  auto& req = parser_->get();
-  if (auto cl = parser_->content_length();
-      cl && *cl > static_cast<std::uint64_t>(
-                      server_->options_.config.max_body_bytes)) {
-    return ReplyAndClose(
-        413, "payload_too_large",
-        "the request body exceeds " +
-            std::to_string(server_->options_.config.max_body_bytes) + " bytes");
+  while (buffer_.size() > 0 && !parser_->is_done()) {
+    beast::error_code ec;
+    size_t used = parser_->put(buffer_.data(), ec);
+    buffer_.consume(used);
+    if (ec == http::error::need_more) break;
+    if (ec) return OnParseError(ec);
+    if (!header_done_ && parser_->is_header_done() && !OnHeaderDone()) return;
+    if (used == 0) break;
   }
   if (parser_->is_done()) return Dispatch();
-  auto expect = req[http::field::expect];
-  auto read_body = [self = shared_from_this()] {
-    self->stream_.expires_after(self->server_->options_.config.idle_timeout);
-    http::async_read(
-        self->stream_, self->buffer_, *self->parser_,
-        [self](beast::error_code ec, size_t) { self->OnBody(ec); });
-  };
-  if (beast::iequals(expect, "100-continue")) {
-    auto cont = std::make_shared<std::string>("HTTP/1.1 100 Continue\r\n\r\n");
-    stream_.expires_after(server_->options_.config.idle_timeout);
-    asio::async_write(stream_, asio::buffer(*cont),
-                      [self = shared_from_this(), cont, read_body](
-                          beast::error_code ec, size_t) {
-                        if (ec) return self->Close();
-                        read_body();
-                      });
-    return;
-  }
-  read_body();
+  ReadSome();
 }
 
-void Session::OnBody(beast::error_code ec) {
-  if (ec == http::error::body_limit) {
-    return ReplyAndClose(
-        413, "payload_too_large",
-        "the request body exceeds " +
-            std::to_string(server_->options_.config.max_body_bytes) + " bytes");
+// Checks the head of a request whose body is still to come: false when it
+// was answered.
+bool Session::OnHeaderDone() {
+  header_done_ = true;
+  const auto& config = server_->options_.config;
+  if (auto cl = parser_->content_length();
+      cl && *cl > static_cast<std::uint64_t>(config.max_body_bytes)) {
+    ReplyAndClose(413, "payload_too_large",
+                  "the request body exceeds " +
+                      std::to_string(config.max_body_bytes) + " bytes");
+    return false;
   }
-  if (ec) return Close();
-  Dispatch();
+  if (parser_->is_done()) return true;
+  SetDeadline(Clock::now() + config.idle_timeout);
+  if (beast::iequals(parser_->get()[http::field::expect], "100-continue")) {
+    // Small and rare: written synchronously before the body is read.
+    static constexpr std::string_view kContinue =
+        "HTTP/1.1 100 Continue\r\n\r\n";
+    beast::error_code ec;
+    asio::write(socket_, asio::buffer(kContinue), ec);
+    if (ec) {
+      Close();
+      return false;
+    }
+  }
+  return true;
+}
+
+void Session::OnParseError(beast::error_code ec) {
+  const auto& config = server_->options_.config;
+  if (ec == http::error::header_limit) {
+    return ReplyAndClose(431, "headers_too_large",
+                         "the request line and headers exceed " +
+                             std::to_string(config.max_header_bytes) +
+                             " bytes");
+  }
+  if (ec == http::error::body_limit) {
+    return ReplyAndClose(413, "payload_too_large",
+                         "the request body exceeds " +
+                             std::to_string(config.max_body_bytes) + " bytes");
+  }
+  ReplyAndClose(400, "bad_request", "malformed HTTP request: " + ec.message());
 }
 
 void Session::Dispatch() {
   busy_ = true;
-  stream_.expires_never();
+  ClearDeadline();
   auto& msg = parser_->get();
   keep_alive_ = msg.keep_alive();
   version_ = msg.version();
@@ -454,10 +504,10 @@ void Session::Dispatch() {
   parser_.reset();
   server_->api_.Handle(std::move(req), [self = shared_from_this()](
                                            Response r, std::string label) {
-    // Inline when answered at once on this strand (cached pages, 304s,
-    // errors); queued to the strand from worker and hub threads.
+    // Inline when answered at once on this thread (cached pages, 304s,
+    // errors); queued to the session's context from worker and hub threads.
     asio::dispatch(
-        self->stream_.get_executor(),
+        self->socket_.get_executor(),
         [self, r = std::move(r), label = std::move(label)]() mutable {
           self->Reply(std::move(r), label);
         });
@@ -531,9 +581,9 @@ void Session::WriteResponse(Response r) {
   std::array<asio::const_buffer, 2> bufs{
       asio::buffer(head_),
       shared ? asio::buffer(*shared) : asio::const_buffer()};
-  stream_.expires_after(server_->options_.config.idle_timeout);
+  SetDeadline(Clock::now() + server_->options_.config.idle_timeout);
   asio::async_write(
-      stream_, bufs,
+      socket_, bufs,
       [self = shared_from_this(), keep, shared](beast::error_code ec, size_t) {
         // Keep the capacity of a normal page, not of a huge one.
         if (self->head_.capacity() > (4u << 20)) {
@@ -553,8 +603,7 @@ void Session::StartSse(Response r) {
   server_->metrics_.open_streams.fetch_add(1);
   cursor_ = r.sse_offset;
   filter_ = std::move(r.sse_filter);
-  stream_.expires_never();
-  write_timer_.emplace(stream_.get_executor());
+  ClearDeadline();
   // No Content-Length and no chunking: the stream ends when the
   // connection does.
   std::string head =
@@ -568,7 +617,7 @@ void Session::StartSse(Response r) {
 
 void Session::SseWatchClose() {
   // Anything the client sends is ignored; an error or EOF means it left.
-  stream_.socket().async_read_some(
+  socket_.async_read_some(
       asio::buffer(sink_),
       [self = shared_from_this()](beast::error_code ec, size_t) {
         if (ec) return self->Close();
@@ -580,14 +629,12 @@ void Session::SseWrite(std::string data) {
   if (closed_) return;
   writing_ = true;
   sse_buf_ = std::move(data);
-  write_timer_->expires_after(kSseWriteTimeout);
-  write_timer_->async_wait([self = shared_from_this()](beast::error_code ec) {
-    if (!ec) self->Close();  // the client stopped reading
-  });
-  asio::async_write(stream_.socket(), asio::buffer(sse_buf_),
+  // A client that stops reading is cut off.
+  SetDeadline(Clock::now() + kSseWriteTimeout);
+  asio::async_write(socket_, asio::buffer(sse_buf_),
                     [self = shared_from_this()](beast::error_code ec, size_t) {
                       self->writing_ = false;
-                      self->write_timer_->cancel();
+                      self->ClearDeadline();
                       if (ec || self->stopping_) return self->Close();
                       self->SsePump();
                     });
@@ -598,7 +645,7 @@ void Session::SsePump() {
   server_->api_.SseChunk(
       cursor_, filter_,
       [self = shared_from_this()](bool ok, std::string chunk, int64_t next) {
-        asio::post(self->stream_.get_executor(),
+        asio::post(self->socket_.get_executor(),
                    [self, ok, chunk = std::move(chunk), next]() mutable {
                      if (!ok || self->closed_) return self->Close();
                      self->cursor_ = next;
@@ -614,10 +661,10 @@ void Session::SseWait() {
   if (stopping_) return Close();
   auto deadline = Clock::now() + server_->options_.config.heartbeat;
   std::weak_ptr<Session> weak = weak_from_this();
-  // Hub may call back at once, on this strand: post either way.
+  // Hub may call back at once, on this thread: post either way.
   uint64_t id = server_->hub_.Wait(
       cursor_, deadline, [self = shared_from_this()](bool woke) {
-        asio::post(self->stream_.get_executor(), [self, woke] {
+        asio::post(self->socket_.get_executor(), [self, woke] {
           self->waiter_ = 0;
           if (self->closed_) return;
           if (self->stopping_ || self->server_->stopping()) {
