@@ -89,10 +89,6 @@ void Appender::Process(std::vector<AppendJob>* jobs) {
   std::vector<Result<AppendResult>> results;
   results.reserve(jobs->size());
   bool group_ok = true;
-  // Copies so a failed group can be retried job by job from the original.
-  std::vector<std::vector<Event>> originals;
-  originals.reserve(jobs->size());
-  for (auto& j : *jobs) originals.push_back(j.events);
 
   auto tx = store_->Begin();
   if (!tx.ok()) {
@@ -118,9 +114,10 @@ void Appender::Process(std::vector<AppendJob>* jobs) {
   } else {
     // Something beyond one request failed (the database is busy or gone):
     // try each job in a transaction of its own so each gets its own answer.
+    // Append only filled in ids, times and positions, which a retry
+    // keeps or overwrites.
     results.clear();
     for (size_t i = 0; i < jobs->size(); ++i) {
-      (*jobs)[i].events = originals[i];
       results.push_back(store_->Append(std::span<Event>((*jobs)[i].events),
                                        (*jobs)[i].options));
       if (results.back().ok()) commits_.fetch_add(1);
@@ -140,7 +137,7 @@ void Appender::Process(std::vector<AppendJob>* jobs) {
         if (e.position > 0) stored.push_back(&e);
       }
     }
-    hub_->Push(std::move(stored));
+    hub_->Push(std::move(stored), store_->append_epoch());
   }
   for (size_t i = 0; i < jobs->size(); ++i) {
     auto& j = (*jobs)[i];

@@ -109,8 +109,10 @@ class Hub {
   void CatchUp();
   // Like CatchUp, for events this process just committed: when they are
   // exactly the positions after head(), they are taken as they are,
-  // without reading them back; otherwise the store is read.
-  void Push(std::vector<const Event*> events);
+  // without reading them back; otherwise the store is read. `epoch` is the
+  // store's append_epoch() read after the commit: the watcher, woken by
+  // that commit, need not read the store for it.
+  void Push(std::vector<const Event*> events, uint64_t epoch);
 
  private:
   std::shared_ptr<const CachedEvent> Render(const Event& e) const;
@@ -128,6 +130,8 @@ class Hub {
   std::deque<std::shared_ptr<const CachedEvent>> cache_;  // guarded by mu_
   std::string db_tag_;                                    // guarded by mu_
   std::atomic<int64_t> head_{0};
+  // Append epochs up to this one were pushed (see Push).
+  std::atomic<uint64_t> pushed_epoch_{0};
 
   struct Waiter {
     int64_t offset;
