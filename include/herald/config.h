@@ -158,6 +158,13 @@ struct ServerConfig {
   // interval (default 15 s).
   std::chrono::milliseconds max_wait{60000};
   std::chrono::milliseconds heartbeat{15000};
+  // Rendered full pages read from the store kept in memory, in MiB
+  // (default 64; 0 turns the page cache off). Size it to the history your
+  // consumers re-read: a page served from it costs no database read.
+  int64_t page_cache_mb = 64;
+  // Newest events kept rendered in memory for live readers (default
+  // 20000).
+  int64_t tail_events = 20000;
   // Line of the [server] header (0 when absent).
   int line = 0;
 };

@@ -384,11 +384,16 @@ class Parser {
       } else if (k == "heartbeat") {
         HERALD_RETURN_IF_ERROR(
             Duration(v, key, std::chrono::milliseconds(1), &s.heartbeat));
+      } else if (k == "page_cache_mb") {
+        HERALD_RETURN_IF_ERROR(Int(v, key, 0, 1 << 20, &s.page_cache_mb));
+      } else if (k == "tail_events") {
+        HERALD_RETURN_IF_ERROR(Int(v, key, 1, 10000000, &s.tail_events));
       } else {
         return Err(v, key,
                    "unknown key (expected listen, tokens, max_body_bytes, "
                    "max_header_bytes, max_connections, threads, "
-                   "idle_timeout, header_timeout, max_wait, heartbeat)");
+                   "idle_timeout, header_timeout, max_wait, heartbeat, "
+                   "page_cache_mb, tail_events)");
       }
     }
     return Status::OK();

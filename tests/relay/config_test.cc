@@ -35,6 +35,8 @@ idle_timeout = "30s"
 header_timeout = "5s"
 max_wait = "20s"
 heartbeat = "1s"
+page_cache_mb = 512
+tail_events = 5000
 [[server.tokens]]
 name = "ci"
 token = "secret"
@@ -75,6 +77,8 @@ fsync = false
   EXPECT_EQ(c->server.max_connections, 50);
   EXPECT_EQ(c->server.threads, 3);
   EXPECT_EQ(c->server.idle_timeout, milliseconds(30000));
+  EXPECT_EQ(c->server.page_cache_mb, 512);
+  EXPECT_EQ(c->server.tail_events, 5000);
   ASSERT_EQ(c->server.tokens.size(), 1u);
   EXPECT_EQ(c->server.tokens[0].token, "secret");
   EXPECT_TRUE(c->server.tokens[0].Allows(TokenScope::kAppend));
@@ -82,7 +86,7 @@ fsync = false
   ASSERT_EQ(c->routes.size(), 2u);
   const RouteConfig& r = c->routes[0];
   EXPECT_EQ(r.name, "refunds");
-  EXPECT_EQ(r.line, 26);
+  EXPECT_EQ(r.line, 28);
   EXPECT_EQ(r.types, std::vector<std::string>{"order.*"});
   EXPECT_EQ(r.streams.size(), 2u);
   EXPECT_EQ(r.on_failure, FailurePolicy::kPark);
@@ -145,6 +149,9 @@ TEST(RelayConfig, ErrorsNameKeyAndLine) {
        "t.toml:4:", "defined twice"},
       {"[stor]\nurl = \"x\"\n", "t.toml:1:", "stor: unknown key"},
       {"[server]\nlisten = \"nowhere\"\n", "t.toml:2:", "server.listen"},
+      {"[server]\npage_cache_mb = -1\n",
+       "t.toml:2:", "server.page_cache_mb: must be between 0 and"},
+      {"[server]\ntail_events = 0\n", "t.toml:2:", "server.tail_events"},
       {"[server]\n[[server.tokens]]\ntoken = \"t\"\nscopes = [\"root\"]\n",
        "t.toml:4:", "unknown scope 'root'"},
       {"[relay]\nlease_ttl = \"10ms\"\n", "t.toml:2:", "relay.lease_ttl"},

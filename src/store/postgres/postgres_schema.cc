@@ -465,7 +465,343 @@ END
 $fn$;
 )sql";
 
-constexpr const char* kMigrations[] = {kMigration1};
+// 2: a transaction's batches are positioned as it commits, by a deferred
+// trigger, whoever commits it (herald, the application, any language), and
+// no longer go through herald_pending when nothing else waits; the careful
+// append path is folded into herald_append_events.
+constexpr const char* kMigration2 = R"sql(
+DROP FUNCTION herald_append_events_checked(uuid[], text[], text[], text[],
+                                           bytea[], text[], timestamptz[],
+                                           bigint);
+
+-- Appends a batch of events inside the caller's transaction: the arrays
+-- hold one element per event. Idempotent by id: an id stored already is
+-- not stored again and comes back as stored (r_created = false). With
+-- p_expected_version (all events in one stream), a stream at another
+-- version makes it write nothing and return one row with r_ord = 0 and the
+-- stream's current version in r_stream_version; it raises no error, so the
+-- caller's transaction stays usable. Locks each stream's herald_streams row
+-- until the transaction ends, then takes the batch id, so appends to one
+-- stream are serialized and their batch ids follow append order. The batch
+-- is positioned as the transaction commits (herald_position_batch). Rows
+-- of new events carry only r_ord, r_created, r_stream and r_stream_version.
+CREATE OR REPLACE FUNCTION herald_append_events(
+    p_ids uuid[], p_streams text[], p_types text[], p_content_types text[],
+    p_payloads bytea[], p_metadata text[], p_occurred_at timestamptz[],
+    p_expected_version bigint)
+RETURNS TABLE (r_ord integer, r_created boolean, r_id uuid,
+               r_position bigint, r_stream text, r_stream_version bigint,
+               r_type text, r_content_type text, r_payload bytea,
+               r_metadata text, r_occurred_at timestamptz)
+LANGUAGE plpgsql
+SET plan_cache_mode = force_generic_plan SET enable_seqscan = off AS $fn$
+DECLARE
+  v_n        integer := cardinality(p_ids);
+  v_stream   text := p_streams[1];
+  v_version  bigint;
+  v_base     bigint;
+  v_batch    bigint;
+  v_streams  text[];
+  v_versions bigint[];
+  v_counts   bigint[];
+  v_stored   uuid[];
+  v_distinct integer;
+  v_new      integer;
+  v_current  bigint;
+BEGIN
+  IF v_n IS NULL OR v_n = 0 THEN
+    RETURN;
+  END IF;
+  -- The fast path: ids distinct within the call and not stored before.
+  IF v_n = 1 OR (SELECT count(DISTINCT x) FROM unnest(p_ids) x) = v_n THEN
+    IF v_stream = ALL (p_streams) THEN
+      -- One stream: bump its version by n (locking its row), then insert.
+      IF p_expected_version IS NULL THEN
+        INSERT INTO herald_streams AS s (stream, version) VALUES (v_stream, v_n)
+          ON CONFLICT (stream) DO UPDATE SET version = s.version + v_n
+          RETURNING s.version INTO v_version;
+      ELSIF p_expected_version = 0 THEN
+        INSERT INTO herald_streams AS s (stream, version) VALUES (v_stream, v_n)
+          ON CONFLICT (stream) DO UPDATE SET version = s.version + v_n
+          WHERE s.version = 0
+          RETURNING s.version INTO v_version;
+      ELSE
+        UPDATE herald_streams s SET version = s.version + v_n
+          WHERE s.stream = v_stream AND s.version = p_expected_version
+          RETURNING s.version INTO v_version;
+      END IF;
+      IF v_version IS NOT NULL THEN
+        v_base := v_version - v_n;
+        IF NOT EXISTS (SELECT 1 FROM herald_events e WHERE e.id = ANY (p_ids))
+        THEN
+          v_batch := nextval('herald_batches');
+          IF v_n = 1 THEN
+            INSERT INTO herald_events (batch, idx, id, stream, stream_version,
+                                       type, content_type, payload, metadata,
+                                       occurred_at)
+              VALUES (v_batch, 0, p_ids[1], v_stream, v_version, p_types[1],
+                      p_content_types[1], p_payloads[1], p_metadata[1],
+                      p_occurred_at[1]);
+          ELSE
+            INSERT INTO herald_events (batch, idx, id, stream, stream_version,
+                                       type, content_type, payload, metadata,
+                                       occurred_at)
+              SELECT v_batch, t.ord - 1, t.id, v_stream, v_base + t.ord, t.type,
+                     t.content_type, t.payload, t.metadata, t.occurred_at
+                FROM unnest(p_ids, p_types, p_content_types, p_payloads,
+                            p_metadata, p_occurred_at)
+                     WITH ORDINALITY AS t(id, type, content_type, payload,
+                                          metadata, occurred_at, ord);
+          END IF;
+          RETURN QUERY SELECT t.ord::integer, true, NULL::uuid, NULL::bigint,
+              v_stream, v_base + t.ord, NULL::text, NULL::text, NULL::bytea,
+              NULL::text, NULL::timestamptz
+            FROM generate_series(1, v_n) AS t(ord);
+          RETURN;
+        END IF;
+        -- A retry: undo the bump, take the careful path.
+        UPDATE herald_streams s SET version = v_base WHERE s.stream = v_stream;
+      END IF;
+    ELSIF p_expected_version IS NULL
+          AND NOT EXISTS (SELECT 1 FROM herald_events e
+                           WHERE e.id = ANY (p_ids)) THEN
+      -- Several streams: bump each by its count, locking the rows in stream
+      -- order (a fixed order, so two batches cannot deadlock here).
+      WITH c AS (
+        SELECT x.stream, count(*) AS n FROM unnest(p_streams) AS x(stream)
+          GROUP BY x.stream
+      ), bumped AS (
+        INSERT INTO herald_streams AS s (stream, version)
+          SELECT c.stream, c.n FROM c ORDER BY c.stream
+          ON CONFLICT (stream) DO UPDATE SET version = s.version + excluded.version
+          RETURNING s.stream, s.version
+      )
+      SELECT array_agg(b.stream), array_agg(b.version), array_agg(c.n)
+        INTO v_streams, v_versions, v_counts
+        FROM bumped b JOIN c ON c.stream = b.stream;
+      v_batch := nextval('herald_batches');
+      INSERT INTO herald_events (batch, idx, id, stream, stream_version, type,
+                                 content_type, payload, metadata, occurred_at)
+        SELECT v_batch, t.ord - 1, t.id, t.stream,
+               b.version - b.n
+               + row_number() OVER (PARTITION BY t.stream ORDER BY t.ord),
+               t.type, t.content_type, t.payload, t.metadata, t.occurred_at
+          FROM unnest(p_ids, p_streams, p_types, p_content_types, p_payloads,
+                      p_metadata, p_occurred_at)
+               WITH ORDINALITY AS t(id, stream, type, content_type, payload,
+                                    metadata, occurred_at, ord)
+          JOIN unnest(v_streams, v_versions, v_counts) AS b(stream, version, n)
+            ON b.stream = t.stream;
+      RETURN QUERY SELECT t.ord::integer, true, NULL::uuid, NULL::bigint,
+          t.stream, b.version - b.n
+                    + row_number() OVER (PARTITION BY t.stream ORDER BY t.ord),
+          NULL::text, NULL::text, NULL::bytea, NULL::text, NULL::timestamptz
+        FROM unnest(p_streams) WITH ORDINALITY AS t(stream, ord)
+        JOIN unnest(v_streams, v_versions, v_counts) AS b(stream, version, n)
+          ON b.stream = t.stream
+       ORDER BY t.ord;
+      RETURN;
+    END IF;
+  END IF;
+
+  -- The careful path: an id stored already, a repeated id, or a version
+  -- other than expected. Looks up stored ids first, checks the expected
+  -- version, then inserts what is new.
+  SELECT coalesce(array_agg(e.id), '{}') INTO v_stored
+    FROM herald_events e WHERE e.id = ANY (p_ids);
+  SELECT count(DISTINCT x) INTO v_distinct FROM unnest(p_ids) x;
+  v_new := v_distinct - cardinality(v_stored);
+
+  IF v_new > 0 AND p_expected_version IS NOT NULL THEN
+    IF p_expected_version = 0 THEN
+      INSERT INTO herald_streams AS s (stream, version)
+        VALUES (p_streams[1], v_new)
+        ON CONFLICT (stream) DO UPDATE SET version = s.version + v_new
+        WHERE s.version = 0;
+    ELSE
+      UPDATE herald_streams s SET version = s.version + v_new
+        WHERE s.stream = p_streams[1] AND s.version = p_expected_version;
+    END IF;
+    IF NOT FOUND THEN
+      SELECT s.version INTO v_current FROM herald_streams s
+        WHERE s.stream = p_streams[1];
+      RETURN QUERY SELECT 0, false, NULL::uuid, NULL::bigint, p_streams[1],
+        coalesce(v_current, 0), NULL::text, NULL::text, NULL::bytea,
+        NULL::text, NULL::timestamptz;
+      RETURN;
+    END IF;
+    v_streams := ARRAY[p_streams[1]];
+    v_versions := ARRAY[p_expected_version + v_new];
+  ELSIF v_new > 0 THEN
+    WITH fresh AS (
+      SELECT DISTINCT ON (t.id) t.id, t.stream
+        FROM unnest(p_ids, p_streams) AS t(id, stream)
+        WHERE t.id <> ALL (v_stored)
+        ORDER BY t.id
+    ), bumped AS (
+      INSERT INTO herald_streams AS s (stream, version)
+        SELECT f.stream, count(*) FROM fresh f GROUP BY f.stream
+        ORDER BY f.stream
+        ON CONFLICT (stream) DO UPDATE SET version = s.version + excluded.version
+        RETURNING s.stream, s.version
+    )
+    SELECT array_agg(b.stream), array_agg(b.version)
+      INTO v_streams, v_versions FROM bumped b;
+  END IF;
+
+  IF v_new > 0 THEN
+    v_batch := nextval('herald_batches');
+    WITH input AS (
+      SELECT t.*
+        FROM unnest(p_ids, p_streams, p_types, p_content_types, p_payloads,
+                    p_metadata, p_occurred_at)
+             WITH ORDINALITY AS t(id, stream, type, content_type, payload,
+                                  metadata, occurred_at, ord)
+    ), fresh AS (
+      SELECT DISTINCT ON (i.id) i.* FROM input i
+        WHERE i.id <> ALL (v_stored) ORDER BY i.id, i.ord
+    ), numbered AS (
+      SELECT f.*, b.version - count(*) OVER (PARTITION BY f.stream)
+                  + row_number() OVER (PARTITION BY f.stream ORDER BY f.ord)
+                  AS stream_version,
+             row_number() OVER (ORDER BY f.ord) - 1 AS idx
+        FROM fresh f JOIN unnest(v_streams, v_versions) AS b(stream, version)
+          ON b.stream = f.stream
+    )
+    INSERT INTO herald_events (batch, idx, id, stream, stream_version, type,
+                               content_type, payload, metadata, occurred_at)
+      SELECT v_batch, n.idx, n.id, n.stream, n.stream_version, n.type,
+             n.content_type, n.payload, n.metadata, n.occurred_at
+        FROM numbered n;
+  END IF;
+
+  RETURN QUERY
+    WITH t AS (
+      SELECT u.id, u.ord::integer AS ord,
+             u.id <> ALL (v_stored)
+             AND u.ord = min(u.ord) OVER (PARTITION BY u.id) AS created
+        FROM unnest(p_ids) WITH ORDINALITY AS u(id, ord)
+    )
+    SELECT t.ord, t.created, e.id,
+           CASE WHEN t.created THEN NULL ELSE l.first_position + e.idx END,
+           e.stream, e.stream_version,
+           CASE WHEN t.created THEN NULL ELSE e.type END,
+           CASE WHEN t.created THEN NULL ELSE e.content_type END,
+           CASE WHEN t.created THEN NULL ELSE e.payload END,
+           CASE WHEN t.created THEN NULL ELSE e.metadata END,
+           e.occurred_at
+      FROM t JOIN herald_events e ON e.id = t.id
+      LEFT JOIN herald_log l ON l.batch = e.batch
+     ORDER BY t.ord;
+END
+$fn$;
+
+
+-- One pass of the sequencer: gives the next positions to up to p_limit
+-- committed batches waiting in herald_pending, in batch order. Returns the
+-- events it positioned, the batches, and the head after it; positioned = -1
+-- when another pass holds the sequencer lock and p_wait is false. When
+-- nothing waits it takes no lock and returns the head. Runs as a statement
+-- of its own (autocommit), or (p_in_transaction) inside a READ COMMITTED
+-- transaction, committing with it; in any other isolation level it then
+-- does nothing (positioned = -1).
+CREATE OR REPLACE FUNCTION herald_sequence(p_limit integer,
+                                           p_wait boolean DEFAULT false,
+                                           p_in_transaction boolean
+                                             DEFAULT false)
+RETURNS TABLE (positioned integer, batches integer, head bigint)
+LANGUAGE plpgsql
+SET plan_cache_mode = force_generic_plan SET enable_seqscan = off AS $fn$
+DECLARE
+  v_head bigint;
+  v_n integer;
+  v_batches integer;
+BEGIN
+  IF p_in_transaction
+     AND current_setting('transaction_isolation') <> 'read committed' THEN
+    RETURN QUERY SELECT -1, 0, NULL::bigint;
+    RETURN;
+  END IF;
+  IF NOT EXISTS (SELECT 1 FROM herald_pending) THEN
+    SELECT l.first_position + l.events - 1 INTO v_head
+      FROM herald_log l ORDER BY l.first_position DESC LIMIT 1;
+    RETURN QUERY SELECT 0, 0, coalesce(v_head, 0);
+    RETURN;
+  END IF;
+  IF p_wait THEN
+    PERFORM pg_advisory_xact_lock(7306916370318864496);
+  ELSIF NOT pg_try_advisory_xact_lock(7306916370318864496) THEN
+    RETURN QUERY SELECT -1, 0, NULL::bigint;
+    RETURN;
+  END IF;
+  SELECT l.first_position + l.events - 1 INTO v_head
+    FROM herald_log l ORDER BY l.first_position DESC LIMIT 1;
+  v_head := coalesce(v_head, 0);
+  WITH taken AS (
+    DELETE FROM herald_pending p
+     WHERE p.batch IN (SELECT q.batch FROM herald_pending q
+                        ORDER BY q.batch LIMIT p_limit)
+    RETURNING p.batch, p.events
+  ), placed AS (
+    INSERT INTO herald_log (first_position, batch, events)
+      SELECT v_head + 1 + coalesce(sum(t.events) OVER (
+               ORDER BY t.batch ROWS BETWEEN UNBOUNDED PRECEDING
+                                         AND 1 PRECEDING), 0),
+             t.batch, t.events
+        FROM taken t
+    RETURNING events
+  )
+  SELECT coalesce(sum(p.events), 0), count(*) INTO v_n, v_batches
+    FROM placed p;
+  RETURN QUERY SELECT v_n, v_batches, v_head + v_n;
+END
+$fn$;
+
+-- Positions a batch as its transaction commits: a deferred trigger on the
+-- batch's first event, so it runs inside COMMIT, whoever sends it. When it
+-- gets the sequencer lock without waiting and nothing committed waits in
+-- herald_pending, the batch takes the next free positions at once (one
+-- herald_log row, committed in the same WAL flush as the events). Otherwise
+-- it queues the batch in herald_pending, and, holding the lock, runs a pass
+-- over the queue, this batch included. It never waits for a lock, and it
+-- only queues in a transaction that is not READ COMMITTED (its snapshot may
+-- miss the newest head) or that commits with synchronous_commit = off
+-- (positions are only handed out by durable commits).
+CREATE FUNCTION herald_position_batch() RETURNS trigger
+LANGUAGE plpgsql
+SET plan_cache_mode = force_generic_plan SET enable_seqscan = off AS $fn$
+DECLARE
+  v_events integer;
+  v_head   bigint;
+  v_locked boolean := false;
+BEGIN
+  SELECT e.idx + 1 INTO v_events FROM herald_events e
+   WHERE e.batch = NEW.batch ORDER BY e.idx DESC LIMIT 1;
+  IF current_setting('transaction_isolation') = 'read committed'
+     AND current_setting('synchronous_commit') <> 'off' THEN
+    v_locked := pg_try_advisory_xact_lock(7306916370318864496);
+  END IF;
+  IF v_locked AND NOT EXISTS (SELECT 1 FROM herald_pending) THEN
+    SELECT l.first_position + l.events INTO v_head
+      FROM herald_log l ORDER BY l.first_position DESC LIMIT 1;
+    INSERT INTO herald_log (first_position, batch, events)
+      VALUES (coalesce(v_head, 1), NEW.batch, v_events);
+    RETURN NULL;
+  END IF;
+  INSERT INTO herald_pending (batch, events) VALUES (NEW.batch, v_events);
+  IF v_locked THEN
+    PERFORM herald_sequence(200, false, true);
+  END IF;
+  RETURN NULL;
+END
+$fn$;
+
+CREATE CONSTRAINT TRIGGER herald_position_on_commit
+  AFTER INSERT ON herald_events DEFERRABLE INITIALLY DEFERRED
+  FOR EACH ROW WHEN (NEW.idx = 0) EXECUTE FUNCTION herald_position_batch();
+)sql";
+
+constexpr const char* kMigrations[] = {kMigration1, kMigration2};
 static_assert(sizeof(kMigrations) / sizeof(kMigrations[0]) ==
               kPostgresSchemaVersion);
 

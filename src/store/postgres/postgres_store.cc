@@ -4,23 +4,26 @@
 // How positions stay dense and gap-free while transactions commit out of
 // order: an append call locks its streams' herald_streams rows (so appends
 // to one stream are serialized: a later one starts only after the earlier
-// transaction ended), takes a batch number, inserts its events as that
-// batch and queues it in herald_pending. A sequencer pass, one at a time
-// (an advisory lock), moves the committed pending batches, in batch order,
-// to herald_log at the next free positions, in one statement. Readers only
-// see batches in the log. A pass sees a batch only once its transaction
-// committed, and whenever it sees a later append to a stream it also sees
-// the earlier ones, so per-stream order is append order; positions are
-// handed out from the head by one pass at a time, so a reader that saw
-// position N never finds a new event <= N. No transaction, however long,
-// holds back events other than its own (and appends to its streams).
+// transaction ended), takes a batch number and inserts its events as that
+// batch. As the transaction commits, a deferred trigger
+// (herald_position_batch) gives the batch the next free positions in
+// herald_log, holding an advisory lock it only tries (it never waits), so
+// one positioning commit runs at a time; when the lock is taken or batches
+// wait, it queues the batch in herald_pending instead. A sequencer pass
+// (herald_sequence, under the same lock) moves committed pending batches, in
+// batch order, to herald_log. Readers only see batches in the log. A pass
+// sees a batch only once its transaction committed, and whenever it sees a
+// later append to a stream it also sees the earlier ones, so per-stream
+// order is append order; positions are handed out from the head by one
+// holder of the lock at a time, so a reader that saw position N never finds
+// a new event <= N. No transaction, however long, holds back events other
+// than its own (and appends to its streams).
 //
-// Who runs passes: Commit() of a transaction that appended, as its last
-// statement pipelined with COMMIT (one round trip, one WAL flush; skipped
-// when another pass holds the lock or the isolation is not READ
-// COMMITTED); the background sequencer thread, when run_sequencer and this
-// process holds the "herald.sequencer" lease; reads that must see this
-// process's own commits (CatchUp).
+// Who runs passes over herald_pending: a commit trigger that holds the
+// lock and finds batches waiting; the background sequencer thread, when
+// run_sequencer and this process holds the "herald.sequencer" lease (it
+// also wakes this process's readers when other processes' commits move the
+// head); reads that must see this process's own commits (CatchUp).
 //
 // Thread safety: the store is shared; each connection is used by one thread
 // at a time (taken from and returned to the pool under pool_mu_). The
@@ -71,8 +74,6 @@ using pg::ResultPtr;
 
 // Batches (append calls) per sequencer pass.
 constexpr int kSequencerBatch = 2000;
-// Batches a committing transaction positions on its way out.
-constexpr int kPiggybackBatches = 200;
 constexpr const char* kSequencerLease = "herald.sequencer";
 constexpr std::chrono::milliseconds kLeaseTtl{5000};
 constexpr std::chrono::milliseconds kLeaseRenew{1500};
@@ -113,6 +114,7 @@ enum Slot {
   kSequence,
   kHoldup,
   kPending,
+  kWaiting,
   kNumSlots
 };
 
@@ -238,6 +240,8 @@ const char* SlotSql(Slot s) {
       return "SELECT (SELECT coalesce(sum(events), 0) FROM herald_pending), "
              "(SELECT owner FROM herald_leases WHERE name = $1::text "
              "AND expires_at > clock_timestamp())";
+    case kWaiting:
+      return "SELECT EXISTS (SELECT 1 FROM herald_pending)";
     case kNumSlots:
       break;
   }
@@ -373,42 +377,52 @@ std::string ParkedNotFound(const std::string& route, const std::string& id) {
                     : "no parked event " + id + " on route '" + route + "'";
 }
 
-// What a sequencer pass inside a committing transaction did.
-struct PassResult {
-  bool ran = false;      // it held the sequencer lock
-  bool drained = false;  // it positioned every batch it could see
-  int positioned = 0;    // events
+// What a commit learned about positions.
+struct CommitResult {
+  // Nothing committed waits in herald_pending after the commit: this
+  // transaction's batches (positioned by its commit trigger) and every
+  // batch committed before it are positioned.
+  bool drained = false;
+  int64_t events = 0;  // created by the transaction
 };
 
-// Sends a sequencer pass (herald_sequence in transaction mode) and COMMIT
-// in one round trip (pipeline mode) on pc; `c` is the pooled connection
+// Sends COMMIT on pc and, in the same round trip (pipeline mode), what goes
+// with it: before it, SET LOCAL synchronous_commit = off when `relaxed`
+// (and the transaction has not failed); after it, when `appended`, a look
+// at herald_pending (CommitResult::drained). `c` is the pooled connection
 // (prepared statements) or null for a caller's. *commit receives COMMIT's
-// result. A failed pass fails the commit (the transaction is then rolled
-// back by the caller).
-Status CommitWithPass(Conn* c, PGconn* pc, ResultPtr* commit,
-                      PassResult* pass) {
-  Params p;
-  p.Int4(kPiggybackBatches).Bool(false).Bool(true);
-  if (c) HERALD_RETURN_IF_ERROR(Prepare(c, kSequence));
+// result.
+Status SendCommit(Conn* c, PGconn* pc, bool relaxed, bool appended,
+                  ResultPtr* commit, CommitResult* out) {
+  relaxed = relaxed && PQtransactionStatus(pc) == PQTRANS_INTRANS;
+  if (!relaxed && !appended) {
+    commit->reset(PQexec(pc, "COMMIT"));
+    return Status::OK();
+  }
+  if (c && appended) HERALD_RETURN_IF_ERROR(Prepare(c, kWaiting));
   if (PQenterPipelineMode(pc) != 1) {
     commit->reset(PQexec(pc, "COMMIT"));
     return Status::OK();
   }
-  const char* const* values = p.values();
-  bool sent =
-      (c ? PQsendQueryPrepared(pc, SlotName(kSequence).c_str(), p.size(),
-                               values, p.lengths(), p.formats(), 1)
-         : PQsendQueryParams(pc, SlotSql(kSequence), p.size(), nullptr, values,
-                             p.lengths(), p.formats(), 1)) == 1 &&
-      PQsendQueryParams(pc, "COMMIT", 0, nullptr, nullptr, nullptr, nullptr,
-                        0) == 1 &&
-      PQpipelineSync(pc) == 1;
-  ResultPtr results[2];
+  auto send = [&](const char* sql) {
+    return PQsendQueryParams(pc, sql, 0, nullptr, nullptr, nullptr, nullptr,
+                             0) == 1;
+  };
+  bool sent = (!relaxed || send("SET LOCAL synchronous_commit = off")) &&
+              send("COMMIT") &&
+              (!appended ||
+               (c ? PQsendQueryPrepared(pc, SlotName(kWaiting).c_str(), 0,
+                                        nullptr, nullptr, nullptr, 1) == 1
+                  : PQsendQueryParams(pc, SlotSql(kWaiting), 0, nullptr,
+                                      nullptr, nullptr, nullptr, 1) == 1)) &&
+              PQpipelineSync(pc) == 1;
+  ResultPtr results[3];
+  int expected = (relaxed ? 1 : 0) + 1 + (appended ? 1 : 0);
   bool clean = sent;
   if (sent) {
-    for (auto& out : results) {
-      out.reset(PQgetResult(pc));
-      if (!out) break;
+    for (int i = 0; i < expected; ++i) {
+      results[i].reset(PQgetResult(pc));
+      if (!results[i]) break;
       while (PGresult* extra = PQgetResult(pc)) PQclear(extra);
     }
     ResultPtr sync(PQgetResult(pc));
@@ -427,15 +441,15 @@ Status CommitWithPass(Conn* c, PGconn* pc, ResultPtr* commit,
                                " (PostgreSQL connection lost; the commit "
                                "may or may not have happened)");
   }
-  if (!pg::Succeeded(results[0].get())) {
-    return pg::ErrorStatus(pc, results[0].get(), "sequence on commit");
+  int at = 0;
+  if (relaxed && !pg::Succeeded(results[at++].get())) {
+    return pg::ErrorStatus(pc, results[0].get(), "commit");
   }
-  int n = pg::Int4At(results[0].get(), 0, 0);
-  pass->ran = n >= 0;
-  pass->positioned = std::max(n, 0);
-  pass->drained =
-      pass->ran && pg::Int4At(results[0].get(), 0, 1) < kPiggybackBatches;
-  *commit = std::move(results[1]);
+  *commit = std::move(results[at++]);
+  if (appended && pg::Succeeded(results[at].get()) &&
+      PQntuples(results[at].get()) == 1) {
+    out->drained = !pg::BoolAt(results[at].get(), 0, 0);
+  }
   return Status::OK();
 }
 
@@ -444,8 +458,12 @@ class PostgresStore;
 class PgTransaction final : public Transaction {
  public:
   // Owned: a pooled connection; BEGIN goes out with the first statement.
-  PgTransaction(PostgresStore* store, std::unique_ptr<Conn> conn)
-      : store_(store), conn_(std::move(conn)), begin_pending_(true) {}
+  // `relaxed`: commit with synchronous_commit = off (BeginRelaxed).
+  PgTransaction(PostgresStore* store, std::unique_ptr<Conn> conn, bool relaxed)
+      : store_(store),
+        conn_(std::move(conn)),
+        begin_pending_(true),
+        relaxed_(relaxed) {}
   // Joined: the caller's connection, with its transaction open.
   PgTransaction(PostgresStore* store, PGconn* caller)
       : store_(store), caller_(caller) {}
@@ -457,7 +475,7 @@ class PgTransaction final : public Transaction {
 
   // Runs slot in this transaction.
   Result<ResultPtr> Exec(Slot slot, Params& p, std::string_view what);
-  void set_appended() { appended_ = true; }
+  void add_appended(int64_t events) { appended_ += events; }
   bool open() const { return open_; }
 
  private:
@@ -469,8 +487,9 @@ class PgTransaction final : public Transaction {
   std::unique_ptr<Conn> conn_;  // owned transactions only
   PGconn* caller_ = nullptr;    // joined transactions only
   bool begin_pending_ = false;
+  const bool relaxed_ = false;
   bool open_ = true;
-  bool appended_ = false;
+  int64_t appended_ = 0;  // events created in this transaction
 };
 
 class PostgresStore final : public Store {
@@ -494,10 +513,10 @@ class PostgresStore final : public Store {
   }
 
   // A transaction that appended committed in this process; `before` is
-  // local_commits() read before its commit; `pass` what its commit-time
-  // sequencer pass did.
+  // local_commits() read before its commit; `commit` what its commit
+  // learned.
   void OnAppendCommitted(Conn* idle_conn, uint64_t before,
-                         const PassResult& pass);
+                         const CommitResult& commit);
   uint64_t local_commits() const { return local_commits_.load(); }
   // A joined transaction that appended ended without Commit(): the caller
   // is about to commit it, so look soon.
@@ -512,7 +531,15 @@ class PostgresStore final : public Store {
   Result<std::unique_ptr<Transaction>> Begin() override {
     auto c = Acquire();
     if (!c.ok()) return c.status();
-    return std::unique_ptr<Transaction>(new PgTransaction(this, std::move(*c)));
+    return std::unique_ptr<Transaction>(
+        new PgTransaction(this, std::move(*c), false));
+  }
+
+  Result<std::unique_ptr<Transaction>> BeginRelaxed() override {
+    auto c = Acquire();
+    if (!c.ok()) return c.status();
+    return std::unique_ptr<Transaction>(
+        new PgTransaction(this, std::move(*c), true));
   }
 
   std::unique_ptr<Transaction> Join(void* native) override {
@@ -583,8 +610,10 @@ class PostgresStore final : public Store {
 
   // One sequencer pass on c: how many events it positioned, or -1 when
   // another pass holds the sequencer lock (wait = false). *full: the pass
-  // took as many batches as it may, so more may be waiting.
-  Result<int> SequencePass(Conn* c, bool wait, bool* full);
+  // took as many batches as it may, so more may be waiting. *head (when
+  // given): the head after it, or -1 when it did not run.
+  Result<int> SequencePass(Conn* c, bool wait, bool* full,
+                           int64_t* head = nullptr);
   // Read-your-writes: positions the events this process committed before
   // the call, on c, if the sequencer has not yet.
   Status CatchUp(Conn* c);
@@ -614,6 +643,9 @@ class PostgresStore final : public Store {
   // them are known to be positioned.
   std::atomic<uint64_t> local_commits_{0};
   std::atomic<uint64_t> sequenced_through_{0};
+  // Events of this process's commits positioned by the commits themselves
+  // (so the sequencer can tell other processes' commits from ours).
+  std::atomic<uint64_t> local_positioned_{0};
 
   std::thread seq_thread_;
   std::string seq_owner_;
@@ -629,7 +661,7 @@ class PostgresStore final : public Store {
 
 PgTransaction::~PgTransaction() {
   if (open_ && conn_) (void)Rollback();
-  if (open_ && caller_ && appended_) store_->WakeSequencer();
+  if (open_ && caller_ && appended_ > 0) store_->WakeSequencer();
   Release();
 }
 
@@ -688,15 +720,10 @@ Status PgTransaction::Commit() {
   PGconn* c = pg();
   Status s;
   ResultPtr r;
-  PassResult pass;
+  CommitResult done;
   uint64_t before = store_->local_commits();
-  if (appended_) {
-    // Position what is committed, this transaction's batches included,
-    // inside it, in the same round trip as COMMIT: one WAL flush for both.
-    s = CommitWithPass(conn_.get(), c, &r, &pass);
-  } else {
-    r.reset(PQexec(c, "COMMIT"));
-  }
+  // The commit trigger positions this transaction's batches inside COMMIT.
+  s = SendCommit(conn_.get(), c, relaxed_, appended_ > 0, &r, &done);
   if (s.ok() && !pg::Succeeded(r.get()))
     s = pg::ErrorStatus(c, r.get(), "commit");
   if (s.ok() && std::string_view(PQcmdStatus(r.get())) != "COMMIT") {
@@ -706,8 +733,9 @@ Status PgTransaction::Commit() {
   if (!s.ok() && !pg::Broken(c) && PQtransactionStatus(c) != PQTRANS_IDLE) {
     ResultPtr rb(PQexec(c, "ROLLBACK"));
   }
-  if (s.ok() && appended_) {
-    store_->OnAppendCommitted(conn_ ? conn_.get() : nullptr, before, pass);
+  if (s.ok() && appended_ > 0) {
+    done.events = appended_;
+    store_->OnAppendCommitted(conn_ ? conn_.get() : nullptr, before, done);
   }
   Release();
   return s;
@@ -966,7 +994,7 @@ Result<AppendResult> PostgresStore::Append(Transaction& tx_base,
       e.occurred_at_us = pg::TimestampAt(res, i, 10);
     }
   }
-  if (result.created > 0) tx.set_appended();
+  if (result.created > 0) tx.add_appended(result.created);
   return result;
 }
 
@@ -1302,12 +1330,16 @@ Result<Store::Holdup> PostgresStore::GetHoldup() {
 
 // ---- Sequencer ------------------------------------------------------------
 
-Result<int> PostgresStore::SequencePass(Conn* c, bool wait, bool* full) {
+Result<int> PostgresStore::SequencePass(Conn* c, bool wait, bool* full,
+                                        int64_t* head) {
   Params p;
   p.Int4(kSequencerBatch).Bool(wait).Bool(false);
   auto r = Run(c, kSequence, p, "sequence events");
   if (!r.ok()) return r.status();
   *full = pg::Int4At(r->get(), 0, 1) >= kSequencerBatch;
+  if (head) {
+    *head = pg::IsNull(r->get(), 0, 2) ? -1 : pg::Int8At(r->get(), 0, 2);
+  }
   return pg::Int4At(r->get(), 0, 0);
 }
 
@@ -1327,12 +1359,13 @@ Status PostgresStore::CatchUp(Conn* c) {
 }
 
 void PostgresStore::OnAppendCommitted(Conn* idle_conn, uint64_t before,
-                                      const PassResult& pass) {
+                                      const CommitResult& commit) {
   local_commits_.fetch_add(1);
-  if (pass.drained) {
+  if (commit.drained) {
     // Every commit counted before ours, and ours, is positioned.
     AdvanceSequenced(before + 1);
-    if (pass.positioned > 0) NotifyAppend();
+    local_positioned_.fetch_add(static_cast<uint64_t>(commit.events));
+    NotifyAppend();
     return;
   }
   if (options_.run_sequencer) {
@@ -1396,6 +1429,11 @@ void PostgresStore::SequencerLoop() {
   Clock::time_point next_lease;
   Clock::time_point next_vacuum = Clock::now() + kVacuumInterval;
   Clock::time_point last_busy;
+  // The head at the last pass, and local_positioned_ then: a head that moved
+  // by more than this process's own commits and passes means another
+  // process commits events.
+  int64_t last_head = -1;
+  uint64_t last_local = 0;
   auto fail = [&] {
     conn.reset();
     held = false;
@@ -1442,8 +1480,10 @@ void PostgresStore::SequencerLoop() {
       next_vacuum = Clock::now() + kVacuumInterval;
     }
     uint64_t target = local_commits_.load();
+    uint64_t local = local_positioned_.load();
     bool full = false;
-    auto n = SequencePass(conn.get(), false, &full);
+    int64_t head = -1;
+    auto n = SequencePass(conn.get(), false, &full, &head);
     if (!n.ok()) {
       if (!fail()) break;
       continue;
@@ -1459,7 +1499,14 @@ void PostgresStore::SequencerLoop() {
       continue;  // more is waiting
     }
     AdvanceSequenced(target);
-    if (*n > 0) NotifyAppend();
+    // Events committed by other processes are positioned by their own
+    // commits: wake this process's readers when the head moves.
+    bool foreign =
+        last_head >= 0 &&
+        head - last_head - *n > static_cast<int64_t>(local - last_local);
+    last_head = head;
+    last_local = local;
+    if (*n > 0 || foreign) NotifyAppend();
     if (*n > 0) {
       // Busy: let commits gather for a moment, so one pass (and one WAL
       // flush) positions many of them. Commit wake-ups wait too.
@@ -1468,9 +1515,13 @@ void PostgresStore::SequencerLoop() {
       if (!SequencerPause(kBusyPassInterval)) break;
       continue;
     }
-    // Empty passes cost no WAL flush: keep looking every millisecond for a
-    // while after the last busy one, then back off.
-    if (Clock::now() - last_busy > kBusyWindow) {
+    // Empty passes cost no WAL flush and take no lock: keep looking every
+    // millisecond while other processes commit and for a while after, then
+    // back off.
+    if (foreign) {
+      idle = std::chrono::milliseconds(1);
+      last_busy = Clock::now();
+    } else if (Clock::now() - last_busy > kBusyWindow) {
       idle = std::min(idle * 2, kMaxIdlePoll);
     }
     if (!SequencerWait(idle)) break;
