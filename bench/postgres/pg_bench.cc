@@ -270,20 +270,25 @@ std::unique_ptr<herald::Store> Open(const std::string& url,
 
 // Sequencer throughput: `count` committed, unpositioned events, each in a
 // batch of its own (the sequencer's worst case: one log row per event),
-// inserted through herald_append_events with no sequencer running; then
-// passes of herald_sequence until none is left.
+// inserted through herald_append_events in one REPEATABLE READ transaction
+// (whose commit queues its batches in herald_pending instead of positioning
+// them) with no sequencer running; then passes of herald_sequence until
+// none is left.
 double SequencerThroughput(int count) {
   std::string url = FreshDatabase("seq");
   auto store = Open(url, false);  // migrates; no sequencer
   auto c = Connect(url);
-  Exec(c.get(), "DO $$ BEGIN FOR i IN 1.." + std::to_string(count) +
-                    " LOOP PERFORM herald_append_events("
-                    "ARRAY[herald_uuid_v7()], ARRAY['order-' || (i % 1000)], "
-                    "ARRAY['order.canceled'], ARRAY['application/json'], "
-                    "ARRAY[convert_to('" +
-                    std::string(kPayload) +
-                    "', 'UTF8')], ARRAY['{}'], ARRAY[now()], NULL); END LOOP; "
-                    "END $$");
+  Exec(c.get(),
+       "BEGIN ISOLATION LEVEL REPEATABLE READ; "
+       "DO $$ BEGIN FOR i IN 1.." +
+           std::to_string(count) +
+           " LOOP PERFORM herald_append_events("
+           "ARRAY[herald_uuid_v7()], ARRAY['order-' || (i % 1000)], "
+           "ARRAY['order.canceled'], ARRAY['application/json'], "
+           "ARRAY[convert_to('" +
+           std::string(kPayload) +
+           "', 'UTF8')], ARRAY['{}'], ARRAY[now()], NULL); END LOOP; "
+           "END $$; COMMIT");
   Exec(c.get(), "VACUUM ANALYZE herald_pending");
   auto start = Clock::now();
   int64_t positioned = 0;
@@ -308,13 +313,19 @@ struct Latency {
   size_t samples;
 };
 
+// How the latency workload's writer appends and commits.
+enum class Writer {
+  kStore,    // Append(events) on the writer store: Begin, Append, Commit
+  kJoined,   // Join on the application's connection, which sends COMMIT
+  kSqlOnly,  // SELECT herald_append(...) on a plain connection, then COMMIT
+};
+
 // Commit-to-delivery: one writer appends 1 event per transaction at `rate`
-// per second; a reader follows `reader` (woken by its append signal, or
-// polling every `poll` when that store has no sequencer of its own) and
-// notes when each event became readable.
+// per second; a reader follows `reader`, woken by its append signal or
+// looking again after 1 ms (as the server's log watcher does while events
+// flow), and notes when each event became readable.
 Latency CommitToDelivery(herald::Store* writer, herald::Store* reader, int rate,
-                         bool writer_commits_itself,
-                         const std::string& pg_url) {
+                         Writer how, const std::string& pg_url) {
   std::mutex mu;
   std::unordered_map<std::string, Clock::time_point> committed;  // by mu
   std::unordered_map<std::string, Clock::time_point> seen;       // by mu
@@ -344,7 +355,7 @@ Latency CommitToDelivery(herald::Store* writer, herald::Store* reader, int rate,
     }
   });
   ConnPtr app;
-  if (writer_commits_itself) app = Connect(pg_url);
+  if (how != Writer::kStore) app = Connect(pg_url);
   auto period = std::chrono::nanoseconds(1000000000LL / rate);
   auto next = Clock::now();
   auto end = next + std::chrono::duration_cast<Clock::duration>(
@@ -355,12 +366,24 @@ Latency CommitToDelivery(herald::Store* writer, herald::Store* reader, int rate,
     next += period;
     auto events = MakeEvents(0, i++, 1);
     events[0].id = herald::NewUuidV7();
-    if (writer_commits_itself) {
+    if (how == Writer::kJoined) {
       // An application on its own connection, committing itself.
       Exec(app.get(), "BEGIN");
       auto tx = writer->Join(app.get());
       auto r = writer->Append(*tx, std::span<herald::Event>(events));
       if (!r.ok()) Die(r.status().ToString());
+      Exec(app.get(), "COMMIT");
+    } else if (how == Writer::kSqlOnly) {
+      // A service in another language: its driver, herald_append, COMMIT.
+      const char* values[] = {events[0].stream.c_str(), events[0].type.c_str(),
+                              kPayload, events[0].id.c_str()};
+      Exec(app.get(), "BEGIN");
+      PGresult* r = PQexecParams(app.get(),
+                                 "SELECT created FROM herald_append($1, $2, "
+                                 "$3, '{}', $4::uuid)",
+                                 4, nullptr, values, nullptr, nullptr, 0);
+      if (PQresultStatus(r) != PGRES_TUPLES_OK) Die(PQresultErrorMessage(r));
+      PQclear(r);
       Exec(app.get(), "COMMIT");
     } else {
       auto r = writer->Append(std::span<herald::Event>(events));
@@ -492,19 +515,27 @@ int main(int argc, char** argv) {
     auto server = Open(db);
     // In-process: the writer commits through the same store; its commit
     // wakes the sequencer at once.
-    auto in = CommitToDelivery(server.get(), server.get(), 1000, false, db);
+    auto in =
+        CommitToDelivery(server.get(), server.get(), 1000, Writer::kStore, db);
     std::printf("%-44s %9.2f %9.2f %9.2f %8zu\n",
                 "PostgreSQL, writer in the sequencer's process", in.p50_ms,
                 in.p99_ms, in.max_ms, in.samples);
-    // Another process's writer (a store without a sequencer, committing on
-    // its own connection): the sequencer finds its events by polling.
+    // Another process's writer (a store without a sequencer, joined to the
+    // application's connection, which commits itself; then plain SQL): its
+    // commit positions its events; the reader's store has no signal of it.
     auto app = Open(db, false);
-    auto out = CommitToDelivery(app.get(), server.get(), 1000, true, db);
+    auto out =
+        CommitToDelivery(app.get(), server.get(), 1000, Writer::kJoined, db);
     std::printf("%-44s %9.2f %9.2f %9.2f %8zu\n",
-                "PostgreSQL, writer in another process", out.p50_ms, out.p99_ms,
-                out.max_ms, out.samples);
+                "PostgreSQL, other process, herald library", out.p50_ms,
+                out.p99_ms, out.max_ms, out.samples);
+    auto sql =
+        CommitToDelivery(app.get(), server.get(), 1000, Writer::kSqlOnly, db);
+    std::printf("%-44s %9.2f %9.2f %9.2f %8zu\n",
+                "PostgreSQL, other process, SQL herald_append", sql.p50_ms,
+                sql.p99_ms, sql.max_ms, sql.samples);
     auto sq = Open(TempSqlite("lat.db"));
-    auto sl = CommitToDelivery(sq.get(), sq.get(), 1000, false, db);
+    auto sl = CommitToDelivery(sq.get(), sq.get(), 1000, Writer::kStore, db);
     std::printf("%-44s %9.2f %9.2f %9.2f %8zu\n", "SQLite, writer in process",
                 sl.p50_ms, sl.p99_ms, sl.max_ms, sl.samples);
   }

@@ -13,6 +13,7 @@
 #include "herald/postgres.h"
 #include "herald/store.h"
 #include "postgres/pg_test_util.h"
+#include "store/postgres/postgres_schema.h"
 #include "support/test_util.h"
 
 namespace herald {
@@ -123,7 +124,50 @@ TEST_F(PostgresStoreTest, DatabaseWithoutSchemaSuggestsHeraldMigrate) {
   EXPECT_EQ(PgExec(c.get(),
                    "SELECT value FROM herald_meta WHERE key = "
                    "'schema_version'"),
-            "1");
+            std::to_string(detail::kPostgresSchemaVersion));
+}
+
+// A database at schema version 1 (appends queued every batch in
+// herald_pending for the sequencer) is migrated on open; what waited is
+// positioned, in batch order, and new appends follow.
+TEST_F(PostgresStoreTest, MigratesFromSchemaOneAndPositionsWhatWaited) {
+  auto c = PgConnect(url_);
+  ASSERT_EQ(
+      PgExec(c.get(), std::string("BEGIN;") + detail::PostgresMigration(1) +
+                          "INSERT INTO herald_meta VALUES "
+                          "('schema_version', '1'); COMMIT"),
+      "");
+  for (int i = 1; i <= 3; ++i) {
+    ASSERT_EQ(PgExec(c.get(),
+                     "SELECT created FROM herald_append('old', "
+                     "'v1.appended', '{\"i\":" +
+                         std::to_string(i) + "}')"),
+              "t");
+  }
+  ASSERT_EQ(PgExec(c.get(), "SELECT count(*) FROM herald_pending"), "3");
+  StoreOptions quiet;
+  quiet.run_sequencer = false;
+  auto store = Open(quiet);
+  ASSERT_NE(store, nullptr);
+  EXPECT_EQ(PgExec(c.get(),
+                   "SELECT value FROM herald_meta WHERE key = "
+                   "'schema_version'"),
+            std::to_string(detail::kPostgresSchemaVersion));
+  EXPECT_EQ(PgExec(c.get(),
+                   "SELECT to_regproc('herald_append_events_checked')"
+                   " IS NULL"),
+            "t")
+      << "folded into herald_append_events";
+  Event next = MakeEvent("old", "v2.appended");
+  ASSERT_TRUE(store->Append(std::span<Event>(&next, 1)).ok());
+  auto all = ReadAllNow(store.get());
+  ASSERT_EQ(all.size(), 4u);
+  for (size_t i = 0; i < all.size(); ++i) {
+    EXPECT_EQ(all[i].position, static_cast<int64_t>(i + 1));
+    EXPECT_EQ(all[i].stream_version, static_cast<int64_t>(i + 1));
+  }
+  EXPECT_EQ(all[3].id, next.id);
+  EXPECT_EQ(PgExec(c.get(), "SELECT count(*) FROM herald_pending"), "0");
 }
 
 TEST_F(PostgresStoreTest, SchemaNewerThanBinaryIsRefused) {
@@ -428,14 +472,15 @@ TEST_F(PostgresStoreTest, DumpAndRestoreKeepsPositionsAndPositionsTheRest) {
     ASSERT_TRUE(store->Append(std::span<Event>(&e, 1)).ok());
     first.push_back(e);
   }
-  // Two more from SQL, left for a sequencer (none runs).
+  // Two more from SQL, left for a sequencer (none runs): a REPEATABLE READ
+  // transaction's commit queues its batches instead of positioning them.
   auto c = PgConnect(url_);
-  ASSERT_FALSE(
-      PgExec(c.get(), "SELECT event_id FROM herald_append('d', 'late', '{}')")
-          .empty());
-  ASSERT_FALSE(
-      PgExec(c.get(), "SELECT event_id FROM herald_append('e', 'late', '{}')")
-          .empty());
+  ASSERT_EQ(PgExec(c.get(),
+                   "BEGIN ISOLATION LEVEL REPEATABLE READ;"
+                   "SELECT event_id FROM herald_append('d', 'late', '{}');"
+                   "SELECT event_id FROM herald_append('e', 'late', '{}');"
+                   "COMMIT"),
+            "");
   EXPECT_EQ(PgExec(c.get(), "SELECT count(*) FROM herald_pending"), "2");
 
   TempDir other;
@@ -471,6 +516,111 @@ TEST_F(PostgresStoreTest, DumpAndRestoreKeepsPositionsAndPositionsTheRest) {
   auto got = (*reopened)->Get(next.id);
   ASSERT_TRUE(got.ok()) << got.status().ToString();
   EXPECT_EQ(got->position, 6);
+}
+
+// ---- Positions at commit --------------------------------------------------
+
+// Whoever commits an append (here plain SQL, no herald process running a
+// sequencer) positions it in its COMMIT: readable at once, nothing queued.
+TEST_F(PostgresStoreTest, SqlAppendIsPositionedByItsOwnCommit) {
+  StoreOptions quiet;
+  quiet.run_sequencer = false;
+  auto store = Open(quiet);
+  ASSERT_NE(store, nullptr);
+  auto c = PgConnect(url_);
+  for (int i = 0; i < 3; ++i) {
+    ASSERT_EQ(PgExec(c.get(),
+                     "BEGIN; SELECT herald_append('sql', 'sql.appended', "
+                     "'{}'); SELECT herald_append('other', 'sql.appended', "
+                     "'{}'); COMMIT"),
+              "");
+    EXPECT_EQ(PgExec(c.get(), "SELECT count(*) FROM herald_pending"), "0");
+    EXPECT_EQ(PgExec(c.get(),
+                     "SELECT count(*) FROM herald_events e "
+                     "LEFT JOIN herald_log l ON l.batch = e.batch "
+                     "WHERE l.batch IS NULL"),
+              "0")
+        << "every committed event has its position";
+  }
+  EXPECT_EQ(PgExec(c.get(),
+                   "SELECT max(position) FROM "
+                   "herald_positioned_events"),
+            "6");
+  // Rolled back: nothing positioned, no position used.
+  ASSERT_EQ(PgExec(c.get(),
+                   "BEGIN; SELECT herald_append('sql', 'gone', '{}'); "
+                   "ROLLBACK"),
+            "");
+  Event next = MakeEvent("sql", "after");
+  ASSERT_TRUE(store->Append(std::span<Event>(&next, 1)).ok());
+  auto got = store->Get(next.id);
+  ASSERT_TRUE(got.ok()) << got.status().ToString();
+  EXPECT_EQ(got->position, 7);
+  EXPECT_EQ(got->stream_version, 4);
+}
+
+// A commit that finds the sequencer lock held does not wait: it queues its
+// batch, and the next commit that gets the lock positions the queue first,
+// in batch order, then its own.
+TEST_F(PostgresStoreTest, CommitThatFindsTheLockHeldQueuesAndNeverWaits) {
+  StoreOptions quiet;
+  quiet.run_sequencer = false;
+  auto store = Open(quiet);
+  ASSERT_NE(store, nullptr);
+  auto holder = PgConnect(url_);
+  ASSERT_EQ(
+      PgExec(holder.get(), "SELECT pg_advisory_lock(7306916370318864496)"), "");
+  auto c = PgConnect(url_);
+  ASSERT_EQ(PgExec(c.get(),
+                   "SELECT created FROM herald_append('q', "
+                   "'first', '{}')"),
+            "t");
+  EXPECT_EQ(PgExec(c.get(), "SELECT count(*) FROM herald_pending"), "1")
+      << "queued while another holds the lock";
+  ASSERT_EQ(
+      PgExec(holder.get(), "SELECT pg_advisory_unlock(7306916370318864496)"),
+      "t");
+  ASSERT_EQ(PgExec(c.get(),
+                   "SELECT created FROM herald_append('q', "
+                   "'second', '{}')"),
+            "t");
+  EXPECT_EQ(PgExec(c.get(), "SELECT count(*) FROM herald_pending"), "0");
+  EXPECT_EQ(PgExec(c.get(),
+                   "SELECT string_agg(type, ',' ORDER BY position) "
+                   "FROM herald_positioned_events"),
+            "first,second");
+}
+
+// BeginRelaxed runs with synchronous_commit = off (Begin does not). Such a
+// commit does not position its events (positions come only from durable
+// commits): it queues them for the next pass, here the one a store without
+// a sequencer runs before Commit() returns.
+TEST_F(PostgresStoreTest, RelaxedTransactionsSkipTheFlushAndQueueTheirEvents) {
+  StoreOptions quiet;
+  quiet.run_sequencer = false;
+  auto store = Open(quiet);
+  ASSERT_NE(store, nullptr);
+  auto tx = store->BeginRelaxed();
+  ASSERT_TRUE(tx.ok());
+  EXPECT_EQ(PgExec(PostgresHandle(**tx), "SHOW synchronous_commit"), "off");
+  Event e = MakeEvent("relaxed", "t");
+  ASSERT_TRUE(store->Append(**tx, std::span<Event>(&e, 1)).ok());
+  ASSERT_TRUE((*tx)->Commit().ok());
+  auto got = store->Get(e.id);
+  ASSERT_TRUE(got.ok()) << got.status().ToString();
+  EXPECT_EQ(got->position, 1);
+
+  auto plain = store->Begin();
+  ASSERT_TRUE(plain.ok());
+  EXPECT_EQ(PgExec(PostgresHandle(**plain), "SHOW synchronous_commit"), "on");
+  ASSERT_TRUE((*plain)->Rollback().ok());
+
+  auto c = PgConnect(url_);
+  ASSERT_EQ(PgExec(c.get(),
+                   "BEGIN; SET LOCAL synchronous_commit = off; "
+                   "SELECT herald_append('relaxed', 't', '{}'); COMMIT"),
+            "");
+  EXPECT_EQ(PgExec(c.get(), "SELECT count(*) FROM herald_pending"), "1");
 }
 
 // ---- Sequencer lease -----------------------------------------------------

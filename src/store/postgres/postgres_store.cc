@@ -296,26 +296,38 @@ Result<ResultPtr> RunUnnamed(PGconn* c, Slot slot, Params& p,
   return r;
 }
 
-// Sends BEGIN and the statement in one round trip (pipeline mode).
+// What opens a transaction; `relaxed` ones commit without waiting for
+// the WAL flush (BeginRelaxed).
+const char* BeginSql(bool relaxed) {
+  return relaxed ? "BEGIN; SET LOCAL synchronous_commit = off" : "BEGIN";
+}
+
+// Sends BEGIN (and for a relaxed transaction SET LOCAL synchronous_commit
+// = off) and the statement in one round trip (pipeline mode).
 Result<ResultPtr> RunWithBegin(Conn* c, Slot slot, Params& p,
-                               std::string_view what) {
+                               std::string_view what, bool relaxed) {
   HERALD_RETURN_IF_ERROR(Prepare(c, slot));
   PGconn* pc = c->pg.get();
   if (PQenterPipelineMode(pc) != 1) {
-    HERALD_RETURN_IF_ERROR(pg::Exec(pc, "BEGIN", "begin"));
+    HERALD_RETURN_IF_ERROR(pg::Exec(pc, BeginSql(relaxed), "begin"));
     return Run(c, slot, p, what);
   }
+  auto send = [&](const char* sql) {
+    return PQsendQueryParams(pc, sql, 0, nullptr, nullptr, nullptr, nullptr,
+                             0) == 1;
+  };
   const char* const* values = p.values();
-  bool sent = PQsendQueryParams(pc, "BEGIN", 0, nullptr, nullptr, nullptr,
-                                nullptr, 0) == 1 &&
+  bool sent = send("BEGIN") &&
+              (!relaxed || send("SET LOCAL synchronous_commit = off")) &&
               PQsendQueryPrepared(pc, SlotName(slot).c_str(), p.size(), values,
                                   p.lengths(), p.formats(), 1) == 1 &&
               PQpipelineSync(pc) == 1;
-  ResultPtr results[2];
+  ResultPtr all[3];
+  int count = relaxed ? 3 : 2;
   if (sent) {
-    for (auto& out : results) {
-      out.reset(PQgetResult(pc));
-      if (!out) break;
+    for (int i = 0; i < count; ++i) {
+      all[i].reset(PQgetResult(pc));
+      if (!all[i]) break;
       while (PGresult* extra = PQgetResult(pc)) PQclear(extra);
     }
     ResultPtr sync(PQgetResult(pc));
@@ -325,13 +337,15 @@ Result<ResultPtr> RunWithBegin(Conn* c, Slot slot, Params& p,
   }
   if (PQexitPipelineMode(pc) != 1) c->poisoned = true;
   if (!sent) return pg::ErrorStatus(pc, nullptr, what);
-  if (!pg::Succeeded(results[0].get())) {
-    return pg::ErrorStatus(pc, results[0].get(), "begin");
+  for (int i = 0; i + 1 < count; ++i) {
+    if (!pg::Succeeded(all[i].get())) {
+      return pg::ErrorStatus(pc, all[i].get(), "begin");
+    }
   }
-  if (!pg::Succeeded(results[1].get())) {
-    return pg::ErrorStatus(pc, results[1].get(), what);
+  if (!pg::Succeeded(all[count - 1].get())) {
+    return pg::ErrorStatus(pc, all[count - 1].get(), what);
   }
-  return std::move(results[1]);
+  return std::move(all[count - 1]);
 }
 
 // Reads an event row whose first 9 columns are HERALD_EVENT_COLUMNS,
@@ -386,43 +400,34 @@ struct CommitResult {
   int64_t events = 0;  // created by the transaction
 };
 
-// Sends COMMIT on pc and, in the same round trip (pipeline mode), what goes
-// with it: before it, SET LOCAL synchronous_commit = off when `relaxed`
-// (and the transaction has not failed); after it, when `appended`, a look
-// at herald_pending (CommitResult::drained). `c` is the pooled connection
-// (prepared statements) or null for a caller's. *commit receives COMMIT's
-// result.
-Status SendCommit(Conn* c, PGconn* pc, bool relaxed, bool appended,
-                  ResultPtr* commit, CommitResult* out) {
-  relaxed = relaxed && PQtransactionStatus(pc) == PQTRANS_INTRANS;
-  if (!relaxed && !appended) {
+// Sends COMMIT on pc and, when `appended`, in the same round trip
+// (pipeline mode), a look at herald_pending (CommitResult::drained). `c` is
+// the pooled connection (prepared statements) or null for a caller's.
+// *commit receives COMMIT's result.
+Status SendCommit(Conn* c, PGconn* pc, bool appended, ResultPtr* commit,
+                  CommitResult* out) {
+  if (!appended) {
     commit->reset(PQexec(pc, "COMMIT"));
     return Status::OK();
   }
-  if (c && appended) HERALD_RETURN_IF_ERROR(Prepare(c, kWaiting));
+  if (c) HERALD_RETURN_IF_ERROR(Prepare(c, kWaiting));
   if (PQenterPipelineMode(pc) != 1) {
     commit->reset(PQexec(pc, "COMMIT"));
     return Status::OK();
   }
-  auto send = [&](const char* sql) {
-    return PQsendQueryParams(pc, sql, 0, nullptr, nullptr, nullptr, nullptr,
-                             0) == 1;
-  };
-  bool sent = (!relaxed || send("SET LOCAL synchronous_commit = off")) &&
-              send("COMMIT") &&
-              (!appended ||
-               (c ? PQsendQueryPrepared(pc, SlotName(kWaiting).c_str(), 0,
-                                        nullptr, nullptr, nullptr, 1) == 1
-                  : PQsendQueryParams(pc, SlotSql(kWaiting), 0, nullptr,
-                                      nullptr, nullptr, nullptr, 1) == 1)) &&
+  bool sent = PQsendQueryParams(pc, "COMMIT", 0, nullptr, nullptr, nullptr,
+                                nullptr, 0) == 1 &&
+              (c ? PQsendQueryPrepared(pc, SlotName(kWaiting).c_str(), 0,
+                                       nullptr, nullptr, nullptr, 1) == 1
+                 : PQsendQueryParams(pc, SlotSql(kWaiting), 0, nullptr, nullptr,
+                                     nullptr, nullptr, 1) == 1) &&
               PQpipelineSync(pc) == 1;
-  ResultPtr results[3];
-  int expected = (relaxed ? 1 : 0) + 1 + (appended ? 1 : 0);
+  ResultPtr results[2];
   bool clean = sent;
   if (sent) {
-    for (int i = 0; i < expected; ++i) {
-      results[i].reset(PQgetResult(pc));
-      if (!results[i]) break;
+    for (auto& r : results) {
+      r.reset(PQgetResult(pc));
+      if (!r) break;
       while (PGresult* extra = PQgetResult(pc)) PQclear(extra);
     }
     ResultPtr sync(PQgetResult(pc));
@@ -441,14 +446,9 @@ Status SendCommit(Conn* c, PGconn* pc, bool relaxed, bool appended,
                                " (PostgreSQL connection lost; the commit "
                                "may or may not have happened)");
   }
-  int at = 0;
-  if (relaxed && !pg::Succeeded(results[at++].get())) {
-    return pg::ErrorStatus(pc, results[0].get(), "commit");
-  }
-  *commit = std::move(results[at++]);
-  if (appended && pg::Succeeded(results[at].get()) &&
-      PQntuples(results[at].get()) == 1) {
-    out->drained = !pg::BoolAt(results[at].get(), 0, 0);
+  *commit = std::move(results[0]);
+  if (pg::Succeeded(results[1].get()) && PQntuples(results[1].get()) == 1) {
+    out->drained = !pg::BoolAt(results[1].get(), 0, 0);
   }
   return Status::OK();
 }
@@ -458,7 +458,7 @@ class PostgresStore;
 class PgTransaction final : public Transaction {
  public:
   // Owned: a pooled connection; BEGIN goes out with the first statement.
-  // `relaxed`: commit with synchronous_commit = off (BeginRelaxed).
+  // `relaxed`: runs with synchronous_commit = off (BeginRelaxed).
   PgTransaction(PostgresStore* store, std::unique_ptr<Conn> conn, bool relaxed)
       : store_(store),
         conn_(std::move(conn)),
@@ -671,7 +671,7 @@ void PgTransaction::Release() {
 
 Status PgTransaction::FlushBegin() {
   if (!begin_pending_) return Status::OK();
-  Status s = pg::Exec(conn_->pg.get(), "BEGIN", "begin");
+  Status s = pg::Exec(conn_->pg.get(), BeginSql(relaxed_), "begin");
   if (!s.ok() && conn_->broken() && conn_->uses > 0) {
     // A stale pooled connection (the server restarted): nothing happened in
     // this transaction yet, so start it on a new one.
@@ -680,7 +680,7 @@ Status PgTransaction::FlushBegin() {
     if (!fresh.ok()) return fresh.status();
     conn_ = std::move(*fresh);
     conn_->uses++;
-    s = pg::Exec(conn_->pg.get(), "BEGIN", "begin");
+    s = pg::Exec(conn_->pg.get(), BeginSql(relaxed_), "begin");
   }
   conn_->uses++;
   if (s.ok()) begin_pending_ = false;
@@ -697,13 +697,13 @@ Result<ResultPtr> PgTransaction::Exec(Slot slot, Params& p,
   if (!open_) return Status::FailedPrecondition("transaction is not open");
   if (caller_) return RunUnnamed(caller_, slot, p, what);
   if (!begin_pending_) return Run(conn_.get(), slot, p, what);
-  auto r = RunWithBegin(conn_.get(), slot, p, what);
+  auto r = RunWithBegin(conn_.get(), slot, p, what, relaxed_);
   if (!r.ok() && conn_->broken() && conn_->uses > 0) {
     store_->DropPool();
     auto fresh = store_->Acquire();
     if (!fresh.ok()) return fresh.status();
     conn_ = std::move(*fresh);
-    r = RunWithBegin(conn_.get(), slot, p, what);
+    r = RunWithBegin(conn_.get(), slot, p, what, relaxed_);
   }
   conn_->uses++;
   begin_pending_ = false;
@@ -723,7 +723,7 @@ Status PgTransaction::Commit() {
   CommitResult done;
   uint64_t before = store_->local_commits();
   // The commit trigger positions this transaction's batches inside COMMIT.
-  s = SendCommit(conn_.get(), c, relaxed_, appended_ > 0, &r, &done);
+  s = SendCommit(conn_.get(), c, appended_ > 0, &r, &done);
   if (s.ok() && !pg::Succeeded(r.get()))
     s = pg::ErrorStatus(c, r.get(), "commit");
   if (s.ok() && std::string_view(PQcmdStatus(r.get())) != "COMMIT") {
