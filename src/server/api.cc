@@ -181,7 +181,10 @@ Status EventFromJson(const Json& j, const std::string& where, Event* e) {
                                    std::string(Json::KindName(j.kind())));
   }
   const Json* payload = nullptr;
-  for (const auto& [key, v] : j.members()) {
+  for (const auto& member : j.members()) {
+    // Named, not a structured binding: clang 14 cannot capture those.
+    const auto& key = member.first;
+    const auto& v = member.second;
     auto want_string = [&](std::string* field) -> Status {
       if (!v.is_string()) {
         return Status::InvalidArgument(where + "'" + key +

@@ -83,6 +83,9 @@ enum Slot {
   kAcquireLease,
   kGetLease,
   kReleaseLease,
+  kSavepoint,
+  kRelease,
+  kRollbackTo,
   kNumSlots
 };
 
@@ -114,6 +117,12 @@ const char* SlotSql(Slot s) {
              "ORDER BY stream_version LIMIT ?3";
     case kHead:
       return "SELECT coalesce(max(position), 0) FROM herald_events";
+    case kSavepoint:
+      return "SAVEPOINT herald_append";
+    case kRelease:
+      return "RELEASE herald_append";
+    case kRollbackTo:
+      return "ROLLBACK TO herald_append";
     case kGetCheckpoint:
       return "SELECT next_offset FROM herald_checkpoints WHERE name = ?1";
     case kSaveCheckpoint:
@@ -710,19 +719,30 @@ Result<AppendResult> SqliteStore::Append(Transaction& tx_base,
     }
   }
 
-  StmtPtr h_find, h_version, h_insert;
+  StmtPtr h_find, h_version, h_insert, h_save, h_release, h_rollback;
   auto find = TxStmt(tx, kFindId, &h_find);
   auto version = TxStmt(tx, kStreamVersion, &h_version);
   auto insert = TxStmt(tx, kInsertEvent, &h_insert);
-  if (!find.ok()) return find.status();
-  if (!version.ok()) return version.status();
-  if (!insert.ok()) return insert.status();
+  auto savepoint = TxStmt(tx, kSavepoint, &h_save);
+  auto release = TxStmt(tx, kRelease, &h_release);
+  auto rollback = TxStmt(tx, kRollbackTo, &h_rollback);
+  for (const auto* st :
+       {&find, &version, &insert, &savepoint, &release, &rollback}) {
+    if (!st->ok()) return st->status();
+  }
+  // Savepoint statements are prepared once per connection like the rest.
+  auto run = [&](sqlite3_stmt* st, const char* what) -> Status {
+    int rc = sqlite3_step(st);
+    sqlite3_reset(st);
+    return rc == SQLITE_DONE ? Status::OK() : SqlError(db, rc, what);
+  };
 
   // A savepoint makes the call all-or-nothing inside the caller's
   // transaction.
-  HERALD_RETURN_IF_ERROR(Exec(db, "SAVEPOINT herald_append"));
+  HERALD_RETURN_IF_ERROR(run(*savepoint, "savepoint"));
   auto fail = [&](Status s) -> Result<AppendResult> {
-    (void)Exec(db, "ROLLBACK TO herald_append; RELEASE herald_append");
+    (void)run(*rollback, "rollback to savepoint");
+    (void)run(*release, "release savepoint");
     return s;
   };
 
@@ -781,7 +801,7 @@ Result<AppendResult> SqliteStore::Append(Transaction& tx_base,
             std::to_string(*options.expected_version)));
       }
       std::copy(stored.begin(), stored.end(), events.begin());
-      (void)Exec(db, "RELEASE herald_append");
+      (void)run(*release, "release savepoint");
       return result;
     }
   }
@@ -818,7 +838,7 @@ Result<AppendResult> SqliteStore::Append(Transaction& tx_base,
     versions[e.stream] = e.stream_version;
     ++result.created;
   }
-  HERALD_RETURN_IF_ERROR(Exec(db, "RELEASE herald_append"));
+  HERALD_RETURN_IF_ERROR(run(*release, "release savepoint"));
   if (result.created > 0) tx.set_appended();
   return result;
 }
