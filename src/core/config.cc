@@ -5,11 +5,13 @@
 #include <toml++/toml.h>
 
 #include <algorithm>
+#include <cctype>
 #include <cmath>
 #include <fstream>
 #include <set>
 #include <sstream>
 
+#include "herald/json.h"
 #include "herald/sender.h"
 
 namespace herald {
@@ -560,8 +562,86 @@ class Parser {
 
 }  // namespace
 
+// Debian's toml++ (3.3) reaches __builtin_unreachable on some non-ASCII
+// input: a character outside a string (tomlplusplus#295), or right after a
+// line-ending backslash in a multi-line string (#190). TOML allows
+// non-ASCII only in strings and comments, and must be valid UTF-8; this
+// checks both before toml++ sees the text, and refuses the second case.
+static Status CheckTomlText(std::string_view t, std::string_view source_name) {
+  auto fail = [&](int line, const std::string& what) {
+    return Status::InvalidArgument(std::string(source_name) + ":" +
+                                   std::to_string(line) + ": " + what);
+  };
+  // No UTF-8 sequence holds a newline byte: check line by line.
+  int line = 1;
+  for (size_t from = 0; from <= t.size(); ++line) {
+    size_t end = std::min(t.find('\n', from), t.size());
+    if (!IsValidUtf8(t.substr(from, end - from))) {
+      return fail(line, "the file is not valid UTF-8");
+    }
+    from = end + 1;
+  }
+  line = 1;
+  size_t i = 0;
+  auto at = [&](std::string_view s) { return t.substr(i, s.size()) == s; };
+  while (i < t.size()) {
+    char c = t[i];
+    if (c == '\n') {
+      ++line;
+      ++i;
+    } else if (c == '#') {
+      while (i < t.size() && t[i] != '\n') ++i;
+    } else if (at("\"\"\"") || at("'''")) {
+      const bool basic = c == '"';
+      std::string_view close = basic ? "\"\"\"" : "'''";
+      i += 3;
+      while (i < t.size() && !at(close)) {
+        if (t[i] == '\n') ++line;
+        if (basic && t[i] == '\\') {
+          size_t j = i + 1;
+          while (j < t.size() && (t[j] == ' ' || t[j] == '\t')) ++j;
+          if (j < t.size() && (t[j] == '\n' || t[j] == '\r')) {
+            // Line-ending backslash: what follows up to the next
+            // non-blank is trimmed; that character must be ASCII.
+            while (j < t.size() &&
+                   std::isspace(static_cast<unsigned char>(t[j]))) {
+              if (t[j] == '\n') ++line;
+              ++j;
+            }
+            if (j < t.size() && static_cast<unsigned char>(t[j]) >= 0x80) {
+              return fail(line,
+                          "a non-ASCII character right after a line-ending "
+                          "backslash is not supported; escape it as \\uXXXX");
+            }
+            i = j;
+            continue;
+          }
+          i += 2;  // an escape: the next character is not the string's end
+          continue;
+        }
+        ++i;
+      }
+      i += 3;
+    } else if (c == '"' || c == '\'') {
+      ++i;
+      while (i < t.size() && t[i] != c && t[i] != '\n') {
+        i += (c == '"' && t[i] == '\\') ? 2 : 1;
+      }
+      ++i;
+    } else if (static_cast<unsigned char>(c) >= 0x80) {
+      return fail(line,
+                  "a non-ASCII character outside a string or comment "
+                  "(TOML allows them only in strings and comments)");
+    } else {
+      ++i;
+    }
+  }
+  return Status::OK();
+}
+
 Result<Config> ParseConfig(std::string_view text,
                            std::string_view source_name) {
+  HERALD_RETURN_IF_ERROR(CheckTomlText(text, source_name));
   toml::table root;
   try {
     root = toml::parse(text, source_name);

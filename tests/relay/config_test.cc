@@ -105,6 +105,18 @@ fsync = false
   EXPECT_EQ(c->routes[1].batch, 100);
 }
 
+TEST(RelayConfig, NonAsciiInStringsAndCommentsIsFine) {
+  auto c = ParseConfig(
+      "# caf\xc3\xa9 \xe2\x9c\x93\n[relay]\nowner = \"caf\xc3\xa9\"\n"
+      "[server]\n[[server.tokens]]\ntoken = \"\"\"\n\xc3\xa9\\\n  x\"\"\"\n"
+      "scopes = ['read']\n",
+      "t.toml");
+  ASSERT_TRUE(c.ok()) << c.status().ToString();
+  EXPECT_EQ(c->relay.owner, "caf\xc3\xa9");
+  ASSERT_EQ(c->server.tokens.size(), 1u);
+  EXPECT_EQ(c->server.tokens[0].token, "\xc3\xa9x");
+}
+
 TEST(RelayConfig, DefaultsWithoutTables) {
   auto c = ParseConfig("");
   ASSERT_TRUE(c.ok());
@@ -156,6 +168,12 @@ TEST(RelayConfig, ErrorsNameKeyAndLine) {
        "t.toml:4:", "unknown scope 'root'"},
       {"[relay]\nlease_ttl = \"10ms\"\n", "t.toml:2:", "relay.lease_ttl"},
       {"[[route]\nname = 1", "t.toml:1:", ""},  // TOML syntax error
+      // Non-ASCII where toml++ 3.3 would reach undefined behaviour.
+      {"[store]\nurl = \"a\"\xd2\x94x = 1\n",
+       "t.toml:2:", "non-ASCII character outside a string"},
+      {"[relay]\nowner = \"\xff\"\n", "t.toml:2:", "not valid UTF-8"},
+      {"[relay]\nowner = \"\"\"\\\n\xc2\xa7\"\"\"\n",
+       "t.toml:3:", "line-ending backslash"},
   };
   for (const auto& c : cases) {
     auto r = ParseConfig(c.text, "t.toml");
