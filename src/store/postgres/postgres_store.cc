@@ -397,7 +397,6 @@ struct CommitResult {
   // transaction's batches (positioned by its commit trigger) and every
   // batch committed before it are positioned.
   bool drained = false;
-  int64_t events = 0;  // created by the transaction
 };
 
 // Sends COMMIT on pc and, when `appended`, in the same round trip
@@ -518,6 +517,10 @@ class PostgresStore final : public Store {
   void OnAppendCommitted(Conn* idle_conn, uint64_t before,
                          const CommitResult& commit);
   uint64_t local_commits() const { return local_commits_.load(); }
+  // Adds to the events this process's commits positioned themselves.
+  void CountLocalPositioned(int64_t events) {
+    local_positioned_.fetch_add(static_cast<uint64_t>(events));
+  }
   // A joined transaction that appended ended without Commit(): the caller
   // is about to commit it, so look soon.
   void WakeSequencer() {
@@ -645,7 +648,7 @@ class PostgresStore final : public Store {
   std::atomic<uint64_t> sequenced_through_{0};
   // Events of this process's commits positioned by the commits themselves
   // (so the sequencer can tell other processes' commits from ours).
-  std::atomic<uint64_t> local_positioned_{0};
+  std::atomic<uint64_t> local_positioned_{0};  // wraps; only deltas count
 
   std::thread seq_thread_;
   std::string seq_owner_;
@@ -723,7 +726,10 @@ Status PgTransaction::Commit() {
   CommitResult done;
   uint64_t before = store_->local_commits();
   // The commit trigger positions this transaction's batches inside COMMIT.
+  // Counted as positioned by this process before they can be seen.
+  store_->CountLocalPositioned(appended_);
   s = SendCommit(conn_.get(), c, appended_ > 0, &r, &done);
+  if (!s.ok() || !done.drained) store_->CountLocalPositioned(-appended_);
   if (s.ok() && !pg::Succeeded(r.get()))
     s = pg::ErrorStatus(c, r.get(), "commit");
   if (s.ok() && std::string_view(PQcmdStatus(r.get())) != "COMMIT") {
@@ -734,7 +740,6 @@ Status PgTransaction::Commit() {
     ResultPtr rb(PQexec(c, "ROLLBACK"));
   }
   if (s.ok() && appended_ > 0) {
-    done.events = appended_;
     store_->OnAppendCommitted(conn_ ? conn_.get() : nullptr, before, done);
   }
   Release();
@@ -1364,7 +1369,6 @@ void PostgresStore::OnAppendCommitted(Conn* idle_conn, uint64_t before,
   if (commit.drained) {
     // Every commit counted before ours, and ours, is positioned.
     AdvanceSequenced(before + 1);
-    local_positioned_.fetch_add(static_cast<uint64_t>(commit.events));
     NotifyAppend();
     return;
   }
