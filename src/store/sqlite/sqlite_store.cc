@@ -262,18 +262,19 @@ std::string ColumnText(sqlite3_stmt* s, int i) {
   return std::string(ColumnView(s, i));
 }
 
-// Views an event row in kEventColumns order (valid until the next step).
-EventView RowView(sqlite3_stmt* s) {
+// Views an event's columns, in kEventColumns order from column `at`
+// (valid until the next step).
+EventView RowView(sqlite3_stmt* s, int at = 0) {
   EventView v;
-  v.position = sqlite3_column_int64(s, 0);
-  v.id = ColumnView(s, 1);
-  v.stream = ColumnView(s, 2);
-  v.stream_version = sqlite3_column_int64(s, 3);
-  v.type = ColumnView(s, 4);
-  v.content_type = ColumnView(s, 5);
-  v.payload = ColumnView(s, 6);
-  v.metadata = ColumnView(s, 7);
-  v.occurred_at_us = sqlite3_column_int64(s, 8);
+  v.position = sqlite3_column_int64(s, at);
+  v.id = ColumnView(s, at + 1);
+  v.stream = ColumnView(s, at + 2);
+  v.stream_version = sqlite3_column_int64(s, at + 3);
+  v.type = ColumnView(s, at + 4);
+  v.content_type = ColumnView(s, at + 5);
+  v.payload = ColumnView(s, at + 6);
+  v.metadata = ColumnView(s, at + 7);
+  v.occurred_at_us = sqlite3_column_int64(s, at + 8);
   return v;
 }
 
@@ -1063,15 +1064,7 @@ Result<std::vector<ParkedEvent>> SqliteStore::ListParked(
     p.attempts = sqlite3_column_int(s, 2);
     p.error = ColumnText(s, 3);
     p.parked_at_us = sqlite3_column_int64(s, 4);
-    p.event.position = sqlite3_column_int64(s, 5);
-    p.event.id = ColumnText(s, 6);
-    p.event.stream = ColumnText(s, 7);
-    p.event.stream_version = sqlite3_column_int64(s, 8);
-    p.event.type = ColumnText(s, 9);
-    p.event.content_type = ColumnText(s, 10);
-    p.event.payload = ColumnText(s, 11);
-    p.event.metadata = ColumnText(s, 12);
-    p.event.occurred_at_us = sqlite3_column_int64(s, 13);
+    p.event = RowView(s, 5).ToEvent();
     out.push_back(std::move(p));
   }
   if (rc != SQLITE_DONE) return SqlError(c->db.get(), rc, "list parked");
