@@ -8,8 +8,9 @@
 //   ...
 //   (*server)->Stop();   // graceful: finishes in-flight requests
 //
-// Threads: `config.threads` I/O threads run every connection (no thread per
-// connection; long-polls and SSE streams cost a socket and a few KB each),
+// Threads: `config.threads` I/O threads, each with an event loop of its own,
+// run the connections, dealt out to them in turn (no thread per connection;
+// long-polls and SSE streams cost a socket and a few KB each),
 // `worker_threads` run blocking store calls, one appender thread
 // group-commits POSTed events, and one watcher thread follows the store's
 // head. All are owned and joined by Stop().
