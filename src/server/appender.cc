@@ -90,6 +90,9 @@ void Appender::Process(std::vector<AppendJob>* jobs) {
   results.reserve(jobs->size());
   bool group_ok = true;
 
+  // Append epochs before and after: if this group's commit is the only one
+  // between them, the Hub need not read the store for it (see Hub::Push).
+  const uint64_t epoch_before = store_->append_epoch();
   auto tx = store_->Begin();
   if (!tx.ok()) {
     group_ok = false;
@@ -137,7 +140,9 @@ void Appender::Process(std::vector<AppendJob>* jobs) {
         if (e.position > 0) stored.push_back(&e);
       }
     }
-    hub_->Push(std::move(stored), store_->append_epoch());
+    uint64_t epoch_after = store_->append_epoch();
+    hub_->Push(std::move(stored),
+               epoch_after == epoch_before + 1 ? epoch_after : epoch_before);
   }
   for (size_t i = 0; i < jobs->size(); ++i) {
     auto& j = (*jobs)[i];

@@ -146,9 +146,9 @@ void Hub::Push(std::vector<const Event*> events, uint64_t epoch) {
     }
   }
   if (taken) {
-    // Another in-process writer's commit inside `epoch` would have left a
-    // gap before these events (not contiguous: read below), so nothing
-    // up to `epoch` is left unread.
+    // The appender passes an epoch that covers only its own commit, or an
+    // earlier one (another writer committed in between): nothing up to
+    // `epoch` is left unread.
     uint64_t seen = pushed_epoch_.load();
     while (seen < epoch && !pushed_epoch_.compare_exchange_weak(seen, epoch)) {
     }

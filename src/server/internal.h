@@ -109,9 +109,10 @@ class Hub {
   void CatchUp();
   // Like CatchUp, for events this process just committed: when they are
   // exactly the positions after head(), they are taken as they are,
-  // without reading them back; otherwise the store is read. `epoch` is the
-  // store's append_epoch() read after the commit: the watcher, woken by
-  // that commit, need not read the store for it.
+  // without reading them back; otherwise the store is read. `epoch` is an
+  // append_epoch() up to which every in-process commit is among `events`
+  // or before them: the watcher, woken by those commits, need not read the
+  // store for them.
   void Push(std::vector<const Event*> events, uint64_t epoch);
 
  private:
