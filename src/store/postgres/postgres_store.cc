@@ -1480,7 +1480,10 @@ void PostgresStore::SequencerLoop() {
       // Every pass walks herald_pending from its lowest key: keep it free of
       // dead rows between autovacuum runs (a minute apart by default).
       // Needs ownership of the table; without it autovacuum alone does it.
-      ResultPtr v(PQexec(conn->pg.get(), "VACUUM herald_pending"));
+      // Never truncates: that takes an exclusive lock on the table, and
+      // every commit trigger looks at it.
+      ResultPtr v(
+          PQexec(conn->pg.get(), "VACUUM (TRUNCATE false) herald_pending"));
       next_vacuum = Clock::now() + kVacuumInterval;
     }
     uint64_t target = local_commits_.load();
