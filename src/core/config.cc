@@ -584,14 +584,27 @@ static Status CheckTomlText(std::string_view t, std::string_view source_name) {
   line = 1;
   size_t i = 0;
   auto at = [&](std::string_view s) { return t.substr(i, s.size()) == s; };
+  // The last character that is not a space, tab or comment. A quote opens
+  // a string only where TOML allows one (a key or a value); elsewhere, as
+  // in `x = 0"é`, the file is invalid and toml++ reads on as bare text.
+  char prev = '\n';
+  auto opens_string = [&] {
+    return prev == '\n' || prev == '=' || prev == '[' || prev == ',' ||
+           prev == '{' || prev == '.';
+  };
   while (i < t.size()) {
     char c = t[i];
+    if (c == ' ' || c == '\t') {
+      ++i;
+      continue;
+    }
+    if (c == '#') {
+      while (i < t.size() && t[i] != '\n') ++i;
+      continue;
+    }
     if (c == '\n') {
       ++line;
-      ++i;
-    } else if (c == '#') {
-      while (i < t.size() && t[i] != '\n') ++i;
-    } else if (at("\"\"\"") || at("'''")) {
+    } else if ((at("\"\"\"") || at("'''")) && opens_string()) {
       const bool basic = c == '"';
       std::string_view close = basic ? "\"\"\"" : "'''";
       i += 3;
@@ -616,25 +629,28 @@ static Status CheckTomlText(std::string_view t, std::string_view source_name) {
             i = j;
             continue;
           }
-          i += 2;  // an escape: the next character is not the string's end
-          continue;
+          // An escaped character is not the end.
+          if (i + 1 < t.size() && t[i + 1] != '\n') ++i;
         }
         ++i;
       }
-      i += 3;
-    } else if (c == '"' || c == '\'') {
+      i += 2;  // the last of the three is passed below
+    } else if ((c == '"' || c == '\'') && opens_string()) {
       ++i;
       while (i < t.size() && t[i] != c && t[i] != '\n') {
-        i += (c == '"' && t[i] == '\\') ? 2 : 1;
+        if (c == '"' && t[i] == '\\' && i + 1 < t.size() && t[i + 1] != '\n') {
+          ++i;
+        }
+        ++i;
       }
-      ++i;
+      if (i < t.size() && t[i] == '\n') continue;  // unterminated
     } else if (static_cast<unsigned char>(c) >= 0x80) {
       return fail(line,
                   "a non-ASCII character outside a string or comment "
                   "(TOML allows them only in strings and comments)");
-    } else {
-      ++i;
     }
+    prev = c;
+    ++i;
   }
   return Status::OK();
 }

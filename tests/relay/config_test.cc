@@ -172,6 +172,8 @@ TEST(RelayConfig, ErrorsNameKeyAndLine) {
       {"[store]\nurl = \"a\"\xd2\x94x = 1\n",
        "t.toml:2:", "non-ASCII character outside a string"},
       {"[relay]\nowner = \"\xff\"\n", "t.toml:2:", "not valid UTF-8"},
+      {"[relay]\nowner =0\"\xc2\xa7\"\n",
+       "t.toml:2:", "non-ASCII character outside a string"},
       {"[relay]\nowner = \"\"\"\\\n\xc2\xa7\"\"\"\n",
        "t.toml:3:", "line-ending backslash"},
   };
