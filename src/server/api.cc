@@ -431,7 +431,7 @@ struct Api::Impl : std::enable_shared_from_this<Api::Impl> {
     r.body = kPageStart;
     size_t n = events.size();
     r.parts = std::move(events);
-    r.tail = "],\"next_offset\":" + std::to_string(next_offset) + "}";
+    EndPage(next_offset, &r.tail);
     return WithCaching(std::move(r), n, from, limit, filter);
   }
   Response WithCaching(Response r, size_t count, int64_t from, int limit,
