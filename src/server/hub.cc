@@ -86,18 +86,23 @@ bool Hub::Load() {
     if (batch.empty()) break;
     {
       std::unique_lock lock(mu_);
-      if (!cache_.empty() &&
-          cache_.back()->position + 1 != batch.front()->position) {
-        cache_.clear();
-      }
-      for (auto& c : batch) cache_.push_back(std::move(c));
-      while (cache_.size() > capacity_) cache_.pop_front();
-      head_.store(cache_.back()->position, std::memory_order_release);
+      AddToCache(&batch);
     }
     loaded = true;
     if (static_cast<int>(page->events.size()) < kLoadPage) break;
   }
   return loaded;
+}
+
+void Hub::AddToCache(std::vector<std::shared_ptr<const CachedEvent>>* batch) {
+  // A batch that does not follow the cache replaces it (never a gap).
+  if (!cache_.empty() &&
+      cache_.back()->position + 1 != batch->front()->position) {
+    cache_.clear();
+  }
+  for (auto& c : *batch) cache_.push_back(std::move(c));
+  while (cache_.size() > capacity_) cache_.pop_front();
+  head_.store(cache_.back()->position, std::memory_order_release);
 }
 
 std::shared_ptr<const CachedEvent> Hub::Render(const Event& e) const {
@@ -135,13 +140,7 @@ void Hub::Push(std::vector<const Event*> events, uint64_t epoch) {
     if (contiguous && !batch.empty() && !db_tag_.empty()) {
       // Positions up to next - 1 are final; later ones (another writer's)
       // are loaded by the watcher from there.
-      if (!cache_.empty() &&
-          cache_.back()->position + 1 != batch.front()->position) {
-        cache_.clear();
-      }
-      for (auto& c : batch) cache_.push_back(std::move(c));
-      while (cache_.size() > capacity_) cache_.pop_front();
-      head_.store(cache_.back()->position, std::memory_order_release);
+      AddToCache(&batch);
       taken = true;
     }
   }

@@ -117,6 +117,9 @@ class Hub {
 
  private:
   std::shared_ptr<const CachedEvent> Render(const Event& e) const;
+  // Appends rendered events (dense, non-empty) to cache_ and moves head_.
+  // Caller holds mu_.
+  void AddToCache(std::vector<std::shared_ptr<const CachedEvent>>* batch);
   void Run();
   // Loads events (head_, store head]; returns whether any were loaded.
   bool Load();
