@@ -25,6 +25,7 @@
 #include <cstdio>
 #include <cstdlib>
 #include <filesystem>
+#include <functional>
 #include <map>
 #include <mutex>
 #include <string>
@@ -139,13 +140,16 @@ std::vector<herald::Event> MakeEvents(int t, int64_t i, int n) {
   return events;
 }
 
-// herald on PostgreSQL: Begin, the domain UPDATE on the transaction's
-// connection, Append, Commit.
-double HeraldPgAppend(herald::Store* store, int threads, int per_tx) {
+// herald: Begin, the domain UPDATE on the transaction's own connection
+// (`update(tx, domain_row)`), Append, Commit. Run unchanged on both
+// backends.
+double HeraldAppend(
+    herald::Store* store, int threads, int per_tx,
+    const std::function<void(herald::Transaction&, int)>& update) {
   return RunFor(threads, [&](int t, int64_t i) {
     auto tx = store->Begin();
     if (!tx.ok()) Die(tx.status().ToString());
-    UpdateDomain(herald::PostgresHandle(**tx), t);
+    update(**tx, t);
     auto events = MakeEvents(t, i, per_tx);
     auto r = store->Append(**tx, std::span<herald::Event>(events));
     if (!r.ok()) Die(r.status().ToString());
@@ -153,6 +157,13 @@ double HeraldPgAppend(herald::Store* store, int threads, int per_tx) {
     if (!s.ok()) Die(s.ToString());
     return per_tx;
   });
+}
+
+double HeraldPgAppend(herald::Store* store, int threads, int per_tx) {
+  return HeraldAppend(store, threads, per_tx,
+                      [](herald::Transaction& tx, int id) {
+                        UpdateDomain(herald::PostgresHandle(tx), id);
+                      });
 }
 
 // The raw baseline: BEGIN, the same UPDATE, a prepared INSERT of the same
@@ -241,22 +252,16 @@ double RawPgAppend(const std::string& url, int threads, int per_tx) {
 
 // herald on SQLite, same workload (the domain UPDATE through sqlite3_exec).
 double HeraldSqliteAppend(herald::Store* store, int threads, int per_tx) {
-  return RunFor(threads, [&](int t, int64_t i) {
-    auto tx = store->Begin();
-    if (!tx.ok()) Die(tx.status().ToString());
-    std::string sql = "UPDATE orders SET version = version + 1 WHERE id = " +
-                      std::to_string(t);
-    if (sqlite3_exec(herald::SqliteHandle(**tx), sql.c_str(), nullptr, nullptr,
-                     nullptr) != SQLITE_OK) {
-      Die("sqlite update");
-    }
-    auto events = MakeEvents(t, i, per_tx);
-    auto r = store->Append(**tx, std::span<herald::Event>(events));
-    if (!r.ok()) Die(r.status().ToString());
-    herald::Status s = (*tx)->Commit();
-    if (!s.ok()) Die(s.ToString());
-    return per_tx;
-  });
+  return HeraldAppend(
+      store, threads, per_tx, [](herald::Transaction& tx, int id) {
+        std::string sql =
+            "UPDATE orders SET version = version + 1 WHERE id = " +
+            std::to_string(id);
+        if (sqlite3_exec(herald::SqliteHandle(tx), sql.c_str(), nullptr,
+                         nullptr, nullptr) != SQLITE_OK) {
+          Die("sqlite update");
+        }
+      });
 }
 
 std::unique_ptr<herald::Store> Open(const std::string& url,
