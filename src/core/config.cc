@@ -560,14 +560,12 @@ class Parser {
   std::string_view source_;
 };
 
-}  // namespace
-
 // Debian's toml++ (3.3) reaches __builtin_unreachable on some non-ASCII
 // input: a character outside a string (tomlplusplus#295), or right after a
 // line-ending backslash in a multi-line string (#190). TOML allows
 // non-ASCII only in strings and comments, and must be valid UTF-8; this
 // checks both before toml++ sees the text, and refuses the second case.
-static Status CheckTomlText(std::string_view t, std::string_view source_name) {
+Status CheckTomlText(std::string_view t, std::string_view source_name) {
   auto fail = [&](int line, const std::string& what) {
     return Status::InvalidArgument(std::string(source_name) + ":" +
                                    std::to_string(line) + ": " + what);
@@ -654,6 +652,8 @@ static Status CheckTomlText(std::string_view t, std::string_view source_name) {
   }
   return Status::OK();
 }
+
+}  // namespace
 
 Result<Config> ParseConfig(std::string_view text,
                            std::string_view source_name) {
