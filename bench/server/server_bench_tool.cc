@@ -6,6 +6,14 @@
 //   server_bench_tool append-rate DB BATCH SECS  Store::Append, BATCH per tx
 //   server_bench_tool read-rate DB SECS          Store::Read 1,000-event pages
 //   server_bench_tool fsync-rate DIR SECS        write 8 KB + fdatasync
+//   server_bench_tool sqlite-group SRC COPY ROWS SECS [AUTOCHECKPOINT]
+//       The physical ceiling of SQLite for herald's group commit: copies
+//       the SQLite database SRC page by page to COPY (the same b-tree
+//       shape), then inserts rows into its herald_events, ROWS per
+//       transaction, round-robin over the streams it holds, with plain
+//       prepared INSERTs (WAL, synchronous=FULL, wal_autocheckpoint
+//       AUTOCHECKPOINT pages, 10000 by default like herald's store); prints
+//       rows/s and frames per commit.
 //   server_bench_tool sse-fanout PORT SUBS RATE SECS
 //       SUBS SSE subscribers; 8 writers POST RATE events/s in all; prints
 //       a markdown row: rate, deliveries, then over every (event,
@@ -16,6 +24,7 @@
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <poll.h>
+#include <sqlite3.h>
 #include <sys/resource.h>
 #include <sys/socket.h>
 #include <unistd.h>
@@ -28,6 +37,7 @@
 #include <cstring>
 #include <string>
 #include <thread>
+#include <utility>
 #include <vector>
 
 #include "herald/event.h"
@@ -128,6 +138,141 @@ int FsyncRate(const std::string& dir, double secs) {
   ::close(fd);
   ::unlink(path.c_str());
   std::printf("%.0f\n", n / Seconds(start, Clock::now()));
+  return 0;
+}
+
+bool SqlOk(sqlite3* db, int rc, const char* what) {
+  if (rc == SQLITE_OK || rc == SQLITE_DONE || rc == SQLITE_ROW) return true;
+  std::fprintf(stderr, "%s: %s\n", what, sqlite3_errmsg(db));
+  return false;
+}
+
+// Counts the frames each commit appends to the WAL (the hook replaces
+// SQLite's own autocheckpoint hook, so it checkpoints as that one does).
+struct WalCount {
+  int limit = 0;
+  int last = 0;
+  int64_t frames = 0;
+};
+
+int CountFrames(void* arg, sqlite3* db, const char* name, int frames) {
+  auto* c = static_cast<WalCount*>(arg);
+  c->frames += frames >= c->last ? frames - c->last : frames;
+  c->last = frames;
+  if (c->limit > 0 && frames >= c->limit) {
+    sqlite3_wal_checkpoint_v2(db, name, SQLITE_CHECKPOINT_PASSIVE, nullptr,
+                              nullptr);
+  }
+  return SQLITE_OK;
+}
+
+int SqliteGroup(const std::string& src, const std::string& copy, int rows,
+                double secs, int autocheckpoint) {
+  std::remove(copy.c_str());
+  std::remove((copy + "-wal").c_str());
+  std::remove((copy + "-shm").c_str());
+  sqlite3* from = nullptr;
+  sqlite3* db = nullptr;
+  if (sqlite3_open_v2(src.c_str(), &from, SQLITE_OPEN_READONLY, nullptr) !=
+          SQLITE_OK ||
+      sqlite3_open(copy.c_str(), &db) != SQLITE_OK) {
+    std::fprintf(stderr, "open: %s\n", sqlite3_errmsg(from ? from : db));
+    return 1;
+  }
+  sqlite3_busy_timeout(from, 10000);
+  // Page by page, so the copy has the b-trees' shape (a VACUUM would pack
+  // the index pages full).
+  sqlite3_backup* b = sqlite3_backup_init(db, "main", from, "main");
+  if (b == nullptr || sqlite3_backup_step(b, -1) != SQLITE_DONE) {
+    std::fprintf(stderr, "backup: %s\n", sqlite3_errmsg(db));
+    return 1;
+  }
+  sqlite3_backup_finish(b);
+  sqlite3_close(from);
+  const std::string pragmas =
+      "PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL;"
+      "PRAGMA wal_autocheckpoint = " +
+      std::to_string(autocheckpoint) + ";";
+  if (!SqlOk(db, sqlite3_exec(db, pragmas.c_str(), nullptr, nullptr, nullptr),
+             "pragmas")) {
+    return 1;
+  }
+  WalCount count;
+  count.limit = autocheckpoint;
+  sqlite3_wal_hook(db, &CountFrames, &count);
+
+  // Each stream's version, read once: the baseline only inserts.
+  std::vector<std::pair<std::string, int64_t>> streams;
+  {
+    sqlite3_stmt* q = nullptr;
+    sqlite3_prepare_v2(db,
+                       "SELECT stream, max(stream_version) FROM herald_events "
+                       "GROUP BY stream ORDER BY stream",
+                       -1, &q, nullptr);
+    while (sqlite3_step(q) == SQLITE_ROW) {
+      streams.emplace_back(
+          reinterpret_cast<const char*>(sqlite3_column_text(q, 0)),
+          sqlite3_column_int64(q, 1));
+    }
+    sqlite3_finalize(q);
+  }
+  if (streams.empty()) {
+    std::fprintf(stderr, "%s holds no events\n", src.c_str());
+    return 1;
+  }
+  sqlite3_stmt* ins = nullptr;
+  if (!SqlOk(db,
+             sqlite3_prepare_v2(
+                 db,
+                 "INSERT INTO herald_events (id, stream, stream_version, type, "
+                 "content_type, payload, metadata, occurred_at) "
+                 "VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+                 -1, &ins, nullptr),
+             "prepare")) {
+    return 1;
+  }
+  auto exec = [&](const char* sql) {
+    return SqlOk(db, sqlite3_exec(db, sql, nullptr, nullptr, nullptr), sql);
+  };
+  int64_t done = 0, commits = 0;
+  size_t next = 0;
+  auto start = Clock::now();
+  while (Seconds(start, Clock::now()) < secs) {
+    if (!exec("BEGIN IMMEDIATE")) return 1;
+    for (int i = 0; i < rows; ++i) {
+      auto& [stream, version] = streams[next];
+      next = (next + 1) % streams.size();
+      herald::Event e = MakeEvent(static_cast<int>(done + i));
+      std::string id = herald::NewUuidV7();
+      sqlite3_reset(ins);
+      sqlite3_bind_text(ins, 1, id.data(), static_cast<int>(id.size()),
+                        SQLITE_STATIC);
+      sqlite3_bind_text(ins, 2, stream.data(), static_cast<int>(stream.size()),
+                        SQLITE_STATIC);
+      sqlite3_bind_int64(ins, 3, ++version);
+      sqlite3_bind_text(ins, 4, e.type.data(), static_cast<int>(e.type.size()),
+                        SQLITE_STATIC);
+      sqlite3_bind_text(ins, 5, e.content_type.data(),
+                        static_cast<int>(e.content_type.size()), SQLITE_STATIC);
+      sqlite3_bind_blob(ins, 6, e.payload.data(),
+                        static_cast<int>(e.payload.size()), SQLITE_STATIC);
+      sqlite3_bind_text(ins, 7, e.metadata.data(),
+                        static_cast<int>(e.metadata.size()), SQLITE_STATIC);
+      sqlite3_bind_int64(ins, 8, herald::NowMicros());
+      if (!SqlOk(db, sqlite3_step(ins), "insert")) return 1;
+    }
+    if (!exec("COMMIT")) return 1;
+    done += rows;
+    ++commits;
+  }
+  double elapsed = Seconds(start, Clock::now());
+  sqlite3_finalize(ins);
+  sqlite3_close(db);
+  std::remove(copy.c_str());
+  std::remove((copy + "-wal").c_str());
+  std::remove((copy + "-shm").c_str());
+  std::printf("%.0f %.1f\n", done / elapsed,
+              static_cast<double>(count.frames) / commits);
   return 0;
 }
 
@@ -340,6 +485,10 @@ int main(int argc, char** argv) {
     return ReadRate(a[1], std::stod(a[2]));
   if (a[0] == "fsync-rate" && a.size() == 3)
     return FsyncRate(a[1], std::stod(a[2]));
+  if (a[0] == "sqlite-group" && (a.size() == 5 || a.size() == 6)) {
+    return SqliteGroup(a[1], a[2], std::stoi(a[3]), std::stod(a[4]),
+                       a.size() == 6 ? std::stoi(a[5]) : 10000);
+  }
   if (a[0] == "sse-fanout" && a.size() == 5) {
     return SseFanout(std::stoi(a[1]), std::stoi(a[2]), std::stoi(a[3]),
                      std::stod(a[4]));
