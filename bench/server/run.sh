@@ -247,6 +247,11 @@ raw_runs=$(for _ in $(seq "$RUNS"); do
 done)
 raw_group=$(awk '{print $1}' <<<"$raw_runs" | median)
 raw_frames=$(awk '{print $2}' <<<"$raw_runs" | median)
+# ... and herald's store alone (no HTTP): one transaction of that many
+# single-event Store::Append calls, as the appender makes.
+store_group=$(for _ in $(seq "$RUNS"); do
+  "$TOOL" store-group "$tmp/write.db" "$tmp/raw.db" "$grown_rows" "$DUR"
+done | median)
 store1=$(for _ in $(seq "$RUNS"); do "$TOOL" append-rate "sqlite:$tmp/store.db" 1 "$DUR"; done | median)
 store100=$(for _ in $(seq "$RUNS"); do "$TOOL" append-rate "sqlite:$tmp/store.db" 100 "$DUR"; done | median)
 flush=$(for _ in $(seq "$RUNS"); do "$TOOL" fsync-rate "$tmp" "$DUR"; done | median)
@@ -261,6 +266,7 @@ echo "| 1 connection, batches of 100 | $(fmt "$batch1*100") events/s | Store::Ap
 echo "| 64 connections, single events (group commit), starting on an empty database | $(fmt "$fresh64") events/s, $fresh_epc events per commit | fdatasync 8 KB: $(fmt "$flush") flushes/s | $(ratio "$fresh64" "$flush") |"
 echo "| 64 connections, single events (group commit), database grown to $(fmt "$grown_events") events | $(fmt "$single64") events/s, $grown_epc events per commit | fdatasync 8 KB: $(fmt "$flush") flushes/s | $(ratio "$single64" "$flush") |"
 echo "| the same, beside SQLite's ceiling on that database | $(fmt "$single64") events/s | plain INSERTs, $grown_rows rows per transaction, into a page copy of it: $(fmt "$raw_group") rows/s ($raw_frames WAL frames per commit, $(ratio "$raw_group" "$flush")x the flush rate) | $(ratio "$single64" "$raw_group") |"
+echo "| the same, beside herald's store alone on that database | $(fmt "$single64") events/s | $grown_rows single-event Store::Append calls per transaction, into a page copy of it: $(fmt "$store_group") events/s ($(ratio "$store_group" "$raw_group") of plain INSERTs) | $(ratio "$single64" "$store_group") |"
 fi
 
 # ---- SSE fan-out ------------------------------------------------------------

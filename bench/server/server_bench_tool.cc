@@ -14,6 +14,10 @@
 //       prepared INSERTs (WAL, synchronous=FULL, wal_autocheckpoint
 //       AUTOCHECKPOINT pages, 10000 by default like herald's store); prints
 //       rows/s and frames per commit.
+//   server_bench_tool store-group SRC COPY ROWS SECS
+//       The same through herald's store: one transaction of ROWS
+//       single-event Store::Append calls (what the appender does for ROWS
+//       single-event POSTs), on a page copy of SRC; prints events/s.
 //   server_bench_tool sse-fanout PORT SUBS RATE SECS
 //       SUBS SSE subscribers; 8 writers POST RATE events/s in all; prints
 //       a markdown row: rate, deliveries, then over every (event,
@@ -141,6 +145,12 @@ int FsyncRate(const std::string& dir, double secs) {
   return 0;
 }
 
+void RemoveDatabase(const std::string& path) {
+  for (const char* suffix : {"", "-wal", "-shm"}) {
+    std::remove((path + suffix).c_str());
+  }
+}
+
 bool SqlOk(sqlite3* db, int rc, const char* what) {
   if (rc == SQLITE_OK || rc == SQLITE_DONE || rc == SQLITE_ROW) return true;
   std::fprintf(stderr, "%s: %s\n", what, sqlite3_errmsg(db));
@@ -166,29 +176,33 @@ int CountFrames(void* arg, sqlite3* db, const char* name, int frames) {
   return SQLITE_OK;
 }
 
+// Copies the SQLite database `src` to `copy` page by page, so the copy has
+// the b-trees' shape (a VACUUM would pack the index pages full).
+bool CopyDatabase(const std::string& src, const std::string& copy) {
+  RemoveDatabase(copy);
+  sqlite3* from = nullptr;
+  sqlite3* to = nullptr;
+  bool ok = sqlite3_open_v2(src.c_str(), &from, SQLITE_OPEN_READONLY,
+                            nullptr) == SQLITE_OK &&
+            sqlite3_open(copy.c_str(), &to) == SQLITE_OK;
+  if (ok) {
+    sqlite3_busy_timeout(from, 10000);
+    sqlite3_backup* b = sqlite3_backup_init(to, "main", from, "main");
+    ok = b != nullptr && sqlite3_backup_step(b, -1) == SQLITE_DONE;
+    sqlite3_backup_finish(b);
+  }
+  if (!ok)
+    std::fprintf(stderr, "copy %s: %s\n", src.c_str(), sqlite3_errmsg(to));
+  sqlite3_close(from);
+  sqlite3_close(to);
+  return ok;
+}
+
 int SqliteGroup(const std::string& src, const std::string& copy, int rows,
                 double secs, int autocheckpoint) {
-  std::remove(copy.c_str());
-  std::remove((copy + "-wal").c_str());
-  std::remove((copy + "-shm").c_str());
-  sqlite3* from = nullptr;
+  if (!CopyDatabase(src, copy)) return 1;
   sqlite3* db = nullptr;
-  if (sqlite3_open_v2(src.c_str(), &from, SQLITE_OPEN_READONLY, nullptr) !=
-          SQLITE_OK ||
-      sqlite3_open(copy.c_str(), &db) != SQLITE_OK) {
-    std::fprintf(stderr, "open: %s\n", sqlite3_errmsg(from ? from : db));
-    return 1;
-  }
-  sqlite3_busy_timeout(from, 10000);
-  // Page by page, so the copy has the b-trees' shape (a VACUUM would pack
-  // the index pages full).
-  sqlite3_backup* b = sqlite3_backup_init(db, "main", from, "main");
-  if (b == nullptr || sqlite3_backup_step(b, -1) != SQLITE_DONE) {
-    std::fprintf(stderr, "backup: %s\n", sqlite3_errmsg(db));
-    return 1;
-  }
-  sqlite3_backup_finish(b);
-  sqlite3_close(from);
+  if (sqlite3_open(copy.c_str(), &db) != SQLITE_OK) return 1;
   const std::string pragmas =
       "PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL;"
       "PRAGMA wal_autocheckpoint = " +
@@ -268,11 +282,35 @@ int SqliteGroup(const std::string& src, const std::string& copy, int rows,
   double elapsed = Seconds(start, Clock::now());
   sqlite3_finalize(ins);
   sqlite3_close(db);
-  std::remove(copy.c_str());
-  std::remove((copy + "-wal").c_str());
-  std::remove((copy + "-shm").c_str());
+  RemoveDatabase(copy);
   std::printf("%.0f %.1f\n", done / elapsed,
               static_cast<double>(count.frames) / commits);
+  return 0;
+}
+
+int StoreGroup(const std::string& src, const std::string& copy, int rows,
+               double secs) {
+  if (!CopyDatabase(src, copy)) return 1;
+  int64_t done = 0;
+  double elapsed = 0;
+  {
+    auto store = Open("sqlite:" + copy);
+    auto start = Clock::now();
+    while (Seconds(start, Clock::now()) < secs) {
+      auto tx = store->Begin();
+      if (!tx.ok()) return 1;
+      for (int i = 0; i < rows; ++i) {
+        herald::Event e = MakeEvent(static_cast<int>(done + i));
+        auto r = store->Append(**tx, std::span<herald::Event>(&e, 1), {});
+        if (!r.ok()) return 1;
+      }
+      if (!(*tx)->Commit().ok()) return 1;
+      done += rows;
+    }
+    elapsed = Seconds(start, Clock::now());
+  }
+  RemoveDatabase(copy);
+  std::printf("%.0f\n", done / elapsed);
   return 0;
 }
 
@@ -488,6 +526,9 @@ int main(int argc, char** argv) {
   if (a[0] == "sqlite-group" && (a.size() == 5 || a.size() == 6)) {
     return SqliteGroup(a[1], a[2], std::stoi(a[3]), std::stod(a[4]),
                        a.size() == 6 ? std::stoi(a[5]) : 10000);
+  }
+  if (a[0] == "store-group" && a.size() == 5) {
+    return StoreGroup(a[1], a[2], std::stoi(a[3]), std::stod(a[4]));
   }
   if (a[0] == "sse-fanout" && a.size() == 5) {
     return SseFanout(std::stoi(a[1]), std::stoi(a[2]), std::stoi(a[3]),
