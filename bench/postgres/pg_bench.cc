@@ -341,6 +341,16 @@ Latency CommitToDelivery(herald::Store* writer, herald::Store* reader, int rate,
     auto h = reader->Head();
     if (h.ok()) head = *h;
   }
+  {
+    // Warm-up: open the pooled connections the writer and the reader use,
+    // so that the timed part measures steady state, not connection set-up.
+    auto tx = writer->Begin();
+    if (!tx.ok()) Die(tx.status().ToString());
+    herald::ReadRequest r;
+    r.offset = head + 1;
+    r.limit = 1;
+    if (!reader->Read(r).ok()) Die("warm-up read");
+  }
   std::thread rd([&] {
     int64_t offset = head + 1;
     uint64_t epoch = reader->append_epoch();
