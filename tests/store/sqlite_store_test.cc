@@ -98,6 +98,39 @@ TEST(SqliteStore, DomainChangeThroughTheStoresTransaction) {
   EXPECT_EQ(check.One("PRAGMA journal_mode"), "wal");
 }
 
+TEST(SqliteStore, CheckpointThresholdIsAnOption) {
+  TempDir dir;
+  auto store = OpenStore(dir.file("h.db"));
+  ASSERT_TRUE(store.ok());
+  auto tx = (*store)->Begin();
+  ASSERT_TRUE(tx.ok());
+  auto pages = [](sqlite3* db) {
+    sqlite3_stmt* s = nullptr;
+    sqlite3_prepare_v2(db, "PRAGMA wal_autocheckpoint", -1, &s, nullptr);
+    int v = sqlite3_step(s) == SQLITE_ROW ? sqlite3_column_int(s, 0) : -1;
+    sqlite3_finalize(s);
+    return v;
+  };
+  EXPECT_EQ(pages(SqliteHandle(**tx)), 10000);
+  ASSERT_TRUE((*tx)->Commit().ok());
+
+  StoreOptions o;
+  o.sqlite_checkpoint_pages = 500;
+  auto small = OpenStore(dir.file("small.db"), o);
+  ASSERT_TRUE(small.ok());
+  auto tx2 = (*small)->Begin();
+  ASSERT_TRUE(tx2.ok());
+  EXPECT_EQ(pages(SqliteHandle(**tx2)), 500);
+  ASSERT_TRUE((*tx2)->Commit().ok());
+
+  o.sqlite_checkpoint_pages = -1;
+  auto bad = OpenStore(dir.file("bad.db"), o);
+  ASSERT_FALSE(bad.ok());
+  EXPECT_TRUE(bad.status().IsInvalidArgument());
+  EXPECT_NE(bad.status().message().find("sqlite_checkpoint_pages"),
+            std::string::npos);
+}
+
 TEST(SqliteStore, RefusesATextFile) {
   TempDir dir;
   std::string path = dir.file("notes.txt");

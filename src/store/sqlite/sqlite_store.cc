@@ -580,14 +580,15 @@ Result<std::unique_ptr<Conn>> SqliteStore::OpenConn() {
                        const_cast<int64_t*>(&busy_timeout_us_));
   std::string pragmas = "PRAGMA foreign_keys = ON; PRAGMA synchronous = ";
   pragmas += options_.sqlite_synchronous_full ? "FULL;" : "NORMAL;";
-  // Checkpoint when the WAL holds 10,000 pages (~40 MiB), not SQLite's
-  // 1,000. The connection whose commit crosses the mark checkpoints before
-  // COMMIT returns, and a checkpoint writes each page once however often
-  // the WAL holds it: on a grown database, where every event dirties its
-  // own index leaf, fewer and larger checkpoints write far fewer pages per
-  // event (group commit of 64 connections: 13.5k -> 16k events/s, see
-  // docs/benchmarks-server.md). The WAL file stays at that size.
-  pragmas += "PRAGMA wal_autocheckpoint = 10000;";
+  // Checkpoint when the WAL holds sqlite_checkpoint_pages (10,000 by
+  // default, ~40 MiB), not SQLite's 1,000. The connection whose commit
+  // crosses the mark checkpoints before COMMIT returns, and a checkpoint
+  // writes each page once however often the WAL holds it: on a grown
+  // database, where every event dirties its own index leaf, fewer and
+  // larger checkpoints write far fewer pages per event (group commit of 64
+  // connections: 13.5k -> 16k events/s, see docs/benchmarks-server.md).
+  pragmas += "PRAGMA wal_autocheckpoint = " +
+             std::to_string(options_.sqlite_checkpoint_pages) + ";";
   HERALD_RETURN_IF_ERROR(Exec(db.get(), pragmas.c_str()));
   auto conn = std::make_unique<Conn>();
   conn->db = std::move(db);
@@ -1202,6 +1203,10 @@ Result<std::unique_ptr<Store>> OpenSqliteStore(const std::string& path,
                                                const StoreOptions& options) {
   if (path.empty()) {
     return Status::InvalidArgument("the SQLite database path is empty");
+  }
+  if (options.sqlite_checkpoint_pages < 0) {
+    return Status::InvalidArgument(
+        "sqlite_checkpoint_pages must not be negative");
   }
   auto store = std::make_unique<SqliteStore>(path, options);
   HERALD_RETURN_IF_ERROR(store->Init());
