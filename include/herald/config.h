@@ -3,6 +3,7 @@
 //
 //   [store]
 //   url = "sqlite:herald.db"            # or postgresql://...
+//   sqlite_checkpoint_pages = 10000     # WAL pages between checkpoints
 //
 //   [relay]                             # optional; defaults shown
 //   lease_ttl = "10s"
@@ -173,6 +174,9 @@ struct Config {
   // [store] url. Default "sqlite:herald.db". A relative SQLite path is taken
   // relative to the directory of the config file by LoadConfig.
   std::string store_url = "sqlite:herald.db";
+  // [store] sqlite_checkpoint_pages: StoreOptions::sqlite_checkpoint_pages
+  // for SQLite stores (0 turns automatic checkpoints off).
+  int sqlite_checkpoint_pages = 10000;
   RelaySettings relay;
   ServerConfig server;
   std::vector<RouteConfig> routes;

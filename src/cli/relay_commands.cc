@@ -29,6 +29,7 @@ Result<Loaded> LoadRelay(const Flags& flags, bool run_sequencer) {
   l.config = std::move(*config);
   StoreOptions options;
   options.run_sequencer = run_sequencer;
+  options.sqlite_checkpoint_pages = l.config.sqlite_checkpoint_pages;
   auto store = OpenStore(l.config.store_url, options);
   if (!store.ok()) return store.status();
   l.store = std::move(*store);

@@ -114,7 +114,9 @@ int RunServe(const std::vector<std::string>& args, std::ostream& out,
   mallopt(M_TRIM_THRESHOLD, 256 << 20);
 
   InstallStopSignals();
-  auto store = OpenStore(config.store_url);
+  StoreOptions store_options;
+  store_options.sqlite_checkpoint_pages = config.sqlite_checkpoint_pages;
+  auto store = OpenStore(config.store_url, store_options);
   if (!store.ok()) return Fail(err, store.status());
 
   std::unique_ptr<Relay> relay;

@@ -18,6 +18,7 @@ TEST(RelayConfig, ParsesEveryKey) {
   auto c = ParseConfig(R"(
 [store]
 url = "sqlite:herald.db"
+sqlite_checkpoint_pages = 2000
 
 [relay]
 lease_ttl = "3s"
@@ -68,6 +69,7 @@ fsync = false
                        "t.toml");
   ASSERT_TRUE(c.ok()) << c.status().ToString();
   EXPECT_EQ(c->store_url, "sqlite:herald.db");
+  EXPECT_EQ(c->sqlite_checkpoint_pages, 2000);
   EXPECT_EQ(c->relay.lease_ttl, milliseconds(3000));
   EXPECT_EQ(c->relay.idle_poll, milliseconds(500));
   EXPECT_EQ(c->relay.busy_poll, milliseconds(2));
@@ -86,7 +88,7 @@ fsync = false
   ASSERT_EQ(c->routes.size(), 2u);
   const RouteConfig& r = c->routes[0];
   EXPECT_EQ(r.name, "refunds");
-  EXPECT_EQ(r.line, 28);
+  EXPECT_EQ(r.line, 29);
   EXPECT_EQ(r.types, std::vector<std::string>{"order.*"});
   EXPECT_EQ(r.streams.size(), 2u);
   EXPECT_EQ(r.on_failure, FailurePolicy::kPark);
@@ -122,6 +124,7 @@ TEST(RelayConfig, DefaultsWithoutTables) {
   ASSERT_TRUE(c.ok());
   EXPECT_EQ(c->store_url, "sqlite:herald.db");
   EXPECT_EQ(c->server.listen, "127.0.0.1:8080");
+  EXPECT_EQ(c->sqlite_checkpoint_pages, 10000);
   EXPECT_EQ(c->relay.lease_ttl, milliseconds(10000));
   EXPECT_EQ(c->relay.idle_poll, milliseconds(1000));
   EXPECT_TRUE(c->routes.empty());
@@ -160,6 +163,10 @@ TEST(RelayConfig, ErrorsNameKeyAndLine) {
        "\"a\"\nsender = \"stdout:\"\n",
        "t.toml:4:", "defined twice"},
       {"[stor]\nurl = \"x\"\n", "t.toml:1:", "stor: unknown key"},
+      {"[store]\nsqlite_checkpoint_pages = -1\n",
+       "t.toml:2:", "store.sqlite_checkpoint_pages: must be between 0 and"},
+      {"[store]\nsqlite_checkpoint_pages = \"10k\"\n",
+       "t.toml:2:", "store.sqlite_checkpoint_pages: must be an integer"},
       {"[server]\nlisten = \"nowhere\"\n", "t.toml:2:", "server.listen"},
       {"[server]\npage_cache_mb = -1\n",
        "t.toml:2:", "server.page_cache_mb: must be between 0 and"},
