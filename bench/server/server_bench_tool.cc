@@ -5,6 +5,11 @@
 //   server_bench_tool fill DB N                 append N events (1,000/tx)
 //   server_bench_tool append-rate DB BATCH SECS  Store::Append, BATCH per tx
 //   server_bench_tool read-rate DB SECS          Store::Read 1,000-event pages
+//   server_bench_tool sqlite-read PATH SECS THREADS
+//       SQLite's own read of the same pages: THREADS threads, each with
+//       its own read-only connection, step a prepared SELECT of every
+//       column of 1,000 rows of herald_events (no JSON, no HTTP); prints
+//       rows/s summed over the threads.
 //   server_bench_tool fsync-rate DIR SECS        write 8 KB + fdatasync
 //   server_bench_tool sqlite-group SRC COPY ROWS SECS [AUTOCHECKPOINT]
 //       The physical ceiling of SQLite for herald's group commit: copies
@@ -124,6 +129,60 @@ int ReadRate(const std::string& url, double secs) {
     events += static_cast<int64_t>(p->events.size());
   }
   std::printf("%.0f\n", events / Seconds(start, Clock::now()));
+  return 0;
+}
+
+int SqliteRead(const std::string& path, double secs, int threads) {
+  std::atomic<int64_t> rows{0};
+  std::atomic<bool> failed{false};
+  std::vector<std::thread> ts;
+  auto start = Clock::now();
+  for (int t = 0; t < threads; ++t) {
+    ts.emplace_back([&, t] {
+      sqlite3* db = nullptr;
+      sqlite3_stmt* st = nullptr;
+      if (sqlite3_open_v2(path.c_str(), &db, SQLITE_OPEN_READONLY, nullptr) !=
+              SQLITE_OK ||
+          sqlite3_busy_timeout(db, 5000) != SQLITE_OK ||
+          sqlite3_prepare_v2(db,
+                             "SELECT position, id, stream, stream_version, "
+                             "type, content_type, payload, metadata, "
+                             "occurred_at FROM herald_events WHERE position "
+                             ">= ? ORDER BY position LIMIT 1000",
+                             -1, &st, nullptr) != SQLITE_OK) {
+        std::fprintf(stderr, "sqlite-read: %s\n", sqlite3_errmsg(db));
+        failed = true;
+        sqlite3_close(db);
+        return;
+      }
+      sqlite3_stmt* head = nullptr;
+      sqlite3_prepare_v2(db, "SELECT max(position) FROM herald_events", -1,
+                         &head, nullptr);
+      sqlite3_step(head);
+      int64_t pages = sqlite3_column_int64(head, 0) / 1000;
+      sqlite3_finalize(head);
+      int64_t n = 0, bytes = 0;
+      for (int64_t page = t * 7919;
+           pages > 0 && Seconds(start, Clock::now()) < secs; ++page) {
+        sqlite3_bind_int64(st, 1, 1 + (page % pages) * 1000);
+        while (sqlite3_step(st) == SQLITE_ROW) {
+          for (int c = 0; c < 9; ++c) {
+            if (sqlite3_column_blob(st, c) != nullptr)
+              bytes += sqlite3_column_bytes(st, c);
+          }
+          ++n;
+        }
+        sqlite3_reset(st);
+      }
+      if (bytes == 0) failed = true;
+      rows += n;
+      sqlite3_finalize(st);
+      sqlite3_close(db);
+    });
+  }
+  for (auto& t : ts) t.join();
+  if (failed) return 1;
+  std::printf("%.0f\n", rows / Seconds(start, Clock::now()));
   return 0;
 }
 
@@ -521,6 +580,8 @@ int main(int argc, char** argv) {
   }
   if (a[0] == "read-rate" && a.size() == 3)
     return ReadRate(a[1], std::stod(a[2]));
+  if (a[0] == "sqlite-read" && a.size() == 4)
+    return SqliteRead(a[1], std::stod(a[2]), std::stoi(a[3]));
   if (a[0] == "fsync-rate" && a.size() == 3)
     return FsyncRate(a[1], std::stod(a[2]));
   if (a[0] == "sqlite-group" && (a.size() == 5 || a.size() == 6)) {
