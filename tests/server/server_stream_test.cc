@@ -378,16 +378,15 @@ TEST_P(ServerStreamTest, PullSurvivesSigkillWithDuplicatesOnlyFromLastBatch) {
   Child::Options o;
   o.stderr_path = dir_.file("pull.err");
   Child pull(argv, o);
-  // Done when everything is saved and this run is long-polling at the head
-  // (the earlier runs may have saved it all already: SIGTERM must not
-  // reach the new process before it handles it).
-  HttpClient metrics;
+  // Done when everything is saved and this run handles SIGTERM (the earlier
+  // runs may have saved it all already, and a long poll counted by the
+  // server may still be a killed run's: SIGTERM must not reach the new
+  // process before it installed its handler).
   ASSERT_TRUE(WaitFor(
       [&] {
         auto saved = ReadFile(cp);
         return !saved.empty() && std::stoll(saved) == kTotal + 1 &&
-               MetricValue(metrics.Get(base_ + "/metrics").body,
-                           "herald_long_polls_waiting") >= 1;
+               pull.Catches(SIGTERM);
       },
       std::chrono::seconds(30)))
       << ReadFile(cp);

@@ -11,8 +11,10 @@
 #include <unistd.h>
 
 #include <chrono>
+#include <cstdint>
 #include <cstdlib>
 #include <filesystem>
+#include <fstream>
 #include <functional>
 #include <string>
 #include <thread>
@@ -117,6 +119,21 @@ class Child {
   }
   void Signal(int sig) {
     if (pid_ > 0) ::kill(pid_, sig);
+  }
+  // Whether the process has installed a handler for `sig` (Linux: the
+  // SigCgt mask of /proc/PID/status), so a signal sent now is handled
+  // rather than taking its default action.
+  bool Catches(int sig) const {
+    if (pid_ <= 0) return false;
+    std::ifstream in("/proc/" + std::to_string(pid_) + "/status");
+    std::string line;
+    while (std::getline(in, line)) {
+      if (line.rfind("SigCgt:", 0) == 0) {
+        uint64_t mask = std::stoull(line.substr(7), nullptr, 16);
+        return (mask >> (sig - 1)) & 1;
+      }
+    }
+    return false;
   }
   // Waits for exit; returns the exit status, or 128 + signal number.
   int Wait() {
