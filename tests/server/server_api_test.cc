@@ -496,6 +496,38 @@ TEST(ServerListenTest, RefusesNonLoopbackWithoutTokens) {
   EXPECT_EQ(rc, 2) << err;
 }
 
+// [store] sqlite_checkpoint_pages reaches the server's store. One client
+// POSTs single events, so each is a commit of its own. With 0 SQLite never
+// checkpoints and the WAL keeps every commit's frames; with 1 each commit
+// checkpoints and the next one starts the WAL over from its beginning.
+TEST(ServerStoreConfigTest, SqliteCheckpointPagesComesFromTheConfigFile) {
+  constexpr int kCommits = 200;
+  auto wal_bytes = [&](const std::string& pages) -> uintmax_t {
+    TempDir dir;
+    ServeProcess server(dir, "sqlite:" + dir.file("h.db"),
+                        "[store]\nsqlite_checkpoint_pages = " + pages + "\n");
+    EXPECT_TRUE(server.ready()) << server.stderr_text();
+    HttpClient c;
+    for (int i = 0; i < kCommits; ++i) {
+      EXPECT_EQ(c.Post(server.base() + "/api/events",
+                       EventBody("cp-" + std::to_string(i), "t.x"))
+                    .status,
+                201);
+    }
+    // Measured before the server stops: its last connection to close
+    // checkpoints and removes the WAL.
+    std::error_code ec;
+    uintmax_t size = std::filesystem::file_size(dir.file("h.db-wal"), ec);
+    EXPECT_FALSE(ec) << ec.message();
+    EXPECT_EQ(server.Stop(), 0);
+    return size;
+  };
+  uintmax_t never = wal_bytes("0");
+  uintmax_t every = wal_bytes("1");
+  EXPECT_GT(never, static_cast<uintmax_t>(kCommits) * 4096);
+  EXPECT_LT(every, never / 4);
+}
+
 }  // namespace
 }  // namespace herald::testing
 
