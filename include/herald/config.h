@@ -40,6 +40,7 @@
 #include <vector>
 
 #include "herald/status.h"
+#include "herald/store.h"
 
 namespace herald {
 
@@ -174,9 +175,9 @@ struct Config {
   // [store] url. Default "sqlite:herald.db". A relative SQLite path is taken
   // relative to the directory of the config file by LoadConfig.
   std::string store_url = "sqlite:herald.db";
-  // [store] sqlite_checkpoint_pages: StoreOptions::sqlite_checkpoint_pages
-  // for SQLite stores (0 turns automatic checkpoints off).
-  int sqlite_checkpoint_pages = 10000;
+  // Options for opening store_url; the [store] table sets
+  // sqlite_checkpoint_pages (0 turns automatic checkpoints off).
+  StoreOptions store_options;
   RelaySettings relay;
   ServerConfig server;
   std::vector<RouteConfig> routes;

@@ -27,9 +27,8 @@ Result<Loaded> LoadRelay(const Flags& flags, bool run_sequencer) {
   if (!config.ok()) return config.status();
   Loaded l;
   l.config = std::move(*config);
-  StoreOptions options;
+  StoreOptions options = l.config.store_options;
   options.run_sequencer = run_sequencer;
-  options.sqlite_checkpoint_pages = l.config.sqlite_checkpoint_pages;
   auto store = OpenStore(l.config.store_url, options);
   if (!store.ok()) return store.status();
   l.store = std::move(*store);

@@ -114,9 +114,7 @@ int RunServe(const std::vector<std::string>& args, std::ostream& out,
   mallopt(M_TRIM_THRESHOLD, 256 << 20);
 
   InstallStopSignals();
-  StoreOptions store_options;
-  store_options.sqlite_checkpoint_pages = config.sqlite_checkpoint_pages;
-  auto store = OpenStore(config.store_url, store_options);
+  auto store = OpenStore(config.store_url, config.store_options);
   if (!store.ok()) return Fail(err, store.status());
 
   std::unique_ptr<Relay> relay;

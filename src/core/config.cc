@@ -306,8 +306,8 @@ class Parser {
         HERALD_RETURN_IF_ERROR(String(v, key, &c->store_url));
         if (c->store_url.empty()) return Err(v, key, "must not be empty");
       } else if (k == "sqlite_checkpoint_pages") {
-        HERALD_RETURN_IF_ERROR(
-            Int32(v, key, 0, 1 << 30, &c->sqlite_checkpoint_pages));
+        HERALD_RETURN_IF_ERROR(Int32(
+            v, key, 0, 1 << 30, &c->store_options.sqlite_checkpoint_pages));
       } else {
         return Err(v, key,
                    "unknown key (expected url, sqlite_checkpoint_pages)");

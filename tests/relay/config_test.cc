@@ -69,7 +69,7 @@ fsync = false
                        "t.toml");
   ASSERT_TRUE(c.ok()) << c.status().ToString();
   EXPECT_EQ(c->store_url, "sqlite:herald.db");
-  EXPECT_EQ(c->sqlite_checkpoint_pages, 2000);
+  EXPECT_EQ(c->store_options.sqlite_checkpoint_pages, 2000);
   EXPECT_EQ(c->relay.lease_ttl, milliseconds(3000));
   EXPECT_EQ(c->relay.idle_poll, milliseconds(500));
   EXPECT_EQ(c->relay.busy_poll, milliseconds(2));
@@ -124,7 +124,7 @@ TEST(RelayConfig, DefaultsWithoutTables) {
   ASSERT_TRUE(c.ok());
   EXPECT_EQ(c->store_url, "sqlite:herald.db");
   EXPECT_EQ(c->server.listen, "127.0.0.1:8080");
-  EXPECT_EQ(c->sqlite_checkpoint_pages, 10000);
+  EXPECT_EQ(c->store_options.sqlite_checkpoint_pages, 10000);
   EXPECT_EQ(c->relay.lease_ttl, milliseconds(10000));
   EXPECT_EQ(c->relay.idle_poll, milliseconds(1000));
   EXPECT_TRUE(c->routes.empty());
