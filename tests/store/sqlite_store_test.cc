@@ -14,6 +14,18 @@ namespace {
 
 using testing::TempDir;
 
+// The first column of the first row of `sql` on `db`, as text.
+std::string One(sqlite3* db, const std::string& sql) {
+  sqlite3_stmt* s = nullptr;
+  sqlite3_prepare_v2(db, sql.c_str(), -1, &s, nullptr);
+  std::string v;
+  if (sqlite3_step(s) == SQLITE_ROW && sqlite3_column_text(s, 0)) {
+    v = reinterpret_cast<const char*>(sqlite3_column_text(s, 0));
+  }
+  sqlite3_finalize(s);
+  return v;
+}
+
 struct Db {
   sqlite3* db = nullptr;
   explicit Db(const std::string& path) { sqlite3_open(path.c_str(), &db); }
@@ -21,16 +33,7 @@ struct Db {
   int Exec(const std::string& sql) {
     return sqlite3_exec(db, sql.c_str(), nullptr, nullptr, nullptr);
   }
-  std::string One(const std::string& sql) {
-    sqlite3_stmt* s = nullptr;
-    sqlite3_prepare_v2(db, sql.c_str(), -1, &s, nullptr);
-    std::string v;
-    if (sqlite3_step(s) == SQLITE_ROW && sqlite3_column_text(s, 0)) {
-      v = reinterpret_cast<const char*>(sqlite3_column_text(s, 0));
-    }
-    sqlite3_finalize(s);
-    return v;
-  }
+  std::string One(const std::string& sql) { return herald::One(db, sql); }
 };
 
 Event MakeEvent() {
@@ -104,14 +107,10 @@ TEST(SqliteStore, CheckpointThresholdIsAnOption) {
   ASSERT_TRUE(store.ok());
   auto tx = (*store)->Begin();
   ASSERT_TRUE(tx.ok());
-  auto pages = [](sqlite3* db) {
-    sqlite3_stmt* s = nullptr;
-    sqlite3_prepare_v2(db, "PRAGMA wal_autocheckpoint", -1, &s, nullptr);
-    int v = sqlite3_step(s) == SQLITE_ROW ? sqlite3_column_int(s, 0) : -1;
-    sqlite3_finalize(s);
-    return v;
+  auto pages = [](Transaction& tx) {
+    return One(SqliteHandle(tx), "PRAGMA wal_autocheckpoint");
   };
-  EXPECT_EQ(pages(SqliteHandle(**tx)), 10000);
+  EXPECT_EQ(pages(**tx), "10000");
   ASSERT_TRUE((*tx)->Commit().ok());
 
   StoreOptions o;
@@ -120,7 +119,7 @@ TEST(SqliteStore, CheckpointThresholdIsAnOption) {
   ASSERT_TRUE(small.ok());
   auto tx2 = (*small)->Begin();
   ASSERT_TRUE(tx2.ok());
-  EXPECT_EQ(pages(SqliteHandle(**tx2)), 500);
+  EXPECT_EQ(pages(**tx2), "500");
   ASSERT_TRUE((*tx2)->Commit().ok());
 
   o.sqlite_checkpoint_pages = -1;
