@@ -24,6 +24,10 @@
 //   types = ["order.*"]
 //   on_failure = "park"                 # or "block" (default)
 //
+// The keys of a [[route]] table other than the ones every route has are
+// the sender scheme's (herald/route.h, herald/sender.h): the scheme
+// registered for the sender URL validates them.
+//
 // Durations are strings with a unit ("250ms", "10s", "2m", "1h") or
 // integers meaning milliseconds. Unknown keys, wrong types and out-of-range
 // values are InvalidArgument errors that name the key and its line
@@ -39,78 +43,11 @@
 #include <utility>
 #include <vector>
 
+#include "herald/route.h"  // RouteConfig, SenderOptions, RouteOptions
 #include "herald/status.h"
 #include "herald/store.h"
 
 namespace herald {
-
-enum class FailurePolicy {
-  kBlock,  // retry forever with backoff; the route waits (total order kept)
-  kPark,   // after max_attempts park the event, hold its stream, go on
-};
-std::string_view FailurePolicyName(FailurePolicy p);  // "block" | "park"
-
-enum class CloudEventsMode {
-  kBinary,      // ce-* headers, body = payload, Content-Type = content_type
-  kStructured,  // application/cloudevents+json body
-};
-std::string_view CloudEventsModeName(CloudEventsMode m);
-
-// Retry policy of a route: exponential backoff with full jitter in
-// [delay/2, delay], delay = min(backoff_max, backoff_initial * 2^(n-1)).
-struct RetryPolicy {
-  // Attempts before an event is parked (policy park). Policy block retries
-  // forever and ignores it. Default 5; >= 1.
-  int max_attempts = 5;
-  std::chrono::milliseconds backoff_initial{100};  // default 100 ms
-  std::chrono::milliseconds backoff_max{30000};    // default 30 s
-};
-
-// Options of the route's sender. Keys live in the route table.
-struct SenderOptions {
-  // HTTP: time to connect (default 5 s) and for a whole request (10 s).
-  std::chrono::milliseconds connect_timeout{5000};
-  std::chrono::milliseconds timeout{10000};
-  // HTTP: extra request headers ("Authorization" = "Bearer ..."), in order.
-  // TOML: headers = { Authorization = "Bearer x" }.
-  std::vector<std::pair<std::string, std::string>> headers;
-  // HTTP: CloudEvents binding mode (key `mode`, default "binary").
-  CloudEventsMode mode = CloudEventsMode::kBinary;
-  // HTTPS: verify the server's certificate and name (key `tls_verify`,
-  // default true) against `ca_file` (default: the system's CA store).
-  bool tls_verify = true;
-  std::string ca_file;
-  // CloudEvents `source` attribute (default "herald").
-  std::string source = "herald";
-  // file: fsync before acknowledging a batch (key `fsync`, default true).
-  bool fsync = true;
-};
-
-struct RouteConfig {
-  // Unique; letters, digits, '.', '_', '-'. Names the checkpoint, lease and
-  // parked rows of the route in the store.
-  std::string name;
-  // Where events go: "http://..." / "https://..." (webhook), "file:PATH"
-  // (JSON lines), "stdout:" (JSON lines), or a scheme registered with
-  // RegisterSenderScheme (sender.h). Empty for a route given an in-process
-  // Sender through the library.
-  std::string sender;
-  // Glob filters ('*' any run, '?' one character). Empty = everything. An
-  // event is selected when its type matches one of `types` and its stream
-  // one of `streams`.
-  std::vector<std::string> types;
-  std::vector<std::string> streams;
-  // Events read, sent and checkpointed together. Default 100; 1..10000.
-  int batch = 100;
-  // Sends of one batch in flight at once (never two of one stream).
-  // Default 16; 1..1024.
-  int max_in_flight = 16;
-  RetryPolicy retry;
-  FailurePolicy on_failure = FailurePolicy::kBlock;
-  SenderOptions sender_options;
-  // Line of the [[route]] header in the file (0 when built in code).
-  int line = 0;
-};
 
 // Settings shared by every route of a relay process.
 struct RelaySettings {

@@ -1,6 +1,7 @@
 // Sender: where a relay route delivers events (a webhook, a file, stdout, an
-// in-process handler, a broker). Plus the CloudEvents 1.0 envelope every
-// sender uses.
+// in-process handler, a broker); the scheme registry that makes senders
+// from URLs and validates their options; plus the CloudEvents 1.0 envelope
+// every sender uses.
 //
 // Thread safety: a Sender is called by one relay thread at a time; it need
 // not be thread-safe. Implementations may use threads of their own inside
@@ -16,8 +17,8 @@
 #include <utility>
 #include <vector>
 
-#include "herald/config.h"
 #include "herald/event.h"
+#include "herald/route.h"
 #include "herald/status.h"
 
 namespace herald {
@@ -43,6 +44,39 @@ struct SendResult {
   }
 };
 
+// The sender contract. Every sender (built-in or registered) follows these
+// rules, and tests/contract/sender_contract_test.cc checks them for each:
+//
+//  1. Every event gets a result. results[i] is set for every events[i]:
+//     OK (delivered), a failure (retryable or not), or NotSent
+//     (attempted = false).
+//  2. OK means acknowledged. An event is reported delivered only once its
+//     receiver acknowledged it: a complete 2xx HTTP response (below), a
+//     file's bytes written in full and fsynced, a broker's confirm. Anything
+//     less (a timeout, a closed connection, an incomplete answer) is a
+//     retryable failure, never OK.
+//  3. Per-stream order. An event is sent only after the previous event of
+//     its stream in this call was acknowledged (or the transport itself
+//     keeps per-key order). After a failure, the later events of that
+//     stream in this call are not sent at all (attempted = false): nothing
+//     of a stream is sent or reported delivered past a failure. Other
+//     streams go on.
+//  4. Bounded concurrency. At most the route's max_in_flight events are in
+//     flight at once.
+//  5. The deadline is honoured. Send returns by `deadline` (plus the time
+//     to tear down one request); what is still in flight then is abandoned
+//     and reported Unavailable; what was not started is NotSent.
+//  6. A failed write leaves nothing torn. A sender appending to a file
+//     leaves it holding only complete records after a failed write (it
+//     truncates back to the size before the write), so the retry appends
+//     whole records again.
+//
+// HTTP acknowledgement: a response counts only when its status line and
+// header section ended (the blank line) and its body, if any, arrived in
+// full (all Content-Length bytes, or the terminating chunk of a chunked
+// body); then 2xx = OK, 408/429/5xx = Unavailable (with Retry-After),
+// other statuses = Permanent. A response cut anywhere before that is
+// Unavailable, whatever status code it began with.
 class Sender {
  public:
   virtual ~Sender() = default;
@@ -52,17 +86,10 @@ class Sender {
   // Delivers `events` (in position order) and fills results[i] for each
   // events[i]; results.size() == events.size(). Every entry starts out as
   // NotSent() (attempted = false); the sender overwrites the entry of each
-  // event it sends.
-  //
-  // Order: events of one stream are acknowledged in the order given: an
-  // event is sent only after the previous event of its stream in this call
-  // was acknowledged (or the transport itself keeps per-key order), and when
-  // one fails the later events of its stream are not sent (attempted =
-  // false). Events of different streams may be in flight together, at most
-  // the route's max_in_flight at once.
-  //
-  // Must return by `deadline` (the relay's lease time): what is still in
-  // flight then is abandoned and reported Unavailable.
+  // event it sends. Follows the sender contract above: events of one stream
+  // are acknowledged in the order given, a failure stops the rest of its
+  // stream for this call, at most the route's max_in_flight are in flight,
+  // and Send returns by `deadline` (the relay's lease time).
   virtual void Send(std::span<const Event> events,
                     std::span<SendResult> results,
                     std::chrono::steady_clock::time_point deadline) = 0;
@@ -87,15 +114,61 @@ Result<std::unique_ptr<Sender>> MakeSender(const RouteConfig& route);
 using EventHandler = std::function<Status(const Event&)>;
 std::unique_ptr<Sender> MakeCallbackSender(EventHandler handler);
 
-// Adds a sender scheme ("kafka") for MakeSender and config validation.
-// Call before loading configs; safe from any thread.
+// ---- Scheme registry -------------------------------------------------------
+//
+// Every sender URL scheme ("http", "https", "file", "stdout", "kafka"...) is
+// one registry entry, built-in or not: how its URL and its route options
+// are validated, and how a sender (later: a consumer's source) is made.
+// Config loading, Relay::AddRoute and MakeSender all go through it.
+
+class Source;  // a consumer's source of events (a later issue); unused now
+
+struct SenderScheme {
+  // Checks the URL's shape without opening anything ("no host in ...").
+  // Null: any URL of the scheme is fine.
+  std::function<Status(std::string_view url)> validate_url;
+  // Checks the route's scheme keys (route->options: every key core does not
+  // know) and may store what it parsed in `route` (the built-in schemes fill
+  // route->sender_options). Errors come from the RouteOptions readers /
+  // Error / UnknownKey, so they name file, line, route and key. Null: the
+  // scheme takes no options; any such key is an unknown-key error.
+  std::function<Status(RouteConfig* route)> validate_options;
+  // Makes a sender for a route that passed validation.
+  std::function<Result<std::unique_ptr<Sender>>(const RouteConfig&)>
+      make_sender;
+  // Reserved for consumers (a later issue): makes a source reading what
+  // this scheme's sender writes. Null for every scheme today.
+  std::function<Result<std::unique_ptr<Source>>(std::string_view url,
+                                                const RouteOptions& options)>
+      make_source;
+};
+
+// Adds or replaces `scheme` (lower case, without ':'). Call before loading
+// configs; safe from any thread.
+void RegisterScheme(const std::string& scheme, SenderScheme entry);
+
+// The entry of `scheme` (built-ins included), or nullptr.
+std::shared_ptr<const SenderScheme> FindScheme(std::string_view scheme);
+
+// The scheme of a URL, lower-cased ("http" of "HTTP://x"); "" if none.
+std::string SchemeOfUrl(std::string_view url);
+
+// Adds a sender scheme ("kafka") for MakeSender and config validation,
+// with the options of the built-in senders (SenderOptions keys, filled into
+// route.sender_options). Kept for existing callers; a scheme with options
+// of its own registers a SenderScheme.
 using SenderFactory =
     std::function<Result<std::unique_ptr<Sender>>(const RouteConfig&)>;
 void RegisterSenderScheme(const std::string& scheme, SenderFactory factory);
 
-// Checks a sender URL's shape without opening anything. InvalidArgument
-// says what is wrong ("unknown sender scheme 'ftp'", "no host in ...").
+// Checks a sender URL's shape without opening anything, by its scheme's
+// validate_url. InvalidArgument says what is wrong ("unknown sender scheme
+// 'ftp'", "no host in ...").
 Status ValidateSenderUrl(std::string_view url);
+
+// Validates route->options with the scheme of route->sender (see
+// SenderScheme::validate_options). InvalidArgument for an unknown scheme.
+Status ValidateSenderOptions(RouteConfig* route);
 
 // ---- CloudEvents 1.0 envelope ---------------------------------------------
 

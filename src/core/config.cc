@@ -118,6 +118,10 @@ Status ValidateRoute(const RouteConfig& r, bool sender_given) {
     }
     Status s = ValidateSenderUrl(r.sender);
     if (!s.ok()) return Status::InvalidArgument(who + "sender: " + s.message());
+    if (!r.options.empty()) {
+      RouteConfig copy = r;  // the scheme may fill sender_options
+      HERALD_RETURN_IF_ERROR(ValidateSenderOptions(&copy));
+    }
   }
   if (r.batch < 1 || r.batch > 10000) {
     return Status::InvalidArgument(who +
@@ -143,6 +147,152 @@ Status ValidateRoute(const RouteConfig& r, bool sender_given) {
   }
   for (const auto& g : r.streams) {
     if (g.empty()) return Status::InvalidArgument(who + "empty stream filter");
+  }
+  return Status::OK();
+}
+
+std::string_view OptionValue::TypeName() const {
+  switch (kind) {
+    case Kind::kTable:
+      return "a table";
+    case Kind::kArray:
+      return "an array";
+    case Kind::kString:
+      return "a string";
+    case Kind::kInteger:
+      return "an integer";
+    case Kind::kFloat:
+      return "a number";
+    case Kind::kBoolean:
+      return "a boolean";
+    default:
+      return "a date/time";
+  }
+}
+
+OptionValue OptionValue::String(std::string s, int line) {
+  OptionValue v;
+  v.kind = Kind::kString;
+  v.string = std::move(s);
+  v.line = line;
+  return v;
+}
+
+OptionValue OptionValue::Integer(int64_t i, int line) {
+  OptionValue v;
+  v.kind = Kind::kInteger;
+  v.integer = i;
+  v.line = line;
+  return v;
+}
+
+OptionValue OptionValue::Boolean(bool b, int line) {
+  OptionValue v;
+  v.kind = Kind::kBoolean;
+  v.boolean = b;
+  v.line = line;
+  return v;
+}
+
+const OptionValue* RouteOptions::Find(std::string_view key) const {
+  for (const auto& f : fields) {
+    if (f.key == key) return &f.value;
+  }
+  return nullptr;
+}
+
+Status RouteOptions::Error(std::string_view key, int line,
+                           std::string_view message) const {
+  std::string where;
+  if (!source_name.empty()) {
+    where = source_name + ":" + std::to_string(line) + ": ";
+  }
+  return Status::InvalidArgument(where + "route '" + route + "'." +
+                                 std::string(key) + ": " +
+                                 std::string(message));
+}
+
+Status RouteOptions::UnknownKey(const OptionField& f,
+                                std::string_view scheme_keys) const {
+  std::string expected(kRouteKeys);
+  if (!scheme_keys.empty()) expected += ", " + std::string(scheme_keys);
+  return Error(f.key, f.value.line, "unknown key (expected " + expected + ")");
+}
+
+namespace {
+Status WrongOptionType(const RouteOptions& o, std::string_view key,
+                       const OptionValue& v, std::string_view want) {
+  return o.Error(
+      key, v.line,
+      "must be " + std::string(want) + ", not " + std::string(v.TypeName()));
+}
+}  // namespace
+
+Status RouteOptions::GetString(std::string_view key, const OptionValue& v,
+                               std::string* out) const {
+  if (v.kind != OptionValue::Kind::kString) {
+    return WrongOptionType(*this, key, v, "a string");
+  }
+  *out = v.string;
+  return Status::OK();
+}
+
+Status RouteOptions::GetBool(std::string_view key, const OptionValue& v,
+                             bool* out) const {
+  if (v.kind != OptionValue::Kind::kBoolean) {
+    return WrongOptionType(*this, key, v, "a boolean");
+  }
+  *out = v.boolean;
+  return Status::OK();
+}
+
+Status RouteOptions::GetInt(std::string_view key, const OptionValue& v,
+                            int64_t min, int64_t max, int64_t* out) const {
+  if (v.kind != OptionValue::Kind::kInteger) {
+    return WrongOptionType(*this, key, v, "an integer");
+  }
+  if (v.integer < min || v.integer > max) {
+    return Error(key, v.line,
+                 "must be between " + std::to_string(min) + " and " +
+                     std::to_string(max) + ", not " +
+                     std::to_string(v.integer));
+  }
+  *out = v.integer;
+  return Status::OK();
+}
+
+Status RouteOptions::GetDuration(std::string_view key, const OptionValue& v,
+                                 std::chrono::milliseconds min,
+                                 std::chrono::milliseconds* out) const {
+  std::chrono::milliseconds d;
+  if (v.kind == OptionValue::Kind::kInteger) {
+    d = std::chrono::milliseconds(v.integer);
+  } else if (v.kind == OptionValue::Kind::kString) {
+    auto r = ParseDuration(v.string);
+    if (!r.ok()) return Error(key, v.line, r.status().message());
+    d = *r;
+  } else {
+    return WrongOptionType(*this, key, v, "a duration (\"10s\", \"250ms\")");
+  }
+  if (d < min) {
+    return Error(key, v.line,
+                 "must be at least " + std::to_string(min.count()) + "ms");
+  }
+  *out = d;
+  return Status::OK();
+}
+
+Status RouteOptions::GetStringTable(
+    std::string_view key, const OptionValue& v,
+    std::vector<std::pair<std::string, std::string>>* out) const {
+  if (v.kind != OptionValue::Kind::kTable) {
+    return WrongOptionType(*this, key, v, "a table");
+  }
+  for (const auto& f : v.fields) {
+    std::string value;
+    HERALD_RETURN_IF_ERROR(
+        GetString(std::string(key) + "." + f.key, f.value, &value));
+    out->emplace_back(f.key, std::move(value));
   }
   return Status::OK();
 }
@@ -218,6 +368,45 @@ class Parser {
   Status WrongType(const toml::node& n, const std::string& key,
                    const char* want) const {
     return Err(n, key, std::string("must be ") + want + ", not " + TypeName(n));
+  }
+
+  // A TOML value as the neutral OptionValue a sender scheme reads.
+  static OptionValue Neutral(const toml::node& n) {
+    OptionValue v;
+    v.line = static_cast<int>(n.source().begin.line);
+    using K = OptionValue::Kind;
+    if (auto* s = n.as_string()) {
+      v.kind = K::kString;
+      v.string = s->get();
+    } else if (auto* i = n.as_integer()) {
+      v.kind = K::kInteger;
+      v.integer = i->get();
+    } else if (auto* f = n.as_floating_point()) {
+      v.kind = K::kFloat;
+      v.number = f->get();
+    } else if (auto* b = n.as_boolean()) {
+      v.kind = K::kBoolean;
+      v.boolean = b->get();
+    } else if (auto* a = n.as_array()) {
+      v.kind = K::kArray;
+      for (auto& e : *a) v.items.push_back(Neutral(e));
+    } else if (auto* t = n.as_table()) {
+      v.kind = K::kTable;
+      for (auto&& [k, e] : *t)
+        v.fields.push_back({std::string(k.str()), Neutral(e)});
+    } else {
+      v.kind = K::kDateTime;
+      std::ostringstream text;
+      n.visit([&](auto&& x) {
+        if constexpr (toml::is_date<decltype(x)> ||
+                      toml::is_time<decltype(x)> ||
+                      toml::is_date_time<decltype(x)>) {
+          text << x;
+        }
+      });
+      v.string = text.str();
+    }
+    return v;
   }
 
   Status Table(const toml::node& n, const std::string& key,
@@ -464,7 +653,6 @@ class Parser {
       return Err(t, "route", "a route needs a `name`");
     }
     const std::string p = "route '" + r->name + "'.";
-    auto& so = r->sender_options;
     for (auto&& [k, v] : t) {
       std::string key = p + std::string(k.str());
       if (k == "name") continue;
@@ -500,65 +688,23 @@ class Parser {
           return Err(v, key,
                      "unknown policy '" + pol + "' (expected block or park)");
         }
-      } else if (k == "connect_timeout") {
-        HERALD_RETURN_IF_ERROR(Duration(v, key, std::chrono::milliseconds(1),
-                                        &so.connect_timeout));
-      } else if (k == "timeout") {
-        HERALD_RETURN_IF_ERROR(
-            Duration(v, key, std::chrono::milliseconds(1), &so.timeout));
-      } else if (k == "headers") {
-        const toml::table* h;
-        HERALD_RETURN_IF_ERROR(Table(v, key, &h));
-        for (auto&& [hk, hv] : *h) {
-          std::string name(hk.str());
-          std::string value;
-          HERALD_RETURN_IF_ERROR(String(hv, key + "." + name, &value));
-          for (char ch : name) {
-            if (ch <= ' ' || ch == ':' || ch >= 127) {
-              return Err(hv, key, "'" + name + "' is not a header name");
-            }
-          }
-          for (char ch : value) {
-            if (ch == '\r' || ch == '\n') {
-              return Err(hv, key + "." + name, "must not contain a newline");
-            }
-          }
-          so.headers.emplace_back(name, value);
-        }
-      } else if (k == "mode") {
-        std::string m;
-        HERALD_RETURN_IF_ERROR(String(v, key, &m));
-        if (m == "binary") {
-          so.mode = CloudEventsMode::kBinary;
-        } else if (m == "structured") {
-          so.mode = CloudEventsMode::kStructured;
-        } else {
-          return Err(
-              v, key,
-              "unknown mode '" + m + "' (expected binary or structured)");
-        }
-      } else if (k == "tls_verify") {
-        HERALD_RETURN_IF_ERROR(Bool(v, key, &so.tls_verify));
-      } else if (k == "ca_file") {
-        HERALD_RETURN_IF_ERROR(String(v, key, &so.ca_file));
       } else if (k == "source") {
-        HERALD_RETURN_IF_ERROR(String(v, key, &so.source));
-        if (so.source.empty()) return Err(v, key, "must not be empty");
-      } else if (k == "fsync") {
-        HERALD_RETURN_IF_ERROR(Bool(v, key, &so.fsync));
+        HERALD_RETURN_IF_ERROR(String(v, key, &r->sender_options.source));
+        if (r->sender_options.source.empty()) {
+          return Err(v, key, "must not be empty");
+        }
       } else {
-        return Err(v, key,
-                   "unknown key (expected name, sender, types, streams, "
-                   "batch, max_in_flight, max_attempts, backoff_initial, "
-                   "backoff_max, on_failure, connect_timeout, timeout, "
-                   "headers, mode, tls_verify, ca_file, source, fsync)");
+        // Not a key every route has: the sender scheme's.
+        r->options.fields.push_back({std::string(k.str()), Neutral(v)});
       }
     }
     if (r->sender.empty()) return Err(t, p + "sender", "is required");
     if (r->retry.backoff_max < r->retry.backoff_initial) {
       return Err(t, p + "backoff_max", "must be >= backoff_initial");
     }
-    return Status::OK();
+    r->options.source_name = std::string(source_);
+    r->options.route = r->name;
+    return ValidateSenderOptions(r);
   }
 
   std::string_view source_;

@@ -12,36 +12,15 @@
 namespace herald {
 namespace detail {
 
+// Registers http, https, file and stdout (src/transport/builtin_schemes.cc).
+void RegisterBuiltinSchemes();
+
 struct SchemeRegistry {
   std::mutex mu;
-  std::map<std::string, SenderFactory> factories;  // guarded by mu
+  // guarded by mu
+  std::map<std::string, std::shared_ptr<const SenderScheme>, std::less<>>
+      schemes;
 };
-
-SchemeRegistry& Registry() {
-  static SchemeRegistry* r = new SchemeRegistry;  // never destroyed
-  return *r;
-}
-
-// The factory registered for `scheme`, or an empty function.
-SenderFactory FindSenderScheme(const std::string& scheme) {
-  auto& r = Registry();
-  std::lock_guard<std::mutex> lock(r.mu);
-  auto it = r.factories.find(scheme);
-  return it == r.factories.end() ? SenderFactory() : it->second;
-}
-
-std::string SchemeOf(std::string_view url) {
-  auto colon = url.find(':');
-  if (colon == std::string_view::npos) return "";
-  std::string s(url.substr(0, colon));
-  for (char& c : s) {
-    if (c >= 'A' && c <= 'Z') c = static_cast<char>(c - 'A' + 'a');
-    bool ok = (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '+' ||
-              c == '-' || c == '.';
-    if (!ok) return "";
-  }
-  return s;
-}
 
 void AppendBase64(std::string_view in, std::string* out) {
   static const char kChars[] =
@@ -71,10 +50,69 @@ void AppendBase64(std::string_view in, std::string* out) {
 
 }  // namespace detail
 
-void RegisterSenderScheme(const std::string& scheme, SenderFactory factory) {
-  auto& r = detail::Registry();
+std::string SchemeOfUrl(std::string_view url) {
+  auto colon = url.find(':');
+  if (colon == std::string_view::npos) return "";
+  std::string s(url.substr(0, colon));
+  for (char& c : s) {
+    if (c >= 'A' && c <= 'Z') c = static_cast<char>(c - 'A' + 'a');
+    bool ok = (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '+' ||
+              c == '-' || c == '.';
+    if (!ok) return "";
+  }
+  return s;
+}
+
+namespace {
+
+// Adds without touching Registry()'s once-flag (used while it runs).
+void Put(detail::SchemeRegistry& r, const std::string& scheme,
+         SenderScheme entry) {
   std::lock_guard<std::mutex> lock(r.mu);
-  r.factories[scheme] = std::move(factory);
+  r.schemes[scheme] = std::make_shared<const SenderScheme>(std::move(entry));
+}
+
+detail::SchemeRegistry& RawRegistry() {
+  static detail::SchemeRegistry* r = new detail::SchemeRegistry;
+  return *r;
+}
+
+void EnsureBuiltins() {
+  static std::once_flag once;
+  std::call_once(once, [] { detail::RegisterBuiltinSchemes(); });
+}
+
+std::string KnownSchemes() {
+  auto& r = RawRegistry();
+  std::lock_guard<std::mutex> lock(r.mu);
+  std::string out;
+  // The built-ins first, in the order the docs list them.
+  for (const char* b : {"http", "https", "file", "stdout"}) {
+    if (r.schemes.count(b)) out += std::string(out.empty() ? "" : ", ") + b;
+  }
+  return out;
+}
+
+}  // namespace
+
+void RegisterScheme(const std::string& scheme, SenderScheme entry) {
+  EnsureBuiltins();
+  Put(RawRegistry(), scheme, std::move(entry));
+}
+
+namespace detail {
+// For RegisterBuiltinSchemes: adds without waiting for the built-ins.
+void RegisterBuiltinScheme(const std::string& scheme, SenderScheme entry) {
+  Put(RawRegistry(), scheme, std::move(entry));
+}
+}  // namespace detail
+
+std::shared_ptr<const SenderScheme> FindScheme(std::string_view scheme) {
+  EnsureBuiltins();
+  auto& r = RawRegistry();
+  std::lock_guard<std::mutex> lock(r.mu);
+  auto it = r.schemes.find(scheme);
+  return it == r.schemes.end() ? nullptr : it->second;
 }
 
 Status ValidateSenderUrl(std::string_view url) {
@@ -84,88 +122,36 @@ Status ValidateSenderUrl(std::string_view url) {
                                      "' holds a space or control character");
     }
   }
-  std::string scheme = detail::SchemeOf(url);
+  std::string scheme = SchemeOfUrl(url);
   if (scheme.empty()) {
     return Status::InvalidArgument(
         "'" + std::string(url) +
         "' is not a sender URL (expected http://..., https://..., file:PATH "
         "or stdout:)");
   }
-  std::string_view rest = url.substr(scheme.size() + 1);
-  if (scheme == "http" || scheme == "https") {
-    if (rest.substr(0, 2) != "//") {
-      return Status::InvalidArgument("'" + std::string(url) +
-                                     "' must start with " + scheme + "://");
+  auto entry = FindScheme(scheme);
+  if (!entry) {
+    std::string known = KnownSchemes();
+    // "http, https, file, stdout" reads "http, https, file or stdout".
+    if (auto comma = known.rfind(", "); comma != std::string::npos) {
+      known = known.substr(0, comma) + " or " + known.substr(comma + 2);
     }
-    std::string_view auth = rest.substr(2);
-    auto end = auth.find_first_of("/?#");
-    auth = auth.substr(0, end);
-    if (auto at = auth.rfind('@'); at != std::string_view::npos) {
-      auth = auth.substr(at + 1);
-    }
-    std::string_view host = auth;
-    if (!host.empty() && host[0] == '[') {
-      auto close = host.find(']');
-      if (close == std::string_view::npos) {
-        return Status::InvalidArgument("'" + std::string(url) +
-                                       "' has an unclosed IPv6 address");
-      }
-      std::string_view after = host.substr(close + 1);
-      host = host.substr(0, close + 1);
-      if (!after.empty() && after[0] != ':') {
-        return Status::InvalidArgument("'" + std::string(url) +
-                                       "' has a malformed host");
-      }
-      auth = after.empty() ? std::string_view() : after;
-    } else if (auto colon = host.find(':'); colon != std::string_view::npos) {
-      auth = host.substr(colon);
-      host = host.substr(0, colon);
-    } else {
-      auth = {};
-    }
-    if (host.empty() || host == "[]") {
-      return Status::InvalidArgument("'" + std::string(url) + "' has no host");
-    }
-    if (!auth.empty()) {  // ":PORT"
-      std::string_view port = auth.substr(1);
-      if (port.empty() || port.size() > 5) {
-        return Status::InvalidArgument("'" + std::string(url) +
-                                       "' has a malformed port");
-      }
-      int p = 0;
-      for (char c : port) {
-        if (c < '0' || c > '9') {
-          return Status::InvalidArgument("'" + std::string(url) +
-                                         "' has a malformed port");
-        }
-        p = p * 10 + (c - '0');
-      }
-      if (p < 1 || p > 65535) {
-        return Status::InvalidArgument("'" + std::string(url) +
-                                       "' has a port out of range");
-      }
-    }
-    return Status::OK();
+    return Status::InvalidArgument("unknown sender scheme '" + scheme +
+                                   "' in '" + std::string(url) +
+                                   "' (expected " + known + ")");
   }
-  if (scheme == "file") {
-    if (rest.substr(0, 2) == "//") rest = rest.substr(2);
-    if (rest.empty()) {
-      return Status::InvalidArgument("'" + std::string(url) +
-                                     "' names no file (file:PATH)");
-    }
-    return Status::OK();
+  if (entry->validate_url) return entry->validate_url(url);
+  return Status::OK();
+}
+
+Status ValidateSenderOptions(RouteConfig* route) {
+  auto entry = FindScheme(SchemeOfUrl(route->sender));
+  if (!entry) return ValidateSenderUrl(route->sender);
+  if (entry->validate_options) return entry->validate_options(route);
+  for (const auto& f : route->options.fields) {
+    return route->options.UnknownKey(f, "");
   }
-  if (scheme == "stdout") {
-    if (!rest.empty()) {
-      return Status::InvalidArgument(
-          "'" + std::string(url) + "': stdout: takes nothing after the colon");
-    }
-    return Status::OK();
-  }
-  if (detail::FindSenderScheme(scheme)) return Status::OK();
-  return Status::InvalidArgument("unknown sender scheme '" + scheme + "' in '" +
-                                 std::string(url) +
-                                 "' (expected http, https, file or stdout)");
+  return Status::OK();
 }
 
 namespace {

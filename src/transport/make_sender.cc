@@ -1,38 +1,95 @@
-// MakeSender: the built-in sender schemes, then registered ones.
+// The built-in sender schemes (http, https, file, stdout) registered in the
+// scheme registry like any other, MakeSender, and the legacy
+// RegisterSenderScheme wrapper.
 #include <string>
 
 #include "herald/sender.h"
+#include "transport/file/file_scheme.h"
 #include "transport/file/file_sender.h"
+#include "transport/http/http_scheme.h"
 #if HERALD_WITH_CURL
 #include "transport/http/http_sender.h"
 #endif
 
 namespace herald {
 namespace detail {
-SenderFactory FindSenderScheme(const std::string& scheme);
-std::string SchemeOf(std::string_view url);
+
+void RegisterBuiltinScheme(const std::string& scheme, SenderScheme entry);
+
+namespace {
+
+// The options of the built-in senders: every SenderOptions key. Each
+// built-in scheme accepts them all (as before the registry existed: a
+// config with `timeout` on a file route keeps loading), and uses its own.
+Status ValidateBuiltinOptions(RouteConfig* route) {
+  for (const auto& f : route->options.fields) {
+    bool known = false;
+    HERALD_RETURN_IF_ERROR(ParseHttpOption(f, route, &known));
+    if (!known) HERALD_RETURN_IF_ERROR(ParseFileOption(f, route, &known));
+    if (!known) {
+      return route->options.UnknownKey(
+          f, std::string(kHttpKeys) + ", " + std::string(kFileKeys));
+    }
+  }
+  return Status::OK();
+}
+
+Result<std::unique_ptr<Sender>> MakeHttp(const RouteConfig& route) {
+#if HERALD_WITH_CURL
+  return MakeHttpSender(route);
+#else
+  (void)route;
+  return Status::InvalidArgument(
+      "this herald was built without HTTP senders (HERALD_WITH_CURL=OFF)");
+#endif
+}
+
+}  // namespace
+
+void RegisterBuiltinSchemes() {
+  SenderScheme http;
+  http.validate_url = ValidateHttpUrl;
+  http.validate_options = ValidateBuiltinOptions;
+  http.make_sender = MakeHttp;
+  RegisterBuiltinScheme("http", http);
+  RegisterBuiltinScheme("https", http);
+
+  SenderScheme file;
+  file.validate_url = ValidateFileUrl;
+  file.validate_options = ValidateBuiltinOptions;
+  file.make_sender =
+      [](const RouteConfig& route) -> Result<std::unique_ptr<Sender>> {
+    return MakeFileSender(FilePathOfUrl(route.sender), route.sender_options);
+  };
+  RegisterBuiltinScheme("file", file);
+
+  SenderScheme out;
+  out.validate_url = ValidateStdoutUrl;
+  out.validate_options = ValidateBuiltinOptions;
+  out.make_sender =
+      [](const RouteConfig& route) -> Result<std::unique_ptr<Sender>> {
+    return MakeStdoutSender(route.sender_options);
+  };
+  RegisterBuiltinScheme("stdout", out);
+}
+
 }  // namespace detail
+
+void RegisterSenderScheme(const std::string& scheme, SenderFactory factory) {
+  SenderScheme entry;
+  entry.validate_options = detail::ValidateBuiltinOptions;
+  entry.make_sender = std::move(factory);
+  RegisterScheme(scheme, std::move(entry));
+}
 
 Result<std::unique_ptr<Sender>> MakeSender(const RouteConfig& route) {
   HERALD_RETURN_IF_ERROR(ValidateSenderUrl(route.sender));
-  std::string scheme = detail::SchemeOf(route.sender);
-  std::string_view rest =
-      std::string_view(route.sender).substr(scheme.size() + 1);
-  if (scheme == "http" || scheme == "https") {
-#if HERALD_WITH_CURL
-    return detail::MakeHttpSender(route);
-#else
+  auto entry = FindScheme(SchemeOfUrl(route.sender));
+  if (!entry || !entry->make_sender) {
     return Status::InvalidArgument(
-        "this herald was built without HTTP senders (HERALD_WITH_CURL=OFF)");
-#endif
+        "sender scheme '" + SchemeOfUrl(route.sender) + "' makes no senders");
   }
-  if (scheme == "file") {
-    if (rest.substr(0, 2) == "//") rest = rest.substr(2);
-    return detail::MakeFileSender(std::string(rest), route.sender_options);
-  }
-  if (scheme == "stdout") return detail::MakeStdoutSender(route.sender_options);
-  if (auto f = detail::FindSenderScheme(scheme)) return f(route);
-  return Status::InvalidArgument("unknown sender scheme '" + scheme + "'");
+  return entry->make_sender(route);
 }
 
 }  // namespace herald

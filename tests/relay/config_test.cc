@@ -231,6 +231,140 @@ TEST(RelayConfig, SenderUrls) {
   EXPECT_TRUE(ValidateSenderUrl("testq://broker/topic").ok());
 }
 
+// A scheme registered from outside core, with an option of its own: the
+// config validates it at load (errors name key and line), core keeps the
+// keys every route has, and the sender receives the value.
+TEST(RelayConfig, RegisteredSchemeValidatesItsOwnOptions) {
+  struct Greeter final : Sender {
+    explicit Greeter(std::string g) : greeting(std::move(g)) {}
+    void Send(std::span<const Event> events, std::span<SendResult> results,
+              std::chrono::steady_clock::time_point) override {
+      for (size_t i = 0; i < events.size(); ++i) {
+        said.push_back(greeting + " " + events[i].stream);
+        results[i] = SendResult{};
+      }
+    }
+    std::string_view kind() const override { return "greet"; }
+    std::string greeting;
+    std::vector<std::string> said;
+  };
+  SenderScheme greet;
+  greet.validate_url = [](std::string_view url) {
+    if (url.substr(6).empty()) {
+      return Status::InvalidArgument("greet: needs a name");
+    }
+    return Status::OK();
+  };
+  greet.validate_options = [](RouteConfig* route) {
+    const RouteOptions& o = route->options;
+    bool have = false;
+    for (const auto& f : o.fields) {
+      if (f.key != "greeting") return o.UnknownKey(f, "greeting");
+      std::string g;
+      HERALD_RETURN_IF_ERROR(o.GetString(f.key, f.value, &g));
+      if (g.empty()) return o.Error(f.key, f.value.line, "must not be empty");
+      have = true;
+    }
+    if (!have) return o.Error("greeting", route->line, "is required");
+    return Status::OK();
+  };
+  greet.make_sender =
+      [](const RouteConfig& route) -> Result<std::unique_ptr<Sender>> {
+    const OptionValue* g = route.options.Find("greeting");
+    if (!g) return Status::InvalidArgument("no greeting");
+    return std::unique_ptr<Sender>(new Greeter(g->string));
+  };
+  RegisterScheme("greet", greet);
+
+  auto c = ParseConfig(
+      "[[route]]\nname = \"a\"\nsender = \"greet:bob\"\n"
+      "greeting = \"hi\"\nbatch = 7\nsource = \"shop\"\n",
+      "t.toml");
+  ASSERT_TRUE(c.ok()) << c.status().ToString();
+  const RouteConfig& r = c->routes[0];
+  EXPECT_EQ(r.batch, 7);  // core's keys stay core's
+  EXPECT_EQ(r.sender_options.source, "shop");
+  ASSERT_EQ(r.options.fields.size(), 1u);  // only the scheme's key
+  EXPECT_EQ(r.options.fields[0].value.line, 4);
+  auto s = MakeSender(r);
+  ASSERT_TRUE(s.ok()) << s.status().ToString();
+  Event e;
+  e.stream = "order-1";
+  SendResult result = SendResult::NotSent();
+  (*s)->Send(std::span<const Event>(&e, 1), std::span<SendResult>(&result, 1),
+             std::chrono::steady_clock::now() + std::chrono::seconds(1));
+  EXPECT_TRUE(result.status.ok());
+  auto* g = dynamic_cast<Greeter*>(s->get());
+  ASSERT_NE(g, nullptr);
+  EXPECT_EQ(g->said, std::vector<std::string>{"hi order-1"});
+
+  const BadCase cases[] = {
+      {"[[route]]\nname = \"a\"\nsender = \"greet:bob\"\ngreeting = 5\n",
+       "t.toml:4: route 'a'.greeting: ", "must be a string, not an integer"},
+      {"[[route]]\nname = \"a\"\nsender = \"greet:bob\"\ngreeting = "
+       "\"hi\"\n\ngreting = \"x\"\n",
+       "t.toml:6: route 'a'.greting: unknown key (expected name, sender, ",
+       "on_failure, source, greeting)"},
+      {"[[route]]\nname = \"a\"\nsender = \"greet:bob\"\ngreeting = \"\"\n",
+       "t.toml:4: route 'a'.greeting: ", "must not be empty"},
+      {"[[route]]\nname = \"a\"\nsender = \"greet:bob\"\n",
+       "t.toml:1: route 'a'.greeting: ", "is required"},
+      {"[[route]]\nname = \"a\"\nsender = \"greet:\"\ngreeting = \"hi\"\n",
+       "t.toml:3: route 'a'.sender: ", "greet: needs a name"},
+      // A built-in scheme does not take another scheme's key.
+      {"[[route]]\nname = \"a\"\nsender = \"stdout:\"\ngreeting = \"hi\"\n",
+       "t.toml:4: route 'a'.greeting: ", "unknown key"},
+  };
+  for (const auto& bad : cases) {
+    auto r2 = ParseConfig(bad.text, "t.toml");
+    ASSERT_FALSE(r2.ok()) << bad.text;
+    EXPECT_TRUE(r2.status().IsInvalidArgument());
+    EXPECT_NE(r2.status().message().find(bad.expect1), std::string::npos)
+        << r2.status().message();
+    EXPECT_NE(r2.status().message().find(bad.expect2), std::string::npos)
+        << r2.status().message();
+  }
+
+  // A route built in code carries the same options; ValidateRoute runs the
+  // scheme's validator.
+  RouteConfig code;
+  code.name = "b";
+  code.sender = "greet:bob";
+  code.options.route = "b";
+  code.options.fields.push_back({"greeting", OptionValue::Integer(3)});
+  Status st = ValidateRoute(code, false);
+  EXPECT_TRUE(st.IsInvalidArgument());
+  EXPECT_EQ(st.message(),
+            "route 'b'.greeting: must be a string, not an integer");
+  code.options.fields[0].value = OptionValue::String("hello");
+  EXPECT_TRUE(ValidateRoute(code, false).ok());
+}
+
+// The built-in schemes keep taking every key of SenderOptions, so existing
+// configs load unchanged.
+TEST(RelayConfig, BuiltinSchemesKeepTheirKeys) {
+  auto c = ParseConfig(
+      "[[route]]\nname = \"a\"\nsender = \"file:/tmp/x\"\n"
+      "timeout = \"2s\"\nfsync = false\n"
+      "[[route]]\nname = \"b\"\nsender = \"https://h/x\"\n"
+      "fsync = false\nca_file = \"/ca.pem\"\nheaders = { A = \"1\" }\n",
+      "t.toml");
+  ASSERT_TRUE(c.ok()) << c.status().ToString();
+  EXPECT_EQ(c->routes[0].sender_options.timeout, milliseconds(2000));
+  EXPECT_FALSE(c->routes[0].sender_options.fsync);
+  EXPECT_EQ(c->routes[1].sender_options.ca_file, "/ca.pem");
+  ASSERT_EQ(c->routes[1].sender_options.headers.size(), 1u);
+  auto bad = ParseConfig(
+      "[[route]]\nname = \"a\"\nsender = \"http://h/\"\n"
+      "headers = { \"A B\" = \"1\" }\n",
+      "t.toml");
+  ASSERT_FALSE(bad.ok());
+  EXPECT_NE(bad.status().message().find(
+                "t.toml:4: route 'a'.headers: 'A B' is not a header name"),
+            std::string::npos)
+      << bad.status().message();
+}
+
 TEST(RelayConfig, CloudEventEnvelope) {
   Event e;
   e.id = "01890a5d-ac96-774b-bcce-b302099a8057";
