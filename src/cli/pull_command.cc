@@ -54,6 +54,35 @@ Status RunExec(const std::string& cmd, const PulledEvent& e) {
                            "); the checkpoint was not moved");
 }
 
+// Appends `text` (whole lines) to `fd` and fsyncs it. After a failed
+// write or fsync the file is cut back to its size before, so it holds only
+// complete lines and the retry appends whole ones.
+Status AppendLines(int fd, const std::string& text) {
+  off_t before = ::lseek(fd, 0, SEEK_END);
+  size_t done = 0;
+  Status s;
+  while (done < text.size()) {
+    ssize_t n = ::write(fd, text.data() + done, text.size() - done);
+    if (n < 0) {
+      if (errno == EINTR) continue;
+      s = Status::Unavailable(std::string("cannot write --out: ") +
+                              std::strerror(errno));
+      break;
+    }
+    done += static_cast<size_t>(n);
+  }
+  if (s.ok() && ::fsync(fd) != 0) {
+    s = Status::Unavailable(std::string("cannot fsync --out: ") +
+                            std::strerror(errno));
+  }
+  if (!s.ok() && done > 0 && before >= 0 && ::ftruncate(fd, before) != 0) {
+    return Status::Unavailable(s.message() + "; cutting --out back to " +
+                               std::to_string(before) +
+                               " bytes failed too: " + std::strerror(errno));
+  }
+  return s;
+}
+
 }  // namespace
 
 int RunPull(const std::vector<std::string>& args, std::ostream& out,
@@ -124,21 +153,7 @@ int RunPull(const std::vector<std::string>& args, std::ostream& out,
         text += e.json;
         text += '\n';
       }
-      size_t done = 0;
-      while (done < text.size()) {
-        ssize_t n = ::write(out_fd, text.data() + done, text.size() - done);
-        if (n < 0) {
-          if (errno == EINTR) continue;
-          return Status::Unavailable(std::string("cannot write --out: ") +
-                                     std::strerror(errno));
-        }
-        done += static_cast<size_t>(n);
-      }
-      if (::fsync(out_fd) != 0) {
-        return Status::Unavailable(std::string("cannot fsync --out: ") +
-                                   std::strerror(errno));
-      }
-      return Status::OK();
+      return AppendLines(out_fd, text);
     }
     for (const auto& e : batch) HERALD_RETURN_IF_ERROR(RunExec(cmd, e));
     return Status::OK();

@@ -1,7 +1,11 @@
 // JSON-lines senders. A batch is written with one write() (looping on short
 // writes) and, for files, made durable with fdatasync before any event of
-// it is acknowledged. A failed write fails the whole batch (retryable); the
-// retry may leave a partial batch twice in the file (at least once).
+// it is acknowledged. A failed write fails the whole batch (retryable) and
+// leaves no torn line: the file is truncated back to its size before the
+// write, so it holds only complete lines and the retry appends whole ones.
+// (stdout is truncated likewise when it is a regular file; a pipe cannot
+// be.) Nothing is written once
+// the deadline has passed.
 //
 // Thread safety: one relay thread calls Send at a time.
 #include "transport/file/file_sender.h"
@@ -33,16 +37,17 @@ class LinesSender final : public Sender {
   }
 
   void Send(std::span<const Event> events, std::span<SendResult> results,
-            std::chrono::steady_clock::time_point) override {
+            std::chrono::steady_clock::time_point deadline) override {
+    if (std::chrono::steady_clock::now() >= deadline) {
+      for (auto& r : results) r = SendResult::NotSent();
+      return;
+    }
     buf_.clear();
     for (const auto& e : events) {
       AppendCloudEventJson(e, source_, &buf_);
       buf_.push_back('\n');
     }
     Status s = WriteAll();
-    if (s.ok() && sync_ && ::fdatasync(fd_.fd) != 0) {
-      s = Status::Unavailable("fsync " + name_ + ": " + std::strerror(errno));
-    }
     for (auto& r : results) {
       r.status = s;
       r.attempted = true;
@@ -52,18 +57,38 @@ class LinesSender final : public Sender {
   std::string_view kind() const override { return sync_ ? "file" : "stdout"; }
 
  private:
+  // Writes buf_ in full, then (for files) fdatasync. On any failure the
+  // bytes of this batch are cut off again, so the file ends in a complete
+  // line.
   Status WriteAll() {
+    // Where the batch starts: the end of the file when it is opened for
+    // appending (always for file:), else the fd's offset; -1 for a pipe or
+    // terminal, which cannot be cut back.
+    int flags = ::fcntl(fd_.fd, F_GETFL);
+    off_t before = ::lseek(
+        fd_.fd, 0, flags >= 0 && (flags & O_APPEND) ? SEEK_END : SEEK_CUR);
     size_t off = 0;
+    Status s;
     while (off < buf_.size()) {
       ssize_t n = ::write(fd_.fd, buf_.data() + off, buf_.size() - off);
       if (n < 0) {
         if (errno == EINTR) continue;
-        return Status::Unavailable("write " + name_ + ": " +
-                                   std::strerror(errno));
+        s = Status::Unavailable("write " + name_ + ": " + std::strerror(errno));
+        break;
       }
       off += static_cast<size_t>(n);
     }
-    return Status::OK();
+    if (s.ok() && sync_ && ::fdatasync(fd_.fd) != 0) {
+      s = Status::Unavailable("fsync " + name_ + ": " + std::strerror(errno));
+    }
+    if (!s.ok() && off > 0 && before >= 0 &&
+        (::ftruncate(fd_.fd, before) != 0 ||
+         ::lseek(fd_.fd, before, SEEK_SET) < 0)) {
+      return Status::Unavailable(s.message() + "; cutting the file back to " +
+                                 std::to_string(before) +
+                                 " bytes failed too: " + std::strerror(errno));
+    }
+    return s;
   }
 
   Fd fd_;

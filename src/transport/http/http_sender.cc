@@ -4,8 +4,13 @@
 // keep-alive connections (the multi handle's connection cache), never two of
 // one stream: a stream's next event starts only after its previous one was
 // acknowledged, and a failure stops the rest of its stream for this call.
-// 2xx = delivered; 408, 429, 5xx, timeouts and connection errors =
-// Unavailable (retry, with Retry-After); other statuses = Permanent.
+// A response is an acknowledgement only when complete: its header section
+// ended (the blank line: libcurl 7.88 reports a response cut inside its
+// headers as success) and its body arrived in full (libcurl reports a short
+// Content-Length or chunked body as CURLE_PARTIAL_FILE; the byte count is
+// checked again here). Then 2xx = delivered; 408, 429, 5xx, timeouts,
+// connection errors and cut responses = Unavailable (retry, with
+// Retry-After); other statuses = Permanent.
 //
 // Thread safety: one relay thread calls Send at a time; curl handles are
 // used only inside Send.
@@ -49,6 +54,8 @@ struct Transfer {
   std::string body;
   std::string response;  // the first bytes, for error messages
   std::string retry_after;
+  bool headers_ended = false;  // the final response's blank line was seen
+  int64_t body_bytes = 0;
   size_t index = 0;  // into the events of the Send call
   char error[CURL_ERROR_SIZE] = {};
 };
@@ -56,6 +63,7 @@ struct Transfer {
 size_t OnBody(char* data, size_t size, size_t n, void* user) {
   auto* t = static_cast<Transfer*>(user);
   size_t len = size * n;
+  t->body_bytes += static_cast<int64_t>(len);
   if (t->response.size() < kMaxErrorBody) {
     t->response.append(data, std::min(len, kMaxErrorBody - t->response.size()));
   }
@@ -65,6 +73,14 @@ size_t OnBody(char* data, size_t size, size_t n, void* user) {
 size_t OnHeader(char* data, size_t size, size_t n, void* user) {
   auto* t = static_cast<Transfer*>(user);
   std::string_view line(data, size * n);
+  // Each response (a 1xx one too) starts with its status line and ends its
+  // header section with an empty line; only the last one counts.
+  if (line.substr(0, 5) == "HTTP/") {
+    t->headers_ended = false;
+    t->retry_after.clear();
+  } else if (line == "\r\n" || line == "\n") {
+    t->headers_ended = true;
+  }
   constexpr std::string_view kName = "retry-after:";
   if (line.size() > kName.size()) {
     bool match = true;
@@ -163,6 +179,8 @@ class HttpSender final : public Sender {
       if (now >= deadline) {
         for (auto& t : running) {
           curl_multi_remove_handle(multi_.get(), t->easy.get());
+          // Sent, but never answered in time: an attempt that failed.
+          results[t->index].attempted = true;
           results[t->index].status =
               Status::Unavailable("abandoned: the lease deadline passed");
           skip_lane(events[t->index].stream,
@@ -222,6 +240,8 @@ class HttpSender final : public Sender {
     t->index = index;
     t->response.clear();
     t->retry_after.clear();
+    t->headers_ended = false;
+    t->body_bytes = 0;
     t->error[0] = 0;
     t->body.clear();
     curl_slist* h = nullptr;
@@ -288,6 +308,24 @@ class HttpSender final : public Sender {
     }
     long status = 0;
     curl_easy_getinfo(t.easy.get(), CURLINFO_RESPONSE_CODE, &status);
+    if (!t.headers_ended) {
+      r.status = Status::Unavailable(
+          "POST " + url_ + ": incomplete response (HTTP " +
+          std::to_string(status) +
+          " cut before the end of its headers): not an acknowledgement");
+      return r;
+    }
+    curl_off_t length = -1;
+    curl_easy_getinfo(t.easy.get(), CURLINFO_CONTENT_LENGTH_DOWNLOAD_T,
+                      &length);
+    if (length >= 0 && t.body_bytes < length) {
+      r.status = Status::Unavailable(
+          "POST " + url_ + ": incomplete response (HTTP " +
+          std::to_string(status) + ", " + std::to_string(t.body_bytes) +
+          " of " + std::to_string(length) +
+          " body bytes): not an acknowledgement");
+      return r;
+    }
     if (status >= 200 && status < 300) return r;
     std::string msg = "HTTP " + std::to_string(status) + " from " + url_;
     if (!t.response.empty()) {
