@@ -6,7 +6,8 @@
 // (a broker) joins by writing one fixture and adding its name to kSenders.
 // A fixture that cannot produce a fault answers false and the test skips.
 //
-// Receivers are real: the HTTP receiver process (tests/support/receiver.cc),
+// Receivers are real: the HTTP receiver process (tests/support/receiver.cc,
+// for https behind tests/support/tls_proxy.cc with a fresh certificate),
 // a file on a small tmpfs filled on purpose (a full disk), stdout redirected
 // to a file (/dev/full for a failing one), and an in-process handler.
 #include <fcntl.h>
@@ -138,7 +139,7 @@ std::vector<Received> ReadLines(const std::string& path, bool strict) {
 
 // ---- HTTP: the test receiver process ---------------------------------------
 
-class HttpFixture final : public SenderFixture {
+class HttpFixture : public SenderFixture {
  public:
   explicit HttpFixture(const TempDir& dir)
       : port_(testing::FreePort()), log_(dir.file("rx.log")) {
@@ -153,6 +154,7 @@ class HttpFixture final : public SenderFixture {
     route.sender_options.timeout = milliseconds(5000);
     return MakeSender(route);
   }
+  int port() const { return port_; }
   bool Fail(const Event& e, Fault fault) override {
     failed_.push_back(e.id);
     return Control({"x-fail-id: " + e.id,
@@ -202,6 +204,42 @@ class HttpFixture final : public SenderFixture {
   std::string log_;
   std::unique_ptr<Child> child_;
   std::vector<std::string> failed_;
+};
+
+// ---- https: the same receiver behind a TLS-terminating proxy ---------------
+
+class HttpsFixture final : public HttpFixture {
+ public:
+  explicit HttpsFixture(const TempDir& dir)
+      : HttpFixture(dir),
+        tls_port_(testing::FreePort()),
+        cert_(dir.file("cert.pem")) {
+    std::string key = dir.file("key.pem"), out;
+    int rc = testing::RunCommand(
+        {"openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout",
+         key, "-out", cert_, "-days", "1", "-subj", "/CN=localhost", "-addext",
+         "subjectAltName=IP:127.0.0.1"},
+        &out, &out);
+    EXPECT_EQ(rc, 0) << out;
+    std::string ready = dir.file("tls.ready");
+    proxy_ = std::make_unique<Child>(std::vector<std::string>{
+        HERALD_TEST_TLS_PROXY, "--port", std::to_string(tls_port_), "--to",
+        std::to_string(port()), "--cert", cert_, "--key", key, "--ready",
+        ready});
+    EXPECT_TRUE(WaitFor([&] { return std::ifstream(ready).good(); }));
+  }
+  Result<std::unique_ptr<Sender>> Make(RouteConfig route) override {
+    // The certificate is verified against its own file (tls_verify on).
+    route.sender = "https://127.0.0.1:" + std::to_string(tls_port_) + "/hook";
+    route.sender_options.timeout = milliseconds(5000);
+    route.sender_options.ca_file = cert_;
+    return MakeSender(route);
+  }
+
+ private:
+  int tls_port_;
+  std::string cert_;
+  std::unique_ptr<Child> proxy_;
 };
 
 // ---- file: on a small tmpfs that can be filled on cue
@@ -381,12 +419,13 @@ class CallbackFixture final : public SenderFixture {
 std::unique_ptr<SenderFixture> MakeFixture(const std::string& name,
                                            const TempDir& dir) {
   if (name == "http") return std::make_unique<HttpFixture>(dir);
+  if (name == "https") return std::make_unique<HttpsFixture>(dir);
   if (name == "file") return std::make_unique<FileFixture>(dir);
   if (name == "stdout") return std::make_unique<StdoutFixture>(dir);
   if (name == "callback") return std::make_unique<CallbackFixture>(dir);
   return nullptr;
 }
-const std::vector<std::string> kSenders = {"http", "file", "stdout",
+const std::vector<std::string> kSenders = {"http", "https", "file", "stdout",
                                            "callback"};
 
 // ---- the contract
