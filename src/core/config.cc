@@ -118,10 +118,9 @@ Status ValidateRoute(const RouteConfig& r, bool sender_given) {
     }
     Status s = ValidateSenderUrl(r.sender);
     if (!s.ok()) return Status::InvalidArgument(who + "sender: " + s.message());
-    if (!r.options.empty()) {
-      RouteConfig copy = r;  // the scheme may fill sender_options
-      HERALD_RETURN_IF_ERROR(ValidateSenderOptions(&copy));
-    }
+    RouteConfig copy = r;  // the scheme may fill sender_options
+    if (copy.options.route.empty()) copy.options.route = r.name;
+    HERALD_RETURN_IF_ERROR(ValidateSenderOptions(&copy));
   }
   if (r.batch < 1 || r.batch > 10000) {
     return Status::InvalidArgument(who +

@@ -330,9 +330,10 @@ TEST(RelayConfig, RegisteredSchemeValidatesItsOwnOptions) {
   RouteConfig code;
   code.name = "b";
   code.sender = "greet:bob";
-  code.options.route = "b";
-  code.options.fields.push_back({"greeting", OptionValue::Integer(3)});
   Status st = ValidateRoute(code, false);
+  EXPECT_EQ(st.message(), "route 'b'.greeting: is required");
+  code.options.fields.push_back({"greeting", OptionValue::Integer(3)});
+  st = ValidateRoute(code, false);
   EXPECT_TRUE(st.IsInvalidArgument());
   EXPECT_EQ(st.message(),
             "route 'b'.greeting: must be a string, not an integer");
