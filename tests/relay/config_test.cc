@@ -229,6 +229,16 @@ TEST(RelayConfig, SenderUrls) {
     return Result<std::unique_ptr<Sender>>(Status::Unavailable("no"));
   });
   EXPECT_TRUE(ValidateSenderUrl("testq://broker/topic").ok());
+  // A scheme registered the old way takes the built-in senders' options.
+  auto c = ParseConfig(
+      "[[route]]\nname = \"q\"\nsender = \"testq://b/t\"\n"
+      "timeout = \"3s\"\nheaders = { A = \"1\" }\n",
+      "t.toml");
+  ASSERT_TRUE(c.ok()) << c.status().ToString();
+  EXPECT_EQ(c->routes[0].sender_options.timeout, milliseconds(3000));
+  EXPECT_EQ(c->routes[0].sender_options.headers.size(), 1u);
+  auto made = MakeSender(c->routes[0]);
+  EXPECT_TRUE(made.status().IsUnavailable()) << made.status().ToString();
 }
 
 // A scheme registered from outside core, with an option of its own: the
