@@ -12,7 +12,8 @@
 namespace herald {
 namespace detail {
 
-// Registers http, https, file and stdout (src/transport/builtin_schemes.cc).
+// Registers http, https, file and stdout (src/transport/make_sender.cc)
+// through RegisterBuiltinScheme; run once, before any lookup.
 void RegisterBuiltinSchemes();
 
 struct SchemeRegistry {
@@ -65,7 +66,7 @@ std::string SchemeOfUrl(std::string_view url) {
 
 namespace {
 
-// Adds without touching Registry()'s once-flag (used while it runs).
+// Adds an entry (no wait for the built-ins: used while they register).
 void Put(detail::SchemeRegistry& r, const std::string& scheme,
          SenderScheme entry) {
   std::lock_guard<std::mutex> lock(r.mu);
@@ -86,7 +87,7 @@ std::string KnownSchemes() {
   auto& r = RawRegistry();
   std::lock_guard<std::mutex> lock(r.mu);
   std::string out;
-  // The built-ins first, in the order the docs list them.
+  // The built-in schemes, in the order the docs list them.
   for (const char* b : {"http", "https", "file", "stdout"}) {
     if (r.schemes.count(b)) out += std::string(out.empty() ? "" : ", ") + b;
   }
