@@ -74,6 +74,13 @@ int HexDigit(char c) {
 // percent-decoding; the result must be UTF-8.
 Status HeaderValueDecode(std::string_view name, std::string_view v,
                          std::string* out) {
+  // Optional whitespace around a field value is not part of it (RFC 9110).
+  while (!v.empty() && (v.front() == ' ' || v.front() == '\t')) {
+    v.remove_prefix(1);
+  }
+  while (!v.empty() && (v.back() == ' ' || v.back() == '\t')) {
+    v.remove_suffix(1);
+  }
   std::string unquoted;
   if (v.size() >= 2 && v.front() == '"' && v.back() == '"') {
     for (size_t i = 1; i + 1 < v.size(); ++i) {
