@@ -146,6 +146,10 @@ Status DecodeAt(JsonCursor& c, EventJsonMode mode, std::string_view where,
         (void)ParseInt64(raw,
                          key == "position" ? &e->position : &e->stream_version);
       }
+    } else if (key == "routes") {
+      // Served with GET /api/events/{id} (delivery per route): accepted and
+      // ignored, for the same reason.
+      HERALD_RETURN_IF_ERROR(wrap(c.SkipValue()));
     } else if (append) {
       return fail("unknown field '" + key.substr(0, 64) +
                   "' (expected id, stream, type, content_type, payload, "
