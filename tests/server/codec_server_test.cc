@@ -36,7 +36,9 @@ class CodecServerTest : public ::testing::TestWithParam<std::string> {
     base_ = server_->base();
   }
   void TearDown() override {
-    if (server_) EXPECT_EQ(server_->Stop(), 0);
+    if (server_) {
+      EXPECT_EQ(server_->Stop(), 0);
+    }
   }
 
   // The page from offset 0, decoded; waits until `n` events are positioned
