@@ -5,6 +5,7 @@
 #include <gtest/gtest.h>
 
 #include <csignal>
+#include <filesystem>
 
 #include "herald/event_json.h"
 #include "herald/pull_consumer.h"
@@ -178,6 +179,72 @@ TEST_P(CodecServerTest, NonUtf8PayloadReachesPullConsumersIntact) {
   Event e;
   ASSERT_TRUE(DecodeEventJson(line, EventJsonMode::kRead, &e).ok()) << line;
   EXPECT_EQ(e.payload, kLatin1);
+}
+
+// Issue 13, item 8: what HTTP refuses, every entry point refuses.
+TEST_P(CodecServerTest, NamesTimesAndMetadataKeysAreCheckedOverHttp) {
+  auto post = [&](const std::string& body) {
+    return c_.Post(base_ + "/api/events", body);
+  };
+  for (const char* bad : {R"({"stream":"s","type":"a\u0085b"})",
+                          R"({"stream":"a\u2028b","type":"t"})",
+                          R"({"stream":"s","type":"a\u2029"})",
+                          R"({"stream":"a\u009f","type":"t"})"}) {
+    auto r = post(bad);
+    EXPECT_EQ(r.status, 400) << bad << " -> " << r.body;
+    EXPECT_EQ(r.ErrorCode(), "invalid_argument") << r.body;
+  }
+  for (const char* t : {"2023-02-30T00:00:00Z", "2023-01-01T00:00:00+25:00",
+                        "2023-01-01T24:00:00Z", "2023-01-01T00:60:00Z"}) {
+    auto r = post(std::string(R"({"stream":"s","type":"t","occurred_at":")") +
+                  t + R"("})");
+    EXPECT_EQ(r.status, 400) << t << " -> " << r.body;
+    EXPECT_NE(r.body.find("occurred_at"), std::string::npos) << r.body;
+  }
+  auto r = post(
+      R"({"stream":"s","type":"t","metadata":{"trace_id":"a","traceId":"b"}})");
+  EXPECT_EQ(r.status, 400) << r.body;
+  EXPECT_NE(r.body.find("'trace_id' and 'traceId'"), std::string::npos)
+      << r.body;
+  // Too deep for the nesting limit: not JSON herald reads.
+  std::string deep = std::string(130, '[') + std::string(130, ']');
+  r = post(R"({"stream":"s","type":"t","payload":)" + deep + "}");
+  EXPECT_EQ(r.status, 400);
+  EXPECT_EQ(r.ErrorCode(), "invalid_json") << r.body;
+  EXPECT_EQ(Head(c_, base_), 0) << "nothing was written";
+}
+
+TEST(CodecCliTest, AppendRefusesWhatHttpRefusesAndCreatesNothing) {
+  TempDir dir;
+  std::string db = dir.file("h.db");
+  for (const std::vector<std::string>& flags :
+       std::vector<std::vector<std::string>>{
+           {"--stream", "s\xff", "--type", "t"},
+           {"--stream", "s", "--type", "a\xc2\x85"},
+           {"--stream", "a\xe2\x80\xa8", "--type", "t"},
+           {"--stream", "s", "--type", "t", "--metadata",
+            R"({"a_b":1,"AB":2})"}}) {
+    std::vector<std::string> argv = {HeraldBin(), "append", "--db", db};
+    for (std::string f : flags) {
+      // "\xHH" in the table above stands for the raw byte.
+      std::string raw;
+      for (size_t i = 0; i < f.size(); ++i) {
+        if (f.compare(i, 2, "\\x") == 0 && i + 3 < f.size()) {
+          raw.push_back(
+              static_cast<char>(std::stoi(f.substr(i + 2, 2), nullptr, 16)));
+          i += 3;
+        } else {
+          raw.push_back(f[i]);
+        }
+      }
+      argv.push_back(raw);
+    }
+    argv.push_back("{}");
+    std::string out, err;
+    EXPECT_EQ(RunCommand(argv, &out, &err), 2) << err;
+    EXPECT_FALSE(err.empty());
+  }
+  EXPECT_FALSE(std::filesystem::exists(db)) << "bad input created the database";
 }
 
 INSTANTIATE_TEST_SUITE_P(Backends, CodecServerTest,

@@ -6,6 +6,10 @@
 #include "herald/cloudevents.h"
 
 #include <gtest/gtest.h>
+#include <unistd.h>
+
+#include <cstdio>
+#include <cstdlib>
 
 #include "herald/json.h"
 #include "herald/sender.h"
@@ -474,6 +478,54 @@ TEST(CloudEvents, StoredMetadataThatCollidesStillEncodes) {
   ASSERT_EQ(attrs.size(), 11u);
   EXPECT_EQ(attrs[9], (std::pair<std::string, std::string>{"ab", "1"}));
   EXPECT_EQ(attrs[10], (std::pair<std::string, std::string>{"c", "4"}));
+}
+
+}  // namespace
+}  // namespace herald
+
+namespace herald {
+namespace {
+
+// Issue 12, item 2: metadata reaches a receiver; here the file: sender's
+// structured lines (the HTTP sender's headers are CloudEventHeaders above).
+TEST(CloudEventsSenders, FileLinesCarryMetadataAsExtensions) {
+  char dir_template[] = "/tmp/herald-ce-XXXXXX";
+  ASSERT_NE(::mkdtemp(dir_template), nullptr);
+  std::string path = std::string(dir_template) + "/out.jsonl";
+  RouteConfig route;
+  route.name = "r";
+  route.sender = "file:" + path;
+  auto sender = MakeSender(route);
+  ASSERT_TRUE(sender.ok()) << sender.status().message();
+  Event e;
+  e.id = "0190a5d0-ac96-774b-bcce-b302099a8057";
+  e.stream = "s";
+  e.type = "t";
+  e.payload = "{}";
+  e.metadata =
+      R"({"traceparent":"00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01",)"
+      R"("correlation_id":"c-1"})";
+  std::vector<Event> events = {e};
+  std::vector<SendResult> results(1);
+  (*sender)->Send(events, results,
+                  std::chrono::steady_clock::now() + std::chrono::seconds(10));
+  ASSERT_TRUE(results[0].status.ok()) << results[0].status.message();
+  std::FILE* f = std::fopen(path.c_str(), "rb");
+  ASSERT_NE(f, nullptr);
+  char buf[4096];
+  size_t n = std::fread(buf, 1, sizeof buf, f);
+  std::fclose(f);
+  std::string line(buf, n);
+  std::remove(path.c_str());
+  ::rmdir(dir_template);
+  ASSERT_FALSE(line.empty());
+  line.pop_back();  // '\n'
+  auto d = DecodeCloudEventJson(line);
+  ASSERT_TRUE(d.ok()) << d.status().message() << "\n" << line;
+  EXPECT_EQ(
+      d->event.metadata,
+      R"({"traceparent":"00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01",)"
+      R"("correlationid":"c-1"})");
 }
 
 }  // namespace
