@@ -122,7 +122,7 @@ class ServerImpl final : public Server {
   ServerImpl(Store* store, const ServerOptions& options, Relay* relay)
       : options_(options),
         store_(store),
-        hub_(store, options.cache_events, options.poll_max),
+        hub_(store, TailEvents(options), options.poll_max),
         appender_(store, &hub_),
         pool_(static_cast<size_t>(std::max(1, options.worker_threads))),
         api_(

@@ -4,8 +4,8 @@
 //   Hub       follows the store's head, keeps the newest events rendered in
 //             memory, and wakes long-polls and SSE streams.
 //   Appender  group-commits POSTed events: many requests, one transaction.
-//   Api       routes, parameters, authorization and JSON: everything an
-//             HTTP request means, as plain data in and out.
+//   Api       the route table (router.h) and its resources (resources.h):
+//             everything an HTTP request means, as plain data in and out.
 #pragma once
 
 #include <atomic>
@@ -160,8 +160,12 @@ class PageCache {
   explicit PageCache(size_t max_bytes) : max_bytes_(max_bytes) {}
   std::shared_ptr<const std::string> Get(const std::string& key);
   void Put(const std::string& key, std::shared_ptr<const std::string> body);
+  size_t max_bytes() const { return max_bytes_; }
+  // Pages answered from the cache.
+  uint64_t hits() const { return hits_.load(std::memory_order_relaxed); }
 
  private:
+  std::atomic<uint64_t> hits_{0};
   using Entry = std::pair<std::string, std::shared_ptr<const std::string>>;
   const size_t max_bytes_;
   std::mutex mu_;
@@ -288,6 +292,11 @@ class Api {
   struct Impl;
   std::shared_ptr<Impl> impl_;
 };
+
+// The effective settings of `options` (the config field, unless its
+// deprecated ServerOptions spelling is set).
+size_t PageCacheBytes(const ServerOptions& options);
+size_t TailEvents(const ServerOptions& options);
 
 // Percent-decodes (and '+' to space when `form`). False on a bad escape.
 bool PercentDecode(std::string_view in, bool form, std::string* out);
