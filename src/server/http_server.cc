@@ -102,7 +102,8 @@ class Session : public std::enable_shared_from_this<Session> {
   std::string head_;  // head and body of the response being written
   unsigned version_ = 11;
   bool keep_alive_ = false;
-  bool busy_ = false;  // a request is being handled
+  bool head_request_ = false;  // HEAD: the GET's head, no body
+  bool busy_ = false;          // a request is being handled
   bool stopping_ = false;
   bool closed_ = false;
   std::string label_;
@@ -489,6 +490,7 @@ void Session::Dispatch() {
   auto& msg = parser_->get();
   keep_alive_ = msg.keep_alive();
   version_ = msg.version();
+  head_request_ = msg.method() == http::verb::head;
   Request req;
   req.method = std::string(msg.method_string());
   req.target = std::string(msg.target());
@@ -525,6 +527,7 @@ void Session::ReplyAndClose(int status, std::string_view code,
                             std::string_view msg) {
   server_->metrics_.Count("other", status);
   keep_alive_ = false;
+  head_request_ = false;
   busy_ = true;
   WriteResponse(Api::Error(status, code, msg));
 }
@@ -558,6 +561,8 @@ void Session::WriteResponse(Response r) {
     head_ += "Connection: keep-alive\r\n";
   }
   head_ += "\r\n";
+  // A HEAD answer is the GET's head (Content-Length included) alone.
+  if (head_request_) no_body = true;
   // The head, small bodies and pages from memory go into one buffer,
   // reused across the connection's responses (a 64-entry writev per few KB
   // costs more than copying a page once); a page from the page cache is
