@@ -59,6 +59,7 @@ Api::Api(Store* store, Relay* relay, Hub* hub, Appender* appender,
   }
   impl_ = std::make_shared<Impl>(std::move(ctx));
   Router* router = &impl_->router;
+  router->SetCorsOrigins(options.config.cors_origins);
   AddHealthRoutes(impl_->ctx, router);
   impl_->sse = AddEventRoutes(impl_->ctx, router);
   AddStreamRoutes(impl_->ctx, router);

@@ -502,6 +502,7 @@ void Session::Dispatch() {
   req.content_type = std::string(msg[http::field::content_type]);
   req.if_none_match = std::string(msg[http::field::if_none_match]);
   req.last_event_id = std::string(msg["Last-Event-ID"]);
+  req.origin = std::string(msg[http::field::origin]);
   req.body = std::move(msg.body());
   parser_.reset();
   server_->api_.Handle(std::move(req), [self = shared_from_this()](
@@ -519,7 +520,7 @@ void Session::Dispatch() {
 void Session::Reply(Response r, const std::string& label) {
   server_->metrics_.Count(label, r.sse ? 200 : r.status);
   if (closed_) return;
-  if (r.sse) return StartSse(std::move(r));
+  if (r.sse && !head_request_) return StartSse(std::move(r));
   WriteResponse(std::move(r));
 }
 
@@ -537,8 +538,13 @@ void Session::WriteResponse(Response r) {
   // the cached event strings, into the connection's write buffer.
   out_ = std::move(r);
   Response& o = *out_;
-  bool keep = keep_alive_ && !stopping_ && !server_->stopping();
-  bool no_body = o.status == 304 || o.status == 204;
+  // HEAD of an SSE stream: the stream's head; its length is unknown.
+  bool keep = keep_alive_ && !stopping_ && !server_->stopping() && !o.sse;
+  bool no_body = o.status == 304 || o.status == 204 || o.sse;
+  if (o.sse) {
+    o.headers.insert(o.headers.begin(), {{"Cache-Control", "no-store"},
+                                         {"X-Accel-Buffering", "no"}});
+  }
   size_t length = o.body.size() + o.tail.size() +
                   (o.shared_body ? o.shared_body->size() : 0);
   for (const auto& p : o.parts) length += p->json.size();
@@ -614,8 +620,9 @@ void Session::StartSse(Response r) {
   std::string head =
       "HTTP/1.1 200 OK\r\nServer: herald\r\n"
       "Content-Type: text/event-stream\r\nCache-Control: no-store\r\n"
-      "X-Accel-Buffering: no\r\nConnection: close\r\n\r\n"
-      "retry: 1000\n\n";
+      "X-Accel-Buffering: no\r\n";
+  for (const auto& [k, v] : r.headers) head += k + ": " + v + "\r\n";
+  head += "Connection: close\r\n\r\nretry: 1000\n\n";
   SseWatchClose();
   SseWrite(std::move(head));
 }
@@ -691,6 +698,12 @@ Result<std::unique_ptr<Server>> Server::Start(Store* store,
                                               const ServerOptions& options,
                                               Relay* relay) {
   if (!store) return Status::InvalidArgument("Server::Start needs a store");
+  for (const auto& o : options.config.cors_origins) {
+    Status s = ValidateCorsOrigin(o, !options.config.tokens.empty());
+    if (!s.ok()) {
+      return Status::InvalidArgument("server.cors_origins: " + s.message());
+    }
+  }
   auto server = std::make_unique<detail::ServerImpl>(store, options, relay);
   HERALD_RETURN_IF_ERROR(server->Listen());
   server->Run();

@@ -228,6 +228,7 @@ struct Request {
   std::string content_type;
   std::string if_none_match;
   std::string last_event_id;
+  std::string origin;  // the Origin header (browsers; CORS)
   std::string body;
 };
 

@@ -124,16 +124,43 @@ void Router::MountStatic(const std::string& prefix,
     while (!path.empty() && path.front() == '/') path.erase(0, 1);
     std::vector<std::string> patterns{base + "/" + path};
     if (path == "index.html") patterns.push_back(base.empty() ? "/" : base);
-    for (const auto& p : patterns) {
-      Add("GET", p, Scope::kPublic, serve, label);
-      Add("HEAD", p, Scope::kPublic, serve, label);
-    }
+    for (const auto& p : patterns) Add("GET", p, Scope::kPublic, serve, label);
   }
+}
+
+std::vector<std::pair<std::string, std::string>> Router::CorsHeaders(
+    std::string_view origin, bool* allowed) const {
+  std::vector<std::pair<std::string, std::string>> h;
+  *allowed = false;
+  if (cors_origins_.empty()) return h;
+  bool any = false;
+  for (const auto& o : cors_origins_) {
+    if (o == "*") any = true;
+    if (!origin.empty() && (o == "*" || o == origin)) *allowed = true;
+  }
+  if (*allowed) {
+    h.emplace_back("Access-Control-Allow-Origin",
+                   any ? std::string("*") : std::string(origin));
+    h.emplace_back("Access-Control-Expose-Headers",
+                   "ETag, Location, WWW-Authenticate");
+  }
+  // The answer depends on Origin: caches must keep one per origin.
+  if (!any) h.emplace_back("Vary", "Origin");
+  return h;
 }
 
 void Router::Dispatch(
     Request req,
     std::function<void(Response, std::string label)> respond) const {
+  bool cors_allowed = false;
+  auto cors = CorsHeaders(req.origin, &cors_allowed);
+  if (!cors.empty()) {
+    respond = [cors, respond = std::move(respond)](Response r,
+                                                   std::string label) {
+      for (const auto& h : cors) r.headers.push_back(h);
+      respond(std::move(r), std::move(label));
+    };
+  }
   // The path as sent (still encoded) so a '/' inside a name stays inside.
   std::string raw_path = req.target.substr(0, req.target.find('?'));
   std::vector<std::string> parts;
@@ -158,14 +185,38 @@ void Router::Dispatch(
                                   req.path.substr(0, 200)),
                    "other");
   }
+  // The row for the method; HEAD falls back to GET.
   const Row* row = nullptr;
+  const Row* get = nullptr;
   std::string allow;
+  auto allow_method = [&allow](std::string_view m) {
+    if (allow.find(m) == std::string::npos) {
+      allow += (allow.empty() ? "" : ", ") + std::string(m);
+    }
+  };
   for (const auto& r : rows_) {
     if (r.pattern != best->pattern) continue;
     if (!row && r.method == req.method) row = &r;
-    if (allow.find(r.method) == std::string::npos) {
-      allow += (allow.empty() ? "" : ", ") + r.method;
+    if (!get && r.method == "GET") get = &r;
+    allow_method(r.method);
+    if (r.method == "GET") allow_method("HEAD");
+  }
+  allow_method("OPTIONS");
+  if (!row && req.method == "HEAD") row = get;
+  if (!row && req.method == "OPTIONS") {
+    // Also the CORS preflight, which never carries a token.
+    Response r;
+    r.status = 204;
+    r.content_type.clear();
+    r.headers.emplace_back("Allow", allow);
+    if (cors_allowed) {
+      r.headers.emplace_back("Access-Control-Allow-Methods", allow);
+      r.headers.emplace_back(
+          "Access-Control-Allow-Headers",
+          "Authorization, Content-Type, Last-Event-ID, If-None-Match");
+      r.headers.emplace_back("Access-Control-Max-Age", "600");
     }
+    return respond(std::move(r), best->label);
   }
   if (!row) {
     auto r = Api::Error(405, "method_not_allowed",

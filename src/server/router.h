@@ -11,11 +11,18 @@
 //   2. among the patterns that match, the most specific wins (at the first
 //      segment where two differ, a literal beats a {parameter}), then the
 //      one added first;
-//   3. no pattern: 404; a pattern without a row for the method: 405 with
-//      `Allow` listing that pattern's methods in the order they were added;
+//   3. no pattern: 404. HEAD runs the pattern's GET row (the transport
+//      sends the GET's head without its body); OPTIONS answers 204 with
+//      `Allow`, no token needed (a CORS preflight). A pattern without a row
+//      for the method: 405 with `Allow` listing the pattern's methods in
+//      the order they were added (HEAD after GET, OPTIONS last);
 //   4. the bearer token is checked against the row's scope (auth.cc);
 //   5. the handler runs, on the calling (I/O) thread: it must not block,
 //      and must call `reply` exactly once, on any thread.
+// With CORS origins set, every answer that passes through here carries
+// `Access-Control-Allow-Origin` for an allowed `Origin` (and `Vary: Origin`
+// unless "*" is allowed); a preflight also gets the allowed methods and
+// request headers.
 // Metrics label a response with its row's label (the pattern unless given),
 // or "other" when no row matched.
 //
@@ -81,6 +88,11 @@ class Router {
   // are picked up). Public: no token needed. Metrics label: prefix + "/*".
   void MountStatic(const std::string& prefix, std::vector<StaticFile> files);
 
+  // Origins allowed to call from a browser ("*": any). Default none.
+  void SetCorsOrigins(std::vector<std::string> origins) {
+    cors_origins_ = std::move(origins);
+  }
+
   // Routes one request (see the top of this file).
   void Dispatch(Request request,
                 std::function<void(Response, std::string label)> respond) const;
@@ -95,11 +107,15 @@ class Router {
     std::string label;
   };
   static bool Matches(const Row& row, const std::vector<std::string>& parts);
+  // The CORS headers every answer to a request from `origin` carries.
+  std::vector<std::pair<std::string, std::string>> CorsHeaders(
+      std::string_view origin, bool* allowed) const;
   // Whether `a` is more specific than `b` (both match the same path).
   static bool MoreSpecific(const Row& a, const Row& b);
 
   const std::vector<TokenConfig>* tokens_;
   std::vector<Row> rows_;
+  std::vector<std::string> cors_origins_;
 };
 
 // Checks the Authorization header against `tokens` for an endpoint of

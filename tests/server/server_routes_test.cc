@@ -88,7 +88,7 @@ TEST(RouterTest, UnknownPathIs404AndWrongMethodIs405WithAllow) {
   EXPECT_EQ(missing.label, "other");
   auto put = Route(router, "PUT", "/items");
   EXPECT_EQ(put.response.status, 405);
-  EXPECT_EQ(HeaderOf(put.response, "Allow"), "GET, POST");
+  EXPECT_EQ(HeaderOf(put.response, "Allow"), "GET, HEAD, POST, OPTIONS");
   EXPECT_NE(put.response.body.find("method_not_allowed"), std::string::npos);
   EXPECT_EQ(Route(router, "GET", "/it%zzems").response.status, 400);
 }
