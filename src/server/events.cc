@@ -33,10 +33,10 @@ void EndPage(int64_t next_offset, std::string* body) {
   body->push_back('}');
 }
 
-// Builds an Event from one POSTed JSON object. `where` prefixes messages.
-
 // ---- POST /api/events: the body's events ------------------------------------
+// The decoding of a POSTed body is these two functions, and nothing else.
 
+// Builds an Event from one POSTed JSON object. `where` prefixes messages.
 Status EventFromJson(const Json& j, const std::string& where, Event* e) {
   if (!j.is_object()) {
     return Status::InvalidArgument(where + "must be a JSON object, not " +
@@ -206,6 +206,8 @@ void AppendSseFrame(int64_t position, std::string_view json, std::string* out) {
 
 namespace {
 
+// The handlers of the events resource; shared by its rows and by the SSE
+// reader (see AddEventRoutes at the end of this file).
 class Events : public ResourceBase,
                public std::enable_shared_from_this<Events> {
  public:
