@@ -167,6 +167,12 @@ struct ServerConfig {
   // Newest events kept rendered in memory for live readers (default
   // 20000).
   int64_t tail_events = 20000;
+  // Memory for SSE streams' rendered chunks waiting to be written, in MiB
+  // (default 64; 1..1048576). Shared by all streams whatever their number:
+  // when it is spent, a stream waits for its next chunk until others'
+  // chunks are written (a stream catching up on history takes up to 64 KiB
+  // at a time).
+  int64_t sse_buffer_mb = 64;
   // Origins whose browser pages may call the API (CORS), each
   // "scheme://host[:port]" as browsers send it in `Origin`; "*" allows any
   // origin and only when no token is configured. Default none.

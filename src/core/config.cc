@@ -415,6 +415,8 @@ class Parser {
         HERALD_RETURN_IF_ERROR(Int(v, key, 0, 1 << 20, &s.page_cache_mb));
       } else if (k == "tail_events") {
         HERALD_RETURN_IF_ERROR(Int(v, key, 1, 10000000, &s.tail_events));
+      } else if (k == "sse_buffer_mb") {
+        HERALD_RETURN_IF_ERROR(Int(v, key, 1, 1 << 20, &s.sse_buffer_mb));
       } else if (k == "cors_origins") {
         cors = &v;
         s.cors_origins.clear();
@@ -428,7 +430,8 @@ class Parser {
                    "unknown key (expected listen, tokens, max_body_bytes, "
                    "max_header_bytes, max_connections, threads, "
                    "idle_timeout, header_timeout, max_wait, heartbeat, "
-                   "page_cache_mb, tail_events, cors_origins)");
+                   "page_cache_mb, tail_events, sse_buffer_mb, "
+                   "cors_origins)");
       }
     }
     if (cors) {

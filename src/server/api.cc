@@ -74,9 +74,9 @@ void Api::Handle(Request request,
   impl_->router.Dispatch(std::move(request), std::move(respond));
 }
 
-void Api::SseChunk(int64_t cursor, const EventFilter& filter,
+void Api::SseChunk(int64_t cursor, const EventFilter& filter, size_t max_bytes,
                    std::function<void(bool, std::string, int64_t)> done) {
-  impl_->sse(cursor, filter, std::move(done));
+  impl_->sse(cursor, filter, max_bytes, std::move(done));
 }
 
 Response Api::Error(int status, std::string_view code,

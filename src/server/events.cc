@@ -503,33 +503,63 @@ class Events : public ResourceBase,
     return r;
   }
 
-  void SseChunk(int64_t cursor, const EventFilter& filter,
+  // A chunk holds at most `max_bytes` of frames (or one event, when that
+  // alone is larger): the transport charges it to the SSE buffer budget
+  // before asking, so memory follows the budget, not the number of
+  // streams. From the store, the read asks for about as many events as fit
+  // (by the running average of a frame's size), so a worker holds about
+  // one chunk's worth of events at a time.
+  void SseChunk(int64_t cursor, const EventFilter& filter, size_t max_bytes,
                 std::function<void(bool, std::string, int64_t)> done) {
-    constexpr int kChunk = 1000;
+    constexpr int kMaxChunkEvents = 1000;
     TailRead tr;
     bool globs_ok = std::none_of(
         filter.types.begin(), filter.types.end(),
         [](const std::string& t) { return t.find('[') != std::string::npos; });
-    if (globs_ok && hub->Read(cursor, kChunk, filter, &tr)) {
+    if (globs_ok && hub->Read(cursor, kMaxChunkEvents, filter, &tr)) {
       std::string out;
-      for (const auto& e : tr.events) out += e->sse;
-      done(true, std::move(out), tr.next_offset);
+      int64_t next = tr.next_offset;
+      for (const auto& e : tr.events) {
+        if (!out.empty() && out.size() + e->sse.size() > max_bytes) {
+          next = e->position;
+          break;
+        }
+        out += e->sse;
+      }
+      done(true, std::move(out), next);
       return;
     }
+    size_t per_event = std::max<size_t>(64, frame_bytes_.load());
+    int limit = static_cast<int>(std::clamp<size_t>(
+        max_bytes / per_event, 1, static_cast<size_t>(kMaxChunkEvents)));
     auto self = shared_from_this();
-    executor([self, cursor, filter, done = std::move(done)] {
+    executor([self, cursor, filter, limit, max_bytes, done = std::move(done)] {
       ReadRequest rr;
       rr.offset = cursor;
-      rr.limit = kChunk;
+      rr.limit = limit;
       rr.types = filter.types;
       rr.stream = filter.stream;
       auto page = self->store->Read(rr);
       if (!page.ok()) return done(false, "", cursor);
       std::string out;
+      int64_t next = page->next_offset;
+      size_t frames = 0;
       for (const auto& e : page->events) {
+        size_t before = out.size();
         AppendSseFrame(e.position, EventToJson(e), &out);
+        if (frames > 0 && out.size() > max_bytes) {
+          out.resize(before);
+          next = e.position;
+          break;
+        }
+        ++frames;
       }
-      done(true, std::move(out), page->next_offset);
+      if (frames > 0) {
+        size_t avg = out.size() / frames;
+        size_t old = self->frame_bytes_.load();
+        self->frame_bytes_.store((old * 7 + avg) / 8);
+      }
+      done(true, std::move(out), next);
     });
   }
 
@@ -630,6 +660,7 @@ class Events : public ResourceBase,
       AppendJob job;
       job.events = std::move(events);
       job.options = ao;
+      job.client_gone = req.client_gone;
       job.done = [array, then = std::move(then)](Result<AppendResult> r,
                                                  std::vector<Event> stored) {
         if (!r.ok()) return then(ErrorFor(r.status()));
@@ -659,6 +690,10 @@ class Events : public ResourceBase,
       executor(std::move(work));
     }
   }
+
+ private:
+  // Running average of an SSE frame's size, to size store reads.
+  std::atomic<size_t> frame_bytes_{512};
 };
 
 }  // namespace
@@ -683,9 +718,9 @@ SseReader AddEventRoutes(const Context& ctx, Router* router) {
                 if (!s.ok()) return reply(ErrorFor(s));
                 events->GetEvent(p.Get("id"), std::move(reply));
               });
-  return [events](int64_t cursor, const EventFilter& filter,
+  return [events](int64_t cursor, const EventFilter& filter, size_t max_bytes,
                   std::function<void(bool, std::string, int64_t)> done) {
-    events->SseChunk(cursor, filter, std::move(done));
+    events->SseChunk(cursor, filter, max_bytes, std::move(done));
   };
 }
 

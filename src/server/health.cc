@@ -4,6 +4,7 @@
 #include <cmath>
 #include <cstdio>
 
+#include "herald/event.h"
 #include "herald/json.h"
 #include "herald/relay.h"
 #include "server/resources.h"
@@ -54,6 +55,23 @@ class Health : public ResourceBase,
         }
       }
       relays += "]";
+      // Appends through this server that the store refuses (a full disk, a
+      // read-only file), until one commits again.
+      std::string appends = "{\"failing\":false}";
+      if (auto f = self->appender->failing()) {
+        auto micros = [](std::chrono::system_clock::time_point t) {
+          return std::chrono::duration_cast<std::chrono::microseconds>(
+                     t.time_since_epoch())
+              .count();
+        };
+        appends =
+            "{\"failing\":true,\"error\":" + JsonString(f->error) +
+            ",\"since\":" + JsonString(FormatRfc3339(micros(f->since))) +
+            ",\"last_failure\":" + JsonString(FormatRfc3339(micros(f->at))) +
+            ",\"failed_requests\":" + std::to_string(f->count) + "}";
+        problems.push_back("appends failing since " +
+                           FormatRfc3339(micros(f->since)) + ": " + f->error);
+      }
       auto holdup =
           ok ? self->store->DescribeHoldup() : Result<std::string>("");
       if (holdup.ok() && !holdup->empty()) {
@@ -64,7 +82,8 @@ class Health : public ResourceBase,
       body += ",\"store\":{\"backend\":" + JsonString(self->store->backend()) +
               ",\"reachable\":" + (ok ? "true" : "false");
       if (ok) body += ",\"head\":" + std::to_string(*head);
-      body += "},\"relays\":" + relays + ",\"problems\":[";
+      body += "},\"appends\":" + appends + ",\"relays\":" + relays +
+              ",\"problems\":[";
       for (size_t i = 0; i < problems.size(); ++i) {
         if (i) body += ",";
         body += JsonString(problems[i]);
@@ -138,6 +157,44 @@ class Health : public ResourceBase,
       help("herald_open_connections", "gauge", "Open HTTP connections.");
       line("herald_open_connections", "",
            static_cast<double>(self->metrics->open_connections.load()));
+      help("herald_connection_limit", "gauge",
+           "Connections accepted at most: max_connections, lowered to fit "
+           "the descriptor limit.");
+      line("herald_connection_limit", "",
+           static_cast<double>(self->metrics->connection_limit.load()));
+      help("herald_connections_refused_total", "counter",
+           "Connections closed at once because the limit was reached.");
+      line("herald_connections_refused_total", "",
+           static_cast<double>(self->metrics->connections_refused.load()));
+      help("herald_http_requests_abandoned_total", "counter",
+           "POSTs whose client closed the connection before the answer.");
+      line("herald_http_requests_abandoned_total", "",
+           static_cast<double>(self->metrics->requests_abandoned.load()));
+      help("herald_appends_abandoned_total", "counter",
+           "POSTs not appended because their client had gone before the "
+           "append was taken.");
+      line("herald_appends_abandoned_total", "",
+           static_cast<double>(self->appender->abandoned()));
+      help("herald_append_failing", "gauge",
+           "1 while appends fail for a reason of the store (see /health).");
+      line("herald_append_failing", "", self->appender->failing() ? 1 : 0);
+      if (const ByteBudget* b = self->metrics->sse_budget) {
+        help("herald_sse_buffer_bytes", "gauge",
+             "Bytes of SSE chunks rendered and not yet written.");
+        line("herald_sse_buffer_bytes", "", static_cast<double>(b->used()));
+        help("herald_sse_buffer_peak_bytes", "gauge",
+             "Most bytes of SSE chunks held at once since start.");
+        line("herald_sse_buffer_peak_bytes", "",
+             static_cast<double>(b->peak()));
+        help("herald_sse_buffer_max_bytes", "gauge",
+             "The SSE buffer budget (sse_buffer_mb).");
+        line("herald_sse_buffer_max_bytes", "",
+             static_cast<double>(b->capacity()));
+        help("herald_sse_streams_waiting_for_buffer", "gauge",
+             "SSE streams waiting for the budget before their next chunk.");
+        line("herald_sse_streams_waiting_for_buffer", "",
+             static_cast<double>(b->waiting()));
+      }
       help("herald_long_polls_waiting", "gauge",
            "Long-polls and idle SSE streams waiting for events.");
       line("herald_long_polls_waiting", "",

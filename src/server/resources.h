@@ -74,7 +74,7 @@ struct ResourceBase {
 
 // Reads the next piece of an SSE stream (see Api::SseChunk).
 using SseReader = std::function<void(
-    int64_t cursor, const EventFilter& filter,
+    int64_t cursor, const EventFilter& filter, size_t max_bytes,
     std::function<void(bool ok, std::string chunk, int64_t next_cursor)>)>;
 
 // Returns the reader SSE streams opened by GET /api/events/stream use.
