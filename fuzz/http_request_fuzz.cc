@@ -43,6 +43,7 @@ struct World {
     }
     if (!store->Append(seed).ok()) std::abort();
     ServerOptions options;
+    options.config.cors_origins = {"https://ops.example.com"};
     hub = std::make_unique<Hub>(store.get(), 100, std::chrono::milliseconds(5));
     hub->Start();
     appender = std::make_unique<Appender>(store.get(), hub.get());
@@ -73,6 +74,7 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   req.content_type = std::string(msg[http::field::content_type]);
   req.if_none_match = std::string(msg[http::field::if_none_match]);
   req.last_event_id = std::string(msg["Last-Event-ID"]);
+  req.origin = std::string(msg[http::field::origin]);
   req.body = std::move(msg.body());
   // A long-poll would wait for its deadline: keep waits short.
   for (auto& [k, v] : req.query) {

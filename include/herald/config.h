@@ -104,6 +104,16 @@ struct ServerConfig {
   // Newest events kept rendered in memory for live readers (default
   // 20000).
   int64_t tail_events = 20000;
+  // Memory for SSE streams' rendered chunks waiting to be written, in MiB
+  // (default 64; 1..1048576). Shared by all streams whatever their number:
+  // when it is spent, a stream waits for its next chunk until others'
+  // chunks are written (a stream catching up on history takes up to 64 KiB
+  // at a time).
+  int64_t sse_buffer_mb = 64;
+  // Origins whose browser pages may call the API (CORS), each
+  // "scheme://host[:port]" as browsers send it in `Origin`; "*" allows any
+  // origin and only when no token is configured. Default none.
+  std::vector<std::string> cors_origins;
   // Line of the [server] header (0 when absent).
   int line = 0;
 };
@@ -141,6 +151,12 @@ Status ValidateRoute(const RouteConfig& route, bool sender_given);
 // Parses a duration: "250ms", "10s", "2m", "1h", "1.5s". InvalidArgument
 // on anything else.
 Result<std::chrono::milliseconds> ParseDuration(std::string_view text);
+
+// Checks one entry of [server] cors_origins: "*" (refused when
+// `tokens_configured`: any web page could then use a token a browser
+// holds) or an origin "http(s)://host[:port]" with no path.
+// InvalidArgument says what is wrong.
+Status ValidateCorsOrigin(std::string_view origin, bool tokens_configured);
 
 // Whether `text` matches the glob `pattern` ('*' any run, '?' one char).
 bool GlobMatch(std::string_view pattern, std::string_view text);

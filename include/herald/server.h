@@ -22,7 +22,9 @@
 #include <cstddef>
 #include <cstdint>
 #include <memory>
+#include <optional>
 #include <string>
+#include <vector>
 
 #include "herald/config.h"
 #include "herald/status.h"
@@ -32,28 +34,53 @@ namespace herald {
 
 class Relay;
 
+// A file served from memory by a static mount (see ServerOptions::MountStatic).
+struct StaticFile {
+  // Path under the mount's prefix: "app.js", "css/site.css".
+  std::string path;
+  // Sent as Content-Type: "text/html; charset=utf-8".
+  std::string content_type;
+  std::string body;
+};
+
+struct StaticMount {
+  std::string prefix;  // "/console"
+  std::vector<StaticFile> files;
+};
+
 struct ServerOptions {
-  // The [server] table: listen address, tokens, limits, timeouts.
+  // The [server] table, and the one place each of its settings lives:
+  // listen address, tokens, limits, timeouts, page_cache_mb, tail_events.
+  // A library user sets them here exactly as `herald serve` does from its
+  // config file.
   ServerConfig config;
   // Threads for blocking store calls (reads that miss the in-memory tail,
   // single-event lookups, relay admin calls). Default 4.
   int worker_threads = 4;
-  // Most recent events kept rendered in memory, so live readers (long-poll,
-  // SSE, pages near the head) never touch the database. Default 20000.
-  size_t cache_events = 20000;
   // Head check interval for appends made by other processes: 1 ms after
   // activity, doubling up to this when idle. Appends through this process
   // wake readers at once. Default 50 ms.
   std::chrono::milliseconds poll_max{50};
-  // Bytes of rendered full pages read from the database kept in memory
-  // (they never change); least recently used go first. 0 turns it off.
-  // Default 64 MiB.
-  size_t page_cache_bytes = 64u << 20;
   // Most events in one POST. Default 10000.
   size_t max_events_per_post = 10000;
   // How long Stop() lets in-flight requests finish before closing them.
   // Default 10 s.
   std::chrono::milliseconds drain_timeout{10000};
+
+  // Files served from memory under a path prefix, for GET and HEAD, with
+  // their content type and a strong ETag; no token needed. Paths the API
+  // uses win over a mount's. Default none.
+  std::vector<StaticMount> static_mounts;
+  void MountStatic(std::string prefix, std::vector<StaticFile> files) {
+    static_mounts.push_back({std::move(prefix), std::move(files)});
+  }
+
+  // Deprecated spellings of config.tail_events and config.page_cache_mb
+  // (kept so that code written for earlier versions compiles and means
+  // what it meant). Unset by default; when set, they win over the config
+  // field. New code sets the config fields.
+  std::optional<size_t> cache_events;      // events: config.tail_events
+  std::optional<size_t> page_cache_bytes;  // bytes: config.page_cache_mb
 };
 
 class Server {

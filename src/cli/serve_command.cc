@@ -132,9 +132,6 @@ int RunServe(const std::vector<std::string>& args, std::ostream& out,
   }
   ServerOptions options;
   options.config = config.server;
-  options.page_cache_bytes = static_cast<size_t>(config.server.page_cache_mb)
-                             << 20;
-  options.cache_events = static_cast<size_t>(config.server.tail_events);
   auto server = Server::Start(store->get(), options, relay.get());
   if (!server.ok()) {
     if (relay) relay->Stop();

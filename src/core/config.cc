@@ -38,6 +38,26 @@ const RouteConfig* Config::FindRoute(std::string_view name) const {
   return nullptr;
 }
 
+Status ValidateCorsOrigin(std::string_view o, bool tokens_configured) {
+  if (o == "*") {
+    if (!tokens_configured) return Status::OK();
+    return Status::InvalidArgument(
+        "\"*\" is not allowed when tokens are configured (any web page "
+        "could use a token a browser holds); list the origins");
+  }
+  auto scheme = o.find("://");
+  std::string_view rest =
+      scheme == std::string_view::npos ? "" : o.substr(scheme + 3);
+  if ((o.substr(0, scheme) != "http" && o.substr(0, scheme) != "https") ||
+      rest.empty() || rest.find('/') != std::string_view::npos) {
+    return Status::InvalidArgument(
+        "'" + std::string(o.substr(0, 100)) +
+        "' is not an origin (expected \"*\" or scheme://host[:port] with "
+        "no path, such as \"https://ops.example.com\")");
+  }
+  return Status::OK();
+}
+
 bool GlobMatch(std::string_view p, std::string_view t) {
   size_t pi = 0, ti = 0, star = std::string_view::npos, mark = 0;
   while (ti < t.size()) {
@@ -540,6 +560,7 @@ class Parser {
     HERALD_RETURN_IF_ERROR(Table(n, "server", &t));
     auto& s = c->server;
     s.line = static_cast<int>(t->source().begin.line);
+    const toml::node* cors = nullptr;
     for (auto&& [k, v] : *t) {
       std::string key = "server." + std::string(k.str());
       if (k == "listen") {
@@ -582,12 +603,29 @@ class Parser {
         HERALD_RETURN_IF_ERROR(Int(v, key, 0, 1 << 20, &s.page_cache_mb));
       } else if (k == "tail_events") {
         HERALD_RETURN_IF_ERROR(Int(v, key, 1, 10000000, &s.tail_events));
+      } else if (k == "sse_buffer_mb") {
+        HERALD_RETURN_IF_ERROR(Int(v, key, 1, 1 << 20, &s.sse_buffer_mb));
+      } else if (k == "cors_origins") {
+        cors = &v;
+        s.cors_origins.clear();
+        HERALD_RETURN_IF_ERROR(Strings(v, key, &s.cors_origins));
+        for (const auto& o : s.cors_origins) {
+          Status os = ValidateCorsOrigin(o, false);
+          if (!os.ok()) return Err(v, key, os.message());
+        }
       } else {
         return Err(v, key,
                    "unknown key (expected listen, tokens, max_body_bytes, "
                    "max_header_bytes, max_connections, threads, "
                    "idle_timeout, header_timeout, max_wait, heartbeat, "
-                   "page_cache_mb, tail_events)");
+                   "page_cache_mb, tail_events, sse_buffer_mb, "
+                   "cors_origins)");
+      }
+    }
+    if (cors) {
+      for (const auto& o : s.cors_origins) {
+        Status os = ValidateCorsOrigin(o, !s.tokens.empty());
+        if (!os.ok()) return Err(*cors, "server.cors_origins", os.message());
       }
     }
     return Status::OK();

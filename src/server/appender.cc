@@ -4,6 +4,12 @@
 // committed (with SQLite synchronous=FULL, after the fsync). While one
 // commit is under way, new requests queue; the next transaction takes them
 // all, so N concurrent requests cost about one commit, not N.
+//
+// A job whose client has gone (AppendJob::client_gone) when the appender
+// reaches it, in the group transaction or in the one-by-one retry, is not
+// appended. The check is the last moment a job can be withdrawn: once its
+// Store::Append ran inside the group's transaction, it commits with the
+// group, and a client that leaves after that point only misses its answer.
 #include <span>
 #include <vector>
 
@@ -20,7 +26,36 @@ bool FailsAlone(const Status& s) {
   return s.code() == Status::Code::kInvalidArgument ||
          s.code() == Status::Code::kConflict;
 }
+
+bool Gone(const AppendJob& j) {
+  return j.client_gone && j.client_gone->load(std::memory_order_acquire);
+}
+
+Status GoneStatus() {
+  return Status::Unavailable(
+      "the client closed its connection before the append was taken; "
+      "nothing was written");
+}
 }  // namespace
+
+std::optional<Appender::Failure> Appender::failing() const {
+  std::lock_guard lock(failure_mu_);
+  return failure_;
+}
+
+void Appender::Track(const Status& s) {
+  if (FailsAlone(s)) return;  // the request's fault, not the store's
+  std::lock_guard lock(failure_mu_);
+  if (s.ok()) {
+    failure_.reset();
+    return;
+  }
+  auto now = std::chrono::system_clock::now();
+  if (!failure_) failure_ = Failure{"", now, now, 0};
+  failure_->error = s.message();
+  failure_->at = now;
+  ++failure_->count;
+}
 
 Appender::Appender(Store* store, Hub* hub) : store_(store), hub_(hub) {}
 
@@ -89,6 +124,7 @@ void Appender::Process(std::vector<AppendJob>* jobs) {
   std::vector<Result<AppendResult>> results;
   results.reserve(jobs->size());
   bool group_ok = true;
+  uint64_t gone = 0;  // jobs withdrawn because their client left
 
   // Append epochs before and after: if this group's commit is the only one
   // between them, the Hub need not read the store for it (see Hub::Push).
@@ -98,6 +134,11 @@ void Appender::Process(std::vector<AppendJob>* jobs) {
     group_ok = false;
   } else {
     for (auto& j : *jobs) {
+      if (Gone(j)) {
+        results.push_back(GoneStatus());
+        ++gone;
+        continue;
+      }
       auto r = store_->Append(**tx, std::span<Event>(j.events), j.options);
       if (!r.ok() && !FailsAlone(r.status())) {
         group_ok = false;
@@ -114,18 +155,28 @@ void Appender::Process(std::vector<AppendJob>* jobs) {
   }
   if (group_ok) {
     commits_.fetch_add(1);
+    Track(Status::OK());
   } else {
+    if (!tx.ok()) Track(tx.status());
     // Something beyond one request failed (the database is busy or gone):
     // try each job in a transaction of its own so each gets its own answer.
     // Append only filled in ids, times and positions, which a retry
     // keeps or overwrites.
     results.clear();
+    gone = 0;
     for (size_t i = 0; i < jobs->size(); ++i) {
+      if (Gone((*jobs)[i])) {
+        results.push_back(GoneStatus());
+        ++gone;
+        continue;
+      }
       results.push_back(store_->Append(std::span<Event>((*jobs)[i].events),
                                        (*jobs)[i].options));
       if (results.back().ok()) commits_.fetch_add(1);
+      Track(results.back().status());
     }
   }
+  abandoned_.fetch_add(gone);
   uint64_t created = 0;
   for (auto& r : results) {
     if (r.ok()) created += r->created;

@@ -11,7 +11,28 @@
 // re-arms itself when it fires early. Requests are parsed in place from
 // the connection's buffer with Beast's parser. Responses come back from Api
 // on any thread and are posted to the session's io_context.
+//
+// Limits that hold whatever the clients do:
+//   - connections: at most max_connections, lowered at start to what the
+//     descriptor limit (RLIMIT_NOFILE) leaves after the descriptors already
+//     open and a reserve for the store and relays; a connection beyond it is
+//     accepted and closed at once, never left waiting in the backlog. Should
+//     accept() still fail for want of descriptors, a spare descriptor kept
+//     for that purpose is freed to accept and close the waiting ones.
+//   - SSE memory: a stream renders its next chunk (64 KiB at most, unless
+//     one event is larger) only once the shared ByteBudget
+//     ([server] sse_buffer_mb) granted it, and gives the bytes back when the
+//     chunk is written.
+//   - a POST whose client closes the connection while its append waits is
+//     withdrawn (see Appender): the transport keeps reading the socket while
+//     a POST is handled, and an EOF or error marks the request's
+//     client_gone flag (bytes of a pipelined request are kept for later).
+#include <dirent.h>
+#include <fcntl.h>
+#include <poll.h>
 #include <sys/resource.h>
+#include <sys/socket.h>
+#include <unistd.h>
 
 #include <boost/asio/dispatch.hpp>
 #include <boost/asio/executor_work_guard.hpp>
@@ -45,6 +66,15 @@ class ServerImpl;
 constexpr auto kSseWriteTimeout = std::chrono::seconds(30);
 // Bytes asked of the socket per read.
 constexpr size_t kReadChunk = 16384;
+// Frames written to an SSE stream at a time, at most (unless one event is
+// larger): what a stream charges the SSE buffer budget per write.
+constexpr size_t kSseChunkBytes = 64 << 10;
+// Descriptors kept free for the store, relays and the process itself when
+// connections are capped at the descriptor limit.
+constexpr long kFdReserve = 64;
+// Bytes of a pipelined request read while a POST is handled, at most;
+// reading then pauses until the answer is written.
+constexpr size_t kMaxReadAhead = 64 << 10;
 
 // Sockets and timers bound to one io_context's executor (not the
 // type-erased any_io_executor): each handler runs on that context's thread.
@@ -64,7 +94,10 @@ class Session : public std::enable_shared_from_this<Session> {
 
  private:
   void WaitForRequest();
+  // Reads more into buffer_, then parses; no-op while a read is pending
+  // (its completion parses).
   void ReadSome();
+  void OnRead(beast::error_code ec, size_t n);
   // Feeds the buffered bytes to the parser; dispatches a whole request,
   // reads more, or answers a bad one.
   void Parse();
@@ -87,6 +120,8 @@ class Session : public std::enable_shared_from_this<Session> {
   void SseWrite(std::string data);
   void SseWait();
   void SseWatchClose();
+  // Gives back the bytes this stream holds of the SSE budget.
+  void SseRelease();
 
   ServerImpl* const server_;
   Socket socket_;
@@ -102,9 +137,13 @@ class Session : public std::enable_shared_from_this<Session> {
   std::string head_;  // head and body of the response being written
   unsigned version_ = 11;
   bool keep_alive_ = false;
-  bool busy_ = false;  // a request is being handled
+  bool head_request_ = false;  // HEAD: the GET's head, no body
+  bool busy_ = false;          // a request is being handled
   bool stopping_ = false;
   bool closed_ = false;
+  bool reading_ = false;  // a read into buffer_ is pending
+  // Set when the client goes while a request is handled (see the top).
+  std::shared_ptr<std::atomic<bool>> gone_;
   std::string label_;
 
   // SSE state.
@@ -114,6 +153,7 @@ class Session : public std::enable_shared_from_this<Session> {
   uint64_t waiter_ = 0;
   bool writing_ = false;
   std::string sse_buf_;
+  size_t charged_ = 0;  // bytes held of the SSE budget
   std::array<char, 512> sink_{};
 };
 
@@ -122,8 +162,9 @@ class ServerImpl final : public Server {
   ServerImpl(Store* store, const ServerOptions& options, Relay* relay)
       : options_(options),
         store_(store),
-        hub_(store, options.cache_events, options.poll_max),
+        hub_(store, TailEvents(options), options.poll_max),
         appender_(store, &hub_),
+        sse_budget_(static_cast<size_t>(options.config.sse_buffer_mb) << 20),
         pool_(static_cast<size_t>(std::max(1, options.worker_threads))),
         api_(
             store, relay, &hub_, &appender_, &metrics_,
@@ -135,7 +176,10 @@ class ServerImpl final : public Server {
                         ? options.config.threads
                         : static_cast<int>(std::max(
                               1u, std::thread::hardware_concurrency()))),
-        acceptor_(MakeContexts()) {}
+        acceptor_(MakeContexts()) {
+    metrics_.sse_budget = &sse_budget_;
+    metrics_.connection_limit.store(options.config.max_connections);
+  }
 
   ~ServerImpl() override { Stop(); }
 
@@ -205,6 +249,14 @@ class ServerImpl final : public Server {
       rl.rlim_cur = rl.rlim_max;
       setrlimit(RLIMIT_NOFILE, &rl);
     }
+    spare_fd_ = ::open("/dev/null", O_RDONLY | O_CLOEXEC);
+    if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur != RLIM_INFINITY) {
+      long room =
+          static_cast<long>(rl.rlim_cur) - OpenDescriptors() - kFdReserve;
+      long limit =
+          std::max(1L, std::min<long>(room, options_.config.max_connections));
+      metrics_.connection_limit.store(limit);
+    }
     hub_.Start();
     appender_.Start();
     Accept();
@@ -233,8 +285,10 @@ class ServerImpl final : public Server {
     }
     for (auto& s : sessions) s->Shutdown();
     sessions.clear();
-    // 3. Long-polls answer now, SSE streams end.
+    // 3. Long-polls answer now, SSE streams end (those waiting for buffer
+    //    memory too).
     hub_.Stop();
+    sse_budget_.Stop();
     // 4. Wait for in-flight requests (appends included) to be answered.
     auto deadline = Clock::now() + options_.drain_timeout;
     {
@@ -249,6 +303,8 @@ class ServerImpl final : public Server {
       if (t.joinable()) t.join();
     }
     pool_.join();
+    if (spare_fd_ >= 0) ::close(spare_fd_);
+    spare_fd_ = -1;
   }
 
   // Session registry.
@@ -271,6 +327,7 @@ class ServerImpl final : public Server {
   Store* const store_;
   Hub hub_;
   Appender appender_;
+  ByteBudget sse_budget_;
   HttpMetrics metrics_;
   asio::thread_pool pool_;
   Api api_;
@@ -286,6 +343,33 @@ class ServerImpl final : public Server {
     return *iocs_.front();
   }
 
+  // Descriptors this process has open now.
+  static long OpenDescriptors() {
+    long n = 0;
+    if (DIR* d = ::opendir("/proc/self/fd")) {
+      while (dirent* e = ::readdir(d)) {
+        if (e->d_name[0] != '.') ++n;
+      }
+      ::closedir(d);
+    }
+    return n;
+  }
+
+  // Out of descriptors: frees the spare one to accept and close the
+  // connections waiting in the backlog, so none is left hanging.
+  void ShedBacklog() {
+    if (spare_fd_ >= 0) ::close(spare_fd_);
+    int fd = acceptor_.native_handle();
+    pollfd p{fd, POLLIN, 0};
+    while (::poll(&p, 1, 0) == 1 && (p.revents & POLLIN)) {
+      int c = ::accept4(fd, nullptr, nullptr, SOCK_CLOEXEC);
+      if (c < 0) break;
+      ::close(c);
+      metrics_.connections_refused.fetch_add(1);
+    }
+    spare_fd_ = ::open("/dev/null", O_RDONLY | O_CLOEXEC);
+  }
+
   void Accept() {
     // Connections are dealt out to the contexts in turn.
     asio::io_context& ioc = *iocs_[next_ioc_++ % iocs_.size()];
@@ -294,15 +378,22 @@ class ServerImpl final : public Server {
         if (ec == asio::error::operation_aborted || !acceptor_.is_open()) {
           return;
         }
-        // EMFILE and friends: pause briefly rather than spin.
-        auto t = std::make_shared<asio::steady_timer>(
-            acceptor_.get_executor(), std::chrono::milliseconds(50));
-        t->async_wait([this, t](beast::error_code) { Accept(); });
-        return;
+        if (ec == asio::error::no_descriptors || ec.value() == ENFILE) {
+          ShedBacklog();
+        } else {
+          // Other transient failures: pause briefly rather than spin.
+          auto t = std::make_shared<asio::steady_timer>(
+              acceptor_.get_executor(), std::chrono::milliseconds(50));
+          t->async_wait([this, t](beast::error_code) { Accept(); });
+          return;
+        }
+        return Accept();
       }
-      if (metrics_.open_connections.load() >= options_.config.max_connections) {
+      if (metrics_.open_connections.load() >=
+          metrics_.connection_limit.load()) {
         beast::error_code ignored;
         s.close(ignored);
+        metrics_.connections_refused.fetch_add(1);
       } else {
         std::make_shared<Session>(std::move(s), this)->Start();
       }
@@ -312,6 +403,7 @@ class ServerImpl final : public Server {
 
   int port_ = 0;
   std::string address_;
+  int spare_fd_ = -1;  // see ShedBacklog
   std::atomic<bool> stopped_{false};
   std::mutex sessions_mu_;
   std::unordered_map<Session*, std::weak_ptr<Session>> sessions_;  // guarded
@@ -340,6 +432,7 @@ Session::Session(Socket socket, ServerImpl* server)
 }
 
 Session::~Session() {
+  SseRelease();
   if (sse_) server_->metrics_.open_streams.fetch_sub(1);
   server_->Unregister(this);
 }
@@ -400,18 +493,36 @@ void Session::WaitForRequest() {
   if (stopping_ || closed_) return Close();
   parser_.reset();
   if (buffer_.size() > 0) return Parse();  // pipelined
+  // A read started while the last request was handled is still pending:
+  // its completion parses.
   SetDeadline(Clock::now() + server_->options_.config.idle_timeout);
   ReadSome();
 }
 
 void Session::ReadSome() {
+  if (reading_ || closed_) return;
+  reading_ = true;
   socket_.async_read_some(
       buffer_.prepare(kReadChunk),
       [self = shared_from_this()](beast::error_code ec, size_t n) {
-        if (ec) return self->Close();
-        self->buffer_.commit(n);
-        self->Parse();
+        self->OnRead(ec, n);
       });
+}
+
+void Session::OnRead(beast::error_code ec, size_t n) {
+  reading_ = false;
+  if (ec) {
+    // While a POST is handled: its client has gone; withdraw its append.
+    if (busy_ && gone_ && !gone_->exchange(true)) {
+      server_->metrics_.requests_abandoned.fetch_add(1);
+    }
+    return Close();
+  }
+  buffer_.commit(n);
+  if (!busy_) return Parse();
+  // A pipelined request came while one is handled: keep it for later, and
+  // keep watching for the client's leaving up to kMaxReadAhead.
+  if (gone_ && buffer_.size() < kMaxReadAhead) ReadSome();
 }
 
 void Session::Parse() {
@@ -489,6 +600,7 @@ void Session::Dispatch() {
   auto& msg = parser_->get();
   keep_alive_ = msg.keep_alive();
   version_ = msg.version();
+  head_request_ = msg.method() == http::verb::head;
   Request req;
   req.method = std::string(msg.method_string());
   req.target = std::string(msg.target());
@@ -500,8 +612,16 @@ void Session::Dispatch() {
   req.content_type = std::string(msg[http::field::content_type]);
   req.if_none_match = std::string(msg[http::field::if_none_match]);
   req.last_event_id = std::string(msg["Last-Event-ID"]);
+  req.origin = std::string(msg[http::field::origin]);
   req.body = std::move(msg.body());
   parser_.reset();
+  gone_.reset();
+  if (req.method == "POST") {
+    // Watch the socket while the append waits (see the top of the file).
+    gone_ = std::make_shared<std::atomic<bool>>(false);
+    req.client_gone = gone_;
+    ReadSome();
+  }
   server_->api_.Handle(std::move(req), [self = shared_from_this()](
                                            Response r, std::string label) {
     // Inline when answered at once on this thread (cached pages, 304s,
@@ -517,7 +637,7 @@ void Session::Dispatch() {
 void Session::Reply(Response r, const std::string& label) {
   server_->metrics_.Count(label, r.sse ? 200 : r.status);
   if (closed_) return;
-  if (r.sse) return StartSse(std::move(r));
+  if (r.sse && !head_request_) return StartSse(std::move(r));
   WriteResponse(std::move(r));
 }
 
@@ -525,6 +645,7 @@ void Session::ReplyAndClose(int status, std::string_view code,
                             std::string_view msg) {
   server_->metrics_.Count("other", status);
   keep_alive_ = false;
+  head_request_ = false;
   busy_ = true;
   WriteResponse(Api::Error(status, code, msg));
 }
@@ -534,8 +655,13 @@ void Session::WriteResponse(Response r) {
   // the cached event strings, into the connection's write buffer.
   out_ = std::move(r);
   Response& o = *out_;
-  bool keep = keep_alive_ && !stopping_ && !server_->stopping();
-  bool no_body = o.status == 304 || o.status == 204;
+  // HEAD of an SSE stream: the stream's head; its length is unknown.
+  bool keep = keep_alive_ && !stopping_ && !server_->stopping() && !o.sse;
+  bool no_body = o.status == 304 || o.status == 204 || o.sse;
+  if (o.sse) {
+    o.headers.insert(o.headers.begin(), {{"Cache-Control", "no-store"},
+                                         {"X-Accel-Buffering", "no"}});
+  }
   size_t length = o.body.size() + o.tail.size() +
                   (o.shared_body ? o.shared_body->size() : 0);
   for (const auto& p : o.parts) length += p->json.size();
@@ -558,6 +684,8 @@ void Session::WriteResponse(Response r) {
     head_ += "Connection: keep-alive\r\n";
   }
   head_ += "\r\n";
+  // A HEAD answer is the GET's head (Content-Length included) alone.
+  if (head_request_) no_body = true;
   // The head, small bodies and pages from memory go into one buffer,
   // reused across the connection's responses (a 64-entry writev per few KB
   // costs more than copying a page once); a page from the page cache is
@@ -590,6 +718,7 @@ void Session::WriteResponse(Response r) {
           std::string().swap(self->head_);
         }
         self->busy_ = false;
+        self->gone_.reset();
         if (ec || !keep) return self->Close();
         self->WaitForRequest();
       });
@@ -600,6 +729,10 @@ void Session::WriteResponse(Response r) {
 
 void Session::StartSse(Response r) {
   sse_ = true;
+  // A stream reads nothing more than the close: give back the request
+  // buffers.
+  buffer_ = beast::flat_buffer();
+  std::string().swap(head_);
   server_->metrics_.open_streams.fetch_add(1);
   cursor_ = r.sse_offset;
   filter_ = std::move(r.sse_filter);
@@ -609,8 +742,9 @@ void Session::StartSse(Response r) {
   std::string head =
       "HTTP/1.1 200 OK\r\nServer: herald\r\n"
       "Content-Type: text/event-stream\r\nCache-Control: no-store\r\n"
-      "X-Accel-Buffering: no\r\nConnection: close\r\n\r\n"
-      "retry: 1000\n\n";
+      "X-Accel-Buffering: no\r\n";
+  for (const auto& [k, v] : r.headers) head += k + ": " + v + "\r\n";
+  head += "Connection: close\r\n\r\nretry: 1000\n\n";
   SseWatchClose();
   SseWrite(std::move(head));
 }
@@ -634,26 +768,58 @@ void Session::SseWrite(std::string data) {
   asio::async_write(socket_, asio::buffer(sse_buf_),
                     [self = shared_from_this()](beast::error_code ec, size_t) {
                       self->writing_ = false;
+                      // The chunk is out: its memory goes back.
+                      std::string().swap(self->sse_buf_);
+                      self->SseRelease();
                       self->ClearDeadline();
                       if (ec || self->stopping_) return self->Close();
                       self->SsePump();
                     });
 }
 
+void Session::SseRelease() {
+  if (charged_ == 0) return;
+  server_->sse_budget_.Release(charged_);
+  charged_ = 0;
+}
+
 void Session::SsePump() {
   if (closed_) return;
-  server_->api_.SseChunk(
-      cursor_, filter_,
-      [self = shared_from_this()](bool ok, std::string chunk, int64_t next) {
-        asio::post(self->socket_.get_executor(),
-                   [self, ok, chunk = std::move(chunk), next]() mutable {
-                     if (!ok || self->closed_) return self->Close();
-                     self->cursor_ = next;
-                     if (!chunk.empty())
-                       return self->SseWrite(std::move(chunk));
-                     self->SseWait();
-                   });
-      });
+  // First the bytes, then the chunk: nothing is rendered beyond the budget.
+  server_->sse_budget_.Acquire(kSseChunkBytes, [self = shared_from_this()](
+                                                   bool granted) {
+    asio::dispatch(self->socket_.get_executor(), [self, granted] {
+      if (granted)
+        self->charged_ =
+            std::min(kSseChunkBytes, self->server_->sse_budget_.capacity());
+      if (!granted || self->closed_) {
+        self->SseRelease();
+        return self->Close();
+      }
+      self->server_->api_.SseChunk(
+          self->cursor_, self->filter_, self->charged_,
+          [self](bool ok, std::string chunk, int64_t next) {
+            asio::post(self->socket_.get_executor(),
+                       [self, ok, chunk = std::move(chunk), next]() mutable {
+                         if (!ok || self->closed_) {
+                           self->SseRelease();
+                           return self->Close();
+                         }
+                         self->cursor_ = next;
+                         if (chunk.empty()) {
+                           self->SseRelease();
+                           return self->SseWait();
+                         }
+                         // Charge what the chunk holds (more, when one event
+                         // is larger than a chunk).
+                         self->server_->sse_budget_.Resize(self->charged_,
+                                                           chunk.size());
+                         self->charged_ = chunk.size();
+                         self->SseWrite(std::move(chunk));
+                       });
+          });
+    });
+  });
 }
 
 void Session::SseWait() {
@@ -686,6 +852,12 @@ Result<std::unique_ptr<Server>> Server::Start(Store* store,
                                               const ServerOptions& options,
                                               Relay* relay) {
   if (!store) return Status::InvalidArgument("Server::Start needs a store");
+  for (const auto& o : options.config.cors_origins) {
+    Status s = ValidateCorsOrigin(o, !options.config.tokens.empty());
+    if (!s.ok()) {
+      return Status::InvalidArgument("server.cors_origins: " + s.message());
+    }
+  }
   auto server = std::make_unique<detail::ServerImpl>(store, options, relay);
   HERALD_RETURN_IF_ERROR(server->Listen());
   server->Run();

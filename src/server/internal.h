@@ -4,8 +4,8 @@
 //   Hub       follows the store's head, keeps the newest events rendered in
 //             memory, and wakes long-polls and SSE streams.
 //   Appender  group-commits POSTed events: many requests, one transaction.
-//   Api       routes, parameters, authorization and JSON: everything an
-//             HTTP request means, as plain data in and out.
+//   Api       the route table (router.h) and its resources (resources.h):
+//             everything an HTTP request means, as plain data in and out.
 #pragma once
 
 #include <atomic>
@@ -18,6 +18,7 @@
 #include <map>
 #include <memory>
 #include <mutex>
+#include <optional>
 #include <shared_mutex>
 #include <string>
 #include <thread>
@@ -160,8 +161,12 @@ class PageCache {
   explicit PageCache(size_t max_bytes) : max_bytes_(max_bytes) {}
   std::shared_ptr<const std::string> Get(const std::string& key);
   void Put(const std::string& key, std::shared_ptr<const std::string> body);
+  size_t max_bytes() const { return max_bytes_; }
+  // Pages answered from the cache.
+  uint64_t hits() const { return hits_.load(std::memory_order_relaxed); }
 
  private:
+  std::atomic<uint64_t> hits_{0};
   using Entry = std::pair<std::string, std::shared_ptr<const std::string>>;
   const size_t max_bytes_;
   std::mutex mu_;
@@ -170,11 +175,61 @@ class PageCache {
   size_t bytes_ = 0;  // guarded by mu_
 };
 
+// ---- ByteBudget -----------------------------------------------------------
+
+// A shared allowance of bytes for buffers that wait on clients: the SSE
+// chunks rendered for streams and not yet written. Whatever the number of
+// clients, the bytes held under it stay near its capacity: a buffer is
+// rendered only after its bytes were granted, and waits for them when the
+// budget is spent (back-pressure: a slow or stalled client holds back only
+// the streams queued behind it, never the memory). Grants are FIFO and are
+// never refused, only delayed. Thread safety: any thread.
+class ByteBudget {
+ public:
+  explicit ByteBudget(size_t capacity) : capacity_(capacity) {}
+
+  // Calls `grant(true)` once `bytes` (at most capacity()) fit, at once and
+  // on this thread when they fit now and nobody waits; `grant(false)` on
+  // Stop. The grantee then holds those bytes until it Resizes or Releases
+  // them. Callbacks run outside the budget's lock, on the thread that freed
+  // the bytes.
+  void Acquire(size_t bytes, std::function<void(bool granted)> grant);
+  // A held charge of `from` bytes becomes `to` bytes. Growing is never
+  // refused (one event larger than a chunk): it delays later grants.
+  void Resize(size_t from, size_t to);
+  void Release(size_t bytes) { Resize(bytes, 0); }
+  // Fails every waiter and every later Acquire with grant(false).
+  void Stop();
+
+  size_t capacity() const { return capacity_; }
+  size_t used() const;
+  size_t peak() const;
+  size_t waiting() const;
+
+ private:
+  // Grants the waiters that fit now; returns their callbacks, to be called
+  // once mu_ is released. Caller holds mu_.
+  std::vector<std::function<void(bool)>> TakeGrantable();
+
+  const size_t capacity_;
+  mutable std::mutex mu_;
+  size_t used_ = 0;  // guarded by mu_
+  size_t peak_ = 0;  // guarded by mu_
+  std::deque<std::pair<size_t, std::function<void(bool)>>>
+      waiters_;           // guarded by mu_
+  bool stopped_ = false;  // guarded by mu_
+};
+
 // ---- Appender -------------------------------------------------------------
 
 struct AppendJob {
   std::vector<Event> events;
   AppendOptions options;
+  // Set (by the I/O thread) when the client that sent the request has
+  // closed its connection. A job whose client is gone by the time the
+  // appender takes it into a transaction is not appended: it fails with
+  // Unavailable. Null: never gone (library callers).
+  std::shared_ptr<const std::atomic<bool>> client_gone;
   // Called on the appender thread once the job's fate is durable: the
   // stored events, or why nothing was written.
   std::function<void(Result<AppendResult>, std::vector<Event>)> done;
@@ -196,8 +251,25 @@ class Appender {
 
   uint64_t commits() const { return commits_.load(); }
   uint64_t events_appended() const { return appended_.load(); }
+  // Jobs dropped because their client had gone (see AppendJob).
+  uint64_t abandoned() const { return abandoned_.load(); }
+
+  // Why the store refused appends, while it does: set when an append fails
+  // for a reason other than the request itself (a full disk, a read-only
+  // file, the database unreachable), cleared by the next append that
+  // commits. `since` is when the failures began, `at` the latest one.
+  struct Failure {
+    std::string error;
+    std::chrono::system_clock::time_point since;
+    std::chrono::system_clock::time_point at;
+    uint64_t count = 0;  // failed jobs since the last success
+  };
+  std::optional<Failure> failing() const;
 
  private:
+  // Records the outcome of one job's append for failing().
+  void Track(const Status& s);
+
   void Run();
   void Process(std::vector<AppendJob>* jobs);
 
@@ -211,6 +283,9 @@ class Appender {
   std::thread thread_;
   std::atomic<uint64_t> commits_{0};
   std::atomic<uint64_t> appended_{0};
+  std::atomic<uint64_t> abandoned_{0};
+  mutable std::mutex failure_mu_;
+  std::optional<Failure> failure_;  // guarded by failure_mu_
 };
 
 // ---- HTTP as plain data ---------------------------------------------------
@@ -224,7 +299,11 @@ struct Request {
   std::string content_type;
   std::string if_none_match;
   std::string last_event_id;
+  std::string origin;  // the Origin header (browsers; CORS)
   std::string body;
+  // Becomes true when the client closes its connection before the answer
+  // (watched by the transport for POSTs; null when not watched).
+  std::shared_ptr<const std::atomic<bool>> client_gone;
 };
 
 struct Response {
@@ -256,6 +335,14 @@ class HttpMetrics {
   void Render(std::string* out) const;
   std::atomic<int64_t> open_streams{0};
   std::atomic<int64_t> open_connections{0};
+  // Connections at most (max_connections, lowered to fit the descriptor
+  // limit) and connections closed at once because of it.
+  std::atomic<int64_t> connection_limit{0};
+  std::atomic<uint64_t> connections_refused{0};
+  // Requests whose client closed the connection before the answer.
+  std::atomic<uint64_t> requests_abandoned{0};
+  // The SSE buffer budget ([server] sse_buffer_mb); set by the transport.
+  const ByteBudget* sse_budget = nullptr;
 
  private:
   mutable std::mutex mu_;
@@ -272,11 +359,12 @@ class Api {
   void Handle(Request request,
               std::function<void(Response, std::string route_label)> respond);
 
-  // The next piece of an SSE stream at `cursor`: a text chunk of frames and
-  // the new cursor, or an empty chunk when nothing is there yet. Calls
-  // `done` on any thread; `ok` false when the store failed.
+  // The next piece of an SSE stream at `cursor`: a text chunk of frames
+  // (at most `max_bytes`, unless its one event is larger) and the new
+  // cursor, or an empty chunk when nothing is there yet. Calls `done` on any
+  // thread; `ok` false when the store failed.
   void SseChunk(
-      int64_t cursor, const EventFilter& filter,
+      int64_t cursor, const EventFilter& filter, size_t max_bytes,
       std::function<void(bool ok, std::string chunk, int64_t next_cursor)>
           done);
 
@@ -288,6 +376,11 @@ class Api {
   struct Impl;
   std::shared_ptr<Impl> impl_;
 };
+
+// The effective settings of `options` (the config field, unless its
+// deprecated ServerOptions spelling is set).
+size_t PageCacheBytes(const ServerOptions& options);
+size_t TailEvents(const ServerOptions& options);
 
 // Percent-decodes (and '+' to space when `form`). False on a bad escape.
 bool PercentDecode(std::string_view in, bool form, std::string* out);

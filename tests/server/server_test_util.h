@@ -83,6 +83,8 @@ class HttpClient {
       curl_easy_setopt(curl_, CURLOPT_POSTFIELDS, body.c_str());
       curl_easy_setopt(curl_, CURLOPT_POSTFIELDSIZE,
                        static_cast<long>(body.size()));
+    } else if (method == "HEAD") {
+      curl_easy_setopt(curl_, CURLOPT_NOBODY, 1L);  // a head, no body
     } else if (method != "GET") {
       curl_easy_setopt(curl_, CURLOPT_CUSTOMREQUEST, method.c_str());
     }

@@ -1,0 +1,174 @@
+// The relays resource: GET /api/relays (per-route status), the parked
+// events of a route (list, retry, drop). See resources.h for the rules
+// every handler keeps.
+#include <cstdio>
+
+#include "herald/json.h"
+#include "herald/relay.h"
+#include "server/resources.h"
+
+namespace herald::detail {
+
+namespace {
+
+void AppendNumberField(std::string* out, std::string_view name, double v) {
+  out->push_back('"');
+  out->append(name);
+  out->append("\":");
+  char buf[64];
+  std::snprintf(buf, sizeof buf, "%.6f", v);
+  out->append(buf);
+}
+
+class Relays : public ResourceBase,
+               public std::enable_shared_from_this<Relays> {
+ public:
+  using ResourceBase::ResourceBase;
+
+  static void AppendRouteStatus(const RouteStatus& st, std::string* b) {
+    *b += "{\"name\":" + JsonString(st.name) +
+          ",\"sender\":" + JsonString(st.sender) +
+          ",\"on_failure\":" + JsonString(st.on_failure) +
+          ",\"checkpoint\":" + std::to_string(st.checkpoint) +
+          ",\"head\":" + std::to_string(st.head) +
+          ",\"lag_events\":" + std::to_string(st.lag_events) + ",";
+    AppendNumberField(b, "lag_seconds", st.lag_seconds);
+    *b += ",\"parked\":" + std::to_string(st.parked) +
+          ",\"parked_only\":" + std::to_string(st.parked_only) +
+          ",\"last_error\":" + JsonString(st.last_error) +
+          ",\"last_error_at\":" +
+          (st.last_error_at_us ? JsonString(FormatRfc3339(st.last_error_at_us))
+                               : std::string("null")) +
+          ",\"lease_owner\":" + JsonString(st.lease_owner) +
+          ",\"lease_expires_at\":" +
+          (st.lease_expires_at_us
+               ? JsonString(FormatRfc3339(st.lease_expires_at_us))
+               : std::string("null")) +
+          ",\"running\":" + (st.running ? "true" : "false") +
+          ",\"holding_lease\":" + (st.holding_lease ? "true" : "false") +
+          ",\"state\":" + JsonString(st.state) + "}";
+  }
+
+  Status CheckRoute(const std::string& name) const {
+    if (!relay) {
+      return Status::NotFound("no route named '" + name.substr(0, 64) +
+                              "' (this server runs no relay)");
+    }
+    for (const auto& r : relay->routes()) {
+      if (r.name == name) return Status::OK();
+    }
+    return Status::NotFound("no route named '" + name.substr(0, 64) + "'");
+  }
+
+  void GetRelays(std::function<void(Response)> then) {
+    auto self = shared_from_this();
+    executor([self, then = std::move(then)] {
+      std::string body = "{\"routes\":[";
+      if (self->relay) {
+        auto st = self->relay->GetStatuses();
+        if (!st.ok()) return then(ErrorFor(st.status()));
+        for (size_t i = 0; i < st->size(); ++i) {
+          if (i) body += ",";
+          AppendRouteStatus((*st)[i], &body);
+        }
+      }
+      body += "]}";
+      then(NoStoreResponse(std::move(body)));
+    });
+  }
+
+  void GetParked(std::string route, const Query& q,
+                 std::function<void(Response)> then) {
+    Status s = CheckQuery(q, {"state", "limit"});
+    int64_t limit = 1000;
+    std::string state;
+    if (s.ok()) {
+      if (auto* v = QueryValue(q, "limit")) {
+        s = ParseCount("limit", *v, 1, kMaxReadLimit, &limit);
+      }
+    }
+    if (s.ok()) {
+      if (auto* v = QueryValue(q, "state")) {
+        state = *v;
+        if (state != "parked" && state != "held" && state != "retry") {
+          s = Status::InvalidArgument(
+              "state must be parked, held or retry, not '" +
+              state.substr(0, 32) + "'");
+        }
+      }
+    }
+    if (s.ok()) s = CheckRoute(route);
+    if (!s.ok()) return then(ErrorFor(s));
+    auto self = shared_from_this();
+    executor([self, route, state, limit, then = std::move(then)] {
+      auto list =
+          self->relay->ListParked(route, state, static_cast<int>(limit));
+      if (!list.ok()) return then(ErrorFor(list.status()));
+      std::string body = "{\"route\":" + JsonString(route) + ",\"parked\":[";
+      for (size_t i = 0; i < list->size(); ++i) {
+        const auto& p = (*list)[i];
+        if (i) body += ",";
+        body += "{\"state\":" + JsonString(p.state) +
+                ",\"attempts\":" + std::to_string(p.attempts) +
+                ",\"error\":" + JsonString(p.error) +
+                ",\"parked_at\":" + JsonString(FormatRfc3339(p.parked_at_us)) +
+                ",\"event\":";
+        AppendEventJson(p.event, &body);
+        body += "}";
+      }
+      body += "]}";
+      then(NoStoreResponse(std::move(body)));
+    });
+  }
+
+  void ParkedAction(bool retry, std::string route, std::string id,
+                    const Query& q, std::function<void(Response)> then) {
+    Status s = CheckQuery(q, {});
+    if (s.ok() && !IsUuid(id)) {
+      s = Status::InvalidArgument("event id '" + id.substr(0, 64) +
+                                  "' is not a UUID");
+    }
+    if (s.ok()) s = CheckRoute(route);
+    if (!s.ok()) return then(ErrorFor(s));
+    for (char& c : id) c = static_cast<char>(std::tolower(c));
+    auto self = shared_from_this();
+    executor([self, retry, route, id, then = std::move(then)] {
+      Status st = retry ? self->relay->RetryParked(route, id)
+                        : self->relay->DropParked(route, id);
+      if (!st.ok()) return then(ErrorFor(st));
+      Response r;
+      r.status = retry ? 202 : 200;
+      r.body = "{\"route\":" + JsonString(route) + ",\"id\":" + JsonString(id) +
+               ",\"result\":" + (retry ? "\"retry\"" : "\"dropped\"") + "}";
+      then(std::move(r));
+    });
+  }
+};
+
+}  // namespace
+
+void AddRelayRoutes(const Context& ctx, Router* router) {
+  auto relays = std::make_shared<Relays>(ctx);
+  router->Get("/api/relays", Scope::kRead,
+              [relays](Request&& req, const PathParams&, Reply reply) {
+                Status s = CheckQuery(req.query, {});
+                if (!s.ok()) return reply(ErrorFor(s));
+                relays->GetRelays(std::move(reply));
+              });
+  router->Get("/api/relays/{name}/parked", Scope::kRead,
+              [relays](Request&& req, const PathParams& p, Reply reply) {
+                relays->GetParked(p.Get("name"), req.query, std::move(reply));
+              });
+  router->Post("/api/relays/{name}/parked/{id}/retry", Scope::kAdmin,
+               [relays](Request&& req, const PathParams& p, Reply reply) {
+                 relays->ParkedAction(true, p.Get("name"), p.Get("id"),
+                                      req.query, std::move(reply));
+               });
+  router->Delete("/api/relays/{name}/parked/{id}", Scope::kAdmin,
+                 [relays](Request&& req, const PathParams& p, Reply reply) {
+                   relays->ParkedAction(false, p.Get("name"), p.Get("id"),
+                                        req.query, std::move(reply));
+                 });
+}
+
+}  // namespace herald::detail
