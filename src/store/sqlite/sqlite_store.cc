@@ -8,6 +8,7 @@
 
 #include <sqlite3.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 #include <algorithm>
 #include <cerrno>
@@ -553,6 +554,9 @@ class SqliteStore final : public Store {
 
   const std::string path_;
   const StoreOptions options_;
+  // Read-only, in a directory nobody may write: opened with immutable=1.
+  // Set by Init before the store is shared.
+  bool immutable_ = false;
   const int64_t busy_timeout_us_ = options_.busy_timeout.count() * 1000;
 
   std::mutex pool_mu_;
@@ -611,6 +615,29 @@ Status SqliteTransaction::Rollback() {
   return s;
 }
 
+// Whether files can be made in the directory of `path`.
+bool DirectoryWritable(const std::string& path) {
+  auto slash = path.rfind('/');
+  std::string dir = slash == std::string::npos ? "." : path.substr(0, slash);
+  if (dir.empty()) dir = "/";
+  return ::access(dir.c_str(), W_OK) == 0;
+}
+
+// "file:PATH?immutable=1", PATH escaped for a URI.
+std::string ImmutableUri(const std::string& path) {
+  std::string uri = "file:";
+  for (char c : path) {
+    if (c == '%' || c == '?' || c == '#') {
+      char hex[4];
+      std::snprintf(hex, sizeof hex, "%%%02X", static_cast<unsigned char>(c));
+      uri += hex;
+    } else {
+      uri += c;
+    }
+  }
+  return uri + "?immutable=1";
+}
+
 // Busy handler: sleeps 50 µs, doubling up to 1 ms a try, until the timeout
 // (µs, in *arg) has passed; then returns 0 (SQLITE_BUSY). SQLite's default
 // handler sleeps up to 100 ms a try, which starves a connection (a relay's
@@ -634,7 +661,10 @@ Result<std::unique_ptr<Conn>> SqliteStore::OpenConn() {
   int flags = SQLITE_OPEN_NOMUTEX | SQLITE_OPEN_URI;
   flags |= options_.read_only ? SQLITE_OPEN_READONLY
                               : SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE;
-  int rc = sqlite3_open_v2(path_.c_str(), &raw, flags, nullptr);
+  // On a read-only directory (a read-only mount) SQLite cannot make the
+  // WAL index beside the file; such a file is then read as immutable.
+  std::string name = immutable_ ? ImmutableUri(path_) : path_;
+  int rc = sqlite3_open_v2(name.c_str(), &raw, flags, nullptr);
   DbPtr db(raw);
   if (rc != SQLITE_OK) {
     return SqlError(raw, rc,
@@ -710,14 +740,30 @@ Status SqliteStore::Init() {
                                 "file)");
     }
   }
-  auto conn = OpenConn();
-  if (!conn.ok()) return conn.status();
-  sqlite3* db = (*conn)->db.get();
   // Whose file is it? Read before anything is written, so a file that is
   // not herald's is refused unchanged (not even switched to WAL).
+  std::unique_ptr<Conn> conn;
   int64_t tables = 0;
-  auto version = ReadSchemaVersion(db, &tables);
-  if (!version.ok()) return version.status();
+  auto open_and_read = [&]() -> Result<int> {
+    auto c = OpenConn();
+    if (!c.ok()) return c.status();
+    conn = std::move(*c);
+    return ReadSchemaVersion(conn->db.get(), &tables);
+  };
+  auto version = open_and_read();
+  if (!version.ok() && options_.read_only && version.status().IsUnavailable() &&
+      plain_path && !DirectoryWritable(path_)) {
+    immutable_ = true;
+    version = open_and_read();
+  }
+  if (!version.ok()) {
+    if (version.status().message().find(path_) != std::string::npos) {
+      return version.status();
+    }
+    return Status(version.status().code(),
+                  "database '" + path_ + "': " + version.status().message());
+  }
+  sqlite3* db = conn->db.get();
   if (*version < 0 && tables > 0 && !options_.adopt) {
     return Status::Corruption(
         "'" + path_ +
@@ -735,7 +781,7 @@ Status SqliteStore::Init() {
           std::to_string(kSqliteSchemaVersion) +
           " (opened read-only): run `herald migrate`");
     }
-    ReturnConn(std::move(*conn));
+    ReturnConn(std::move(conn));
     return Status::OK();
   }
   // WAL lets readers run beside the single writer, across processes.
@@ -749,7 +795,7 @@ Status SqliteStore::Init() {
   }
   mode.reset();
   HERALD_RETURN_IF_ERROR(Migrate(db));
-  ReturnConn(std::move(*conn));
+  ReturnConn(std::move(conn));
   return Status::OK();
 }
 
@@ -759,8 +805,8 @@ Result<int> SqliteStore::ReadSchemaVersion(sqlite3* db, int64_t* tables) {
                        "sum(name = 'herald_meta') FROM sqlite_master "
                        "WHERE type = 'table'");
   if (!count.ok()) {
-    return Status(count.status().code(), "database '" + path_ +
-                                             "': " + count.status().message());
+    return Status(count.status().code(),
+                  "database '" + path_ + "': " + count.status().message());
   }
   int rc = sqlite3_step(count->get());
   if (rc != SQLITE_ROW) {
