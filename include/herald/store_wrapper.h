@@ -68,9 +68,7 @@ class StoreWrapper : public Store {
                                         int limit) override {
     return target_->ReadStream(stream, from_version, limit);
   }
-  Result<Event> Get(const std::string& id) override {
-    return target_->Get(id);
-  }
+  Result<Event> Get(const std::string& id) override { return target_->Get(id); }
   Result<int64_t> Head() override { return target_->Head(); }
   Result<std::string> DescribeHoldup() override {
     return target_->DescribeHoldup();

@@ -520,8 +520,9 @@ class Relay::RouteRunner {
       double took = std::chrono::duration<double>(Clock::now() - t0).count();
       if (result[0].status.ok()) {
         auto tx = relay_state_->Begin();
-        Status s = tx.ok() ? relay_state_->DropParked(**tx, config_.name, p.event.id)
-                           : tx.status();
+        Status s =
+            tx.ok() ? relay_state_->DropParked(**tx, config_.name, p.event.id)
+                    : tx.status();
         if (s.ok()) s = (*tx)->Commit();
         if (!s.ok() && !s.IsNotFound()) {
           RecordError("dropping a redelivered parked event: " + s.ToString());

@@ -481,8 +481,7 @@ class PgTransaction final : public Transaction {
  public:
   // Owned: a pooled connection; BEGIN goes out with the first statement.
   // `relaxed`: runs with synchronous_commit = off (BeginRelaxed).
-  PgTransaction(PostgresStore* store, std::unique_ptr<Conn> conn,
-                bool relaxed);
+  PgTransaction(PostgresStore* store, std::unique_ptr<Conn> conn, bool relaxed);
   // Joined: the caller's connection, with its transaction open.
   PgTransaction(PostgresStore* store, PGconn* caller);
   ~PgTransaction() override;
@@ -1375,8 +1374,7 @@ Result<std::optional<RouteStatusRow>> PostgresStore::GetRouteStatus(
     auto r = Run(c, kGetRouteStatus, p, "read route status");
     if (!r.ok()) return r.status();
     if (PQntuples(r->get()) == 0) return std::optional<RouteStatusRow>();
-    RouteStatusRow row{pg::BytesAt(r->get(), 0, 0),
-                       pg::BytesAt(r->get(), 0, 1),
+    RouteStatusRow row{pg::BytesAt(r->get(), 0, 0), pg::BytesAt(r->get(), 0, 1),
                        pg::TimestampAt(r->get(), 0, 2)};
     return std::optional<RouteStatusRow>(std::move(row));
   });
