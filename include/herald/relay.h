@@ -30,6 +30,7 @@
 #include <chrono>
 #include <cstdint>
 #include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -168,6 +169,10 @@ class Relay {
   Result<std::vector<ParkedEvent>> ListParked(const std::string& route,
                                               const std::string& state = "",
                                               int limit = 1000) const;
+  // The parked row of one event on a route (one store call), or nullopt
+  // when the route has none for it. NotFound for an unknown route.
+  Result<std::optional<ParkedEvent>> GetParked(const std::string& route,
+                                               const std::string& id) const;
   // Asks the route to send a parked event again (`id` empty: every parked
   // event of the route). The relay holding the route's lease sends it, then
   // the events held behind it in order; then the stream flows normally.

@@ -75,6 +75,9 @@ class RelayState : public virtual Database {
   virtual Result<std::vector<ParkedEvent>> ListParked(const std::string& route,
                                                       const std::string& state,
                                                       int limit) = 0;
+  // The parked row of one event (any case of its UUID), or nullopt.
+  virtual Result<std::optional<ParkedEvent>> GetParked(
+      const std::string& route, const std::string& event_id) = 0;
   // Rows of every state.
   virtual Result<int64_t> CountParked(const std::string& route) = 0;
   // Rows by state, in one query.

@@ -97,6 +97,10 @@ class StoreWrapper : public Store {
                                               int limit) override {
     return target_->ListParked(route, state, limit);
   }
+  Result<std::optional<ParkedEvent>> GetParked(
+      const std::string& route, const std::string& event_id) override {
+    return target_->GetParked(route, event_id);
+  }
   Result<int64_t> CountParked(const std::string& route) override {
     return target_->CountParked(route);
   }

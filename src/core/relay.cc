@@ -988,6 +988,12 @@ Result<std::vector<ParkedEvent>> Relay::ListParked(const std::string& route,
   return state_->ListParked(route, state, limit);
 }
 
+Result<std::optional<ParkedEvent>> Relay::GetParked(
+    const std::string& route, const std::string& id) const {
+  HERALD_RETURN_IF_ERROR(CheckRoute(route));
+  return state_->GetParked(route, id);
+}
+
 Status Relay::RetryParked(const std::string& route, const std::string& id) {
   HERALD_RETURN_IF_ERROR(CheckRoute(route));
   HERALD_RETURN_IF_ERROR(state_->SetParkedState(route, id, "retry"));

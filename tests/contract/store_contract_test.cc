@@ -572,6 +572,17 @@ TEST_P(StoreContract, ParkedCountsByState) {
     }
     ASSERT_TRUE((*tx)->Commit().ok());
   }
+  auto one = store_->GetParked("r", stored[1].id);
+  ASSERT_TRUE(one.ok()) << one.status().ToString();
+  ASSERT_TRUE(one->has_value());
+  EXPECT_EQ((*one)->state, "held");
+  EXPECT_EQ((*one)->event.id, stored[1].id);
+  EXPECT_EQ((*one)->event.position, stored[1].position);
+  std::string upper = stored[1].id;
+  for (char& c : upper) c = static_cast<char>(std::toupper(c));
+  EXPECT_TRUE(store_->GetParked("r", upper)->has_value());
+  EXPECT_FALSE(store_->GetParked("other", stored[1].id)->has_value());
+  EXPECT_FALSE(store_->GetParked("r", NewUuidV7())->has_value());
   auto counts = store_->CountParkedByState("r");
   ASSERT_TRUE(counts.ok()) << counts.status().ToString();
   EXPECT_EQ(counts->parked, 2);

@@ -103,6 +103,7 @@ enum Slot {
   kSaveCheckpoint,
   kPark,
   kListParked,
+  kGetParked,
   kCountParked,
   kCountParkedByState,
   kSetRouteError,
@@ -193,6 +194,14 @@ const char* SlotSql(Slot s) {
              "WHERE p.route = $1::text AND ($2::text = '' OR p.state = "
              "$2::text) ORDER BY p.position "
              "LIMIT CASE WHEN $3::integer > 0 THEN $3::integer END";
+    case kGetParked:
+      return "SELECT p.route, p.state, p.attempts, p.error, p.parked_at, "
+             "coalesce(l.first_position + e.idx, p.position), e.id, e.stream, "
+             "e.stream_version, e.type, e.content_type, e.payload, "
+             "e.metadata, e.occurred_at "
+             "FROM herald_parked p JOIN herald_events e ON e.id = p.event_id "
+             "LEFT JOIN herald_log l ON l.batch = e.batch "
+             "WHERE p.route = $1::text AND p.event_id = $2::uuid";
     case kCountParked:
       return "SELECT count(*) FROM herald_parked WHERE route = $1::text";
     case kCountParkedByState:
@@ -589,6 +598,8 @@ class PostgresStore final : public Store {
   Result<std::vector<ParkedEvent>> ListParked(const std::string& route,
                                               const std::string& state,
                                               int limit) override;
+  Result<std::optional<ParkedEvent>> GetParked(
+      const std::string& route, const std::string& event_id) override;
   Result<int64_t> CountParked(const std::string& route) override;
   Result<ParkedCounts> CountParkedByState(const std::string& route) override;
   Status SetParkedState(const std::string& route, const std::string& id,
@@ -1219,6 +1230,22 @@ Status PostgresStore::Park(Transaction& tx_base, const ParkedEvent& parked) {
   return tx.Exec(kPark, p, "park event").status();
 }
 
+// The rows of a kListParked / kGetParked result.
+std::vector<ParkedEvent> ParkedRows(const PGresult* res) {
+  int rows = PQntuples(res);
+  std::vector<ParkedEvent> out(static_cast<size_t>(rows));
+  for (int i = 0; i < rows; ++i) {
+    ParkedEvent& pe = out[static_cast<size_t>(i)];
+    pe.route = pg::BytesAt(res, i, 0);
+    pe.state = pg::BytesAt(res, i, 1);
+    pe.attempts = pg::Int4At(res, i, 2);
+    pe.error = pg::BytesAt(res, i, 3);
+    pe.parked_at_us = pg::TimestampAt(res, i, 4);
+    RowToEvent(res, i, 5, &pe.event);
+  }
+  return out;
+}
+
 Result<std::vector<ParkedEvent>> PostgresStore::ListParked(
     const std::string& route, const std::string& state, int limit) {
   return WithConn([&](Conn* c) -> Result<std::vector<ParkedEvent>> {
@@ -1226,19 +1253,21 @@ Result<std::vector<ParkedEvent>> PostgresStore::ListParked(
     p.Bytes(route).Bytes(state).Int4(limit);
     auto r = Run(c, kListParked, p, "list parked");
     if (!r.ok()) return r.status();
-    const PGresult* res = r->get();
-    int rows = PQntuples(res);
-    std::vector<ParkedEvent> out(static_cast<size_t>(rows));
-    for (int i = 0; i < rows; ++i) {
-      ParkedEvent& pe = out[static_cast<size_t>(i)];
-      pe.route = pg::BytesAt(res, i, 0);
-      pe.state = pg::BytesAt(res, i, 1);
-      pe.attempts = pg::Int4At(res, i, 2);
-      pe.error = pg::BytesAt(res, i, 3);
-      pe.parked_at_us = pg::TimestampAt(res, i, 4);
-      RowToEvent(res, i, 5, &pe.event);
-    }
-    return out;
+    return ParkedRows(r->get());
+  });
+}
+
+Result<std::optional<ParkedEvent>> PostgresStore::GetParked(
+    const std::string& route, const std::string& event_id) {
+  if (!IsUuid(event_id)) return std::optional<ParkedEvent>();
+  return WithConn([&](Conn* c) -> Result<std::optional<ParkedEvent>> {
+    Params p;
+    p.Bytes(route).Text(event_id);
+    auto r = Run(c, kGetParked, p, "read parked");
+    if (!r.ok()) return r.status();
+    auto rows = ParkedRows(r->get());
+    if (rows.empty()) return std::optional<ParkedEvent>();
+    return std::optional<ParkedEvent>(std::move(rows.front()));
   });
 }
 

@@ -482,6 +482,8 @@ class SqliteStore final : public Store {
   Result<std::vector<ParkedEvent>> ListParked(const std::string& route,
                                               const std::string& state,
                                               int limit) override;
+  Result<std::optional<ParkedEvent>> GetParked(
+      const std::string& route, const std::string& event_id) override;
   Result<int64_t> CountParked(const std::string& route) override;
   Result<ParkedCounts> CountParkedByState(const std::string& route) override;
   Status SetParkedState(const std::string& route, const std::string& id,
@@ -549,6 +551,11 @@ class SqliteStore final : public Store {
   // Reads the schema version without a write lock: -1 when the database
   // holds no herald_meta table; `tables` is how many tables it holds.
   Result<int> ReadSchemaVersion(sqlite3* db, int64_t* tables);
+  // Parked rows of `route`, of `state` and `event_id` when not empty.
+  Result<std::vector<ParkedEvent>> QueryParked(const std::string& route,
+                                               const std::string& state,
+                                               const std::string& event_id,
+                                               int limit);
   Status CheckVersion(int version);
   Result<int64_t> QueryInt(Conn* c, Slot slot);
 
@@ -1234,8 +1241,22 @@ Status SqliteStore::Park(Transaction& tx_base, const ParkedEvent& p) {
   return Status::OK();
 }
 
+Result<std::optional<ParkedEvent>> SqliteStore::GetParked(
+    const std::string& route, const std::string& event_id) {
+  auto rows = QueryParked(route, "", LowerId(event_id), 1);
+  if (!rows.ok()) return rows.status();
+  if (rows->empty()) return std::optional<ParkedEvent>();
+  return std::optional<ParkedEvent>(std::move(rows->front()));
+}
+
 Result<std::vector<ParkedEvent>> SqliteStore::ListParked(
     const std::string& route, const std::string& state, int limit) {
+  return QueryParked(route, state, "", limit);
+}
+
+Result<std::vector<ParkedEvent>> SqliteStore::QueryParked(
+    const std::string& route, const std::string& state,
+    const std::string& event_id, int limit) {
   Lease c(this);
   HERALD_RETURN_IF_ERROR(c.status());
   std::string sql =
@@ -1244,6 +1265,7 @@ Result<std::vector<ParkedEvent>> SqliteStore::ListParked(
       "e.payload, e.metadata, e.occurred_at FROM herald_parked p "
       "JOIN herald_events e ON e.id = p.event_id WHERE p.route = ?1";
   if (!state.empty()) sql += " AND p.state = ?2";
+  if (!event_id.empty()) sql += " AND p.event_id = ?4";
   sql += " ORDER BY p.position LIMIT ?3";
   auto st = Prepare(c->db.get(), sql);
   if (!st.ok()) return st.status();
@@ -1251,6 +1273,7 @@ Result<std::vector<ParkedEvent>> SqliteStore::ListParked(
   BindText(s, 1, route);
   if (!state.empty()) BindText(s, 2, state);
   sqlite3_bind_int(s, 3, limit);
+  if (!event_id.empty()) BindText(s, 4, event_id);
   std::vector<ParkedEvent> out;
   int rc;
   while ((rc = sqlite3_step(s)) == SQLITE_ROW) {
