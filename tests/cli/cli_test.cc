@@ -178,6 +178,26 @@ TEST_F(Cli, ReadWhileAnotherProcessHoldsTheWriteLock) {
   sqlite3_close(db);
 }
 
+// A database an older herald made (schema 1) is still read: the read-only
+// open gives way to a migrating one, as before.
+TEST_F(Cli, ReadOfAnOlderSchemaMigratesItFirst) {
+  sqlite3* db;
+  ASSERT_EQ(sqlite3_open(db_.c_str(), &db), SQLITE_OK);
+  ASSERT_EQ(sqlite3_exec(db,
+                         "DROP TABLE herald_route_status;"
+                         "DROP INDEX herald_inbox_by_time;"
+                         "UPDATE herald_meta SET value = '1' "
+                         "WHERE key = 'schema_version'",
+                         nullptr, nullptr, nullptr),
+            SQLITE_OK);
+  sqlite3_close(db);
+  ASSERT_EQ(Run({"read", "--db", db_}), 0) << err_;
+  EXPECT_EQ(std::count(out_.begin(), out_.end(), '\n'), 1) << out_;
+  auto store = OpenStore(db_);
+  ASSERT_TRUE(store.ok()) << store.status().ToString();
+  EXPECT_TRUE((*store)->GetRouteStatus("r").ok()) << "migrated to schema 2";
+}
+
 // One event per UUID whatever its case; append prints the event as stored.
 TEST_F(Cli, AppendStoresAnUpperCaseIdInLowerCase) {
   std::string lower = NewUuidV7();
