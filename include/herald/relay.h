@@ -30,6 +30,7 @@
 #include <chrono>
 #include <cstdint>
 #include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -108,8 +109,13 @@ using RelayOptions = RelaySettings;
 
 class Relay {
  public:
-  // `store` is not owned and must outlive the relay.
+  // `store` is not owned and must outlive the relay. Relays the store's
+  // own event log, keeping its state in the same store.
   explicit Relay(Store* store, RelayOptions options = {});
+  // Relays the events of `source` (herald's log, or a table an application
+  // already has), keeping checkpoints, parked events, leases and route
+  // status in `state`. Neither is owned; both must outlive the relay.
+  Relay(EventSource* source, RelayState* state, RelayOptions options = {});
   // Stops the relay (as Stop()).
   ~Relay();
   Relay(const Relay&) = delete;
@@ -118,6 +124,9 @@ class Relay {
   // Makes a relay with every route of `config`; senders are made from their
   // URLs. InvalidArgument for a bad route (names the route).
   static Result<std::unique_ptr<Relay>> FromConfig(Store* store,
+                                                   const Config& config);
+  static Result<std::unique_ptr<Relay>> FromConfig(EventSource* source,
+                                                   RelayState* state,
                                                    const Config& config);
 
   // Adds a route before Start. The first form makes its sender from
@@ -146,7 +155,9 @@ class Relay {
   const std::vector<RouteConfig>& routes() const { return routes_; }
 
   // Status of one route (NotFound for an unknown name) or of all routes in
-  // config order. Reads the store; Unavailable when it cannot.
+  // config order. Reads the store with a constant number of calls per route
+  // (checkpoint, head, status row, lease, parked counts by state, and at
+  // most 10 pages of events for lag_seconds); Unavailable when it cannot.
   Result<RouteStatus> GetStatus(const std::string& route) const;
   Result<std::vector<RouteStatus>> GetStatuses() const;
 
@@ -158,6 +169,10 @@ class Relay {
   Result<std::vector<ParkedEvent>> ListParked(const std::string& route,
                                               const std::string& state = "",
                                               int limit = 1000) const;
+  // The parked row of one event on a route (one store call), or nullopt
+  // when the route has none for it. NotFound for an unknown route.
+  Result<std::optional<ParkedEvent>> GetParked(const std::string& route,
+                                               const std::string& id) const;
   // Asks the route to send a parked event again (`id` empty: every parked
   // event of the route). The relay holding the route's lease sends it, then
   // the events held behind it in order; then the stream flows normally.
@@ -181,7 +196,8 @@ class Relay {
   Status CheckRoute(const std::string& route) const;
   void LeaseLoop();
 
-  Store* const store_;
+  EventSource* const source_;
+  RelayState* const state_;
   const RelayOptions options_;
   std::vector<RouteConfig> routes_;
   std::vector<std::unique_ptr<Sender>> given_senders_;  // null: from URL

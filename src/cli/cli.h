@@ -7,11 +7,13 @@
 
 #include <iosfwd>
 #include <map>
+#include <memory>
 #include <string>
 #include <string_view>
 #include <vector>
 
 #include "herald/status.h"
+#include "herald/store.h"
 
 namespace herald::cli {
 
@@ -29,6 +31,14 @@ int ExitCodeFor(const Status& s);
 
 // Prints "herald: <message>" to err and returns ExitCodeFor(s).
 int Fail(std::ostream& err, const Status& s);
+
+// Opens the store at `url` for a command that only reads: read-only (no
+// file created, no migration, no write lock). A missing SQLite file is
+// InvalidArgument (exit 2). A database whose schema is older than this
+// binary's is opened as before (migrated), so an upgrade needs no extra
+// step.
+Result<std::unique_ptr<Store>> OpenForReading(const std::string& url,
+                                              StoreOptions options);
 
 // What a command accepts.
 struct FlagSpec {

@@ -20,7 +20,9 @@ struct Loaded {
 };
 
 // Loads the config, opens its store and builds the relay (not started).
-Result<Loaded> LoadRelay(const Flags& flags, bool run_sequencer) {
+// `read_only`: the command only reads (relay status, parked list).
+Result<Loaded> LoadRelay(const Flags& flags, bool run_sequencer,
+                         bool read_only = false) {
   auto path = flags.Require("config");
   if (!path.ok()) return path.status();
   auto config = LoadConfig(*path);
@@ -29,7 +31,8 @@ Result<Loaded> LoadRelay(const Flags& flags, bool run_sequencer) {
   l.config = std::move(*config);
   StoreOptions options = l.config.store_options;
   options.run_sequencer = run_sequencer;
-  auto store = OpenStore(l.config.store_url, options);
+  auto store = read_only ? OpenForReading(l.config.store_url, options)
+                         : OpenStore(l.config.store_url, options);
   if (!store.ok()) return store.status();
   l.store = std::move(*store);
   auto relay = Relay::FromConfig(l.store.get(), l.config);
@@ -123,7 +126,7 @@ int RunRelayStatus(const std::vector<std::string>& args, std::ostream& out,
     return Fail(err, Status::InvalidArgument("unexpected argument '" +
                                              flags.positional()[0] + "'"));
   }
-  auto l = LoadRelay(flags, false);
+  auto l = LoadRelay(flags, false, /*read_only=*/true);
   if (!l.ok()) return Fail(err, l.status());
   std::vector<RouteStatus> list;
   if (flags.Has("route")) {
@@ -239,7 +242,7 @@ int RunParked(const std::vector<std::string>& args, std::ostream& out,
   }
   auto limit = flags.GetInt("limit", 1000, 1, 100000);
   if (!limit.ok()) return Fail(err, limit.status());
-  auto l = LoadRelay(flags, false);
+  auto l = LoadRelay(flags, false, /*read_only=*/action == "list");
   if (!l.ok()) return Fail(err, l.status());
   s = CheckRouteFlag(*l, *route);
   if (!s.ok()) return Fail(err, s);

@@ -24,7 +24,33 @@ Result<std::unique_ptr<Store>> OpenFromFlags(const Flags& flags,
   return OpenStore(*db, options);
 }
 
+// For commands that only read: never creates, migrates or takes a write
+// lock (see OpenForReading in cli.h).
+Result<std::unique_ptr<Store>> OpenReadOnlyFromFlags(const Flags& flags) {
+  auto db = flags.Require("db");
+  if (!db.ok()) return db.status();
+  return OpenForReading(*db, StoreOptions{});
+}
+
 }  // namespace
+
+Result<std::unique_ptr<Store>> OpenForReading(const std::string& url,
+                                              StoreOptions options) {
+  options.read_only = true;
+  options.run_sequencer = false;
+  auto store = OpenStore(url, options);
+  if (store.ok()) return store;
+  if (store.status().IsNotFound()) {
+    return Status::InvalidArgument(store.status().message());
+  }
+  if (store.status().code() == Status::Code::kFailedPrecondition) {
+    // An older schema, none yet (an empty file or database), or a newer one
+    // (refused again below): open as before, migrating.
+    options.read_only = false;
+    return OpenStore(url, options);
+  }
+  return store;
+}
 
 int RunAppend(const std::vector<std::string>& args, std::ostream& out,
               std::ostream& err) {
@@ -74,6 +100,20 @@ int RunAppend(const std::vector<std::string>& args, std::ostream& out,
   if (!store.ok()) return Fail(err, store.status());
   auto r = (*store)->Append(std::span<Event>(&e, 1), options);
   if (!r.ok()) return Fail(err, r.status());
+  // Print the event as stored: its lower-case id and its position, which
+  // PostgreSQL gives at or shortly after the commit.
+  auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(2);
+  while (true) {
+    uint64_t epoch = (*store)->append_epoch();
+    auto stored = (*store)->Get(e.id);
+    if (stored.ok() && stored->position > 0) {
+      e = std::move(*stored);
+      break;
+    }
+    if (!stored.ok() && !stored.status().IsNotFound()) break;
+    if (std::chrono::steady_clock::now() >= deadline) break;
+    (*store)->WaitForAppend(epoch, std::chrono::milliseconds(20));
+  }
   out << EventToJson(e) << "\n";
   out.flush();
   return kExitOk;
@@ -99,7 +139,7 @@ int RunRead(const std::vector<std::string>& args, std::ostream& out,
   if (!limit.ok()) return Fail(err, limit.status());
   bool follow = flags.Has("follow");
 
-  auto store = OpenFromFlags(flags);
+  auto store = OpenReadOnlyFromFlags(flags);
   if (!store.ok()) return Fail(err, store.status());
   if (follow) InstallStopSignals();
 

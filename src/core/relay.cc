@@ -42,10 +42,6 @@ const std::vector<double>& LatencyBounds() {
   return b;
 }
 
-std::string ErrorNoteName(const std::string& route) {
-  return "relay-error/" + route;
-}
-
 // The sender URL without user:password.
 std::string RedactUrl(const std::string& url) {
   auto scheme_end = url.find("://");
@@ -94,7 +90,8 @@ class Relay::RouteRunner {
   RouteRunner(Relay* relay, const RouteConfig& config,
               std::unique_ptr<Sender> sender)
       : relay_(relay),
-        store_(relay->store_),
+        source_(relay->source_),
+        relay_state_(relay->state_),
         config_(config),
         sender_(std::move(sender)),
         rng_(std::random_device{}()) {
@@ -132,7 +129,7 @@ class Relay::RouteRunner {
   // Renews or takes the lease. Returns when to try next.
   Clock::time_point TendLease(const std::string& owner, milliseconds ttl) {
     auto t0 = Clock::now();
-    auto r = store_->AcquireLease(LeaseName(config_.name), owner, ttl);
+    auto r = relay_state_->AcquireLease(LeaseName(config_.name), owner, ttl);
     milliseconds renew_every = std::max(ttl / 4, milliseconds(10));
     if (!r.ok()) {
       // Keep the old deadline: the runner stops when it passes.
@@ -148,7 +145,7 @@ class Relay::RouteRunner {
     }
     lease_until_ns_.store(0);
     // Someone else holds it: try again right after it would expire.
-    auto info = store_->GetLease(LeaseName(config_.name));
+    auto info = relay_state_->GetLease(LeaseName(config_.name));
     milliseconds wait = renew_every;
     if (info.ok() && info->has_value()) {
       int64_t left_us = (*info)->expires_at_us - NowMicros();
@@ -160,7 +157,7 @@ class Relay::RouteRunner {
 
   void ReleaseLease(const std::string& owner) {
     lease_until_ns_.store(0);
-    (void)store_->ReleaseLease(LeaseName(config_.name), owner);
+    (void)relay_state_->ReleaseLease(LeaseName(config_.name), owner);
   }
 
   bool HoldsLease() const {
@@ -213,7 +210,7 @@ class Relay::RouteRunner {
         }
       }
       auto slice = std::min<Clock::duration>(deadline - now, kWaitSlice);
-      uint64_t e = store_->WaitForAppend(
+      uint64_t e = source_->WaitForAppend(
           *epoch, std::chrono::duration_cast<milliseconds>(slice) +
                       milliseconds(slice < kWaitSlice ? 1 : 0));
       if (e != *epoch) return;
@@ -251,15 +248,12 @@ class Relay::RouteRunner {
       metrics_.last_error = text;
       metrics_.last_error_at_us = now;
     }
-    // Kept in the store (a lease row whose owner is the message and whose
-    // expiry is its time) so `herald relay status` elsewhere sees it.
-    // Written at most every 200 ms per route. Runner and saver threads
-    // both report errors: error_mu_ orders their writes.
+    // Kept in the route's status row so `herald relay status` elsewhere
+    // sees it. Written at most every 200 ms per route. Runner and saver
+    // threads both report errors: error_mu_ orders their writes.
     std::lock_guard<std::mutex> lock(error_mu_);
     if (text == stored_error_ && now - stored_error_at_ < 200000) return;
-    auto ok = store_->AcquireLease(ErrorNoteName(config_.name), text,
-                                   milliseconds(0));
-    if (ok.ok() && *ok) {
+    if (relay_state_->SetRouteError(config_.name, text, now).ok()) {
       stored_error_ = text;
       stored_error_at_ = now;
     }
@@ -276,7 +270,7 @@ class Relay::RouteRunner {
 
   // Loads the checkpoint and the parked rows after gaining the lease.
   Status Load() {
-    auto cp = store_->GetCheckpoint(CheckpointName(config_.name));
+    auto cp = relay_state_->GetCheckpoint(CheckpointName(config_.name));
     if (!cp.ok()) return cp.status();
     checkpoint_ = std::max<int64_t>(*cp, 1);
     {
@@ -288,7 +282,7 @@ class Relay::RouteRunner {
 
   // Reloads the held streams and parked ids; returns the rows when `rows`.
   Status RefreshParked(std::vector<ParkedEvent>* rows) {
-    auto list = store_->ListParked(config_.name, "", kMaxParkedScan);
+    auto list = relay_state_->ListParked(config_.name, "", kMaxParkedScan);
     if (!list.ok()) return list.status();
     held_streams_.clear();
     parked_ids_.clear();
@@ -303,13 +297,13 @@ class Relay::RouteRunner {
   // Parked rows and the checkpoint in one transaction. Relaxed (not
   // flushed at once): losing it to a power failure only repeats deliveries.
   Status SaveCheckpoint(int64_t next, const std::vector<ParkedEvent>& parks) {
-    auto tx = store_->BeginRelaxed();
+    auto tx = relay_state_->BeginRelaxed();
     if (!tx.ok()) return tx.status();
     for (const auto& p : parks) {
-      HERALD_RETURN_IF_ERROR(store_->Park(**tx, p));
+      HERALD_RETURN_IF_ERROR(relay_state_->Park(**tx, p));
     }
     HERALD_RETURN_IF_ERROR(
-        store_->SaveCheckpoint(**tx, CheckpointName(config_.name), next));
+        relay_state_->SaveCheckpoint(**tx, CheckpointName(config_.name), next));
     HERALD_RETURN_IF_ERROR((*tx)->Commit());
     std::lock_guard<std::mutex> lock(mu_);
     metrics_.checkpoint = next;
@@ -525,9 +519,10 @@ class Relay::RouteRunner {
       sender_->Send(one, result, LeaseDeadline());
       double took = std::chrono::duration<double>(Clock::now() - t0).count();
       if (result[0].status.ok()) {
-        auto tx = store_->Begin();
-        Status s = tx.ok() ? store_->DropParked(**tx, config_.name, p.event.id)
-                           : tx.status();
+        auto tx = relay_state_->Begin();
+        Status s =
+            tx.ok() ? relay_state_->DropParked(**tx, config_.name, p.event.id)
+                    : tx.status();
         if (s.ok()) s = (*tx)->Commit();
         if (!s.ok() && !s.IsNotFound()) {
           RecordError("dropping a redelivered parked event: " + s.ToString());
@@ -554,8 +549,8 @@ class Relay::RouteRunner {
         again.attempts = p.attempts + attempt;
         again.error = result[0].status.ToString();
         again.parked_at_us = 0;
-        auto tx = store_->Begin();
-        Status s = tx.ok() ? store_->Park(**tx, again) : tx.status();
+        auto tx = relay_state_->Begin();
+        Status s = tx.ok() ? relay_state_->Park(**tx, again) : tx.status();
         if (s.ok()) s = (*tx)->Commit();
         if (!s.ok()) RecordError("re-parking: " + s.ToString());
         std::lock_guard<std::mutex> lock(mu_);
@@ -621,9 +616,9 @@ class Relay::RouteRunner {
       }
       req.limit =
           static_cast<int>(std::max<int64_t>(1, config_.batch - unsaved));
-      uint64_t epoch = store_->append_epoch();
+      uint64_t epoch = source_->append_epoch();
       req.offset = checkpoint_;
-      auto page = store_->Read(req);
+      auto page = source_->Read(req);
       if (!page.ok()) {
         RecordError("reading events: " + page.status().ToString());
         SetState("retrying");
@@ -705,7 +700,8 @@ class Relay::RouteRunner {
   }
 
   Relay* const relay_;
-  Store* const store_;
+  EventSource* const source_;
+  RelayState* const relay_state_;
   const RouteConfig config_;
   std::unique_ptr<Sender> sender_;
   std::thread thread_;
@@ -748,7 +744,11 @@ class Relay::RouteRunner {
 // ---- Relay -----------------------------------------------------------------
 
 Relay::Relay(Store* store, RelayOptions options)
-    : store_(store),
+    : Relay(store, store, std::move(options)) {}
+
+Relay::Relay(EventSource* source, RelayState* state, RelayOptions options)
+    : source_(source),
+      state_(state),
       options_(std::move(options)),
       shared_(std::make_unique<Shared>()) {
   shared_->owner = options_.owner.empty() ? DefaultOwner() : options_.owner;
@@ -765,7 +765,13 @@ std::string Relay::LeaseName(const std::string& route) {
 
 Result<std::unique_ptr<Relay>> Relay::FromConfig(Store* store,
                                                  const Config& config) {
-  auto relay = std::make_unique<Relay>(store, config.relay);
+  return FromConfig(store, store, config);
+}
+
+Result<std::unique_ptr<Relay>> Relay::FromConfig(EventSource* source,
+                                                 RelayState* state,
+                                                 const Config& config) {
+  auto relay = std::make_unique<Relay>(source, state, config.relay);
   for (const auto& r : config.routes) {
     HERALD_RETURN_IF_ERROR(relay->AddRoute(r));
   }
@@ -892,10 +898,10 @@ Result<RouteStatus> Relay::GetStatus(const std::string& route) const {
   s.name = cfg->name;
   s.sender = RedactUrl(cfg->sender);
   s.on_failure = std::string(FailurePolicyName(cfg->on_failure));
-  auto cp = store_->GetCheckpoint(CheckpointName(route));
+  auto cp = state_->GetCheckpoint(CheckpointName(route));
   if (!cp.ok()) return cp.status();
   s.checkpoint = std::max<int64_t>(*cp, 1);
-  auto head = store_->Head();
+  auto head = source_->Head();
   if (!head.ok()) return head.status();
   s.head = *head;
   s.lag_events = std::max<int64_t>(0, s.head - s.checkpoint + 1);
@@ -906,7 +912,7 @@ Result<RouteStatus> Relay::GetStatus(const std::string& route) const {
     req.limit = 100;
     int64_t now = NowMicros();
     for (int pages = 0; pages < 10; ++pages) {
-      auto page = store_->Read(req);
+      auto page = source_->Read(req);
       if (!page.ok()) return page.status();
       bool found = false;
       for (const auto& e : page->events) {
@@ -922,21 +928,19 @@ Result<RouteStatus> Relay::GetStatus(const std::string& route) const {
       req.offset = page->next_offset;
     }
   }
-  auto parked = store_->CountParked(route);
+  // One query each: the counts by state, the route's status row, the
+  // lease. Never a listing of the parked rows.
+  auto parked = state_->CountParkedByState(route);
   if (!parked.ok()) return parked.status();
-  s.parked = *parked;
-  if (s.parked > 0) {
-    auto only = store_->ListParked(route, "parked", kMaxParkedScan);
-    if (!only.ok()) return only.status();
-    s.parked_only = static_cast<int64_t>(only->size());
+  s.parked = parked->total();
+  s.parked_only = parked->parked;
+  auto row = state_->GetRouteStatus(route);
+  if (!row.ok()) return row.status();
+  if (row->has_value()) {
+    s.last_error = (*row)->last_error;
+    s.last_error_at_us = (*row)->last_error_at_us;
   }
-  auto note = store_->GetLease(ErrorNoteName(route));
-  if (!note.ok()) return note.status();
-  if (note->has_value()) {
-    s.last_error = (*note)->owner;
-    s.last_error_at_us = (*note)->expires_at_us;
-  }
-  auto lease = store_->GetLease(LeaseName(route));
+  auto lease = state_->GetLease(LeaseName(route));
   if (!lease.ok()) return lease.status();
   if (lease->has_value() && (*lease)->expires_at_us > NowMicros()) {
     s.lease_owner = (*lease)->owner;
@@ -981,12 +985,18 @@ Result<std::vector<ParkedEvent>> Relay::ListParked(const std::string& route,
     return Status::InvalidArgument("unknown parked state '" + state +
                                    "' (expected parked, held or retry)");
   }
-  return store_->ListParked(route, state, limit);
+  return state_->ListParked(route, state, limit);
+}
+
+Result<std::optional<ParkedEvent>> Relay::GetParked(
+    const std::string& route, const std::string& id) const {
+  HERALD_RETURN_IF_ERROR(CheckRoute(route));
+  return state_->GetParked(route, id);
 }
 
 Status Relay::RetryParked(const std::string& route, const std::string& id) {
   HERALD_RETURN_IF_ERROR(CheckRoute(route));
-  HERALD_RETURN_IF_ERROR(store_->SetParkedState(route, id, "retry"));
+  HERALD_RETURN_IF_ERROR(state_->SetParkedState(route, id, "retry"));
   for (size_t i = 0; i < runners_.size(); ++i) {
     if (routes_[i].name == route) runners_[i]->Wake(true);
   }
@@ -995,9 +1005,9 @@ Status Relay::RetryParked(const std::string& route, const std::string& id) {
 
 Status Relay::DropParked(const std::string& route, const std::string& id) {
   HERALD_RETURN_IF_ERROR(CheckRoute(route));
-  auto tx = store_->Begin();
+  auto tx = state_->Begin();
   if (!tx.ok()) return tx.status();
-  HERALD_RETURN_IF_ERROR(store_->DropParked(**tx, route, id));
+  HERALD_RETURN_IF_ERROR(state_->DropParked(**tx, route, id));
   HERALD_RETURN_IF_ERROR((*tx)->Commit());
   for (size_t i = 0; i < runners_.size(); ++i) {
     if (routes_[i].name == route) runners_[i]->Wake(true);

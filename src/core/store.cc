@@ -1,4 +1,5 @@
-// The non-virtual parts of Store: convenience calls and the append signal.
+// The non-virtual parts of the store interfaces: convenience calls, the
+// transaction ownership check and the in-process append signal.
 #include "herald/store.h"
 
 #include <condition_variable>
@@ -6,17 +7,28 @@
 
 namespace herald {
 
-struct Store::Signal {
+Status Database::CheckOwn(const Transaction& tx) const {
+  if (tx.database() == this) return Status::OK();
+  return Status::InvalidArgument(
+      "the transaction belongs to another store (" +
+      std::string(tx.database() ? tx.database()->backend() : "unknown") +
+      "); pass a transaction made by this store's Begin or Join");
+}
+
+struct EventLog::Signal {
   std::mutex mu;
   std::condition_variable cv;
   uint64_t epoch = 0;  // guarded by mu
 };
 
-Store::Store() : signal_(std::make_unique<Signal>()) {}
+EventLog::EventLog() : signal_(std::make_unique<Signal>()) {}
+EventLog::~EventLog() = default;
+
+Store::Store() = default;
 Store::~Store() = default;
 
-Result<AppendResult> Store::Append(std::span<Event> events,
-                                   const AppendOptions& options) {
+Result<AppendResult> EventLog::Append(std::span<Event> events,
+                                      const AppendOptions& options) {
   auto tx = Begin();
   if (!tx.ok()) return tx.status();
   auto r = Append(**tx, events, options);
@@ -25,8 +37,8 @@ Result<AppendResult> Store::Append(std::span<Event> events,
   return r;
 }
 
-Result<Page> Store::Scan(const ReadRequest& request,
-                         const EventVisitor& visit) {
+Result<Page> EventLog::Scan(const ReadRequest& request,
+                            const EventVisitor& visit) {
   auto page = Read(request);
   if (!page.ok()) return page.status();
   for (const Event& e : page->events) visit(e);
@@ -34,26 +46,36 @@ Result<Page> Store::Scan(const ReadRequest& request,
   return page;
 }
 
-Status Store::SaveCheckpoint(const std::string& name, int64_t next_offset) {
+Result<EventLog::Holdup> EventLog::GetHoldup() {
+  auto d = DescribeHoldup();
+  if (!d.ok()) return d.status();
+  Holdup h;
+  h.held = !d->empty();
+  h.description = std::move(*d);
+  return h;
+}
+
+Status RelayState::SaveCheckpoint(const std::string& name,
+                                  int64_t next_offset) {
   auto tx = Begin();
   if (!tx.ok()) return tx.status();
   HERALD_RETURN_IF_ERROR(SaveCheckpoint(**tx, name, next_offset));
   return (*tx)->Commit();
 }
 
-uint64_t Store::append_epoch() const {
+uint64_t EventLog::append_epoch() const {
   std::lock_guard<std::mutex> lock(signal_->mu);
   return signal_->epoch;
 }
 
-uint64_t Store::WaitForAppend(uint64_t seen,
-                              std::chrono::milliseconds timeout) {
+uint64_t EventLog::WaitForAppend(uint64_t seen,
+                                 std::chrono::milliseconds timeout) {
   std::unique_lock<std::mutex> lock(signal_->mu);
   signal_->cv.wait_for(lock, timeout, [&] { return signal_->epoch != seen; });
   return signal_->epoch;
 }
 
-void Store::NotifyAppend() {
+void EventLog::NotifyAppend() {
   {
     std::lock_guard<std::mutex> lock(signal_->mu);
     ++signal_->epoch;

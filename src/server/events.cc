@@ -484,13 +484,9 @@ class Events : public ResourceBase,
           if (!first) body += ",";
           first = false;
           body += "{\"route\":" + JsonString(rc.name) + ",\"status\":";
-          auto parked = self->relay->ListParked(rc.name, "", 100000);
-          const ParkedEvent* p = nullptr;
-          if (parked.ok()) {
-            for (const auto& pe : *parked) {
-              if (pe.event.id == e->id) p = &pe;
-            }
-          }
+          auto parked = self->relay->GetParked(rc.name, e->id);
+          const ParkedEvent* p =
+              parked.ok() && parked->has_value() ? &**parked : nullptr;
           if (p) {
             body += JsonString(p->state) +
                     ",\"attempts\":" + std::to_string(p->attempts) +

@@ -39,7 +39,9 @@ class Relays : public ResourceBase,
           ",\"last_error_at\":" +
           (st.last_error_at_us ? JsonString(FormatRfc3339(st.last_error_at_us))
                                : std::string("null")) +
-          ",\"lease_owner\":" + JsonString(st.lease_owner) +
+          ",\"lease_owner\":" +
+          (st.lease_owner.empty() ? std::string("null")
+                                  : JsonString(st.lease_owner)) +
           ",\"lease_expires_at\":" +
           (st.lease_expires_at_us
                ? JsonString(FormatRfc3339(st.lease_expires_at_us))

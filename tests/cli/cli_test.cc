@@ -4,6 +4,9 @@
 #include <gtest/gtest.h>
 #include <sqlite3.h>
 
+#include <algorithm>
+#include <chrono>
+#include <filesystem>
 #include <fstream>
 
 #include "herald/json.h"
@@ -129,10 +132,96 @@ TEST_F(Cli, MigrateHelpAndVersion) {
 
 TEST_F(Cli, NewDatabasePathIsCreatedAndMigrated) {
   std::string fresh = dir_.file("fresh.db");
+  ASSERT_EQ(Run({"migrate", "--db", fresh}), 0) << err_;
   ASSERT_EQ(Run({"read", "--db", fresh}), 0) << err_;
   EXPECT_TRUE(out_.empty());
   auto store = OpenStore(fresh);
   EXPECT_TRUE(store.ok()) << store.status().ToString();
+  std::string appended = dir_.file("appended.db");
+  ASSERT_EQ(
+      Run({"append", "--db", appended, "--type", "t", "--stream", "s", "{}"}),
+      0)
+      << err_;
+  EXPECT_TRUE(std::filesystem::exists(appended));
+}
+
+// `herald read` never guesses that a path it cannot find was meant to be a
+// new database (#12.6).
+TEST_F(Cli, ReadOfAMissingPathExitsTwoAndCreatesNothing) {
+  std::string missing = dir_.file("missing.db");
+  EXPECT_EQ(Run({"read", "--db", missing}), 2);
+  EXPECT_TRUE(out_.empty()) << out_;
+  EXPECT_NE(err_.find(missing), std::string::npos) << err_;
+  EXPECT_NE(err_.find("no database"), std::string::npos) << err_;
+  EXPECT_FALSE(std::filesystem::exists(missing));
+  EXPECT_FALSE(std::filesystem::exists(missing + "-wal"));
+  EXPECT_EQ(Run({"read", "--db", "sqlite:" + missing}), 2);
+  EXPECT_FALSE(std::filesystem::exists(missing));
+}
+
+// Reading takes no write lock: another process holding one (BEGIN
+// IMMEDIATE) does not make `herald read` wait for the busy timeout (#13.7).
+TEST_F(Cli, ReadWhileAnotherProcessHoldsTheWriteLock) {
+  sqlite3* db;
+  ASSERT_EQ(sqlite3_open(db_.c_str(), &db), SQLITE_OK);
+  ASSERT_EQ(sqlite3_exec(db,
+                         "BEGIN IMMEDIATE; INSERT INTO herald_checkpoints "
+                         "VALUES ('x', 1, 0)",
+                         nullptr, nullptr, nullptr),
+            SQLITE_OK);
+  auto t0 = std::chrono::steady_clock::now();
+  EXPECT_EQ(Run({"read", "--db", db_}), 0) << err_;
+  auto took = std::chrono::steady_clock::now() - t0;
+  EXPECT_EQ(std::count(out_.begin(), out_.end(), '\n'), 1) << out_;
+  EXPECT_LT(took, std::chrono::seconds(3)) << "waited for the write lock";
+  sqlite3_exec(db, "ROLLBACK", nullptr, nullptr, nullptr);
+  sqlite3_close(db);
+}
+
+// A database an older herald made (schema 1) is still read: the read-only
+// open gives way to a migrating one, as before.
+TEST_F(Cli, ReadOfAnOlderSchemaMigratesItFirst) {
+  sqlite3* db;
+  ASSERT_EQ(sqlite3_open(db_.c_str(), &db), SQLITE_OK);
+  ASSERT_EQ(sqlite3_exec(db,
+                         "DROP TABLE herald_route_status;"
+                         "DROP INDEX herald_inbox_by_time;"
+                         "UPDATE herald_meta SET value = '1' "
+                         "WHERE key = 'schema_version'",
+                         nullptr, nullptr, nullptr),
+            SQLITE_OK);
+  sqlite3_close(db);
+  ASSERT_EQ(Run({"read", "--db", db_}), 0) << err_;
+  EXPECT_EQ(std::count(out_.begin(), out_.end(), '\n'), 1) << out_;
+  auto store = OpenStore(db_);
+  ASSERT_TRUE(store.ok()) << store.status().ToString();
+  EXPECT_TRUE((*store)->GetRouteStatus("r").ok()) << "migrated to schema 2";
+}
+
+// One event per UUID whatever its case; append prints the event as stored.
+TEST_F(Cli, AppendStoresAnUpperCaseIdInLowerCase) {
+  std::string lower = NewUuidV7();
+  std::string upper = lower;
+  for (char& c : upper) c = static_cast<char>(std::toupper(c));
+  ASSERT_EQ(Run({"append", "--db", db_, "--type", "t", "--stream", "s", "--id",
+                 upper, R"({"n":1})"}),
+            0)
+      << err_;
+  auto j = Json::Parse(out_);
+  ASSERT_TRUE(j.ok()) << out_;
+  EXPECT_EQ(j->Find("id")->as_string(), lower);
+  EXPECT_EQ(j->Find("position")->raw(), "2");
+  ASSERT_EQ(Run({"append", "--db", db_, "--type", "t", "--stream", "s", "--id",
+                 lower, R"({"n":2})"}),
+            0)
+      << err_;
+  j = Json::Parse(out_);
+  ASSERT_TRUE(j.ok()) << out_;
+  EXPECT_EQ(j->Find("id")->as_string(), lower);
+  EXPECT_EQ(j->Find("position")->raw(), "2") << "the stored event";
+  EXPECT_EQ(j->Find("payload")->raw(), R"({"n":1})");
+  ASSERT_EQ(Run({"read", "--db", db_}), 0);
+  EXPECT_EQ(std::count(out_.begin(), out_.end(), '\n'), 2) << out_;
 }
 
 TEST_F(Cli, BadInvalidUuid) {

@@ -452,6 +452,220 @@ TEST_P(StoreContract, ReopenKeepsEverything) {
   EXPECT_EQ(events[0].id, e.id);
 }
 
+// A transaction some other code made (no store's).
+class StrayTransaction final : public Transaction {
+ public:
+  Status Commit() override { return Status::OK(); }
+  Status Rollback() override { return Status::OK(); }
+  void* native_handle() override { return nullptr; }
+};
+
+TEST_P(StoreContract, TransactionOfAnotherStoreIsRefused) {
+  Event e = MakeEvent("s", "t");
+  ASSERT_TRUE(AppendOne(&e).ok());
+  ReadAll(1);
+  // A second store of the same backend, and (on PostgreSQL) an SQLite one.
+  TempDir other_dir;
+  std::vector<std::unique_ptr<Store>> others;
+  auto same = OpenStore(FreshStoreUrl(GetParam(), other_dir));
+  ASSERT_TRUE(same.ok()) << same.status().ToString();
+  others.push_back(std::move(*same));
+  if (GetParam() != "sqlite") {
+    auto lite = OpenStore("sqlite:" + other_dir.file("other.db"));
+    ASSERT_TRUE(lite.ok()) << lite.status().ToString();
+    others.push_back(std::move(*lite));
+  }
+  for (auto& other : others) {
+    SCOPED_TRACE(std::string(other->backend()));
+    auto tx = other->Begin();
+    ASSERT_TRUE(tx.ok()) << tx.status().ToString();
+    Transaction& foreign = **tx;
+    Event x = MakeEvent("s", "t");
+    EXPECT_TRUE(store_->Append(foreign, std::span<Event>(&x, 1))
+                    .status()
+                    .IsInvalidArgument());
+    EXPECT_TRUE(store_->SaveCheckpoint(foreign, "c", 7).IsInvalidArgument());
+    ParkedEvent p;
+    p.route = "r";
+    p.event = e;
+    p.state = "parked";
+    EXPECT_TRUE(store_->Park(foreign, p).IsInvalidArgument());
+    EXPECT_TRUE(store_->DropParked(foreign, "r", e.id).IsInvalidArgument());
+    EXPECT_TRUE(
+        store_->MarkHandled(foreign, "c", e.id).status().IsInvalidArgument());
+    ASSERT_TRUE(foreign.Commit().ok());
+  }
+  StrayTransaction stray;
+  Event y = MakeEvent("s", "t");
+  EXPECT_TRUE(store_->Append(stray, std::span<Event>(&y, 1))
+                  .status()
+                  .IsInvalidArgument());
+  // Nothing was written anywhere through a foreign transaction.
+  EXPECT_EQ(*store_->Head(), 1);
+  EXPECT_EQ(*store_->GetCheckpoint("c"), 0);
+  EXPECT_EQ(*store_->CountParked("r"), 0);
+  for (auto& other : others) EXPECT_EQ(*other->Head(), 0);
+  // A joined transaction is the store's own.
+  auto own = store_->Begin();
+  ASSERT_TRUE(own.ok());
+  auto joined = store_->Join((*own)->native_handle());
+  EXPECT_TRUE(store_->SaveCheckpoint(*joined, "c", 9).ok());
+  ASSERT_TRUE((*own)->Commit().ok());
+  EXPECT_EQ(*store_->GetCheckpoint("c"), 9);
+}
+
+TEST_P(StoreContract, OneEventPerUuidWhateverItsCase) {
+  std::string lower = NewUuidV7();
+  std::string upper = lower;
+  for (char& c : upper) c = static_cast<char>(std::toupper(c));
+  ASSERT_NE(upper, lower);
+  Event e = MakeEvent("s", "t", R"({"n":1})");
+  e.id = upper;
+  auto r = store_->Append(std::span<Event>(&e, 1));
+  ASSERT_TRUE(r.ok()) << r.status().ToString();
+  EXPECT_EQ(r->created, 1u);
+  EXPECT_EQ(e.id, lower) << "handed back as stored";
+  Event again = MakeEvent("s", "t", R"({"n":2})");
+  again.id = lower;
+  r = store_->Append(std::span<Event>(&again, 1));
+  ASSERT_TRUE(r.ok());
+  EXPECT_EQ(r->created, 0u) << "the same UUID in another case";
+  EXPECT_EQ(again.payload, R"({"n":1})");
+  Event third = MakeEvent("s", "t", R"({"n":3})");
+  third.id = upper;
+  r = store_->Append(std::span<Event>(&third, 1));
+  ASSERT_TRUE(r.ok());
+  EXPECT_EQ(r->created, 0u);
+  auto events = ReadAll(1);
+  ASSERT_EQ(events.size(), 1u);
+  EXPECT_EQ(events[0].id, lower);
+  for (const auto& id : {lower, upper}) {
+    auto got = store_->Get(id);
+    ASSERT_TRUE(got.ok()) << id << ": " << got.status().ToString();
+    EXPECT_EQ(got->id, lower);
+    EXPECT_EQ(got->payload, R"({"n":1})");
+  }
+  // The inbox compares UUIDs the same way.
+  auto tx = store_->Begin();
+  ASSERT_TRUE(tx.ok());
+  EXPECT_TRUE(*store_->MarkHandled(**tx, "c", upper));
+  EXPECT_FALSE(*store_->MarkHandled(**tx, "c", lower));
+  ASSERT_TRUE((*tx)->Commit().ok());
+}
+
+TEST_P(StoreContract, ParkedCountsByState) {
+  std::vector<Event> batch{MakeEvent("a", "t"), MakeEvent("a", "t"),
+                           MakeEvent("b", "t"), MakeEvent("c", "t")};
+  ASSERT_TRUE(store_->Append(batch).ok());
+  auto stored = ReadAll(4);
+  ASSERT_EQ(stored.size(), 4u);
+  const char* states[] = {"parked", "held", "parked", "retry"};
+  {
+    auto tx = store_->Begin();
+    ASSERT_TRUE(tx.ok());
+    for (size_t i = 0; i < 4; ++i) {
+      ParkedEvent p;
+      p.route = "r";
+      p.event = stored[i];
+      p.state = states[i];
+      ASSERT_TRUE(store_->Park(**tx, p).ok());
+    }
+    ASSERT_TRUE((*tx)->Commit().ok());
+  }
+  auto one = store_->GetParked("r", stored[1].id);
+  ASSERT_TRUE(one.ok()) << one.status().ToString();
+  ASSERT_TRUE(one->has_value());
+  EXPECT_EQ((*one)->state, "held");
+  EXPECT_EQ((*one)->event.id, stored[1].id);
+  EXPECT_EQ((*one)->event.position, stored[1].position);
+  std::string upper = stored[1].id;
+  for (char& c : upper) c = static_cast<char>(std::toupper(c));
+  EXPECT_TRUE(store_->GetParked("r", upper)->has_value());
+  EXPECT_FALSE(store_->GetParked("other", stored[1].id)->has_value());
+  EXPECT_FALSE(store_->GetParked("r", NewUuidV7())->has_value());
+  auto counts = store_->CountParkedByState("r");
+  ASSERT_TRUE(counts.ok()) << counts.status().ToString();
+  EXPECT_EQ(counts->parked, 2);
+  EXPECT_EQ(counts->held, 1);
+  EXPECT_EQ(counts->retry, 1);
+  EXPECT_EQ(counts->total(), *store_->CountParked("r"));
+  auto none = store_->CountParkedByState("other");
+  ASSERT_TRUE(none.ok());
+  EXPECT_EQ(none->total(), 0);
+}
+
+TEST_P(StoreContract, RouteStatusRowKeepsTheLastError) {
+  auto none = store_->GetRouteStatus("r");
+  ASSERT_TRUE(none.ok()) << none.status().ToString();
+  EXPECT_FALSE(none->has_value());
+  int64_t t1 = NowMicros();
+  ASSERT_TRUE(store_->SetRouteError("r", "HTTP 500", t1).ok());
+  ASSERT_TRUE(store_->SetRouteError("r", "HTTP 503", t1 + 10).ok());
+  auto row = store_->GetRouteStatus("r");
+  ASSERT_TRUE(row.ok());
+  ASSERT_TRUE(row->has_value());
+  EXPECT_EQ((*row)->route, "r");
+  EXPECT_EQ((*row)->last_error, "HTTP 503");
+  EXPECT_EQ((*row)->last_error_at_us, t1 + 10);
+  EXPECT_FALSE(store_->GetRouteStatus("other")->has_value());
+  // Not a lease any more.
+  EXPECT_FALSE(store_->GetLease("relay-error/r")->has_value());
+}
+
+TEST_P(StoreContract, InboxRetentionSweep) {
+  std::string old_id = NewUuidV7();
+  {
+    auto tx = store_->Begin();
+    ASSERT_TRUE(tx.ok());
+    EXPECT_TRUE(*store_->MarkHandled(**tx, "c", old_id));
+    ASSERT_TRUE((*tx)->Commit().ok());
+  }
+  EXPECT_TRUE(store_->SweepInbox(std::chrono::milliseconds(-1))
+                  .status()
+                  .IsInvalidArgument());
+  auto kept = store_->SweepInbox(std::chrono::hours(1));
+  ASSERT_TRUE(kept.ok()) << kept.status().ToString();
+  EXPECT_EQ(*kept, 0) << "younger than the retention";
+  {
+    auto tx = store_->Begin();
+    ASSERT_TRUE(tx.ok());
+    EXPECT_FALSE(*store_->MarkHandled(**tx, "c", old_id)) << "still deduped";
+    ASSERT_TRUE((*tx)->Rollback().ok());
+  }
+  int64_t swept = 0;
+  EXPECT_TRUE(WaitFor([&] {
+    auto n = store_->SweepInbox(std::chrono::milliseconds(1));
+    if (n.ok()) swept += *n;
+    return swept > 0;
+  }));
+  EXPECT_EQ(swept, 1);
+  auto tx = store_->Begin();
+  ASSERT_TRUE(tx.ok());
+  EXPECT_TRUE(*store_->MarkHandled(**tx, "c", old_id))
+      << "older than the retention: handled again";
+  ASSERT_TRUE((*tx)->Commit().ok());
+}
+
+TEST_P(StoreContract, ReadOnlyOpenReadsAndRefusesWrites) {
+  Event e = MakeEvent("s", "t");
+  ASSERT_TRUE(AppendOne(&e).ok());
+  ReadAll(1);
+  StoreOptions options;
+  options.read_only = true;
+  auto ro = OpenStore(url_, options);
+  ASSERT_TRUE(ro.ok()) << ro.status().ToString();
+  auto page = (*ro)->Read(ReadRequest{});
+  ASSERT_TRUE(page.ok()) << page.status().ToString();
+  ASSERT_EQ(page->events.size(), 1u);
+  EXPECT_EQ(page->events[0].id, e.id);
+  EXPECT_EQ((*ro)->Get(e.id)->id, e.id);
+  EXPECT_EQ((*ro)->Begin().status().code(), Status::Code::kFailedPrecondition);
+  Event x = MakeEvent("s", "t");
+  EXPECT_EQ((*ro)->Append(std::span<Event>(&x, 1)).status().code(),
+            Status::Code::kFailedPrecondition);
+  EXPECT_EQ(*store_->Head(), 1);
+}
+
 INSTANTIATE_TEST_SUITE_P(Backends, StoreContract,
                          ::testing::ValuesIn(testing::TestBackends()),
                          [](const auto& info) { return info.param; });

@@ -459,6 +459,100 @@ TEST_F(PostgresStoreTest, CliAppendIsReadableByTheNextCommand) {
   EXPECT_NE(out.find("{\"n\":2}"), std::string::npos) << out;
 }
 
+// `herald append` prints the event as stored: its position (not 0) and
+// its id in lower case, whatever case it was given in (#13.3).
+TEST_F(PostgresStoreTest, CliAppendPrintsTheStoredEvent) {
+  ASSERT_NE(Open(), nullptr);
+  std::string lower = NewUuidV7();
+  std::string upper = lower;
+  for (char& c : upper) c = static_cast<char>(std::toupper(c));
+  std::string out, err;
+  ASSERT_EQ(RunCommand({testing::HeraldBin(), "append", "--db", url_, "--type",
+                        "cli.appended", "--stream", "cli", "--id", upper, "{}"},
+                       &out, &err),
+            0)
+      << err;
+  EXPECT_NE(out.find("\"id\":\"" + lower + "\""), std::string::npos) << out;
+  EXPECT_NE(out.find("\"position\":1,"), std::string::npos) << out;
+  ASSERT_EQ(RunCommand({testing::HeraldBin(), "append", "--db", url_, "--type",
+                        "cli.appended", "--stream", "cli", "--id", lower,
+                        "{\"again\":true}"},
+                       &out, &err),
+            0)
+      << err;
+  EXPECT_NE(out.find("\"position\":1,"), std::string::npos) << out;
+  EXPECT_NE(out.find("\"payload\":{}"), std::string::npos) << out;
+}
+
+// The SQL function takes uuid ids: the same UUID in two cases is one event.
+TEST_F(PostgresStoreTest, HeraldAppendSqlFunctionIgnoresTheIdsCase) {
+  auto store = Open();
+  ASSERT_NE(store, nullptr);
+  std::string lower = NewUuidV7();
+  std::string upper = lower;
+  for (char& c : upper) c = static_cast<char>(std::toupper(c));
+  auto c = PgConnect(url_);
+  EXPECT_EQ(PgExec(c.get(),
+                   "SELECT created FROM herald_append('s', 't', "
+                   "'{}', '{}', '" +
+                       upper + "')"),
+            "t");
+  EXPECT_EQ(PgExec(c.get(),
+                   "SELECT created FROM herald_append('s', 't', "
+                   "'{}', '{}', '" +
+                       lower + "')"),
+            "f");
+  EXPECT_EQ(PgExec(c.get(), "SELECT id FROM herald_events"), lower);
+  for (const auto& id : {lower, upper}) {
+    auto got = store->Get(id);
+    ASSERT_TRUE(got.ok()) << got.status().ToString();
+    EXPECT_EQ(got->id, lower);
+  }
+}
+
+// Schema 3 moves the route errors schema 2 kept in the lease table into
+// herald_route_status.
+TEST_F(PostgresStoreTest, SchemaThreeMovesRouteErrorsOutOfTheLeaseTable) {
+  auto c = PgConnect(url_);
+  ASSERT_EQ(
+      PgExec(c.get(), std::string("BEGIN;") + detail::PostgresMigration(1) +
+                          detail::PostgresMigration(2) +
+                          "INSERT INTO herald_meta VALUES "
+                          "('schema_version', '2');"
+                          "INSERT INTO herald_leases VALUES "
+                          "('relay-error/billing', 'HTTP 500', "
+                          "'2026-01-02T03:04:05Z'),"
+                          "('relay/billing', 'h:1:a', now());"
+                          "COMMIT"),
+      "");
+  StoreOptions quiet;
+  quiet.run_sequencer = false;
+  auto store = Open(quiet);
+  ASSERT_NE(store, nullptr);
+  auto row = store->GetRouteStatus("billing");
+  ASSERT_TRUE(row.ok()) << row.status().ToString();
+  ASSERT_TRUE(row->has_value());
+  EXPECT_EQ((*row)->last_error, "HTTP 500");
+  EXPECT_EQ(FormatRfc3339((*row)->last_error_at_us),
+            "2026-01-02T03:04:05.000000Z");
+  EXPECT_FALSE(store->GetLease("relay-error/billing")->has_value());
+  EXPECT_TRUE(store->GetLease("relay/billing")->has_value());
+}
+
+// A read-only open neither migrates nor runs the sequencer; an older
+// schema is refused, naming what to run.
+TEST_F(PostgresStoreTest, ReadOnlyOpenNeverMigrates) {
+  StoreOptions ro;
+  ro.read_only = true;
+  auto none = OpenStore(url_, ro);
+  ASSERT_FALSE(none.ok());
+  EXPECT_EQ(none.status().code(), Status::Code::kFailedPrecondition);
+  EXPECT_NE(none.status().message().find("herald migrate"), std::string::npos);
+  auto c = PgConnect(url_);
+  EXPECT_EQ(PgExec(c.get(), "SELECT to_regclass('herald_meta') IS NULL"), "t")
+      << "nothing created";
+}
+
 // pg_dump / restore into another database: positions given are kept,
 // committed events still waiting for the sequencer are positioned after.
 TEST_F(PostgresStoreTest, DumpAndRestoreKeepsPositionsAndPositionsTheRest) {

@@ -14,6 +14,7 @@
 #include "herald/json.h"
 #include "herald/relay.h"
 #include "herald/store.h"
+#include "herald/store_wrapper.h"
 #include "support/test_util.h"
 
 namespace herald {
@@ -412,6 +413,147 @@ TEST_P(RelayLibrary, OneRelayPerRouteAndHandOverOnStop) {
   ASSERT_TRUE(WaitFor([&] { return in_b.size() == 10; }));
   EXPECT_LT(std::chrono::steady_clock::now() - t0, milliseconds(1000));
   EXPECT_EQ(in_b.got()[0].position, 51);
+}
+
+// Counts the store calls a status read makes, and the parked rows it lists.
+class CountingStore : public StoreWrapper {
+ public:
+  using StoreWrapper::Append;
+  using StoreWrapper::SaveCheckpoint;
+  using StoreWrapper::StoreWrapper;
+
+  Result<int64_t> GetCheckpoint(const std::string& name) override {
+    ++calls;
+    return StoreWrapper::GetCheckpoint(name);
+  }
+  Result<int64_t> Head() override {
+    ++calls;
+    return StoreWrapper::Head();
+  }
+  Result<Page> Read(const ReadRequest& request) override {
+    ++calls;
+    return StoreWrapper::Read(request);
+  }
+  Result<int64_t> CountParked(const std::string& route) override {
+    ++calls;
+    return StoreWrapper::CountParked(route);
+  }
+  Result<ParkedCounts> CountParkedByState(const std::string& route) override {
+    ++calls;
+    return StoreWrapper::CountParkedByState(route);
+  }
+  Result<std::vector<ParkedEvent>> ListParked(const std::string& route,
+                                              const std::string& state,
+                                              int limit) override {
+    ++calls;
+    auto r = StoreWrapper::ListParked(route, state, limit);
+    if (r.ok()) parked_rows_read += static_cast<int64_t>(r->size());
+    return r;
+  }
+  Result<std::optional<LeaseInfo>> GetLease(const std::string& name) override {
+    ++calls;
+    return StoreWrapper::GetLease(name);
+  }
+  Result<std::optional<RouteStatusRow>> GetRouteStatus(
+      const std::string& route) override {
+    ++calls;
+    return StoreWrapper::GetRouteStatus(route);
+  }
+
+  std::atomic<int> calls{0};
+  std::atomic<int64_t> parked_rows_read{0};
+};
+
+TEST_P(RelayLibrary, StatusMakesAConstantNumberOfStoreCalls) {
+  constexpr int kParked = 1500;
+  std::vector<Event> batch;
+  for (int i = 0; i < kParked + 1; ++i) {
+    Event e;
+    e.stream = "s" + std::to_string(i % 7);
+    e.type = "t.x";
+    e.payload = "{}";
+    batch.push_back(e);
+  }
+  ASSERT_TRUE(store_->Append(batch).ok());
+  ReadRequest all;
+  all.limit = kMaxReadLimit;
+  std::vector<Event> stored;
+  ASSERT_TRUE(WaitFor([&] {
+    auto page = store_->Read(all);
+    if (page.ok()) stored = page->events;
+    return stored.size() == batch.size();
+  }));
+  {
+    auto tx = store_->Begin();
+    ASSERT_TRUE(tx.ok());
+    for (int i = 0; i < kParked; ++i) {
+      ParkedEvent p;
+      p.route = "r";
+      p.event = stored[static_cast<size_t>(i)];
+      p.state = i % 3 == 0 ? "parked" : "held";
+      ASSERT_TRUE(store_->Park(**tx, p).ok());
+    }
+    ASSERT_TRUE((*tx)->Commit().ok());
+  }
+  ASSERT_TRUE(store_->SetRouteError("r", "HTTP 400", NowMicros()).ok());
+  CountingStore counting(store_.get());
+  Relay relay(&counting, Options());
+  RouteConfig r1 = Route(FailurePolicy::kPark);
+  RouteConfig r2 = Route(FailurePolicy::kPark);
+  r2.name = "r2";
+  ASSERT_TRUE(relay
+                  .AddRoute(r1, MakeCallbackSender(
+                                    [](const Event&) { return Status::OK(); }))
+                  .ok());
+  ASSERT_TRUE(relay
+                  .AddRoute(r2, MakeCallbackSender(
+                                    [](const Event&) { return Status::OK(); }))
+                  .ok());
+  auto statuses = relay.GetStatuses();
+  ASSERT_TRUE(statuses.ok()) << statuses.status().ToString();
+  ASSERT_EQ(statuses->size(), 2u);
+  const RouteStatus& s = (*statuses)[0];
+  EXPECT_EQ(s.parked_only, kParked / 3);
+  EXPECT_EQ(s.parked, kParked);
+  EXPECT_EQ(s.last_error, "HTTP 400");
+  EXPECT_TRUE(s.lease_owner.empty());
+  EXPECT_EQ((*statuses)[1].parked, 0);
+  EXPECT_TRUE((*statuses)[1].last_error.empty());
+  // Per route: checkpoint, head, one page for lag_seconds, parked counts,
+  // status row, lease. Listing the parked rows to count them is what this
+  // catches.
+  EXPECT_EQ(counting.parked_rows_read.load(), 0);
+  EXPECT_LE(counting.calls.load(), 2 * 6);
+}
+
+// The relay reads one store's log and keeps its state in another: the
+// source need not be herald's own store.
+TEST_P(RelayLibrary, SourceAndStateAreSeparateInterfaces) {
+  testing::TempDir state_dir;
+  auto state = OpenStore("sqlite:" + state_dir.file("state.db"));
+  ASSERT_TRUE(state.ok());
+  for (int i = 0; i < 5; ++i) Append("s");
+  Inbox inbox;
+  EventSource* source = store_.get();
+  RelayState* relay_state = state->get();
+  {
+    Relay relay(source, relay_state, Options());
+    ASSERT_TRUE(
+        relay.AddRoute(Route(), MakeCallbackSender(inbox.Handler())).ok());
+    ASSERT_TRUE(relay.Start().ok());
+    ASSERT_TRUE(WaitFor([&] { return inbox.size() == 5; }));
+    ASSERT_TRUE(WaitFor([&] {
+      auto c = (*state)->GetCheckpoint(Relay::CheckpointName("r"));
+      return c.ok() && *c == 6;
+    }));
+    auto status = relay.GetStatus("r");
+    ASSERT_TRUE(status.ok());
+    EXPECT_EQ(status->checkpoint, 6);
+    EXPECT_EQ(status->head, 5);
+  }
+  EXPECT_EQ(*store_->GetCheckpoint(Relay::CheckpointName("r")), 0)
+      << "nothing kept in the source's database";
+  EXPECT_EQ(*(*state)->Head(), 0);
 }
 
 TEST_P(RelayLibrary, BadRoutesAreRefused) {

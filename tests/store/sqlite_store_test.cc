@@ -2,7 +2,10 @@
 // transaction, refusing files that are not herald databases, migrations.
 #include <gtest/gtest.h>
 #include <sqlite3.h>
+#include <sys/stat.h>
 
+#include <chrono>
+#include <filesystem>
 #include <fstream>
 
 #include "herald/sqlite.h"
@@ -166,6 +169,187 @@ TEST(SqliteStore, RefusesAnotherApplicationsDatabaseUnlessAdopting) {
   adopt.adopt = true;
   ASSERT_TRUE(OpenStore(path, adopt).ok());
   EXPECT_TRUE(OpenStore(path).ok()) << "a herald database from now on";
+}
+
+std::string ReadBytes(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  return std::string((std::istreambuf_iterator<char>(in)), {});
+}
+
+TEST(SqliteStore, AnotherApplicationsDatabaseIsLeftByteForByte) {
+  TempDir dir;
+  std::string path = dir.file("other.db");
+  {
+    Db other(path);
+    ASSERT_EQ(other.Exec("CREATE TABLE customers (id INTEGER, name TEXT);"
+                         "INSERT INTO customers VALUES (1, 'ada');"),
+              SQLITE_OK);
+    EXPECT_EQ(other.One("PRAGMA journal_mode"), "delete");
+  }
+  std::string before = ReadBytes(path);
+  ASSERT_FALSE(before.empty());
+  for (bool read_only : {false, true}) {
+    StoreOptions options;
+    options.read_only = read_only;
+    auto store = OpenStore(path, options);
+    ASSERT_FALSE(store.ok());
+    EXPECT_EQ(store.status().code(), Status::Code::kCorruption);
+    EXPECT_NE(store.status().message().find(path), std::string::npos);
+    EXPECT_EQ(ReadBytes(path), before) << "byte-for-byte unchanged";
+  }
+  Db other(path);
+  EXPECT_EQ(other.One("PRAGMA journal_mode"), "delete")
+      << "not switched to WAL";
+}
+
+// Sets and clears the immutable attribute (chattr +i), which stops writes
+// even by root; skips when the file system or the user cannot.
+class Immutable {
+ public:
+  explicit Immutable(std::string path) : path_(std::move(path)) {
+    std::string out;
+    ok_ = testing::RunCommand({"chattr", "+i", path_}, &out) == 0;
+  }
+  ~Immutable() {
+    std::string out;
+    if (ok_) (void)testing::RunCommand({"chattr", "-i", path_}, &out);
+  }
+  bool ok() const { return ok_; }
+
+ private:
+  std::string path_;
+  bool ok_ = false;
+};
+
+// A database file nobody may write, in a directory nobody may write (as on
+// a read-only mount). Root ignores chmod, so the immutable attribute
+// (chattr +i) makes both read-only; skipped where chattr is unavailable.
+TEST(SqliteStore, ReadsAFileNobodyMayWrite) {
+  TempDir dir;
+  std::string sub = dir.file("ro");
+  ASSERT_TRUE(std::filesystem::create_directory(sub));
+  std::string path = sub + "/h.db";
+  std::string id;
+  {
+    auto store = OpenStore(path);
+    ASSERT_TRUE(store.ok());
+    Event e = MakeEvent();
+    ASSERT_TRUE((*store)->Append(std::span<Event>(&e, 1)).ok());
+    id = e.id;
+  }
+  ::chmod(path.c_str(), 0444);
+  Immutable file(path);
+  if (!file.ok()) GTEST_SKIP() << "chattr +i is not available here";
+  Immutable directory(sub);
+  ASSERT_TRUE(directory.ok());
+  // A write open is refused (it would migrate under a write lock)...
+  auto writer = OpenStore(path);
+  EXPECT_FALSE(writer.ok());
+  // ... a read-only open reads.
+  StoreOptions ro;
+  ro.read_only = true;
+  auto store = OpenStore(path, ro);
+  ASSERT_TRUE(store.ok()) << store.status().ToString();
+  auto page = (*store)->Read(ReadRequest{});
+  ASSERT_TRUE(page.ok()) << page.status().ToString();
+  ASSERT_EQ(page->events.size(), 1u);
+  EXPECT_EQ(page->events[0].id, id);
+  EXPECT_EQ((*store)->Get(id)->id, id);
+}
+
+TEST(SqliteStore, ReadOnlyOpenDoesNotWaitForAWriter) {
+  TempDir dir;
+  std::string path = dir.file("h.db");
+  {
+    auto store = OpenStore(path);
+    ASSERT_TRUE(store.ok());
+    Event e = MakeEvent();
+    ASSERT_TRUE((*store)->Append(std::span<Event>(&e, 1)).ok());
+  }
+  Db writer(path);
+  ASSERT_EQ(writer.Exec("BEGIN IMMEDIATE; INSERT INTO herald_checkpoints "
+                        "VALUES ('x', 1, 0)"),
+            SQLITE_OK);
+  StoreOptions ro;
+  ro.read_only = true;
+  ro.busy_timeout = std::chrono::milliseconds(3000);
+  auto t0 = std::chrono::steady_clock::now();
+  auto store = OpenStore(path, ro);
+  ASSERT_TRUE(store.ok()) << store.status().ToString();
+  auto page = (*store)->Read(ReadRequest{});
+  ASSERT_TRUE(page.ok()) << page.status().ToString();
+  EXPECT_EQ(page->events.size(), 1u);
+  EXPECT_LT(std::chrono::steady_clock::now() - t0, std::chrono::seconds(2))
+      << "no wait for the writer's lock";
+  // A write open (which migrates under BEGIN IMMEDIATE) does wait.
+  StoreOptions rw;
+  rw.busy_timeout = std::chrono::milliseconds(100);
+  EXPECT_FALSE(OpenStore(path, rw).ok());
+  writer.Exec("ROLLBACK");
+}
+
+TEST(SqliteStore, ReadOnlyOpenOfAMissingFileCreatesNothing) {
+  TempDir dir;
+  std::string path = dir.file("missing.db");
+  StoreOptions ro;
+  ro.read_only = true;
+  auto store = OpenStore(path, ro);
+  ASSERT_FALSE(store.ok());
+  EXPECT_TRUE(store.status().IsNotFound()) << store.status().ToString();
+  EXPECT_NE(store.status().message().find(path), std::string::npos);
+  EXPECT_FALSE(std::filesystem::exists(path));
+}
+
+TEST(SqliteStore, SchemaOneMovesRouteErrorsOutOfTheLeaseTable) {
+  TempDir dir;
+  std::string path = dir.file("h.db");
+  ASSERT_TRUE(OpenStore(path).ok());
+  {
+    // Back to schema 1 as an older herald left it: the route's last error
+    // in a lease row.
+    Db db(path);
+    ASSERT_EQ(db.Exec("DROP TABLE herald_route_status;"
+                      "DROP INDEX herald_inbox_by_time;"
+                      "UPDATE herald_meta SET value = '1' "
+                      "WHERE key = 'schema_version';"
+                      "INSERT INTO herald_leases VALUES "
+                      "('relay-error/billing', 'HTTP 500', 1234);"
+                      "INSERT INTO herald_leases VALUES "
+                      "('relay/billing', 'host:1:a', 99);"),
+              SQLITE_OK);
+  }
+  auto store = OpenStore(path);
+  ASSERT_TRUE(store.ok()) << store.status().ToString();
+  auto row = (*store)->GetRouteStatus("billing");
+  ASSERT_TRUE(row.ok());
+  ASSERT_TRUE(row->has_value());
+  EXPECT_EQ((*row)->last_error, "HTTP 500");
+  EXPECT_EQ((*row)->last_error_at_us, 1234);
+  EXPECT_FALSE((*store)->GetLease("relay-error/billing")->has_value());
+  EXPECT_TRUE((*store)->GetLease("relay/billing")->has_value());
+  Db db(path);
+  EXPECT_EQ(db.One("SELECT value FROM herald_meta WHERE key = "
+                   "'schema_version'"),
+            "2");
+}
+
+TEST(SqliteStore, IdsStoredInUpperCaseBeforeAreStillFound) {
+  TempDir dir;
+  std::string path = dir.file("h.db");
+  auto store = OpenStore(path);
+  ASSERT_TRUE(store.ok());
+  Event e = MakeEvent();
+  ASSERT_TRUE((*store)->Append(std::span<Event>(&e, 1)).ok());
+  std::string upper = e.id;
+  for (char& c : upper) c = static_cast<char>(std::toupper(c));
+  {
+    Db db(path);
+    ASSERT_EQ(db.Exec("UPDATE herald_events SET id = '" + upper + "'"),
+              SQLITE_OK);
+  }
+  auto got = (*store)->Get(upper);
+  ASSERT_TRUE(got.ok()) << got.status().ToString();
+  EXPECT_EQ(got->id, upper);
 }
 
 TEST(SqliteStore, RefusesANewerSchema) {

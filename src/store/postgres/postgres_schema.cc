@@ -801,7 +801,26 @@ CREATE CONSTRAINT TRIGGER herald_position_on_commit
   FOR EACH ROW WHEN (NEW.idx = 0) EXECUTE FUNCTION herald_position_batch();
 )sql";
 
-constexpr const char* kMigrations[] = {kMigration1, kMigration2};
+// 3: one status row per route (its last error), which schema 2 kept as a
+// lease row named "relay-error/ROUTE" (owner: the error, expires_at: its
+// time); those rows move here. The inbox gets an index for its retention
+// sweep. herald_append and herald_append_events take uuid ids, which
+// PostgreSQL compares without regard to case, so they need no change.
+constexpr const char* kMigration3 = R"sql(
+CREATE TABLE herald_route_status (
+  route         text PRIMARY KEY,
+  last_error    text        NOT NULL,
+  last_error_at timestamptz NOT NULL,
+  updated_at    timestamptz NOT NULL DEFAULT clock_timestamp()
+);
+INSERT INTO herald_route_status (route, last_error, last_error_at, updated_at)
+  SELECT substr(name, 13), owner, expires_at, expires_at FROM herald_leases
+   WHERE name LIKE 'relay-error/%';
+DELETE FROM herald_leases WHERE name LIKE 'relay-error/%';
+CREATE INDEX herald_inbox_by_time ON herald_inbox (handled_at);
+)sql";
+
+constexpr const char* kMigrations[] = {kMigration1, kMigration2, kMigration3};
 static_assert(sizeof(kMigrations) / sizeof(kMigrations[0]) ==
               kPostgresSchemaVersion);
 

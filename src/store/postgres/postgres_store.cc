@@ -39,6 +39,7 @@
 #include <thread>
 #include <vector>
 
+#include "store/event_id.h"
 #include "store/postgres/pg_util.h"
 
 namespace herald::detail {
@@ -102,7 +103,12 @@ enum Slot {
   kSaveCheckpoint,
   kPark,
   kListParked,
+  kGetParked,
   kCountParked,
+  kCountParkedByState,
+  kSetRouteError,
+  kGetRouteStatus,
+  kSweepInbox,
   kSetParkedAll,
   kSetParkedOne,
   kDropParkedAll,
@@ -188,8 +194,34 @@ const char* SlotSql(Slot s) {
              "WHERE p.route = $1::text AND ($2::text = '' OR p.state = "
              "$2::text) ORDER BY p.position "
              "LIMIT CASE WHEN $3::integer > 0 THEN $3::integer END";
+    case kGetParked:
+      return "SELECT p.route, p.state, p.attempts, p.error, p.parked_at, "
+             "coalesce(l.first_position + e.idx, p.position), e.id, e.stream, "
+             "e.stream_version, e.type, e.content_type, e.payload, "
+             "e.metadata, e.occurred_at "
+             "FROM herald_parked p JOIN herald_events e ON e.id = p.event_id "
+             "LEFT JOIN herald_log l ON l.batch = e.batch "
+             "WHERE p.route = $1::text AND p.event_id = $2::uuid";
     case kCountParked:
       return "SELECT count(*) FROM herald_parked WHERE route = $1::text";
+    case kCountParkedByState:
+      return "SELECT count(*) FILTER (WHERE state = 'parked'), "
+             "count(*) FILTER (WHERE state = 'held'), "
+             "count(*) FILTER (WHERE state = 'retry') "
+             "FROM herald_parked WHERE route = $1::text";
+    case kSetRouteError:
+      return "INSERT INTO herald_route_status (route, last_error, "
+             "last_error_at, updated_at) VALUES ($1::text, $2::text, "
+             "$3::timestamptz, clock_timestamp()) ON CONFLICT (route) DO "
+             "UPDATE SET last_error = excluded.last_error, "
+             "last_error_at = excluded.last_error_at, "
+             "updated_at = excluded.updated_at";
+    case kGetRouteStatus:
+      return "SELECT route, last_error, last_error_at "
+             "FROM herald_route_status WHERE route = $1::text";
+    case kSweepInbox:
+      return "DELETE FROM herald_inbox WHERE handled_at < clock_timestamp() - "
+             "$1::bigint * interval '1 millisecond'";
     case kSetParkedAll:
       return "UPDATE herald_parked SET state = $1::text WHERE route = $2::text";
     case kSetParkedOne:
@@ -458,14 +490,9 @@ class PgTransaction final : public Transaction {
  public:
   // Owned: a pooled connection; BEGIN goes out with the first statement.
   // `relaxed`: runs with synchronous_commit = off (BeginRelaxed).
-  PgTransaction(PostgresStore* store, std::unique_ptr<Conn> conn, bool relaxed)
-      : store_(store),
-        conn_(std::move(conn)),
-        begin_pending_(true),
-        relaxed_(relaxed) {}
+  PgTransaction(PostgresStore* store, std::unique_ptr<Conn> conn, bool relaxed);
   // Joined: the caller's connection, with its transaction open.
-  PgTransaction(PostgresStore* store, PGconn* caller)
-      : store_(store), caller_(caller) {}
+  PgTransaction(PostgresStore* store, PGconn* caller);
   ~PgTransaction() override;
 
   Status Commit() override;
@@ -532,6 +559,7 @@ class PostgresStore final : public Store {
   }
 
   Result<std::unique_ptr<Transaction>> Begin() override {
+    if (options_.read_only) return ReadOnlyError();
     auto c = Acquire();
     if (!c.ok()) return c.status();
     return std::unique_ptr<Transaction>(
@@ -539,6 +567,7 @@ class PostgresStore final : public Store {
   }
 
   Result<std::unique_ptr<Transaction>> BeginRelaxed() override {
+    if (options_.read_only) return ReadOnlyError();
     auto c = Acquire();
     if (!c.ok()) return c.status();
     return std::unique_ptr<Transaction>(
@@ -551,7 +580,7 @@ class PostgresStore final : public Store {
 
   Result<AppendResult> Append(Transaction& tx, std::span<Event> events,
                               const AppendOptions& options) override;
-  using Store::Append;
+  using EventLog::Append;
 
   Result<Page> Read(const ReadRequest& request) override;
   Result<std::vector<Event>> ReadStream(const std::string& stream,
@@ -563,13 +592,16 @@ class PostgresStore final : public Store {
   Result<int64_t> GetCheckpoint(const std::string& name) override;
   Status SaveCheckpoint(Transaction& tx, const std::string& name,
                         int64_t next_offset) override;
-  using Store::SaveCheckpoint;
+  using RelayState::SaveCheckpoint;
 
   Status Park(Transaction& tx, const ParkedEvent& parked) override;
   Result<std::vector<ParkedEvent>> ListParked(const std::string& route,
                                               const std::string& state,
                                               int limit) override;
+  Result<std::optional<ParkedEvent>> GetParked(
+      const std::string& route, const std::string& event_id) override;
   Result<int64_t> CountParked(const std::string& route) override;
+  Result<ParkedCounts> CountParkedByState(const std::string& route) override;
   Status SetParkedState(const std::string& route, const std::string& id,
                         const std::string& state) override;
   Status DropParked(Transaction& tx, const std::string& route,
@@ -577,12 +609,18 @@ class PostgresStore final : public Store {
 
   Result<bool> MarkHandled(Transaction& tx, const std::string& consumer,
                            const std::string& event_id) override;
+  Result<int64_t> SweepInbox(std::chrono::milliseconds max_age) override;
 
   Result<bool> AcquireLease(const std::string& name, const std::string& owner,
                             std::chrono::milliseconds ttl) override;
   Status ReleaseLease(const std::string& name,
                       const std::string& owner) override;
   Result<std::optional<LeaseInfo>> GetLease(const std::string& name) override;
+
+  Status SetRouteError(const std::string& route, const std::string& error,
+                       int64_t at_us) override;
+  Result<std::optional<RouteStatusRow>> GetRouteStatus(
+      const std::string& route) override;
 
   Result<std::string> DescribeHoldup() override;
   Result<Holdup> GetHoldup() override;
@@ -610,6 +648,15 @@ class PostgresStore final : public Store {
 
   Status Migrate(PGconn* c);
   Result<int> SchemaVersion(PGconn* c);
+  Status ReadOnlyError() const {
+    return Status::FailedPrecondition("the PostgreSQL database " + redacted_ +
+                                      " was opened read-only");
+  }
+  // tx as this store's own transaction; InvalidArgument for another's.
+  Result<PgTransaction*> Own(Transaction& tx) {
+    HERALD_RETURN_IF_ERROR(CheckOwn(tx));
+    return static_cast<PgTransaction*>(&tx);
+  }
 
   // One sequencer pass on c: how many events it positioned, or -1 when
   // another pass holds the sequencer lock (wait = false). *full: the pass
@@ -661,6 +708,17 @@ class PostgresStore final : public Store {
 };
 
 // ---- Transaction ----------------------------------------------------------
+
+PgTransaction::PgTransaction(PostgresStore* store, std::unique_ptr<Conn> conn,
+                             bool relaxed)
+    : Transaction(store),
+      store_(store),
+      conn_(std::move(conn)),
+      begin_pending_(true),
+      relaxed_(relaxed) {}
+
+PgTransaction::PgTransaction(PostgresStore* store, PGconn* caller)
+    : Transaction(store), store_(store), caller_(caller) {}
 
 PgTransaction::~PgTransaction() {
   if (open_ && conn_) (void)Rollback();
@@ -825,7 +883,7 @@ Status PostgresStore::Migrate(PGconn* c) {
         std::to_string(version) + ", newer than this herald supports (" +
         std::to_string(kPostgresSchemaVersion) + "); upgrade herald");
   };
-  if (!options_.migrate) {
+  if (!options_.migrate || options_.read_only) {
     auto v = SchemaVersion(c);
     if (!v.ok()) return v.status();
     if (*v < 0) {
@@ -907,7 +965,7 @@ Status PostgresStore::Init() {
   if (!c.ok()) return c.status();
   HERALD_RETURN_IF_ERROR(Migrate((*c)->pg.get()));
   ReturnConn(std::move(*c));
-  if (options_.run_sequencer) StartSequencer();
+  if (options_.run_sequencer && !options_.read_only) StartSequencer();
   return Status::OK();
 }
 
@@ -916,10 +974,15 @@ Status PostgresStore::Init() {
 Result<AppendResult> PostgresStore::Append(Transaction& tx_base,
                                            std::span<Event> events,
                                            const AppendOptions& options) {
-  auto& tx = static_cast<PgTransaction&>(tx_base);
+  auto own = Own(tx_base);
+  if (!own.ok()) return own.status();
+  auto& tx = **own;
   AppendResult result;
   if (events.empty()) return result;
   for (auto& e : events) HERALD_RETURN_IF_ERROR(ValidateEvent(e));
+  // One event per UUID: ids are handed back in lower case, as the uuid
+  // column stores them.
+  for (auto& e : events) e.id = LowerId(e.id);
   if (options.expected_version) {
     if (*options.expected_version < 0) {
       return Status::InvalidArgument("expected_version must not be negative");
@@ -1139,14 +1202,18 @@ Result<int64_t> PostgresStore::GetCheckpoint(const std::string& name) {
 Status PostgresStore::SaveCheckpoint(Transaction& tx_base,
                                      const std::string& name,
                                      int64_t next_offset) {
-  auto& tx = static_cast<PgTransaction&>(tx_base);
+  auto own = Own(tx_base);
+  if (!own.ok()) return own.status();
+  auto& tx = **own;
   Params p;
   p.Bytes(name).Int8(next_offset);
   return tx.Exec(kSaveCheckpoint, p, "save checkpoint").status();
 }
 
 Status PostgresStore::Park(Transaction& tx_base, const ParkedEvent& parked) {
-  auto& tx = static_cast<PgTransaction&>(tx_base);
+  auto own = Own(tx_base);
+  if (!own.ok()) return own.status();
+  auto& tx = **own;
   if (!IsUuid(parked.event.id)) {
     return Status::InvalidArgument("parked event id '" + parked.event.id +
                                    "' is not a UUID");
@@ -1163,6 +1230,22 @@ Status PostgresStore::Park(Transaction& tx_base, const ParkedEvent& parked) {
   return tx.Exec(kPark, p, "park event").status();
 }
 
+// The rows of a kListParked / kGetParked result.
+std::vector<ParkedEvent> ParkedRows(const PGresult* res) {
+  int rows = PQntuples(res);
+  std::vector<ParkedEvent> out(static_cast<size_t>(rows));
+  for (int i = 0; i < rows; ++i) {
+    ParkedEvent& pe = out[static_cast<size_t>(i)];
+    pe.route = pg::BytesAt(res, i, 0);
+    pe.state = pg::BytesAt(res, i, 1);
+    pe.attempts = pg::Int4At(res, i, 2);
+    pe.error = pg::BytesAt(res, i, 3);
+    pe.parked_at_us = pg::TimestampAt(res, i, 4);
+    RowToEvent(res, i, 5, &pe.event);
+  }
+  return out;
+}
+
 Result<std::vector<ParkedEvent>> PostgresStore::ListParked(
     const std::string& route, const std::string& state, int limit) {
   return WithConn([&](Conn* c) -> Result<std::vector<ParkedEvent>> {
@@ -1170,19 +1253,21 @@ Result<std::vector<ParkedEvent>> PostgresStore::ListParked(
     p.Bytes(route).Bytes(state).Int4(limit);
     auto r = Run(c, kListParked, p, "list parked");
     if (!r.ok()) return r.status();
-    const PGresult* res = r->get();
-    int rows = PQntuples(res);
-    std::vector<ParkedEvent> out(static_cast<size_t>(rows));
-    for (int i = 0; i < rows; ++i) {
-      ParkedEvent& pe = out[static_cast<size_t>(i)];
-      pe.route = pg::BytesAt(res, i, 0);
-      pe.state = pg::BytesAt(res, i, 1);
-      pe.attempts = pg::Int4At(res, i, 2);
-      pe.error = pg::BytesAt(res, i, 3);
-      pe.parked_at_us = pg::TimestampAt(res, i, 4);
-      RowToEvent(res, i, 5, &pe.event);
-    }
-    return out;
+    return ParkedRows(r->get());
+  });
+}
+
+Result<std::optional<ParkedEvent>> PostgresStore::GetParked(
+    const std::string& route, const std::string& event_id) {
+  if (!IsUuid(event_id)) return std::optional<ParkedEvent>();
+  return WithConn([&](Conn* c) -> Result<std::optional<ParkedEvent>> {
+    Params p;
+    p.Bytes(route).Text(event_id);
+    auto r = Run(c, kGetParked, p, "read parked");
+    if (!r.ok()) return r.status();
+    auto rows = ParkedRows(r->get());
+    if (rows.empty()) return std::optional<ParkedEvent>();
+    return std::optional<ParkedEvent>(std::move(rows.front()));
   });
 }
 
@@ -1218,7 +1303,9 @@ Status PostgresStore::SetParkedState(const std::string& route,
 
 Status PostgresStore::DropParked(Transaction& tx_base, const std::string& route,
                                  const std::string& id) {
-  auto& tx = static_cast<PgTransaction&>(tx_base);
+  auto own = Own(tx_base);
+  if (!own.ok()) return own.status();
+  auto& tx = **own;
   if (!id.empty() && !IsUuid(id)) {
     return Status::NotFound(ParkedNotFound(route, id));
   }
@@ -1237,9 +1324,12 @@ Status PostgresStore::DropParked(Transaction& tx_base, const std::string& route,
 Result<bool> PostgresStore::MarkHandled(Transaction& tx_base,
                                         const std::string& consumer,
                                         const std::string& event_id) {
-  auto& tx = static_cast<PgTransaction&>(tx_base);
+  auto own = Own(tx_base);
+  if (!own.ok()) return own.status();
+  auto& tx = **own;
+  std::string id = IsUuid(event_id) ? LowerId(event_id) : event_id;
   Params p;
-  p.Bytes(consumer).Bytes(event_id);
+  p.Bytes(consumer).Bytes(id);
   auto r = tx.Exec(kMarkHandled, p, "mark handled");
   if (!r.ok()) return r.status();
   return std::string_view(PQcmdTuples(r->get())) == "1";
@@ -1280,6 +1370,59 @@ Result<std::optional<LeaseInfo>> PostgresStore::GetLease(
   });
 }
 
+Result<ParkedCounts> PostgresStore::CountParkedByState(
+    const std::string& route) {
+  return WithConn([&](Conn* c) -> Result<ParkedCounts> {
+    Params p;
+    p.Bytes(route);
+    auto r = Run(c, kCountParkedByState, p, "count parked");
+    if (!r.ok()) return r.status();
+    ParkedCounts counts;
+    counts.parked = pg::Int8At(r->get(), 0, 0);
+    counts.held = pg::Int8At(r->get(), 0, 1);
+    counts.retry = pg::Int8At(r->get(), 0, 2);
+    return counts;
+  });
+}
+
+Status PostgresStore::SetRouteError(const std::string& route,
+                                    const std::string& error, int64_t at_us) {
+  if (options_.read_only) return ReadOnlyError();
+  return WithConn([&](Conn* c) -> Status {
+    Params p;
+    p.Bytes(route).Bytes(error).Timestamp(at_us);
+    return Run(c, kSetRouteError, p, "save route status").status();
+  });
+}
+
+Result<std::optional<RouteStatusRow>> PostgresStore::GetRouteStatus(
+    const std::string& route) {
+  return WithConn([&](Conn* c) -> Result<std::optional<RouteStatusRow>> {
+    Params p;
+    p.Bytes(route);
+    auto r = Run(c, kGetRouteStatus, p, "read route status");
+    if (!r.ok()) return r.status();
+    if (PQntuples(r->get()) == 0) return std::optional<RouteStatusRow>();
+    RouteStatusRow row{pg::BytesAt(r->get(), 0, 0), pg::BytesAt(r->get(), 0, 1),
+                       pg::TimestampAt(r->get(), 0, 2)};
+    return std::optional<RouteStatusRow>(std::move(row));
+  });
+}
+
+Result<int64_t> PostgresStore::SweepInbox(std::chrono::milliseconds max_age) {
+  if (max_age.count() < 0) {
+    return Status::InvalidArgument("the inbox retention must not be negative");
+  }
+  if (options_.read_only) return ReadOnlyError();
+  return WithConn([&](Conn* c) -> Result<int64_t> {
+    Params p;
+    p.Int8(max_age.count());
+    auto r = Run(c, kSweepInbox, p, "sweep inbox");
+    if (!r.ok()) return r.status();
+    return static_cast<int64_t>(std::atoll(PQcmdTuples(r->get())));
+  });
+}
+
 Result<std::string> PostgresStore::DescribeHoldup() {
   auto h = GetHoldup();
   if (!h.ok()) return h.status();
@@ -1289,7 +1432,7 @@ Result<std::string> PostgresStore::DescribeHoldup() {
 // One indexed look-up in pg_locks/pg_stat_activity, and, only when no
 // transaction holds positions back, a sum over the sequencer's (short)
 // queue: cheap enough for /metrics scrapes every few seconds.
-Result<Store::Holdup> PostgresStore::GetHoldup() {
+Result<EventLog::Holdup> PostgresStore::GetHoldup() {
   return WithConn([&](Conn* c) -> Result<Holdup> {
     Params p;
     p.Int8(kHoldupThresholdMs);

@@ -8,8 +8,10 @@
 
 #include <sqlite3.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 #include <algorithm>
+#include <cerrno>
 #include <condition_variable>
 #include <cstring>
 #include <ctime>
@@ -21,6 +23,7 @@
 
 #include "herald/json.h"
 #include "herald/sqlite.h"
+#include "store/event_id.h"
 
 namespace herald::detail {
 namespace {
@@ -79,6 +82,10 @@ enum Slot {
   kSaveCheckpoint,
   kPark,
   kCountParked,
+  kCountParkedByState,
+  kSetRouteError,
+  kGetRouteStatus,
+  kSweepInbox,
   kMarkHandled,
   kAcquireLease,
   kGetLease,
@@ -139,6 +146,23 @@ const char* SlotSql(Slot s) {
              "error = excluded.error, parked_at = excluded.parked_at";
     case kCountParked:
       return "SELECT count(*) FROM herald_parked WHERE route = ?1";
+    case kCountParkedByState:
+      return "SELECT coalesce(sum(state = 'parked'), 0), "
+             "coalesce(sum(state = 'held'), 0), "
+             "coalesce(sum(state = 'retry'), 0) FROM herald_parked "
+             "WHERE route = ?1";
+    case kSetRouteError:
+      return "INSERT INTO herald_route_status (route, last_error, "
+             "last_error_at, updated_at) VALUES (?1, ?2, ?3, ?3) "
+             "ON CONFLICT (route) DO UPDATE SET "
+             "last_error = excluded.last_error, "
+             "last_error_at = excluded.last_error_at, "
+             "updated_at = excluded.updated_at";
+    case kGetRouteStatus:
+      return "SELECT route, last_error, last_error_at "
+             "FROM herald_route_status WHERE route = ?1";
+    case kSweepInbox:
+      return "DELETE FROM herald_inbox WHERE handled_at < ?1";
     case kMarkHandled:
       return "INSERT INTO herald_inbox (consumer, event_id, handled_at) "
              "VALUES (?1, ?2, ?3) ON CONFLICT DO NOTHING";
@@ -207,6 +231,23 @@ CREATE TABLE herald_leases (
   owner      TEXT    NOT NULL,
   expires_at INTEGER NOT NULL
 );
+)sql",
+    // 2: one status row per route (its last error), which schema 1 kept as
+    // a lease row named "relay-error/ROUTE" (owner: the error, expires_at:
+    // its time); those rows move here. The inbox gets an index for its
+    // retention sweep.
+    R"sql(
+CREATE TABLE herald_route_status (
+  route         TEXT PRIMARY KEY,
+  last_error    TEXT    NOT NULL,
+  last_error_at INTEGER NOT NULL,
+  updated_at    INTEGER NOT NULL
+);
+INSERT INTO herald_route_status (route, last_error, last_error_at, updated_at)
+  SELECT substr(name, 13), owner, expires_at, expires_at FROM herald_leases
+   WHERE name LIKE 'relay-error/%';
+DELETE FROM herald_leases WHERE name LIKE 'relay-error/%';
+CREATE INDEX herald_inbox_by_time ON herald_inbox (handled_at);
 )sql",
 };
 constexpr int kNumMigrations = sizeof(kMigrations) / sizeof(kMigrations[0]);
@@ -383,6 +424,10 @@ class SqliteStore final : public Store {
   // change inside a transaction, so it is set before BEGIN and restored by
   // SqliteTransaction::Release).
   Result<std::unique_ptr<Transaction>> BeginWrite(bool relaxed) {
+    if (options_.read_only) {
+      return Status::FailedPrecondition("the database '" + path_ +
+                                        "' was opened read-only");
+    }
     if (!turns_.Acquire(options_.busy_timeout)) {
       return Status::Unavailable(
           "database is busy: this process's other write transactions held "
@@ -417,7 +462,7 @@ class SqliteStore final : public Store {
 
   Result<AppendResult> Append(Transaction& tx, std::span<Event> events,
                               const AppendOptions& options) override;
-  using Store::Append;
+  using EventLog::Append;
 
   Result<Page> Read(const ReadRequest& request) override;
   Result<Page> Scan(const ReadRequest& request,
@@ -431,13 +476,16 @@ class SqliteStore final : public Store {
   Result<int64_t> GetCheckpoint(const std::string& name) override;
   Status SaveCheckpoint(Transaction& tx, const std::string& name,
                         int64_t next_offset) override;
-  using Store::SaveCheckpoint;
+  using RelayState::SaveCheckpoint;
 
   Status Park(Transaction& tx, const ParkedEvent& parked) override;
   Result<std::vector<ParkedEvent>> ListParked(const std::string& route,
                                               const std::string& state,
                                               int limit) override;
+  Result<std::optional<ParkedEvent>> GetParked(
+      const std::string& route, const std::string& event_id) override;
   Result<int64_t> CountParked(const std::string& route) override;
+  Result<ParkedCounts> CountParkedByState(const std::string& route) override;
   Status SetParkedState(const std::string& route, const std::string& id,
                         const std::string& state) override;
   Status DropParked(Transaction& tx, const std::string& route,
@@ -445,6 +493,7 @@ class SqliteStore final : public Store {
 
   Result<bool> MarkHandled(Transaction& tx, const std::string& consumer,
                            const std::string& event_id) override;
+  Result<int64_t> SweepInbox(std::chrono::milliseconds max_age) override;
 
   Result<bool> AcquireLease(const std::string& name, const std::string& owner,
                             std::chrono::milliseconds ttl) override;
@@ -452,7 +501,17 @@ class SqliteStore final : public Store {
                       const std::string& owner) override;
   Result<std::optional<LeaseInfo>> GetLease(const std::string& name) override;
 
+  Status SetRouteError(const std::string& route, const std::string& error,
+                       int64_t at_us) override;
+  Result<std::optional<RouteStatusRow>> GetRouteStatus(
+      const std::string& route) override;
+
  private:
+  // tx as this store's own transaction; InvalidArgument for another's.
+  Result<SqliteTransaction*> Own(Transaction& tx) {
+    HERALD_RETURN_IF_ERROR(CheckOwn(tx));
+    return static_cast<SqliteTransaction*>(&tx);
+  }
   // A pooled connection for a single call; returned to the pool on exit.
   class Lease {
    public:
@@ -489,10 +548,22 @@ class SqliteStore final : public Store {
   }
   Result<std::unique_ptr<Conn>> OpenConn();
   Status Migrate(sqlite3* db);
+  // Reads the schema version without a write lock: -1 when the database
+  // holds no herald_meta table; `tables` is how many tables it holds.
+  Result<int> ReadSchemaVersion(sqlite3* db, int64_t* tables);
+  // Parked rows of `route`, of `state` and `event_id` when not empty.
+  Result<std::vector<ParkedEvent>> QueryParked(const std::string& route,
+                                               const std::string& state,
+                                               const std::string& event_id,
+                                               int limit);
+  Status CheckVersion(int version);
   Result<int64_t> QueryInt(Conn* c, Slot slot);
 
   const std::string path_;
   const StoreOptions options_;
+  // Read-only, in a directory nobody may write: opened with immutable=1.
+  // Set by Init before the store is shared.
+  bool immutable_ = false;
   const int64_t busy_timeout_us_ = options_.busy_timeout.count() * 1000;
 
   std::mutex pool_mu_;
@@ -502,10 +573,13 @@ class SqliteStore final : public Store {
 
 SqliteTransaction::SqliteTransaction(SqliteStore* store,
                                      std::unique_ptr<Conn> conn)
-    : store_(store), conn_(std::move(conn)), db_(conn_->db.get()) {}
+    : Transaction(store),
+      store_(store),
+      conn_(std::move(conn)),
+      db_(conn_->db.get()) {}
 
 SqliteTransaction::SqliteTransaction(SqliteStore* store, sqlite3* caller_db)
-    : store_(store), db_(caller_db) {}
+    : Transaction(store), store_(store), db_(caller_db) {}
 
 SqliteTransaction::~SqliteTransaction() {
   if (open_ && conn_) (void)Rollback();
@@ -548,6 +622,29 @@ Status SqliteTransaction::Rollback() {
   return s;
 }
 
+// Whether files can be made in the directory of `path`.
+bool DirectoryWritable(const std::string& path) {
+  auto slash = path.rfind('/');
+  std::string dir = slash == std::string::npos ? "." : path.substr(0, slash);
+  if (dir.empty()) dir = "/";
+  return ::access(dir.c_str(), W_OK) == 0;
+}
+
+// "file:PATH?immutable=1", PATH escaped for a URI.
+std::string ImmutableUri(const std::string& path) {
+  std::string uri = "file:";
+  for (char c : path) {
+    if (c == '%' || c == '?' || c == '#') {
+      char hex[4];
+      std::snprintf(hex, sizeof hex, "%%%02X", static_cast<unsigned char>(c));
+      uri += hex;
+    } else {
+      uri += c;
+    }
+  }
+  return uri + "?immutable=1";
+}
+
 // Busy handler: sleeps 50 µs, doubling up to 1 ms a try, until the timeout
 // (µs, in *arg) has passed; then returns 0 (SQLITE_BUSY). SQLite's default
 // handler sleeps up to 100 ms a try, which starves a connection (a relay's
@@ -568,12 +665,18 @@ int BusyWait(void* arg, int tries) {
 
 Result<std::unique_ptr<Conn>> SqliteStore::OpenConn() {
   sqlite3* raw = nullptr;
-  int flags = SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX |
-              SQLITE_OPEN_URI;
-  int rc = sqlite3_open_v2(path_.c_str(), &raw, flags, nullptr);
+  int flags = SQLITE_OPEN_NOMUTEX | SQLITE_OPEN_URI;
+  flags |= options_.read_only ? SQLITE_OPEN_READONLY
+                              : SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE;
+  // On a read-only directory (a read-only mount) SQLite cannot make the
+  // WAL index beside the file; such a file is then read as immutable.
+  std::string name = immutable_ ? ImmutableUri(path_) : path_;
+  int rc = sqlite3_open_v2(name.c_str(), &raw, flags, nullptr);
   DbPtr db(raw);
   if (rc != SQLITE_OK) {
-    return SqlError(raw, rc, "cannot open database '" + path_ + "'");
+    return SqlError(raw, rc,
+                    std::string("cannot open database '") + path_ + "'" +
+                        (options_.read_only ? " for reading" : ""));
   }
   sqlite3_extended_result_codes(db.get(), 1);
   sqlite3_busy_handler(db.get(), &BusyWait,
@@ -618,23 +721,76 @@ void SqliteStore::ReturnConn(std::unique_ptr<Conn> conn) {
 Status SqliteStore::Init() {
   // A file that exists but is not SQLite is refused before SQLite touches it.
   struct stat st;
-  if (::stat(path_.c_str(), &st) == 0 && st.st_size > 0) {
-    if (S_ISDIR(st.st_mode)) {
-      return Status::InvalidArgument("'" + path_ + "' is a directory");
-    }
+  bool exists = ::stat(path_.c_str(), &st) == 0;
+  int stat_errno = errno;
+  if (exists && S_ISDIR(st.st_mode)) {
+    return Status::InvalidArgument("'" + path_ + "' is a directory");
+  }
+  bool plain_path = !path_.starts_with("file:") && path_ != ":memory:";
+  if (!exists && options_.read_only && plain_path && stat_errno == ENOENT) {
+    return Status::NotFound("no database at '" + path_ +
+                            "' (nothing was created; `herald migrate --db " +
+                            path_ + "` makes one)");
+  }
+  if (exists && st.st_size > 0) {
     FILE* f = std::fopen(path_.c_str(), "rb");
+    if (!f) {
+      return Status::Unavailable("cannot read database '" + path_ +
+                                 "': " + std::strerror(errno));
+    }
     char magic[16] = {};
-    size_t n = f ? std::fread(magic, 1, sizeof magic, f) : 0;
-    if (f) std::fclose(f);
+    size_t n = std::fread(magic, 1, sizeof magic, f);
+    std::fclose(f);
     if (n < 16 || std::memcmp(magic, "SQLite format 3", 16) != 0) {
       return Status::Corruption("'" + path_ +
                                 "' is not a herald database (not an SQLite "
                                 "file)");
     }
   }
-  auto conn = OpenConn();
-  if (!conn.ok()) return conn.status();
-  sqlite3* db = (*conn)->db.get();
+  // Whose file is it? Read before anything is written, so a file that is
+  // not herald's is refused unchanged (not even switched to WAL).
+  std::unique_ptr<Conn> conn;
+  int64_t tables = 0;
+  auto open_and_read = [&]() -> Result<int> {
+    auto c = OpenConn();
+    if (!c.ok()) return c.status();
+    conn = std::move(*c);
+    return ReadSchemaVersion(conn->db.get(), &tables);
+  };
+  auto version = open_and_read();
+  if (!version.ok() && options_.read_only && version.status().IsUnavailable() &&
+      plain_path && !DirectoryWritable(path_)) {
+    immutable_ = true;
+    version = open_and_read();
+  }
+  if (!version.ok()) {
+    if (version.status().message().find(path_) != std::string::npos) {
+      return version.status();
+    }
+    return Status(version.status().code(),
+                  "database '" + path_ + "': " + version.status().message());
+  }
+  sqlite3* db = conn->db.get();
+  if (*version < 0 && tables > 0 && !options_.adopt) {
+    return Status::Corruption(
+        "'" + path_ +
+        "' is not a herald database (it holds another application's tables "
+        "and no herald_meta table)");
+  }
+  if (options_.read_only) {
+    // No write lock, no WAL switch, no migration: the version must be
+    // this binary's already.
+    HERALD_RETURN_IF_ERROR(CheckVersion(*version));
+    if (*version < kSqliteSchemaVersion) {
+      return Status::FailedPrecondition(
+          "the database '" + path_ + "' has schema version " +
+          std::to_string(std::max(*version, 0)) + " and needs migrating to " +
+          std::to_string(kSqliteSchemaVersion) +
+          " (opened read-only): run `herald migrate`");
+    }
+    ReturnConn(std::move(conn));
+    return Status::OK();
+  }
   // WAL lets readers run beside the single writer, across processes.
   StmtPtr mode;
   {
@@ -646,7 +802,48 @@ Status SqliteStore::Init() {
   }
   mode.reset();
   HERALD_RETURN_IF_ERROR(Migrate(db));
-  ReturnConn(std::move(*conn));
+  ReturnConn(std::move(conn));
+  return Status::OK();
+}
+
+Result<int> SqliteStore::ReadSchemaVersion(sqlite3* db, int64_t* tables) {
+  auto count = Prepare(db,
+                       "SELECT count(*), "
+                       "sum(name = 'herald_meta') FROM sqlite_master "
+                       "WHERE type = 'table'");
+  if (!count.ok()) {
+    return Status(count.status().code(),
+                  "database '" + path_ + "': " + count.status().message());
+  }
+  int rc = sqlite3_step(count->get());
+  if (rc != SQLITE_ROW) {
+    return SqlError(db, rc, "read the schema of '" + path_ + "'");
+  }
+  *tables = sqlite3_column_int64(count->get(), 0);
+  bool has_meta = sqlite3_column_int64(count->get(), 1) > 0;
+  count->reset();
+  if (!has_meta) return -1;
+  int version = 0;
+  auto v = Prepare(db,
+                   "SELECT value FROM herald_meta "
+                   "WHERE key = 'schema_version'");
+  if (!v.ok()) return v.status();
+  rc = sqlite3_step(v->get());
+  if (rc == SQLITE_ROW) {
+    version = sqlite3_column_int(v->get(), 0);
+  } else if (rc != SQLITE_DONE) {
+    return SqlError(db, rc, "read the schema version of '" + path_ + "'");
+  }
+  return version;
+}
+
+Status SqliteStore::CheckVersion(int version) {
+  if (version > kSqliteSchemaVersion) {
+    return Status::FailedPrecondition(
+        "the database '" + path_ + "' has schema version " +
+        std::to_string(version) + ", newer than this herald supports (" +
+        std::to_string(kSqliteSchemaVersion) + "); upgrade herald");
+  }
   return Status::OK();
 }
 
@@ -660,38 +857,17 @@ Status SqliteStore::Migrate(sqlite3* db) {
     }
   } guard{db};
 
-  auto count = Prepare(db,
-                       "SELECT count(*), "
-                       "sum(name = 'herald_meta') FROM sqlite_master "
-                       "WHERE type = 'table'");
-  if (!count.ok()) return count.status();
-  int rc = sqlite3_step(count->get());
-  if (rc != SQLITE_ROW) return SqlError(db, rc, "read schema");
-  int64_t tables = sqlite3_column_int64(count->get(), 0);
-  bool has_meta = sqlite3_column_int64(count->get(), 1) > 0;
-  count->reset();
-
-  int version = 0;
-  if (has_meta) {
-    auto v = Prepare(db,
-                     "SELECT value FROM herald_meta "
-                     "WHERE key = 'schema_version'");
-    if (!v.ok()) return v.status();
-    if (sqlite3_step(v->get()) == SQLITE_ROW) {
-      version = sqlite3_column_int(v->get(), 0);
-    }
-  } else if (tables > 0 && !options_.adopt) {
+  int64_t tables = 0;
+  auto read = ReadSchemaVersion(db, &tables);
+  if (!read.ok()) return read.status();
+  int version = std::max(*read, 0);
+  if (*read < 0 && tables > 0 && !options_.adopt) {
     return Status::Corruption(
         "'" + path_ +
         "' is not a herald database (it holds another application's tables "
         "and no herald_meta table)");
   }
-  if (version > kSqliteSchemaVersion) {
-    return Status::FailedPrecondition(
-        "the database '" + path_ + "' has schema version " +
-        std::to_string(version) + ", newer than this herald supports (" +
-        std::to_string(kSqliteSchemaVersion) + "); upgrade herald");
-  }
+  HERALD_RETURN_IF_ERROR(CheckVersion(version));
   if (version == kSqliteSchemaVersion) return Status::OK();
   if (!options_.migrate) {
     return Status::FailedPrecondition(
@@ -715,11 +891,15 @@ Status SqliteStore::Migrate(sqlite3* db) {
 Result<AppendResult> SqliteStore::Append(Transaction& tx_base,
                                          std::span<Event> events,
                                          const AppendOptions& options) {
-  auto& tx = static_cast<SqliteTransaction&>(tx_base);
+  auto own = Own(tx_base);
+  if (!own.ok()) return own.status();
+  auto& tx = **own;
   sqlite3* db = tx.db();
   AppendResult result;
   if (events.empty()) return result;
   for (auto& e : events) HERALD_RETURN_IF_ERROR(ValidateEvent(e));
+  // One event per UUID: ids are kept in lower case.
+  for (auto& e : events) e.id = LowerId(e.id);
   if (options.expected_version) {
     for (auto& e : events) {
       if (e.stream != events[0].stream) {
@@ -982,14 +1162,23 @@ Result<Event> SqliteStore::Get(const std::string& id) {
   HERALD_RETURN_IF_ERROR(c.status());
   auto st = c->Get(kFindId);
   if (!st.ok()) return st.status();
-  BindText(*st, 1, id);
-  ResetGuard g{*st};
-  int rc = sqlite3_step(*st);
-  if (rc == SQLITE_DONE) return Status::NotFound("no event with id " + id);
-  if (rc != SQLITE_ROW) return SqlError(c->db.get(), rc, "get event");
-  Event e;
-  RowToEvent(*st, &e);
-  return e;
+  // Stored in lower case; the id as given too, for rows a herald before
+  // schema 2 stored in another case.
+  std::string lower = LowerId(id);
+  const std::string* keys[] = {&lower, &id};
+  for (const std::string* key : keys) {
+    if (key == &id && id == lower) break;
+    sqlite3_reset(*st);
+    BindText(*st, 1, *key);
+    ResetGuard g{*st};
+    int rc = sqlite3_step(*st);
+    if (rc == SQLITE_DONE) continue;
+    if (rc != SQLITE_ROW) return SqlError(c->db.get(), rc, "get event");
+    Event e;
+    RowToEvent(*st, &e);
+    return e;
+  }
+  return Status::NotFound("no event with id " + id);
 }
 
 Result<int64_t> SqliteStore::Head() {
@@ -1014,7 +1203,9 @@ Result<int64_t> SqliteStore::GetCheckpoint(const std::string& name) {
 Status SqliteStore::SaveCheckpoint(Transaction& tx_base,
                                    const std::string& name,
                                    int64_t next_offset) {
-  auto& tx = static_cast<SqliteTransaction&>(tx_base);
+  auto own = Own(tx_base);
+  if (!own.ok()) return own.status();
+  auto& tx = **own;
   StmtPtr holder;
   auto st = TxStmt(tx, kSaveCheckpoint, &holder);
   if (!st.ok()) return st.status();
@@ -1028,13 +1219,16 @@ Status SqliteStore::SaveCheckpoint(Transaction& tx_base,
 }
 
 Status SqliteStore::Park(Transaction& tx_base, const ParkedEvent& p) {
-  auto& tx = static_cast<SqliteTransaction&>(tx_base);
+  auto own = Own(tx_base);
+  if (!own.ok()) return own.status();
+  auto& tx = **own;
   StmtPtr holder;
   auto st = TxStmt(tx, kPark, &holder);
   if (!st.ok()) return st.status();
   sqlite3_stmt* s = *st;
   BindText(s, 1, p.route);
-  BindText(s, 2, p.event.id);
+  std::string event_id = LowerId(p.event.id);
+  BindText(s, 2, event_id);
   sqlite3_bind_int64(s, 3, p.event.position);
   BindText(s, 4, p.event.stream);
   BindText(s, 5, p.state);
@@ -1047,8 +1241,22 @@ Status SqliteStore::Park(Transaction& tx_base, const ParkedEvent& p) {
   return Status::OK();
 }
 
+Result<std::optional<ParkedEvent>> SqliteStore::GetParked(
+    const std::string& route, const std::string& event_id) {
+  auto rows = QueryParked(route, "", LowerId(event_id), 1);
+  if (!rows.ok()) return rows.status();
+  if (rows->empty()) return std::optional<ParkedEvent>();
+  return std::optional<ParkedEvent>(std::move(rows->front()));
+}
+
 Result<std::vector<ParkedEvent>> SqliteStore::ListParked(
     const std::string& route, const std::string& state, int limit) {
+  return QueryParked(route, state, "", limit);
+}
+
+Result<std::vector<ParkedEvent>> SqliteStore::QueryParked(
+    const std::string& route, const std::string& state,
+    const std::string& event_id, int limit) {
   Lease c(this);
   HERALD_RETURN_IF_ERROR(c.status());
   std::string sql =
@@ -1057,6 +1265,7 @@ Result<std::vector<ParkedEvent>> SqliteStore::ListParked(
       "e.payload, e.metadata, e.occurred_at FROM herald_parked p "
       "JOIN herald_events e ON e.id = p.event_id WHERE p.route = ?1";
   if (!state.empty()) sql += " AND p.state = ?2";
+  if (!event_id.empty()) sql += " AND p.event_id = ?4";
   sql += " ORDER BY p.position LIMIT ?3";
   auto st = Prepare(c->db.get(), sql);
   if (!st.ok()) return st.status();
@@ -1064,6 +1273,7 @@ Result<std::vector<ParkedEvent>> SqliteStore::ListParked(
   BindText(s, 1, route);
   if (!state.empty()) BindText(s, 2, state);
   sqlite3_bind_int(s, 3, limit);
+  if (!event_id.empty()) BindText(s, 4, event_id);
   std::vector<ParkedEvent> out;
   int rc;
   while ((rc = sqlite3_step(s)) == SQLITE_ROW) {
@@ -1101,9 +1311,10 @@ Status SqliteStore::SetParkedState(const std::string& route,
   if (!id.empty()) sql += " AND event_id = ?3";
   auto st = Prepare(c->db.get(), sql);
   if (!st.ok()) return st.status();
+  std::string lower = LowerId(id);
   BindText(st->get(), 1, state);
   BindText(st->get(), 2, route);
-  if (!id.empty()) BindText(st->get(), 3, id);
+  if (!id.empty()) BindText(st->get(), 3, lower);
   int rc = sqlite3_step(st->get());
   if (rc != SQLITE_DONE) return SqlError(c->db.get(), rc, "update parked");
   if (sqlite3_changes(c->db.get()) == 0) {
@@ -1116,13 +1327,16 @@ Status SqliteStore::SetParkedState(const std::string& route,
 
 Status SqliteStore::DropParked(Transaction& tx_base, const std::string& route,
                                const std::string& id) {
-  auto& tx = static_cast<SqliteTransaction&>(tx_base);
+  auto own = Own(tx_base);
+  if (!own.ok()) return own.status();
+  auto& tx = **own;
   std::string sql = "DELETE FROM herald_parked WHERE route = ?1";
   if (!id.empty()) sql += " AND event_id = ?2";
   auto st = Prepare(tx.db(), sql);
   if (!st.ok()) return st.status();
+  std::string lower = LowerId(id);
   BindText(st->get(), 1, route);
-  if (!id.empty()) BindText(st->get(), 2, id);
+  if (!id.empty()) BindText(st->get(), 2, lower);
   int rc = sqlite3_step(st->get());
   if (rc != SQLITE_DONE) return SqlError(tx.db(), rc, "drop parked");
   if (sqlite3_changes(tx.db()) == 0) {
@@ -1136,12 +1350,15 @@ Status SqliteStore::DropParked(Transaction& tx_base, const std::string& route,
 Result<bool> SqliteStore::MarkHandled(Transaction& tx_base,
                                       const std::string& consumer,
                                       const std::string& event_id) {
-  auto& tx = static_cast<SqliteTransaction&>(tx_base);
+  auto own = Own(tx_base);
+  if (!own.ok()) return own.status();
+  auto& tx = **own;
   StmtPtr holder;
   auto st = TxStmt(tx, kMarkHandled, &holder);
   if (!st.ok()) return st.status();
+  std::string id = IsUuid(event_id) ? LowerId(event_id) : event_id;
   BindText(*st, 1, consumer);
-  BindText(*st, 2, event_id);
+  BindText(*st, 2, id);
   sqlite3_bind_int64(*st, 3, NowMicros());
   ResetGuard g{*st};
   int rc = sqlite3_step(*st);
@@ -1195,6 +1412,76 @@ Result<std::optional<LeaseInfo>> SqliteStore::GetLease(
   LeaseInfo info{ColumnText(*st, 0), ColumnText(*st, 1),
                  sqlite3_column_int64(*st, 2)};
   return std::optional<LeaseInfo>(std::move(info));
+}
+
+Result<ParkedCounts> SqliteStore::CountParkedByState(const std::string& route) {
+  Lease c(this);
+  HERALD_RETURN_IF_ERROR(c.status());
+  auto st = c->Get(kCountParkedByState);
+  if (!st.ok()) return st.status();
+  BindText(*st, 1, route);
+  ResetGuard g{*st};
+  int rc = sqlite3_step(*st);
+  if (rc != SQLITE_ROW) return SqlError(c->db.get(), rc, "count parked");
+  ParkedCounts counts;
+  counts.parked = sqlite3_column_int64(*st, 0);
+  counts.held = sqlite3_column_int64(*st, 1);
+  counts.retry = sqlite3_column_int64(*st, 2);
+  return counts;
+}
+
+Status SqliteStore::SetRouteError(const std::string& route,
+                                  const std::string& error, int64_t at_us) {
+  Lease c(this);
+  HERALD_RETURN_IF_ERROR(c.status());
+  if (options_.read_only) {
+    return Status::FailedPrecondition("the database '" + path_ +
+                                      "' was opened read-only");
+  }
+  auto st = c->Get(kSetRouteError);
+  if (!st.ok()) return st.status();
+  BindText(*st, 1, route);
+  BindText(*st, 2, error);
+  sqlite3_bind_int64(*st, 3, at_us);
+  ResetGuard g{*st};
+  int rc = sqlite3_step(*st);
+  if (rc != SQLITE_DONE) return SqlError(c->db.get(), rc, "save route status");
+  return Status::OK();
+}
+
+Result<std::optional<RouteStatusRow>> SqliteStore::GetRouteStatus(
+    const std::string& route) {
+  Lease c(this);
+  HERALD_RETURN_IF_ERROR(c.status());
+  auto st = c->Get(kGetRouteStatus);
+  if (!st.ok()) return st.status();
+  BindText(*st, 1, route);
+  ResetGuard g{*st};
+  int rc = sqlite3_step(*st);
+  if (rc == SQLITE_DONE) return std::optional<RouteStatusRow>();
+  if (rc != SQLITE_ROW) return SqlError(c->db.get(), rc, "read route status");
+  RouteStatusRow row{ColumnText(*st, 0), ColumnText(*st, 1),
+                     sqlite3_column_int64(*st, 2)};
+  return std::optional<RouteStatusRow>(std::move(row));
+}
+
+Result<int64_t> SqliteStore::SweepInbox(std::chrono::milliseconds max_age) {
+  if (max_age.count() < 0) {
+    return Status::InvalidArgument("the inbox retention must not be negative");
+  }
+  if (options_.read_only) {
+    return Status::FailedPrecondition("the database '" + path_ +
+                                      "' was opened read-only");
+  }
+  Lease c(this);
+  HERALD_RETURN_IF_ERROR(c.status());
+  auto st = c->Get(kSweepInbox);
+  if (!st.ok()) return st.status();
+  sqlite3_bind_int64(*st, 1, NowMicros() - max_age.count() * 1000);
+  ResetGuard g{*st};
+  int rc = sqlite3_step(*st);
+  if (rc != SQLITE_DONE) return SqlError(c->db.get(), rc, "sweep inbox");
+  return static_cast<int64_t>(sqlite3_changes(c->db.get()));
 }
 
 }  // namespace

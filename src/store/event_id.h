@@ -1,0 +1,19 @@
+// Event ids as both backends store them (internal): UUIDs are
+// case-insensitive (RFC 9562), so ids are kept and compared in lower case.
+#pragma once
+
+#include <string>
+#include <string_view>
+
+namespace herald::detail {
+
+// `id` with ASCII letters in lower case.
+inline std::string LowerId(std::string_view id) {
+  std::string out(id);
+  for (char& c : out) {
+    if (c >= 'A' && c <= 'Z') c = static_cast<char>(c - 'A' + 'a');
+  }
+  return out;
+}
+
+}  // namespace herald::detail
