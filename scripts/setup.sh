@@ -6,7 +6,8 @@ set -euo pipefail
 
 packages=(
   # toolchain
-  g++ cmake ninja-build pkg-config ccache clang-format git clang libclang-rt-14-dev
+  g++ cmake ninja-build pkg-config ccache clang-format clang-tidy git clang
+  libclang-rt-14-dev
   # libraries
   libsqlite3-dev sqlite3 libpq-dev libcurl4-openssl-dev libboost-dev
   libtomlplusplus-dev
