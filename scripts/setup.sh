@@ -13,6 +13,9 @@ packages=(
   # tests and benchmarks
   libgtest-dev libgmock-dev libbenchmark-dev curl python3
   postgresql wrk nginx-light
+  # tests/openapi (npm test tools; npm ships with nodejs on NodeSource builds,
+  # is the Debian package npm otherwise)
+  nodejs
 )
 
 missing=()
