@@ -19,10 +19,12 @@
 //     accepted and closed at once, never left waiting in the backlog. Should
 //     accept() still fail for want of descriptors, a spare descriptor kept
 //     for that purpose is freed to accept and close the waiting ones.
-//   - SSE memory: a stream renders its next chunk (64 KiB at most, unless
-//     one event is larger) only once the shared ByteBudget
-//     ([server] sse_buffer_mb) granted it, and gives the bytes back when the
-//     chunk is written.
+//   - SSE memory: a stream renders its next chunk (64 KiB at most; an
+//     event larger than that asks for its own size, clamped to the budget)
+//     only once the shared ByteBudget ([server] sse_buffer_mb) granted it,
+//     is charged the chunk's allocation, and gives it back when the chunk
+//     is written. The bytes held stay within the budget, or one event
+//     larger than it held alone.
 //   - a POST whose client closes the connection while its append waits is
 //     withdrawn (see Appender): the transport keeps reading the socket while
 //     a POST is handled, and an EOF or error marks the request's
@@ -116,7 +118,8 @@ class Session : public std::enable_shared_from_this<Session> {
 
   // SSE
   void StartSse(Response r);
-  void SsePump();
+  // Takes `want` bytes of the SSE budget, then writes the next chunk.
+  void SsePump(size_t want = kSseChunkBytes);
   void SseWrite(std::string data);
   void SseWait();
   void SseWatchClose();
@@ -783,43 +786,46 @@ void Session::SseRelease() {
   charged_ = 0;
 }
 
-void Session::SsePump() {
+void Session::SsePump(size_t want) {
   if (closed_) return;
   // First the bytes, then the chunk: nothing is rendered beyond the budget.
-  server_->sse_budget_.Acquire(kSseChunkBytes, [self = shared_from_this()](
-                                                   bool granted) {
-    asio::dispatch(self->socket_.get_executor(), [self, granted] {
-      if (granted)
-        self->charged_ =
-            std::min(kSseChunkBytes, self->server_->sse_budget_.capacity());
-      if (!granted || self->closed_) {
-        self->SseRelease();
-        return self->Close();
-      }
-      self->server_->api_.SseChunk(
-          self->cursor_, self->filter_, self->charged_,
-          [self](bool ok, std::string chunk, int64_t next) {
-            asio::post(self->socket_.get_executor(),
-                       [self, ok, chunk = std::move(chunk), next]() mutable {
-                         if (!ok || self->closed_) {
-                           self->SseRelease();
-                           return self->Close();
-                         }
-                         self->cursor_ = next;
-                         if (chunk.empty()) {
-                           self->SseRelease();
-                           return self->SseWait();
-                         }
-                         // Charge what the chunk holds (more, when one event
-                         // is larger than a chunk).
-                         self->server_->sse_budget_.Resize(self->charged_,
-                                                           chunk.size());
-                         self->charged_ = chunk.size();
-                         self->SseWrite(std::move(chunk));
-                       });
-          });
-    });
-  });
+  // `want` is a chunk's worth, or what one large event needs (more than
+  // the whole budget: then granted once every other stream's chunk is out).
+  server_->sse_budget_.Acquire(
+      want, [self = shared_from_this(), want](bool granted) {
+        asio::dispatch(self->socket_.get_executor(), [self, granted, want] {
+          ByteBudget& budget = self->server_->sse_budget_;
+          if (granted) self->charged_ = std::min(want, budget.capacity());
+          if (!granted || self->closed_) {
+            self->SseRelease();
+            return self->Close();
+          }
+          self->server_->api_.SseChunk(
+              self->cursor_, self->filter_, want, [self](SseChunkResult r) {
+                asio::post(self->socket_.get_executor(),
+                           [self, r = std::move(r)]() mutable {
+                             if (!r.ok || self->closed_) {
+                               self->SseRelease();
+                               return self->Close();
+                             }
+                             self->cursor_ = r.next_cursor;
+                             if (r.need > 0) {
+                               self->SseRelease();
+                               return self->SsePump(r.need);
+                             }
+                             if (r.chunk.empty()) {
+                               self->SseRelease();
+                               return self->SseWait();
+                             }
+                             // Charge what the chunk holds.
+                             self->server_->sse_budget_.Resize(
+                                 self->charged_, r.chunk.capacity());
+                             self->charged_ = r.chunk.capacity();
+                             self->SseWrite(std::move(r.chunk));
+                           });
+              });
+        });
+      });
 }
 
 void Session::SseWait() {

@@ -203,6 +203,49 @@ TEST(ServerLimits, CatchingUpStreamsStayWithinTheBuffer) {
   EXPECT_EQ(expect, kEvents + 1);
 }
 
+TEST(ServerLimits, EventsLargerThanAChunkOrTheBudgetStillStream) {
+  TempDir dir;
+  ServeProcess server(dir, "sqlite:" + dir.file("h.db"),
+                      "[server]\nsse_buffer_mb = 1\ntail_events = 2\n"
+                      "max_body_bytes = 4194304\n");
+  ASSERT_TRUE(server.ready()) << server.stderr_text();
+  HttpClient c;
+  // Small, larger than a 64 KiB chunk, larger than the whole budget, small.
+  std::vector<size_t> sizes{10, 100 << 10, 1536 << 10, 10, 10};
+  for (size_t n : sizes) {
+    std::string body = "{\"stream\":\"s\",\"type\":\"t.x\",\"payload\":\"" +
+                       std::string(n, 'p') + "\"}";
+    ASSERT_EQ(c.Post(server.base() + "/api/events", body).status, 201);
+  }
+  // From the store (offset 1 is below the 2-event tail) and from memory.
+  for (int from : {1, 4}) {
+    int fd = ConnectLoopback(server.port());
+    ASSERT_TRUE(
+        SendAll(fd, "GET /api/events/stream?offset=" + std::to_string(from) +
+                        " HTTP/1.1\r\nHost: t\r\n\r\n"));
+    std::string text;
+    ASSERT_TRUE(WaitFor(
+        [&] {
+          ReadSome(fd, &text, 50);
+          return text.find("\nid: 5\n") != std::string::npos;
+        },
+        std::chrono::seconds(20)))
+        << text.size();
+    ::close(fd);
+    for (int id = from; id <= 5; ++id) {
+      size_t at = text.find("\nid: " + std::to_string(id) + "\n");
+      ASSERT_NE(at, std::string::npos) << "event " << id << " missing";
+      size_t data = text.find("\ndata: ", at);
+      size_t end = text.find("\n\n", data);
+      EXPECT_GT(end - data, sizes[static_cast<size_t>(id - 1)]);
+    }
+  }
+  // The budget held the large event alone, and nothing more.
+  double peak = Metric(c, server.base(), "herald_sse_buffer_peak_bytes");
+  EXPECT_GE(peak, 1536 << 10);
+  EXPECT_LT(peak, (1536 << 10) + (16 << 10));
+}
+
 // The test's own write transaction on the server's SQLite file: the
 // server's appends wait behind it until Release.
 class WriteLock {
