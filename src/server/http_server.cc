@@ -66,8 +66,15 @@ class ServerImpl;
 
 // How long an SSE write may take before the client is considered gone.
 constexpr auto kSseWriteTimeout = std::chrono::seconds(30);
-// Bytes asked of the socket per read.
+// Bytes asked of the socket per read: few for a request's first read (most
+// requests fit, and an idle connection then holds no more), more once a
+// request is under way.
+constexpr size_t kFirstRead = 2048;
 constexpr size_t kReadChunk = 16384;
+// Capacity of the response buffer a connection keeps between requests; a
+// larger one (a page) is freed once written, so an idle keep-alive
+// connection costs a few KB, not its last page.
+constexpr size_t kKeepWriteBuffer = 64 << 10;
 // Frames written to an SSE stream at a time, at most (unless one event is
 // larger): what a stream charges the SSE buffer budget per write.
 constexpr size_t kSseChunkBytes = 64 << 10;
@@ -496,6 +503,7 @@ void Session::WaitForRequest() {
   if (stopping_ || closed_) return Close();
   parser_.reset();
   if (buffer_.size() > 0) return Parse();  // pipelined
+  if (buffer_.capacity() > kFirstRead) buffer_.shrink_to_fit();
   // A read started while the last request was handled is still pending:
   // its completion parses.
   SetDeadline(Clock::now() + server_->options_.config.idle_timeout);
@@ -506,7 +514,7 @@ void Session::ReadSome() {
   if (reading_ || closed_) return;
   reading_ = true;
   socket_.async_read_some(
-      buffer_.prepare(kReadChunk),
+      buffer_.prepare(buffer_.size() == 0 ? kFirstRead : kReadChunk),
       [self = shared_from_this()](beast::error_code ec, size_t n) {
         self->OnRead(ec, n);
       });
@@ -689,10 +697,10 @@ void Session::WriteResponse(Response r) {
   head_ += "\r\n";
   // A HEAD answer is the GET's head (Content-Length included) alone.
   if (head_request_) no_body = true;
-  // The head, small bodies and pages from memory go into one buffer,
-  // reused across the connection's responses (a 64-entry writev per few KB
-  // costs more than copying a page once); a page from the page cache is
-  // written from its shared string as a second buffer.
+  // The head, small bodies and pages from memory go into one buffer (a
+  // 64-entry writev per few KB costs more than copying a page once), kept
+  // across the connection's responses up to kKeepWriteBuffer; a page from
+  // the page cache is written from its shared string as a second buffer.
   std::shared_ptr<const std::string> shared;
   if (!no_body) {
     head_.reserve(head_.size() + length);
@@ -716,8 +724,8 @@ void Session::WriteResponse(Response r) {
   asio::async_write(
       socket_, bufs,
       [self = shared_from_this(), keep, shared](beast::error_code ec, size_t) {
-        // Keep the capacity of a normal page, not of a huge one.
-        if (self->head_.capacity() > (4u << 20)) {
+        // Keep a small buffer for the next answer, not a page.
+        if (self->head_.capacity() > kKeepWriteBuffer) {
           std::string().swap(self->head_);
         }
         self->busy_ = false;
