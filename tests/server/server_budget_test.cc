@@ -3,6 +3,7 @@
 
 #include <vector>
 
+#include "herald/config.h"
 #include "server/internal.h"
 
 namespace herald::detail {
@@ -59,6 +60,18 @@ TEST(ByteBudget, StopFailsWaitersAndLaterAsks) {
   EXPECT_EQ(later, -1);
   b.Release(10);  // harmless after Stop
   EXPECT_EQ(b.used(), 0u);
+}
+
+TEST(ByteBudget, IsSetBySseBufferMbInTheServerTable) {
+  auto c = ParseConfig("[server]\nsse_buffer_mb = 8\n", "t.toml");
+  ASSERT_TRUE(c.ok()) << c.status().ToString();
+  EXPECT_EQ(c->server.sse_buffer_mb, 8);
+  EXPECT_EQ(ParseConfig("", "t.toml")->server.sse_buffer_mb, 64);
+  auto bad = ParseConfig("[server]\nsse_buffer_mb = 0\n", "t.toml");
+  ASSERT_FALSE(bad.ok());
+  EXPECT_NE(bad.status().message().find("server.sse_buffer_mb"),
+            std::string::npos)
+      << bad.status().message();
 }
 
 }  // namespace
