@@ -7,7 +7,8 @@
 // spec: the status listed on the operation (path template and method), the
 // media type among the response's content types (no body when it has
 // none; never a body for HEAD), and the JSON body valid against the
-// response's schema (ajv). Every error code of docs/http-api.md's table must
+// response's schema (ajv), and the headers the spec marks required are
+// there. Every error code of docs/http-api.md's table must
 // be seen at least once (`unavailable` only when FILL_PATH is given: a file
 // on a small tmpfs holding the store, filled to make appends fail).
 'use strict';
@@ -54,6 +55,11 @@ function check(what, method, template, res) {
   if (!r) {
     return fail(what, `status ${res.status} not listed on ${method} ${template}` +
                           ` (body ${res.body.slice(0, 200)})`);
+  }
+  for (const [name, h] of Object.entries(r.headers || {})) {
+    if (h.required && res.headers && !res.headers.get(name)) {
+      fail(what, `status ${res.status} lacks its required ${name} header`);
+    }
   }
   const type = (res.type || '').split(';')[0].trim();
   if (method === 'HEAD') {
