@@ -14,6 +14,9 @@ packages=(
   # tests and benchmarks
   libgtest-dev libgmock-dev libbenchmark-dev curl python3
   postgresql wrk nginx-light
+  # tests/openapi (npm test tools; npm ships with nodejs on NodeSource builds,
+  # is the Debian package npm otherwise)
+  nodejs
 )
 
 missing=()
@@ -30,4 +33,13 @@ if ((${#missing[@]})); then
   export DEBIAN_FRONTEND=noninteractive
   $sudo apt-get update -qq
   $sudo apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi
+
+# npm comes with NodeSource's nodejs; Debian's own nodejs needs the npm package.
+if ! command -v npm >/dev/null; then
+  echo "setup: installing npm" >&2
+  sudo=""
+  if [[ $(id -u) -ne 0 ]]; then sudo="sudo"; fi
+  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq \
+    --no-install-recommends npm >/dev/null
 fi
