@@ -13,6 +13,8 @@ packages=(
   # tests and benchmarks
   libgtest-dev libgmock-dev libbenchmark-dev curl python3
   postgresql wrk nginx-light
+  # NATS JetStream sender (src/transport/nats) and its tests
+  libnats-dev nats-server
 )
 
 missing=()
