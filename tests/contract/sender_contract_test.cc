@@ -419,7 +419,8 @@ class CallbackFixture final : public SenderFixture {
 };
 
 #if HERALD_TEST_WITH_NATS
-// ---- nats: a real nats-server with JetStream ----------------------------------
+// ---- nats: a real nats-server with JetStream
+// ----------------------------------
 
 // One server for the whole binary (JetStream takes a moment to start); each
 // fixture publishes into a JetStream stream of its own.
@@ -480,8 +481,8 @@ std::unique_ptr<SenderFixture> MakeFixture(const std::string& name,
 #endif
   return nullptr;
 }
-const std::vector<std::string> kSenders = {"http",     "https", "file",
-                                           "stdout",   "callback",
+const std::vector<std::string> kSenders = {"http",   "https",    "file",
+                                           "stdout", "callback",
 #if HERALD_TEST_WITH_NATS
                                            "nats"
 #endif

@@ -11,6 +11,8 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include <fstream>
+#include <iterator>
 #include <map>
 #include <memory>
 #include <string>
@@ -30,9 +32,11 @@ inline std::string LocalHttpGet(int port, const std::string& path) {
   a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
   std::string out;
   if (::connect(fd, reinterpret_cast<sockaddr*>(&a), sizeof a) == 0) {
-    std::string req = "GET " + path +
-                      " HTTP/1.0\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n";
-    if (::write(fd, req.data(), req.size()) == static_cast<ssize_t>(req.size())) {
+    std::string req =
+        "GET " + path +
+        " HTTP/1.0\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n";
+    if (::write(fd, req.data(), req.size()) ==
+        static_cast<ssize_t>(req.size())) {
       char buf[4096];
       ssize_t n;
       while ((n = ::read(fd, buf, sizeof buf)) > 0) out.append(buf, n);
@@ -59,10 +63,9 @@ class NatsServer {
     o.stderr_path = dir_.file("nats-server.log");
     o.stdout_path = dir_.file("nats-server.out");
     child_ = std::make_unique<Child>(
-        std::vector<std::string>{"nats-server", "-js", "-sd",
-                                 dir_.file("store"), "-a", "127.0.0.1", "-p",
-                                 std::to_string(port_), "-m",
-                                 std::to_string(monitor_)},
+        std::vector<std::string>{
+            "nats-server", "-js", "-sd", dir_.file("store"), "-a", "127.0.0.1",
+            "-p", std::to_string(port_), "-m", std::to_string(monitor_)},
         o);
     ready_ = WaitFor([&] { return Healthy(); }, std::chrono::seconds(20));
     return ready_;
@@ -75,8 +78,7 @@ class NatsServer {
     child_.reset();
   }
   bool Healthy() const {
-    std::string body =
-        LocalHttpGet(monitor_, "/healthz?js-enabled-only=true");
+    std::string body = LocalHttpGet(monitor_, "/healthz?js-enabled-only=true");
     return body.find("\"ok\"") != std::string::npos;
   }
   bool ready() const { return ready_; }
@@ -84,7 +86,11 @@ class NatsServer {
   std::string url() const {
     return "nats://127.0.0.1:" + std::to_string(port_);
   }
-  std::string log() const { return ReadFile(dir_.file("nats-server.log")); }
+  std::string log() const {
+    std::ifstream f(dir_.file("nats-server.log"));
+    return std::string((std::istreambuf_iterator<char>(f)),
+                       std::istreambuf_iterator<char>());
+  }
 
  private:
   TempDir dir_;
@@ -109,7 +115,8 @@ class JetStreamAdmin {
     natsConnection* nc = nullptr;
     status_ = natsConnection_ConnectTo(&nc, url.c_str());
     nc_ = nc;
-    if (status_ == NATS_OK) status_ = natsConnection_JetStream(&js_, nc_, nullptr);
+    if (status_ == NATS_OK)
+      status_ = natsConnection_JetStream(&js_, nc_, nullptr);
   }
   ~JetStreamAdmin() {
     if (js_) jsCtx_Destroy(js_);
