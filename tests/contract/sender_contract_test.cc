@@ -419,8 +419,7 @@ class CallbackFixture final : public SenderFixture {
 };
 
 #if HERALD_TEST_WITH_NATS
-// ---- nats: a real nats-server with JetStream
-// ----------------------------------
+// ---- nats: a real nats-server with JetStream ---------------------------
 
 // One server for the whole binary (JetStream takes a moment to start); each
 // fixture publishes into a JetStream stream of its own.

@@ -47,6 +47,13 @@ inline std::string LocalHttpGet(int port, const std::string& path) {
   return body == std::string::npos ? "" : out.substr(body + 4);
 }
 
+// The text of a file ("" when it cannot be read).
+inline std::string ReadTextFile(const std::string& path) {
+  std::ifstream f(path);
+  return std::string((std::istreambuf_iterator<char>(f)),
+                     std::istreambuf_iterator<char>());
+}
+
 // nats-server -js -sd DIR -a 127.0.0.1 -p PORT -m MONITOR_PORT. Its store
 // survives Stop/Start (a restart keeps the streams and their messages).
 class NatsServer {
@@ -86,11 +93,7 @@ class NatsServer {
   std::string url() const {
     return "nats://127.0.0.1:" + std::to_string(port_);
   }
-  std::string log() const {
-    std::ifstream f(dir_.file("nats-server.log"));
-    return std::string((std::istreambuf_iterator<char>(f)),
-                       std::istreambuf_iterator<char>());
-  }
+  std::string log() const { return ReadTextFile(dir_.file("nats-server.log")); }
 
  private:
   TempDir dir_;
