@@ -111,6 +111,10 @@ struct MsgDeleter {
 };
 using MsgPtr = std::unique_ptr<natsMsg, MsgDeleter>;
 
+// At most this many publishes in flight after a round of publishing: a
+// trickle, flushed at once rather than by libnats' flusher a moment later.
+constexpr size_t kFlushBelow = 4;
+
 std::string NatsText(natsStatus s) { return natsStatus_GetText(s); }
 
 // A URL without its user, password or token, for messages.
@@ -190,6 +194,7 @@ class NatsSender final : public Sender {
     natsOptions_SetAllowReconnect(o, true);
     natsOptions_SetMaxReconnect(o, -1);
     natsOptions_SetReconnectWait(o, 100);
+
     natsOptions_SetDisconnectedCB(o, &NatsSender::OnDisconnected, this);
     natsOptions_SetReconnectedCB(o, &NatsSender::OnConnected, this);
     natsOptions_SetRetryOnFailedConnect(o, true, &NatsSender::OnConnected,
@@ -267,6 +272,7 @@ class NatsSender final : public Sender {
     bool connection_lost = false;
     std::string body;
     std::string subject;
+    size_t published = 0;  // in this round of the loop
     for (;;) {
       // Publish the head of ready streams, up to the bound.
       while (!connection_lost &&
@@ -286,8 +292,15 @@ class NatsSender final : public Sender {
           continue;
         }
         in_flight.emplace(e.id, i);
+        ++published;
       }
       if (in_flight.empty()) break;
+      if (published > 0 && in_flight.size() <= kFlushBelow) {
+        // A trickle (a steady rate, not a backlog): libnats' flusher would
+        // wait about a millisecond to gather more publishes; send now.
+        natsConnection_FlushTimeout(conn_.get(), config_.timeout.count());
+      }
+      published = 0;
 
       std::vector<Completion> got;
       bool lost = false;
