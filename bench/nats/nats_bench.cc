@@ -81,7 +81,8 @@ Percentiles Of(std::vector<double> ms) {
   return p;
 }
 
-// ---- the plain program -------------------------------------------------------
+// ---- the plain program
+// -------------------------------------------------------
 
 struct PlainAcks {
   std::atomic<int64_t> ok{0}, failed{0};
@@ -175,7 +176,8 @@ std::vector<double> PlainLatency(const std::string& url, int n, int rate,
   return out;
 }
 
-// ---- herald --------------------------------------------------------------------
+// ---- herald
+// --------------------------------------------------------------------
 
 int g_batch = 1000;
 
@@ -196,9 +198,8 @@ int64_t Checkpoint(Store* store, const std::string& route) {
   return cp.ok() ? *cp : 0;
 }
 
-double HeraldThroughput(const std::string& url, const std::string& db,
-                        int n, int streams, int window,
-                        const std::string& subject) {
+double HeraldThroughput(const std::string& url, const std::string& db, int n,
+                        int streams, int window, const std::string& subject) {
   auto opened = OpenStore("sqlite:" + db);
   Check(opened.status(), "open store");
   std::unique_ptr<Store> store = std::move(*opened);
@@ -287,16 +288,23 @@ int Main(int argc, char** argv) {
   for (int i = 1; i + 1 < argc; i += 2) {
     std::string a = argv[i];
     int v = std::atoi(argv[i + 1]);
-    if (a == "--events") events = v;
-    else if (a == "--window") window = v;
-    else if (a == "--streams") streams = v;
-    else if (a == "--runs") runs = v;
-    else if (a == "--latency-seconds") lat_secs = v;
-    else if (a == "--batch") g_batch = v;
+    if (a == "--events")
+      events = v;
+    else if (a == "--window")
+      window = v;
+    else if (a == "--streams")
+      streams = v;
+    else if (a == "--runs")
+      runs = v;
+    else if (a == "--latency-seconds")
+      lat_secs = v;
+    else if (a == "--batch")
+      g_batch = v;
     else {
-      std::fprintf(stderr, "usage: nats_bench [--events N] [--window W] "
-                           "[--streams S] [--runs R] [--latency-seconds T] "
-                           "[--batch B]\n");
+      std::fprintf(stderr,
+                   "usage: nats_bench [--events N] [--window W] "
+                   "[--streams S] [--runs R] [--latency-seconds T] "
+                   "[--batch B]\n");
       return 2;
     }
   }
@@ -311,9 +319,10 @@ int Main(int argc, char** argv) {
     std::fprintf(stderr, "cannot create the stream\n");
     return 1;
   }
-  std::printf("nats_bench: %d events, %d streams, window %d, batch %d, "
-              "%d runs, latency %d s at 1000/s\n",
-              events, streams, window, g_batch, runs, lat_secs);
+  std::printf(
+      "nats_bench: %d events, %d streams, window %d, batch %d, "
+      "%d runs, latency %d s at 1000/s\n",
+      events, streams, window, g_batch, runs, lat_secs);
   std::vector<double> herald_tp, plain_tp, ratios;
   std::vector<double> h50, h99, p50, p99;
   for (int run = 0; run < runs; ++run) {
@@ -329,34 +338,37 @@ int Main(int argc, char** argv) {
     std::string r = std::to_string(run);
     double p = PlainThroughput(server.url(), plain_events,
                                "bench.plain" + r + ".", window);
-    double h = HeraldThroughput(server.url(), dir.file("tp.db"), events,
-                                streams, window,
-                                "bench.herald" + r + ".{stream}");
+    double h =
+        HeraldThroughput(server.url(), dir.file("tp.db"), events, streams,
+                         window, "bench.herald" + r + ".{stream}");
     plain_tp.push_back(p);
     herald_tp.push_back(h);
     ratios.push_back(h / p);
     std::printf("run %d: throughput herald %.0f/s, plain %.0f/s, ratio %.2f\n",
                 run + 1, h, p, h / p);
     int n = 1000 * lat_secs;
-    auto hl = Of(HeraldLatency(server.url(), dir.file("lat.db"), n, 1000,
-                               50, window, "bench.lat" + r + ".{stream}"));
+    auto hl = Of(HeraldLatency(server.url(), dir.file("lat.db"), n, 1000, 50,
+                               window, "bench.lat" + r + ".{stream}"));
     auto pl = Of(PlainLatency(server.url(), n, 1000, 50));
     h50.push_back(hl.p50);
     h99.push_back(hl.p99);
     p50.push_back(pl.p50);
     p99.push_back(pl.p99);
-    std::printf("run %d: commit-to-PubAck herald p50 %.3f ms p99 %.3f ms; "
-                "plain publish-to-PubAck p50 %.3f ms p99 %.3f ms\n",
-                run + 1, hl.p50, hl.p99, pl.p50, pl.p99);
+    std::printf(
+        "run %d: commit-to-PubAck herald p50 %.3f ms p99 %.3f ms; "
+        "plain publish-to-PubAck p50 %.3f ms p99 %.3f ms\n",
+        run + 1, hl.p50, hl.p99, pl.p50, pl.p99);
     std::fflush(stdout);
   }
   std::printf("\nmedians of %d runs:\n", runs);
-  std::printf("  backlog throughput  herald %8.0f events/s  plain %8.0f "
-              "msgs/s  ratio %.2f (goal >= 0.8)\n",
-              Median(herald_tp), Median(plain_tp), Median(ratios));
-  std::printf("  @1000/s             herald commit-to-PubAck p50 %.3f ms "
-              "p99 %.3f ms (goal p99 < 5 ms); plain p50 %.3f ms p99 %.3f ms\n",
-              Median(h50), Median(h99), Median(p50), Median(p99));
+  std::printf(
+      "  backlog throughput  herald %8.0f events/s  plain %8.0f "
+      "msgs/s  ratio %.2f (goal >= 0.8)\n",
+      Median(herald_tp), Median(plain_tp), Median(ratios));
+  std::printf(
+      "  @1000/s             herald commit-to-PubAck p50 %.3f ms "
+      "p99 %.3f ms (goal p99 < 5 ms); plain p50 %.3f ms p99 %.3f ms\n",
+      Median(h50), Median(h99), Median(p50), Median(p99));
   return 0;
 }
 

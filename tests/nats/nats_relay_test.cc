@@ -190,8 +190,8 @@ TEST_F(NatsRelay, TenThousandEventsOverFiftyStreamsAreStoredOnceInOrder) {
   std::string config = Config("batch = 500\nmax_in_flight = 64\n");
   Child relay = StartRelay(config);
   Append(10000, 50);
-  ASSERT_TRUE(WaitFor([&] { return admin_->Count("it") >= 10000; },
-                      seconds(60)))
+  ASSERT_TRUE(
+      WaitFor([&] { return admin_->Count("it") >= 10000; }, seconds(60)))
       << admin_->Count("it") << "\n"
       << testing::ReadTextFile(dir_.file("relay.err"));
   relay.Signal(SIGTERM);
@@ -208,8 +208,8 @@ TEST_F(NatsRelay, AServerRestartInTheMiddleLosesNothing) {
   std::string config = Config("batch = 200\nmax_in_flight = 32\n");
   Child relay = StartRelay(config);
   Append(3000, 50);
-  ASSERT_TRUE(WaitFor([&] { return admin_->Count("it") >= 1000; },
-                      seconds(30)));
+  ASSERT_TRUE(
+      WaitFor([&] { return admin_->Count("it") >= 1000; }, seconds(30)));
   admin_.reset();
   server_.Stop();
   auto stopped = std::chrono::steady_clock::now();
@@ -227,8 +227,7 @@ TEST_F(NatsRelay, AServerRestartInTheMiddleLosesNothing) {
   ASSERT_TRUE(server_.Start()) << server_.log();
   admin_ = std::make_unique<testing::JetStreamAdmin>(server_.url());
   ASSERT_TRUE(admin_->ok());
-  ASSERT_TRUE(WaitFor([&] { return admin_->Count("it") >= 6000; },
-                      seconds(60)))
+  ASSERT_TRUE(WaitFor([&] { return admin_->Count("it") >= 6000; }, seconds(60)))
       << admin_->Count("it") << "\n"
       << testing::ReadTextFile(dir_.file("relay.err"));
   relay.Signal(SIGTERM);
@@ -244,11 +243,11 @@ TEST_F(NatsRelay, ASubjectWithNoStreamIsParked) {
   std::string config =
       Config("on_failure = \"park\"\nmax_attempts = 2\nbatch = 50\n");
   Child relay = StartRelay(config);
-  Append(100, 5);                      // s-0..s-4: captured
-  Append(3, 1, 100, "lost-");          // it.lost.lost-0: not captured
+  Append(100, 5);              // s-0..s-4: captured
+  Append(3, 1, 100, "lost-");  // it.lost.lost-0: not captured
   Append(100, 5);
-  ASSERT_TRUE(WaitFor(
-      [&] { return ParkedRows(config).size() == 3; }, seconds(30)))
+  ASSERT_TRUE(
+      WaitFor([&] { return ParkedRows(config).size() == 3; }, seconds(30)))
       << parked_text_ << testing::ReadTextFile(dir_.file("relay.err"));
   ASSERT_TRUE(WaitFor([&] { return admin_->Count("it") >= 200; }, seconds(30)));
   auto parked = ParkedRows(config);
@@ -282,9 +281,9 @@ TEST_F(NatsRelay, ASubjectWithNoStreamBlocksTheRoute) {
   ASSERT_TRUE(WaitFor(
       [&] {
         auto r = StatusRows(config);
-        return !r.empty() && Str(r[0], "last_error")
-                                     .find("no JetStream stream captures") !=
-                                 std::string::npos;
+        return !r.empty() &&
+               Str(r[0], "last_error").find("no JetStream stream captures") !=
+                   std::string::npos;
       },
       seconds(30)))
       << status_text_;

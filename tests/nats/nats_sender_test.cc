@@ -187,6 +187,34 @@ TEST_F(NatsSenderTest, ASubjectNoStreamCapturesIsAPermanentFailure) {
   EXPECT_EQ(admin_->ReadAll(name_).size(), 3u);
 }
 
+// The stream's own refusals: a message larger than it takes is permanent;
+// a full stream that discards new messages is retryable (it may drain).
+TEST_F(NatsSenderTest, AStreamsRefusalsAreToldApart) {
+  ASSERT_EQ(admin_->AddStream(name_, {name_ + ".>"}, 120000,
+                              [](jsStreamConfig* c) {
+                                c->MaxMsgs = 2;
+                                c->Discard = js_DiscardNew;
+                                c->MaxMsgSize = 1000;
+                              }),
+            "");
+  auto sender = Make(name_ + ".{stream}");
+  ASSERT_NE(sender, nullptr);
+  Event big = Ev("big", 1);
+  big.payload = "\"" + std::string(2000, 'x') + "\"";
+  std::vector<Event> events = {big, Ev("a", 1), Ev("a", 2), Ev("a", 3)};
+  auto results = Send(sender.get(), events);
+  EXPECT_FALSE(results[0].status.ok());
+  EXPECT_FALSE(results[0].status.retryable()) << results[0].status.ToString();
+  EXPECT_NE(results[0].status.message().find("err_code"), std::string::npos)
+      << results[0].status.ToString();
+  EXPECT_TRUE(results[1].status.ok()) << results[1].status.ToString();
+  EXPECT_TRUE(results[2].status.ok()) << results[2].status.ToString();
+  EXPECT_FALSE(results[3].status.ok());
+  EXPECT_EQ(results[3].status.code(), Status::Code::kResourceExhausted)
+      << results[3].status.ToString();
+  EXPECT_EQ(admin_->Count(name_), 2);
+}
+
 TEST_F(NatsSenderTest, NothingIsSentPastTheDeadline) {
   ASSERT_EQ(admin_->AddStream(name_, {name_ + ".>"}), "");
   auto sender = Make(name_ + ".{stream}");

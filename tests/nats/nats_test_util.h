@@ -12,6 +12,7 @@
 #include <unistd.h>
 
 #include <fstream>
+#include <functional>
 #include <iterator>
 #include <map>
 #include <memory>
@@ -132,9 +133,11 @@ class JetStreamAdmin {
 
   // Adds a file-backed stream capturing `subjects`, with a duplicate
   // window of `duplicates_ms`. "" or the error.
-  std::string AddStream(const std::string& name,
-                        const std::vector<std::string>& subjects,
-                        int64_t duplicates_ms = 120000) {
+  // `limits` may set more of the configuration (MaxMsgs, Discard...).
+  std::string AddStream(
+      const std::string& name, const std::vector<std::string>& subjects,
+      int64_t duplicates_ms = 120000,
+      const std::function<void(jsStreamConfig*)>& limits = nullptr) {
     jsStreamConfig cfg;
     jsStreamConfig_Init(&cfg);
     cfg.Name = name.c_str();
@@ -144,6 +147,7 @@ class JetStreamAdmin {
     cfg.SubjectsLen = static_cast<int>(subs.size());
     cfg.Storage = js_FileStorage;
     cfg.Duplicates = duplicates_ms * 1000000;  // nanoseconds
+    if (limits) limits(&cfg);
     jsStreamInfo* si = nullptr;
     jsErrCode code = static_cast<jsErrCode>(0);
     natsStatus s = js_AddStream(&si, js_, &cfg, nullptr, &code);
