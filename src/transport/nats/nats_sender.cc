@@ -298,7 +298,11 @@ class NatsSender final : public Sender {
       if (published > 0 && in_flight.size() <= kFlushBelow) {
         // A trickle (a steady rate, not a backlog): libnats' flusher would
         // wait about a millisecond to gather more publishes; send now.
-        natsConnection_FlushTimeout(conn_.get(), config_.timeout.count());
+        auto left = std::chrono::duration_cast<milliseconds>(
+            deadline - steady_clock::now());
+        natsConnection_FlushTimeout(
+            conn_.get(),
+            std::max<int64_t>(1, std::min(left, config_.timeout).count()));
       }
       published = 0;
 
