@@ -305,6 +305,72 @@ TEST(NatsSenderRestart, AServerThatComesBackIsReconnectedToByItself) {
   EXPECT_EQ(got.size(), first.size() + down.size());
 }
 
+// user:password in the URL: accepted with the right ones; with wrong ones
+// the sender keeps trying and each attempt says why (retryable: the
+// server's users may be fixed without restarting herald).
+TEST(NatsSenderAuth, UserAndPasswordInTheUrl) {
+  testing::NatsServer server({"--user", "herald", "--pass", "s3cret"});
+  ASSERT_TRUE(server.ready()) << server.log();
+  std::string good =
+      "nats://herald:s3cret@127.0.0.1:" + std::to_string(server.port());
+  {
+    testing::JetStreamAdmin admin(good);
+    ASSERT_TRUE(admin.ok()) << admin.error();
+    ASSERT_EQ(admin.AddStream("auth", {"auth.>"}), "");
+  }
+  auto make = [&](const std::string& url) {
+    RouteConfig route;
+    route.name = "auth";
+    route.sender = url;
+    route.options.route = "auth";
+    route.options.fields.push_back(
+        {"subject", OptionValue::String("auth.{stream}")});
+    route.options.fields.push_back(
+        {"connect_timeout", OptionValue::String("300ms")});
+    return MakeSender(route);
+  };
+  std::vector<Event> events = {testing::MakeEvent("a-1", "t.x")};
+  events[0].id = NewUuidV7();
+  events[0].position = 1;
+
+  auto ok = make(good);
+  ASSERT_TRUE(ok.ok()) << ok.status().ToString();
+  std::vector<SendResult> r(1, SendResult::NotSent());
+  (*ok)->Send(events, r, steady_clock::now() + std::chrono::seconds(10));
+  EXPECT_TRUE(r[0].status.ok()) << r[0].status.ToString();
+
+  auto bad =
+      make("nats://herald:wrong@127.0.0.1:" + std::to_string(server.port()));
+  ASSERT_TRUE(bad.ok()) << bad.status().ToString();
+  r.assign(1, SendResult::NotSent());
+  (*bad)->Send(events, r, steady_clock::now() + std::chrono::seconds(10));
+  EXPECT_FALSE(r[0].status.ok());
+  EXPECT_TRUE(r[0].status.retryable());
+  EXPECT_NE(r[0].status.message().find("not connected"), std::string::npos)
+      << r[0].status.ToString();
+  EXPECT_EQ(r[0].status.message().find("wrong"), std::string::npos)
+      << "the password is shown: " << r[0].status.ToString();
+
+  testing::JetStreamAdmin admin(good);
+  EXPECT_EQ(admin.Count("auth"), 1);
+}
+
+TEST(NatsSenderAuth, AMissingCredentialsFileIsToldWhenTheSenderIsMade) {
+  RouteConfig route;
+  route.name = "creds";
+  route.sender = "nats://127.0.0.1:1";
+  route.options.route = "creds";
+  route.options.fields.push_back({"subject", OptionValue::String("x")});
+  route.options.fields.push_back(
+      {"credentials", OptionValue::String("/nonexistent/herald.creds")});
+  auto s = MakeSender(route);
+  ASSERT_FALSE(s.ok());
+  EXPECT_EQ(s.status().code(), Status::Code::kInvalidArgument);
+  EXPECT_NE(s.status().message().find("/nonexistent/herald.creds"),
+            std::string::npos)
+      << s.status().ToString();
+}
+
 // ---- options, checked at config load -------------------------------------
 
 std::string LoadError(const std::string& route_keys) {

@@ -59,7 +59,11 @@ inline std::string ReadTextFile(const std::string& path) {
 // survives Stop/Start (a restart keeps the streams and their messages).
 class NatsServer {
  public:
-  NatsServer() : port_(FreePort()), monitor_(FreePort()) { Start(); }
+  // `extra`: more nats-server arguments (--user u --pass p...).
+  explicit NatsServer(std::vector<std::string> extra = {})
+      : port_(FreePort()), monitor_(FreePort()), extra_(std::move(extra)) {
+    Start();
+  }
   ~NatsServer() { Stop(); }
   NatsServer(const NatsServer&) = delete;
   NatsServer& operator=(const NatsServer&) = delete;
@@ -70,11 +74,13 @@ class NatsServer {
     Child::Options o;
     o.stderr_path = dir_.file("nats-server.log");
     o.stdout_path = dir_.file("nats-server.out");
-    child_ = std::make_unique<Child>(
-        std::vector<std::string>{
-            "nats-server", "-js", "-sd", dir_.file("store"), "-a", "127.0.0.1",
-            "-p", std::to_string(port_), "-m", std::to_string(monitor_)},
-        o);
+    std::vector<std::string> argv{"nats-server", "-js",
+                                  "-sd",         dir_.file("store"),
+                                  "-a",          "127.0.0.1",
+                                  "-p",          std::to_string(port_),
+                                  "-m",          std::to_string(monitor_)};
+    argv.insert(argv.end(), extra_.begin(), extra_.end());
+    child_ = std::make_unique<Child>(argv, o);
     ready_ = WaitFor([&] { return Healthy(); }, std::chrono::seconds(20));
     return ready_;
   }
@@ -99,6 +105,7 @@ class NatsServer {
  private:
   TempDir dir_;
   int port_, monitor_;
+  std::vector<std::string> extra_;
   bool ready_ = false;
   std::unique_ptr<Child> child_;
 };

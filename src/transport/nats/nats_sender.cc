@@ -19,7 +19,10 @@
 
 #include <nats/nats.h>
 
+#include <cerrno>
 #include <condition_variable>
+#include <cstdio>
+#include <cstring>
 #include <deque>
 #include <mutex>
 #include <string>
@@ -181,6 +184,14 @@ class NatsSender final : public Sender {
                                      "': " + NatsText(s));
     }
     if (!config_.credentials.empty()) {
+      // libnats reads the file only when it connects, in the background:
+      // a missing file is told here instead.
+      if (FILE* f = std::fopen(config_.credentials.c_str(), "r")) {
+        std::fclose(f);
+      } else {
+        return Status::InvalidArgument("credentials '" + config_.credentials +
+                                       "': " + std::strerror(errno));
+      }
       s = natsOptions_SetUserCredentialsFromFiles(
           o, config_.credentials.c_str(), nullptr);
       if (s != NATS_OK) {
@@ -259,8 +270,15 @@ class NatsSender final : public Sender {
             deadline, steady_clock::now() + config_.connect_timeout))) {
       // The head of every stream fails (an attempt: the route shows the
       // error and backs off); the rest waits behind it.
-      Status s = Status::Unavailable("not connected to " + RedactUrl(url_) +
-                                     " (reconnecting)");
+      std::string why =
+          "not connected to " + RedactUrl(url_) + " (reconnecting";
+      const char* last = nullptr;
+      if (natsConnection_GetLastError(conn_.get(), &last) != NATS_OK && last &&
+          *last) {
+        why += ": ";
+        why += last;
+      }
+      Status s = Status::Unavailable(why + ")");
       for (const auto& q : queues) results[q.events.front()].status = s;
       for (const auto& q : queues) results[q.events.front()].attempted = true;
       return;
