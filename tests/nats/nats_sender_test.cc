@@ -6,6 +6,7 @@
 
 #include <map>
 #include <set>
+#include <thread>
 
 #include "herald/cloudevents.h"
 #include "herald/config.h"
@@ -303,6 +304,103 @@ TEST(NatsSenderRestart, AServerThatComesBackIsReconnectedToByItself) {
   std::set<std::string> ids;
   for (const auto& m : got) EXPECT_TRUE(ids.insert(m.id).second) << m.id;
   EXPECT_EQ(got.size(), first.size() + down.size());
+}
+
+// The server stops while a call has many publishes in flight: per stream,
+// what was reported delivered is a prefix, the first failure is
+// retryable, and the rest of that stream was not sent. Sent again (as the
+// relay does) once the server is back, every event is stored once and in
+// stream order.
+TEST(NatsSenderRestart, AServerStoppedMidCallBreaksNoStreamOrder) {
+  testing::NatsServer server;
+  ASSERT_TRUE(server.ready()) << server.log();
+  auto admin = std::make_unique<testing::JetStreamAdmin>(server.url());
+  ASSERT_EQ(admin->AddStream("mid", {"mid.>"}), "");
+  RouteConfig route;
+  route.name = "mid";
+  route.sender = server.url();
+  route.max_in_flight = 64;
+  route.options.route = "mid";
+  route.options.fields.push_back(
+      {"subject", OptionValue::String("mid.{stream}")});
+  route.options.fields.push_back({"timeout", OptionValue::String("1s")});
+  route.options.fields.push_back(
+      {"connect_timeout", OptionValue::String("200ms")});
+  auto made = MakeSender(route);
+  ASSERT_TRUE(made.ok()) << made.status().ToString();
+  std::unique_ptr<Sender> sender = std::move(*made);
+
+  std::vector<Event> events;
+  for (int i = 0; i < 20000; ++i) {
+    Event e = testing::MakeEvent("s-" + std::to_string(i % 100), "t.x");
+    e.id = NewUuidV7();
+    e.position = i + 1;
+    events.push_back(e);
+  }
+  std::vector<SendResult> results(events.size(), SendResult::NotSent());
+  std::thread call([&] {
+    sender->Send(events, results,
+                 steady_clock::now() + std::chrono::seconds(20));
+  });
+  bool midway = testing::WaitFor([&] { return admin->Count("mid") >= 500; },
+                                 std::chrono::seconds(20));
+  admin.reset();
+  server.Stop();
+  call.join();
+  ASSERT_TRUE(midway);
+
+  std::map<std::string, bool> failed;  // stream -> a failure seen
+  size_t ok = 0, attempted_failures = 0;
+  for (size_t i = 0; i < events.size(); ++i) {
+    const std::string& st = events[i].stream;
+    if (failed[st]) {
+      EXPECT_FALSE(results[i].status.ok()) << "OK after a failure, " << i;
+      EXPECT_FALSE(results[i].attempted) << "sent after a failure, " << i;
+      continue;
+    }
+    if (results[i].status.ok()) {
+      ++ok;
+      continue;
+    }
+    failed[st] = true;
+    if (results[i].attempted) {
+      ++attempted_failures;
+      EXPECT_TRUE(results[i].status.retryable())
+          << results[i].status.ToString();
+    }
+  }
+  EXPECT_GE(ok, 500u);
+  EXPECT_LT(ok, events.size()) << "the stop came too late to test anything";
+  EXPECT_GE(attempted_failures, 1u);
+
+  ASSERT_TRUE(server.Start()) << server.log();
+  std::vector<Event> pending;
+  for (size_t i = 0; i < events.size(); ++i) {
+    if (!results[i].status.ok()) pending.push_back(events[i]);
+  }
+  ASSERT_TRUE(testing::WaitFor(
+      [&] {
+        std::vector<SendResult> r(pending.size(), SendResult::NotSent());
+        sender->Send(pending, r, steady_clock::now() + std::chrono::seconds(5));
+        std::vector<Event> left;
+        for (size_t i = 0; i < r.size(); ++i) {
+          if (!r[i].status.ok()) left.push_back(pending[i]);
+        }
+        pending = left;
+        return pending.empty();
+      },
+      std::chrono::seconds(30)));
+  testing::JetStreamAdmin after(server.url());
+  auto got = after.ReadAll("mid");
+  ASSERT_EQ(got.size(), events.size());
+  std::map<std::string, int64_t> position, last;
+  for (const auto& e : events) position[e.id] = e.position;
+  std::set<std::string> seen;
+  for (const auto& m : got) {
+    EXPECT_TRUE(seen.insert(m.id).second) << "stored twice: " << m.id;
+    EXPECT_LT(last[m.subject], position[m.id]) << m.subject << " out of order";
+    last[m.subject] = position[m.id];
+  }
 }
 
 // user:password in the URL: accepted with the right ones; with wrong ones
