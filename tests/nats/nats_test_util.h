@@ -125,13 +125,12 @@ class JetStreamAdmin {
   explicit JetStreamAdmin(const std::string& url) {
     natsConnection* nc = nullptr;
     status_ = natsConnection_ConnectTo(&nc, url.c_str());
-    nc_ = nc;
-    if (status_ == NATS_OK)
-      status_ = natsConnection_JetStream(&js_, nc_, nullptr);
-  }
-  ~JetStreamAdmin() {
-    if (js_) jsCtx_Destroy(js_);
-    if (nc_) natsConnection_Destroy(nc_);
+    nc_.reset(nc);
+    jsCtx* js = nullptr;
+    if (status_ == NATS_OK) {
+      status_ = natsConnection_JetStream(&js, nc_.get(), nullptr);
+    }
+    js_.reset(js);
   }
   JetStreamAdmin(const JetStreamAdmin&) = delete;
   JetStreamAdmin& operator=(const JetStreamAdmin&) = delete;
@@ -157,7 +156,7 @@ class JetStreamAdmin {
     if (limits) limits(&cfg);
     jsStreamInfo* si = nullptr;
     jsErrCode code = static_cast<jsErrCode>(0);
-    natsStatus s = js_AddStream(&si, js_, &cfg, nullptr, &code);
+    natsStatus s = js_AddStream(&si, js_.get(), &cfg, nullptr, &code);
     if (si) jsStreamInfo_Destroy(si);
     if (s != NATS_OK) {
       return std::string(natsStatus_GetText(s)) + " (" +
@@ -169,7 +168,7 @@ class JetStreamAdmin {
   // How many messages the stream holds; -1 on error.
   int64_t Count(const std::string& stream) {
     jsStreamInfo* si = nullptr;
-    if (js_GetStreamInfo(&si, js_, stream.c_str(), nullptr, nullptr) !=
+    if (js_GetStreamInfo(&si, js_.get(), stream.c_str(), nullptr, nullptr) !=
         NATS_OK) {
       return -1;
     }
@@ -189,7 +188,7 @@ class JetStreamAdmin {
     so.Stream = stream.c_str();
     natsSubscription* sub = nullptr;
     jsErrCode code = static_cast<jsErrCode>(0);
-    if (js_PullSubscribe(&sub, js_, ">", nullptr, nullptr, &so, &code) !=
+    if (js_PullSubscribe(&sub, js_.get(), ">", nullptr, nullptr, &so, &code) !=
         NATS_OK) {
       return out;
     }
@@ -230,12 +229,19 @@ class JetStreamAdmin {
     return out;
   }
 
-  jsCtx* js() { return js_; }
+  jsCtx* js() { return js_.get(); }
 
  private:
+  struct ConnectionDeleter {
+    void operator()(natsConnection* p) const { natsConnection_Destroy(p); }
+  };
+  struct JsDeleter {
+    void operator()(jsCtx* p) const { jsCtx_Destroy(p); }
+  };
   natsStatus status_ = NATS_OK;
-  natsConnection* nc_ = nullptr;
-  jsCtx* js_ = nullptr;
+  // Destroyed in reverse order: the context before its connection.
+  std::unique_ptr<natsConnection, ConnectionDeleter> nc_;
+  std::unique_ptr<jsCtx, JsDeleter> js_;
 };
 
 }  // namespace herald::testing
