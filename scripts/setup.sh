@@ -17,6 +17,8 @@ packages=(
   # tests/openapi (npm test tools; npm ships with nodejs on NodeSource builds,
   # is the Debian package npm otherwise)
   nodejs
+  # NATS JetStream sender (src/transport/nats) and its tests
+  libnats-dev nats-server
 )
 
 missing=()

@@ -88,7 +88,7 @@ std::string KnownSchemes() {
   std::lock_guard<std::mutex> lock(r.mu);
   std::string out;
   // The built-in schemes, in the order the docs list them.
-  for (const char* b : {"http", "https", "file", "stdout"}) {
+  for (const char* b : {"http", "https", "file", "stdout", "nats"}) {
     if (r.schemes.count(b)) out += std::string(out.empty() ? "" : ", ") + b;
   }
   return out;

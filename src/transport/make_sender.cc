@@ -10,6 +10,9 @@
 #if HERALD_WITH_CURL
 #include "transport/http/http_sender.h"
 #endif
+#if HERALD_WITH_NATS
+#include "transport/nats/nats_sender.h"
+#endif
 
 namespace herald {
 namespace detail {
@@ -71,6 +74,14 @@ void RegisterBuiltinSchemes() {
     return MakeStdoutSender(route.sender_options);
   };
   RegisterBuiltinScheme("stdout", out);
+
+#if HERALD_WITH_NATS
+  SenderScheme nats;
+  nats.validate_url = ValidateNatsUrl;
+  nats.validate_options = ValidateNatsOptions;
+  nats.make_sender = MakeNatsSender;
+  RegisterBuiltinScheme("nats", nats);
+#endif
 }
 
 }  // namespace detail

@@ -32,6 +32,9 @@
 #include "herald/sender.h"
 #include "server/server_test_util.h"  // HttpClient, ServeProcess
 #include "support/test_util.h"
+#if HERALD_TEST_WITH_NATS
+#include "nats/nats_test_util.h"
+#endif
 
 namespace herald {
 namespace {
@@ -415,6 +418,55 @@ class CallbackFixture final : public SenderFixture {
   std::atomic<int> slow_ms_{0};
 };
 
+#if HERALD_TEST_WITH_NATS
+// ---- nats: a real nats-server with JetStream ---------------------------
+
+// One server for the whole binary (JetStream takes a moment to start); each
+// fixture publishes into a JetStream stream of its own.
+testing::NatsServer& SharedNatsServer() {
+  static testing::NatsServer server;
+  return server;
+}
+
+class NatsFixture final : public SenderFixture {
+ public:
+  explicit NatsFixture(const TempDir&) {
+    static int counter = 0;
+    name_ = "contract" + std::to_string(++counter);
+    testing::NatsServer& server = SharedNatsServer();
+    EXPECT_TRUE(server.ready()) << server.log();
+    admin_ = std::make_unique<testing::JetStreamAdmin>(server.url());
+    EXPECT_TRUE(admin_->ok()) << admin_->error();
+    EXPECT_EQ(admin_->AddStream(name_, {name_ + ".>"}), "");
+  }
+  Result<std::unique_ptr<Sender>> Make(RouteConfig route) override {
+    route.sender = SharedNatsServer().url();
+    route.options.route = route.name;
+    route.options.fields.push_back(
+        {"subject", OptionValue::String(name_ + ".{stream}")});
+    route.options.fields.push_back({"timeout", OptionValue::String("5s")});
+    return MakeSender(route);
+  }
+  // JetStream refuses by subject or by stream limits, not per message, so
+  // one event of a stream cannot be failed while its predecessor is
+  // stored; tests/nats covers the NATS failures (no stream, a server
+  // restart) per stream.
+  bool Fail(const Event&, Fault) override { return false; }
+  void Heal() override {}
+  std::vector<Received> Got() override {
+    std::vector<Received> out;
+    for (auto& m : admin_->ReadAll(name_)) out.push_back({m.id, true});
+    return out;
+  }
+  bool SetSlow(int) override { return false; }
+  int MaxInFlightSeen() override { return -1; }
+
+ private:
+  std::string name_;
+  std::unique_ptr<testing::JetStreamAdmin> admin_;
+};
+#endif
+
 // The senders under contract. A new one: a fixture above and a row here.
 std::unique_ptr<SenderFixture> MakeFixture(const std::string& name,
                                            const TempDir& dir) {
@@ -423,10 +475,17 @@ std::unique_ptr<SenderFixture> MakeFixture(const std::string& name,
   if (name == "file") return std::make_unique<FileFixture>(dir);
   if (name == "stdout") return std::make_unique<StdoutFixture>(dir);
   if (name == "callback") return std::make_unique<CallbackFixture>(dir);
+#if HERALD_TEST_WITH_NATS
+  if (name == "nats") return std::make_unique<NatsFixture>(dir);
+#endif
   return nullptr;
 }
-const std::vector<std::string> kSenders = {"http", "https", "file", "stdout",
-                                           "callback"};
+const std::vector<std::string> kSenders = {"http",   "https",    "file",
+                                           "stdout", "callback",
+#if HERALD_TEST_WITH_NATS
+                                           "nats"
+#endif
+};
 
 // ---- the contract
 // ------------------------------------------------------------

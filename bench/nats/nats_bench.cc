@@ -1,0 +1,389 @@
+// NATS JetStream benchmark: herald's relay beside a plain program, in one
+// run, against one nats-server (JetStream, file storage) this program
+// starts on 127.0.0.1 in a temporary directory.
+//
+//   nats_bench [--events N] [--window W] [--streams S] [--runs R]
+//              [--latency-seconds T] [--batch B]
+//
+// throughput  a backlog of N events (200-byte JSON payloads, S streams) in
+//             a SQLite store, relayed by herald's relay (batch B, default 1000,
+//             max_in_flight W) until the checkpoint passes the last one;
+//             beside it a plain program publishing the same N messages
+//             (the same subject, headers and body as herald's binary mode,
+//             Nats-Msg-Id included) with js_PublishMsgAsync and the same
+//             window W of unacknowledged publishes, waiting for every
+//             PubAck, once just before and once just after herald.
+//             Ratio = herald / mean of the two plain runs.
+// latency     1,000 events/s appended one per transaction for T seconds
+//             with the relay running; commit (Append returned) to PubAck
+//             (the relay's Send returned it OK) p50/p99; beside it the
+//             plain program's publish-to-PubAck at the same rate.
+// Each figure is the median of R runs.
+#include <nats/nats.h>
+
+#include <algorithm>
+#include <atomic>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <map>
+#include <mutex>
+#include <string>
+#include <thread>
+#include <unordered_map>
+#include <vector>
+
+#include "herald/cloudevents.h"
+#include "herald/relay.h"
+#include "herald/sender.h"
+#include "herald/store.h"
+#include "herald/time.h"
+#include "herald/uuid.h"
+#include "nats/nats_test_util.h"
+
+namespace herald {
+namespace {
+
+using Clock = std::chrono::steady_clock;
+using std::chrono::milliseconds;
+
+void Check(const Status& s, const char* what) {
+  if (!s.ok()) {
+    std::fprintf(stderr, "nats_bench: %s: %s\n", what, s.ToString().c_str());
+    std::exit(1);
+  }
+}
+
+// A 200-byte JSON payload, as in the baseline figures.
+Event MakeBenchEvent(int i, int streams) {
+  Event e;
+  e.stream = "order-" + std::to_string(i % streams);
+  e.type = "order.placed";
+  e.payload = "{\"i\":" + std::to_string(100000000 + i) + ",\"p\":\"" +
+              std::string(178, 'x') + "\"}";
+  return e;
+}
+
+double Median(std::vector<double> v) {
+  if (v.empty()) return 0;
+  std::sort(v.begin(), v.end());
+  return v[v.size() / 2];
+}
+
+struct Percentiles {
+  double p50 = 0, p99 = 0;
+};
+Percentiles Of(std::vector<double> ms) {
+  Percentiles p;
+  if (ms.empty()) return p;
+  std::sort(ms.begin(), ms.end());
+  p.p50 = ms[ms.size() / 2];
+  p.p99 = ms[std::min(ms.size() - 1, ms.size() * 99 / 100)];
+  return p;
+}
+
+// ---- the plain program
+// -------------------------------------------------------
+
+struct PlainAcks {
+  std::atomic<int64_t> ok{0}, failed{0};
+};
+
+void OnPlainAck(jsCtx*, natsMsg* msg, jsPubAck* pa, jsPubAckErr*,
+                void* closure) {
+  auto* acks = static_cast<PlainAcks*>(closure);
+  if (pa) {
+    ++acks->ok;
+  } else {
+    ++acks->failed;
+  }
+  natsMsg_Destroy(msg);
+}
+
+natsMsg* BuildMessage(const Event& e, const std::string& subject) {
+  natsMsg* m = nullptr;
+  natsMsg_Create(&m, subject.c_str(), nullptr, e.payload.data(),
+                 static_cast<int>(e.payload.size()));
+  for (const auto& [k, v] :
+       EncodeCloudEventHeaders(e, "herald", CloudEventBinding::kNats)) {
+    natsMsgHeader_Set(m, k.c_str(), v.c_str());
+  }
+  natsMsgHeader_Set(m, "Nats-Msg-Id", e.id.c_str());
+  return m;
+}
+
+// Publishes `events` with at most `window` unacknowledged; events/s.
+double PlainThroughput(const std::string& url, const std::vector<Event>& events,
+                       const std::string& prefix, int window) {
+  natsConnection* nc = nullptr;
+  if (natsConnection_ConnectTo(&nc, url.c_str()) != NATS_OK) std::exit(1);
+  PlainAcks acks;
+  jsOptions jo;
+  jsOptions_Init(&jo);
+  jo.PublishAsync.MaxPending = window;
+  jo.PublishAsync.AckHandler = &OnPlainAck;
+  jo.PublishAsync.AckHandlerClosure = &acks;
+  jsCtx* js = nullptr;
+  natsConnection_JetStream(&js, nc, &jo);
+  auto t0 = Clock::now();
+  for (const Event& e : events) {
+    natsMsg* m = BuildMessage(e, prefix + e.stream);
+    while (js_PublishMsgAsync(js, &m, nullptr) != NATS_OK) {
+    }
+    natsMsg_Destroy(m);
+  }
+  jsPubOptions po;
+  jsPubOptions_Init(&po);
+  po.MaxWait = 60000;
+  js_PublishAsyncComplete(js, &po);
+  double secs = std::chrono::duration<double>(Clock::now() - t0).count();
+  if (acks.failed > 0) {
+    std::fprintf(stderr, "plain: %lld publishes failed\n",
+                 static_cast<long long>(acks.failed.load()));
+  }
+  jsCtx_Destroy(js);
+  natsConnection_Destroy(nc);
+  return static_cast<double>(events.size()) / secs;
+}
+
+// One publish at a time at `rate`/s for `n` messages: publish-to-PubAck ms.
+std::vector<double> PlainLatency(const std::string& url, int n, int rate,
+                                 int streams) {
+  natsConnection* nc = nullptr;
+  if (natsConnection_ConnectTo(&nc, url.c_str()) != NATS_OK) std::exit(1);
+  jsCtx* js = nullptr;
+  natsConnection_JetStream(&js, nc, nullptr);
+  std::vector<double> out;
+  auto start = Clock::now();
+  for (int i = 0; i < n; ++i) {
+    std::this_thread::sleep_until(
+        start + std::chrono::microseconds(int64_t{1000000} * i / rate));
+    Event e = MakeBenchEvent(i, streams);
+    e.id = NewUuidV7();
+    e.position = i + 1;
+    e.occurred_at_us = NowMicros();
+    natsMsg* m = BuildMessage(e, "bench.plain.lat." + e.stream);
+    auto t0 = Clock::now();
+    jsPubAck* pa = nullptr;
+    if (js_PublishMsg(&pa, js, m, nullptr, nullptr) == NATS_OK) {
+      out.push_back(
+          std::chrono::duration<double, std::milli>(Clock::now() - t0).count());
+    }
+    jsPubAck_Destroy(pa);
+    natsMsg_Destroy(m);
+  }
+  jsCtx_Destroy(js);
+  natsConnection_Destroy(nc);
+  return out;
+}
+
+// ---- herald
+// --------------------------------------------------------------------
+
+int g_batch = 1000;
+
+RouteConfig BenchRoute(const std::string& url, const std::string& name,
+                       const std::string& subject, int window) {
+  RouteConfig r;
+  r.name = name;
+  r.sender = url;
+  r.batch = g_batch;
+  r.max_in_flight = window;
+  r.options.route = name;
+  r.options.fields.push_back({"subject", OptionValue::String(subject)});
+  return r;
+}
+
+int64_t Checkpoint(Store* store, const std::string& route) {
+  auto cp = store->GetCheckpoint(Relay::CheckpointName(route));
+  return cp.ok() ? *cp : 0;
+}
+
+double HeraldThroughput(const std::string& url, const std::string& db, int n,
+                        int streams, int window, const std::string& subject) {
+  auto opened = OpenStore("sqlite:" + db);
+  Check(opened.status(), "open store");
+  std::unique_ptr<Store> store = std::move(*opened);
+  for (int i = 0; i < n; i += 1000) {
+    std::vector<Event> batch;
+    for (int k = i; k < std::min(n, i + 1000); ++k) {
+      batch.push_back(MakeBenchEvent(k, streams));
+    }
+    Check(store->Append(std::span<Event>(batch)).status(), "append");
+  }
+  Relay relay(store.get());
+  Check(relay.AddRoute(BenchRoute(url, "tp", subject, window)), "route");
+  auto t0 = Clock::now();
+  Check(relay.Start(), "start");
+  while (Checkpoint(store.get(), "tp") < n + 1) {
+    std::this_thread::sleep_for(milliseconds(1));
+  }
+  double secs = std::chrono::duration<double>(Clock::now() - t0).count();
+  relay.Stop();
+  return n / secs;
+}
+
+// Records when the relay's Send returned each event OK (its PubAck).
+class AckClock final : public Sender {
+ public:
+  explicit AckClock(std::unique_ptr<Sender> inner) : inner_(std::move(inner)) {}
+  void Send(std::span<const Event> events, std::span<SendResult> results,
+            Clock::time_point deadline) override {
+    inner_->Send(events, results, deadline);
+    int64_t now = NowMicros();
+    std::lock_guard<std::mutex> lock(mu_);
+    for (size_t i = 0; i < events.size(); ++i) {
+      if (results[i].status.ok()) acked_.emplace(events[i].id, now);
+    }
+  }
+  std::string_view kind() const override { return inner_->kind(); }
+  std::unordered_map<std::string, int64_t> acked() {
+    std::lock_guard<std::mutex> lock(mu_);
+    return acked_;
+  }
+
+ private:
+  std::unique_ptr<Sender> inner_;
+  std::mutex mu_;
+  std::unordered_map<std::string, int64_t> acked_;
+};
+
+std::vector<double> HeraldLatency(const std::string& url, const std::string& db,
+                                  int n, int rate, int streams, int window,
+                                  const std::string& subject) {
+  auto opened = OpenStore("sqlite:" + db);
+  Check(opened.status(), "open store");
+  std::unique_ptr<Store> store = std::move(*opened);
+  RouteConfig route = BenchRoute(url, "lat", subject, window);
+  auto inner = MakeSender(route);
+  Check(inner.status(), "sender");
+  auto clock = std::make_unique<AckClock>(std::move(*inner));
+  AckClock* acks = clock.get();
+  Relay relay(store.get());
+  Check(relay.AddRoute(route, std::move(clock)), "route");
+  Check(relay.Start(), "start");
+  std::vector<std::pair<std::string, int64_t>> commits;
+  auto start = Clock::now();
+  for (int i = 0; i < n; ++i) {
+    std::this_thread::sleep_until(
+        start + std::chrono::microseconds(int64_t{1000000} * i / rate));
+    Event e = MakeBenchEvent(i, streams);
+    Check(store->Append(std::span<Event>(&e, 1)).status(), "append");
+    commits.emplace_back(e.id, NowMicros());
+  }
+  while (Checkpoint(store.get(), "lat") < n + 1) {
+    std::this_thread::sleep_for(milliseconds(1));
+  }
+  relay.Stop();
+  auto acked = acks->acked();
+  std::vector<double> out;
+  for (const auto& [id, at] : commits) {
+    auto it = acked.find(id);
+    if (it != acked.end()) out.push_back((it->second - at) / 1000.0);
+  }
+  return out;
+}
+
+int Main(int argc, char** argv) {
+  int events = 100000, window = 256, streams = 1000, runs = 3, lat_secs = 5;
+  for (int i = 1; i + 1 < argc; i += 2) {
+    std::string a = argv[i];
+    int v = std::atoi(argv[i + 1]);
+    if (a == "--events")
+      events = v;
+    else if (a == "--window")
+      window = v;
+    else if (a == "--streams")
+      streams = v;
+    else if (a == "--runs")
+      runs = v;
+    else if (a == "--latency-seconds")
+      lat_secs = v;
+    else if (a == "--batch")
+      g_batch = v;
+    else {
+      std::fprintf(stderr,
+                   "usage: nats_bench [--events N] [--window W] "
+                   "[--streams S] [--runs R] [--latency-seconds T] "
+                   "[--batch B]\n");
+      return 2;
+    }
+  }
+  testing::NatsServer server;
+  if (!server.ready()) {
+    std::fprintf(stderr, "nats-server did not start:\n%s\n",
+                 server.log().c_str());
+    return 1;
+  }
+  testing::JetStreamAdmin admin(server.url());
+  if (!admin.ok() || !admin.AddStream("bench", {"bench.>"}).empty()) {
+    std::fprintf(stderr, "cannot create the stream\n");
+    return 1;
+  }
+  std::printf(
+      "nats_bench: %d events, %d streams, window %d, batch %d, "
+      "%d runs, latency %d s at 1000/s\n",
+      events, streams, window, g_batch, runs, lat_secs);
+  std::vector<double> herald_tp, plain_tp, ratios;
+  std::vector<double> h50, h99, p50, p99;
+  for (int run = 0; run < runs; ++run) {
+    testing::TempDir dir;
+    std::vector<Event> plain_events;
+    for (int i = 0; i < events; ++i) {
+      Event e = MakeBenchEvent(i, streams);
+      e.id = NewUuidV7();
+      e.position = i + 1;
+      e.occurred_at_us = NowMicros();
+      plain_events.push_back(std::move(e));
+    }
+    std::string r = std::to_string(run);
+    // The plain program runs just before and just after herald (the second
+    // time with new ids, so nothing is a duplicate), and herald is compared
+    // with the mean of the two: a load change on the shared machine during
+    // the run weighs on both sides.
+    double p1 = PlainThroughput(server.url(), plain_events,
+                                "bench.plain" + r + "a.", window);
+    double h =
+        HeraldThroughput(server.url(), dir.file("tp.db"), events, streams,
+                         window, "bench.herald" + r + ".{stream}");
+    for (Event& e : plain_events) e.id = NewUuidV7();
+    double p2 = PlainThroughput(server.url(), plain_events,
+                                "bench.plain" + r + "b.", window);
+    double p = (p1 + p2) / 2;
+    plain_tp.push_back(p);
+    herald_tp.push_back(h);
+    ratios.push_back(h / p);
+    std::printf(
+        "run %d: throughput herald %.0f/s, plain %.0f/s (%.0f before, "
+        "%.0f after), ratio %.2f\n",
+        run + 1, h, p, p1, p2, h / p);
+    int n = 1000 * lat_secs;
+    auto hl = Of(HeraldLatency(server.url(), dir.file("lat.db"), n, 1000, 50,
+                               window, "bench.lat" + r + ".{stream}"));
+    auto pl = Of(PlainLatency(server.url(), n, 1000, 50));
+    h50.push_back(hl.p50);
+    h99.push_back(hl.p99);
+    p50.push_back(pl.p50);
+    p99.push_back(pl.p99);
+    std::printf(
+        "run %d: commit-to-PubAck herald p50 %.3f ms p99 %.3f ms; "
+        "plain publish-to-PubAck p50 %.3f ms p99 %.3f ms\n",
+        run + 1, hl.p50, hl.p99, pl.p50, pl.p99);
+    std::fflush(stdout);
+  }
+  std::printf("\nmedians of %d runs:\n", runs);
+  std::printf(
+      "  backlog throughput  herald %8.0f events/s  plain %8.0f "
+      "msgs/s  ratio %.2f (goal >= 0.8)\n",
+      Median(herald_tp), Median(plain_tp), Median(ratios));
+  std::printf(
+      "  @1000/s             herald commit-to-PubAck p50 %.3f ms "
+      "p99 %.3f ms (goal p99 < 5 ms); plain p50 %.3f ms p99 %.3f ms\n",
+      Median(h50), Median(h99), Median(p50), Median(p99));
+  return 0;
+}
+
+}  // namespace
+}  // namespace herald
+
+int main(int argc, char** argv) { return herald::Main(argc, argv); }

@@ -1,0 +1,602 @@
+// The NATS JetStream sender: one connection and JetStream context per
+// route, asynchronous publishes with Nats-Msg-Id = event id, the PubAck as
+// the acknowledgement.
+//
+// Order: at most one event of a stream is in flight at a time (the next one
+// is published only after the previous one's PubAck), so a failed event is
+// never overtaken in its stream, and at most max_in_flight events are in
+// flight in all. A repeat after a crash or a lost PubAck carries the same
+// Nats-Msg-Id, so the stream's duplicate window stores it once.
+//
+// Failures: no responders on a subject while JetStream answers = no stream
+// captures it (Permanent); a PubAck timeout, a lost connection, JetStream
+// unavailable = Unavailable; a stream's refusal (a limit, a size) =
+// Permanent, or ResourceExhausted for a full stream that refuses new ones.
+//
+// Threads: Send runs on the relay's thread; libnats calls the handlers below
+// on its own threads; they only queue results under mu_ and notify.
+#include "transport/nats/nats_sender.h"
+
+#include <nats/nats.h>
+
+#include <cerrno>
+#include <condition_variable>
+#include <cstdio>
+#include <cstring>
+#include <deque>
+#include <mutex>
+#include <string>
+#include <unordered_map>
+#include <vector>
+
+#include "core/template.h"
+#include "herald/cloudevents.h"
+
+namespace herald::detail {
+namespace {
+
+using std::chrono::milliseconds;
+using std::chrono::steady_clock;
+
+struct NatsConfig {
+  NameTemplate subject;
+  std::string credentials;
+  CloudEventsMode mode = CloudEventsMode::kBinary;
+  milliseconds timeout{5000};
+  milliseconds connect_timeout{5000};
+};
+
+Status ParseNatsOptions(const RouteOptions& o, int route_line,
+                        NatsConfig* out) {
+  bool have_subject = false;
+  for (const auto& f : o.fields) {
+    const std::string& k = f.key;
+    const OptionValue& v = f.value;
+    if (k == "subject") {
+      std::string text;
+      HERALD_RETURN_IF_ERROR(o.GetString(k, v, &text));
+      auto t = NameTemplate::Parse(text);
+      if (!t.ok()) return o.Error(k, v.line, t.status().message());
+      if (text.empty()) return o.Error(k, v.line, "must not be empty");
+      for (char c : text) {
+        if (c == ' ' || c == '\t' || c == '\r' || c == '\n') {
+          return o.Error(k, v.line, "a NATS subject has no whitespace");
+        }
+      }
+      out->subject = std::move(*t);
+      have_subject = true;
+    } else if (k == "credentials") {
+      HERALD_RETURN_IF_ERROR(o.GetString(k, v, &out->credentials));
+      if (out->credentials.empty()) {
+        return o.Error(k, v.line, "must name a .creds file");
+      }
+    } else if (k == "mode") {
+      std::string m;
+      HERALD_RETURN_IF_ERROR(o.GetString(k, v, &m));
+      if (m == "binary") {
+        out->mode = CloudEventsMode::kBinary;
+      } else if (m == "structured") {
+        out->mode = CloudEventsMode::kStructured;
+      } else {
+        return o.Error(
+            k, v.line,
+            "unknown mode '" + m + "' (expected binary or structured)");
+      }
+    } else if (k == "timeout") {
+      HERALD_RETURN_IF_ERROR(
+          o.GetDuration(k, v, milliseconds(1), &out->timeout));
+    } else if (k == "connect_timeout") {
+      HERALD_RETURN_IF_ERROR(
+          o.GetDuration(k, v, milliseconds(1), &out->connect_timeout));
+    } else {
+      return o.UnknownKey(f, kNatsKeys);
+    }
+  }
+  if (!have_subject) {
+    return o.Error("subject", route_line,
+                   "required for a nats:// sender (e.g. subject = "
+                   "\"events.{category}.{type}\")");
+  }
+  return Status::OK();
+}
+
+struct OptionsDeleter {
+  void operator()(natsOptions* p) const { natsOptions_Destroy(p); }
+};
+struct ConnectionDeleter {
+  void operator()(natsConnection* p) const { natsConnection_Destroy(p); }
+};
+struct JsDeleter {
+  void operator()(jsCtx* p) const { jsCtx_Destroy(p); }
+};
+struct MsgDeleter {
+  void operator()(natsMsg* p) const { natsMsg_Destroy(p); }
+};
+using MsgPtr = std::unique_ptr<natsMsg, MsgDeleter>;
+
+// At most this many publishes in flight after a round of publishing: a
+// trickle, flushed at once rather than by libnats' flusher a moment later.
+constexpr size_t kFlushBelow = 4;
+
+std::string NatsText(natsStatus s) { return natsStatus_GetText(s); }
+
+// A URL without its user, password or token, for messages.
+std::string RedactUrl(std::string_view url) {
+  std::string out;
+  size_t from = 0;
+  while (from <= url.size()) {
+    size_t comma = url.find(',', from);
+    std::string_view one = url.substr(
+        from, comma == std::string_view::npos ? url.npos : comma - from);
+    size_t scheme_end = one.find("://");
+    size_t at = one.rfind('@');
+    if (scheme_end != std::string_view::npos && at != std::string_view::npos &&
+        at > scheme_end) {
+      out += std::string(one.substr(0, scheme_end + 3)) + "***@" +
+             std::string(one.substr(at + 1));
+    } else {
+      out += one;
+    }
+    if (comma == std::string_view::npos) break;
+    out += ',';
+    from = comma + 1;
+  }
+  return out;
+}
+
+// One PubAck or publish error, as a libnats thread reported it.
+struct Completion {
+  std::string id;       // Nats-Msg-Id
+  std::string subject;  // where it went
+  bool ok = false;
+  natsStatus err = NATS_OK;
+  jsErrCode code = static_cast<jsErrCode>(0);
+  std::string text;
+};
+
+class NatsSender final : public Sender {
+ public:
+  NatsSender(const RouteConfig& route, NatsConfig config)
+      : config_(std::move(config)),
+        url_(route.sender),
+        source_(route.sender_options.source),
+        max_in_flight_(std::max(1, route.max_in_flight)) {}
+
+  ~NatsSender() override {
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      closing_ = true;
+    }
+    if (conn_) natsConnection_Close(conn_.get());
+    js_.reset();
+    conn_.reset();
+  }
+
+  Status Open(const std::string& name) {
+    natsOptions* raw = nullptr;
+    natsStatus s = natsOptions_Create(&raw);
+    if (s != NATS_OK) return Status::Internal("nats options: " + NatsText(s));
+    opts_.reset(raw);
+    natsOptions* o = opts_.get();
+    s = natsOptions_SetURL(o, url_.c_str());
+    if (s != NATS_OK) {
+      return Status::InvalidArgument("'" + RedactUrl(url_) +
+                                     "': " + NatsText(s));
+    }
+    if (!config_.credentials.empty()) {
+      // libnats reads the file only when it connects, in the background:
+      // a missing file is told here instead.
+      if (FILE* f = std::fopen(config_.credentials.c_str(), "r")) {
+        std::fclose(f);
+      } else {
+        return Status::InvalidArgument("credentials '" + config_.credentials +
+                                       "': " + std::strerror(errno));
+      }
+      s = natsOptions_SetUserCredentialsFromFiles(
+          o, config_.credentials.c_str(), nullptr);
+      if (s != NATS_OK) {
+        return Status::InvalidArgument("credentials '" + config_.credentials +
+                                       "': " + NatsText(s));
+      }
+    }
+    natsOptions_SetName(o, ("herald route " + name).c_str());
+    natsOptions_SetTimeout(o, config_.connect_timeout.count());
+    // Reconnect forever, quickly: a relay outlives broker restarts.
+    natsOptions_SetAllowReconnect(o, true);
+    natsOptions_SetMaxReconnect(o, -1);
+    natsOptions_SetReconnectWait(o, 100);
+
+    natsOptions_SetDisconnectedCB(o, &NatsSender::OnDisconnected, this);
+    natsOptions_SetReconnectedCB(o, &NatsSender::OnConnected, this);
+    natsOptions_SetRetryOnFailedConnect(o, true, &NatsSender::OnConnected,
+                                        this);
+    natsConnection* nc = nullptr;
+    s = natsConnection_Connect(&nc, o);
+    if (s != NATS_OK && s != NATS_NOT_YET_CONNECTED) {
+      if (nc) natsConnection_Destroy(nc);
+      return Status::Unavailable("connecting to " + RedactUrl(url_) + ": " +
+                                 NatsText(s));
+    }
+    conn_.reset(nc);
+
+    jsOptions jo;
+    jsOptions_Init(&jo);
+    jo.Wait = config_.timeout.count();
+    // Above herald's own bound, which is what limits what is in flight;
+    // room for publishes abandoned at a deadline until they are dropped.
+    jo.PublishAsync.MaxPending = 2 * static_cast<int64_t>(max_in_flight_);
+    jo.PublishAsync.AckHandler = &NatsSender::OnPubAck;
+    jo.PublishAsync.AckHandlerClosure = this;
+    jsCtx* js = nullptr;
+    s = natsConnection_JetStream(&js, conn_.get(), &jo);
+    if (s != NATS_OK) {
+      return Status::Internal("JetStream context: " + NatsText(s));
+    }
+    js_.reset(js);
+    return Status::OK();
+  }
+
+  std::string_view kind() const override { return "nats"; }
+
+  void Send(std::span<const Event> events, std::span<SendResult> results,
+            steady_clock::time_point deadline) override {
+    if (events.empty() || steady_clock::now() >= deadline) return;
+    // The streams of this call, in order of first appearance; their events
+    // in position order.
+    struct StreamQueue {
+      std::vector<size_t> events;
+      size_t next = 0;
+    };
+    std::vector<StreamQueue> queues;
+    std::vector<size_t> queue_of(events.size());
+    {
+      std::unordered_map<std::string_view, size_t> index;
+      for (size_t i = 0; i < events.size(); ++i) {
+        auto [it, added] = index.emplace(events[i].stream, queues.size());
+        if (added) queues.emplace_back();
+        queues[it->second].events.push_back(i);
+        queue_of[i] = it->second;
+      }
+    }
+    std::deque<size_t> ready;
+    for (size_t q = 0; q < queues.size(); ++q) ready.push_back(q);
+
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      done_.clear();
+      lost_ = false;
+    }
+    if (!WaitConnected(std::min(
+            deadline, steady_clock::now() + config_.connect_timeout))) {
+      // The head of every stream fails (an attempt: the route shows the
+      // error and backs off); the rest waits behind it.
+      std::string why =
+          "not connected to " + RedactUrl(url_) + " (reconnecting";
+      const char* last = nullptr;
+      if (natsConnection_GetLastError(conn_.get(), &last) != NATS_OK && last &&
+          *last) {
+        why += ": ";
+        why += last;
+      }
+      Status s = Status::Unavailable(why + ")");
+      for (const auto& q : queues) results[q.events.front()].status = s;
+      for (const auto& q : queues) results[q.events.front()].attempted = true;
+      return;
+    }
+
+    std::unordered_map<std::string, size_t> in_flight;  // id -> event
+    int jetstream_answers = -1;  // -1 not asked yet, 0 no, 1 yes
+    std::string jetstream_error;
+    bool connection_lost = false;
+    std::string body;
+    std::string subject;
+    size_t published = 0;  // in this round of the loop
+    for (;;) {
+      // Publish the head of ready streams, up to the bound.
+      while (!connection_lost &&
+             static_cast<int>(in_flight.size()) < max_in_flight_ &&
+             !ready.empty() && steady_clock::now() < deadline) {
+        size_t q = ready.front();
+        ready.pop_front();
+        size_t i = queues[q].events[queues[q].next];
+        const Event& e = events[i];
+        subject.clear();
+        config_.subject.ExpandTo(e, &subject);
+        Status s = Publish(e, subject, &body);
+        results[i].attempted = true;
+        if (!s.ok()) {
+          results[i].status = s;  // the stream stops here
+          if (s.retryable()) connection_lost = true;
+          continue;
+        }
+        in_flight.emplace(e.id, i);
+        ++published;
+      }
+      if (in_flight.empty()) break;
+      if (published > 0 && in_flight.size() <= kFlushBelow) {
+        // A trickle (a steady rate, not a backlog): libnats' flusher would
+        // wait about a millisecond to gather more publishes; send now.
+        auto left = std::chrono::duration_cast<milliseconds>(
+            deadline - steady_clock::now());
+        natsConnection_FlushTimeout(
+            conn_.get(),
+            std::max<int64_t>(1, std::min(left, config_.timeout).count()));
+      }
+      published = 0;
+
+      std::vector<Completion> got;
+      bool lost = false;
+      {
+        std::unique_lock<std::mutex> lock(mu_);
+        cv_.wait_until(lock, deadline, [&] { return !done_.empty() || lost_; });
+        got.swap(done_);
+        lost = lost_;
+        lost_ = false;
+      }
+      for (Completion& c : got) {
+        auto it = in_flight.find(c.id);
+        if (it == in_flight.end()) continue;  // of an earlier, abandoned call
+        size_t i = it->second;
+        in_flight.erase(it);
+        if (c.ok) {
+          results[i].status = Status::OK();
+          StreamQueue& q = queues[queue_of[i]];
+          if (++q.next < q.events.size()) ready.push_back(queue_of[i]);
+          continue;
+        }
+        results[i].status = Classify(c, &jetstream_answers, &jetstream_error);
+      }
+      if (lost) {
+        // Whatever was in flight may or may not be stored: retryable, and
+        // a repeat is absorbed by the duplicate window.
+        connection_lost = true;
+        FailAll(&in_flight, results,
+                "connection to " + RedactUrl(url_) + " lost before the PubAck");
+        DropPending();
+        break;
+      }
+      if (!in_flight.empty() && steady_clock::now() >= deadline) {
+        FailAll(&in_flight, results, "no PubAck before the deadline");
+        DropPending();
+        break;
+      }
+    }
+  }
+
+ private:
+  static void OnConnected(natsConnection*, void* closure) {
+    auto* self = static_cast<NatsSender*>(closure);
+    std::lock_guard<std::mutex> lock(self->mu_);
+    self->cv_.notify_all();
+  }
+  static void OnDisconnected(natsConnection*, void* closure) {
+    auto* self = static_cast<NatsSender*>(closure);
+    std::lock_guard<std::mutex> lock(self->mu_);
+    self->lost_ = true;
+    self->cv_.notify_all();
+  }
+  // Called by libnats for every async publish: pa on success, pae on error.
+  static void OnPubAck(jsCtx*, natsMsg* msg, jsPubAck* pa, jsPubAckErr* pae,
+                       void* closure) {
+    auto* self = static_cast<NatsSender*>(closure);
+    Completion c;
+    const char* id = nullptr;
+    if (msg && natsMsgHeader_Get(msg, "Nats-Msg-Id", &id) == NATS_OK && id) {
+      c.id = id;
+    }
+    if (msg && natsMsg_GetSubject(msg)) c.subject = natsMsg_GetSubject(msg);
+    if (pa != nullptr) {
+      c.ok = true;
+    } else if (pae != nullptr) {
+      c.err = pae->Err;
+      c.code = pae->ErrCode;
+      if (pae->ErrText) c.text = pae->ErrText;
+    }
+    natsMsg_Destroy(msg);
+    std::lock_guard<std::mutex> lock(self->mu_);
+    if (self->closing_ || c.id.empty()) return;
+    self->done_.push_back(std::move(c));
+    self->cv_.notify_all();
+  }
+
+  // Whether the connection is up, waiting for it until `until`. The status
+  // is read outside mu_ (libnats takes its own lock); the wait is woken by
+  // OnConnected, and re-checks at least every 50 ms.
+  bool WaitConnected(steady_clock::time_point until) {
+    for (;;) {
+      if (natsConnection_Status(conn_.get()) == NATS_CONN_STATUS_CONNECTED) {
+        return true;
+      }
+      auto now = steady_clock::now();
+      if (now >= until) return false;
+      std::unique_lock<std::mutex> lock(mu_);
+      cv_.wait_until(lock, std::min(until, now + milliseconds(50)));
+    }
+  }
+
+  Status Publish(const Event& e, const std::string& subject,
+                 std::string* body) {
+    natsMsg* raw = nullptr;
+    const char* data = e.payload.data();
+    int len = static_cast<int>(e.payload.size());
+    if (config_.mode == CloudEventsMode::kStructured) {
+      body->clear();
+      AppendCloudEventJson(e, source_, body);
+      data = body->data();
+      len = static_cast<int>(body->size());
+    }
+    natsStatus s = natsMsg_Create(&raw, subject.c_str(), nullptr, data, len);
+    if (s != NATS_OK) {
+      return Status::Permanent("subject '" + subject + "': " + NatsText(s));
+    }
+    MsgPtr msg(raw);
+    if (config_.mode == CloudEventsMode::kStructured) {
+      s = natsMsgHeader_Set(msg.get(), "Content-Type",
+                            "application/cloudevents+json");
+    } else {
+      for (const auto& [name, value] :
+           EncodeCloudEventHeaders(e, source_, CloudEventBinding::kNats)) {
+        if (s == NATS_OK) {
+          s = natsMsgHeader_Set(msg.get(), name.c_str(), value.c_str());
+        }
+      }
+    }
+    if (s != NATS_OK) {
+      return Status::Permanent("headers of event " + e.id + ": " + NatsText(s));
+    }
+    jsPubOptions po;
+    jsPubOptions_Init(&po);
+    po.MsgId = e.id.c_str();  // the Nats-Msg-Id header
+    po.MaxWait = config_.timeout.count();
+    natsMsg* owned = msg.release();
+    s = js_PublishMsgAsync(js_.get(), &owned, &po);
+    natsMsg_Destroy(owned);  // null when libnats took it
+    if (s != NATS_OK) {
+      return Status::Unavailable("publishing to '" + subject +
+                                 "': " + NatsText(s));
+    }
+    return Status::OK();
+  }
+
+  Status Classify(const Completion& c, int* jetstream_answers,
+                  std::string* jetstream_error) {
+    const std::string where = "subject '" + c.subject + "'";
+    if (c.err == NATS_NO_RESPONDERS) {
+      // Nobody took the message: no stream captures the subject, unless
+      // JetStream itself is not answering (starting up, a lost leader).
+      if (*jetstream_answers < 0) {
+        jsAccountInfo* info = nullptr;
+        jsErrCode code = static_cast<jsErrCode>(0);
+        natsStatus s = js_GetAccountInfo(&info, js_.get(), nullptr, &code);
+        if (info) jsAccountInfo_Destroy(info);
+        *jetstream_answers = s == NATS_OK ? 1 : 0;
+        *jetstream_error = NatsText(s);
+      }
+      if (*jetstream_answers == 1) {
+        return Status::Permanent(
+            "no JetStream stream captures " + where +
+            " (no responders); herald does not create streams: add one "
+            "whose subjects match it");
+      }
+      return Status::Unavailable("no responders on " + where +
+                                 " and JetStream does not answer (" +
+                                 *jetstream_error + ")");
+    }
+    if (c.code != 0) {
+      std::string text = "JetStream refused the message on " + where + ": " +
+                         c.text + " (err_code " +
+                         std::to_string(static_cast<int>(c.code)) + ")";
+      switch (static_cast<int>(c.code)) {
+        case 10008:  // cluster not available
+        case 10023:  // insufficient resources
+          return Status::Unavailable(std::move(text));
+        default:
+          break;
+      }
+      if (c.text.find("maximum") != std::string::npos &&
+          c.text.find("exceeded") != std::string::npos &&
+          c.text.find("payload") == std::string::npos &&
+          c.text.find("size") == std::string::npos) {
+        return Status::ResourceExhausted(std::move(text));  // a full stream
+      }
+      return Status::Permanent(std::move(text));
+    }
+    std::string text = NatsText(c.err);
+    if (!c.text.empty() && c.text != text) text += ": " + c.text;
+    if (c.err == NATS_TIMEOUT) {
+      return Status::Unavailable("no PubAck on " + where + " within " +
+                                 std::to_string(config_.timeout.count()) +
+                                 "ms");
+    }
+    return Status::Unavailable("publishing on " + where + ": " + text);
+  }
+
+  void FailAll(std::unordered_map<std::string, size_t>* in_flight,
+               std::span<SendResult> results, const std::string& why) {
+    for (const auto& [id, i] : *in_flight) {
+      results[i].status = Status::Unavailable(why);
+    }
+    in_flight->clear();
+  }
+
+  // Takes back the publishes still waiting for a PubAck, so none of them
+  // is answered into a later call.
+  void DropPending() {
+    natsMsgList pending{};
+    if (js_PublishAsyncGetPendingList(&pending, js_.get()) == NATS_OK) {
+      natsMsgList_Destroy(&pending);
+    }
+    std::lock_guard<std::mutex> lock(mu_);
+    done_.clear();
+  }
+
+  const NatsConfig config_;
+  const std::string url_;
+  const std::string source_;
+  const int max_in_flight_;
+
+  // Shared with libnats' threads (declared before the handles, so they
+  // outlive them).
+  std::mutex mu_;
+  std::condition_variable cv_;
+  std::vector<Completion> done_;  // guarded by mu_
+  bool lost_ = false;             // guarded by mu_: a disconnect happened
+  bool closing_ = false;          // guarded by mu_
+
+  std::unique_ptr<natsOptions, OptionsDeleter> opts_;
+  std::unique_ptr<natsConnection, ConnectionDeleter> conn_;
+  std::unique_ptr<jsCtx, JsDeleter> js_;
+};
+
+}  // namespace
+
+Status ValidateNatsUrl(std::string_view url) {
+  size_t from = 0;
+  for (;;) {
+    size_t comma = url.find(',', from);
+    std::string_view one = url.substr(
+        from, comma == std::string_view::npos ? url.npos : comma - from);
+    const std::string shown = RedactUrl(one);
+    if (one.substr(0, 7) != "nats://") {
+      return Status::InvalidArgument("'" + shown + "' must start with nats://");
+    }
+    std::string_view auth = one.substr(7);
+    auth = auth.substr(0, auth.find_first_of("/?#"));
+    if (auto at = auth.rfind('@'); at != std::string_view::npos) {
+      auth = auth.substr(at + 1);
+    }
+    std::string_view host = auth, port;
+    if (auto colon = auth.rfind(':');
+        colon != std::string_view::npos && auth.find(']', colon) == auth.npos) {
+      host = auth.substr(0, colon);
+      port = auth.substr(colon + 1);
+      if (port.empty() || port.size() > 5 ||
+          port.find_first_not_of("0123456789") != port.npos ||
+          std::stoi(std::string(port)) < 1 ||
+          std::stoi(std::string(port)) > 65535) {
+        return Status::InvalidArgument("'" + shown + "' has a malformed port");
+      }
+    }
+    if (host.empty() || host == "[]") {
+      return Status::InvalidArgument("'" + shown + "' has no host");
+    }
+    if (comma == std::string_view::npos) return Status::OK();
+    from = comma + 1;
+  }
+}
+
+Status ValidateNatsOptions(RouteConfig* route) {
+  NatsConfig config;
+  return ParseNatsOptions(route->options, route->line, &config);
+}
+
+Result<std::unique_ptr<Sender>> MakeNatsSender(const RouteConfig& route) {
+  NatsConfig config;
+  HERALD_RETURN_IF_ERROR(ParseNatsOptions(route.options, route.line, &config));
+  HERALD_RETURN_IF_ERROR(ValidateNatsUrl(route.sender));
+  auto sender = std::make_unique<NatsSender>(route, std::move(config));
+  HERALD_RETURN_IF_ERROR(sender->Open(route.name));
+  return std::unique_ptr<Sender>(std::move(sender));
+}
+
+}  // namespace herald::detail

@@ -1,0 +1,518 @@
+// The NATS JetStream sender against a real nats-server (one per test
+// binary, started by the test): the CloudEvents NATS binding on the wire,
+// Nats-Msg-Id deduplication, a subject no stream captures, a server that
+// goes away and comes back, and the route options checked at config load.
+#include <gtest/gtest.h>
+
+#include <map>
+#include <set>
+#include <thread>
+
+#include "herald/cloudevents.h"
+#include "herald/config.h"
+#include "herald/sender.h"
+#include "herald/time.h"
+#include "herald/uuid.h"
+#include "nats/nats_test_util.h"
+
+namespace herald {
+namespace {
+
+using std::chrono::milliseconds;
+using std::chrono::steady_clock;
+
+testing::NatsServer& Server() {
+  static testing::NatsServer server;
+  return server;
+}
+
+class NatsSenderTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    ASSERT_TRUE(Server().ready()) << Server().log();
+    static int counter = 0;
+    name_ = "lib" + std::to_string(++counter);
+    admin_ = std::make_unique<testing::JetStreamAdmin>(Server().url());
+    ASSERT_TRUE(admin_->ok()) << admin_->error();
+  }
+
+  std::unique_ptr<Sender> Make(const std::string& subject,
+                               std::vector<OptionField> extra = {},
+                               int max_in_flight = 8) {
+    RouteConfig route;
+    route.name = name_;
+    route.sender = Server().url();
+    route.max_in_flight = max_in_flight;
+    route.options.route = name_;
+    route.options.fields.push_back({"subject", OptionValue::String(subject)});
+    for (auto& f : extra) route.options.fields.push_back(std::move(f));
+    EXPECT_TRUE(ValidateSenderOptions(&route).ok());
+    auto s = MakeSender(route);
+    EXPECT_TRUE(s.ok()) << s.status().ToString();
+    return s.ok() ? std::move(*s) : nullptr;
+  }
+
+  Event Ev(const std::string& stream, int64_t version) {
+    Event e;
+    e.id = NewUuidV7();
+    e.position = ++position_;
+    e.stream = stream;
+    e.stream_version = version;
+    e.type = "order.placed";
+    e.payload = "{\"n\":" + std::to_string(version) + "}";
+    e.metadata = "{\"trace_parent\":\"00-abc-def-01\",\"tenant\":\"a b%\"}";
+    e.occurred_at_us = NowMicros();
+    return e;
+  }
+
+  std::vector<SendResult> Send(Sender* s, const std::vector<Event>& events,
+                               milliseconds budget = milliseconds(20000)) {
+    std::vector<SendResult> results(events.size(), SendResult::NotSent());
+    s->Send(events, results, steady_clock::now() + budget);
+    return results;
+  }
+
+  std::string name_;
+  std::unique_ptr<testing::JetStreamAdmin> admin_;
+  int64_t position_ = 0;
+};
+
+TEST_F(NatsSenderTest, BinaryModeCarriesTheEventInNatsHeaders) {
+  ASSERT_EQ(admin_->AddStream(name_, {name_ + ".>"}), "");
+  auto sender = Make(name_ + ".{category}.{type}");
+  ASSERT_NE(sender, nullptr);
+  EXPECT_EQ(sender->kind(), "nats");
+  std::vector<Event> events = {Ev("order-42", 1), Ev("order-42", 2)};
+  auto results = Send(sender.get(), events);
+  for (const auto& r : results)
+    EXPECT_TRUE(r.status.ok()) << r.status.ToString();
+
+  auto got = admin_->ReadAll(name_);
+  ASSERT_EQ(got.size(), 2u);
+  for (size_t i = 0; i < got.size(); ++i) {
+    const Event& e = events[i];
+    EXPECT_EQ(got[i].subject, name_ + ".order.order.placed");
+    EXPECT_EQ(got[i].id, e.id);  // Nats-Msg-Id
+    EXPECT_EQ(got[i].data, e.payload);
+    MessageHeaders headers(got[i].headers.begin(), got[i].headers.end());
+    auto d =
+        DecodeCloudEventHeaders(headers, got[i].data, CloudEventBinding::kNats);
+    ASSERT_TRUE(d.ok()) << d.status().ToString();
+    EXPECT_EQ(d->event.id, e.id);
+    EXPECT_EQ(d->event.stream, e.stream);
+    EXPECT_EQ(d->event.type, e.type);
+    EXPECT_EQ(d->event.position, e.position);
+    EXPECT_EQ(d->event.occurred_at_us, e.occurred_at_us);
+    EXPECT_EQ(d->event.content_type, e.content_type);
+    EXPECT_EQ(d->source, "herald");
+    // Metadata as extension attributes (traceparent as tracing names it).
+    EXPECT_EQ(got[i].headers["ce-traceparent"], "00-abc-def-01");
+    EXPECT_NE(d->event.metadata.find("\"tenant\":\"a b%\""), std::string::npos)
+        << d->event.metadata;
+  }
+}
+
+TEST_F(NatsSenderTest, StructuredModeSendsTheJsonEventFormat) {
+  ASSERT_EQ(admin_->AddStream(name_, {name_ + ".>"}), "");
+  auto sender =
+      Make(name_ + ".{stream}", {{"mode", OptionValue::String("structured")}});
+  ASSERT_NE(sender, nullptr);
+  std::vector<Event> events = {Ev("cart-1", 1)};
+  auto results = Send(sender.get(), events);
+  ASSERT_TRUE(results[0].status.ok()) << results[0].status.ToString();
+  auto got = admin_->ReadAll(name_);
+  ASSERT_EQ(got.size(), 1u);
+  EXPECT_EQ(got[0].headers["Content-Type"], "application/cloudevents+json");
+  EXPECT_EQ(got[0].id, events[0].id);
+  auto d = DecodeCloudEventJson(got[0].data);
+  ASSERT_TRUE(d.ok()) << d.status().ToString() << got[0].data;
+  EXPECT_EQ(d->event.id, events[0].id);
+  EXPECT_EQ(d->event.stream, "cart-1");
+  EXPECT_EQ(d->event.payload, events[0].payload);
+}
+
+// A relay that sends a batch again (after a crash, a lost PubAck) sends the
+// same Nats-Msg-Id: JetStream's duplicate window keeps one copy, and the
+// repeat is acknowledged.
+TEST_F(NatsSenderTest, ARepeatIsStoredOnce) {
+  ASSERT_EQ(admin_->AddStream(name_, {name_ + ".>"}), "");
+  auto sender = Make(name_ + ".{stream}");
+  ASSERT_NE(sender, nullptr);
+  std::vector<Event> events;
+  for (int v = 1; v <= 20; ++v) {
+    for (int s = 0; s < 5; ++s)
+      events.push_back(Ev("s-" + std::to_string(s), v));
+  }
+  for (int round = 0; round < 2; ++round) {
+    auto results = Send(sender.get(), events);
+    for (const auto& r : results)
+      ASSERT_TRUE(r.status.ok()) << r.status.ToString();
+  }
+  auto got = admin_->ReadAll(name_);
+  ASSERT_EQ(got.size(), events.size());
+  // Per stream, in the order given.
+  std::map<std::string, int64_t> last;
+  std::map<std::string, int64_t> position;
+  for (const auto& e : events) position[e.id] = e.position;
+  for (const auto& m : got) {
+    ASSERT_TRUE(position.count(m.id)) << m.id;
+    EXPECT_LT(last[m.subject], position[m.id]) << m.subject;
+    last[m.subject] = position[m.id];
+  }
+}
+
+// herald does not create streams: a subject no stream captures is a
+// permanent failure saying so; the rest of that stream is not sent, other
+// streams go on.
+TEST_F(NatsSenderTest, ASubjectNoStreamCapturesIsAPermanentFailure) {
+  ASSERT_EQ(admin_->AddStream(name_, {name_ + ".good.>"}), "");
+  auto sender = Make(name_ + ".{category}.{stream}");
+  ASSERT_NE(sender, nullptr);
+  std::vector<Event> events = {Ev("good-1", 1), Ev("bad-1", 1), Ev("good-1", 2),
+                               Ev("bad-1", 2), Ev("good-2", 1)};
+  auto results = Send(sender.get(), events);
+  EXPECT_TRUE(results[0].status.ok());
+  EXPECT_TRUE(results[2].status.ok());
+  EXPECT_TRUE(results[4].status.ok());
+  EXPECT_FALSE(results[1].status.ok());
+  EXPECT_FALSE(results[1].status.retryable()) << results[1].status.ToString();
+  EXPECT_TRUE(results[1].attempted);
+  EXPECT_NE(results[1].status.message().find("no JetStream stream captures"),
+            std::string::npos)
+      << results[1].status.ToString();
+  EXPECT_NE(results[1].status.message().find(name_ + ".bad.bad-1"),
+            std::string::npos)
+      << results[1].status.ToString();
+  EXPECT_FALSE(results[3].attempted);
+  EXPECT_FALSE(results[3].status.ok());
+  EXPECT_EQ(admin_->ReadAll(name_).size(), 3u);
+}
+
+// The stream's own refusals: a message larger than it takes is permanent;
+// a full stream that discards new messages is retryable (it may drain).
+TEST_F(NatsSenderTest, AStreamsRefusalsAreToldApart) {
+  ASSERT_EQ(admin_->AddStream(name_, {name_ + ".>"}, 120000,
+                              [](jsStreamConfig* c) {
+                                c->MaxMsgs = 2;
+                                c->Discard = js_DiscardNew;
+                                c->MaxMsgSize = 1000;
+                              }),
+            "");
+  auto sender = Make(name_ + ".{stream}");
+  ASSERT_NE(sender, nullptr);
+  Event big = Ev("big", 1);
+  big.payload = "\"" + std::string(2000, 'x') + "\"";
+  std::vector<Event> events = {big, Ev("a", 1), Ev("a", 2), Ev("a", 3)};
+  auto results = Send(sender.get(), events);
+  EXPECT_FALSE(results[0].status.ok());
+  EXPECT_FALSE(results[0].status.retryable()) << results[0].status.ToString();
+  EXPECT_NE(results[0].status.message().find("err_code"), std::string::npos)
+      << results[0].status.ToString();
+  EXPECT_TRUE(results[1].status.ok()) << results[1].status.ToString();
+  EXPECT_TRUE(results[2].status.ok()) << results[2].status.ToString();
+  EXPECT_FALSE(results[3].status.ok());
+  EXPECT_EQ(results[3].status.code(), Status::Code::kResourceExhausted)
+      << results[3].status.ToString();
+  EXPECT_EQ(admin_->Count(name_), 2);
+}
+
+TEST_F(NatsSenderTest, NothingIsSentPastTheDeadline) {
+  ASSERT_EQ(admin_->AddStream(name_, {name_ + ".>"}), "");
+  auto sender = Make(name_ + ".{stream}");
+  ASSERT_NE(sender, nullptr);
+  std::vector<Event> events = {Ev("a", 1), Ev("b", 1)};
+  std::vector<SendResult> results(events.size(), SendResult::NotSent());
+  sender->Send(events, results, steady_clock::now());
+  for (const auto& r : results) EXPECT_FALSE(r.attempted);
+  EXPECT_EQ(admin_->Count(name_), 0);
+}
+
+// A server that goes away: retryable failures, never OK; when it is back
+// the same sender reconnects by itself and delivers, each event once.
+TEST(NatsSenderRestart, AServerThatComesBackIsReconnectedToByItself) {
+  testing::NatsServer server;
+  ASSERT_TRUE(server.ready()) << server.log();
+  {
+    testing::JetStreamAdmin admin(server.url());
+    ASSERT_TRUE(admin.ok());
+    ASSERT_EQ(admin.AddStream("restart", {"restart.>"}), "");
+  }
+  RouteConfig route;
+  route.name = "restart";
+  route.sender = server.url();
+  route.max_in_flight = 4;
+  route.options.route = "restart";
+  route.options.fields.push_back(
+      {"subject", OptionValue::String("restart.{stream}")});
+  route.options.fields.push_back(
+      {"connect_timeout", OptionValue::String("200ms")});
+  route.options.fields.push_back({"timeout", OptionValue::String("1s")});
+  auto made = MakeSender(route);
+  ASSERT_TRUE(made.ok()) << made.status().ToString();
+  std::unique_ptr<Sender> sender = std::move(*made);
+
+  int64_t position = 0;
+  auto batch = [&](int n) {
+    std::vector<Event> out;
+    for (int i = 0; i < n; ++i) {
+      Event e = testing::MakeEvent("s-" + std::to_string(i % 3), "t.x");
+      e.id = NewUuidV7();
+      e.position = ++position;
+      out.push_back(e);
+    }
+    return out;
+  };
+  auto send = [&](const std::vector<Event>& events) {
+    std::vector<SendResult> r(events.size(), SendResult::NotSent());
+    sender->Send(events, r, steady_clock::now() + std::chrono::seconds(5));
+    return r;
+  };
+  auto first = batch(30);
+  for (const auto& r : send(first)) ASSERT_TRUE(r.status.ok());
+
+  server.Stop();
+  auto down = batch(9);
+  auto t0 = steady_clock::now();
+  auto results = send(down);
+  EXPECT_LT(steady_clock::now() - t0, std::chrono::seconds(3));
+  int attempted = 0;
+  for (const auto& r : results) {
+    EXPECT_FALSE(r.status.ok());
+    if (r.attempted) {
+      ++attempted;
+      EXPECT_TRUE(r.status.retryable()) << r.status.ToString();
+    }
+  }
+  EXPECT_GE(attempted, 1);
+
+  ASSERT_TRUE(server.Start()) << server.log();
+  // The relay sends again (with backoff); here: until all are delivered.
+  std::vector<Event> pending = down;
+  ASSERT_TRUE(testing::WaitFor(
+      [&] {
+        auto r = send(pending);
+        std::vector<Event> left;
+        for (size_t i = 0; i < r.size(); ++i) {
+          if (!r[i].status.ok()) left.push_back(pending[i]);
+        }
+        pending = left;
+        return pending.empty();
+      },
+      std::chrono::seconds(20)));
+  testing::JetStreamAdmin admin(server.url());
+  auto got = admin.ReadAll("restart");
+  std::set<std::string> ids;
+  for (const auto& m : got) EXPECT_TRUE(ids.insert(m.id).second) << m.id;
+  EXPECT_EQ(got.size(), first.size() + down.size());
+}
+
+// The server stops while a call has many publishes in flight: per stream,
+// what was reported delivered is a prefix, the first failure is
+// retryable, and the rest of that stream was not sent. Sent again (as the
+// relay does) once the server is back, every event is stored once and in
+// stream order.
+TEST(NatsSenderRestart, AServerStoppedMidCallBreaksNoStreamOrder) {
+  testing::NatsServer server;
+  ASSERT_TRUE(server.ready()) << server.log();
+  auto admin = std::make_unique<testing::JetStreamAdmin>(server.url());
+  ASSERT_EQ(admin->AddStream("mid", {"mid.>"}), "");
+  RouteConfig route;
+  route.name = "mid";
+  route.sender = server.url();
+  route.max_in_flight = 64;
+  route.options.route = "mid";
+  route.options.fields.push_back(
+      {"subject", OptionValue::String("mid.{stream}")});
+  route.options.fields.push_back({"timeout", OptionValue::String("1s")});
+  route.options.fields.push_back(
+      {"connect_timeout", OptionValue::String("200ms")});
+  auto made = MakeSender(route);
+  ASSERT_TRUE(made.ok()) << made.status().ToString();
+  std::unique_ptr<Sender> sender = std::move(*made);
+
+  std::vector<Event> events;
+  for (int i = 0; i < 20000; ++i) {
+    Event e = testing::MakeEvent("s-" + std::to_string(i % 100), "t.x");
+    e.id = NewUuidV7();
+    e.position = i + 1;
+    events.push_back(e);
+  }
+  std::vector<SendResult> results(events.size(), SendResult::NotSent());
+  std::thread call([&] {
+    sender->Send(events, results,
+                 steady_clock::now() + std::chrono::seconds(20));
+  });
+  bool midway = testing::WaitFor([&] { return admin->Count("mid") >= 500; },
+                                 std::chrono::seconds(20));
+  admin.reset();
+  server.Stop();
+  call.join();
+  ASSERT_TRUE(midway);
+
+  std::map<std::string, bool> failed;  // stream -> a failure seen
+  size_t ok = 0, attempted_failures = 0;
+  for (size_t i = 0; i < events.size(); ++i) {
+    const std::string& st = events[i].stream;
+    if (failed[st]) {
+      EXPECT_FALSE(results[i].status.ok()) << "OK after a failure, " << i;
+      EXPECT_FALSE(results[i].attempted) << "sent after a failure, " << i;
+      continue;
+    }
+    if (results[i].status.ok()) {
+      ++ok;
+      continue;
+    }
+    failed[st] = true;
+    if (results[i].attempted) {
+      ++attempted_failures;
+      EXPECT_TRUE(results[i].status.retryable())
+          << results[i].status.ToString();
+    }
+  }
+  EXPECT_GE(ok, 500u);
+  EXPECT_LT(ok, events.size()) << "the stop came too late to test anything";
+  EXPECT_GE(attempted_failures, 1u);
+
+  ASSERT_TRUE(server.Start()) << server.log();
+  std::vector<Event> pending;
+  for (size_t i = 0; i < events.size(); ++i) {
+    if (!results[i].status.ok()) pending.push_back(events[i]);
+  }
+  ASSERT_TRUE(testing::WaitFor(
+      [&] {
+        std::vector<SendResult> r(pending.size(), SendResult::NotSent());
+        sender->Send(pending, r, steady_clock::now() + std::chrono::seconds(5));
+        std::vector<Event> left;
+        for (size_t i = 0; i < r.size(); ++i) {
+          if (!r[i].status.ok()) left.push_back(pending[i]);
+        }
+        pending = left;
+        return pending.empty();
+      },
+      std::chrono::seconds(30)));
+  testing::JetStreamAdmin after(server.url());
+  auto got = after.ReadAll("mid");
+  ASSERT_EQ(got.size(), events.size());
+  std::map<std::string, int64_t> position, last;
+  for (const auto& e : events) position[e.id] = e.position;
+  std::set<std::string> seen;
+  for (const auto& m : got) {
+    EXPECT_TRUE(seen.insert(m.id).second) << "stored twice: " << m.id;
+    EXPECT_LT(last[m.subject], position[m.id]) << m.subject << " out of order";
+    last[m.subject] = position[m.id];
+  }
+}
+
+// user:password in the URL: accepted with the right ones; with wrong ones
+// the sender keeps trying and each attempt says why (retryable: the
+// server's users may be fixed without restarting herald).
+TEST(NatsSenderAuth, UserAndPasswordInTheUrl) {
+  testing::NatsServer server({"--user", "herald", "--pass", "s3cret"});
+  ASSERT_TRUE(server.ready()) << server.log();
+  std::string good =
+      "nats://herald:s3cret@127.0.0.1:" + std::to_string(server.port());
+  {
+    testing::JetStreamAdmin admin(good);
+    ASSERT_TRUE(admin.ok()) << admin.error();
+    ASSERT_EQ(admin.AddStream("auth", {"auth.>"}), "");
+  }
+  auto make = [&](const std::string& url) {
+    RouteConfig route;
+    route.name = "auth";
+    route.sender = url;
+    route.options.route = "auth";
+    route.options.fields.push_back(
+        {"subject", OptionValue::String("auth.{stream}")});
+    route.options.fields.push_back(
+        {"connect_timeout", OptionValue::String("300ms")});
+    return MakeSender(route);
+  };
+  std::vector<Event> events = {testing::MakeEvent("a-1", "t.x")};
+  events[0].id = NewUuidV7();
+  events[0].position = 1;
+
+  auto ok = make(good);
+  ASSERT_TRUE(ok.ok()) << ok.status().ToString();
+  std::vector<SendResult> r(1, SendResult::NotSent());
+  (*ok)->Send(events, r, steady_clock::now() + std::chrono::seconds(10));
+  EXPECT_TRUE(r[0].status.ok()) << r[0].status.ToString();
+
+  auto bad =
+      make("nats://herald:wrong@127.0.0.1:" + std::to_string(server.port()));
+  ASSERT_TRUE(bad.ok()) << bad.status().ToString();
+  r.assign(1, SendResult::NotSent());
+  (*bad)->Send(events, r, steady_clock::now() + std::chrono::seconds(10));
+  EXPECT_FALSE(r[0].status.ok());
+  EXPECT_TRUE(r[0].status.retryable());
+  EXPECT_NE(r[0].status.message().find("not connected"), std::string::npos)
+      << r[0].status.ToString();
+  EXPECT_EQ(r[0].status.message().find("wrong"), std::string::npos)
+      << "the password is shown: " << r[0].status.ToString();
+
+  testing::JetStreamAdmin admin(good);
+  EXPECT_EQ(admin.Count("auth"), 1);
+}
+
+TEST(NatsSenderAuth, AMissingCredentialsFileIsToldWhenTheSenderIsMade) {
+  RouteConfig route;
+  route.name = "creds";
+  route.sender = "nats://127.0.0.1:1";
+  route.options.route = "creds";
+  route.options.fields.push_back({"subject", OptionValue::String("x")});
+  route.options.fields.push_back(
+      {"credentials", OptionValue::String("/nonexistent/herald.creds")});
+  auto s = MakeSender(route);
+  ASSERT_FALSE(s.ok());
+  EXPECT_EQ(s.status().code(), Status::Code::kInvalidArgument);
+  EXPECT_NE(s.status().message().find("/nonexistent/herald.creds"),
+            std::string::npos)
+      << s.status().ToString();
+}
+
+// ---- options, checked at config load -------------------------------------
+
+std::string LoadError(const std::string& route_keys) {
+  std::string text =
+      "[[route]]\nname = \"n\"\nsender = \"nats://127.0.0.1:4222\"\n" +
+      route_keys;
+  auto c = ParseConfig(text, "h.toml");
+  return c.ok() ? "" : c.status().message();
+}
+
+TEST(NatsOptions, AreCheckedAtConfigLoad) {
+  EXPECT_EQ(LoadError("subject = \"events.{category}.{type}\"\n"), "");
+  EXPECT_EQ(LoadError("subject = \"e.{stream}\"\nmode = \"structured\"\n"
+                      "timeout = \"2s\"\ncredentials = \"/x.creds\"\n"),
+            "");
+  std::string e = LoadError("subject = \"events.{typ}\"\n");
+  EXPECT_NE(e.find("h.toml:4"), std::string::npos) << e;
+  EXPECT_NE(e.find("subject"), std::string::npos) << e;
+  EXPECT_NE(e.find("{typ}"), std::string::npos) << e;
+  e = LoadError("");
+  EXPECT_NE(e.find("subject"), std::string::npos) << e;
+  EXPECT_NE(e.find("required"), std::string::npos) << e;
+  e = LoadError("subject = \"x\"\nmode = \"raw\"\n");
+  EXPECT_NE(e.find("h.toml:5"), std::string::npos) << e;
+  EXPECT_NE(e.find("unknown mode"), std::string::npos) << e;
+  e = LoadError("subject = \"x\"\nexchange = \"y\"\n");
+  EXPECT_NE(e.find("unknown key"), std::string::npos) << e;
+  EXPECT_NE(e.find("credentials"), std::string::npos) << e;
+  e = LoadError("subject = \"a b\"\n");
+  EXPECT_NE(e.find("whitespace"), std::string::npos) << e;
+}
+
+TEST(NatsOptions, UrlsAreChecked) {
+  EXPECT_TRUE(ValidateSenderUrl("nats://127.0.0.1:4222").ok());
+  EXPECT_TRUE(ValidateSenderUrl("nats://user:pw@h:4222").ok());
+  EXPECT_TRUE(ValidateSenderUrl("nats://token@h").ok());
+  EXPECT_TRUE(ValidateSenderUrl("nats://a:1,nats://b:2").ok());
+  EXPECT_FALSE(ValidateSenderUrl("nats://").ok());
+  EXPECT_FALSE(ValidateSenderUrl("nats://h:0").ok());
+  EXPECT_FALSE(ValidateSenderUrl("nats://h:x").ok());
+  Status s = ValidateSenderUrl("nats://u:secret@h:99999");
+  EXPECT_FALSE(s.ok());
+  EXPECT_EQ(s.message().find("secret"), std::string::npos) << s.ToString();
+}
+
+}  // namespace
+}  // namespace herald
