@@ -23,32 +23,6 @@ struct SchemeRegistry {
       schemes GUARDED_BY(mu);
 };
 
-void AppendBase64(std::string_view in, std::string* out) {
-  static const char kChars[] =
-      "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-  size_t i = 0;
-  for (; i + 2 < in.size(); i += 3) {
-    uint32_t v =
-        (uint8_t(in[i]) << 16) | (uint8_t(in[i + 1]) << 8) | uint8_t(in[i + 2]);
-    out->push_back(kChars[(v >> 18) & 63]);
-    out->push_back(kChars[(v >> 12) & 63]);
-    out->push_back(kChars[(v >> 6) & 63]);
-    out->push_back(kChars[v & 63]);
-  }
-  if (i + 1 == in.size()) {
-    uint32_t v = uint8_t(in[i]) << 16;
-    out->push_back(kChars[(v >> 18) & 63]);
-    out->push_back(kChars[(v >> 12) & 63]);
-    out->append("==");
-  } else if (i + 2 == in.size()) {
-    uint32_t v = (uint8_t(in[i]) << 16) | (uint8_t(in[i + 1]) << 8);
-    out->push_back(kChars[(v >> 18) & 63]);
-    out->push_back(kChars[(v >> 12) & 63]);
-    out->push_back(kChars[(v >> 6) & 63]);
-    out->push_back('=');
-  }
-}
-
 }  // namespace detail
 
 std::string SchemeOfUrl(std::string_view url) {
