@@ -6,20 +6,21 @@
 // Each subscription carries an `active` flag checked before every call, so
 // Unsubscribe also stops calls already queued on the pool.
 //
-// The async pool: one deque of jobs guarded by pool_mu_, threads started on
-// first use, drained and joined by Stop(). Lock order: stop_mu_ before
-// pool_mu_; subs_mu_ is never held with another lock. on_error is never
-// called with a lock held.
+// The async pool: one deque of jobs guarded by pool_mu, threads started on
+// first use, drained and joined by Stop(). Lock order: stop_mu before
+// pool_mu (ACQUIRED_AFTER); subs_mu is never held with another lock.
+// on_error is never called with a lock held. The locks are
+// detail::Mutex, checked by clang's -Wthread-safety.
 #include "herald/dispatcher.h"
 
 #include <algorithm>
 #include <atomic>
-#include <condition_variable>
 #include <cstdio>
 #include <deque>
-#include <mutex>
 #include <span>
 #include <thread>
+
+#include "util/thread_annotations.h"
 
 namespace herald {
 
@@ -127,8 +128,9 @@ struct Dispatcher::Impl {
   DispatcherOptions options;
   std::atomic<uint64_t> errors{0};
 
-  std::mutex subs_mu;
-  std::shared_ptr<const SubList> subs = std::make_shared<SubList>();  // subs_mu
+  detail::Mutex subs_mu;
+  std::shared_ptr<const SubList> subs GUARDED_BY(subs_mu) =
+      std::make_shared<SubList>();
   // Live subscriptions per phase, so phases nobody listens to cost nothing.
   std::atomic<int> per_phase[4] = {};
 
@@ -137,23 +139,23 @@ struct Dispatcher::Impl {
            0;
   }
 
-  std::mutex stop_mu;  // serialises Stop(); taken before pool_mu
-  std::mutex pool_mu;
-  std::condition_variable work_cv;   // a job was queued, or stopping
-  std::condition_variable room_cv;   // a job left the queue, or stopping
-  std::condition_variable idle_cv;   // queue empty and nothing running
-  std::deque<Job> queue;             // guarded by pool_mu
-  std::vector<std::thread> threads;  // guarded by pool_mu
-  bool stopping = false;             // guarded by pool_mu
-  uint64_t running = 0;              // guarded by pool_mu
-  uint64_t completed = 0;            // guarded by pool_mu
-  uint64_t rejected = 0;             // guarded by pool_mu
-  uint64_t blocked = 0;              // guarded by pool_mu
+  detail::Mutex stop_mu;  // serialises Stop(); taken before pool_mu
+  detail::Mutex pool_mu ACQUIRED_AFTER(stop_mu);
+  detail::CondVar work_cv;  // a job was queued, or stopping
+  detail::CondVar room_cv;  // a job left the queue, or stopping
+  detail::CondVar idle_cv;  // queue empty and nothing running
+  std::deque<Job> queue GUARDED_BY(pool_mu);
+  std::vector<std::thread> threads GUARDED_BY(pool_mu);
+  bool stopping GUARDED_BY(pool_mu) = false;
+  uint64_t running GUARDED_BY(pool_mu) = 0;
+  uint64_t completed GUARDED_BY(pool_mu) = 0;
+  uint64_t rejected GUARDED_BY(pool_mu) = 0;
+  uint64_t blocked GUARDED_BY(pool_mu) = 0;
 
   static thread_local const Impl* worker_of;  // set on pool threads
 
-  std::shared_ptr<const SubList> Snapshot() {
-    std::lock_guard<std::mutex> lock(subs_mu);
+  std::shared_ptr<const SubList> Snapshot() EXCLUDES(subs_mu) {
+    detail::MutexLock lock(&subs_mu);
     return subs;
   }
 
@@ -214,11 +216,11 @@ struct Dispatcher::Impl {
     return first;
   }
 
-  void Enqueue(Job job) {
+  void Enqueue(Job job) EXCLUDES(pool_mu) {
     Status dropped;
     bool run_here = false;
     {
-      std::unique_lock<std::mutex> lock(pool_mu);
+      detail::MutexLock lock(&pool_mu);
       if (!stopping && queue.size() >= options.async_queue_capacity) {
         if (options.queue_full == QueueFullPolicy::kReject) {
           dropped = Status::ResourceExhausted(
@@ -229,9 +231,9 @@ struct Dispatcher::Impl {
           run_here = true;
         } else {
           ++blocked;
-          room_cv.wait(lock, [&] {
-            return stopping || queue.size() < options.async_queue_capacity;
-          });
+          while (!stopping && queue.size() >= options.async_queue_capacity) {
+            room_cv.Wait(&pool_mu);
+          }
           --blocked;
         }
       }
@@ -248,7 +250,7 @@ struct Dispatcher::Impl {
           }
         }
         queue.push_back(std::move(job));
-        work_cv.notify_one();
+        work_cv.Signal();
         return;
       }
     }
@@ -266,23 +268,23 @@ struct Dispatcher::Impl {
     if (!s.ok()) Report(*job.sub, Phase::kAfterCommitAsync, r.event, s);
   }
 
-  void WorkerLoop() {
+  void WorkerLoop() EXCLUDES(pool_mu) {
     worker_of = this;
-    std::unique_lock<std::mutex> lock(pool_mu);
+    detail::MutexLock lock(&pool_mu);
     while (true) {
-      work_cv.wait(lock, [&] { return stopping || !queue.empty(); });
+      while (!stopping && queue.empty()) work_cv.Wait(&pool_mu);
       if (queue.empty()) break;  // stopping and drained
       Job job = std::move(queue.front());
       queue.pop_front();
       ++running;
-      room_cv.notify_one();
-      lock.unlock();
+      room_cv.Signal();
+      pool_mu.Unlock();
       RunJob(job);
       job = Job();  // drop references outside the lock
-      lock.lock();
+      pool_mu.Lock();
       --running;
       ++completed;
-      if (queue.empty() && running == 0) idle_cv.notify_all();
+      if (queue.empty() && running == 0) idle_cv.SignalAll();
     }
   }
 };
@@ -299,7 +301,7 @@ Dispatcher::~Dispatcher() { Stop(); }
 SubscriptionId Dispatcher::Add(detail::Registration registration) {
   auto sub = NewSub(std::move(registration));
   SubscriptionId id = sub->id;
-  std::lock_guard<std::mutex> lock(impl_->subs_mu);
+  detail::MutexLock lock(&impl_->subs_mu);
   impl_->per_phase[static_cast<int>(sub->reg.phase)]++;
   auto next = std::make_shared<SubList>(*impl_->subs);
   next->push_back(std::move(sub));
@@ -308,7 +310,7 @@ SubscriptionId Dispatcher::Add(detail::Registration registration) {
 }
 
 Status Dispatcher::Unsubscribe(SubscriptionId id) {
-  std::lock_guard<std::mutex> lock(impl_->subs_mu);
+  detail::MutexLock lock(&impl_->subs_mu);
   const SubList& list = *impl_->subs;
   auto it = std::find_if(list.begin(), list.end(),
                          [&](const auto& s) { return s->id == id; });
@@ -337,27 +339,31 @@ std::unique_ptr<UnitOfWork> Dispatcher::Join(void* native_connection) {
 }
 
 bool Dispatcher::WaitIdle(std::chrono::milliseconds timeout) {
-  std::unique_lock<std::mutex> lock(impl_->pool_mu);
-  return impl_->idle_cv.wait_for(lock, timeout, [&] {
-    return impl_->queue.empty() && impl_->running == 0;
-  });
+  const auto deadline = std::chrono::steady_clock::now() + timeout;
+  detail::MutexLock lock(&impl_->pool_mu);
+  while (!impl_->queue.empty() || impl_->running != 0) {
+    if (!impl_->idle_cv.WaitUntil(&impl_->pool_mu, deadline)) {
+      return impl_->queue.empty() && impl_->running == 0;
+    }
+  }
+  return true;
 }
 
 void Dispatcher::Stop() noexcept {
-  std::lock_guard<std::mutex> stop_lock(impl_->stop_mu);
+  detail::MutexLock stop_lock(&impl_->stop_mu);
   std::vector<std::thread> threads;
   {
-    std::lock_guard<std::mutex> lock(impl_->pool_mu);
+    detail::MutexLock lock(&impl_->pool_mu);
     impl_->stopping = true;
     threads.swap(impl_->threads);
   }
-  impl_->work_cv.notify_all();
-  impl_->room_cv.notify_all();
+  impl_->work_cv.SignalAll();
+  impl_->room_cv.SignalAll();
   for (auto& t : threads) t.join();
   // No thread is left to run what a blocked committer may have queued.
   std::deque<Impl::Job> left;
   {
-    std::lock_guard<std::mutex> lock(impl_->pool_mu);
+    detail::MutexLock lock(&impl_->pool_mu);
     left.swap(impl_->queue);
     impl_->rejected += left.size();
   }
@@ -366,12 +372,12 @@ void Dispatcher::Stop() noexcept {
         *job.sub, Phase::kAfterCommitAsync, job.raised->event,
         Status::Unavailable("dispatcher stopped: async handler call dropped"));
   }
-  impl_->idle_cv.notify_all();
+  impl_->idle_cv.SignalAll();
 }
 
 DispatcherStats Dispatcher::stats() const {
   DispatcherStats s;
-  std::lock_guard<std::mutex> lock(impl_->pool_mu);
+  detail::MutexLock lock(&impl_->pool_mu);
   s.queued = impl_->queue.size();
   s.running = impl_->running;
   s.completed = impl_->completed;

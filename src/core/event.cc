@@ -101,10 +101,10 @@ Status CheckMetadata(std::string_view metadata) {
 
 }  // namespace
 
-bool IsJsonContentType(std::string_view ct) {
+bool IsJsonContentType(std::string_view content_type) {
   // "application/json", "application/cloudevents+json", with parameters.
-  size_t semi = ct.find(';');
-  std::string_view base = ct.substr(0, semi);
+  size_t semi = content_type.find(';');
+  std::string_view base = content_type.substr(0, semi);
   while (!base.empty() && base.back() == ' ') base.remove_suffix(1);
   return base == "application/json" ||
          (base.starts_with("application/") && base.ends_with("+json"));

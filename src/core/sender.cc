@@ -8,6 +8,7 @@
 #include <mutex>
 
 #include "herald/json.h"
+#include "util/thread_annotations.h"
 
 namespace herald {
 namespace detail {
@@ -17,37 +18,10 @@ namespace detail {
 void RegisterBuiltinSchemes();
 
 struct SchemeRegistry {
-  std::mutex mu;
-  // guarded by mu
+  Mutex mu;
   std::map<std::string, std::shared_ptr<const SenderScheme>, std::less<>>
-      schemes;
+      schemes GUARDED_BY(mu);
 };
-
-void AppendBase64(std::string_view in, std::string* out) {
-  static const char kChars[] =
-      "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-  size_t i = 0;
-  for (; i + 2 < in.size(); i += 3) {
-    uint32_t v =
-        (uint8_t(in[i]) << 16) | (uint8_t(in[i + 1]) << 8) | uint8_t(in[i + 2]);
-    out->push_back(kChars[(v >> 18) & 63]);
-    out->push_back(kChars[(v >> 12) & 63]);
-    out->push_back(kChars[(v >> 6) & 63]);
-    out->push_back(kChars[v & 63]);
-  }
-  if (i + 1 == in.size()) {
-    uint32_t v = uint8_t(in[i]) << 16;
-    out->push_back(kChars[(v >> 18) & 63]);
-    out->push_back(kChars[(v >> 12) & 63]);
-    out->append("==");
-  } else if (i + 2 == in.size()) {
-    uint32_t v = (uint8_t(in[i]) << 16) | (uint8_t(in[i + 1]) << 8);
-    out->push_back(kChars[(v >> 18) & 63]);
-    out->push_back(kChars[(v >> 12) & 63]);
-    out->push_back(kChars[(v >> 6) & 63]);
-    out->push_back('=');
-  }
-}
 
 }  // namespace detail
 
@@ -69,7 +43,7 @@ namespace {
 // Adds an entry (no wait for the built-ins: used while they register).
 void Put(detail::SchemeRegistry& r, const std::string& scheme,
          SenderScheme entry) {
-  std::lock_guard<std::mutex> lock(r.mu);
+  detail::MutexLock lock(&r.mu);
   r.schemes[scheme] = std::make_shared<const SenderScheme>(std::move(entry));
 }
 
@@ -85,7 +59,7 @@ void EnsureBuiltins() {
 
 std::string KnownSchemes() {
   auto& r = RawRegistry();
-  std::lock_guard<std::mutex> lock(r.mu);
+  detail::MutexLock lock(&r.mu);
   std::string out;
   // The built-in schemes, in the order the docs list them.
   for (const char* b : {"http", "https", "file", "stdout", "nats"}) {
@@ -111,7 +85,7 @@ void RegisterBuiltinScheme(const std::string& scheme, SenderScheme entry) {
 std::shared_ptr<const SenderScheme> FindScheme(std::string_view scheme) {
   EnsureBuiltins();
   auto& r = RawRegistry();
-  std::lock_guard<std::mutex> lock(r.mu);
+  detail::MutexLock lock(&r.mu);
   auto it = r.schemes.find(scheme);
   return it == r.schemes.end() ? nullptr : it->second;
 }

@@ -2,8 +2,7 @@
 // transaction ownership check and the in-process append signal.
 #include "herald/store.h"
 
-#include <condition_variable>
-#include <mutex>
+#include "util/thread_annotations.h"
 
 namespace herald {
 
@@ -16,9 +15,9 @@ Status Database::CheckOwn(const Transaction& tx) const {
 }
 
 struct EventLog::Signal {
-  std::mutex mu;
-  std::condition_variable cv;
-  uint64_t epoch = 0;  // guarded by mu
+  detail::Mutex mu;
+  detail::CondVar cv;
+  uint64_t epoch GUARDED_BY(mu) = 0;
 };
 
 EventLog::EventLog() : signal_(std::make_unique<Signal>()) {}
@@ -64,23 +63,26 @@ Status RelayState::SaveCheckpoint(const std::string& name,
 }
 
 uint64_t EventLog::append_epoch() const {
-  std::lock_guard<std::mutex> lock(signal_->mu);
+  detail::MutexLock lock(&signal_->mu);
   return signal_->epoch;
 }
 
 uint64_t EventLog::WaitForAppend(uint64_t seen,
                                  std::chrono::milliseconds timeout) {
-  std::unique_lock<std::mutex> lock(signal_->mu);
-  signal_->cv.wait_for(lock, timeout, [&] { return signal_->epoch != seen; });
+  const auto deadline = std::chrono::steady_clock::now() + timeout;
+  detail::MutexLock lock(&signal_->mu);
+  while (signal_->epoch == seen) {
+    if (!signal_->cv.WaitUntil(&signal_->mu, deadline)) break;
+  }
   return signal_->epoch;
 }
 
 void EventLog::NotifyAppend() {
   {
-    std::lock_guard<std::mutex> lock(signal_->mu);
+    detail::MutexLock lock(&signal_->mu);
     ++signal_->epoch;
   }
-  signal_->cv.notify_all();
+  signal_->cv.SignalAll();
 }
 
 }  // namespace herald

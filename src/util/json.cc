@@ -550,30 +550,31 @@ Status JsonCursor::End() {
 // ---- base64
 // -------------------------------------------------------------------
 
-void AppendBase64(std::string_view in, std::string* out) {
+void AppendBase64(std::string_view bytes, std::string* out) {
   static const char kAlphabet[] =
       "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-  out->reserve(out->size() + (in.size() + 2) / 3 * 4);
+  out->reserve(out->size() + (bytes.size() + 2) / 3 * 4);
   size_t i = 0;
-  while (i + 3 <= in.size()) {
+  while (i + 3 <= bytes.size()) {
     uint32_t v =
-        (static_cast<uint32_t>(static_cast<unsigned char>(in[i])) << 16) |
-        (static_cast<uint32_t>(static_cast<unsigned char>(in[i + 1])) << 8) |
-        static_cast<unsigned char>(in[i + 2]);
+        (static_cast<uint32_t>(static_cast<unsigned char>(bytes[i])) << 16) |
+        (static_cast<uint32_t>(static_cast<unsigned char>(bytes[i + 1])) << 8) |
+        static_cast<unsigned char>(bytes[i + 2]);
     out->push_back(kAlphabet[v >> 18]);
     out->push_back(kAlphabet[(v >> 12) & 63]);
     out->push_back(kAlphabet[(v >> 6) & 63]);
     out->push_back(kAlphabet[v & 63]);
     i += 3;
   }
-  if (i < in.size()) {
-    uint32_t v = static_cast<uint32_t>(static_cast<unsigned char>(in[i])) << 16;
-    if (i + 1 < in.size()) {
-      v |= static_cast<uint32_t>(static_cast<unsigned char>(in[i + 1])) << 8;
+  if (i < bytes.size()) {
+    uint32_t v = static_cast<uint32_t>(static_cast<unsigned char>(bytes[i]))
+                 << 16;
+    if (i + 1 < bytes.size()) {
+      v |= static_cast<uint32_t>(static_cast<unsigned char>(bytes[i + 1])) << 8;
     }
     out->push_back(kAlphabet[v >> 18]);
     out->push_back(kAlphabet[(v >> 12) & 63]);
-    out->push_back(i + 1 < in.size() ? kAlphabet[(v >> 6) & 63] : '=');
+    out->push_back(i + 1 < bytes.size() ? kAlphabet[(v >> 6) & 63] : '=');
     out->push_back('=');
   }
 }

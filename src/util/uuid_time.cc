@@ -162,31 +162,33 @@ std::string FormatRfc3339(int64_t micros) {
   return out;
 }
 
-Result<int64_t> ParseRfc3339(std::string_view s) {
+Result<int64_t> ParseRfc3339(std::string_view text) {
   int y, mo, d, h, mi, se;
   auto bad = [&] {
-    return Status::InvalidArgument("not an RFC 3339 time: '" + std::string(s) +
-                                   "'");
+    return Status::InvalidArgument("not an RFC 3339 time: '" +
+                                   std::string(text) + "'");
   };
-  if (!Digits(s, 0, 4, &y) || s.size() < 20 || s[4] != '-' ||
-      !Digits(s, 5, 2, &mo) || s[7] != '-' || !Digits(s, 8, 2, &d) ||
-      (s[10] != 'T' && s[10] != 't' && s[10] != ' ') || !Digits(s, 11, 2, &h) ||
-      s[13] != ':' || !Digits(s, 14, 2, &mi) || s[16] != ':' ||
-      !Digits(s, 17, 2, &se)) {
+  if (!Digits(text, 0, 4, &y) || text.size() < 20 || text[4] != '-' ||
+      !Digits(text, 5, 2, &mo) || text[7] != '-' || !Digits(text, 8, 2, &d) ||
+      (text[10] != 'T' && text[10] != 't' && text[10] != ' ') ||
+      !Digits(text, 11, 2, &h) || text[13] != ':' ||
+      !Digits(text, 14, 2, &mi) || text[16] != ':' ||
+      !Digits(text, 17, 2, &se)) {
     return bad();
   }
   if (mo < 1 || mo > 12 || d < 1 || d > DaysInMonth(y, mo) || h > 23 ||
       mi > 59 || se > 60) {
-    return Status::InvalidArgument("not an RFC 3339 time: '" + std::string(s) +
+    return Status::InvalidArgument("not an RFC 3339 time: '" +
+                                   std::string(text) +
                                    "' (no such date or time of day)");
   }
   size_t i = 19;
   int64_t frac = 0;
-  if (i < s.size() && s[i] == '.') {
+  if (i < text.size() && text[i] == '.') {
     ++i;
     int n = 0;
-    while (i < s.size() && s[i] >= '0' && s[i] <= '9') {
-      if (n < 6) frac = frac * 10 + (s[i] - '0');
+    while (i < text.size() && text[i] >= '0' && text[i] <= '9') {
+      if (n < 6) frac = frac * 10 + (text[i] - '0');
       ++n;
       ++i;
     }
@@ -194,32 +196,33 @@ Result<int64_t> ParseRfc3339(std::string_view s) {
     for (; n < 6; ++n) frac *= 10;
   }
   int64_t offset = 0;
-  if (i < s.size() && (s[i] == 'Z' || s[i] == 'z')) {
+  if (i < text.size() && (text[i] == 'Z' || text[i] == 'z')) {
     ++i;
-  } else if (i < s.size() && (s[i] == '+' || s[i] == '-')) {
+  } else if (i < text.size() && (text[i] == '+' || text[i] == '-')) {
     int oh, om;
-    if (!Digits(s, i + 1, 2, &oh) || i + 3 >= s.size() || s[i + 3] != ':' ||
-        !Digits(s, i + 4, 2, &om)) {
+    if (!Digits(text, i + 1, 2, &oh) || i + 3 >= text.size() ||
+        text[i + 3] != ':' || !Digits(text, i + 4, 2, &om)) {
       return bad();
     }
     if (oh > 23 || om > 59) {
       return Status::InvalidArgument("not an RFC 3339 time: '" +
-                                     std::string(s) +
+                                     std::string(text) +
                                      "' (offset beyond +-23:59)");
     }
     offset = (oh * 60 + om) * 60;
-    if (s[i] == '-') offset = -offset;
+    if (text[i] == '-') offset = -offset;
     i += 6;
   } else {
     return bad();
   }
-  if (i != s.size()) return bad();
+  if (i != text.size()) return bad();
   int64_t days =
       DaysFromCivil(y, static_cast<unsigned>(mo), static_cast<unsigned>(d));
   int64_t secs = days * 86400 + h * 3600 + mi * 60 + se - offset;
   if (se == 60 && ((secs - 60) % 86400 + 86400) % 86400 != 86340) {
     // A leap second is inserted only after 23:59:59 UTC.
-    return Status::InvalidArgument("not an RFC 3339 time: '" + std::string(s) +
+    return Status::InvalidArgument("not an RFC 3339 time: '" +
+                                   std::string(text) +
                                    "' (a leap second only at 23:59:60 UTC)");
   }
   return secs * 1000000 + frac;

@@ -28,19 +28,20 @@
 // Thread safety: the store is shared; each connection is used by one thread
 // at a time (taken from and returned to the pool under pool_mu_). The
 // sequencer thread owns its connection; seq_mu_ guards its wake-up state.
+// pool_mu_ and seq_mu_ are never held together.
 #include "store/postgres/postgres_store.h"
 
 #include <unistd.h>
 
 #include <algorithm>
 #include <atomic>
-#include <condition_variable>
-#include <mutex>
+#include <chrono>
 #include <thread>
 #include <vector>
 
 #include "store/event_id.h"
 #include "store/postgres/pg_util.h"
+#include "util/thread_annotations.h"
 
 namespace herald::detail {
 
@@ -533,8 +534,8 @@ class PostgresStore final : public Store {
   Result<std::unique_ptr<Conn>> Connect(const char* application);
   Result<std::unique_ptr<Conn>> Acquire();
   void ReturnConn(std::unique_ptr<Conn> conn);
-  void DropPool() {
-    std::lock_guard<std::mutex> lock(pool_mu_);
+  void DropPool() EXCLUDES(pool_mu_) {
+    MutexLock lock(&pool_mu_);
     pool_.clear();
   }
 
@@ -550,12 +551,12 @@ class PostgresStore final : public Store {
   }
   // A joined transaction that appended ended without Commit(): the caller
   // is about to commit it, so look soon.
-  void WakeSequencer() {
+  void WakeSequencer() EXCLUDES(seq_mu_) {
     {
-      std::lock_guard<std::mutex> lock(seq_mu_);
+      MutexLock lock(&seq_mu_);
       seq_wake_ = true;
     }
-    seq_cv_.notify_one();
+    seq_cv_.Signal();
   }
 
   Result<std::unique_ptr<Transaction>> Begin() override {
@@ -678,16 +679,16 @@ class PostgresStore final : public Store {
   void StopSequencer();
   void SequencerLoop();
   // Waits until woken, stopped or timeout; false when stopping.
-  bool SequencerWait(std::chrono::milliseconds timeout);
+  bool SequencerWait(std::chrono::milliseconds timeout) EXCLUDES(seq_mu_);
   // Waits `pause` unless stopped (wake-ups do not cut it short).
-  bool SequencerPause(std::chrono::milliseconds pause);
+  bool SequencerPause(std::chrono::milliseconds pause) EXCLUDES(seq_mu_);
 
   const std::string url_;
   const std::string redacted_;
   const StoreOptions options_;
 
-  std::mutex pool_mu_;
-  std::vector<std::unique_ptr<Conn>> pool_;  // guarded by pool_mu_
+  Mutex pool_mu_;
+  std::vector<std::unique_ptr<Conn>> pool_ GUARDED_BY(pool_mu_);
 
   // Appending transactions committed through this store, and how many of
   // them are known to be positioned.
@@ -699,12 +700,12 @@ class PostgresStore final : public Store {
 
   std::thread seq_thread_;
   std::string seq_owner_;
-  std::mutex seq_mu_;
-  std::condition_variable seq_cv_;
-  bool seq_stop_ = false;  // guarded by seq_mu_
-  bool seq_wake_ = false;  // guarded by seq_mu_
+  Mutex seq_mu_;
+  CondVar seq_cv_;
+  bool seq_stop_ GUARDED_BY(seq_mu_) = false;
+  bool seq_wake_ GUARDED_BY(seq_mu_) = false;
   // Set when a wait ended by a wake-up; read and cleared by the loop.
-  bool seq_woken_ = false;  // guarded by seq_mu_
+  bool seq_woken_ GUARDED_BY(seq_mu_) = false;
 };
 
 // ---- Transaction ----------------------------------------------------------
@@ -841,7 +842,7 @@ Result<std::unique_ptr<Conn>> PostgresStore::Connect(const char* application) {
 
 Result<std::unique_ptr<Conn>> PostgresStore::Acquire() {
   {
-    std::lock_guard<std::mutex> lock(pool_mu_);
+    MutexLock lock(&pool_mu_);
     if (!pool_.empty()) {
       auto c = std::move(pool_.back());
       pool_.pop_back();
@@ -859,7 +860,7 @@ void PostgresStore::ReturnConn(std::unique_ptr<Conn> conn) {
       return;
     }
   }
-  std::lock_guard<std::mutex> lock(pool_mu_);
+  MutexLock lock(&pool_mu_);
   if (pool_.size() < kMaxPooled) pool_.push_back(std::move(conn));
 }
 
@@ -1538,30 +1539,36 @@ void PostgresStore::StartSequencer() {
 
 void PostgresStore::StopSequencer() {
   {
-    std::lock_guard<std::mutex> lock(seq_mu_);
+    MutexLock lock(&seq_mu_);
     seq_stop_ = true;
   }
-  seq_cv_.notify_all();
+  seq_cv_.SignalAll();
   if (seq_thread_.joinable()) seq_thread_.join();
 }
 
 bool PostgresStore::SequencerPause(std::chrono::milliseconds pause) {
-  std::unique_lock<std::mutex> lock(seq_mu_);
-  seq_cv_.wait_for(lock, pause, [&] { return seq_stop_; });
+  const auto deadline = std::chrono::steady_clock::now() + pause;
+  MutexLock lock(&seq_mu_);
+  while (!seq_stop_ && seq_cv_.WaitUntil(&seq_mu_, deadline)) {
+  }
   seq_wake_ = false;
   return !seq_stop_;
 }
 
 bool PostgresStore::SequencerWait(std::chrono::milliseconds timeout) {
-  std::unique_lock<std::mutex> lock(seq_mu_);
-  seq_cv_.wait_for(lock, timeout, [&] { return seq_stop_ || seq_wake_; });
+  const auto deadline = std::chrono::steady_clock::now() + timeout;
+  MutexLock lock(&seq_mu_);
+  while (!seq_stop_ && !seq_wake_ && seq_cv_.WaitUntil(&seq_mu_, deadline)) {
+  }
   if (seq_wake_ && !seq_stop_) {
     seq_woken_ = true;
     // Woken by a commit whose own pass could not run (another held the
     // lock): give the next committing transaction a moment to position it
     // on its way out, sparing a WAL flush of our own.
     seq_wake_ = false;
-    seq_cv_.wait_for(lock, kWokenDelay, [&] { return seq_stop_; });
+    const auto delay_end = std::chrono::steady_clock::now() + kWokenDelay;
+    while (!seq_stop_ && seq_cv_.WaitUntil(&seq_mu_, delay_end)) {
+    }
   }
   seq_wake_ = false;
   return !seq_stop_;
@@ -1591,7 +1598,7 @@ void PostgresStore::SequencerLoop() {
   };
   while (true) {
     {
-      std::lock_guard<std::mutex> lock(seq_mu_);
+      MutexLock lock(&seq_mu_);
       if (seq_stop_) break;
     }
     if (Clock::now() >= next_lease) {
@@ -1677,7 +1684,7 @@ void PostgresStore::SequencerLoop() {
     if (!SequencerWait(idle)) break;
     {
       // A wake-up means commits are coming: look often again.
-      std::lock_guard<std::mutex> lock(seq_mu_);
+      MutexLock lock(&seq_mu_);
       if (seq_woken_) idle = std::chrono::milliseconds(1);
       seq_woken_ = false;
     }

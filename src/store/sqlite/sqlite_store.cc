@@ -12,18 +12,18 @@
 
 #include <algorithm>
 #include <cerrno>
-#include <condition_variable>
+#include <chrono>
 #include <cstring>
 #include <ctime>
 #include <deque>
 #include <map>
-#include <mutex>
 #include <unordered_map>
 #include <vector>
 
 #include "herald/json.h"
 #include "herald/sqlite.h"
 #include "store/event_id.h"
+#include "util/thread_annotations.h"
 
 namespace herald::detail {
 namespace {
@@ -332,35 +332,36 @@ class WriteTurns {
  public:
   // Waits for this caller's turn; false after `timeout` (the turn is given
   // up and the queue moves on).
-  bool Acquire(std::chrono::milliseconds timeout) {
-    std::unique_lock<std::mutex> lock(mu_);
+  bool Acquire(std::chrono::milliseconds timeout) EXCLUDES(mu_) {
+    const auto deadline = std::chrono::steady_clock::now() + timeout;
+    MutexLock lock(&mu_);
     uint64_t me = next_++;
     waiting_.push_back(me);
-    bool got = cv_.wait_for(lock, timeout,
-                            [&] { return !held_ && waiting_.front() == me; });
-    if (!got) {
-      waiting_.erase(std::find(waiting_.begin(), waiting_.end(), me));
-      cv_.notify_all();
-      return false;
+    while (held_ || waiting_.front() != me) {
+      if (!cv_.WaitUntil(&mu_, deadline) && (held_ || waiting_.front() != me)) {
+        waiting_.erase(std::find(waiting_.begin(), waiting_.end(), me));
+        cv_.SignalAll();
+        return false;
+      }
     }
     waiting_.pop_front();
     held_ = true;
     return true;
   }
-  void Release() {
+  void Release() EXCLUDES(mu_) {
     {
-      std::lock_guard<std::mutex> lock(mu_);
+      MutexLock lock(&mu_);
       held_ = false;
     }
-    cv_.notify_all();
+    cv_.SignalAll();
   }
 
  private:
-  std::mutex mu_;
-  std::condition_variable cv_;
-  std::deque<uint64_t> waiting_;  // guarded by mu_
-  uint64_t next_ = 0;             // guarded by mu_
-  bool held_ = false;             // guarded by mu_
+  Mutex mu_;
+  CondVar cv_;
+  std::deque<uint64_t> waiting_ GUARDED_BY(mu_);
+  uint64_t next_ GUARDED_BY(mu_) = 0;
+  bool held_ GUARDED_BY(mu_) = false;
 };
 
 class SqliteStore;
@@ -566,8 +567,9 @@ class SqliteStore final : public Store {
   bool immutable_ = false;
   const int64_t busy_timeout_us_ = options_.busy_timeout.count() * 1000;
 
-  std::mutex pool_mu_;
-  std::vector<std::unique_ptr<Conn>> pool_;  // guarded by pool_mu_
+  Mutex pool_mu_;
+  std::vector<std::unique_ptr<Conn>> pool_ GUARDED_BY(pool_mu_);
+  // Its own lock; never taken with pool_mu_ held.
   WriteTurns turns_;
 };
 
@@ -700,7 +702,7 @@ Result<std::unique_ptr<Conn>> SqliteStore::OpenConn() {
 
 Result<std::unique_ptr<Conn>> SqliteStore::Acquire() {
   {
-    std::lock_guard<std::mutex> lock(pool_mu_);
+    MutexLock lock(&pool_mu_);
     if (!pool_.empty()) {
       auto c = std::move(pool_.back());
       pool_.pop_back();
@@ -714,7 +716,7 @@ void SqliteStore::ReturnConn(std::unique_ptr<Conn> conn) {
   if (!sqlite3_get_autocommit(conn->db.get())) {
     (void)Exec(conn->db.get(), "ROLLBACK");
   }
-  std::lock_guard<std::mutex> lock(pool_mu_);
+  MutexLock lock(&pool_mu_);
   if (pool_.size() < 16) pool_.push_back(std::move(conn));
 }
 
