@@ -8,6 +8,8 @@
 #include <string_view>
 
 #include "herald/status.h"
+#include "herald/time.h"
+#include "herald/uuid.h"
 
 namespace herald {
 
@@ -68,37 +70,22 @@ struct EventView {
   Event ToEvent() const;
 };
 
-// Checks what a producer supplies: id (empty or a UUID), stream and type
-// (1..256 bytes, no control characters), metadata (a JSON object), and the
-// payload (valid JSON when the content type is JSON). Returns
-// InvalidArgument naming the field on failure.
+// Checks what a producer supplies: id (empty or a UUID); stream and type
+// (1..256 bytes of UTF-8 with no control characters: none of U+0000..U+001F,
+// U+007F..U+009F, U+2028, U+2029); content_type; metadata (a JSON object
+// whose keys each name a distinct CloudEvents extension attribute, see
+// herald/cloudevents.h); and the payload (valid JSON when the content type
+// is JSON). Returns InvalidArgument naming the field on failure. Every entry
+// point (library append, CLI, HTTP) passes here.
 Status ValidateEvent(const Event& event);
 
 // Whether payloads of this content type must be JSON: "application/json"
 // and "application/*+json", parameters allowed.
 bool IsJsonContentType(std::string_view content_type);
 
-// Returns a new UUIDv7 (time-ordered, random tail) as lowercase text.
-std::string NewUuidV7();
-
-// Whether `text` is a UUID in 8-4-4-4-12 hex form (any version).
-bool IsUuid(std::string_view text);
-
-// Current UTC time in microseconds since the Unix epoch.
-int64_t NowMicros();
-
-// RFC 3339 UTC with microseconds: "2026-11-22T09:30:00.123456Z".
-std::string FormatRfc3339(int64_t micros);
-void AppendRfc3339(int64_t micros, std::string* out);
-
-// Parses RFC 3339 (with 'Z' or a numeric offset, fraction optional).
-Result<int64_t> ParseRfc3339(std::string_view text);
-
-// The event as one JSON object:
-// {"id","position","stream","stream_version","type","content_type",
-//  "payload","metadata","occurred_at"}. A JSON payload is embedded as JSON;
-// any other payload as a JSON string. No DOM is built.
-std::string EventToJson(const EventView& event);
-void AppendEventJson(const EventView& event, std::string* out);
-
 }  // namespace herald
+
+// The JSON form of an event (AppendEventJson, EventToJson, DecodeEventJson)
+// lives in its own header; included here so that code which always found it
+// in event.h still does.
+#include "herald/event_json.h"  // IWYU pragma: export

@@ -61,7 +61,9 @@ struct PullConsumerOptions {
   std::function<void(const std::string&)> on_retry;
 };
 
-// One event of a page: parsed, and its JSON exactly as the server sent it.
+// One event of a page: decoded (herald/event_json.h: the payload's bytes,
+// whether the server wrote it as JSON, as a string or as payload_base64),
+// and its JSON exactly as the server sent it.
 struct PulledEvent {
   Event event;
   std::string json;

@@ -171,18 +171,23 @@ Status ValidateSenderUrl(std::string_view url);
 Status ValidateSenderOptions(RouteConfig* route);
 
 // ---- CloudEvents 1.0 envelope ---------------------------------------------
+// Defined by the CloudEvents codec, herald/cloudevents.h, which has every
+// binding (HTTP, Kafka, AMQP, NATS, structured JSON) and their decoders;
+// declared here too for the senders that always found them here.
 
 // The structured-mode JSON of an event: {"specversion":"1.0","id",
 // "source","type","subject" (= stream),"time","datacontenttype",
-// "position","streamversion","data" | "data_base64"}. A JSON payload is
-// embedded as `data`, other payloads as `data_base64`. No DOM is built.
+// "position","streamversion", one member per metadata key,
+// "data" | "data_base64"}. A JSON payload is embedded as `data`, other
+// payloads as `data_base64`. No DOM is built.
 void AppendCloudEventJson(const Event& event, std::string_view source,
                           std::string* out);
 
 // The binary-mode HTTP headers of an event, in order: ce-specversion,
 // ce-id, ce-source, ce-type, ce-subject, ce-time, ce-position,
-// ce-streamversion, Content-Type. Values are percent-encoded as the
-// CloudEvents HTTP binding asks (space, '"', '%', non-ASCII bytes).
+// ce-streamversion, ce-NAME per metadata key, Content-Type. Values are
+// percent-encoded as the CloudEvents HTTP binding asks (space, '"', '%',
+// non-ASCII bytes).
 std::vector<std::pair<std::string, std::string>> CloudEventHeaders(
     const Event& event, std::string_view source);
 

@@ -12,6 +12,7 @@
 #include <random>
 #include <thread>
 
+#include "herald/event_json.h"
 #include "herald/json.h"
 
 namespace herald {
@@ -49,36 +50,6 @@ std::string Escape(CURL* c, const std::string& s) {
   std::string out = e ? e : "";
   curl_free(e);
   return out;
-}
-
-Status EventFromJson(const Json& j, Event* e) {
-  if (!j.is_object()) return Status::Corruption("an event is not an object");
-  for (const auto& [k, v] : j.members()) {
-    if (k == "id" && v.is_string()) {
-      e->id = v.as_string();
-    } else if (k == "position") {
-      (void)v.TryInt64(&e->position);
-    } else if (k == "stream" && v.is_string()) {
-      e->stream = v.as_string();
-    } else if (k == "stream_version") {
-      (void)v.TryInt64(&e->stream_version);
-    } else if (k == "type" && v.is_string()) {
-      e->type = v.as_string();
-    } else if (k == "content_type" && v.is_string()) {
-      e->content_type = v.as_string();
-    } else if (k == "metadata") {
-      e->metadata = std::string(v.raw());
-    } else if (k == "occurred_at" && v.is_string()) {
-      auto t = ParseRfc3339(v.as_string());
-      if (t.ok()) e->occurred_at_us = *t;
-    }
-  }
-  if (const Json* p = j.Find("payload")) {
-    e->payload = IsJsonContentType(e->content_type) || !p->is_string()
-                     ? std::string(p->raw())
-                     : p->as_string();
-  }
-  return Status::OK();
 }
 
 }  // namespace
@@ -212,6 +183,7 @@ Status PullConsumer::Run(const PullBatchHandler& handler) {
   char wait_text[32];
   std::snprintf(wait_text, sizeof wait_text, "%.3f", wait_s);
 
+  std::vector<EventJsonItem> items;
   while (!Stopping()) {
     std::string url = base + "?offset=" + std::to_string(offset_.load()) +
                       "&limit=" + std::to_string(options_.limit) + filters;
@@ -259,23 +231,13 @@ Status PullConsumer::Run(const PullBatchHandler& handler) {
     }
     backoff = options_.backoff_initial;
 
-    auto doc = Json::Parse(body);
-    if (!doc.ok() || !doc->is_object()) {
-      return Status::Corruption("the server's page is not a JSON object");
-    }
-    const Json* events = doc->Find("events");
-    const Json* next = doc->Find("next_offset");
+    // One decoder for the JSON form of events (herald/event_json.h).
     int64_t next_offset = 0;
-    if (!events || !events->is_array() || !next ||
-        !next->TryInt64(&next_offset)) {
-      return Status::Corruption(
-          "the server's page lacks events or next_offset");
-    }
-    std::vector<PulledEvent> batch(events->items().size());
+    HERALD_RETURN_IF_ERROR(DecodeEventPageJson(body, &items, &next_offset));
+    std::vector<PulledEvent> batch(items.size());
     for (size_t i = 0; i < batch.size(); ++i) {
-      const Json& j = events->items()[i];
-      HERALD_RETURN_IF_ERROR(EventFromJson(j, &batch[i].event));
-      batch[i].json = std::string(j.raw());
+      batch[i].event = std::move(items[i].event);
+      batch[i].json = std::string(items[i].json);
     }
     if (!batch.empty()) HERALD_RETURN_IF_ERROR(handler(batch));
     if (next_offset != offset_.load()) {

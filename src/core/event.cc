@@ -1,9 +1,10 @@
-// Event validation and JSON encoding (see herald/event.h).
+// Event validation (see herald/event.h).
 #include "herald/event.h"
 
-#include <cstring>
 #include <string>
+#include <vector>
 
+#include "core/codec_util.h"
 #include "herald/json.h"
 
 namespace herald {
@@ -20,51 +21,82 @@ Status CheckName(std::string_view field, std::string_view value,
         std::string(field) + " is " + std::to_string(value.size()) +
         " bytes long; the maximum is " + std::to_string(max_len));
   }
+  bool ascii = true;
   for (char c : value) {
     auto b = static_cast<unsigned char>(c);
     if (b < 0x20 || b == 0x7f) {
       return Status::InvalidArgument(std::string(field) +
                                      " contains a control character");
     }
+    if (b >= 0x80) ascii = false;
+  }
+  if (ascii) return Status::OK();
+  if (!IsValidUtf8(value)) {
+    return Status::InvalidArgument(std::string(field) + " is not valid UTF-8");
+  }
+  // C1 controls U+0080..U+009F are C2 80..C2 9F; U+2028 and U+2029 (line
+  // and paragraph separators, which break JavaScript and log lines) are
+  // E2 80 A8 and E2 80 A9.
+  for (size_t i = 0; i + 1 < value.size(); ++i) {
+    auto b = static_cast<unsigned char>(value[i]);
+    auto n = static_cast<unsigned char>(value[i + 1]);
+    if (b == 0xC2 && n >= 0x80 && n <= 0x9F) {
+      return Status::InvalidArgument(std::string(field) +
+                                     " contains a control character (C1)");
+    }
+    if (b == 0xE2 && n == 0x80 && i + 2 < value.size() &&
+        (static_cast<unsigned char>(value[i + 2]) == 0xA8 ||
+         static_cast<unsigned char>(value[i + 2]) == 0xA9)) {
+      return Status::InvalidArgument(
+          std::string(field) +
+          " contains a line or paragraph separator (U+2028/U+2029)");
+    }
   }
   return Status::OK();
 }
 
-void AppendBase64(std::string_view in, std::string* out) {
-  static const char kAlphabet[] =
-      "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-  size_t i = 0;
-  while (i + 3 <= in.size()) {
-    uint32_t v = (static_cast<unsigned char>(in[i]) << 16) |
-                 (static_cast<unsigned char>(in[i + 1]) << 8) |
-                 static_cast<unsigned char>(in[i + 2]);
-    out->push_back(kAlphabet[v >> 18]);
-    out->push_back(kAlphabet[(v >> 12) & 63]);
-    out->push_back(kAlphabet[(v >> 6) & 63]);
-    out->push_back(kAlphabet[v & 63]);
-    i += 3;
+// Metadata is a JSON object whose keys each name their own CloudEvents
+// extension attribute (see docs/envelope.md).
+Status CheckMetadata(std::string_view metadata) {
+  if (metadata == "{}") return Status::OK();
+  JsonCursor c(metadata);
+  if (c.Peek() != '{' || !c.BeginObject().ok()) {
+    return Status::InvalidArgument("metadata must be a JSON object");
   }
-  if (i < in.size()) {
-    uint32_t v = static_cast<unsigned char>(in[i]) << 16;
-    if (i + 1 < in.size()) v |= static_cast<unsigned char>(in[i + 1]) << 8;
-    out->push_back(kAlphabet[v >> 18]);
-    out->push_back(kAlphabet[(v >> 12) & 63]);
-    out->push_back(i + 1 < in.size() ? kAlphabet[(v >> 6) & 63] : '=');
-    out->push_back('=');
+  std::vector<std::pair<std::string, std::string>> seen;  // name, key
+  std::string key;
+  while (true) {
+    auto more = c.NextMember(&key);
+    if (!more.ok()) {
+      return Status::InvalidArgument("metadata must be a JSON object: " +
+                                     more.status().message());
+    }
+    if (!*more) break;
+    if (Status s = c.SkipValue(); !s.ok()) {
+      return Status::InvalidArgument("metadata must be a JSON object: " +
+                                     s.message());
+    }
+    std::string name = detail::ExtensionNameOfKey(key);
+    if (name.empty()) {
+      return Status::InvalidArgument(
+          "metadata key '" + key.substr(0, 64) +
+          "' has no letter or digit (a-z, 0-9) to name a CloudEvents "
+          "extension attribute");
+    }
+    for (const auto& [n, k] : seen) {
+      if (n == name) {
+        return Status::InvalidArgument(
+            "metadata keys '" + k.substr(0, 64) + "' and '" +
+            key.substr(0, 64) + "' both become the CloudEvents attribute '" +
+            name + "'; rename one");
+      }
+    }
+    seen.emplace_back(std::move(name), key);
   }
-}
-
-// Appends JSON text, turning raw line breaks (which valid JSON holds only
-// as whitespace between tokens) into spaces, so the result stays on one line
-// for JSON lines and Server-Sent Events.
-void AppendOneLine(std::string_view json, std::string* out) {
-  // Two memchr scans: find_first_of would call memchr once per byte.
-  if (!std::memchr(json.data(), '\n', json.size()) &&
-      !std::memchr(json.data(), '\r', json.size())) {
-    out->append(json);
-    return;
+  if (!c.End().ok()) {
+    return Status::InvalidArgument("metadata must be a JSON object");
   }
-  for (char c : json) out->push_back(c == '\n' || c == '\r' ? ' ' : c);
+  return Status::OK();
 }
 
 }  // namespace
@@ -86,9 +118,7 @@ Status ValidateEvent(const Event& e) {
   HERALD_RETURN_IF_ERROR(CheckName("type", e.type, kMaxTypeLength));
   HERALD_RETURN_IF_ERROR(CheckName("stream", e.stream, kMaxStreamLength));
   HERALD_RETURN_IF_ERROR(CheckName("content_type", e.content_type, 256));
-  if (!IsJsonObject(e.metadata)) {
-    return Status::InvalidArgument("metadata must be a JSON object");
-  }
+  HERALD_RETURN_IF_ERROR(CheckMetadata(e.metadata));
   if (IsJsonContentType(e.content_type) && !IsValidJson(e.payload)) {
     return Status::InvalidArgument(
         "payload is not valid JSON but content_type is " + e.content_type);
@@ -108,44 +138,6 @@ Event EventView::ToEvent() const {
   e.metadata = metadata;
   e.occurred_at_us = occurred_at_us;
   return e;
-}
-
-void AppendEventJson(const EventView& e, std::string* out) {
-  out->append("{\"id\":");
-  AppendJsonString(e.id, out);
-  out->append(",\"position\":");
-  out->append(std::to_string(e.position));
-  out->append(",\"stream\":");
-  AppendJsonString(e.stream, out);
-  out->append(",\"stream_version\":");
-  out->append(std::to_string(e.stream_version));
-  out->append(",\"type\":");
-  AppendJsonString(e.type, out);
-  out->append(",\"content_type\":");
-  AppendJsonString(e.content_type, out);
-  if (IsJsonContentType(e.content_type) && !e.payload.empty()) {
-    out->append(",\"payload\":");
-    AppendOneLine(e.payload, out);
-  } else if (IsValidUtf8(e.payload)) {
-    out->append(",\"payload\":");
-    AppendJsonString(e.payload, out);
-  } else {
-    out->append(",\"payload_base64\":\"");
-    AppendBase64(e.payload, out);
-    out->push_back('"');
-  }
-  out->append(",\"metadata\":");
-  AppendOneLine(e.metadata.empty() ? "{}" : e.metadata, out);
-  out->append(",\"occurred_at\":\"");
-  AppendRfc3339(e.occurred_at_us, out);
-  out->append("\"}");
-}
-
-std::string EventToJson(const EventView& e) {
-  std::string out;
-  out.reserve(256 + e.payload.size() + e.metadata.size());
-  AppendEventJson(e, &out);
-  return out;
 }
 
 }  // namespace herald

@@ -199,70 +199,8 @@ std::unique_ptr<Sender> MakeCallbackSender(EventHandler handler) {
   return std::make_unique<CallbackSender>(std::move(handler));
 }
 
-void AppendCloudEventJson(const Event& e, std::string_view source,
-                          std::string* out) {
-  out->append("{\"specversion\":\"1.0\",\"id\":");
-  AppendJsonString(e.id, out);
-  out->append(",\"source\":");
-  AppendJsonString(source, out);
-  out->append(",\"type\":");
-  AppendJsonString(e.type, out);
-  out->append(",\"subject\":");
-  AppendJsonString(e.stream, out);
-  out->append(",\"time\":\"");
-  AppendRfc3339(e.occurred_at_us, out);
-  out->append("\",\"datacontenttype\":");
-  AppendJsonString(e.content_type, out);
-  out->append(",\"position\":");
-  out->append(std::to_string(e.position));
-  out->append(",\"streamversion\":");
-  out->append(std::to_string(e.stream_version));
-  if (IsJsonContentType(e.content_type) && !e.payload.empty()) {
-    out->append(",\"data\":");
-    out->append(e.payload);
-  } else {
-    out->append(",\"data_base64\":\"");
-    detail::AppendBase64(e.payload, out);
-    out->push_back('"');
-  }
-  out->push_back('}');
-}
-
-namespace {
-
-// CloudEvents HTTP binding: space, '"', '%' and anything outside printable
-// ASCII are percent-encoded in ce-* header values (UTF-8 bytes).
-std::string HeaderValue(std::string_view v) {
-  static const char kHex[] = "0123456789ABCDEF";
-  std::string out;
-  out.reserve(v.size());
-  for (unsigned char c : v) {
-    if (c <= 0x20 || c >= 0x7f || c == '"' || c == '%') {
-      out.push_back('%');
-      out.push_back(kHex[c >> 4]);
-      out.push_back(kHex[c & 15]);
-    } else {
-      out.push_back(static_cast<char>(c));
-    }
-  }
-  return out;
-}
-
-}  // namespace
-
-std::vector<std::pair<std::string, std::string>> CloudEventHeaders(
-    const Event& e, std::string_view source) {
-  return {
-      {"ce-specversion", "1.0"},
-      {"ce-id", e.id},
-      {"ce-source", HeaderValue(source)},
-      {"ce-type", HeaderValue(e.type)},
-      {"ce-subject", HeaderValue(e.stream)},
-      {"ce-time", FormatRfc3339(e.occurred_at_us)},
-      {"ce-position", std::to_string(e.position)},
-      {"ce-streamversion", std::to_string(e.stream_version)},
-      {"Content-Type", e.content_type},
-  };
-}
+// AppendCloudEventJson and CloudEventHeaders (declared in sender.h and in
+// herald/cloudevents.h)
+// live in the CloudEvents codec, src/core/cloudevents.cc.
 
 }  // namespace herald

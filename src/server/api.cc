@@ -174,92 +174,6 @@ void EndPage(int64_t next_offset, std::string* body) {
   body->push_back('}');
 }
 
-// Builds an Event from one POSTed JSON object. `where` prefixes messages.
-Status EventFromJson(const Json& j, const std::string& where, Event* e) {
-  if (!j.is_object()) {
-    return Status::InvalidArgument(where + "must be a JSON object, not " +
-                                   std::string(Json::KindName(j.kind())));
-  }
-  const Json* payload = nullptr;
-  for (const auto& member : j.members()) {
-    // Named, not a structured binding: clang 14 cannot capture those.
-    const auto& key = member.first;
-    const auto& v = member.second;
-    auto want_string = [&](std::string* field) -> Status {
-      if (!v.is_string()) {
-        return Status::InvalidArgument(where + "'" + key +
-                                       "' must be a string");
-      }
-      *field = v.as_string();
-      return Status::OK();
-    };
-    if (key == "id") {
-      HERALD_RETURN_IF_ERROR(want_string(&e->id));
-      if (!IsUuid(e->id)) {
-        return Status::InvalidArgument(where + "'id' must be a UUID, not '" +
-                                       e->id.substr(0, 64) + "'");
-      }
-      for (char& c : e->id) c = static_cast<char>(std::tolower(c));
-    } else if (key == "stream") {
-      HERALD_RETURN_IF_ERROR(want_string(&e->stream));
-    } else if (key == "type") {
-      HERALD_RETURN_IF_ERROR(want_string(&e->type));
-    } else if (key == "content_type") {
-      HERALD_RETURN_IF_ERROR(want_string(&e->content_type));
-    } else if (key == "payload") {
-      payload = &v;
-    } else if (key == "metadata") {
-      if (!v.is_object()) {
-        return Status::InvalidArgument(where +
-                                       "'metadata' must be a JSON object");
-      }
-      e->metadata = std::string(v.raw());
-    } else if (key == "occurred_at") {
-      std::string text;
-      HERALD_RETURN_IF_ERROR(want_string(&text));
-      auto t = ParseRfc3339(text);
-      if (!t.ok()) {
-        return Status::InvalidArgument(
-            where + "'occurred_at': " + t.status().message());
-      }
-      e->occurred_at_us = *t;
-    } else if (key == "position" || key == "stream_version") {
-      // Assigned by the store; accepted (and ignored) so a stored event can
-      // be posted again as is.
-    } else {
-      return Status::InvalidArgument(
-          where + "unknown field '" + key.substr(0, 64) +
-          "' (expected id, stream, type, content_type, payload, metadata, "
-          "occurred_at)");
-    }
-  }
-  if (!j.Find("stream")) {
-    return Status::InvalidArgument(where + "'stream' is required");
-  }
-  if (!j.Find("type")) {
-    return Status::InvalidArgument(where + "'type' is required");
-  }
-  if (e->type.empty()) {
-    return Status::InvalidArgument(where + "'type' must not be empty");
-  }
-  if (e->stream.empty()) {
-    return Status::InvalidArgument(where + "'stream' must not be empty");
-  }
-  if (IsJsonContentType(e->content_type)) {
-    e->payload = payload ? std::string(payload->raw()) : "null";
-  } else {
-    if (!payload || !payload->is_string()) {
-      return Status::InvalidArgument(
-          where + "'payload' must be a string when content_type is '" +
-          e->content_type + "'");
-    }
-    e->payload = payload->as_string();
-  }
-  Status s = ValidateEvent(*e);
-  if (!s.ok()) return Status::InvalidArgument(where + s.message());
-  return Status::OK();
-}
-
 bool IsJsonRequest(std::string_view ct) {
   auto semi = ct.find(';');
   std::string base(ct.substr(0, semi));
@@ -820,36 +734,21 @@ struct Api::Impl : std::enable_shared_from_this<Api::Impl> {
     bool inline_parse = req.body.size() <= (64u << 10);
     auto work = [self, req = std::move(req), ao,
                  then = std::move(then)]() mutable {
-      auto doc = Json::Parse(req.body);
-      if (!doc.ok()) {
-        return then(
-            Error(400, "invalid_json",
-                  "the body is not valid JSON: " + doc.status().message()));
-      }
-      bool array = doc->is_array();
+      // One decoder for the JSON form of events (herald/event_json.h).
+      bool array = false;
       std::vector<Event> events;
-      if (array) {
-        if (doc->items().empty()) {
-          return then(
-              Error(400, "invalid_argument", "the array holds no events"));
+      Status ds = DecodeEventsJson(req.body, self->options.max_events_per_post,
+                                   &events, &array);
+      if (!ds.ok()) {
+        // A body that is not JSON at all is told apart from a bad event.
+        if (Status js = CheckJson(req.body); !js.ok()) {
+          return then(Error(400, "invalid_json",
+                            "the body is not valid JSON: " + js.message()));
         }
-        if (doc->items().size() > self->options.max_events_per_post) {
-          return then(Error(
-              413, "too_many_events",
-              "at most " + std::to_string(self->options.max_events_per_post) +
-                  " events per request"));
+        if (ds.code() == Status::Code::kResourceExhausted) {
+          return then(Error(413, "too_many_events", ds.message()));
         }
-        events.resize(doc->items().size());
-        for (size_t i = 0; i < events.size(); ++i) {
-          Status es =
-              EventFromJson(doc->items()[i],
-                            "events[" + std::to_string(i) + "]: ", &events[i]);
-          if (!es.ok()) return then(ErrorFor(es));
-        }
-      } else {
-        events.resize(1);
-        Status es = EventFromJson(*doc, "", &events[0]);
-        if (!es.ok()) return then(ErrorFor(es));
+        return then(ErrorFor(ds));
       }
       if (ao.expected_version) {
         for (const auto& e : events) {

@@ -83,6 +83,21 @@ class JsonParser {
   std::string error() const {
     return error_ + " at offset " + std::to_string(error_at_);
   }
+  // For JsonCursor: one value (validated only) or one string (decoded into
+  // *out when given) starting at *pos; *pos moves past it.
+  bool ValueAt(size_t* pos, int depth) {
+    i_ = *pos;
+    Json unused;
+    if (!ParseValue(&unused, depth)) return false;
+    *pos = i_;
+    return true;
+  }
+  bool StringAt(size_t* pos, std::string* out) {
+    i_ = *pos;
+    if (!ParseString(out)) return false;
+    *pos = i_;
+    return true;
+  }
 
  private:
   bool Fail(const char* what) {
@@ -382,6 +397,223 @@ bool IsValidJson(std::string_view text) {
   JsonParser p(text, false);
   Json unused;
   return p.ParseDocument(&unused);
+}
+
+Status CheckJson(std::string_view text) {
+  JsonParser p(text, false);
+  Json unused;
+  if (!p.ParseDocument(&unused)) {
+    return Status::InvalidArgument("invalid JSON: " + p.error());
+  }
+  return Status::OK();
+}
+
+// ---- JsonCursor -------------------------------------------------------------
+
+Status JsonCursor::Fail(std::string_view what) const {
+  return Status::InvalidArgument("invalid JSON: " + std::string(what) +
+                                 " at offset " + std::to_string(i_));
+}
+
+void JsonCursor::SkipSpace() {
+  while (i_ < s_.size() && IsSpace(s_[i_])) ++i_;
+}
+
+char JsonCursor::Peek() {
+  SkipSpace();
+  return i_ < s_.size() ? s_[i_] : '\0';
+}
+
+std::string_view JsonCursor::PeekKindName() {
+  switch (Peek()) {
+    case '{':
+      return "object";
+    case '[':
+      return "array";
+    case '"':
+      return "string";
+    case 't':
+    case 'f':
+      return "bool";
+    case 'n':
+      return "null";
+    default:
+      return "number";
+  }
+}
+
+// Called before reading a value: a value directly inside an array must be
+// introduced by NextItem, which handles the comma; nothing to do here but
+// skip space and check the end.
+Status JsonCursor::BeforeValue() {
+  SkipSpace();
+  if (i_ >= s_.size()) return Fail("unexpected end of input");
+  return Status::OK();
+}
+
+Status JsonCursor::BeginObject() {
+  HERALD_RETURN_IF_ERROR(BeforeValue());
+  if (s_[i_] != '{') return Fail("expected an object");
+  if (need_comma_.size() > static_cast<size_t>(kMaxDepth)) {
+    return Fail("nesting too deep");
+  }
+  ++i_;
+  need_comma_.push_back(false);
+  return Status::OK();
+}
+
+Status JsonCursor::BeginArray() {
+  HERALD_RETURN_IF_ERROR(BeforeValue());
+  if (s_[i_] != '[') return Fail("expected an array");
+  if (need_comma_.size() > static_cast<size_t>(kMaxDepth)) {
+    return Fail("nesting too deep");
+  }
+  ++i_;
+  need_comma_.push_back(false);
+  return Status::OK();
+}
+
+Result<bool> JsonCursor::NextMember(std::string* key) {
+  if (need_comma_.empty()) return Fail("not inside an object");
+  SkipSpace();
+  if (i_ >= s_.size()) return Fail("unterminated object");
+  if (s_[i_] == '}') {
+    ++i_;
+    need_comma_.pop_back();
+    return false;
+  }
+  if (need_comma_.back()) {
+    if (s_[i_] != ',') return Fail("expected ',' or '}'");
+    ++i_;
+    SkipSpace();
+  }
+  if (i_ >= s_.size() || s_[i_] != '"') return Fail("expected a string key");
+  key->clear();
+  JsonParser p(s_, false);
+  if (!p.StringAt(&i_, key)) {
+    return Status::InvalidArgument("invalid JSON: " + p.error());
+  }
+  SkipSpace();
+  if (i_ >= s_.size() || s_[i_] != ':') return Fail("expected ':'");
+  ++i_;
+  need_comma_.back() = true;
+  return true;
+}
+
+Result<bool> JsonCursor::NextItem() {
+  if (need_comma_.empty()) return Fail("not inside an array");
+  SkipSpace();
+  if (i_ >= s_.size()) return Fail("unterminated array");
+  if (s_[i_] == ']') {
+    ++i_;
+    need_comma_.pop_back();
+    return false;
+  }
+  if (need_comma_.back()) {
+    if (s_[i_] != ',') return Fail("expected ',' or ']'");
+    ++i_;
+  }
+  need_comma_.back() = true;
+  HERALD_RETURN_IF_ERROR(BeforeValue());
+  return true;
+}
+
+Status JsonCursor::ReadString(std::string* out) {
+  HERALD_RETURN_IF_ERROR(BeforeValue());
+  if (s_[i_] != '"') return Fail("expected a string");
+  out->clear();
+  JsonParser p(s_, false);
+  if (!p.StringAt(&i_, out)) {
+    return Status::InvalidArgument("invalid JSON: " + p.error());
+  }
+  return Status::OK();
+}
+
+Status JsonCursor::SkipValue(std::string_view* raw) {
+  HERALD_RETURN_IF_ERROR(BeforeValue());
+  size_t start = i_;
+  JsonParser p(s_, false);
+  if (!p.ValueAt(&i_, static_cast<int>(need_comma_.size()))) {
+    return Status::InvalidArgument("invalid JSON: " + p.error());
+  }
+  if (raw) *raw = s_.substr(start, i_ - start);
+  return Status::OK();
+}
+
+Status JsonCursor::End() {
+  if (!need_comma_.empty()) return Fail("unterminated value");
+  SkipSpace();
+  if (i_ != s_.size()) return Fail("unexpected text after the JSON value");
+  return Status::OK();
+}
+
+// ---- base64
+// -------------------------------------------------------------------
+
+void AppendBase64(std::string_view in, std::string* out) {
+  static const char kAlphabet[] =
+      "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+  out->reserve(out->size() + (in.size() + 2) / 3 * 4);
+  size_t i = 0;
+  while (i + 3 <= in.size()) {
+    uint32_t v =
+        (static_cast<uint32_t>(static_cast<unsigned char>(in[i])) << 16) |
+        (static_cast<uint32_t>(static_cast<unsigned char>(in[i + 1])) << 8) |
+        static_cast<unsigned char>(in[i + 2]);
+    out->push_back(kAlphabet[v >> 18]);
+    out->push_back(kAlphabet[(v >> 12) & 63]);
+    out->push_back(kAlphabet[(v >> 6) & 63]);
+    out->push_back(kAlphabet[v & 63]);
+    i += 3;
+  }
+  if (i < in.size()) {
+    uint32_t v = static_cast<uint32_t>(static_cast<unsigned char>(in[i])) << 16;
+    if (i + 1 < in.size()) {
+      v |= static_cast<uint32_t>(static_cast<unsigned char>(in[i + 1])) << 8;
+    }
+    out->push_back(kAlphabet[v >> 18]);
+    out->push_back(kAlphabet[(v >> 12) & 63]);
+    out->push_back(i + 1 < in.size() ? kAlphabet[(v >> 6) & 63] : '=');
+    out->push_back('=');
+  }
+}
+
+Status DecodeBase64(std::string_view text, std::string* out) {
+  auto value = [](char c) -> int {
+    if (c >= 'A' && c <= 'Z') return c - 'A';
+    if (c >= 'a' && c <= 'z') return c - 'a' + 26;
+    if (c >= '0' && c <= '9') return c - '0' + 52;
+    if (c == '+') return 62;
+    if (c == '/') return 63;
+    return -1;
+  };
+  out->clear();
+  size_t n = text.size();
+  if (n % 4 == 0 && n > 0 && text[n - 1] == '=') {
+    --n;
+    if (text[n - 1] == '=') --n;
+  }
+  if (n % 4 == 1) {
+    return Status::InvalidArgument("base64 text has a stray last character");
+  }
+  out->reserve(n / 4 * 3 + 2);
+  uint32_t acc = 0;
+  int bits = 0;
+  for (size_t i = 0; i < n; ++i) {
+    int v = value(text[i]);
+    if (v < 0) {
+      return Status::InvalidArgument("base64 text holds '" +
+                                     std::string(1, text[i]) + "' at offset " +
+                                     std::to_string(i));
+    }
+    acc = (acc << 6) | static_cast<uint32_t>(v);
+    bits += 6;
+    if (bits >= 8) {
+      bits -= 8;
+      out->push_back(static_cast<char>((acc >> bits) & 0xFF));
+    }
+  }
+  return Status::OK();
 }
 
 bool IsJsonObject(std::string_view text) {

@@ -1,10 +1,12 @@
-// UUIDv7 generation and RFC 3339 time formatting (see herald/event.h).
-// Thread-safe: each thread has its own random generator.
+// UUIDv7 generation and RFC 3339 time formatting (see herald/uuid.h and
+// herald/time.h). Thread-safe: each thread has its own random generator.
 #include <chrono>
+#include <climits>
 #include <cstring>
 #include <random>
 
-#include "herald/event.h"
+#include "herald/time.h"
+#include "herald/uuid.h"
 
 namespace herald {
 
@@ -31,6 +33,13 @@ int64_t DaysFromCivil(int64_t y, unsigned m, unsigned d) {
   const unsigned doy = (153 * (m + (m > 2 ? -3 : 9)) + 2) / 5 + d - 1;
   const unsigned doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
   return era * 146097 + static_cast<int64_t>(doe) - 719468;
+}
+
+bool IsLeapYear(int y) { return (y % 4 == 0 && y % 100 != 0) || y % 400 == 0; }
+
+int DaysInMonth(int y, int m) {
+  static const int kDays[] = {31, 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31};
+  return m == 2 && IsLeapYear(y) ? 29 : kDays[m - 1];
 }
 
 bool Digits(std::string_view s, size_t pos, size_t n, int* out) {
@@ -166,8 +175,10 @@ Result<int64_t> ParseRfc3339(std::string_view s) {
       !Digits(s, 17, 2, &se)) {
     return bad();
   }
-  if (mo < 1 || mo > 12 || d < 1 || d > 31 || h > 23 || mi > 59 || se > 60) {
-    return bad();
+  if (mo < 1 || mo > 12 || d < 1 || d > DaysInMonth(y, mo) || h > 23 ||
+      mi > 59 || se > 60) {
+    return Status::InvalidArgument("not an RFC 3339 time: '" + std::string(s) +
+                                   "' (no such date or time of day)");
   }
   size_t i = 19;
   int64_t frac = 0;
@@ -191,6 +202,11 @@ Result<int64_t> ParseRfc3339(std::string_view s) {
         !Digits(s, i + 4, 2, &om)) {
       return bad();
     }
+    if (oh > 23 || om > 59) {
+      return Status::InvalidArgument("not an RFC 3339 time: '" +
+                                     std::string(s) +
+                                     "' (offset beyond +-23:59)");
+    }
     offset = (oh * 60 + om) * 60;
     if (s[i] == '-') offset = -offset;
     i += 6;
@@ -201,6 +217,11 @@ Result<int64_t> ParseRfc3339(std::string_view s) {
   int64_t days =
       DaysFromCivil(y, static_cast<unsigned>(mo), static_cast<unsigned>(d));
   int64_t secs = days * 86400 + h * 3600 + mi * 60 + se - offset;
+  if (se == 60 && ((secs - 60) % 86400 + 86400) % 86400 != 86340) {
+    // A leap second is inserted only after 23:59:59 UTC.
+    return Status::InvalidArgument("not an RFC 3339 time: '" + std::string(s) +
+                                   "' (a leap second only at 23:59:60 UTC)");
+  }
   return secs * 1000000 + frac;
 }
 
