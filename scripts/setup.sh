@@ -10,9 +10,11 @@ packages=(
   # libraries
   libsqlite3-dev sqlite3 libpq-dev libcurl4-openssl-dev libboost-dev
   libtomlplusplus-dev
+  librabbitmq-dev
   # tests and benchmarks
   libgtest-dev libgmock-dev libbenchmark-dev curl python3
   postgresql wrk nginx-light
+  rabbitmq-server
 )
 
 missing=()
