@@ -10,6 +10,10 @@
 #if HERALD_WITH_CURL
 #include "transport/http/http_sender.h"
 #endif
+#if HERALD_WITH_RABBITMQ
+#include "transport/rabbitmq/rabbitmq_scheme.h"
+#include "transport/rabbitmq/rabbitmq_sender.h"
+#endif
 
 namespace herald {
 namespace detail {
@@ -71,6 +75,15 @@ void RegisterBuiltinSchemes() {
     return MakeStdoutSender(route.sender_options);
   };
   RegisterBuiltinScheme("stdout", out);
+
+#if HERALD_WITH_RABBITMQ
+  SenderScheme amqp;
+  amqp.validate_url = ValidateAmqpUrl;
+  amqp.validate_options = ValidateRabbitRoute;
+  amqp.make_sender = MakeRabbitSender;
+  RegisterBuiltinScheme("amqp", amqp);
+  RegisterBuiltinScheme("amqps", amqp);
+#endif
 }
 
 }  // namespace detail
