@@ -51,8 +51,7 @@ struct ConnectionFree {
     amqp_destroy_connection(c);
   }
 };
-using ConnectionPtr =
-    std::unique_ptr<amqp_connection_state_t_, ConnectionFree>;
+using ConnectionPtr = std::unique_ptr<amqp_connection_state_t_, ConnectionFree>;
 
 amqp_bytes_t Bytes(std::string_view s) {
   amqp_bytes_t b;
@@ -87,10 +86,9 @@ Status ReplyStatus(const amqp_rpc_reply_t& r, std::string_view what) {
     case AMQP_RESPONSE_SERVER_EXCEPTION:
       if (r.reply.id == AMQP_CONNECTION_CLOSE_METHOD) {
         auto* m = static_cast<amqp_connection_close_t*>(r.reply.decoded);
-        return Status::Unavailable(where + ": the broker closed the " +
-                                   "connection: " +
-                                   std::to_string(m->reply_code) + " " +
-                                   Text(m->reply_text));
+        return Status::Unavailable(
+            where + ": the broker closed the " + "connection: " +
+            std::to_string(m->reply_code) + " " + Text(m->reply_text));
       }
       if (r.reply.id == AMQP_CHANNEL_CLOSE_METHOD) {
         auto* m = static_cast<amqp_channel_close_t*>(r.reply.decoded);
@@ -205,17 +203,17 @@ class RabbitSender final : public Sender {
         Reset();  // late confirms must not count in the next call
         return;
       }
-      timeval tv = ToTimeval(
-          std::chrono::duration_cast<std::chrono::microseconds>(deadline -
-                                                                now));
+      timeval tv =
+          ToTimeval(std::chrono::duration_cast<std::chrono::microseconds>(
+              deadline - now));
       amqp_frame_t frame;
       amqp_maybe_release_buffers(conn_.get());
       int rc = amqp_simple_wait_frame_noblock(conn_.get(), &frame, &tv);
       if (rc == AMQP_STATUS_TIMEOUT) continue;
       if (rc != AMQP_STATUS_OK) {
-        fail_in_flight(Status::Unavailable(
-            std::string("connection to the broker lost: ") +
-            amqp_error_string2(rc)));
+        fail_in_flight(
+            Status::Unavailable(std::string("connection to the broker lost: ") +
+                                amqp_error_string2(rc)));
         Reset();
         return;
       }
@@ -289,18 +287,17 @@ class RabbitSender final : public Sender {
           std::string missing = code == 404 ? MissingExchange(text) : "";
           bool blamed = false;
           for (const auto& [tag, i] : in_flight) {
-            if (code == 404 && (exchange[i] == missing ||
-                                (missing.empty() && !blamed))) {
+            if (code == 404 &&
+                (exchange[i] == missing || (missing.empty() && !blamed))) {
               blamed = true;
-              settle(i, Status::Permanent(
-                            "exchange '" + exchange[i] +
-                            "' does not exist in vhost '" + o_.vhost +
-                            "' (herald creates no exchanges): " +
-                            std::to_string(code) + " " + text));
+              settle(i, Status::Permanent("exchange '" + exchange[i] +
+                                          "' does not exist in vhost '" +
+                                          o_.vhost +
+                                          "' (herald creates no exchanges): " +
+                                          std::to_string(code) + " " + text));
             } else {
               settle(i, Status::Unavailable("the broker closed the channel: " +
-                                            std::to_string(code) + " " +
-                                            text));
+                                            std::to_string(code) + " " + text));
             }
           }
           in_flight.clear();
@@ -314,9 +311,9 @@ class RabbitSender final : public Sender {
         case AMQP_CONNECTION_CLOSE_METHOD: {
           auto* m = static_cast<amqp_connection_close_t*>(
               frame.payload.method.decoded);
-          Status s = Status::Unavailable(
-              "the broker closed the connection: " +
-              std::to_string(m->reply_code) + " " + Text(m->reply_text));
+          Status s = Status::Unavailable("the broker closed the connection: " +
+                                         std::to_string(m->reply_code) + " " +
+                                         Text(m->reply_text));
           amqp_connection_close_ok_t close_ok{};
           amqp_send_method(conn_.get(), 0, AMQP_CONNECTION_CLOSE_OK_METHOD,
                            &close_ok);
@@ -414,9 +411,9 @@ class RabbitSender final : public Sender {
     }
     amqp_set_handshake_timeout(conn.get(), &tv);
     amqp_set_rpc_timeout(conn.get(), &tv);
-    amqp_rpc_reply_t r = amqp_login(
-        conn.get(), o_.vhost.c_str(), 0, 131072, /*heartbeat=*/0,
-        AMQP_SASL_METHOD_PLAIN, o_.user.c_str(), o_.password.c_str());
+    amqp_rpc_reply_t r = amqp_login(conn.get(), o_.vhost.c_str(), 0, 131072,
+                                    /*heartbeat=*/0, AMQP_SASL_METHOD_PLAIN,
+                                    o_.user.c_str(), o_.password.c_str());
     HERALD_RETURN_IF_ERROR(
         ReplyStatus(r, "logging in to " + where + " vhost '" + o_.vhost + "'"));
     conn_ = std::move(conn);
