@@ -22,6 +22,7 @@ using std::chrono::milliseconds;
 using std::chrono::steady_clock;
 using testing::AmqpClient;
 using testing::AmqpUrl;
+using testing::WaitFor;
 
 // ---- options (no server needed) ---------------------------------------------
 
@@ -298,6 +299,37 @@ TEST_F(RabbitSenderTest, ReconnectsAfterTheBrokerClosedItsConnections) {
   std::set<std::string> ids;
   for (const auto& m : amqp_->Read(queue_, 12)) ids.insert(m.id);
   for (const auto& e : events) EXPECT_TRUE(ids.count(e.id)) << e.id;
+}
+
+TEST_F(RabbitSenderTest, ABlockedBrokerIsAbandonedAtTheDeadline) {
+  auto sender = Make();
+  ASSERT_NE(sender, nullptr);
+  auto first = Events(2, 1);
+  for (const auto& r : Send(sender.get(), first)) EXPECT_TRUE(r.status.ok());
+  // A memory alarm: the broker stops reading from publishers, so no
+  // confirm comes.
+  ASSERT_EQ(testing::RabbitCtl({"set_vm_memory_high_watermark", "0"}), 0);
+  auto events = Events(2, 2);
+  auto start = steady_clock::now();
+  auto results = Send(sender.get(), events, milliseconds(500));
+  auto took = steady_clock::now() - start;
+  ASSERT_EQ(testing::RabbitCtl({"set_vm_memory_high_watermark", "0.4"}), 0);
+  EXPECT_LT(took, milliseconds(1500)) << "Send overran its deadline";
+  for (size_t i = 0; i < 2; ++i) {
+    EXPECT_FALSE(results[i].status.ok());
+    EXPECT_TRUE(results[i].status.retryable()) << results[i].status.ToString();
+    EXPECT_TRUE(results[i].attempted);
+  }
+  EXPECT_FALSE(results[2].attempted);
+  EXPECT_FALSE(results[3].attempted);
+  // Unblocked, the same sender delivers (on a fresh connection).
+  std::vector<SendResult> again;
+  ASSERT_TRUE(WaitFor(
+      [&] {
+        again = Send(sender.get(), events, milliseconds(2000));
+        return again[0].status.ok() && again[1].status.ok();
+      },
+      std::chrono::seconds(20)));
 }
 
 TEST_F(RabbitSenderTest, ABrokerThatIsDownIsARetryableFailurePerStream) {
