@@ -24,13 +24,6 @@ inline std::string AmqpUrl() {
   return u ? u : "";
 }
 
-#define HERALD_SKIP_WITHOUT_RABBITMQ()                              \
-  do {                                                              \
-    if (::herald::testing::AmqpUrl().empty())                       \
-      GTEST_SKIP() << "HERALD_TEST_AMQP_URL is not set (run under " \
-                      "tests/support/with-rabbitmq.sh)";            \
-  } while (0)
-
 // Runs rabbitmqctl on the test server ("close_all_connections", "why").
 inline int RabbitCtl(const std::vector<std::string>& args) {
   const char* ctl = std::getenv("HERALD_TEST_RABBITMQ_CTL");
