@@ -7,9 +7,9 @@
 //
 //   throughput  an in-process Relay draining a SQLite backlog of --events
 //               events (default 50,000, 200-byte payloads, 1,000 streams,
-//               batch 1,000, max_in_flight W, default 500) to a direct
-//               exchange and a durable queue, until the checkpoint passes
-//               the head; beside a plain program publishing the same
+//               batch B, default 1,000, max_in_flight W, default 500) to a
+//               direct exchange and a durable queue, until the checkpoint
+//               passes the head; beside a plain program publishing the same
 //               messages (same body, same properties and CloudEvents
 //               headers, persistent, publisher confirms, a sliding window
 //               of W outstanding)
@@ -46,6 +46,7 @@ using testing::TempDir;
 int g_runs = 3;
 int64_t g_events = 50000;
 int g_window = 500;
+int g_batch = 1000;
 std::string g_only;
 
 double Median(std::vector<double> v) {
@@ -244,7 +245,7 @@ void Throughput() {
     {
       RelayOptions o;
       Relay relay(store.get(), o);
-      Check(relay.AddRoute(Route("tp", ex, g_window, 1000)), "route");
+      Check(relay.AddRoute(Route("tp", ex, g_window, g_batch)), "route");
       auto t0 = Clock::now();
       Check(relay.Start(), "start");
       WaitCheckpoint(store.get(), "tp", g_events);
@@ -267,9 +268,9 @@ void Throughput() {
   admin.DeleteQueue(q);
   double r = Median(relay_rates), p = Median(plain_rates);
   std::printf(
-      "throughput, %lld-event backlog, window %d: relay %.0f events/s, "
-      "plain rabbitmq-c %.0f msgs/s, ratio %.2f\n",
-      static_cast<long long>(g_events), g_window, r, p, r / p);
+      "throughput, %lld-event backlog, window %d, batch %d: relay %.0f "
+      "events/s, plain rabbitmq-c %.0f msgs/s, ratio %.2f\n",
+      static_cast<long long>(g_events), g_window, g_batch, r, p, r / p);
 }
 
 // ---- latency ----------------------------------------------------------------
@@ -409,11 +410,13 @@ int main(int argc, char** argv) {
       herald::g_events = std::atoll(next().c_str());
     } else if (a == "--window") {
       herald::g_window = std::atoi(next().c_str());
+    } else if (a == "--batch") {
+      herald::g_batch = std::atoi(next().c_str());
     } else if (a == "--only") {
       herald::g_only = next();
     } else {
       std::fprintf(stderr,
-                   "usage: %s [--runs N] [--events N] [--window W] "
+                   "usage: %s [--runs N] [--events N] [--window W] [--batch B] "
                    "[--only throughput|latency]\n",
                    argv[0]);
       return 2;
