@@ -101,7 +101,8 @@ class Plain {
     amqp_connection_info info;
     amqp_default_connection_info(&info);
     amqp_parse_url(copy.data(), &info);
-    conn_ = amqp_new_connection();
+    owner_.reset(amqp_new_connection());
+    conn_ = owner_.get();
     amqp_socket_t* s = amqp_tcp_socket_new(conn_);
     if (amqp_socket_open(s, info.host, info.port) != AMQP_STATUS_OK) {
       std::fprintf(stderr, "plain: cannot connect\n");
@@ -113,11 +114,6 @@ class Plain {
     amqp_get_rpc_reply(conn_);
     amqp_confirm_select(conn_, 1);
     amqp_get_rpc_reply(conn_);
-  }
-  ~Plain() {
-    amqp_channel_close(conn_, 1, AMQP_REPLY_SUCCESS);
-    amqp_connection_close(conn_, AMQP_REPLY_SUCCESS);
-    amqp_destroy_connection(conn_);
   }
 
   // One prepared message: what a plain program would hold.
@@ -194,7 +190,8 @@ class Plain {
     }
   }
 
-  amqp_connection_state_t conn_;
+  testing::AmqpConnectionPtr owner_;
+  amqp_connection_state_t conn_ = nullptr;  // owner_.get()
   uint64_t tag_ = 0;
 };
 

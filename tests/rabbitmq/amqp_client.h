@@ -12,6 +12,7 @@
 
 #include <chrono>
 #include <cstdlib>
+#include <memory>
 #include <string>
 #include <utility>
 #include <vector>
@@ -52,16 +53,20 @@ struct AmqpMessage {
   std::string body;
 };
 
+// Owns a rabbitmq-c connection: closes it politely, then frees it.
+struct AmqpConnectionClose {
+  void operator()(amqp_connection_state_t c) const {
+    amqp_channel_close(c, 1, AMQP_REPLY_SUCCESS);
+    amqp_connection_close(c, AMQP_REPLY_SUCCESS);
+    amqp_destroy_connection(c);
+  }
+};
+using AmqpConnectionPtr =
+    std::unique_ptr<amqp_connection_state_t_, AmqpConnectionClose>;
+
 class AmqpClient {
  public:
   AmqpClient() { Connect(); }
-  ~AmqpClient() {
-    if (conn_) {
-      amqp_channel_close(conn_, 1, AMQP_REPLY_SUCCESS);
-      amqp_connection_close(conn_, AMQP_REPLY_SUCCESS);
-      amqp_destroy_connection(conn_);
-    }
-  }
   AmqpClient(const AmqpClient&) = delete;
   AmqpClient& operator=(const AmqpClient&) = delete;
 
@@ -70,11 +75,13 @@ class AmqpClient {
   // Declares (durable) and purges. `type` "direct", "topic", "fanout",
   // "headers".
   void Exchange(const std::string& name, const std::string& type = "topic") {
+    if (!conn_) return;
     amqp_exchange_declare(conn_, 1, Bytes(name), Bytes(type), 0, 1, 0, 0,
                           amqp_empty_table);
     Check("exchange.declare " + name);
   }
   void DeleteExchange(const std::string& name) {
+    if (!conn_) return;
     amqp_exchange_delete(conn_, 1, Bytes(name), 0);
     Check("exchange.delete " + name);
   }
@@ -83,6 +90,7 @@ class AmqpClient {
       const std::string& name,
       const std::vector<std::pair<std::string, std::string>>& str_args = {},
       const std::vector<std::pair<std::string, int64_t>>& int_args = {}) {
+    if (!conn_) return;
     std::vector<amqp_table_entry_t> e;
     for (const auto& [k, v] : str_args) {
       amqp_table_entry_t t{};
@@ -105,6 +113,7 @@ class AmqpClient {
     Check("queue.purge " + name);
   }
   void DeleteQueue(const std::string& name) {
+    if (!conn_) return;
     amqp_queue_delete(conn_, 1, Bytes(name), 0, 0);
     Check("queue.delete " + name);
   }
@@ -114,6 +123,7 @@ class AmqpClient {
       const std::string& queue, const std::string& exchange,
       const std::string& key,
       const std::vector<std::pair<std::string, std::string>>& match = {}) {
+    if (!conn_) return;
     std::vector<amqp_table_entry_t> e;
     for (const auto& [k, v] : match) {
       amqp_table_entry_t t{};
@@ -133,6 +143,7 @@ class AmqpClient {
       const std::string& queue, size_t want,
       std::chrono::milliseconds quiet = std::chrono::milliseconds(500)) {
     std::vector<AmqpMessage> out;
+    if (!conn_) return out;
     amqp_basic_qos(conn_, 1, 0, 1000, 0);
     Check("basic.qos");
     amqp_basic_consume_ok_t* ok =
@@ -210,36 +221,38 @@ class AmqpClient {
       ADD_FAILURE() << "bad url " << url;
       return;
     }
-    conn_ = amqp_new_connection();
-    amqp_socket_t* s = amqp_tcp_socket_new(conn_);
+    std::unique_ptr<amqp_connection_state_t_,
+                    decltype(&amqp_destroy_connection)>
+        conn(amqp_new_connection(), &amqp_destroy_connection);
+    amqp_socket_t* s = amqp_tcp_socket_new(conn.get());
     if (amqp_socket_open(s, info.host, info.port) != AMQP_STATUS_OK) {
       ADD_FAILURE() << "cannot connect to " << url;
-      amqp_destroy_connection(conn_);
-      conn_ = nullptr;
       return;
     }
     std::string vhost = *info.vhost ? info.vhost : "/";
     amqp_rpc_reply_t r =
-        amqp_login(conn_, vhost.c_str(), 0, 131072, 0, AMQP_SASL_METHOD_PLAIN,
-                   info.user, info.password);
+        amqp_login(conn.get(), vhost.c_str(), 0, 131072, 0,
+                   AMQP_SASL_METHOD_PLAIN, info.user, info.password);
     if (r.reply_type != AMQP_RESPONSE_NORMAL) {
       ADD_FAILURE() << "login failed";
-      amqp_destroy_connection(conn_);
-      conn_ = nullptr;
       return;
     }
+    owner_.reset(conn.release());
+    conn_ = owner_.get();
     amqp_channel_open(conn_, 1);
     Check("channel.open");
   }
 
   void Check(const std::string& what) {
+    if (!conn_) return;  // Connect failed, and said so
     amqp_rpc_reply_t r = amqp_get_rpc_reply(conn_);
     if (r.reply_type != AMQP_RESPONSE_NORMAL) {
       ADD_FAILURE() << what << " failed (reply type " << r.reply_type << ")";
     }
   }
 
-  amqp_connection_state_t conn_ = nullptr;
+  AmqpConnectionPtr owner_;
+  amqp_connection_state_t conn_ = nullptr;  // owner_.get()
 };
 
 }  // namespace herald::testing
