@@ -11,6 +11,7 @@ packages=(
   # libraries
   libsqlite3-dev sqlite3 libpq-dev libcurl4-openssl-dev libboost-dev
   libtomlplusplus-dev
+  librabbitmq-dev
   # tests and benchmarks
   libgtest-dev libgmock-dev libbenchmark-dev curl python3
   postgresql wrk nginx-light
@@ -19,6 +20,8 @@ packages=(
   nodejs
   # NATS JetStream sender (src/transport/nats) and its tests
   libnats-dev nats-server
+  # RabbitMQ sender (src/transport/rabbitmq) and its tests
+  rabbitmq-server
 )
 
 missing=()

@@ -13,6 +13,10 @@
 #if HERALD_WITH_NATS
 #include "transport/nats/nats_sender.h"
 #endif
+#if HERALD_WITH_RABBITMQ
+#include "transport/rabbitmq/rabbitmq_scheme.h"
+#include "transport/rabbitmq/rabbitmq_sender.h"
+#endif
 
 namespace herald {
 namespace detail {
@@ -81,6 +85,14 @@ void RegisterBuiltinSchemes() {
   nats.validate_options = ValidateNatsOptions;
   nats.make_sender = MakeNatsSender;
   RegisterBuiltinScheme("nats", nats);
+#endif
+#if HERALD_WITH_RABBITMQ
+  SenderScheme amqp;
+  amqp.validate_url = ValidateAmqpUrl;
+  amqp.validate_options = ValidateRabbitRoute;
+  amqp.make_sender = MakeRabbitSender;
+  RegisterBuiltinScheme("amqp", amqp);
+  RegisterBuiltinScheme("amqps", amqp);
 #endif
 }
 

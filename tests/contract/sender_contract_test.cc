@@ -35,6 +35,9 @@
 #if HERALD_TEST_WITH_NATS
 #include "nats/nats_test_util.h"
 #endif
+#if HERALD_TEST_WITH_RABBITMQ
+#include "rabbitmq/amqp_client.h"
+#endif
 
 namespace herald {
 namespace {
@@ -467,6 +470,67 @@ class NatsFixture final : public SenderFixture {
 };
 #endif
 
+#if HERALD_TEST_WITH_RABBITMQ
+// ---- rabbitmq: the server of tests/support/with-rabbitmq.sh ----------------
+
+// A headers exchange and a queue of the fixture's own, the queue bound with
+// no headers (it takes every message). Failing one event binds a second
+// queue to that event's cloudEvents:id that holds nothing and refuses
+// publishes (x-max-length 0, x-overflow reject-publish): the broker nacks
+// that message, a retryable failure. A permanent failure (basic.return) or
+// a hang cannot be made per message while its stream's earlier events are
+// taken; tests/rabbitmq covers returns, missing exchanges and restarts.
+class RabbitFixture final : public SenderFixture {
+ public:
+  explicit RabbitFixture(const TempDir&) {
+    static int counter = 0;
+    name_ = "contract." + std::to_string(::getpid()) + "." +
+            std::to_string(++counter);
+    EXPECT_TRUE(amqp_.ok());
+    amqp_.Exchange(name_, "headers");
+    amqp_.Queue(name_);
+    amqp_.Bind(name_, name_, "");
+  }
+  ~RabbitFixture() override {
+    Heal();
+    amqp_.DeleteQueue(name_);
+    amqp_.DeleteExchange(name_);
+  }
+  Result<std::unique_ptr<Sender>> Make(RouteConfig route) override {
+    route.sender = testing::AmqpUrl();
+    route.options.route = route.name;
+    route.options.fields.push_back({"exchange", OptionValue::String(name_)});
+    return MakeSender(route);
+  }
+  bool Fail(const Event& e, Fault fault) override {
+    if (fault != Fault::kUnavailable) return false;
+    std::string q = name_ + ".fail." + std::to_string(failing_.size());
+    amqp_.Queue(q, {{"x-overflow", "reject-publish"}}, {{"x-max-length", 0}});
+    amqp_.Bind(q, name_, "", {{"x-match", "all"}, {"cloudEvents:id", e.id}});
+    failing_.push_back(q);
+    return true;
+  }
+  void Heal() override {
+    for (const auto& q : failing_) amqp_.DeleteQueue(q);
+    failing_.clear();
+  }
+  std::vector<Received> Got() override {
+    for (auto& m : amqp_.Read(name_, SIZE_MAX, milliseconds(300))) {
+      got_.push_back({m.id, true});
+    }
+    return got_;
+  }
+  bool SetSlow(int) override { return false; }
+  int MaxInFlightSeen() override { return -1; }
+
+ private:
+  std::string name_;
+  testing::AmqpClient amqp_;
+  std::vector<std::string> failing_;
+  std::vector<Received> got_;
+};
+#endif
+
 // The senders under contract. A new one: a fixture above and a row here.
 std::unique_ptr<SenderFixture> MakeFixture(const std::string& name,
                                            const TempDir& dir) {
@@ -478,12 +542,18 @@ std::unique_ptr<SenderFixture> MakeFixture(const std::string& name,
 #if HERALD_TEST_WITH_NATS
   if (name == "nats") return std::make_unique<NatsFixture>(dir);
 #endif
+#if HERALD_TEST_WITH_RABBITMQ
+  if (name == "rabbitmq") return std::make_unique<RabbitFixture>(dir);
+#endif
   return nullptr;
 }
 const std::vector<std::string> kSenders = {"http",   "https",    "file",
                                            "stdout", "callback",
 #if HERALD_TEST_WITH_NATS
-                                           "nats"
+                                           "nats",
+#endif
+#if HERALD_TEST_WITH_RABBITMQ
+                                           "rabbitmq",
 #endif
 };
 
@@ -493,6 +563,12 @@ const std::vector<std::string> kSenders = {"http",   "https",    "file",
 class SenderContract : public ::testing::TestWithParam<std::string> {
  protected:
   void SetUp() override {
+#if HERALD_TEST_WITH_RABBITMQ
+    if (GetParam() == "rabbitmq" && testing::AmqpUrl().empty()) {
+      GTEST_SKIP() << "HERALD_TEST_AMQP_URL is not set (run under "
+                      "tests/support/with-rabbitmq.sh)";
+    }
+#endif
     fx_ = MakeFixture(GetParam(), dir_);
     ASSERT_NE(fx_, nullptr);
   }

@@ -1,0 +1,122 @@
+// The amqp and amqps schemes: URL checks and route options.
+#include "transport/rabbitmq/rabbitmq_scheme.h"
+
+#include <amqp.h>
+
+#include <string>
+#include <vector>
+
+namespace herald::detail {
+namespace {
+
+Status ParseUrl(std::string_view url, RabbitOptions* out) {
+  std::string scheme = SchemeOfUrl(url);
+  if (scheme != "amqp" && scheme != "amqps") {
+    return Status::InvalidArgument("'" + std::string(url) +
+                                   "' is not an amqp:// or amqps:// URL");
+  }
+  std::string_view rest = url.substr(scheme.size() + 1);
+  if (rest.substr(0, 2) != "//") {
+    return Status::InvalidArgument("'" + std::string(url) +
+                                   "' must start with " + scheme + "://");
+  }
+  std::string_view auth = rest.substr(2);
+  auth = auth.substr(0, auth.find('/'));
+  if (auto at = auth.rfind('@'); at != std::string_view::npos) {
+    auth = auth.substr(at + 1);
+  }
+  if (auth.empty() || auth[0] == ':') {
+    return Status::InvalidArgument("'" + std::string(url) + "' has no host");
+  }
+  std::vector<char> copy(url.begin(), url.end());
+  copy.push_back('\0');
+  amqp_connection_info info;
+  amqp_default_connection_info(&info);
+  if (amqp_parse_url(copy.data(), &info) != AMQP_STATUS_OK) {
+    return Status::InvalidArgument(
+        "'" + std::string(url) +
+        "' is malformed (expected amqp://user:pass@host:port/vhost)");
+  }
+  if (info.port < 1 || info.port > 65535) {
+    return Status::InvalidArgument("'" + std::string(url) +
+                                   "' has a port out of range");
+  }
+  out->user = info.user;
+  out->password = info.password;
+  out->host = info.host;
+  out->port = info.port;
+  out->vhost = info.vhost;
+  if (out->vhost.empty()) out->vhost = "/";
+  out->tls = info.ssl != 0;
+  return Status::OK();
+}
+
+Status ParseTemplate(const RouteOptions& o, std::string_view key,
+                     const OptionValue& v, NameTemplate* out) {
+  std::string text;
+  HERALD_RETURN_IF_ERROR(o.GetString(key, v, &text));
+  if (text.empty()) return o.Error(key, v.line, "must not be empty");
+  auto t = NameTemplate::Parse(text);
+  if (!t.ok()) return o.Error(key, v.line, t.status().message());
+  *out = std::move(*t);
+  return Status::OK();
+}
+
+}  // namespace
+
+Status ValidateAmqpUrl(std::string_view url) {
+  RabbitOptions o;
+  return ParseUrl(url, &o);
+}
+
+Status ParseRabbitOptions(const RouteConfig& route, RabbitOptions* out) {
+  HERALD_RETURN_IF_ERROR(ParseUrl(route.sender, out));
+  const RouteOptions& o = route.options;
+  out->source = route.sender_options.source;
+  out->routing_key = *NameTemplate::Parse("{type}");
+  bool have_exchange = false;
+  for (const auto& f : o.fields) {
+    const std::string& k = f.key;
+    const OptionValue& v = f.value;
+    if (k == "exchange") {
+      HERALD_RETURN_IF_ERROR(ParseTemplate(o, k, v, &out->exchange));
+      have_exchange = true;
+    } else if (k == "routing_key") {
+      HERALD_RETURN_IF_ERROR(ParseTemplate(o, k, v, &out->routing_key));
+    } else if (k == "mode") {
+      std::string m;
+      HERALD_RETURN_IF_ERROR(o.GetString(k, v, &m));
+      if (m == "binary") {
+        out->mode = CloudEventsMode::kBinary;
+      } else if (m == "structured") {
+        out->mode = CloudEventsMode::kStructured;
+      } else {
+        return o.Error(
+            k, v.line,
+            "unknown mode '" + m + "' (expected binary or structured)");
+      }
+    } else if (k == "connect_timeout") {
+      HERALD_RETURN_IF_ERROR(o.GetDuration(k, v, std::chrono::milliseconds(1),
+                                           &out->connect_timeout));
+    } else if (k == "tls_verify") {
+      HERALD_RETURN_IF_ERROR(o.GetBool(k, v, &out->tls_verify));
+    } else if (k == "ca_file") {
+      HERALD_RETURN_IF_ERROR(o.GetString(k, v, &out->ca_file));
+    } else {
+      return o.UnknownKey(f, kRabbitKeys);
+    }
+  }
+  if (!have_exchange) {
+    return o.Error("exchange", route.line,
+                   "is required for an " + SchemeOfUrl(route.sender) +
+                       ":// route (the exchange to publish to)");
+  }
+  return Status::OK();
+}
+
+Status ValidateRabbitRoute(RouteConfig* route) {
+  RabbitOptions o;
+  return ParseRabbitOptions(*route, &o);
+}
+
+}  // namespace herald::detail
