@@ -36,7 +36,13 @@ if [[ -x tests/support/with-postgres.sh ]]; then pg=(tests/support/with-postgres
 
 step "setup" scripts/setup.sh
 step "build (warnings as errors)" scripts/build.sh -DHERALD_WERROR="${HERALD_WERROR:-ON}"
-step "tests" ${pg[@]+"${pg[@]}"} ctest --test-dir build --output-on-failure -j2 --timeout 600
+# The broker suites share one RabbitMQ server (about 5 s to start); NATS
+# servers are started by the test binaries themselves.
+rabbit=()
+if [[ -x tests/support/with-rabbitmq.sh ]]; then
+  rabbit=(tests/support/with-rabbitmq.sh)
+fi
+step "tests" ${rabbit[@]+"${rabbit[@]}"} ${pg[@]+"${pg[@]}"} ctest --test-dir build --output-on-failure -j2 --timeout 600
 if [[ ${HERALD_ASAN:-1} == 1 ]]; then
   step "ASan+UBSan: build and in-process suites" ${pg[@]+"${pg[@]}"} scripts/sanitize.sh address,undefined
 fi
