@@ -240,7 +240,6 @@ TEST(RelayNumbers, BothLatencyHistogramsAreExported) {
   Relay relay(store->get(), ro);
   RouteConfig route;
   route.name = "r";
-  route.sender = "callback";
   ASSERT_TRUE(relay
                   .AddRoute(route, MakeCallbackSender([](const Event&) {
                               return Status::OK();
