@@ -899,7 +899,7 @@ TEST_P(RelayLibrary, CommitToAckHistogramCountsEveryDeliveredEvent) {
   Append("b");
   ASSERT_TRUE(relay.Start().ok());
   ASSERT_TRUE(WaitFor([&] { return relay.GetMetrics()[0].delivered == 3; }));
-  const LatencyHistogram& h = relay.GetMetrics()[0].commit_to_ack;
+  const LatencyHistogram h = relay.GetMetrics()[0].commit_to_ack;
   EXPECT_EQ(h.count, 3u);
   ASSERT_EQ(h.counts.size(), h.bounds_seconds.size() + 1);
   uint64_t sum = 0, at_least_two_minutes = 0;
