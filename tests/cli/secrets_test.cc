@@ -270,6 +270,22 @@ TEST_P(Secrets, NoSecretInAnyOutput) {
   }
 }
 
+// A config error that quotes a sender URL masks its secrets too.
+TEST(SecretsInErrors, BadSenderUrlIsQuotedMasked) {
+  TempDir dir;
+  std::string config = dir.file("c.toml");
+  std::ofstream(config) << "[store]\nurl = \"sqlite:" << dir.file("h.db")
+                        << "\"\n[[route]]\nname = \"r\"\n"
+                        << "sender = \"http://u:bad-url-s3cret@h/a b\"\n";
+  std::string out, err;
+  EXPECT_EQ(RunCommand({HeraldBin(), "relay", "status", "--config", config},
+                       &out, &err),
+            2)
+      << err;
+  EXPECT_NE(err.find("u:***@h/a b"), std::string::npos) << err;
+  EXPECT_EQ((out + err).find("bad-url-s3cret"), std::string::npos) << err;
+}
+
 INSTANTIATE_TEST_SUITE_P(Backends, Secrets,
                          ::testing::ValuesIn(testing::TestBackends()));
 
