@@ -6,13 +6,17 @@ set -euo pipefail
 
 packages=(
   # toolchain
-  g++ cmake ninja-build pkg-config ccache clang-format git clang libclang-rt-14-dev
+  g++ cmake ninja-build pkg-config ccache clang-format clang-tidy git clang
+  libclang-rt-14-dev
   # libraries
   libsqlite3-dev sqlite3 libpq-dev libcurl4-openssl-dev libboost-dev
   libtomlplusplus-dev
   # tests and benchmarks
   libgtest-dev libgmock-dev libbenchmark-dev curl python3
   postgresql wrk nginx-light
+  # tests/openapi (npm test tools; npm ships with nodejs on NodeSource builds,
+  # is the Debian package npm otherwise)
+  nodejs
 )
 
 missing=()
@@ -29,4 +33,13 @@ if ((${#missing[@]})); then
   export DEBIAN_FRONTEND=noninteractive
   $sudo apt-get update -qq
   $sudo apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi
+
+# npm comes with NodeSource's nodejs; Debian's own nodejs needs the npm package.
+if ! command -v npm >/dev/null; then
+  echo "setup: installing npm" >&2
+  sudo=""
+  if [[ $(id -u) -ne 0 ]]; then sudo="sudo"; fi
+  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq \
+    --no-install-recommends npm >/dev/null
 fi

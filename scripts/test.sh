@@ -1,13 +1,48 @@
 #!/usr/bin/env bash
-# Installs what is missing, builds herald and its tests, and runs every test.
-# The servers the tests need (PostgreSQL, an HTTP receiver...) are started by
-# the test scripts on 127.0.0.1 in temporary directories and stopped after.
+# Installs what is missing, builds herald and its tests, runs every test,
+# then the checks (docs/building.md): the in-process suites and the fuzz
+# corpora under ASan+UBSan, a clang build with -Wthread-safety, and (with
+# HERALD_TIDY=1) clang-tidy. The servers the tests need (PostgreSQL, an HTTP
+# receiver...) are started by the test scripts on 127.0.0.1 in temporary
+# directories and stopped after. Prints each step's time at the end.
+#
+# Environment: HERALD_WERROR (default ON), HERALD_ASAN (default 1),
+# HERALD_THREAD_SAFETY_CHECK (default 1), HERALD_TIDY (default 0: src/ is
+# not clean of .clang-tidy's checks yet), HERALD_JOBS (default 2).
 set -euo pipefail
 cd "$(dirname "$0")/.."
-scripts/setup.sh
-scripts/build.sh -DHERALD_WERROR="${HERALD_WERROR:-ON}"
-run=(ctest --test-dir build --output-on-failure -j2 --timeout 600)
-if [[ -x tests/support/with-postgres.sh ]]; then
-  run=(tests/support/with-postgres.sh "${run[@]}")
+
+times=()
+step() {
+  local name=$1 start=$SECONDS
+  shift
+  echo "== $name" >&2
+  "$@"
+  times+=("$(printf '%-44s %5d s' "$name" $((SECONDS - start)))")
+}
+report() {
+  local status=$?
+  if ((${#times[@]})); then
+    printf '\nstep times:\n' >&2
+    printf '  %s\n' "${times[@]}" >&2
+    printf '  %-44s %5d s\n' "total" "$SECONDS" >&2
+  fi
+  return $status
+}
+trap report EXIT
+
+pg=()
+if [[ -x tests/support/with-postgres.sh ]]; then pg=(tests/support/with-postgres.sh); fi
+
+step "setup" scripts/setup.sh
+step "build (warnings as errors)" scripts/build.sh -DHERALD_WERROR="${HERALD_WERROR:-ON}"
+step "tests" ${pg[@]+"${pg[@]}"} ctest --test-dir build --output-on-failure -j2 --timeout 600
+if [[ ${HERALD_ASAN:-1} == 1 ]]; then
+  step "ASan+UBSan: build and in-process suites" ${pg[@]+"${pg[@]}"} scripts/sanitize.sh address,undefined
 fi
-"${run[@]}"
+if [[ ${HERALD_THREAD_SAFETY_CHECK:-1} == 1 ]]; then
+  step "thread-safety: clang -Wthread-safety build" scripts/thread_safety.sh
+fi
+if [[ ${HERALD_TIDY:-0} == 1 ]]; then
+  step "clang-tidy on src/" scripts/tidy.sh
+fi

@@ -10,7 +10,10 @@
 //
 // Threads: `config.threads` I/O threads, each with an event loop of its own,
 // run the connections, dealt out to them in turn (no thread per connection;
-// long-polls and SSE streams cost a socket and a few KB each),
+// long-polls and SSE streams cost a socket and a few KB each; chunks of
+// streams catching up share one budget, config.sse_buffer_mb; connections
+// are capped at config.max_connections and at what the descriptor limit
+// leaves, and those beyond are closed at once),
 // `worker_threads` run blocking store calls, one appender thread
 // group-commits POSTed events, and one watcher thread follows the store's
 // head. All are owned and joined by Stop().

@@ -16,23 +16,49 @@ void OnStopSignal(int) { g_stop = 1; }
 struct Command {
   const char* name;
   const char* summary;
+  // What `herald NAME --help` prints (and `herald --help` lists).
+  const char* usage;
   int (*run)(const std::vector<std::string>&, std::ostream&, std::ostream&);
 };
 
 // Every command of the herald binary, in help order.
 const Command kCommands[] = {
-    {"append", "append one event to a store and print it", RunAppend},
+    {"append", "append one event to a store and print it",
+     "  herald append --db PATH --type TYPE --stream STREAM [--id UUID]\n"
+     "                [--metadata JSON] [--content-type CT]\n"
+     "                [--expected-version N] [PAYLOAD]\n"
+     "      PAYLOAD from the argument, else from stdin.\n",
+     RunAppend},
     {"read", "print events from a store as JSON lines (--follow to tail)",
+     "  herald read --db PATH [--offset N] [--limit N] [--stream S]\n"
+     "              [--type GLOB] [--follow]\n",
      RunRead},
-    {"migrate", "create or upgrade herald's schema in a store", RunMigrate},
+    {"migrate", "create or upgrade herald's schema in a store",
+     "  herald migrate --db PATH [--adopt]\n", RunMigrate},
     {"relay",
      "deliver events to the routes of a config (status: how they stand)",
+     "  herald relay --config PATH          (until SIGTERM/SIGINT)\n"
+     "  herald relay status --config PATH [--route NAME]\n",
      RunRelay},
-    {"parked", "list, retry or drop a route's parked events", RunParked},
-    {"serve", "run the HTTP API and the relays of a config", RunServe},
+    {"parked", "list, retry or drop a route's parked events",
+     "  herald parked list|retry|drop --config PATH --route NAME\n"
+     "                [--id UUID|--all] [--state S] [--limit N]\n",
+     RunParked},
+    {"serve", "run the HTTP API and the relays of a config",
+     "  herald serve [--config PATH] [--listen HOST:PORT] [--db PATH]\n"
+     "               [--demo]\n"
+     "      Defaults: ./herald.db, 127.0.0.1:8080. See docs/http-api.md.\n",
+     RunServe},
     {"pull", "consume a server's events over HTTP, with a checkpoint file",
+     "  herald pull --from URL [--token T] --checkpoint FILE\n"
+     "              (--exec CMD | --out FILE) [--limit N] [--wait S]\n"
+     "              [--type GLOB] [--stream S]\n",
      RunPull},
 };
+
+constexpr const char* kFooter =
+    "--db takes a file path, sqlite:PATH or postgresql://...\n"
+    "Exit status: 0 ok, 1 failure, 2 bad input.\n";
 
 void PrintHelp(std::ostream& out) {
   out << "herald " HERALD_VERSION
@@ -43,26 +69,25 @@ void PrintHelp(std::ostream& out) {
     for (size_t i = std::string_view(c.name).size(); i < 10; ++i) out << ' ';
     out << c.summary << "\n";
   }
-  out << "\n"
-         "  herald append --db PATH --type TYPE --stream STREAM [--id UUID]\n"
-         "                [--metadata JSON] [--content-type CT]\n"
-         "                [--expected-version N] [PAYLOAD]\n"
-         "      PAYLOAD from the argument, else from stdin.\n"
-         "  herald read --db PATH [--offset N] [--limit N] [--stream S]\n"
-         "              [--type GLOB] [--follow]\n"
-         "  herald migrate --db PATH [--adopt]\n"
-         "  herald relay --config PATH          (until SIGTERM/SIGINT)\n"
-         "  herald relay status --config PATH [--route NAME]\n"
-         "  herald parked list|retry|drop --config PATH --route NAME\n"
-         "                [--id UUID|--all] [--state S] [--limit N]\n"
-         "  herald serve [--config PATH] [--listen HOST:PORT] [--db PATH]\n"
-         "               [--demo]\n"
-         "      Defaults: ./herald.db, 127.0.0.1:8080. See docs/http-api.md.\n"
-         "  herald pull --from URL [--token T] --checkpoint FILE\n"
-         "              (--exec CMD | --out FILE) [--limit N] [--wait S]\n"
-         "              [--type GLOB] [--stream S]\n\n"
-         "--db takes a file path, sqlite:PATH or postgresql://...\n"
-         "Exit status: 0 ok, 1 failure, 2 bad input.\n";
+  out << "\n";
+  for (const auto& c : kCommands) out << c.usage;
+  out << "\n" << kFooter;
+}
+
+// `herald NAME --help`: the command's summary and usage.
+void PrintCommandHelp(const Command& c, std::ostream& out) {
+  out << "herald " << c.name << " - " << c.summary << "\n\nusage:\n"
+      << c.usage << "\n"
+      << kFooter;
+}
+
+// True when the arguments ask for help: "--help" or "-h" before any "--".
+bool AsksForHelp(const std::vector<std::string>& args) {
+  for (const auto& a : args) {
+    if (a == "--") return false;
+    if (a == "--help" || a == "-h") return true;
+  }
+  return false;
 }
 
 }  // namespace
@@ -200,7 +225,12 @@ int Main(const std::vector<std::string>& args, std::ostream& out,
   }
   std::vector<std::string> rest(args.begin() + 1, args.end());
   for (const auto& c : kCommands) {
-    if (args[0] == c.name) return c.run(rest, out, err);
+    if (args[0] != c.name) continue;
+    if (AsksForHelp(rest)) {
+      PrintCommandHelp(c, out);
+      return kExitOk;
+    }
+    return c.run(rest, out, err);
   }
   err << "herald: unknown command '" << args[0] << "' (see herald --help)\n";
   return kExitUsage;

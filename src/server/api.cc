@@ -75,7 +75,7 @@ void Api::Handle(Request request,
 }
 
 void Api::SseChunk(int64_t cursor, const EventFilter& filter, size_t max_bytes,
-                   std::function<void(bool, std::string, int64_t)> done) {
+                   SseDone done) {
   impl_->sse(cursor, filter, max_bytes, std::move(done));
 }
 

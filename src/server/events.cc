@@ -402,30 +402,36 @@ class Events : public ResourceBase,
     return r;
   }
 
-  // A chunk holds at most `max_bytes` of frames (or one event, when that
-  // alone is larger): the transport charges it to the SSE buffer budget
-  // before asking, so memory follows the budget, not the number of
-  // streams. From the store, the read asks for about as many events as fit
-  // (by the running average of a frame's size), so a worker holds about
-  // one chunk's worth of events at a time.
+  // A chunk holds at most `max_bytes` of frames, allocated no larger: the
+  // transport charges those bytes to the SSE buffer budget before asking,
+  // so memory follows the budget, not the number of streams. An event whose
+  // frame alone is larger is not taken: `need` says how much to ask for.
+  // From the store, the read asks for about as many events as fit (by the
+  // running average of a frame's size), so a worker holds about one
+  // chunk's worth of events at a time.
   void SseChunk(int64_t cursor, const EventFilter& filter, size_t max_bytes,
-                std::function<void(bool, std::string, int64_t)> done) {
+                SseDone done) {
     constexpr int kMaxChunkEvents = 1000;
     TailRead tr;
     bool globs_ok = std::none_of(
         filter.types.begin(), filter.types.end(),
         [](const std::string& t) { return t.find('[') != std::string::npos; });
     if (globs_ok && hub->Read(cursor, kMaxChunkEvents, filter, &tr)) {
-      std::string out;
-      int64_t next = tr.next_offset;
-      for (const auto& e : tr.events) {
-        if (!out.empty() && out.size() + e->sse.size() > max_bytes) {
-          next = e->position;
+      SseChunkResult r;
+      r.next_cursor = tr.next_offset;
+      size_t n = 0, bytes = 0;
+      for (; n < tr.events.size(); ++n) {
+        size_t size = tr.events[n]->sse.size();
+        if (bytes + size > max_bytes) {
+          r.next_cursor = tr.events[n]->position;
+          if (n == 0) r.need = size;
           break;
         }
-        out += e->sse;
+        bytes += size;
       }
-      done(true, std::move(out), next);
+      r.chunk.reserve(bytes);
+      for (size_t i = 0; i < n; ++i) r.chunk += tr.events[i]->sse;
+      done(std::move(r));
       return;
     }
     size_t per_event = std::max<size_t>(64, frame_bytes_.load());
@@ -439,18 +445,27 @@ class Events : public ResourceBase,
       rr.types = filter.types;
       rr.stream = filter.stream;
       auto page = self->store->Read(rr);
-      if (!page.ok()) return done(false, "", cursor);
-      std::string out;
-      int64_t next = page->next_offset;
+      SseChunkResult r;
+      r.next_cursor = cursor;
+      if (!page.ok()) {
+        r.ok = false;
+        return done(std::move(r));
+      }
+      r.next_cursor = page->next_offset;
+      std::string& out = r.chunk;
+      std::string frame;
       size_t frames = 0;
       for (const auto& e : page->events) {
-        size_t before = out.size();
-        AppendSseFrame(e.position, EventToJson(e), &out);
-        if (frames > 0 && out.size() > max_bytes) {
-          out.resize(before);
-          next = e.position;
+        frame.clear();
+        AppendSseFrame(e.position, EventToJson(e), &frame);
+        if (out.size() + frame.size() > max_bytes) {
+          r.next_cursor = e.position;
+          if (frames == 0) r.need = frame.size();
           break;
         }
+        // Reserved once, for the bytes granted: never reallocated larger.
+        if (out.empty()) out.reserve(max_bytes);
+        out += frame;
         ++frames;
       }
       if (frames > 0) {
@@ -458,7 +473,7 @@ class Events : public ResourceBase,
         size_t old = self->frame_bytes_.load();
         self->frame_bytes_.store((old * 7 + avg) / 8);
       }
-      done(true, std::move(out), next);
+      done(std::move(r));
     });
   }
 
@@ -614,7 +629,7 @@ SseReader AddEventRoutes(const Context& ctx, Router* router) {
                 events->GetEvent(p.Get("id"), std::move(reply));
               });
   return [events](int64_t cursor, const EventFilter& filter, size_t max_bytes,
-                  std::function<void(bool, std::string, int64_t)> done) {
+                  SseDone done) {
     events->SseChunk(cursor, filter, max_bytes, std::move(done));
   };
 }

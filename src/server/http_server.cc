@@ -19,10 +19,12 @@
 //     accepted and closed at once, never left waiting in the backlog. Should
 //     accept() still fail for want of descriptors, a spare descriptor kept
 //     for that purpose is freed to accept and close the waiting ones.
-//   - SSE memory: a stream renders its next chunk (64 KiB at most, unless
-//     one event is larger) only once the shared ByteBudget
-//     ([server] sse_buffer_mb) granted it, and gives the bytes back when the
-//     chunk is written.
+//   - SSE memory: a stream renders its next chunk (64 KiB at most; an
+//     event larger than that asks for its own size, clamped to the budget)
+//     only once the shared ByteBudget ([server] sse_buffer_mb) granted it,
+//     is charged the chunk's allocation, and gives it back when the chunk
+//     is written. The bytes held stay within the budget, or one event
+//     larger than it held alone.
 //   - a POST whose client closes the connection while its append waits is
 //     withdrawn (see Appender): the transport keeps reading the socket while
 //     a POST is handled, and an EOF or error marks the request's
@@ -64,8 +66,15 @@ class ServerImpl;
 
 // How long an SSE write may take before the client is considered gone.
 constexpr auto kSseWriteTimeout = std::chrono::seconds(30);
-// Bytes asked of the socket per read.
+// Bytes asked of the socket per read: few for a request's first read (most
+// requests fit, and an idle connection then holds no more), more once a
+// request is under way.
+constexpr size_t kFirstRead = 2048;
 constexpr size_t kReadChunk = 16384;
+// Capacity of the response buffer a connection keeps between requests; a
+// larger one (a page) is freed once written, so an idle keep-alive
+// connection costs a few KB, not its last page.
+constexpr size_t kKeepWriteBuffer = 64 << 10;
 // Frames written to an SSE stream at a time, at most (unless one event is
 // larger): what a stream charges the SSE buffer budget per write.
 constexpr size_t kSseChunkBytes = 64 << 10;
@@ -116,7 +125,8 @@ class Session : public std::enable_shared_from_this<Session> {
 
   // SSE
   void StartSse(Response r);
-  void SsePump();
+  // Takes `want` bytes of the SSE budget, then writes the next chunk.
+  void SsePump(size_t want = kSseChunkBytes);
   void SseWrite(std::string data);
   void SseWait();
   void SseWatchClose();
@@ -493,6 +503,7 @@ void Session::WaitForRequest() {
   if (stopping_ || closed_) return Close();
   parser_.reset();
   if (buffer_.size() > 0) return Parse();  // pipelined
+  if (buffer_.capacity() > kFirstRead) buffer_.shrink_to_fit();
   // A read started while the last request was handled is still pending:
   // its completion parses.
   SetDeadline(Clock::now() + server_->options_.config.idle_timeout);
@@ -503,7 +514,7 @@ void Session::ReadSome() {
   if (reading_ || closed_) return;
   reading_ = true;
   socket_.async_read_some(
-      buffer_.prepare(kReadChunk),
+      buffer_.prepare(buffer_.size() == 0 ? kFirstRead : kReadChunk),
       [self = shared_from_this()](beast::error_code ec, size_t n) {
         self->OnRead(ec, n);
       });
@@ -686,10 +697,10 @@ void Session::WriteResponse(Response r) {
   head_ += "\r\n";
   // A HEAD answer is the GET's head (Content-Length included) alone.
   if (head_request_) no_body = true;
-  // The head, small bodies and pages from memory go into one buffer,
-  // reused across the connection's responses (a 64-entry writev per few KB
-  // costs more than copying a page once); a page from the page cache is
-  // written from its shared string as a second buffer.
+  // The head, small bodies and pages from memory go into one buffer (a
+  // 64-entry writev per few KB costs more than copying a page once), kept
+  // across the connection's responses up to kKeepWriteBuffer; a page from
+  // the page cache is written from its shared string as a second buffer.
   std::shared_ptr<const std::string> shared;
   if (!no_body) {
     head_.reserve(head_.size() + length);
@@ -713,8 +724,8 @@ void Session::WriteResponse(Response r) {
   asio::async_write(
       socket_, bufs,
       [self = shared_from_this(), keep, shared](beast::error_code ec, size_t) {
-        // Keep the capacity of a normal page, not of a huge one.
-        if (self->head_.capacity() > (4u << 20)) {
+        // Keep a small buffer for the next answer, not a page.
+        if (self->head_.capacity() > kKeepWriteBuffer) {
           std::string().swap(self->head_);
         }
         self->busy_ = false;
@@ -783,43 +794,46 @@ void Session::SseRelease() {
   charged_ = 0;
 }
 
-void Session::SsePump() {
+void Session::SsePump(size_t want) {
   if (closed_) return;
   // First the bytes, then the chunk: nothing is rendered beyond the budget.
-  server_->sse_budget_.Acquire(kSseChunkBytes, [self = shared_from_this()](
-                                                   bool granted) {
-    asio::dispatch(self->socket_.get_executor(), [self, granted] {
-      if (granted)
-        self->charged_ =
-            std::min(kSseChunkBytes, self->server_->sse_budget_.capacity());
-      if (!granted || self->closed_) {
-        self->SseRelease();
-        return self->Close();
-      }
-      self->server_->api_.SseChunk(
-          self->cursor_, self->filter_, self->charged_,
-          [self](bool ok, std::string chunk, int64_t next) {
-            asio::post(self->socket_.get_executor(),
-                       [self, ok, chunk = std::move(chunk), next]() mutable {
-                         if (!ok || self->closed_) {
-                           self->SseRelease();
-                           return self->Close();
-                         }
-                         self->cursor_ = next;
-                         if (chunk.empty()) {
-                           self->SseRelease();
-                           return self->SseWait();
-                         }
-                         // Charge what the chunk holds (more, when one event
-                         // is larger than a chunk).
-                         self->server_->sse_budget_.Resize(self->charged_,
-                                                           chunk.size());
-                         self->charged_ = chunk.size();
-                         self->SseWrite(std::move(chunk));
-                       });
-          });
-    });
-  });
+  // `want` is a chunk's worth, or what one large event needs (more than
+  // the whole budget: then granted once every other stream's chunk is out).
+  server_->sse_budget_.Acquire(
+      want, [self = shared_from_this(), want](bool granted) {
+        asio::dispatch(self->socket_.get_executor(), [self, granted, want] {
+          ByteBudget& budget = self->server_->sse_budget_;
+          if (granted) self->charged_ = std::min(want, budget.capacity());
+          if (!granted || self->closed_) {
+            self->SseRelease();
+            return self->Close();
+          }
+          self->server_->api_.SseChunk(
+              self->cursor_, self->filter_, want, [self](SseChunkResult r) {
+                asio::post(self->socket_.get_executor(),
+                           [self, r = std::move(r)]() mutable {
+                             if (!r.ok || self->closed_) {
+                               self->SseRelease();
+                               return self->Close();
+                             }
+                             self->cursor_ = r.next_cursor;
+                             if (r.need > 0) {
+                               self->SseRelease();
+                               return self->SsePump(r.need);
+                             }
+                             if (r.chunk.empty()) {
+                               self->SseRelease();
+                               return self->SseWait();
+                             }
+                             // Charge what the chunk holds.
+                             self->server_->sse_budget_.Resize(
+                                 self->charged_, r.chunk.capacity());
+                             self->charged_ = r.chunk.capacity();
+                             self->SseWrite(std::move(r.chunk));
+                           });
+              });
+        });
+      });
 }
 
 void Session::SseWait() {

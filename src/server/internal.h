@@ -325,6 +325,19 @@ struct Response {
   EventFilter sse_filter;
 };
 
+// What Api::SseChunk found.
+struct SseChunkResult {
+  bool ok = true;  // false: the store failed
+  // Frames ("id: N\ndata: ...\n\n"), at most the bytes asked for, with a
+  // capacity no larger; empty when nothing is there yet.
+  std::string chunk;
+  int64_t next_cursor = 0;
+  // When the frame of the next event alone is larger than the bytes asked
+  // for: its size (nothing was taken; ask again with at least this much).
+  size_t need = 0;
+};
+using SseDone = std::function<void(SseChunkResult)>;
+
 // Runs blocking work off the I/O threads.
 using Executor = std::function<void(std::function<void()>)>;
 
@@ -359,14 +372,10 @@ class Api {
   void Handle(Request request,
               std::function<void(Response, std::string route_label)> respond);
 
-  // The next piece of an SSE stream at `cursor`: a text chunk of frames
-  // (at most `max_bytes`, unless its one event is larger) and the new
-  // cursor, or an empty chunk when nothing is there yet. Calls `done` on any
-  // thread; `ok` false when the store failed.
-  void SseChunk(
-      int64_t cursor, const EventFilter& filter, size_t max_bytes,
-      std::function<void(bool ok, std::string chunk, int64_t next_cursor)>
-          done);
+  // The next piece of an SSE stream at `cursor` (see SseChunkResult), at
+  // most `max_bytes`. Calls `done` on any thread.
+  void SseChunk(int64_t cursor, const EventFilter& filter, size_t max_bytes,
+                SseDone done);
 
   static Response Error(int status, std::string_view code,
                         std::string_view message);

@@ -73,9 +73,8 @@ struct ResourceBase {
 };
 
 // Reads the next piece of an SSE stream (see Api::SseChunk).
-using SseReader = std::function<void(
-    int64_t cursor, const EventFilter& filter, size_t max_bytes,
-    std::function<void(bool ok, std::string chunk, int64_t next_cursor)>)>;
+using SseReader = std::function<void(int64_t cursor, const EventFilter& filter,
+                                     size_t max_bytes, SseDone)>;
 
 // Returns the reader SSE streams opened by GET /api/events/stream use.
 SseReader AddEventRoutes(const Context& ctx, Router* router);

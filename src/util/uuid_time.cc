@@ -106,7 +106,7 @@ void PutDigits(char* p, int64_t v, int width) {
   }
 }
 
-void AppendRfc3339(int64_t micros, std::string* to) {
+void AppendRfc3339(int64_t micros, std::string* out) {
   // Hand-rolled (no gmtime/snprintf): every event rendered to JSON pays it.
   int64_t secs = micros / 1000000;
   int64_t frac = micros % 1000000;
@@ -120,9 +120,9 @@ void AppendRfc3339(int64_t micros, std::string* to) {
     rem += 86400;
     --days;
   }
-  size_t at = to->size();
-  to->resize(at + 27);
-  char* p = to->data() + at;
+  size_t at = out->size();
+  out->resize(at + 27);
+  char* p = out->data() + at;
   // Pages hold runs of events from one day: the date is kept per thread.
   thread_local int64_t last_days = INT64_MIN;
   thread_local char last_date[10];

@@ -187,13 +187,19 @@ class ServeProcess {
  public:
   // `config_toml`, when given, is written to a file and passed as --config
   // (its [server] listen is overridden by --listen).
+  // `prefix`, when given, runs the server under that command (e.g.
+  // {"prlimit", "--nofile=100:100"}).
   ServeProcess(const TempDir& dir, const std::string& store_url,
                const std::string& config_toml = "",
-               std::vector<std::string> extra = {}, int port = 0)
+               std::vector<std::string> extra = {}, int port = 0,
+               std::vector<std::string> prefix = {})
       : port_(port > 0 ? port : FreePort()) {
-    std::vector<std::string> argv{
-        HeraldBin(), "serve",    "--db",
-        store_url,   "--listen", "127.0.0.1:" + std::to_string(port_)};
+    std::vector<std::string> argv = std::move(prefix);
+    for (std::string a :
+         {HeraldBin(), std::string("serve"), std::string("--db"), store_url,
+          std::string("--listen"), "127.0.0.1:" + std::to_string(port_)}) {
+      argv.push_back(std::move(a));
+    }
     if (!config_toml.empty()) {
       std::string path = dir.file("herald-" + std::to_string(port_) + ".toml");
       WriteFile(path, config_toml);
