@@ -45,7 +45,7 @@ namespace herald {
 // processes); fields marked "this process" only from a running relay.
 struct RouteStatus {
   std::string name;
-  std::string sender;      // the sender URL, without any user:password
+  std::string sender;      // the sender URL, secrets masked (RedactSecrets)
   std::string on_failure;  // "block" | "park"
   // The next position the route will read (everything below it is
   // delivered, parked or held, or not selected by the route's filters).
@@ -54,14 +54,28 @@ struct RouteStatus {
   // Positions not yet passed: head - checkpoint + 1, at least 0 (filtered
   // routes count events they will skip too).
   int64_t lag_events = 0;
-  // Age of the oldest undelivered event the route selects (0 when none).
-  // Parked and held events are counted separately below.
+  // Age in seconds of the oldest event the route selects and has not
+  // delivered: the first one past the checkpoint, or a parked, held or
+  // retry row, whichever occurred first (0 when none).
   double lag_seconds = 0;
-  int64_t parked = 0;       // parked rows (every state: parked, held, retry)
-  int64_t parked_only = 0;  // rows in state "parked"
+  // The route's rows in the parked table, by state (one query,
+  // RelayState::CountParkedByState): every page and command shows these
+  // same three numbers under these names.
+  int64_t parked = 0;  // state "parked": failed and set aside
+  int64_t held = 0;    // state "held": wait behind a parked event
+  int64_t retry = 0;   // state "retry": an operator asked for a new attempt
+  int64_t parked_only = 0;  // the same as `parked` (kept for older callers)
+  // The event a route with on_failure = "block" stopped on after a
+  // permanent rejection (non-retryable Status): it is tried again only
+  // every backoff_max, or at once when an operator retries it (RetryParked
+  // with its id). Empty id / 0 when the route is not blocked. Kept in the
+  // store, so every process sees it.
+  std::string blocked_id;
+  int64_t blocked_position = 0;
+  std::string blocked_error;
   // The last delivery error of the route and when (UTC µs), kept in the
   // store so `herald relay status` in another process sees it; empty when
-  // the last attempt succeeded.
+  // the last attempt succeeded. Secrets masked.
   std::string last_error;
   int64_t last_error_at_us = 0;
   // The lease: who sends for this route now, and until when (UTC µs).
@@ -91,12 +105,18 @@ struct RouteMetrics {
   std::string name;
   uint64_t delivered = 0;  // events acknowledged by the receiver
   uint64_t failed = 0;     // failed attempts (each retry counts)
-  uint64_t parked = 0;     // events parked after max_attempts
+  uint64_t parked = 0;     // events parked (max_attempts, or permanent)
   uint64_t held = 0;       // events held behind a parked one
   uint64_t batches = 0;    // checkpoints saved
-  // How long each Sender::Send call took (one batch, or one parked event
-  // sent again), first attempts and retries alike.
+  // How long each Sender::Send call took, from the call to the sender's
+  // answer (one batch, or one parked event sent again), first attempts and
+  // retries alike.
   LatencyHistogram send_latency;
+  // Per delivered event: from its commit to the receiver's acknowledgement.
+  // The commit time is the event's occurred_at, which the store stamps at
+  // append when the producer left it empty (a producer that sets it
+  // earlier makes this longer).
+  LatencyHistogram commit_to_ack;
   int64_t checkpoint = 0;  // last checkpoint saved or read here
   int64_t lag_events = 0;  // as of the last read
   // The last error met here and when (UTC µs); empty when none yet.
@@ -156,8 +176,10 @@ class Relay {
 
   // Status of one route (NotFound for an unknown name) or of all routes in
   // config order. Reads the store with a constant number of calls per route
-  // (checkpoint, head, status row, lease, parked counts by state, and at
-  // most 10 pages of events for lag_seconds); Unavailable when it cannot.
+  // (checkpoint, blocked marker, head, status row, lease, parked counts by
+  // state with the oldest parked event's time, at most 10 pages of events
+  // for lag_seconds, and one event when blocked); Unavailable when it
+  // cannot.
   Result<RouteStatus> GetStatus(const std::string& route) const;
   Result<std::vector<RouteStatus>> GetStatuses() const;
 
@@ -176,8 +198,10 @@ class Relay {
   // Asks the route to send a parked event again (`id` empty: every parked
   // event of the route). The relay holding the route's lease sends it, then
   // the events held behind it in order; then the stream flows normally.
-  // If it fails max_attempts times again it is parked again. NotFound for
-  // an unknown route or id.
+  // If it fails max_attempts times again (once, when permanently rejected)
+  // it is parked again. The event a blocked route stopped on
+  // (RouteStatus::blocked_id) is retried at once too, by whichever process
+  // holds the lease. NotFound for an unknown route or id.
   Status RetryParked(const std::string& route, const std::string& id);
   // Gives up on a parked event (`id` empty: every parked and held event of
   // the route). Events held behind a dropped one are then sent in order.
@@ -187,6 +211,11 @@ class Relay {
   // Store names used for a route: its checkpoint ("relay/NAME") and lease.
   static std::string CheckpointName(const std::string& route);
   static std::string LeaseName(const std::string& route);
+  // Checkpoint rows (RelayState checkpoints) holding the position of the
+  // event a blocked route stopped on ("relay-blocked/NAME", 0 when none)
+  // and the position an operator asked to retry ("relay-retry/NAME").
+  static std::string BlockedName(const std::string& route);
+  static std::string RetryName(const std::string& route);
 
  private:
   class RouteRunner;

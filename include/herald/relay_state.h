@@ -37,6 +37,10 @@ struct ParkedCounts {
   int64_t parked = 0;
   int64_t held = 0;
   int64_t retry = 0;
+  // occurred_at (UTC µs) of the event of the route's first row in position
+  // order, whatever its state; 0 when the route has none. Read by the same
+  // query as the counts, for the route's lag_seconds.
+  int64_t oldest_occurred_at_us = 0;
   int64_t total() const { return parked + held + retry; }
 };
 
@@ -80,7 +84,7 @@ class RelayState : public virtual Database {
       const std::string& route, const std::string& event_id) = 0;
   // Rows of every state.
   virtual Result<int64_t> CountParked(const std::string& route) = 0;
-  // Rows by state, in one query.
+  // Rows by state and the oldest row's event time, in one query.
   virtual Result<ParkedCounts> CountParkedByState(const std::string& route) = 0;
   // Sets the state of one parked event (or of all when id is empty) of the
   // route. NotFound when nothing matched.

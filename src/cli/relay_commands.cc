@@ -6,6 +6,7 @@
 #include "cli/cli.h"
 #include "herald/config.h"
 #include "herald/json.h"
+#include "herald/redact.h"
 #include "herald/relay.h"
 #include "herald/store.h"
 
@@ -54,6 +55,15 @@ Status CheckRouteFlag(const Loaded& l, const std::string& route) {
       " (routes: " + (names.empty() ? "none" : names) + ")");
 }
 
+// {"id","position","error"} of the event a blocked route stopped on, or
+// null.
+std::string BlockedJson(const RouteStatus& s) {
+  if (s.blocked_id.empty()) return "null";
+  return "{\"id\":" + JsonString(s.blocked_id) +
+         ",\"position\":" + std::to_string(s.blocked_position) +
+         ",\"error\":" + JsonString(s.blocked_error) + "}";
+}
+
 std::string StatusJson(const RouteStatus& s) {
   std::string o = "{\"route\":" + JsonString(s.name);
   o += ",\"sender\":" + JsonString(s.sender);
@@ -65,8 +75,10 @@ std::string StatusJson(const RouteStatus& s) {
   std::snprintf(lag, sizeof lag, "%.3f", s.lag_seconds);
   o += ",\"lag_seconds\":";
   o += lag;
-  o += ",\"parked\":" + std::to_string(s.parked_only);
-  o += ",\"held\":" + std::to_string(s.parked - s.parked_only);
+  o += ",\"parked\":" + std::to_string(s.parked);
+  o += ",\"held\":" + std::to_string(s.held);
+  o += ",\"retry\":" + std::to_string(s.retry);
+  o += ",\"blocked\":" + BlockedJson(s);
   o += ",\"last_error\":";
   o += s.last_error.empty() ? "null" : JsonString(s.last_error);
   o += ",\"last_error_at\":";
@@ -176,7 +188,7 @@ int RunRelay(const std::vector<std::string>& args, std::ostream& out,
   s = l->relay->Start();
   if (!s.ok()) return Fail(err, s);
   err << "herald: relaying " << l->config.routes.size() << " route(s) from "
-      << l->config.store_url << "\n";
+      << RedactSecrets(l->config.store_url) << "\n";
   err.flush();
   // Reports each route's errors on stderr as they happen (at most one a
   // second per route).

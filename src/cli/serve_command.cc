@@ -13,6 +13,7 @@
 
 #include "cli/cli.h"
 #include "herald/config.h"
+#include "herald/redact.h"
 #include "herald/relay.h"
 #include "herald/server.h"
 #include "herald/store.h"
@@ -141,7 +142,8 @@ int RunServe(const std::vector<std::string>& args, std::ostream& out,
   if (flags.Has("demo")) demo = std::make_unique<DemoProducer>(store->get());
 
   std::string base = "http://" + (*server)->address();
-  err << "herald: serving " << config.store_url << " on " << base;
+  err << "herald: serving " << RedactSecrets(config.store_url) << " on "
+      << base;
   if (relay) err << " with " << config.routes.size() << " route(s)";
   if (demo) err << " (demo producer on: an order event every ~0.4 s)";
   err << "\nherald: try  curl '" << base

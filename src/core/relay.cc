@@ -19,6 +19,8 @@
 #include <thread>
 #include <unordered_set>
 
+#include "herald/redact.h"
+
 namespace herald {
 
 namespace {
@@ -42,15 +44,42 @@ const std::vector<double>& LatencyBounds() {
   return b;
 }
 
-// The sender URL without user:password.
-std::string RedactUrl(const std::string& url) {
-  auto scheme_end = url.find("://");
-  if (scheme_end == std::string::npos) return url;
-  auto host_start = scheme_end + 3;
-  auto path = url.find_first_of("/?#", host_start);
-  auto at = url.rfind('@', path == std::string::npos ? url.size() : path);
-  if (at == std::string::npos || at < host_start) return url;
-  return url.substr(0, host_start) + url.substr(at + 1);
+// Upper bounds of the commit-to-acknowledgement histogram, in seconds.
+const std::vector<double>& CommitToAckBounds() {
+  static const std::vector<double> b{0.001, 0.005, 0.01, 0.025, 0.05, 0.1,
+                                     0.25,  0.5,   1,    2.5,   5,    10,
+                                     30,    60,    300,  900,   3600};
+  return b;
+}
+
+void InitHistogram(LatencyHistogram* h, const std::vector<double>& bounds) {
+  h->bounds_seconds = bounds;
+  h->counts.assign(bounds.size() + 1, 0);
+}
+
+void ObserveIn(LatencyHistogram* h, double seconds) {
+  size_t i = 0;
+  while (i < h->bounds_seconds.size() && seconds > h->bounds_seconds[i]) ++i;
+  ++h->counts[i];
+  h->sum_seconds += seconds;
+  ++h->count;
+}
+
+// Seconds from the event's commit (its occurred_at) to now, at least 0.
+double SinceCommit(const Event& e, int64_t now_us) {
+  return std::max<double>(0,
+                          static_cast<double>(now_us - e.occurred_at_us) / 1e6);
+}
+
+bool SameId(const std::string& a, const std::string& b) {
+  if (a.size() != b.size()) return false;
+  for (size_t i = 0; i < a.size(); ++i) {
+    if (std::tolower(static_cast<unsigned char>(a[i])) !=
+        std::tolower(static_cast<unsigned char>(b[i]))) {
+      return false;
+    }
+  }
+  return true;
 }
 
 std::string DefaultOwner() {
@@ -96,8 +125,8 @@ class Relay::RouteRunner {
         sender_(std::move(sender)),
         rng_(std::random_device{}()) {
     metrics_.name = config.name;
-    metrics_.send_latency.bounds_seconds = LatencyBounds();
-    metrics_.send_latency.counts.assign(LatencyBounds().size() + 1, 0);
+    InitHistogram(&metrics_.send_latency, LatencyBounds());
+    InitHistogram(&metrics_.commit_to_ack, CommitToAckBounds());
   }
 
   void StartThread() {
@@ -120,6 +149,16 @@ class Relay::RouteRunner {
       std::lock_guard<std::mutex> lock(mu_);
       woken_ = true;
       if (drain_parked) drain_requested_ = true;
+    }
+    cv_.notify_all();
+  }
+
+  // An operator asked for the event at `position` to be sent again; ends
+  // the slow wait of a route blocked on it (in this process).
+  void RetryBlocked(int64_t position) {
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      blocked_retry_position_ = position;
     }
     cv_.notify_all();
   }
@@ -171,6 +210,9 @@ class Relay::RouteRunner {
 
   void FillStatus(RouteStatus* s) {
     std::lock_guard<std::mutex> lock(mu_);
+    if (!blocked_id_.empty() && s->blocked_id == blocked_id_) {
+      s->blocked_error = blocked_error_;
+    }
     s->running = true;
     s->holding_lease = HoldsLease();
     s->state = state_;
@@ -240,8 +282,9 @@ class Relay::RouteRunner {
     return std::max(delay, milliseconds(1));
   }
 
+  // Keeps `error` (secrets masked first) as the route's last error.
   void RecordError(const std::string& error) {
-    std::string text = error.substr(0, kMaxErrorLength);
+    std::string text = RedactSecrets(error).substr(0, kMaxErrorLength);
     int64_t now = NowMicros();
     {
       std::lock_guard<std::mutex> lock(mu_);
@@ -259,14 +302,68 @@ class Relay::RouteRunner {
     }
   }
 
-  void Observe(double seconds) {
-    auto& h = metrics_.send_latency;
-    size_t i = 0;
-    while (i < h.bounds_seconds.size() && seconds > h.bounds_seconds[i]) ++i;
-    ++h.counts[i];
-    h.sum_seconds += seconds;
-    ++h.count;
+  // ---- Blocked (on_failure = "block", permanent rejection) ----------------
+
+  // Marks the route blocked on `e` (kept in the store as the position, so
+  // status in any process shows it). Written once per blocked event.
+  void EnterBlocked(const Event& e, const std::string& error) {
+    std::string text = RedactSecrets(error).substr(0, kMaxErrorLength);
+    bool fresh = false;
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      fresh = blocked_id_ != e.id;
+      blocked_id_ = e.id;
+      blocked_error_ = text;
+    }
+    if (fresh || blocked_stored_ != e.position) {
+      Status s =
+          relay_state_->SaveCheckpoint(BlockedName(config_.name), e.position);
+      if (s.ok()) blocked_stored_ = e.position;
+    }
   }
+
+  // The route delivered (or gave up on) what it was blocked on.
+  void LeaveBlocked() {
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      if (blocked_id_.empty() && blocked_stored_ == 0) return;
+      blocked_id_.clear();
+      blocked_error_.clear();
+      blocked_retry_position_ = 0;
+    }
+    if (relay_state_->SaveCheckpoint(BlockedName(config_.name), 0).ok()) {
+      blocked_stored_ = 0;
+    }
+  }
+
+  // Waits out the slow retry of a blocked event: until `deadline`, Stop,
+  // the loss of the lease, or an operator's retry of `position` (in this
+  // process at once; from another process through the store's
+  // "relay-retry/ROUTE" row, checked every idle_poll).
+  void WaitBlocked(Clock::time_point deadline, int64_t position) {
+    const milliseconds check = relay_->options_.idle_poll;
+    auto next_check = Clock::now();
+    while (!Stopping() && HoldsLease() && Clock::now() < deadline) {
+      if (Clock::now() >= next_check) {
+        auto asked = relay_state_->GetCheckpoint(RetryName(config_.name));
+        if (asked.ok() && *asked == position) {
+          (void)relay_state_->SaveCheckpoint(RetryName(config_.name), 0);
+          return;
+        }
+        next_check = Clock::now() + check;
+      }
+      std::unique_lock<std::mutex> lock(mu_);
+      if (blocked_retry_position_ == position) {
+        blocked_retry_position_ = 0;
+        return;
+      }
+      cv_.wait_until(lock, std::min({deadline, next_check,
+                                     Clock::now() + milliseconds(200)}));
+    }
+  }
+
+  // Under mu_.
+  void Observe(double seconds) { ObserveIn(&metrics_.send_latency, seconds); }
 
   // Loads the checkpoint and the parked rows after gaining the lease.
   Status Load() {
@@ -277,6 +374,11 @@ class Relay::RouteRunner {
       std::lock_guard<std::mutex> lock(mu_);
       metrics_.checkpoint = checkpoint_;
     }
+    // A route blocked before (here or in another process) clears the
+    // marker once it gets past the event.
+    auto blocked = relay_state_->GetCheckpoint(BlockedName(config_.name));
+    if (!blocked.ok()) return blocked.status();
+    blocked_stored_ = *blocked;
     return RefreshParked(nullptr);
   }
 
@@ -419,6 +521,11 @@ class Relay::RouteRunner {
       milliseconds retry_after{0};
       std::string error;
       uint64_t delivered = 0, failed = 0, parked = 0, held = 0;
+      // The first event of this round permanently rejected under "block".
+      const Event* blocked_on = nullptr;
+      std::string blocked_error;
+      std::vector<double> acked;  // commit-to-acknowledgement, seconds
+      const int64_t now_us = NowMicros();
       std::set<std::string> newly_held;
       for (size_t k = 0; k < idx.size(); ++k) {
         size_t i = idx[k];
@@ -427,6 +534,7 @@ class Relay::RouteRunner {
         if (r.status.ok()) {
           (*done)[i] = true;
           ++delivered;
+          acked.push_back(SinceCommit(events[i], now_us));
           continue;
         }
         if (!r.attempted) continue;
@@ -436,14 +544,24 @@ class Relay::RouteRunner {
         error = "event " + events[i].id + " (position " +
                 std::to_string(events[i].position) +
                 "): " + r.status.ToString();
+        // A permanent rejection (Status::retryable() false, whichever
+        // sender said it) is not tried again like a transient failure: it
+        // parks at once, or blocks the route.
+        const bool permanent = !r.status.retryable();
+        if (permanent && config_.on_failure == FailurePolicy::kBlock &&
+            !blocked_on) {
+          blocked_on = &events[i];
+          blocked_error = error;
+        }
         if (config_.on_failure == FailurePolicy::kPark &&
-            attempts[i] >= config_.retry.max_attempts) {
+            (permanent || attempts[i] >= config_.retry.max_attempts)) {
           ParkedEvent p;
           p.route = config_.name;
           p.event = events[i];
           p.state = "parked";
           p.attempts = attempts[i];
-          p.error = r.status.ToString();
+          p.error =
+              RedactSecrets(r.status.ToString()).substr(0, kMaxErrorLength);
           parks->push_back(std::move(p));
           (*done)[i] = true;
           ++parked;
@@ -471,14 +589,27 @@ class Relay::RouteRunner {
         metrics_.parked += parked;
         metrics_.held += held;
         Observe(took);
+        for (double a : acked) ObserveIn(&metrics_.commit_to_ack, a);
       }
       if (!error.empty()) RecordError(error);
       bool all =
           std::all_of(done->begin(), done->end(), [](bool b) { return b; });
+      if (all) LeaveBlocked();
       if (all || Stopping()) return;
       if (error.empty()) continue;  // only unsent ones left: go on at once
       SetState(config_.on_failure == FailurePolicy::kBlock ? "blocked"
                                                            : "retrying");
+      if (blocked_on) {
+        // Blocked on a permanent rejection: tried again only every
+        // backoff_max (or later, if the receiver asked), or at once when an
+        // operator retries it.
+        EnterBlocked(*blocked_on, blocked_error);
+        WaitBlocked(Clock::now() +
+                        std::max(config_.retry.backoff_max,
+                                 std::min(retry_after, milliseconds(600000))),
+                    blocked_on->position);
+        continue;
+      }
       SleepUntil(Clock::now() + Backoff(round, retry_after));
     }
   }
@@ -532,6 +663,7 @@ class Relay::RouteRunner {
         std::lock_guard<std::mutex> lock(mu_);
         ++metrics_.delivered;
         Observe(took);
+        ObserveIn(&metrics_.commit_to_ack, SinceCommit(p.event, NowMicros()));
         return true;
       }
       if (!result[0].attempted) return false;
@@ -542,12 +674,13 @@ class Relay::RouteRunner {
       RecordError("event " + p.event.id + " (position " +
                   std::to_string(p.event.position) +
                   ", parked): " + result[0].status.ToString());
-      if (attempt >= config_.retry.max_attempts || Stopping() ||
-          !HoldsLease()) {
+      if (attempt >= config_.retry.max_attempts ||
+          !result[0].status.retryable() || Stopping() || !HoldsLease()) {
         ParkedEvent again = p;
         again.state = "parked";
         again.attempts = p.attempts + attempt;
-        again.error = result[0].status.ToString();
+        again.error = RedactSecrets(result[0].status.ToString())
+                          .substr(0, kMaxErrorLength);
         again.parked_at_us = 0;
         auto tx = relay_state_->Begin();
         Status s = tx.ok() ? relay_state_->Park(**tx, again) : tx.status();
@@ -717,6 +850,7 @@ class Relay::RouteRunner {
   int64_t queued_checkpoint_ = -1;
   std::unordered_set<std::string> held_streams_;
   std::unordered_set<std::string> parked_ids_;
+  int64_t blocked_stored_ = 0;  // the blocked marker as saved in the store
   std::mutex error_mu_;
   std::string stored_error_;     // guarded by error_mu_
   int64_t stored_error_at_ = 0;  // guarded by error_mu_
@@ -739,6 +873,11 @@ class Relay::RouteRunner {
   bool drain_requested_ = false;   // guarded by mu_
   std::string state_ = "stopped";  // guarded by mu_
   RouteMetrics metrics_;           // guarded by mu_
+  // The event the route is blocked on here and its error; the position an
+  // operator asked to retry (0: none).
+  std::string blocked_id_;              // guarded by mu_
+  std::string blocked_error_;           // guarded by mu_
+  int64_t blocked_retry_position_ = 0;  // guarded by mu_
 };
 
 // ---- Relay -----------------------------------------------------------------
@@ -761,6 +900,12 @@ std::string Relay::CheckpointName(const std::string& route) {
 }
 std::string Relay::LeaseName(const std::string& route) {
   return "relay/" + route;
+}
+std::string Relay::BlockedName(const std::string& route) {
+  return "relay-blocked/" + route;
+}
+std::string Relay::RetryName(const std::string& route) {
+  return "relay-retry/" + route;
 }
 
 Result<std::unique_ptr<Relay>> Relay::FromConfig(Store* store,
@@ -811,9 +956,9 @@ Status Relay::Start() {
     if (!sender) {
       auto made = MakeSender(routes_[i]);
       if (!made.ok()) {
-        return Status(
-            made.status().code(),
-            "route '" + routes_[i].name + "': " + made.status().message());
+        return Status(made.status().code(),
+                      "route '" + routes_[i].name +
+                          "': " + RedactSecrets(made.status().message()));
       }
       sender = std::move(*made);
     }
@@ -896,7 +1041,7 @@ Result<RouteStatus> Relay::GetStatus(const std::string& route) const {
   if (!cfg) return Status::NotFound("no route named '" + route + "'");
   RouteStatus s;
   s.name = cfg->name;
-  s.sender = RedactUrl(cfg->sender);
+  s.sender = RedactSecrets(cfg->sender);
   s.on_failure = std::string(FailurePolicyName(cfg->on_failure));
   auto cp = state_->GetCheckpoint(CheckpointName(route));
   if (!cp.ok()) return cp.status();
@@ -905,12 +1050,27 @@ Result<RouteStatus> Relay::GetStatus(const std::string& route) const {
   if (!head.ok()) return head.status();
   s.head = *head;
   s.lag_events = std::max<int64_t>(0, s.head - s.checkpoint + 1);
+  // The event a blocked route stopped on (a marker left below the
+  // checkpoint is stale: the route got past it).
+  auto blocked = state_->GetCheckpoint(BlockedName(route));
+  if (!blocked.ok()) return blocked.status();
+  if (*blocked >= s.checkpoint && *blocked > 0) {
+    ReadRequest one;
+    one.offset = *blocked;
+    one.limit = 1;
+    auto page = source_->Read(one);
+    if (!page.ok()) return page.status();
+    if (!page->events.empty() && page->events[0].position == *blocked) {
+      s.blocked_id = page->events[0].id;
+      s.blocked_position = *blocked;
+    }
+  }
+  int64_t now = NowMicros();
   if (s.lag_events > 0) {
     ReadRequest req;
     req.offset = s.checkpoint;
     req.types = cfg->types;
     req.limit = 100;
-    int64_t now = NowMicros();
     for (int pages = 0; pages < 10; ++pages) {
       auto page = source_->Read(req);
       if (!page.ok()) return page.status();
@@ -932,14 +1092,26 @@ Result<RouteStatus> Relay::GetStatus(const std::string& route) const {
   // lease. Never a listing of the parked rows.
   auto parked = state_->CountParkedByState(route);
   if (!parked.ok()) return parked.status();
-  s.parked = parked->total();
+  s.parked = parked->parked;
+  s.held = parked->held;
+  s.retry = parked->retry;
   s.parked_only = parked->parked;
+  // Parked, held and retry rows are undelivered too: the oldest of them
+  // counts when it occurred before the first event past the checkpoint.
+  if (parked->total() > 0 && parked->oldest_occurred_at_us > 0) {
+    s.lag_seconds = std::max(
+        s.lag_seconds,
+        std::max<double>(
+            0, static_cast<double>(now - parked->oldest_occurred_at_us) / 1e6));
+  }
   auto row = state_->GetRouteStatus(route);
   if (!row.ok()) return row.status();
   if (row->has_value()) {
-    s.last_error = (*row)->last_error;
+    // Masked again on the way out: rows written by older versions.
+    s.last_error = RedactSecrets((*row)->last_error);
     s.last_error_at_us = (*row)->last_error_at_us;
   }
+  if (!s.blocked_id.empty()) s.blocked_error = s.last_error;
   auto lease = state_->GetLease(LeaseName(route));
   if (!lease.ok()) return lease.status();
   if (lease->has_value() && (*lease)->expires_at_us > NowMicros()) {
@@ -968,8 +1140,8 @@ std::vector<RouteMetrics> Relay::GetMetrics() const {
     } else {
       RouteMetrics m;
       m.name = routes_[i].name;
-      m.send_latency.bounds_seconds = LatencyBounds();
-      m.send_latency.counts.assign(LatencyBounds().size() + 1, 0);
+      InitHistogram(&m.send_latency, LatencyBounds());
+      InitHistogram(&m.commit_to_ack, CommitToAckBounds());
       out.push_back(std::move(m));
     }
   }
@@ -985,20 +1157,57 @@ Result<std::vector<ParkedEvent>> Relay::ListParked(const std::string& route,
     return Status::InvalidArgument("unknown parked state '" + state +
                                    "' (expected parked, held or retry)");
   }
-  return state_->ListParked(route, state, limit);
+  auto list = state_->ListParked(route, state, limit);
+  if (!list.ok()) return list.status();
+  for (auto& p : *list) p.error = RedactSecrets(p.error);
+  return list;
 }
 
 Result<std::optional<ParkedEvent>> Relay::GetParked(
     const std::string& route, const std::string& id) const {
   HERALD_RETURN_IF_ERROR(CheckRoute(route));
-  return state_->GetParked(route, id);
+  auto row = state_->GetParked(route, id);
+  if (row.ok() && row->has_value())
+    (*row)->error = RedactSecrets((*row)->error);
+  return row;
 }
 
 Status Relay::RetryParked(const std::string& route, const std::string& id) {
   HERALD_RETURN_IF_ERROR(CheckRoute(route));
-  HERALD_RETURN_IF_ERROR(state_->SetParkedState(route, id, "retry"));
+  Status parked = state_->SetParkedState(route, id, "retry");
+  if (!parked.ok() && !parked.IsNotFound()) return parked;
+  // The event a blocked route stopped on is retried the same way: the
+  // position is left in the store for the relay holding the lease (any
+  // process), and this process's runner is told at once.
+  int64_t blocked_position = 0;
+  auto blocked = state_->GetCheckpoint(BlockedName(route));
+  if (!blocked.ok()) return blocked.status();
+  auto cp = state_->GetCheckpoint(CheckpointName(route));
+  if (!cp.ok()) return cp.status();
+  if (*blocked > 0 && *blocked >= *cp) {
+    ReadRequest one;
+    one.offset = *blocked;
+    one.limit = 1;
+    auto page = source_->Read(one);
+    if (!page.ok()) return page.status();
+    if (!page->events.empty() && page->events[0].position == *blocked &&
+        (id.empty() || SameId(page->events[0].id, id))) {
+      blocked_position = *blocked;
+    }
+  }
+  if (blocked_position == 0 && !parked.ok()) return parked;
+  bool told = false;  // a runner of this process holding the lease was told
   for (size_t i = 0; i < runners_.size(); ++i) {
-    if (routes_[i].name == route) runners_[i]->Wake(true);
+    if (routes_[i].name != route) continue;
+    if (parked.ok()) runners_[i]->Wake(true);
+    if (blocked_position > 0 && runners_[i]->HoldsLease()) {
+      runners_[i]->RetryBlocked(blocked_position);
+      told = true;
+    }
+  }
+  if (blocked_position > 0 && !told) {
+    HERALD_RETURN_IF_ERROR(
+        state_->SaveCheckpoint(RetryName(route), blocked_position));
   }
   return Status::OK();
 }

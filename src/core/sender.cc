@@ -8,6 +8,7 @@
 #include <mutex>
 
 #include "herald/json.h"
+#include "herald/redact.h"
 #include "util/thread_annotations.h"
 
 namespace herald {
@@ -93,14 +94,14 @@ std::shared_ptr<const SenderScheme> FindScheme(std::string_view scheme) {
 Status ValidateSenderUrl(std::string_view url) {
   for (char c : url) {
     if (static_cast<unsigned char>(c) < 0x20 || c == 0x7f || c == ' ') {
-      return Status::InvalidArgument("'" + std::string(url) +
+      return Status::InvalidArgument("'" + RedactSecrets(url) +
                                      "' holds a space or control character");
     }
   }
   std::string scheme = SchemeOfUrl(url);
   if (scheme.empty()) {
     return Status::InvalidArgument(
-        "'" + std::string(url) +
+        "'" + RedactSecrets(url) +
         "' is not a sender URL (expected http://..., https://..., file:PATH "
         "or stdout:)");
   }

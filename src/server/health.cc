@@ -33,21 +33,32 @@ class Health : public ResourceBase,
           for (size_t i = 0; i < st->size(); ++i) {
             const auto& r = (*st)[i];
             if (i) relays += ",";
-            relays += "{\"name\":" + JsonString(r.name) +
-                      ",\"running\":" + (r.running ? "true" : "false") +
-                      ",\"state\":" + JsonString(r.state) +
-                      ",\"parked\":" + std::to_string(r.parked_only) +
-                      ",\"lag_events\":" + std::to_string(r.lag_events) + "}";
+            relays +=
+                "{\"name\":" + JsonString(r.name) +
+                ",\"running\":" + (r.running ? "true" : "false") +
+                ",\"state\":" + JsonString(r.state) +
+                ",\"parked\":" + std::to_string(r.parked) +
+                ",\"held\":" + std::to_string(r.held) +
+                ",\"retry\":" + std::to_string(r.retry) + ",\"blocked\":" +
+                (r.blocked_id.empty()
+                     ? std::string("null")
+                     : "{\"id\":" + JsonString(r.blocked_id) +
+                           ",\"position\":" +
+                           std::to_string(r.blocked_position) +
+                           ",\"error\":" + JsonString(r.blocked_error) + "}") +
+                ",\"lag_events\":" + std::to_string(r.lag_events) + "}";
             if (!r.running)
               problems.push_back("route " + r.name + " is not running");
-            if (r.state == "blocked") {
+            if (!r.blocked_id.empty()) {
+              problems.push_back("route " + r.name + " is blocked on event " +
+                                 r.blocked_id + ": " + r.blocked_error);
+            } else if (r.state == "blocked") {
               problems.push_back("route " + r.name +
                                  " is blocked: " + r.last_error);
             }
-            if (r.parked_only > 0) {
+            if (r.parked > 0) {
               problems.push_back("route " + r.name + " has " +
-                                 std::to_string(r.parked_only) +
-                                 " parked events");
+                                 std::to_string(r.parked) + " parked events");
             }
           }
         } else {
@@ -126,8 +137,11 @@ class Health : public ResourceBase,
       line("herald_append_commits_total", "",
            static_cast<double>(self->appender->commits()));
       auto head = self->store->Head();
-      help("herald_head", "gauge", "Highest position in the store.");
-      line("herald_head", "", head.ok() ? static_cast<double>(*head) : -1);
+      // Absent while the store cannot answer (herald_store_up says so).
+      if (head.ok()) {
+        help("herald_head", "gauge", "Highest position in the store.");
+        line("herald_head", "", static_cast<double>(*head));
+      }
       help("herald_store_up", "gauge", "1 when the store answers.");
       line("herald_store_up", "", head.ok() ? 1 : 0);
       // What holds positions back (a long open transaction on PostgreSQL).
@@ -236,10 +250,40 @@ class Health : public ResourceBase,
             line("herald_route_lag_seconds", lbl(s.name), s.lag_seconds);
           }
           help("herald_route_parked_events", "gauge",
-               "Rows in the parked table of the route (parked, held, retry).");
+               "Events of the route in state parked (set aside after a "
+               "permanent rejection or max_attempts).");
           for (const auto& s : *statuses) {
             line("herald_route_parked_events", lbl(s.name),
                  static_cast<double>(s.parked));
+          }
+          help("herald_route_held_events", "gauge",
+               "Events of the route held behind a parked one.");
+          for (const auto& s : *statuses) {
+            line("herald_route_held_events", lbl(s.name),
+                 static_cast<double>(s.held));
+          }
+          help("herald_route_retry_events", "gauge",
+               "Parked events of the route an operator asked to retry.");
+          for (const auto& s : *statuses) {
+            line("herald_route_retry_events", lbl(s.name),
+                 static_cast<double>(s.retry));
+          }
+          help("herald_route_blocked", "gauge",
+               "1 while the route (on_failure = block) stopped on a "
+               "permanently rejected event; see herald_route_blocked_info.");
+          for (const auto& s : *statuses) {
+            line("herald_route_blocked", lbl(s.name),
+                 s.blocked_id.empty() ? 0 : 1);
+          }
+          help("herald_route_blocked_info", "gauge",
+               "The event a blocked route stopped on (id and position "
+               "labels); absent when not blocked.");
+          for (const auto& s : *statuses) {
+            if (s.blocked_id.empty()) continue;
+            line("herald_route_blocked_info",
+                 lbl(s.name) + ",id=\"" + s.blocked_id + "\",position=\"" +
+                     std::to_string(s.blocked_position) + "\"",
+                 1);
           }
           help("herald_route_up", "gauge",
                "1 when the route runs in this process.");
@@ -259,30 +303,43 @@ class Health : public ResourceBase,
                static_cast<double>(r.failed));
         }
         help("herald_route_parked_total", "counter",
-             "Events parked after max_attempts.");
+             "Events parked by this process (a permanent rejection, or "
+             "max_attempts failures).");
         for (const auto& r : metrics) {
           line("herald_route_parked_total", lbl(r.name),
                static_cast<double>(r.parked));
         }
-        help("herald_route_send_latency_seconds", "histogram",
-             "Commit-to-acknowledgement latency of sends.");
-        for (const auto& r : metrics) {
-          const auto& h = r.send_latency;
-          uint64_t cum = 0;
-          for (size_t i = 0; i < h.bounds_seconds.size(); ++i) {
-            cum += i < h.counts.size() ? h.counts[i] : 0;
-            char le[32];
-            std::snprintf(le, sizeof le, "%g", h.bounds_seconds[i]);
-            line("herald_route_send_latency_seconds_bucket",
-                 lbl(r.name) + ",le=\"" + le + "\"", static_cast<double>(cum));
+        auto histogram = [&](const char* name,
+                             const LatencyHistogram RouteMetrics::*field) {
+          for (const auto& r : metrics) {
+            const auto& h = r.*field;
+            std::string base = name;
+            uint64_t cum = 0;
+            for (size_t i = 0; i < h.bounds_seconds.size(); ++i) {
+              cum += i < h.counts.size() ? h.counts[i] : 0;
+              char le[32];
+              std::snprintf(le, sizeof le, "%g", h.bounds_seconds[i]);
+              line(base + "_bucket", lbl(r.name) + ",le=\"" + le + "\"",
+                   static_cast<double>(cum));
+            }
+            line(base + "_bucket", lbl(r.name) + ",le=\"+Inf\"",
+                 static_cast<double>(h.count));
+            line(base + "_sum", lbl(r.name), h.sum_seconds);
+            line(base + "_count", lbl(r.name), static_cast<double>(h.count));
           }
-          line("herald_route_send_latency_seconds_bucket",
-               lbl(r.name) + ",le=\"+Inf\"", static_cast<double>(h.count));
-          line("herald_route_send_latency_seconds_sum", lbl(r.name),
-               h.sum_seconds);
-          line("herald_route_send_latency_seconds_count", lbl(r.name),
-               static_cast<double>(h.count));
-        }
+        };
+        help("herald_route_send_latency_seconds", "histogram",
+             "Duration of each send call to the route's receiver, from the "
+             "call to the sender's answer (one batch, or one parked event "
+             "sent again; first attempts and retries alike).");
+        histogram("herald_route_send_latency_seconds",
+                  &RouteMetrics::send_latency);
+        help("herald_route_commit_to_ack_seconds", "histogram",
+             "Per delivered event, from its commit (its occurred_at, stamped "
+             "by the store at append unless the producer set it) to the "
+             "receiver's acknowledgement.");
+        histogram("herald_route_commit_to_ack_seconds",
+                  &RouteMetrics::commit_to_ack);
       }
       Response r;
       r.content_type = "text/plain; version=0.0.4; charset=utf-8";

@@ -35,6 +35,13 @@ class Relays : public ResourceBase,
     AppendNumberField(b, "lag_seconds", st.lag_seconds);
     *b += ",\"parked\":" + std::to_string(st.parked) +
           ",\"parked_only\":" + std::to_string(st.parked_only) +
+          ",\"held\":" + std::to_string(st.held) +
+          ",\"retry\":" + std::to_string(st.retry) + ",\"blocked\":" +
+          (st.blocked_id.empty()
+               ? std::string("null")
+               : "{\"id\":" + JsonString(st.blocked_id) +
+                     ",\"position\":" + std::to_string(st.blocked_position) +
+                     ",\"error\":" + JsonString(st.blocked_error) + "}") +
           ",\"last_error\":" + JsonString(st.last_error) +
           ",\"last_error_at\":" +
           (st.last_error_at_us ? JsonString(FormatRfc3339(st.last_error_at_us))

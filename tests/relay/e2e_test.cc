@@ -323,7 +323,8 @@ TEST_P(RelayE2E, RejectedEventIsParkedAndParkedRetryDeliversItThenTheHeld) {
   std::string config =
       Config("on_failure = \"park\"\nmax_attempts = 3\nbatch = 4\n");
   Child relay = StartRelay(config);
-  // Other streams flow; the poison event is tried max_attempts times.
+  // Other streams flow; the poison event (HTTP 400: a permanent rejection)
+  // is parked after its first attempt, not max_attempts.
   ASSERT_TRUE(WaitFor([&] {
     auto p = Parked(config);
     return p.size() == 3;
@@ -331,7 +332,7 @@ TEST_P(RelayE2E, RejectedEventIsParkedAndParkedRetryDeliversItThenTheHeld) {
   auto p = Parked(config);
   EXPECT_EQ(Str(p[0], "id"), poison.id);
   EXPECT_EQ(Str(p[0], "state"), "parked");
-  EXPECT_EQ(Int(p[0], "attempts"), 3);
+  EXPECT_EQ(Int(p[0], "attempts"), 1);
   EXPECT_NE(Str(p[0], "error").find("HTTP 400"), std::string::npos);
   EXPECT_EQ(Str(p[1], "id"), a3.id);
   EXPECT_EQ(Str(p[1], "state"), "held");
@@ -344,10 +345,11 @@ TEST_P(RelayE2E, RejectedEventIsParkedAndParkedRetryDeliversItThenTheHeld) {
     if (l.id == poison.id) ++rejected;
   }
   EXPECT_EQ(got, (std::set<std::string>{a1.id, b1.id, b2.id}));
-  EXPECT_EQ(rejected, 3);
+  EXPECT_EQ(rejected, 1);
   auto rows = Status(config);
   EXPECT_EQ(Int(rows[0], "parked"), 1);
   EXPECT_EQ(Int(rows[0], "held"), 2);
+  EXPECT_EQ(Int(rows[0], "retry"), 0);
   EXPECT_EQ(Int(rows[0], "checkpoint"), b2.position + 1);
   // New events of the held stream wait too; other streams go on.
   Event a5 = AppendOne("s-1");
@@ -425,6 +427,87 @@ TEST_P(RelayE2E, RejectedEventWithBlockWaitsAndStatusSaysWhy) {
     return text.find("route 'r': event " + poison.id) != std::string::npos;
   }));
   EXPECT_TRUE(Parked(config).empty());
+  relay.Signal(SIGTERM);
+  EXPECT_EQ(relay.Wait(), 0);
+  (void)a1;
+  (void)a3;
+}
+
+// A permanent rejection (HTTP 400) under "block": the receiver gets the
+// event once, then not again before backoff_max; relay status names it;
+// `herald parked retry` from another process sends it at once (#12.1).
+TEST_P(RelayE2E, PermanentRejectionBlocksAndIsRetriedOnlyAtBackoffMax) {
+  Event a1 = AppendOne("s-1");
+  Event poison = AppendOne("s-2");
+  Event a3 = AppendOne("s-3");
+  receiver_->Start({"--fail", poison.id + "=reject"});
+  // backoff_max 3 s (Config() sets 200 ms).
+  std::string config = dir_.file("block.toml");
+  std::ofstream(config) << "[store]\nurl = \"" << url_
+                        << "\"\n[relay]\nidle_poll = \"100ms\"\n"
+                        << "[[route]]\nname = \"r\"\nsender = \""
+                        << receiver_->url() << "\"\n"
+                        << "on_failure = \"block\"\nbatch = 1\n"
+                        << "backoff_initial = \"5ms\"\nbackoff_max = \"3s\"\n";
+  Child relay = StartRelay(config);
+  auto attempts = [&] {
+    std::vector<Line> out;
+    for (const auto& l : receiver_->Log()) {
+      if (l.id == poison.id) out.push_back(l);
+    }
+    return out;
+  };
+  ASSERT_TRUE(WaitFor([&] { return attempts().size() == 1; }));
+  ASSERT_TRUE(WaitFor([&] {
+    auto rows = Status(config);
+    const Json* b = rows.empty() ? nullptr : rows[0].Find("blocked");
+    return b && b->is_object() && Str(*b, "id") == poison.id;
+  }));
+  {
+    auto rows = Status(config);
+    const Json* b = rows[0].Find("blocked");
+    ASSERT_NE(b, nullptr) << lines_[0];
+    EXPECT_EQ(Int(*b, "position"), poison.position) << lines_[0];
+    EXPECT_NE(Str(*b, "error").find("HTTP 400"), std::string::npos)
+        << lines_[0];
+    EXPECT_EQ(Int(rows[0], "checkpoint"), poison.position);
+    EXPECT_EQ(Int(rows[0], "parked"), 0);
+  }
+  // The second attempt comes no sooner than backoff_max after the first.
+  ASSERT_TRUE(WaitFor([&] { return attempts().size() >= 2; },
+                      std::chrono::seconds(20)));
+  auto seen = attempts();
+  EXPECT_GE(seen[1].recv_us - seen[0].recv_us, 3000000)
+      << "retried before backoff_max";
+  EXPECT_EQ(receiver_->Accepted(), 1u);  // a3 waits behind the poison event
+  // The receiver is fixed; an operator retries the blocked event from
+  // another process: it goes at once, not at the next backoff_max.
+  std::string out, err;
+  ASSERT_EQ(
+      RunCommand({"curl", "-sS", "--max-time", "10", "-X", "POST", "-H",
+                  "x-fail-id: " + poison.id, "-H", "x-fail-mode: ok",
+                  receiver_->url().substr(0, receiver_->url().rfind('/')) +
+                      "/control"},
+                 &out, &err),
+      0)
+      << err;
+  ASSERT_EQ(RunCommand({HeraldBin(), "parked", "retry", "--config", config,
+                        "--route", "r", "--id", poison.id},
+                       &out, &err),
+            0)
+      << err;
+  ASSERT_TRUE(WaitFor([&] { return receiver_->Accepted() == 3; }));
+  seen = attempts();
+  ASSERT_GE(seen.size(), 3u);
+  EXPECT_EQ(seen.back().status, 200);
+  EXPECT_LT(seen.back().recv_us - seen[seen.size() - 2].recv_us, 2500000)
+      << "the operator's retry waited for backoff_max";
+  CheckDelivered(receiver_->Log(), events_);
+  ASSERT_TRUE(WaitFor([&] {
+    auto rows = Status(config);
+    const Json* b = rows.empty() ? nullptr : rows[0].Find("blocked");
+    return b && b->is_null();
+  }));
   relay.Signal(SIGTERM);
   EXPECT_EQ(relay.Wait(), 0);
   (void)a1;

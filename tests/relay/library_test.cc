@@ -244,7 +244,8 @@ TEST_P(RelayLibrary, ParkHoldsItsStreamAndRetryDeliversItThenTheHeld) {
     auto c = store_->GetCheckpoint(Relay::CheckpointName("r"));
     return c.ok() && *c == b2.position + 1;
   }));
-  EXPECT_EQ(inbox.failures(a2.id), 3);  // max_attempts
+  // A permanent rejection parks at once: tried once, not max_attempts.
+  EXPECT_EQ(inbox.failures(a2.id), 1);
   EXPECT_EQ(inbox.Positions("a"), std::vector<int64_t>{a1.position});
   EXPECT_EQ(inbox.Positions("b"),
             (std::vector<int64_t>{b1.position, b2.position}));
@@ -253,7 +254,7 @@ TEST_P(RelayLibrary, ParkHoldsItsStreamAndRetryDeliversItThenTheHeld) {
   ASSERT_EQ(parked->size(), 3u);
   EXPECT_EQ((*parked)[0].event.id, a2.id);
   EXPECT_EQ((*parked)[0].state, "parked");
-  EXPECT_EQ((*parked)[0].attempts, 3);
+  EXPECT_EQ((*parked)[0].attempts, 1);
   EXPECT_NE((*parked)[0].error.find("rejected"), std::string::npos);
   EXPECT_EQ((*parked)[1].state, "held");
   EXPECT_EQ((*parked)[2].state, "held");
@@ -265,8 +266,11 @@ TEST_P(RelayLibrary, ParkHoldsItsStreamAndRetryDeliversItThenTheHeld) {
   ASSERT_TRUE(WaitFor([&] { return relay.ListParked("r")->size() == 4; }));
   auto status = relay.GetStatus("r");
   ASSERT_TRUE(status.ok());
+  // One number per state, the same on every page (#12.5).
+  EXPECT_EQ(status->parked, 1);
+  EXPECT_EQ(status->held, 3);
+  EXPECT_EQ(status->retry, 0);
   EXPECT_EQ(status->parked_only, 1);
-  EXPECT_EQ(status->parked, 4);
   EXPECT_NE(status->last_error.find(a2.id), std::string::npos);
   auto m = relay.GetMetrics()[0];
   EXPECT_EQ(m.parked, 1u);
@@ -513,17 +517,18 @@ TEST_P(RelayLibrary, StatusMakesAConstantNumberOfStoreCalls) {
   ASSERT_TRUE(statuses.ok()) << statuses.status().ToString();
   ASSERT_EQ(statuses->size(), 2u);
   const RouteStatus& s = (*statuses)[0];
+  EXPECT_EQ(s.parked, kParked / 3);
+  EXPECT_EQ(s.held, kParked - kParked / 3);
   EXPECT_EQ(s.parked_only, kParked / 3);
-  EXPECT_EQ(s.parked, kParked);
   EXPECT_EQ(s.last_error, "HTTP 400");
   EXPECT_TRUE(s.lease_owner.empty());
   EXPECT_EQ((*statuses)[1].parked, 0);
   EXPECT_TRUE((*statuses)[1].last_error.empty());
-  // Per route: checkpoint, head, one page for lag_seconds, parked counts,
-  // status row, lease. Listing the parked rows to count them is what this
-  // catches.
+  // Per route: checkpoint, blocked marker, head, one page for lag_seconds,
+  // parked counts (with the oldest parked event's time), status row, lease.
+  // Listing the parked rows to count them is what this catches.
   EXPECT_EQ(counting.parked_rows_read.load(), 0);
-  EXPECT_LE(counting.calls.load(), 2 * 6);
+  EXPECT_LE(counting.calls.load(), 2 * 7);
 }
 
 // The relay reads one store's log and keeps its state in another: the
@@ -743,6 +748,169 @@ TEST_P(RelayLibrary, UnopenableFileFailsStart) {
   Status s = relay.Start();
   EXPECT_TRUE(s.IsUnavailable()) << s.ToString();
   EXPECT_NE(s.message().find("route 'r'"), std::string::npos);
+}
+
+// A permanent rejection under "block" stops the route on that event: it is
+// tried again only every backoff_max, status says which event and why, and
+// an operator's retry sends it at once (#12.1).
+TEST_P(RelayLibrary, BlockOnAPermanentRejectionRetriesOnlyAtBackoffMax) {
+  Inbox inbox;
+  Relay relay(store_.get(), Options());
+  RouteConfig route = Route(FailurePolicy::kBlock);
+  route.batch = 1;
+  route.retry.backoff_max = milliseconds(60000);  // never within the test
+  ASSERT_TRUE(relay.AddRoute(route, MakeCallbackSender(inbox.Handler())).ok());
+  Event e1 = Append("a");
+  Event e2;
+  e2.id = NewUuidV7();
+  e2.stream = "b";
+  e2.type = "t.x";
+  e2.payload = "{}";
+  inbox.Fail(e2.id, /*permanent=*/true);
+  AppendEvent(&e2);
+  Event e3 = Append("c");
+  ASSERT_TRUE(relay.Start().ok());
+  ASSERT_TRUE(WaitFor([&] {
+    auto s = relay.GetStatus("r");
+    return s.ok() && s->blocked_id == e2.id;
+  }));
+  auto s = relay.GetStatus("r");
+  ASSERT_TRUE(s.ok());
+  EXPECT_EQ(s->blocked_position, e2.position);
+  EXPECT_NE(s->blocked_error.find("rejected"), std::string::npos)
+      << s->blocked_error;
+  EXPECT_EQ(s->state, "blocked");
+  EXPECT_EQ(s->parked, 0);
+  EXPECT_EQ(s->checkpoint, e2.position);
+  // Not tried again meanwhile: many idle polls pass with one attempt.
+  EXPECT_FALSE(
+      WaitFor([&] { return inbox.failures(e2.id) > 1; }, milliseconds(500)));
+  EXPECT_EQ(inbox.failures(e2.id), 1);
+  EXPECT_EQ(inbox.size(), 1u);  // e3 waits behind e2
+  // Another process sees it too (it reads the store).
+  Relay other(store_.get(), Options());
+  ASSERT_TRUE(other.AddRoute(route, MakeCallbackSender(inbox.Handler())).ok());
+  auto seen = other.GetStatus("r");
+  ASSERT_TRUE(seen.ok());
+  EXPECT_EQ(seen->blocked_id, e2.id);
+  // An operator's retry of an event that is neither parked nor blocked is
+  // refused; of the blocked one, sent at once.
+  EXPECT_TRUE(relay.RetryParked("r", e3.id).IsNotFound());
+  EXPECT_TRUE(relay.RetryParked("r", e2.id).ok());
+  ASSERT_TRUE(WaitFor([&] { return inbox.failures(e2.id) == 2; }));
+  inbox.Heal();
+  // From another Relay object (as `herald parked retry` in another process
+  // would): through the store.
+  ASSERT_TRUE(WaitFor([&] {
+    return relay.GetStatus("r")->state == "blocked" &&
+           inbox.failures(e2.id) == 2;
+  }));
+  EXPECT_TRUE(other.RetryParked("r", e2.id).ok());
+  ASSERT_TRUE(WaitFor([&] { return inbox.size() == 3; }));
+  EXPECT_EQ(inbox.got()[1].id, e2.id);
+  EXPECT_EQ(inbox.got()[2].id, e3.id);
+  ASSERT_TRUE(
+      WaitFor([&] { return relay.GetStatus("r")->blocked_id.empty(); }));
+  EXPECT_TRUE(relay.RetryParked("r", e2.id).IsNotFound());
+  (void)e1;
+}
+
+// A parked event that fails permanently again is parked again at once.
+TEST_P(RelayLibrary, RetriedParkedEventRejectedAgainIsParkedAfterOneAttempt) {
+  Inbox inbox;
+  Relay relay(store_.get(), Options());
+  ASSERT_TRUE(relay
+                  .AddRoute(Route(FailurePolicy::kPark),
+                            MakeCallbackSender(inbox.Handler()))
+                  .ok());
+  Event a1;
+  a1.id = NewUuidV7();
+  a1.stream = "a";
+  a1.type = "t.x";
+  a1.payload = "{}";
+  inbox.Fail(a1.id, true);
+  AppendEvent(&a1);
+  ASSERT_TRUE(relay.Start().ok());
+  ASSERT_TRUE(WaitFor([&] {
+    auto p = relay.ListParked("r", "parked");
+    return p.ok() && p->size() == 1;
+  }));
+  EXPECT_EQ(inbox.failures(a1.id), 1);
+  ASSERT_TRUE(relay.RetryParked("r", a1.id).ok());
+  ASSERT_TRUE(WaitFor([&] {
+    auto p = relay.ListParked("r", "parked");
+    return inbox.failures(a1.id) == 2 && p.ok() && p->size() == 1 &&
+           (*p)[0].attempts == 2;
+  }));
+  EXPECT_EQ(inbox.failures(a1.id), 2);
+}
+
+// lag_seconds is the age of the oldest undelivered event, parked and held
+// ones included (#13.6).
+TEST_P(RelayLibrary, LagSecondsCountsParkedAndHeldEvents) {
+  Inbox inbox;
+  Relay relay(store_.get(), Options());
+  ASSERT_TRUE(relay
+                  .AddRoute(Route(FailurePolicy::kPark),
+                            MakeCallbackSender(inbox.Handler()))
+                  .ok());
+  const int64_t hour_ago = NowMicros() - int64_t{3600} * 1000000;
+  Event a1;
+  a1.id = NewUuidV7();
+  a1.stream = "a";
+  a1.type = "t.x";
+  a1.payload = "{}";
+  a1.occurred_at_us = hour_ago;
+  inbox.Fail(a1.id, true);
+  AppendEvent(&a1);
+  Event a2 = Append("a");  // held behind a1
+  Event b1 = Append("b");  // delivered
+  ASSERT_TRUE(relay.Start().ok());
+  ASSERT_TRUE(WaitFor([&] {
+    auto s = relay.GetStatus("r");
+    return s.ok() && s->parked == 1 && s->held == 1 && s->lag_events == 0;
+  }));
+  auto s = relay.GetStatus("r");
+  ASSERT_TRUE(s.ok());
+  EXPECT_GE(s->lag_seconds, 3600.0);
+  EXPECT_LT(s->lag_seconds, 3700.0);
+  // Dropping them leaves nothing undelivered.
+  ASSERT_TRUE(relay.DropParked("r", "").ok());
+  s = relay.GetStatus("r");
+  ASSERT_TRUE(s.ok());
+  EXPECT_EQ(s->lag_seconds, 0);
+  (void)a2;
+  (void)b1;
+}
+
+// commit_to_ack counts each delivered event, from its occurred_at.
+TEST_P(RelayLibrary, CommitToAckHistogramCountsEveryDeliveredEvent) {
+  Inbox inbox;
+  Relay relay(store_.get(), Options());
+  ASSERT_TRUE(
+      relay.AddRoute(Route(), MakeCallbackSender(inbox.Handler())).ok());
+  Event old;
+  old.stream = "a";
+  old.type = "t.x";
+  old.payload = "{}";
+  old.occurred_at_us = NowMicros() - int64_t{120} * 1000000;  // 2 min ago
+  AppendEvent(&old);
+  Append("a");
+  Append("b");
+  ASSERT_TRUE(relay.Start().ok());
+  ASSERT_TRUE(WaitFor([&] { return relay.GetMetrics()[0].delivered == 3; }));
+  const LatencyHistogram h = relay.GetMetrics()[0].commit_to_ack;
+  EXPECT_EQ(h.count, 3u);
+  ASSERT_EQ(h.counts.size(), h.bounds_seconds.size() + 1);
+  uint64_t sum = 0, at_least_two_minutes = 0;
+  for (size_t i = 0; i < h.counts.size(); ++i) {
+    sum += h.counts[i];
+    if (i > 0 && h.bounds_seconds[i - 1] >= 60)
+      at_least_two_minutes += h.counts[i];
+  }
+  EXPECT_EQ(sum, 3u);
+  EXPECT_EQ(at_least_two_minutes, 1u);
+  EXPECT_GE(h.sum_seconds, 120.0);
 }
 
 INSTANTIATE_TEST_SUITE_P(Backends, RelayLibrary,

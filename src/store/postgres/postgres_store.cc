@@ -39,6 +39,7 @@
 #include <thread>
 #include <vector>
 
+#include "herald/redact.h"
 #include "store/event_id.h"
 #include "store/postgres/pg_util.h"
 #include "util/thread_annotations.h"
@@ -46,26 +47,7 @@
 namespace herald::detail {
 
 std::string RedactPostgresUrl(const std::string& url) {
-  std::string out = url;
-  auto scheme = out.find("://");
-  if (scheme != std::string::npos) {
-    auto start = scheme + 3;
-    auto end = out.find_first_of("/?", start);
-    auto at = out.rfind('@', end == std::string::npos ? out.size() : end);
-    if (at != std::string::npos && at > start) {
-      auto colon = out.find(':', start);
-      if (colon != std::string::npos && colon < at) {
-        out.replace(colon + 1, at - colon - 1, "***");
-      }
-    }
-  }
-  auto pw = out.find("password=");
-  if (pw != std::string::npos) {
-    auto end = out.find('&', pw);
-    out.replace(pw + 9, (end == std::string::npos ? out.size() : end) - pw - 9,
-                "***");
-  }
-  return out;
+  return RedactSecrets(url);  // the one redaction of every URL herald shows
 }
 
 namespace {
@@ -208,7 +190,10 @@ const char* SlotSql(Slot s) {
     case kCountParkedByState:
       return "SELECT count(*) FILTER (WHERE state = 'parked'), "
              "count(*) FILTER (WHERE state = 'held'), "
-             "count(*) FILTER (WHERE state = 'retry') "
+             "count(*) FILTER (WHERE state = 'retry'), "
+             "(SELECT e.occurred_at FROM herald_parked p JOIN herald_events e "
+             "ON e.id = p.event_id WHERE p.route = $1::text "
+             "ORDER BY p.position LIMIT 1) "
              "FROM herald_parked WHERE route = $1::text";
     case kSetRouteError:
       return "INSERT INTO herald_route_status (route, last_error, "
@@ -1382,6 +1367,9 @@ Result<ParkedCounts> PostgresStore::CountParkedByState(
     counts.parked = pg::Int8At(r->get(), 0, 0);
     counts.held = pg::Int8At(r->get(), 0, 1);
     counts.retry = pg::Int8At(r->get(), 0, 2);
+    if (!PQgetisnull(r->get(), 0, 3)) {
+      counts.oldest_occurred_at_us = pg::TimestampAt(r->get(), 0, 3);
+    }
     return counts;
   });
 }

@@ -149,7 +149,10 @@ const char* SlotSql(Slot s) {
     case kCountParkedByState:
       return "SELECT coalesce(sum(state = 'parked'), 0), "
              "coalesce(sum(state = 'held'), 0), "
-             "coalesce(sum(state = 'retry'), 0) FROM herald_parked "
+             "coalesce(sum(state = 'retry'), 0), "
+             "coalesce((SELECT e.occurred_at FROM herald_parked p "
+             "JOIN herald_events e ON e.id = p.event_id WHERE p.route = ?1 "
+             "ORDER BY p.position LIMIT 1), 0) FROM herald_parked "
              "WHERE route = ?1";
     case kSetRouteError:
       return "INSERT INTO herald_route_status (route, last_error, "
@@ -1429,6 +1432,7 @@ Result<ParkedCounts> SqliteStore::CountParkedByState(const std::string& route) {
   counts.parked = sqlite3_column_int64(*st, 0);
   counts.held = sqlite3_column_int64(*st, 1);
   counts.retry = sqlite3_column_int64(*st, 2);
+  counts.oldest_occurred_at_us = sqlite3_column_int64(*st, 3);
   return counts;
 }
 
