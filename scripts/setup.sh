@@ -14,7 +14,12 @@ packages=(
   # tests and benchmarks
   libgtest-dev libgmock-dev libbenchmark-dev curl python3
   postgresql wrk nginx-light
+  # browser tests (tests/browser: headless Chromium driven by puppeteer-core)
+  chromium nodejs
 )
+# npm: Debian's package only where Node.js came without one (a nodejs
+# that bundles npm conflicts with Debian's npm).
+command -v npm >/dev/null || packages+=(npm)
 
 missing=()
 for p in "${packages[@]}"; do
