@@ -39,9 +39,21 @@ TEST(ConfigDirectory, EveryCommandRefusesItAndCreatesNothing) {
   for (const auto& args : commands) {
     std::vector<std::string> argv{HeraldBin()};
     argv.insert(argv.end(), args.begin(), args.end());
-    std::string out, err;
-    int rc = RunCommand(argv, &out, &err);
     std::string cmd = args[0] + " " + args[1];
+    // Bounded: a command that took the directory for an empty config
+    // would run (relay, serve) instead of exiting.
+    testing::Child::Options o;
+    o.stdout_path = dir.file("../out-" + std::to_string(getpid()));
+    o.stderr_path = dir.file("../err-" + std::to_string(getpid()));
+    testing::Child child(argv, o);
+    bool exited = testing::WaitFor([&] { return !child.running(); },
+                                   std::chrono::seconds(10));
+    if (!exited) child.Signal(SIGKILL);
+    int rc = child.Wait();
+    std::string err = testing::ReadFile(o.stderr_path);
+    std::remove(o.stdout_path.c_str());
+    std::remove(o.stderr_path.c_str());
+    EXPECT_TRUE(exited) << cmd << " kept running";
     EXPECT_EQ(rc, 2) << cmd << ": " << err;
     EXPECT_NE(
         err.find("cannot read config file '" + conf + "': it is a directory"),
