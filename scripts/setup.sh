@@ -22,7 +22,12 @@ packages=(
   libnats-dev nats-server
   # RabbitMQ sender (src/transport/rabbitmq) and its tests
   rabbitmq-server
+  # browser tests (tests/browser: headless Chromium driven by puppeteer-core)
+  chromium
 )
+# npm: Debian's package only where Node.js came without one (a nodejs
+# that bundles npm conflicts with Debian's npm).
+command -v npm >/dev/null || packages+=(npm)
 
 missing=()
 for p in "${packages[@]}"; do

@@ -1,7 +1,7 @@
 // PullConsumer: reads events from a herald server's HTTP API at its own
 // pace, the loop of the literature's API consumer:
 //
-//   offset = saved offset (0 when none)
+//   offset = saved offset (1 when none; a saved 0 is read as 1)
 //   loop: GET /api/events?offset=..&limit=..&wait=..
 //         process the events
 //         save next_offset durably (write, fsync, rename, fsync dir)

@@ -6,6 +6,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstring>
 #include <memory>
@@ -140,7 +141,10 @@ Status PullConsumer::Run(const PullBatchHandler& handler) {
   }
   auto saved = ReadCheckpointFile(options_.checkpoint_path);
   if (!saved.ok()) return saved.status();
-  offset_.store(*saved);
+  // Offsets 0 and 1 both mean "from the start"; the first request asks for
+  // 1, so no request ever carries 0 and a server that answers
+  // offset + count (0 + limit) cannot make the consumer read `limit` twice.
+  offset_.store(std::max<int64_t>(*saved, 1));
 
   CurlPtr curl(curl_easy_init());
   if (!curl) return Status::Internal("curl_easy_init failed");
@@ -240,7 +244,9 @@ Status PullConsumer::Run(const PullBatchHandler& handler) {
       batch[i].json = std::string(items[i].json);
     }
     if (!batch.empty()) HERALD_RETURN_IF_ERROR(handler(batch));
-    if (next_offset != offset_.load()) {
+    // Forward only: a next_offset at or below the current offset is never
+    // taken, so the consumer never goes back (to 0 least of all).
+    if (next_offset > offset_.load()) {
       HERALD_RETURN_IF_ERROR(
           WriteCheckpointFile(options_.checkpoint_path, next_offset));
       offset_.store(next_offset);

@@ -2,6 +2,7 @@
 // toml++ throws on syntax errors; the throw never leaves this file.
 #include "herald/config.h"
 
+#include <sys/stat.h>
 #include <toml++/toml.h>
 
 #include <algorithm>
@@ -863,6 +864,12 @@ Result<Config> ParseConfig(std::string_view text,
 }
 
 Result<Config> LoadConfig(const std::string& path) {
+  // A directory opens like a file and reads as empty (all defaults), so it
+  // is refused here like a missing file, before anything is created.
+  if (struct stat st; ::stat(path.c_str(), &st) == 0 && S_ISDIR(st.st_mode)) {
+    return Status::InvalidArgument("cannot read config file '" + path +
+                                   "': it is a directory");
+  }
   std::ifstream f(path, std::ios::binary);
   if (!f) {
     return Status::InvalidArgument("cannot read config file '" + path + "'");

@@ -612,6 +612,11 @@ void Session::Dispatch() {
   keep_alive_ = msg.keep_alive();
   version_ = msg.version();
   head_request_ = msg.method() == http::verb::head;
+  // RFC 9112 section 3.2: an HTTP/1.1 request without Host is a 400.
+  if (version_ >= 11 && msg.find(http::field::host) == msg.end()) {
+    return ReplyAndClose(400, "bad_request",
+                         "an HTTP/1.1 request needs a Host header");
+  }
   Request req;
   req.method = std::string(msg.method_string());
   req.target = std::string(msg.target());

@@ -4,7 +4,7 @@
 //   herald_test_receiver --port N [--log FILE] [--reject-id UUID]...
 //                        [--unavailable-id UUID]... [--ready FILE]
 //                        [--body-log FILE] [--fail UUID=MODE]...
-//                        [--delay-ms N]
+//                        [--delay-ms N] [--random-faults SEED:PERCENT]
 //
 // Answers every POST 200, except 400 for a --reject-id event and 503 with
 // "Retry-After: 1" for an --unavailable-id event (by its ce-id header).
@@ -20,6 +20,12 @@
 //   cut-after-headers          200 headers with Content-Length: 2, closes
 //   cut-in-body                Content-Length: 10 and 2 body bytes, closes
 //   cut-in-chunked             a chunked 200 without its last chunk, closes
+//   error                      500
+//   too-many                   429 with Retry-After: 1
+// --random-faults SEED:PERCENT answers each event request that has no
+// --fail mode by a mode drawn at random (seeded: SEED, a std::mt19937)
+// with probability PERCENT/100, uniformly among error, too-many, hang and
+// every cut-* mode; the others are answered as usual.
 // --delay-ms N (or POST /control with "x-delay-ms: N") answers each
 // request N ms after it arrived (without blocking other connections), so
 // concurrent sends overlap.
@@ -48,6 +54,7 @@
 #include <cstdlib>
 #include <cstring>
 #include <map>
+#include <random>
 #include <set>
 #include <string>
 #include <string_view>
@@ -100,6 +107,17 @@ int main(int argc, char** argv) {
   std::set<std::string> reject, unavailable;
   std::map<std::string, std::string> fail;  // event id -> mode
   int64_t delay_us = 0;
+  std::mt19937 fault_rng;
+  int fault_percent = 0;
+  const std::vector<std::string> kRandomModes{"error",
+                                              "too-many",
+                                              "hang",
+                                              "cut-before-status",
+                                              "cut-in-status",
+                                              "cut-in-headers",
+                                              "cut-after-headers",
+                                              "cut-in-body",
+                                              "cut-in-chunked"};
   for (int i = 1; i < argc; ++i) {
     std::string a = argv[i];
     auto next = [&]() -> std::string {
@@ -139,6 +157,16 @@ int main(int argc, char** argv) {
       fail[v.substr(0, eq)] = v.substr(eq + 1);
     } else if (a == "--delay-ms") {
       delay_us = int64_t{1000} * std::atoi(next().c_str());
+    } else if (a == "--random-faults") {
+      std::string v = next();
+      auto colon = v.find(':');
+      if (colon == std::string::npos) {
+        std::fprintf(stderr, "receiver: --random-faults wants SEED:PERCENT\n");
+        return 2;
+      }
+      fault_rng.seed(
+          static_cast<uint32_t>(std::strtoul(v.c_str(), nullptr, 10)));
+      fault_percent = std::atoi(v.c_str() + colon + 1);
     } else if (a == "--ready") {
       ready = next();
     } else {
@@ -349,19 +377,34 @@ int main(int argc, char** argv) {
           }
         } else {
           ++received;
-          if (auto f = fail.find(id); f != fail.end()) mode = f->second;
+          if (auto f = fail.find(id); f != fail.end()) {
+            mode = f->second;
+          } else if (fault_percent > 0 &&
+                     std::uniform_int_distribution<int>(0, 99)(fault_rng) <
+                         fault_percent) {
+            mode = kRandomModes[std::uniform_int_distribution<size_t>(
+                0, kRandomModes.size() - 1)(fault_rng)];
+          }
           if (reject.count(id) || mode == "reject") {
             status = 400;
             body = "rejected";
           } else if (unavailable.count(id) || mode == "unavailable") {
             status = 503;
             body = "try later";
+          } else if (mode == "error") {
+            status = 500;
+            body = "internal error";
+          } else if (mode == "too-many") {
+            status = 429;
+            body = "slow down";
           } else if (mode.empty() || mode == "chunked") {
             ++accepted;
           }
           if (log_fd >= 0) {
             std::string st = mode.empty() || mode == "chunked" ||
-                                     mode == "reject" || mode == "unavailable"
+                                     mode == "reject" ||
+                                     mode == "unavailable" || mode == "error" ||
+                                     mode == "too-many"
                                  ? std::to_string(status)
                                  : mode;
             std::string line = position + " " + subject + " " + id + " " +
@@ -374,6 +417,8 @@ int main(int argc, char** argv) {
         }
         const char* reason = status == 200   ? "OK"
                              : status == 400 ? "Bad Request"
+                             : status == 429 ? "Too Many Requests"
+                             : status == 500 ? "Internal Server Error"
                                              : "Service Unavailable";
         Pending p{fd, NowUs() + delay_us, "", !keep_alive};
         if (mode == "chunked") {
@@ -402,11 +447,12 @@ int main(int argc, char** argv) {
               "2\r\nok\r\n";
           p.close = true;
         } else {
-          p.bytes = "HTTP/1.1 " + std::to_string(status) + " " + reason +
-                    "\r\nContent-Length: " + std::to_string(body.size()) +
-                    (status == 503 ? "\r\nRetry-After: 1" : "") +
-                    (keep_alive ? "" : "\r\nConnection: close") +
-                    "\r\nContent-Type: text/plain\r\n\r\n" + body;
+          p.bytes =
+              "HTTP/1.1 " + std::to_string(status) + " " + reason +
+              "\r\nContent-Length: " + std::to_string(body.size()) +
+              (status == 503 || status == 429 ? "\r\nRetry-After: 1" : "") +
+              (keep_alive ? "" : "\r\nConnection: close") +
+              "\r\nContent-Type: text/plain\r\n\r\n" + body;
         }
         pending.push_back(std::move(p));
       }
