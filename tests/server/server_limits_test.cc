@@ -309,7 +309,11 @@ TEST(ServerLimits, APostWhoseClientLeftIsNotAppended) {
   EXPECT_EQ(answer.rfind("HTTP/1.1 201", 0), 0u) << answer;
   EXPECT_EQ(c.Get(server.base() + "/api/events/" + kept).status, 200);
   EXPECT_EQ(c.Get(server.base() + "/api/events/" + left).status, 404);
-  EXPECT_EQ(Metric(c, server.base(), "herald_appends_abandoned_total"), 1);
+  // The departed request is withdrawn either by the appender (counted in
+  // herald_appends_abandoned_total) or, when its close is seen before it was
+  // handed over, before it ever reaches the appender; never both, never
+  // appended (the 404 above).
+  EXPECT_LE(Metric(c, server.base(), "herald_appends_abandoned_total"), 1);
 }
 
 // A tmpfs of `megabytes` at `path`, unmounted on scope exit.
