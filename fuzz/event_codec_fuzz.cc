@@ -19,14 +19,13 @@ void CheckRoundTrip(const herald::Event& e) {
            .ok()) {
     std::abort();
   }
-  if (back.payload != e.payload && e.payload.find_first_of("\r\n") ==
-                                        std::string::npos) {
+  if (back.payload != e.payload &&
+      e.payload.find_first_of("\r\n") == std::string::npos) {
     std::abort();
   }
-  for (auto b : {herald::CloudEventBinding::kHttp,
-                 herald::CloudEventBinding::kKafka,
-                 herald::CloudEventBinding::kAmqp,
-                 herald::CloudEventBinding::kNats}) {
+  for (auto b :
+       {herald::CloudEventBinding::kHttp, herald::CloudEventBinding::kKafka,
+        herald::CloudEventBinding::kAmqp, herald::CloudEventBinding::kNats}) {
     auto d = herald::DecodeCloudEventHeaders(
         herald::EncodeCloudEventHeaders(e, "/fuzz", b), e.payload, b);
     if (!d.ok() || d->event.payload != e.payload || d->event.id != e.id ||
@@ -72,10 +71,9 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
     }
     at = end + 1;
   }
-  for (auto b : {herald::CloudEventBinding::kHttp,
-                 herald::CloudEventBinding::kKafka,
-                 herald::CloudEventBinding::kAmqp,
-                 herald::CloudEventBinding::kNats}) {
+  for (auto b :
+       {herald::CloudEventBinding::kHttp, herald::CloudEventBinding::kKafka,
+        herald::CloudEventBinding::kAmqp, herald::CloudEventBinding::kNats}) {
     (void)herald::DecodeCloudEventHeaders(headers, text, b);
   }
   return 0;

@@ -38,7 +38,8 @@ std::string EventToJson(const EventView& event);
 enum class EventJsonMode {
   // A producer's event (POST /api/events): members other than the fields
   // above are refused; `position`, `stream_version` and `routes` (of GET
-  // /api/events/{id}) are accepted and ignored (the store assigns them), stream and type are required, the id
+  // /api/events/{id}) are accepted and ignored (the store assigns them), stream
+  // and type are required, the id
   // is lower-cased, and the result passes ValidateEvent.
   kAppend,
   // An event a server served (pull consumers): unknown members are

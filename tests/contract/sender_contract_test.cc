@@ -547,13 +547,13 @@ std::unique_ptr<SenderFixture> MakeFixture(const std::string& name,
 #endif
   return nullptr;
 }
-const std::vector<std::string> kSenders = {"http",   "https",    "file",
-                                           "stdout", "callback",
+const std::vector<std::string> kSenders = {
+    "http",     "https", "file", "stdout", "callback",
 #if HERALD_TEST_WITH_NATS
-                                           "nats",
+    "nats",
 #endif
 #if HERALD_TEST_WITH_RABBITMQ
-                                           "rabbitmq",
+    "rabbitmq",
 #endif
 };
 
