@@ -46,6 +46,8 @@ class Secrets : public ::testing::TestWithParam<std::string> {
     if (GetParam() == "postgresql") {
       // The same fresh database, reached as the user with a password.
       const char* pw = std::getenv("HERALD_TEST_PG_PASSWORD_URL");
+      if (!pw && std::getenv("CI"))
+        FAIL() << "HERALD_TEST_PG_PASSWORD_URL unset";
       if (!pw) GTEST_SKIP() << "HERALD_TEST_PG_PASSWORD_URL unset";
       std::string base = pw;
       url_ = base.substr(0, base.rfind('/') + 1) +
