@@ -22,6 +22,8 @@ packages=(
   libnats-dev nats-server
   # RabbitMQ sender (src/transport/rabbitmq) and its tests
   rabbitmq-server
+  # Kafka sender (src/transport/kafka; tests use librdkafka's mock cluster)
+  librdkafka-dev
   # browser tests (tests/browser: headless Chromium driven by puppeteer-core)
   chromium
 )
