@@ -4,9 +4,7 @@
 
 #include <atomic>
 #include <chrono>
-#include <condition_variable>
 #include <cstdlib>
-#include <mutex>
 #include <ostream>
 #include <random>
 #include <thread>
@@ -17,6 +15,7 @@
 #include "herald/relay.h"
 #include "herald/server.h"
 #include "herald/store.h"
+#include "util/thread_annotations.h"
 
 namespace herald::cli {
 
@@ -31,10 +30,10 @@ class DemoProducer {
   }
   ~DemoProducer() {
     {
-      std::lock_guard lock(mu_);
+      detail::MutexLock lock(&mu_);
       stop_ = true;
     }
-    cv_.notify_all();
+    cv_.SignalAll();
     thread_.join();
   }
 
@@ -45,9 +44,7 @@ class DemoProducer {
     static const char* const kItems[] = {"tea", "coffee", "cocoa", "mate"};
     std::mt19937 rng(std::random_device{}());
     int order = 0;
-    std::unique_lock lock(mu_);
-    while (!stop_) {
-      lock.unlock();
+    while (!Stopping()) {
       ++order;
       std::vector<Event> events;
       for (const char* step : kSteps) {
@@ -61,20 +58,28 @@ class DemoProducer {
         events.push_back(std::move(e));
         // One event per step, a moment apart, like a real order.
         (void)store_->Append(std::span<Event>(&events.back(), 1));
-        lock.lock();
-        cv_.wait_for(lock, std::chrono::milliseconds(400),
-                     [this] { return stop_; });
-        if (stop_) return;
-        lock.unlock();
+        if (PauseOrStop(std::chrono::milliseconds(400))) return;
       }
-      lock.lock();
     }
   }
 
+  bool Stopping() EXCLUDES(mu_) {
+    detail::MutexLock lock(&mu_);
+    return stop_;
+  }
+  // Waits `d` or until stopped; true when stopped.
+  bool PauseOrStop(std::chrono::milliseconds d) EXCLUDES(mu_) {
+    auto until = std::chrono::steady_clock::now() + d;
+    detail::MutexLock lock(&mu_);
+    while (!stop_ && cv_.WaitUntil(&mu_, until)) {
+    }
+    return stop_;
+  }
+
   Store* const store_;
-  std::mutex mu_;
-  std::condition_variable cv_;
-  bool stop_ = false;  // guarded by mu_
+  detail::Mutex mu_;
+  detail::CondVar cv_;
+  bool stop_ GUARDED_BY(mu_) = false;
   std::thread thread_;
 };
 

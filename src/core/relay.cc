@@ -11,15 +11,14 @@
 #include <unistd.h>
 
 #include <algorithm>
-#include <condition_variable>
 #include <map>
-#include <mutex>
 #include <random>
 #include <set>
 #include <thread>
 #include <unordered_set>
 
 #include "herald/redact.h"
+#include "util/thread_annotations.h"
 
 namespace herald {
 
@@ -102,11 +101,11 @@ bool MatchesAny(const std::vector<std::string>& globs, const std::string& s) {
 }  // namespace
 
 struct Relay::Shared {
-  std::mutex mu;
-  std::condition_variable cv;  // wakes the lease thread
-  bool started = false;        // guarded by mu
-  bool stopping = false;       // guarded by mu
-  bool lease_stop = false;     // guarded by mu; set after runners joined
+  detail::Mutex mu;
+  detail::CondVar cv;  // wakes the lease thread
+  bool started GUARDED_BY(mu) = false;
+  bool stopping GUARDED_BY(mu) = false;
+  bool lease_stop GUARDED_BY(mu) = false;  // set after runners joined
   std::atomic<bool> stop{false};
   std::string owner;
   std::thread lease_thread;
@@ -137,30 +136,30 @@ class Relay::RouteRunner {
   void Join() {
     if (thread_.joinable()) thread_.join();
     {
-      std::lock_guard<std::mutex> lock(save_mu_);
+      detail::MutexLock lock(&save_mu_);
       saver_stop_ = true;
     }
-    save_cv_.notify_all();
+    save_cv_.SignalAll();
     if (saver_.joinable()) saver_.join();
   }
 
   void Wake(bool drain_parked) {
     {
-      std::lock_guard<std::mutex> lock(mu_);
+      detail::MutexLock lock(&mu_);
       woken_ = true;
       if (drain_parked) drain_requested_ = true;
     }
-    cv_.notify_all();
+    cv_.SignalAll();
   }
 
   // An operator asked for the event at `position` to be sent again; ends
   // the slow wait of a route blocked on it (in this process).
   void RetryBlocked(int64_t position) {
     {
-      std::lock_guard<std::mutex> lock(mu_);
+      detail::MutexLock lock(&mu_);
       blocked_retry_position_ = position;
     }
-    cv_.notify_all();
+    cv_.SignalAll();
   }
 
   // ---- Lease (called by the lease thread) ---------------------------------
@@ -209,7 +208,7 @@ class Relay::RouteRunner {
   // ---- Status -------------------------------------------------------------
 
   void FillStatus(RouteStatus* s) {
-    std::lock_guard<std::mutex> lock(mu_);
+    detail::MutexLock lock(&mu_);
     if (!blocked_id_.empty() && s->blocked_id == blocked_id_) {
       s->blocked_error = blocked_error_;
     }
@@ -221,13 +220,13 @@ class Relay::RouteRunner {
   }
 
   RouteMetrics Metrics() {
-    std::lock_guard<std::mutex> lock(mu_);
+    detail::MutexLock lock(&mu_);
     return metrics_;
   }
 
  private:
   void SetState(const char* state) {
-    std::lock_guard<std::mutex> lock(mu_);
+    detail::MutexLock lock(&mu_);
     state_ = state;
   }
 
@@ -240,14 +239,14 @@ class Relay::RouteRunner {
       auto now = Clock::now();
       if (now >= deadline) return;
       {
-        std::unique_lock<std::mutex> lock(mu_);
+        detail::MutexLock lock(&mu_);
         if (woken_) {
           woken_ = false;
           return;
         }
         if (!epoch) {
-          cv_.wait_for(lock,
-                       std::min<Clock::duration>(deadline - now, kWaitSlice));
+          cv_.WaitUntil(&mu_, now + std::min<Clock::duration>(deadline - now,
+                                                              kWaitSlice));
           continue;
         }
       }
@@ -263,9 +262,9 @@ class Relay::RouteRunner {
   // idle runner (the lease was gained, an operator asked for a retry) must
   // not turn a receiver's Retry-After into an instant retry.
   void SleepUntil(Clock::time_point deadline) {
-    std::unique_lock<std::mutex> lock(mu_);
+    detail::MutexLock lock(&mu_);
     while (!Stopping() && Clock::now() < deadline) {
-      cv_.wait_until(lock, deadline);
+      cv_.WaitUntil(&mu_, deadline);
     }
   }
 
@@ -287,14 +286,14 @@ class Relay::RouteRunner {
     std::string text = RedactSecrets(error).substr(0, kMaxErrorLength);
     int64_t now = NowMicros();
     {
-      std::lock_guard<std::mutex> lock(mu_);
+      detail::MutexLock lock(&mu_);
       metrics_.last_error = text;
       metrics_.last_error_at_us = now;
     }
     // Kept in the route's status row so `herald relay status` elsewhere
     // sees it. Written at most every 200 ms per route. Runner and saver
     // threads both report errors: error_mu_ orders their writes.
-    std::lock_guard<std::mutex> lock(error_mu_);
+    detail::MutexLock lock(&error_mu_);
     if (text == stored_error_ && now - stored_error_at_ < 200000) return;
     if (relay_state_->SetRouteError(config_.name, text, now).ok()) {
       stored_error_ = text;
@@ -310,7 +309,7 @@ class Relay::RouteRunner {
     std::string text = RedactSecrets(error).substr(0, kMaxErrorLength);
     bool fresh = false;
     {
-      std::lock_guard<std::mutex> lock(mu_);
+      detail::MutexLock lock(&mu_);
       fresh = blocked_id_ != e.id;
       blocked_id_ = e.id;
       blocked_error_ = text;
@@ -325,7 +324,7 @@ class Relay::RouteRunner {
   // The route delivered (or gave up on) what it was blocked on.
   void LeaveBlocked() {
     {
-      std::lock_guard<std::mutex> lock(mu_);
+      detail::MutexLock lock(&mu_);
       if (blocked_id_.empty() && blocked_stored_ == 0) return;
       blocked_id_.clear();
       blocked_error_.clear();
@@ -352,18 +351,19 @@ class Relay::RouteRunner {
         }
         next_check = Clock::now() + check;
       }
-      std::unique_lock<std::mutex> lock(mu_);
+      detail::MutexLock lock(&mu_);
       if (blocked_retry_position_ == position) {
         blocked_retry_position_ = 0;
         return;
       }
-      cv_.wait_until(lock, std::min({deadline, next_check,
-                                     Clock::now() + milliseconds(200)}));
+      cv_.WaitUntil(&mu_, std::min({deadline, next_check,
+                                    Clock::now() + milliseconds(200)}));
     }
   }
 
-  // Under mu_.
-  void Observe(double seconds) { ObserveIn(&metrics_.send_latency, seconds); }
+  void Observe(double seconds) REQUIRES(mu_) {
+    ObserveIn(&metrics_.send_latency, seconds);
+  }
 
   // Loads the checkpoint and the parked rows after gaining the lease.
   Status Load() {
@@ -371,7 +371,7 @@ class Relay::RouteRunner {
     if (!cp.ok()) return cp.status();
     checkpoint_ = std::max<int64_t>(*cp, 1);
     {
-      std::lock_guard<std::mutex> lock(mu_);
+      detail::MutexLock lock(&mu_);
       metrics_.checkpoint = checkpoint_;
     }
     // A route blocked before (here or in another process) clears the
@@ -407,7 +407,7 @@ class Relay::RouteRunner {
     HERALD_RETURN_IF_ERROR(
         relay_state_->SaveCheckpoint(**tx, CheckpointName(config_.name), next));
     HERALD_RETURN_IF_ERROR((*tx)->Commit());
-    std::lock_guard<std::mutex> lock(mu_);
+    detail::MutexLock lock(&mu_);
     metrics_.checkpoint = next;
     ++metrics_.batches;
     return Status::OK();
@@ -425,48 +425,46 @@ class Relay::RouteRunner {
 
   void QueueSave(int64_t next, std::vector<ParkedEvent> parks, int64_t events) {
     {
-      std::lock_guard<std::mutex> lock(save_mu_);
+      detail::MutexLock lock(&save_mu_);
       pending_checkpoint_ = next;
       for (auto& p : parks) pending_parks_.push_back(std::move(p));
       pending_events_ += events;
       save_pending_ = true;
     }
-    save_cv_.notify_all();
+    save_cv_.SignalAll();
   }
 
   // Events delivered whose checkpoint is not saved yet.
   int64_t Unsaved() {
-    std::lock_guard<std::mutex> lock(save_mu_);
+    detail::MutexLock lock(&save_mu_);
     return pending_events_ + saving_events_;
   }
 
   // Waits until fewer than `limit` events are unsaved (0: everything
   // queued is saved), or the saver gave up.
   void WaitSaved(int64_t limit) {
-    std::unique_lock<std::mutex> lock(save_mu_);
+    detail::MutexLock lock(&save_mu_);
     ++flush_waiters_;
-    save_cv_.notify_all();
-    struct Done {
-      int& n;
-      ~Done() { --n; }
-    } done{flush_waiters_};
-    save_cv_.wait(lock, [&] {
-      bool idle = !save_pending_ && !saving_;
-      return idle || (limit > 0 && pending_events_ + saving_events_ < limit);
-    });
+    save_cv_.SignalAll();
+    while ((save_pending_ || saving_) &&
+           !(limit > 0 && pending_events_ + saving_events_ < limit)) {
+      save_cv_.Wait(&save_mu_);
+    }
+    --flush_waiters_;
   }
 
   void SaverLoop() {
-    std::unique_lock<std::mutex> lock(save_mu_);
+    save_mu_.Lock();
     while (true) {
-      save_cv_.wait(lock, [&] { return save_pending_ || saver_stop_; });
+      while (!save_pending_ && !saver_stop_) save_cv_.Wait(&save_mu_);
       if (!save_pending_) break;  // stopping with nothing left
       // Gather a few milliseconds of batches into one commit (fewer
       // fsyncs beside the application's own), unless someone waits.
-      save_cv_.wait_for(lock, kSaveGather, [&] {
-        return saver_stop_ || flush_waiters_ > 0 ||
-               pending_events_ >= config_.batch / 2;
-      });
+      auto gathered = Clock::now() + kSaveGather;
+      while (!saver_stop_ && flush_waiters_ == 0 &&
+             pending_events_ < config_.batch / 2 &&
+             save_cv_.WaitUntil(&save_mu_, gathered)) {
+      }
       int64_t next = pending_checkpoint_;
       std::vector<ParkedEvent> parks = std::move(pending_parks_);
       pending_parks_.clear();
@@ -474,7 +472,7 @@ class Relay::RouteRunner {
       pending_events_ = 0;
       save_pending_ = false;
       saving_ = true;
-      lock.unlock();
+      save_mu_.Unlock();
       // Retried while the store is unavailable (the events are sent; giving
       // up would only send them again); a few tries once stopping. Saved
       // even when the lease lapsed meanwhile: every event below `next` was
@@ -487,11 +485,12 @@ class Relay::RouteRunner {
         if (Stopping() && round >= 3) break;
         std::this_thread::sleep_for(milliseconds(std::min(50 * round, 1000)));
       }
-      lock.lock();
+      save_mu_.Lock();
       saving_ = false;
       saving_events_ = 0;
-      save_cv_.notify_all();
+      save_cv_.SignalAll();
     }
+    save_mu_.Unlock();
   }
 
   // Sends `events`; marks each done (delivered or parked/held). Retries
@@ -583,7 +582,7 @@ class Relay::RouteRunner {
         }
       }
       {
-        std::lock_guard<std::mutex> lock(mu_);
+        detail::MutexLock lock(&mu_);
         metrics_.delivered += delivered;
         metrics_.failed += failed;
         metrics_.parked += parked;
@@ -660,7 +659,7 @@ class Relay::RouteRunner {
           return false;
         }
         parked_ids_.erase(p.event.id);
-        std::lock_guard<std::mutex> lock(mu_);
+        detail::MutexLock lock(&mu_);
         ++metrics_.delivered;
         Observe(took);
         ObserveIn(&metrics_.commit_to_ack, SinceCommit(p.event, NowMicros()));
@@ -668,7 +667,7 @@ class Relay::RouteRunner {
       }
       if (!result[0].attempted) return false;
       {
-        std::lock_guard<std::mutex> lock(mu_);
+        detail::MutexLock lock(&mu_);
         ++metrics_.failed;
       }
       RecordError("event " + p.event.id + " (position " +
@@ -686,7 +685,7 @@ class Relay::RouteRunner {
         Status s = tx.ok() ? relay_state_->Park(**tx, again) : tx.status();
         if (s.ok()) s = (*tx)->Commit();
         if (!s.ok()) RecordError("re-parking: " + s.ToString());
-        std::lock_guard<std::mutex> lock(mu_);
+        detail::MutexLock lock(&mu_);
         ++metrics_.parked;
         return false;
       }
@@ -731,7 +730,7 @@ class Relay::RouteRunner {
       }
       bool drain = false;
       {
-        std::lock_guard<std::mutex> lock(mu_);
+        detail::MutexLock lock(&mu_);
         drain = drain_requested_;
         drain_requested_ = false;
       }
@@ -769,7 +768,7 @@ class Relay::RouteRunner {
         batch.push_back(std::move(e));
       }
       {
-        std::lock_guard<std::mutex> lock(mu_);
+        detail::MutexLock lock(&mu_);
         metrics_.lag_events =
             std::max<int64_t>(0, page->head - checkpoint_ + 1);
       }
@@ -791,7 +790,7 @@ class Relay::RouteRunner {
           ++held;
         }
         if (held) {
-          std::lock_guard<std::mutex> lock(mu_);
+          detail::MutexLock lock(&mu_);
           metrics_.held += held;
         }
         SendBatch(batch, &done, &parks);
@@ -851,33 +850,33 @@ class Relay::RouteRunner {
   std::unordered_set<std::string> held_streams_;
   std::unordered_set<std::string> parked_ids_;
   int64_t blocked_stored_ = 0;  // the blocked marker as saved in the store
-  std::mutex error_mu_;
-  std::string stored_error_;     // guarded by error_mu_
-  int64_t stored_error_at_ = 0;  // guarded by error_mu_
+  detail::Mutex error_mu_;
+  std::string stored_error_ GUARDED_BY(error_mu_);
+  int64_t stored_error_at_ GUARDED_BY(error_mu_) = 0;
 
   std::thread saver_;
-  std::mutex save_mu_;
-  std::condition_variable save_cv_;
-  bool save_pending_ = false;               // guarded by save_mu_
-  bool saving_ = false;                     // guarded by save_mu_
-  bool saver_stop_ = false;                 // guarded by save_mu_
-  int flush_waiters_ = 0;                   // guarded by save_mu_
-  int64_t pending_checkpoint_ = 0;          // guarded by save_mu_
-  std::vector<ParkedEvent> pending_parks_;  // guarded by save_mu_
-  int64_t pending_events_ = 0;              // guarded by save_mu_
-  int64_t saving_events_ = 0;               // guarded by save_mu_
+  detail::Mutex save_mu_;
+  detail::CondVar save_cv_;
+  bool save_pending_ GUARDED_BY(save_mu_) = false;
+  bool saving_ GUARDED_BY(save_mu_) = false;
+  bool saver_stop_ GUARDED_BY(save_mu_) = false;
+  int flush_waiters_ GUARDED_BY(save_mu_) = 0;
+  int64_t pending_checkpoint_ GUARDED_BY(save_mu_) = 0;
+  std::vector<ParkedEvent> pending_parks_ GUARDED_BY(save_mu_);
+  int64_t pending_events_ GUARDED_BY(save_mu_) = 0;
+  int64_t saving_events_ GUARDED_BY(save_mu_) = 0;
 
-  std::mutex mu_;
-  std::condition_variable cv_;
-  bool woken_ = false;             // guarded by mu_
-  bool drain_requested_ = false;   // guarded by mu_
-  std::string state_ = "stopped";  // guarded by mu_
-  RouteMetrics metrics_;           // guarded by mu_
+  detail::Mutex mu_;
+  detail::CondVar cv_;
+  bool woken_ GUARDED_BY(mu_) = false;
+  bool drain_requested_ GUARDED_BY(mu_) = false;
+  std::string state_ GUARDED_BY(mu_) = "stopped";
+  RouteMetrics metrics_ GUARDED_BY(mu_);
   // The event the route is blocked on here and its error; the position an
   // operator asked to retry (0: none).
-  std::string blocked_id_;              // guarded by mu_
-  std::string blocked_error_;           // guarded by mu_
-  int64_t blocked_retry_position_ = 0;  // guarded by mu_
+  std::string blocked_id_ GUARDED_BY(mu_);
+  std::string blocked_error_ GUARDED_BY(mu_);
+  int64_t blocked_retry_position_ GUARDED_BY(mu_) = 0;
 };
 
 // ---- Relay -----------------------------------------------------------------
@@ -930,7 +929,7 @@ Status Relay::AddRoute(const RouteConfig& route) {
 Status Relay::AddRoute(const RouteConfig& route,
                        std::unique_ptr<Sender> sender) {
   HERALD_RETURN_IF_ERROR(ValidateRoute(route, sender != nullptr));
-  std::lock_guard<std::mutex> lock(shared_->mu);
+  detail::MutexLock lock(&shared_->mu);
   if (shared_->started) {
     return Status::FailedPrecondition("routes are added before Start");
   }
@@ -946,7 +945,7 @@ Status Relay::AddRoute(const RouteConfig& route,
 }
 
 Status Relay::Start() {
-  std::lock_guard<std::mutex> lock(shared_->mu);
+  detail::MutexLock lock(&shared_->mu);
   if (shared_->started) {
     return Status::FailedPrecondition("the relay was started before");
   }
@@ -974,26 +973,27 @@ Status Relay::Start() {
 
 void Relay::LeaseLoop() {
   std::vector<Clock::time_point> next(runners_.size(), Clock::now());
-  std::unique_lock<std::mutex> lock(shared_->mu);
+  shared_->mu.Lock();
   while (!shared_->lease_stop) {
     auto now = Clock::now();
     auto soonest = now + std::chrono::seconds(1);
     for (size_t i = 0; i < runners_.size(); ++i) {
       if (next[i] <= now) {
-        lock.unlock();
+        shared_->mu.Unlock();
         next[i] = runners_[i]->TendLease(shared_->owner, options_.lease_ttl);
-        lock.lock();
+        shared_->mu.Lock();
         if (shared_->lease_stop) break;
       }
       soonest = std::min(soonest, next[i]);
     }
-    shared_->cv.wait_until(lock, soonest);
+    shared_->cv.WaitUntil(&shared_->mu, soonest);
   }
+  shared_->mu.Unlock();
 }
 
 void Relay::Stop() noexcept {
   {
-    std::lock_guard<std::mutex> lock(shared_->mu);
+    detail::MutexLock lock(&shared_->mu);
     if (shared_->stopping) return;
     shared_->stopping = true;
     shared_->stop.store(true);
@@ -1004,10 +1004,10 @@ void Relay::Stop() noexcept {
   // (and renewed) until then so nobody else starts sending meanwhile.
   for (auto& r : runners_) r->Join();
   {
-    std::lock_guard<std::mutex> lock(shared_->mu);
+    detail::MutexLock lock(&shared_->mu);
     shared_->lease_stop = true;
   }
-  shared_->cv.notify_all();
+  shared_->cv.SignalAll();
   if (shared_->lease_thread.joinable()) shared_->lease_thread.join();
   for (auto& r : runners_) r->ReleaseLease(shared_->owner);
 }

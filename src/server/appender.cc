@@ -39,13 +39,13 @@ Status GoneStatus() {
 }  // namespace
 
 std::optional<Appender::Failure> Appender::failing() const {
-  std::lock_guard lock(failure_mu_);
+  MutexLock lock(&failure_mu_);
   return failure_;
 }
 
 void Appender::Track(const Status& s) {
   if (FailsAlone(s)) return;  // the request's fault, not the store's
-  std::lock_guard lock(failure_mu_);
+  MutexLock lock(&failure_mu_);
   if (s.ok()) {
     failure_.reset();
     return;
@@ -68,16 +68,16 @@ void Appender::Start() {
 
 void Appender::Stop() {
   {
-    std::lock_guard lock(mu_);
+    MutexLock lock(&mu_);
     if (stop_) return;
     stop_ = true;
   }
-  cv_.notify_all();
+  cv_.SignalAll();
   if (thread_.joinable()) thread_.join();
   // Not started: fail what is queued.
   std::vector<AppendJob> left;
   {
-    std::lock_guard lock(mu_);
+    MutexLock lock(&mu_);
     left.swap(queue_);
   }
   for (auto& j : left) {
@@ -87,10 +87,10 @@ void Appender::Stop() {
 
 void Appender::Submit(AppendJob job) {
   {
-    std::lock_guard lock(mu_);
+    MutexLock lock(&mu_);
     if (!stop_) {
       queue_.push_back(std::move(job));
-      cv_.notify_one();
+      cv_.Signal();
       return;
     }
   }
@@ -102,8 +102,8 @@ void Appender::Run() {
   std::vector<AppendJob> jobs;
   while (true) {
     {
-      std::unique_lock lock(mu_);
-      cv_.wait(lock, [&] { return stop_ || !queue_.empty(); });
+      MutexLock lock(&mu_);
+      while (!stop_ && queue_.empty()) cv_.Wait(&mu_);
       if (queue_.empty()) return;  // stopping and drained
       size_t events = 0, n = 0;
       while (n < queue_.size() && n < kMaxGroupJobs &&

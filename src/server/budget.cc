@@ -9,7 +9,7 @@ void ByteBudget::Acquire(size_t bytes, std::function<void(bool)> grant) {
   bytes = std::min(bytes, capacity_);
   bool granted = false;
   {
-    std::lock_guard lock(mu_);
+    MutexLock lock(&mu_);
     if (!stopped_) {
       if (!waiters_.empty() || used_ + bytes > capacity_) {
         waiters_.emplace_back(bytes, std::move(grant));
@@ -38,7 +38,7 @@ void ByteBudget::Resize(size_t from, size_t to) {
   if (from == to) return;
   std::vector<std::function<void(bool)>> ready;
   {
-    std::lock_guard lock(mu_);
+    MutexLock lock(&mu_);
     used_ = used_ - std::min(used_, from) + to;
     peak_ = std::max(peak_, used_);
     if (to < from && !stopped_) ready = TakeGrantable();
@@ -49,7 +49,7 @@ void ByteBudget::Resize(size_t from, size_t to) {
 void ByteBudget::Stop() {
   std::deque<std::pair<size_t, std::function<void(bool)>>> left;
   {
-    std::lock_guard lock(mu_);
+    MutexLock lock(&mu_);
     stopped_ = true;
     left.swap(waiters_);
   }
@@ -57,17 +57,17 @@ void ByteBudget::Stop() {
 }
 
 size_t ByteBudget::used() const {
-  std::lock_guard lock(mu_);
+  MutexLock lock(&mu_);
   return used_;
 }
 
 size_t ByteBudget::peak() const {
-  std::lock_guard lock(mu_);
+  MutexLock lock(&mu_);
   return peak_;
 }
 
 size_t ByteBudget::waiting() const {
-  std::lock_guard lock(mu_);
+  MutexLock lock(&mu_);
   return waiters_.size();
 }
 

@@ -637,7 +637,7 @@ SseReader AddEventRoutes(const Context& ctx, Router* router) {
 // ---- PageCache ------------------------------------------------------------
 
 std::shared_ptr<const std::string> PageCache::Get(const std::string& key) {
-  std::lock_guard lock(mu_);
+  MutexLock lock(&mu_);
   auto it = index_.find(key);
   if (it == index_.end()) return nullptr;
   hits_.fetch_add(1, std::memory_order_relaxed);
@@ -648,7 +648,7 @@ std::shared_ptr<const std::string> PageCache::Get(const std::string& key) {
 void PageCache::Put(const std::string& key,
                     std::shared_ptr<const std::string> body) {
   if (body->size() > max_bytes_ / 4) return;
-  std::lock_guard lock(mu_);
+  MutexLock lock(&mu_);
   if (index_.count(key)) return;
   bytes_ += body->size() + key.size();
   lru_.emplace_front(key, std::move(body));

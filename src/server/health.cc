@@ -372,7 +372,7 @@ void AddHealthRoutes(const Context& ctx, Router* router) {
 // -------------------------------------------------------------
 
 void HttpMetrics::Count(const std::string& route, int status) {
-  std::lock_guard lock(mu_);
+  MutexLock lock(&mu_);
   ++requests_[{route, status}];
 }
 
@@ -380,7 +380,7 @@ void HttpMetrics::Render(std::string* out) const {
   *out +=
       "# HELP herald_http_requests_total HTTP requests by route pattern and "
       "status.\n# TYPE herald_http_requests_total counter\n";
-  std::lock_guard lock(mu_);
+  MutexLock lock(&mu_);
   for (const auto& [key, n] : requests_) {
     *out += "herald_http_requests_total{route=";
     AppendJsonString(key.first, out);

@@ -288,7 +288,7 @@ class ServerImpl final : public Server {
     // 2. Idle connections close; busy ones finish their request first.
     std::vector<std::shared_ptr<Session>> sessions;
     {
-      std::lock_guard lock(sessions_mu_);
+      MutexLock lock(&sessions_mu_);
       for (auto& [p, w] : sessions_) {
         if (auto s = w.lock()) sessions.push_back(std::move(s));
       }
@@ -302,9 +302,10 @@ class ServerImpl final : public Server {
     // 4. Wait for in-flight requests (appends included) to be answered.
     auto deadline = Clock::now() + options_.drain_timeout;
     {
-      std::unique_lock lock(sessions_mu_);
-      sessions_cv_.wait_until(lock, deadline,
-                              [this] { return sessions_.empty(); });
+      MutexLock lock(&sessions_mu_);
+      while (!sessions_.empty() &&
+             sessions_cv_.WaitUntil(&sessions_mu_, deadline)) {
+      }
     }
     appender_.Stop();
     for (auto& w : work_) w.reset();
@@ -319,17 +320,17 @@ class ServerImpl final : public Server {
 
   // Session registry.
   void Register(Session* s, std::weak_ptr<Session> w) {
-    std::lock_guard lock(sessions_mu_);
+    MutexLock lock(&sessions_mu_);
     sessions_.emplace(s, std::move(w));
     metrics_.open_connections.fetch_add(1);
   }
   void Unregister(Session* s) {
     {
-      std::lock_guard lock(sessions_mu_);
+      MutexLock lock(&sessions_mu_);
       sessions_.erase(s);
       metrics_.open_connections.fetch_sub(1);
     }
-    sessions_cv_.notify_all();
+    sessions_cv_.SignalAll();
   }
   bool stopping() const { return stopped_.load(); }
 
@@ -415,9 +416,10 @@ class ServerImpl final : public Server {
   std::string address_;
   int spare_fd_ = -1;  // see ShedBacklog
   std::atomic<bool> stopped_{false};
-  std::mutex sessions_mu_;
-  std::unordered_map<Session*, std::weak_ptr<Session>> sessions_;  // guarded
-  std::condition_variable sessions_cv_;
+  Mutex sessions_mu_;
+  std::unordered_map<Session*, std::weak_ptr<Session>> sessions_
+      GUARDED_BY(sessions_mu_);
+  CondVar sessions_cv_;
   std::vector<std::thread> threads_;
   const int io_threads_;
   size_t next_ioc_ = 0;  // only the acceptor's thread

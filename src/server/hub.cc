@@ -25,7 +25,7 @@ void Hub::Start() {
   auto head = store_->Head();
   int64_t h = head.ok() ? *head : 0;
   {
-    std::unique_lock lock(mu_);
+    WriterLock lock(&mu_);
     head_.store(std::max<int64_t>(0, h - static_cast<int64_t>(capacity_)));
   }
   Load();
@@ -40,19 +40,24 @@ void Hub::Stop() {
 }
 
 int64_t Hub::first() const {
-  std::shared_lock lock(mu_);
+  ReaderLock lock(&mu_);
   return cache_.empty() ? 0 : cache_.front()->position;
 }
 
 std::string Hub::db_tag() const {
-  std::shared_lock lock(mu_);
+  ReaderLock lock(&mu_);
   return db_tag_;
 }
 
 bool Hub::Load() {
-  std::lock_guard load_lock(load_mu_);
+  MutexLock load_lock(&load_mu_);
   bool loaded = false;
-  if (db_tag_.empty()) {
+  bool tagged;
+  {
+    ReaderLock lock(&mu_);
+    tagged = !db_tag_.empty();
+  }
+  if (!tagged) {
     ReadRequest first;
     first.offset = 1;
     first.limit = 1;
@@ -65,7 +70,7 @@ bool Hub::Load() {
       for (size_t i = id.size(); i-- > 0 && tag.size() < 16;) {
         if (id[i] != '-') tag.insert(tag.begin(), id[i]);
       }
-      std::unique_lock lock(mu_);
+      WriterLock lock(&mu_);
       db_tag_ = tag;
     }
   }
@@ -85,7 +90,7 @@ bool Hub::Load() {
     }
     if (batch.empty()) break;
     {
-      std::unique_lock lock(mu_);
+      WriterLock lock(&mu_);
       AddToCache(&batch);
     }
     loaded = true;
@@ -120,7 +125,7 @@ std::shared_ptr<const CachedEvent> Hub::Render(const Event& e) const {
 void Hub::Push(std::vector<const Event*> events, uint64_t epoch) {
   bool taken = false;
   {
-    std::lock_guard load_lock(load_mu_);
+    MutexLock load_lock(&load_mu_);
     std::sort(events.begin(), events.end(), [](const Event* a, const Event* b) {
       return a->position < b->position;
     });
@@ -136,7 +141,7 @@ void Hub::Push(std::vector<const Event*> events, uint64_t epoch) {
       batch.push_back(Render(*e));
       ++next;
     }
-    std::unique_lock lock(mu_);
+    WriterLock lock(&mu_);
     if (contiguous && !batch.empty() && !db_tag_.empty()) {
       // Positions up to next - 1 are final; later ones (another writer's)
       // are loaded by the watcher from there.
@@ -160,7 +165,7 @@ void Hub::Push(std::vector<const Event*> events, uint64_t epoch) {
 bool Hub::Read(int64_t from, int limit, const EventFilter& filter,
                TailRead* out) const {
   if (from < 1) from = 1;
-  std::shared_lock lock(mu_);
+  ReaderLock lock(&mu_);
   int64_t head = head_.load(std::memory_order_acquire);
   out->events.clear();
   if (from > head) {
@@ -204,7 +209,7 @@ uint64_t Hub::Wait(int64_t offset, Clock::time_point deadline,
   }
   uint64_t id;
   {
-    std::lock_guard lock(wait_mu_);
+    MutexLock lock(&wait_mu_);
     id = next_waiter_++;
     waiters_.emplace(id, Waiter{offset, deadline, std::move(cb)});
   }
@@ -218,7 +223,7 @@ void Hub::Cancel(uint64_t id) {
   if (id == 0) return;
   WaitCallback cb;
   {
-    std::lock_guard lock(wait_mu_);
+    MutexLock lock(&wait_mu_);
     auto it = waiters_.find(id);
     if (it == waiters_.end()) return;
     cb = std::move(it->second.cb);
@@ -228,7 +233,7 @@ void Hub::Cancel(uint64_t id) {
 }
 
 size_t Hub::waiters() const {
-  std::lock_guard lock(wait_mu_);
+  MutexLock lock(&wait_mu_);
   return waiters_.size();
 }
 
@@ -241,7 +246,7 @@ void Hub::WakeWaiters(bool all, bool stopping) {
   auto now = Clock::now();
   std::vector<std::pair<WaitCallback, bool>> due;
   {
-    std::lock_guard lock(wait_mu_);
+    MutexLock lock(&wait_mu_);
     for (auto it = waiters_.begin(); it != waiters_.end();) {
       bool woke = it->second.offset <= head;
       if (all || woke || it->second.deadline <= now) {
@@ -263,7 +268,7 @@ void Hub::Run() {
     // waiter deadline.
     auto wait = interval;
     {
-      std::unique_lock lock(wait_mu_);
+      MutexLock lock(&wait_mu_);
       auto now = Clock::now();
       for (const auto& [id, w] : waiters_) {
         auto left = std::chrono::duration_cast<std::chrono::milliseconds>(

@@ -29,6 +29,7 @@
 #include "herald/config.h"
 #include "herald/server.h"
 #include "herald/store.h"
+#include "util/thread_annotations.h"
 
 namespace herald::detail {
 
@@ -119,21 +120,21 @@ class Hub {
  private:
   std::shared_ptr<const CachedEvent> Render(const Event& e) const;
   // Appends rendered events (dense, non-empty) to cache_ and moves head_.
-  // Caller holds mu_.
-  void AddToCache(std::vector<std::shared_ptr<const CachedEvent>>* batch);
+  void AddToCache(std::vector<std::shared_ptr<const CachedEvent>>* batch)
+      REQUIRES(mu_);
   void Run();
   // Loads events (head_, store head]; returns whether any were loaded.
-  bool Load();
+  bool Load() EXCLUDES(load_mu_, mu_);
   void WakeWaiters(bool all, bool stopping);
 
   Store* const store_;
   const size_t capacity_;
   const std::chrono::milliseconds poll_max_;
 
-  std::mutex load_mu_;  // one loader at a time; taken before mu_
-  mutable std::shared_mutex mu_;
-  std::deque<std::shared_ptr<const CachedEvent>> cache_;  // guarded by mu_
-  std::string db_tag_;                                    // guarded by mu_
+  Mutex load_mu_ ACQUIRED_BEFORE(mu_);  // one loader at a time
+  mutable SharedMutex mu_;
+  std::deque<std::shared_ptr<const CachedEvent>> cache_ GUARDED_BY(mu_);
+  std::string db_tag_ GUARDED_BY(mu_);
   std::atomic<int64_t> head_{0};
   // Append epochs up to this one were pushed (see Push).
   std::atomic<uint64_t> pushed_epoch_{0};
@@ -143,9 +144,9 @@ class Hub {
     Clock::time_point deadline;
     WaitCallback cb;
   };
-  mutable std::mutex wait_mu_;
-  std::map<uint64_t, Waiter> waiters_;  // guarded by wait_mu_
-  uint64_t next_waiter_ = 1;            // guarded by wait_mu_
+  mutable Mutex wait_mu_;
+  std::map<uint64_t, Waiter> waiters_ GUARDED_BY(wait_mu_);
+  uint64_t next_waiter_ GUARDED_BY(wait_mu_) = 1;
 
   std::atomic<bool> stop_{false};
   std::thread thread_;
@@ -169,10 +170,11 @@ class PageCache {
   std::atomic<uint64_t> hits_{0};
   using Entry = std::pair<std::string, std::shared_ptr<const std::string>>;
   const size_t max_bytes_;
-  std::mutex mu_;
-  std::list<Entry> lru_;  // guarded by mu_; front = most recent
-  std::unordered_map<std::string, std::list<Entry>::iterator> index_;
-  size_t bytes_ = 0;  // guarded by mu_
+  Mutex mu_;
+  std::list<Entry> lru_ GUARDED_BY(mu_);  // front = most recent
+  std::unordered_map<std::string, std::list<Entry>::iterator> index_
+      GUARDED_BY(mu_);
+  size_t bytes_ GUARDED_BY(mu_) = 0;
 };
 
 // ---- ByteBudget -----------------------------------------------------------
@@ -208,16 +210,16 @@ class ByteBudget {
 
  private:
   // Grants the waiters that fit now; returns their callbacks, to be called
-  // once mu_ is released. Caller holds mu_.
-  std::vector<std::function<void(bool)>> TakeGrantable();
+  // once mu_ is released.
+  std::vector<std::function<void(bool)>> TakeGrantable() REQUIRES(mu_);
 
   const size_t capacity_;
-  mutable std::mutex mu_;
-  size_t used_ = 0;  // guarded by mu_
-  size_t peak_ = 0;  // guarded by mu_
-  std::deque<std::pair<size_t, std::function<void(bool)>>>
-      waiters_;           // guarded by mu_
-  bool stopped_ = false;  // guarded by mu_
+  mutable Mutex mu_;
+  size_t used_ GUARDED_BY(mu_) = 0;
+  size_t peak_ GUARDED_BY(mu_) = 0;
+  std::deque<std::pair<size_t, std::function<void(bool)>>> waiters_
+      GUARDED_BY(mu_);
+  bool stopped_ GUARDED_BY(mu_) = false;
 };
 
 // ---- Appender -------------------------------------------------------------
@@ -275,17 +277,17 @@ class Appender {
 
   Store* const store_;
   Hub* const hub_;
-  std::mutex mu_;
-  std::condition_variable cv_;
-  std::vector<AppendJob> queue_;  // guarded by mu_
-  bool stop_ = false;             // guarded by mu_
+  Mutex mu_;
+  CondVar cv_;
+  std::vector<AppendJob> queue_ GUARDED_BY(mu_);
+  bool stop_ GUARDED_BY(mu_) = false;
   bool started_ = false;
   std::thread thread_;
   std::atomic<uint64_t> commits_{0};
   std::atomic<uint64_t> appended_{0};
   std::atomic<uint64_t> abandoned_{0};
-  mutable std::mutex failure_mu_;
-  std::optional<Failure> failure_;  // guarded by failure_mu_
+  mutable Mutex failure_mu_;
+  std::optional<Failure> failure_ GUARDED_BY(failure_mu_);
 };
 
 // ---- HTTP as plain data ---------------------------------------------------
@@ -358,8 +360,8 @@ class HttpMetrics {
   const ByteBudget* sse_budget = nullptr;
 
  private:
-  mutable std::mutex mu_;
-  std::map<std::pair<std::string, int>, uint64_t> requests_;  // guarded
+  mutable Mutex mu_;
+  std::map<std::pair<std::string, int>, uint64_t> requests_ GUARDED_BY(mu_);
 };
 
 class Api {

@@ -20,17 +20,16 @@
 #include <nats/nats.h>
 
 #include <cerrno>
-#include <condition_variable>
 #include <cstdio>
 #include <cstring>
 #include <deque>
-#include <mutex>
 #include <string>
 #include <unordered_map>
 #include <vector>
 
 #include "core/template.h"
 #include "herald/cloudevents.h"
+#include "util/thread_annotations.h"
 
 namespace herald::detail {
 namespace {
@@ -164,7 +163,7 @@ class NatsSender final : public Sender {
 
   ~NatsSender() override {
     {
-      std::lock_guard<std::mutex> lock(mu_);
+      detail::MutexLock lock(&mu_);
       closing_ = true;
     }
     if (conn_) natsConnection_Close(conn_.get());
@@ -262,7 +261,7 @@ class NatsSender final : public Sender {
     for (size_t q = 0; q < queues.size(); ++q) ready.push_back(q);
 
     {
-      std::lock_guard<std::mutex> lock(mu_);
+      detail::MutexLock lock(&mu_);
       done_.clear();
       lost_ = false;
     }
@@ -327,8 +326,9 @@ class NatsSender final : public Sender {
       std::vector<Completion> got;
       bool lost = false;
       {
-        std::unique_lock<std::mutex> lock(mu_);
-        cv_.wait_until(lock, deadline, [&] { return !done_.empty() || lost_; });
+        detail::MutexLock lock(&mu_);
+        while (done_.empty() && !lost_ && cv_.WaitUntil(&mu_, deadline)) {
+        }
         got.swap(done_);
         lost = lost_;
         lost_ = false;
@@ -366,14 +366,14 @@ class NatsSender final : public Sender {
  private:
   static void OnConnected(natsConnection*, void* closure) {
     auto* self = static_cast<NatsSender*>(closure);
-    std::lock_guard<std::mutex> lock(self->mu_);
-    self->cv_.notify_all();
+    detail::MutexLock lock(&self->mu_);
+    self->cv_.SignalAll();
   }
   static void OnDisconnected(natsConnection*, void* closure) {
     auto* self = static_cast<NatsSender*>(closure);
-    std::lock_guard<std::mutex> lock(self->mu_);
+    detail::MutexLock lock(&self->mu_);
     self->lost_ = true;
-    self->cv_.notify_all();
+    self->cv_.SignalAll();
   }
   // Called by libnats for every async publish: pa on success, pae on error.
   static void OnPubAck(jsCtx*, natsMsg* msg, jsPubAck* pa, jsPubAckErr* pae,
@@ -393,10 +393,10 @@ class NatsSender final : public Sender {
       if (pae->ErrText) c.text = pae->ErrText;
     }
     natsMsg_Destroy(msg);
-    std::lock_guard<std::mutex> lock(self->mu_);
+    detail::MutexLock lock(&self->mu_);
     if (self->closing_ || c.id.empty()) return;
     self->done_.push_back(std::move(c));
-    self->cv_.notify_all();
+    self->cv_.SignalAll();
   }
 
   // Whether the connection is up, waiting for it until `until`. The status
@@ -409,8 +409,8 @@ class NatsSender final : public Sender {
       }
       auto now = steady_clock::now();
       if (now >= until) return false;
-      std::unique_lock<std::mutex> lock(mu_);
-      cv_.wait_until(lock, std::min(until, now + milliseconds(50)));
+      detail::MutexLock lock(&mu_);
+      cv_.WaitUntil(&mu_, std::min(until, now + milliseconds(50)));
     }
   }
 
@@ -526,7 +526,7 @@ class NatsSender final : public Sender {
     if (js_PublishAsyncGetPendingList(&pending, js_.get()) == NATS_OK) {
       natsMsgList_Destroy(&pending);
     }
-    std::lock_guard<std::mutex> lock(mu_);
+    detail::MutexLock lock(&mu_);
     done_.clear();
   }
 
@@ -537,11 +537,11 @@ class NatsSender final : public Sender {
 
   // Shared with libnats' threads (declared before the handles, so they
   // outlive them).
-  std::mutex mu_;
-  std::condition_variable cv_;
-  std::vector<Completion> done_;  // guarded by mu_
-  bool lost_ = false;             // guarded by mu_: a disconnect happened
-  bool closing_ = false;          // guarded by mu_
+  detail::Mutex mu_;
+  detail::CondVar cv_;
+  std::vector<Completion> done_ GUARDED_BY(mu_);
+  bool lost_ GUARDED_BY(mu_) = false;  // a disconnect happened
+  bool closing_ GUARDED_BY(mu_) = false;
 
   std::unique_ptr<natsOptions, OptionsDeleter> opts_;
   std::unique_ptr<natsConnection, ConnectionDeleter> conn_;
