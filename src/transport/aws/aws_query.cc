@@ -445,7 +445,10 @@ Status AwsErrorStatus(long http_status, std::string_view body,
     const XmlElement* err = doc->name == "Error" ? &*doc : doc->Child("Error");
     if (err) {
       code = err->ChildText("Code");
+      // The first line only: a SignatureDoesNotMatch message goes on with
+      // the canonical request, headers (a session token) included.
       message = err->ChildText("Message");
+      message = message.substr(0, message.find('\n'));
     }
   }
   std::string text =

@@ -157,7 +157,7 @@ class AwsSender final : public Sender {
     // A stream's event is settled: its successor becomes ready on success.
     auto settle = [&](size_t i, Status s) {
       bool ok = s.ok();
-      results[i] = Attempted(std::move(s));
+      results[i] = Attempted(Scrub(std::move(s), *creds));
       size_t st = stream_of[i];
       if (ok && ++head[st] < queue[st].size()) ready.push(queue[st][head[st]]);
     };
@@ -256,6 +256,24 @@ class AwsSender final : public Sender {
   }
 
  private:
+  // `s` without the secret key or session token, should an answer quote
+  // them (AWS's own messages do not; a compatible server's might).
+  static Status Scrub(Status s, const AwsCredentials& c) {
+    if (s.ok()) return s;
+    std::string m = s.message();
+    bool changed = false;
+    for (const std::string* secret : {&c.secret_access_key, &c.session_token}) {
+      if (secret->size() < 4) continue;
+      for (size_t at = m.find(*secret); at != std::string::npos;
+           at = m.find(*secret, at)) {
+        m.replace(at, secret->size(), "***");
+        changed = true;
+      }
+    }
+    if (!changed) return s;
+    return Status(s.code(), std::move(m));
+  }
+
   std::unique_ptr<Request> Start(const AwsCredentials& creds,
                                  const std::vector<size_t>& take,
                                  const std::vector<AwsMessage>& messages) {
@@ -288,7 +306,10 @@ class AwsSender final : public Sender {
       std::string token = "X-Amz-Security-Token: " + creds.session_token;
       h = curl_slist_append(h, token.c_str());
     }
-    h = curl_slist_append(h, "Expect:");
+    // No "Expect:" line to turn 100-continue off: libcurl 7.88 lists a
+    // header removed that way in SignedHeaders although it sends none, and
+    // every request fails its signature check. (It adds Expect only for
+    // bodies over 1 MiB, outside the signed headers.)
     r->headers.reset(h);
     CURL* c = r->easy.get();
     curl_easy_setopt(c, CURLOPT_HTTPHEADER, r->headers.get());
