@@ -283,5 +283,191 @@ TEST_F(AwsRelay, ABadSecretIsTheRoutesClearError) {
   EXPECT_EQ(CheckStored(q), 10u);
 }
 
+// ---- the npm emulators ----------------------------------------------------
+
+// Installs the npm emulators into the build directory (npm ci). Under CI a
+// failure fails the test; elsewhere it skips it.
+bool NpmEmulators(std::string* why) {
+  std::string out, err;
+  int rc = RunCommand(
+      {"bash", std::string(HERALD_TEST_SOURCE_DIR) + "/tests/aws/npm_deps.sh",
+       HERALD_TEST_NPM_DIR},
+      &out, &err);
+  *why = "npm ci of tests/aws/package-lock.json failed: " + err;
+  return rc == 0;
+}
+
+#define REQUIRE_NPM_EMULATORS()             \
+  do {                                      \
+    std::string why;                        \
+    if (!NpmEmulators(&why)) {              \
+      if (std::getenv("CI")) FAIL() << why; \
+      GTEST_SKIP() << why;                  \
+    }                                       \
+  } while (0)
+
+// /usr/bin/aws (Debian's awscli; another aws may come first on PATH) with
+// dummy credentials against `endpoint`.
+int Aws(const std::string& endpoint, std::vector<std::string> args,
+        std::string* out) {
+  std::vector<std::string> argv = {"env",
+                                   "AWS_ACCESS_KEY_ID=test",
+                                   "AWS_SECRET_ACCESS_KEY=test",
+                                   "AWS_DEFAULT_REGION=us-east-1",
+                                   "AWS_PAGER=",
+                                   "/usr/bin/aws",
+                                   "--endpoint-url",
+                                   endpoint,
+                                   "--output",
+                                   "json"};
+  argv.insert(argv.end(), args.begin(), args.end());
+  std::string err;
+  int rc = RunCommand(argv, out, &err);
+  if (rc != 0) *out += err;
+  return rc;
+}
+
+// sqslite (standard queues; its batch answers name entries by the MD5 of
+// their Id, so max_batch = 1): `herald relay` delivers 2,000 events, read
+// back and deleted with botocore after /usr/bin/aws made the queue and
+// counted it.
+TEST_F(AwsRelay, SqsliteReceivesTwoThousandEventsOneRequestEach) {
+  REQUIRE_NPM_EMULATORS();
+  int port = testing::FreePort();
+  std::string endpoint = "http://localhost:" + std::to_string(port);
+  Child::Options o;
+  o.stdout_path = dir_.file("sqslite.out");
+  o.stderr_path = dir_.file("sqslite.err");
+  Child sqslite(
+      {"node",
+       std::string(HERALD_TEST_NPM_DIR) + "/node_modules/sqslite/bin/cli.js",
+       "--host", "localhost", "--port", std::to_string(port)},
+      o);
+  std::string out;
+  ASSERT_TRUE(WaitFor(
+      [&] {
+        return Aws(endpoint, {"sqs", "create-queue", "--queue-name", "orders"},
+                   &out) == 0;
+      },
+      seconds(30)))
+      << out << testing::ReadTextFile(dir_.file("sqslite.err"));
+  auto created = Json::Parse(out);
+  ASSERT_TRUE(created.ok()) << out;
+  std::string q = JsonStr(*created, "QueueUrl");
+  ASSERT_NE(q.find("localhost"), std::string::npos) << q;
+
+  std::string config = Config(
+      "sqs:" + q, "max_batch = 1\nbatch = 200\nmax_in_flight = 16\n", endpoint);
+  Append(2000, 20);
+  Child relay = StartRelay(config);
+  ASSERT_TRUE(WaitFor(
+      [&] {
+        auto r = StatusRows(config);
+        int64_t lag = -1;
+        if (!r.empty() && r[0].Find("lag_events")) {
+          (void)r[0].Find("lag_events")->TryInt64(&lag);
+        }
+        return lag == 0;
+      },
+      seconds(120)))
+      << status_text_ << testing::ReadTextFile(dir_.file("relay.err"));
+  relay.Signal(SIGTERM);
+  EXPECT_EQ(relay.Wait(), 0);
+
+  ASSERT_EQ(Aws(endpoint,
+                {"sqs", "get-queue-attributes", "--queue-url", q,
+                 "--attribute-names", "ApproximateNumberOfMessages"},
+                &out),
+            0)
+      << out;
+  EXPECT_NE(out.find("\"2000\""), std::string::npos) << out;
+
+  std::string err;
+  ASSERT_EQ(RunCommand({"/usr/bin/python3",
+                        std::string(HERALD_TEST_SOURCE_DIR) +
+                            "/tests/aws/sqs_read_all.py",
+                        endpoint, q, "2000"},
+                       &out, &err),
+            0)
+      << err;
+  std::set<std::string> ids;
+  std::istringstream lines(out);
+  std::string line;
+  while (std::getline(lines, line)) {
+    auto m = Json::Parse(line);
+    ASSERT_TRUE(m.ok()) << line;
+    auto ce = Json::Parse(JsonStr(*m, "body"));
+    ASSERT_TRUE(ce.ok()) << line;
+    EXPECT_EQ(JsonStr(*ce, "specversion"), "1.0");
+    ids.insert(JsonStr(*ce, "id"));
+  }
+  for (const auto& e : events_) EXPECT_TRUE(ids.count(e.id)) << e.id;
+  EXPECT_EQ(ids.size(), 2000u);
+}
+
+// serverless-offline-sns (no serverless framework: its SNSServer on an
+// express app; Publish only, no PublishBatch): `herald relay` publishes to
+// a topic, which delivers each message to the test's HTTP receiver.
+TEST_F(AwsRelay, ServerlessOfflineSnsDeliversPublishedEventsToHttp) {
+  REQUIRE_NPM_EMULATORS();
+  std::string ready = dir_.file("sns.ready"), log = dir_.file("deliveries");
+  Child::Options o;
+  o.stderr_path = dir_.file("sns.err");
+  o.env = {std::string("NODE_PATH=") + HERALD_TEST_NPM_DIR + "/node_modules",
+           "AWS_ACCESS_KEY_ID=test", "AWS_SECRET_ACCESS_KEY=test"};
+  Child sns({"node",
+             std::string(HERALD_TEST_SOURCE_DIR) + "/tests/aws/sns_offline.mjs",
+             ready, log},
+            o);
+  ASSERT_TRUE(WaitFor([&] { return std::ifstream(ready).good(); }, seconds(30)))
+      << testing::ReadTextFile(dir_.file("sns.err"));
+  int sns_port = 0, receiver_port = 0;
+  std::ifstream(ready) >> sns_port >> receiver_port;
+  std::string endpoint = "http://127.0.0.1:" + std::to_string(sns_port);
+  std::string out;
+  ASSERT_EQ(Aws(endpoint, {"sns", "create-topic", "--name", "orders"}, &out), 0)
+      << out;
+  std::string arn = "arn:aws:sns:us-east-1:123456789012:orders";
+  ASSERT_EQ(Aws(endpoint,
+                {"sns", "subscribe", "--topic-arn", arn, "--protocol", "http",
+                 "--notification-endpoint",
+                 "http://127.0.0.1:" + std::to_string(receiver_port) + "/in"},
+                &out),
+            0)
+      << out;
+  std::string config = Config("sns:" + arn, "max_batch = 1\n", endpoint);
+  Append(50, 5);
+  Child relay = StartRelay(config);
+  auto delivered = [&] {
+    std::istringstream in(testing::ReadTextFile(log));
+    std::vector<Json> rows;
+    std::string line;
+    while (std::getline(in, line)) {
+      auto j = Json::Parse(line);
+      if (j.ok()) rows.push_back(*j);
+    }
+    return rows;
+  };
+  ASSERT_TRUE(WaitFor([&] { return delivered().size() >= 50; }, seconds(60)))
+      << delivered().size() << testing::ReadTextFile(dir_.file("relay.err"))
+      << testing::ReadTextFile(dir_.file("sns.err"));
+  relay.Signal(SIGTERM);
+  EXPECT_EQ(relay.Wait(), 0);
+  std::set<std::string> ids;
+  for (const auto& n : delivered()) {
+    EXPECT_EQ(JsonStr(n, "Type"), "Notification");
+    EXPECT_EQ(JsonStr(n, "TopicArn"), arn);
+    auto ce = Json::Parse(JsonStr(n, "Message"));
+    ASSERT_TRUE(ce.ok());
+    ids.insert(JsonStr(*ce, "id"));
+    const Json* attrs = n.Find("MessageAttributes");
+    ASSERT_NE(attrs, nullptr);
+    const Json* type = attrs->Find("ce-type");
+    ASSERT_NE(type, nullptr);
+    EXPECT_EQ(JsonStr(*type, "Value"), "order.placed");
+  }
+  for (const auto& e : events_) EXPECT_TRUE(ids.count(e.id)) << e.id;
+}
+
 }  // namespace
 }  // namespace herald
