@@ -150,6 +150,14 @@ class ScopedEnv {
   bool had_ = false;
 };
 
+// The test credentials in the environment (AWS_ACCESS_KEY_ID...) for a
+// fixture's lifetime.
+struct ScopedAwsEnv {
+  ScopedEnv key{"AWS_ACCESS_KEY_ID", kAwsKey};
+  ScopedEnv secret{"AWS_SECRET_ACCESS_KEY", kAwsSecret};
+  ScopedEnv token{"AWS_SESSION_TOKEN", ""};
+};
+
 // A string member of a JSON object, or "".
 inline std::string JsonStr(const Json& j, const char* key) {
   const Json* m = j.Find(key);

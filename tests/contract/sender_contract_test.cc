@@ -39,6 +39,9 @@
 #if HERALD_TEST_WITH_RABBITMQ
 #include "rabbitmq/amqp_client.h"
 #endif
+#if HERALD_TEST_WITH_AWS
+#include "aws/aws_test_util.h"
+#endif
 
 namespace herald {
 namespace {
@@ -532,6 +535,81 @@ class RabbitFixture final : public SenderFixture {
 };
 #endif
 
+#if HERALD_TEST_WITH_AWS
+// ---- sqs / sns: the conformance server (tests/support/aws_conformance.py) --
+
+// One server per fixture; it verifies every request's signature with
+// botocore. "sqs" sends one message per request (max_batch = 1), so every
+// fault (an error answer, a hang, a cut answer) hits one event; "sns-batch"
+// sends PublishBatch (max_batch = 10) to a FIFO topic, where a fault is one
+// entry's failure in the batch answer (SenderFault false: retryable; true:
+// permanent).
+class AwsFixture final : public SenderFixture {
+ public:
+  AwsFixture(const TempDir&, bool batch) : batch_(batch) {
+    EXPECT_TRUE(server_.ready()) << server_.log();
+    target_ =
+        batch
+            ? "sns:" + testing::AwsConformanceServer::TopicArn("contract.fifo")
+            : "sqs:" + server_.QueueUrl("contract");
+  }
+  Result<std::unique_ptr<Sender>> Make(RouteConfig route) override {
+    route.sender = target_;
+    route.options.route = route.name;
+    auto& f = route.options.fields;
+    f.push_back({"endpoint", OptionValue::String(server_.endpoint())});
+    f.push_back({"region", OptionValue::String("us-east-1")});
+    f.push_back({"max_batch", OptionValue::Integer(batch_ ? 10 : 1)});
+    f.push_back({"timeout", OptionValue::String("5s")});
+    return MakeSender(route);
+  }
+  bool Fail(const Event& e, Fault fault) override {
+    switch (fault) {
+      case Fault::kUnavailable:
+        return server_.FailEvent(e.id, "InternalError", false);
+      case Fault::kReject:
+        return server_.FailEvent(e.id, "InvalidParameterValue", true);
+      case Fault::kHang:
+        return !batch_ && server_.FailEvent(e.id, "", false, -1, "hang");
+      case Fault::kCutBeforeStatus:
+      case Fault::kCutInHeaders:
+      case Fault::kCutInBody:
+        return !batch_ &&
+               server_.FailEvent(e.id, "", false, -1, FaultName(fault));
+      default:
+        return false;
+    }
+  }
+  void Heal() override { EXPECT_TRUE(server_.Clear()); }
+  std::vector<Received> Got() override {
+    std::vector<Received> out;
+    for (const auto& m : server_.Messages(target_.substr(4))) {
+      out.push_back({testing::JsonStr(m, "event_id"), true});
+    }
+    return out;
+  }
+  bool SetSlow(int ms) override {
+    return server_.Cue("{\"slow_ms\":" + std::to_string(ms) +
+                       ",\"reset_stats\":true}");
+  }
+  // Requests in progress at once: with one event per request (sqs), the
+  // events in flight.
+  int MaxInFlightSeen() override {
+    if (batch_) return -1;
+    int64_t n = -1;
+    const Json* v = server_.Stats().Find("max_in_flight");
+    if (v) (void)v->TryInt64(&n);
+    return static_cast<int>(n);
+  }
+
+ private:
+  testing::ScopedAwsEnv env_;
+  testing::AwsConformanceServer server_;
+  bool batch_;
+  std::string target_;
+};
+#endif
+
 // The senders under contract. A new one: a fixture above and a row here.
 std::unique_ptr<SenderFixture> MakeFixture(const std::string& name,
                                            const TempDir& dir) {
@@ -546,15 +624,22 @@ std::unique_ptr<SenderFixture> MakeFixture(const std::string& name,
 #if HERALD_TEST_WITH_RABBITMQ
   if (name == "rabbitmq") return std::make_unique<RabbitFixture>(dir);
 #endif
+#if HERALD_TEST_WITH_AWS
+  if (name == "sqs") return std::make_unique<AwsFixture>(dir, false);
+  if (name == "sns_batch") return std::make_unique<AwsFixture>(dir, true);
+#endif
   return nullptr;
 }
 const std::vector<std::string> kSenders = {
-    "http",     "https", "file", "stdout", "callback",
+    "http",     "https",     "file", "stdout", "callback",
 #if HERALD_TEST_WITH_NATS
     "nats",
 #endif
 #if HERALD_TEST_WITH_RABBITMQ
     "rabbitmq",
+#endif
+#if HERALD_TEST_WITH_AWS
+    "sqs",      "sns_batch",
 #endif
 };
 
