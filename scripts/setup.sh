@@ -24,6 +24,9 @@ packages=(
   rabbitmq-server
   # Kafka sender (src/transport/kafka; tests use librdkafka's mock cluster)
   librdkafka-dev
+  # SQS/SNS sender tests: the conformance server verifies signatures with
+  # botocore; Debian's aws CLI makes and counts emulator queues
+  python3-botocore awscli
   # browser tests (tests/browser: headless Chromium driven by puppeteer-core)
   chromium
 )

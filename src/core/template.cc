@@ -8,6 +8,15 @@ std::string_view CategoryOfStream(std::string_view stream) {
 }
 
 Result<NameTemplate> NameTemplate::Parse(std::string_view text) {
+  return ParseImpl(text, false);
+}
+
+Result<NameTemplate> NameTemplate::ParseWithId(std::string_view text) {
+  return ParseImpl(text, true);
+}
+
+Result<NameTemplate> NameTemplate::ParseImpl(std::string_view text,
+                                             bool with_id) {
   NameTemplate t;
   t.text_ = std::string(text);
   std::string literal;
@@ -50,10 +59,12 @@ Result<NameTemplate> NameTemplate::Parse(std::string_view text) {
       part = Part::kStream;
     } else if (name == "category") {
       part = Part::kCategory;
+    } else if (name == "id" && with_id) {
+      part = Part::kId;
     } else {
-      return Status::InvalidArgument("unknown placeholder {" +
-                                     std::string(name) + "} (expected " +
-                                     std::string(kTemplatePlaceholders) + ")");
+      return Status::InvalidArgument(
+          "unknown placeholder {" + std::string(name) + "} (expected " +
+          std::string(kTemplatePlaceholders) + (with_id ? ", {id})" : ")"));
     }
     flush();
     t.pieces_.push_back({part, {}});
@@ -77,6 +88,9 @@ void NameTemplate::ExpandTo(const Event& event, std::string* out) const {
         break;
       case Part::kCategory:
         out->append(CategoryOfStream(event.stream));
+        break;
+      case Part::kId:
+        out->append(event.id);
         break;
     }
   }

@@ -7,6 +7,11 @@
 //   {category}  the stream up to its     order
 //               first '-' (all of it
 //               when it has none)
+//   {id}        the event id (only in    0190b7...
+//               templates parsed by
+//               ParseWithId: per-message
+//               names such as an SQS
+//               deduplication id)
 //
 // "{{" and "}}" stand for a literal brace. Parse checks a template once, at
 // config load (an unknown placeholder or a lone brace is an error naming
@@ -40,6 +45,8 @@ class NameTemplate {
   // {category})", "unclosed '{' at offset 3"): the caller wraps it with
   // RouteOptions::Error.
   static Result<NameTemplate> Parse(std::string_view text);
+  // Parse, also accepting {id}.
+  static Result<NameTemplate> ParseWithId(std::string_view text);
 
   // The text with every placeholder filled from `event`.
   std::string Expand(const Event& event) const;
@@ -54,7 +61,8 @@ class NameTemplate {
   const std::string& text() const { return text_; }
 
  private:
-  enum class Part { kLiteral, kType, kStream, kCategory };
+  static Result<NameTemplate> ParseImpl(std::string_view text, bool with_id);
+  enum class Part { kLiteral, kType, kStream, kCategory, kId };
   struct Piece {
     Part part;
     std::string literal;  // kLiteral only

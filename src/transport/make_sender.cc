@@ -13,6 +13,10 @@
 #if HERALD_WITH_NATS
 #include "transport/nats/nats_sender.h"
 #endif
+#if HERALD_WITH_AWS
+#include "transport/aws/aws_scheme.h"
+#include "transport/aws/aws_sender.h"
+#endif
 #if HERALD_WITH_RABBITMQ
 #include "transport/rabbitmq/rabbitmq_scheme.h"
 #include "transport/rabbitmq/rabbitmq_sender.h"
@@ -93,6 +97,14 @@ void RegisterBuiltinSchemes() {
   amqp.make_sender = MakeRabbitSender;
   RegisterBuiltinScheme("amqp", amqp);
   RegisterBuiltinScheme("amqps", amqp);
+#endif
+#if HERALD_WITH_AWS
+  SenderScheme aws;
+  aws.validate_url = ValidateAwsUrl;
+  aws.validate_options = ValidateAwsRoute;
+  aws.make_sender = MakeAwsSender;
+  RegisterBuiltinScheme("sqs", aws);
+  RegisterBuiltinScheme("sns", aws);
 #endif
 }
 

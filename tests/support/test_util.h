@@ -10,12 +10,14 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <atomic>
 #include <chrono>
 #include <cstdint>
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
 #include <functional>
+#include <iterator>
 #include <string>
 #include <thread>
 #include <vector>
@@ -179,6 +181,32 @@ class Child {
 
   pid_t pid_ = -1;
   int status_ = 0;
+};
+
+// The text of a file ("" when it cannot be read).
+inline std::string ReadTextFile(const std::string& path) {
+  std::ifstream f(path);
+  return std::string((std::istreambuf_iterator<char>(f)),
+                     std::istreambuf_iterator<char>());
+}
+
+// Runs `step` in a loop on a thread until Stop() or destruction (load for
+// relay end-to-end tests).
+class BackgroundLoop {
+ public:
+  explicit BackgroundLoop(std::function<void()> step)
+      : thread_([this, step] {
+          while (!stop_) step();
+        }) {}
+  ~BackgroundLoop() { Stop(); }
+  void Stop() {
+    stop_ = true;
+    if (thread_.joinable()) thread_.join();
+  }
+
+ private:
+  std::atomic<bool> stop_{false};
+  std::thread thread_;
 };
 
 // Runs argv to completion; returns its exit status and fills *out / *err.
