@@ -221,7 +221,7 @@ int RunParked(const std::vector<std::string>& args, std::ostream& out,
                          "usage: herald parked list|retry|drop --config PATH "
                          "--route NAME [--id UUID|--all]"));
   }
-  const std::string action = args[0];
+  const std::string& action = args[0];
   Flags flags;
   Status s = flags.Parse(std::vector<std::string>(args.begin() + 1, args.end()),
                          {{"config", true},

@@ -135,7 +135,7 @@ void Appender::Process(std::vector<AppendJob>* jobs) {
   } else {
     for (auto& j : *jobs) {
       if (Gone(j)) {
-        results.push_back(GoneStatus());
+        results.emplace_back(GoneStatus());
         ++gone;
         continue;
       }
@@ -164,14 +164,13 @@ void Appender::Process(std::vector<AppendJob>* jobs) {
     // keeps or overwrites.
     results.clear();
     gone = 0;
-    for (size_t i = 0; i < jobs->size(); ++i) {
-      if (Gone((*jobs)[i])) {
-        results.push_back(GoneStatus());
+    for (auto& j : *jobs) {
+      if (Gone(j)) {
+        results.emplace_back(GoneStatus());
         ++gone;
         continue;
       }
-      results.push_back(store_->Append(std::span<Event>((*jobs)[i].events),
-                                       (*jobs)[i].options));
+      results.push_back(store_->Append(std::span<Event>(j.events), j.options));
       if (results.back().ok()) commits_.fetch_add(1);
       Track(results.back().status());
     }

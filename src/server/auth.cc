@@ -29,24 +29,24 @@ Response Unauthorized(std::string_view message, const char* challenge) {
 }  // namespace
 
 std::optional<Response> Authorize(const std::vector<TokenConfig>& tokens,
-                                  std::string_view h, Scope need) {
+                                  std::string_view authorization, Scope need) {
   if (tokens.empty() || need == Scope::kPublic) return std::nullopt;
   constexpr std::string_view kBearer = "Bearer ";
   constexpr const char* kRealm = "Bearer realm=\"herald\"";
-  if (h.empty()) {
+  if (authorization.empty()) {
     return Unauthorized(
         "this endpoint needs a bearer token "
         "(Authorization: Bearer TOKEN)",
         kRealm);
   }
-  if (h.size() <= kBearer.size() ||
+  if (authorization.size() <= kBearer.size() ||
       !std::equal(
-          kBearer.begin(), kBearer.end(), h.begin(),
+          kBearer.begin(), kBearer.end(), authorization.begin(),
           [](char a, char b) { return std::tolower(a) == std::tolower(b); })) {
     return Unauthorized("the Authorization header must be 'Bearer TOKEN'",
                         kRealm);
   }
-  std::string_view given = h.substr(kBearer.size());
+  std::string_view given = authorization.substr(kBearer.size());
   const TokenConfig* match = nullptr;
   for (const auto& t : tokens) {
     if (ConstantTimeEquals(t.token, given) && !match) match = &t;

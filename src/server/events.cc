@@ -383,7 +383,7 @@ class Events : public ResourceBase,
 
   // ---- GET /api/events/stream ------------------------------------------
 
-  Response StartStream(const Request& req) {
+  Response StartStream(const Request& req) const {
     PageQuery pq;
     Status s = ParsePageQuery(req.query, true, &pq);
     if (!s.ok()) return ErrorFor(s);
@@ -619,7 +619,7 @@ SseReader AddEventRoutes(const Context& ctx, Router* router) {
                  events->PostEvents(std::move(req), std::move(reply));
                });
   router->Get("/api/events/stream", Scope::kRead,
-              [events](Request&& req, const PathParams&, Reply reply) {
+              [events](Request&& req, const PathParams&, const Reply& reply) {
                 reply(events->StartStream(req));
               });
   router->Get("/api/events/{id}", Scope::kRead,

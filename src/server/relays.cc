@@ -86,7 +86,7 @@ class Relays : public ResourceBase,
     });
   }
 
-  void GetParked(std::string route, const Query& q,
+  void GetParked(const std::string& route, const Query& q,
                  std::function<void(Response)> then) {
     Status s = CheckQuery(q, {"state", "limit"});
     int64_t limit = 1000;
@@ -130,7 +130,7 @@ class Relays : public ResourceBase,
     });
   }
 
-  void ParkedAction(bool retry, std::string route, std::string id,
+  void ParkedAction(bool retry, const std::string& route, std::string id,
                     const Query& q, std::function<void(Response)> then) {
     Status s = CheckQuery(q, {});
     if (s.ok() && !IsUuid(id)) {

@@ -107,7 +107,8 @@ void Router::MountStatic(const std::string& prefix,
     std::string etag = StrongEtag(f.body);
     auto asset = std::make_shared<const Asset>(
         Asset{f.content_type, std::move(f.body), std::move(etag)});
-    Handler serve = [asset](Request&& req, const PathParams&, Reply reply) {
+    Handler serve = [asset](Request&& req, const PathParams&,
+                            const Reply& reply) {
       Response r;
       r.headers.emplace_back("ETag", asset->etag);
       r.headers.emplace_back("Cache-Control", "no-cache");

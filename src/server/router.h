@@ -119,9 +119,9 @@ class Router {
 };
 
 // Checks the Authorization header against `tokens` for an endpoint of
-// `scope`: an error response (401 or 403, JSON body), or nullopt when the
+// scope `need`: an error response (401 or 403, JSON body), or nullopt when the
 // call may go on. With no tokens configured every call may go on.
 std::optional<Response> Authorize(const std::vector<TokenConfig>& tokens,
-                                  std::string_view authorization, Scope scope);
+                                  std::string_view authorization, Scope need);
 
 }  // namespace herald::detail

@@ -14,7 +14,7 @@ class Streams : public ResourceBase,
  public:
   using ResourceBase::ResourceBase;
 
-  void GetStream(std::string stream, const Query& q,
+  void GetStream(const std::string& stream, const Query& q,
                  std::function<void(Response)> then) {
     Status s = CheckQuery(q, {"from_version", "limit"});
     int64_t from = 1, limit = kDefaultLimit;

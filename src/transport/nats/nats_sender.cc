@@ -125,8 +125,9 @@ std::string RedactUrl(std::string_view url) {
   size_t from = 0;
   while (from <= url.size()) {
     size_t comma = url.find(',', from);
-    std::string_view one = url.substr(
-        from, comma == std::string_view::npos ? url.npos : comma - from);
+    std::string_view one = url.substr(from, comma == std::string_view::npos
+                                                ? std::string_view::npos
+                                                : comma - from);
     size_t scheme_end = one.find("://");
     size_t at = one.rfind('@');
     if (scheme_end != std::string_view::npos && at != std::string_view::npos &&
@@ -554,8 +555,9 @@ Status ValidateNatsUrl(std::string_view url) {
   size_t from = 0;
   for (;;) {
     size_t comma = url.find(',', from);
-    std::string_view one = url.substr(
-        from, comma == std::string_view::npos ? url.npos : comma - from);
+    std::string_view one = url.substr(from, comma == std::string_view::npos
+                                                ? std::string_view::npos
+                                                : comma - from);
     const std::string shown = RedactUrl(one);
     if (one.substr(0, 7) != "nats://") {
       return Status::InvalidArgument("'" + shown + "' must start with nats://");
@@ -567,11 +569,12 @@ Status ValidateNatsUrl(std::string_view url) {
     }
     std::string_view host = auth, port;
     if (auto colon = auth.rfind(':');
-        colon != std::string_view::npos && auth.find(']', colon) == auth.npos) {
+        colon != std::string_view::npos &&
+        auth.find(']', colon) == std::string_view::npos) {
       host = auth.substr(0, colon);
       port = auth.substr(colon + 1);
       if (port.empty() || port.size() > 5 ||
-          port.find_first_not_of("0123456789") != port.npos ||
+          port.find_first_not_of("0123456789") != std::string_view::npos ||
           std::stoi(std::string(port)) < 1 ||
           std::stoi(std::string(port)) > 65535) {
         return Status::InvalidArgument("'" + shown + "' has a malformed port");
