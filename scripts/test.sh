@@ -1,14 +1,14 @@
 #!/usr/bin/env bash
 # Installs what is missing, builds herald and its tests, runs every test,
 # then the checks (docs/building.md): the in-process suites and the fuzz
-# corpora under ASan+UBSan, a clang build with -Wthread-safety, and (with
-# HERALD_TIDY=1) clang-tidy. The servers the tests need (PostgreSQL, an HTTP
+# corpora under ASan+UBSan, a clang build with -Wthread-safety, and
+# clang-tidy on src/. The servers the tests need (PostgreSQL, an HTTP
 # receiver...) are started by the test scripts on 127.0.0.1 in temporary
 # directories and stopped after. Prints each step's time at the end.
 #
 # Environment: HERALD_WERROR (default ON), HERALD_ASAN (default 1),
-# HERALD_THREAD_SAFETY_CHECK (default 1), HERALD_TIDY (default 0: src/ is
-# not clean of .clang-tidy's checks yet), HERALD_JOBS (default 2).
+# HERALD_THREAD_SAFETY_CHECK (default 1), HERALD_TIDY (default 1),
+# HERALD_JOBS (default 2).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -43,15 +43,12 @@ if [[ -x tests/support/with-rabbitmq.sh ]]; then
   rabbit=(tests/support/with-rabbitmq.sh)
 fi
 step "tests" ${rabbit[@]+"${rabbit[@]}"} ${pg[@]+"${pg[@]}"} ctest --test-dir build --output-on-failure -j2 --timeout 600
-# ASan+UBSan: HERALD_ASAN=1 runs it. Off by default until it has been run on
-# the tree merged from issue #11's branches (it passed on the build branch;
-# the merged tree was not re-run before the session ended): see issue #11.
-if [[ ${HERALD_ASAN:-0} == 1 ]]; then
+if [[ ${HERALD_ASAN:-1} == 1 ]]; then
   step "ASan+UBSan: build and in-process suites" ${pg[@]+"${pg[@]}"} scripts/sanitize.sh address,undefined
 fi
 if [[ ${HERALD_THREAD_SAFETY_CHECK:-1} == 1 ]]; then
   step "thread-safety: clang -Wthread-safety build" scripts/thread_safety.sh
 fi
-if [[ ${HERALD_TIDY:-0} == 1 ]]; then
+if [[ ${HERALD_TIDY:-1} == 1 ]]; then
   step "clang-tidy on src/" scripts/tidy.sh
 fi
