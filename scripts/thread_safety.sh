@@ -10,6 +10,7 @@ launcher=()
 if command -v ccache >/dev/null; then launcher=(-DCMAKE_CXX_COMPILER_LAUNCHER=ccache); fi
 cmake -S . -B build-thread-safety -G Ninja -DCMAKE_CXX_COMPILER=clang++ \
   -DCMAKE_BUILD_TYPE=RelWithDebInfo "${launcher[@]}" \
+  -DCMAKE_CXX_FLAGS_RELWITHDEBINFO="-O0 -g0" \
   -DHERALD_THREAD_SAFETY=ON -DHERALD_WERROR="${HERALD_WERROR:-ON}" \
   -DHERALD_BUILD_TESTS=OFF -DHERALD_BUILD_BENCH=OFF \
   -DHERALD_BUILD_EXAMPLES=OFF >/dev/null
