@@ -393,9 +393,8 @@ class Parser {
     std::set<std::string> sources;
     for (const auto& s : c->sources) {
       if (!sources.insert(s.name).second) {
-        return Status::InvalidArgument(Where(s.line) +
-                                       "source.name: source '" + s.name +
-                                       "' is defined twice");
+        return Status::InvalidArgument(Where(s.line) + "source.name: source '" +
+                                       s.name + "' is defined twice");
       }
     }
     for (const auto& r : c->routes) {

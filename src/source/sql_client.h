@@ -20,7 +20,7 @@ using SqlRow = std::vector<std::optional<std::string>>;  // nullopt = NULL
 
 struct SqlColumn {
   std::string name;
-  std::string type;        // lower case: "char", "bigint", "integer"...
+  std::string type;         // lower case: "char", "bigint", "integer"...
   int64_t max_length = -1;  // characters, -1 when unbounded or unknown
 };
 

@@ -10,6 +10,8 @@
 //
 // Thread safety: mu_ guards the client and the progress sets; every call
 // takes it (route threads read and report concurrently).
+#include "herald/table_source.h"
+
 #include <algorithm>
 #include <cctype>
 #include <cstdio>
@@ -18,7 +20,6 @@
 #include <thread>
 
 #include "herald/config.h"
-#include "herald/table_source.h"
 #include "herald/time.h"
 #include "source/sql_client.h"
 #include "util/thread_annotations.h"
@@ -99,8 +100,8 @@ class TableSource : public EventSource {
     auto cols = client_->Columns(config_.table);
     if (!cols.ok()) {
       if (cols.status().IsNotFound()) {
-        return config_.Error("table", "table '" + config_.table +
-                                          "' does not exist");
+        return config_.Error("table",
+                             "table '" + config_.table + "' does not exist");
       }
       return cols.status();
     }
@@ -124,8 +125,8 @@ class TableSource : public EventSource {
           {"published.at", &config_.published.at}}) {
       if (name->empty()) continue;
       if (!find(*name)) {
-        return config_.Error(key, "table '" + config_.table +
-                                      "' has no column '" + *name + "'");
+        return config_.Error(
+            key, "table '" + config_.table + "' has no column '" + *name + "'");
       }
     }
     const detail::SqlColumn* id = find(m.id);
@@ -135,10 +136,10 @@ class TableSource : public EventSource {
                                (id->type.empty() ? "untyped" : id->type));
     }
     const detail::SqlColumn* flag = find(config_.published.column);
-    for (auto [key, value] : {std::pair<const char*, const std::string*>{
-                                  "published.pending",
-                                  &config_.published.pending},
-                              {"published.done", &config_.published.done}}) {
+    for (auto [key, value] :
+         {std::pair<const char*, const std::string*>{
+              "published.pending", &config_.published.pending},
+          {"published.done", &config_.published.done}}) {
       bool fits;
       if (IsIntegerType(flag->type)) {
         fits = IsInteger(*value);
@@ -150,8 +151,8 @@ class TableSource : public EventSource {
       }
       if (!fits) {
         return config_.Error(
-            key, "'" + *value + "' cannot be held by column '" +
-                     flag->name + "' (" + flag->type +
+            key, "'" + *value + "' cannot be held by column '" + flag->name +
+                     "' (" + flag->type +
                      (flag->max_length >= 0
                           ? "(" + std::to_string(flag->max_length) + ")"
                           : std::string()) +
@@ -249,9 +250,8 @@ class TableSource : public EventSource {
     table_ = client_->QuoteIdent(config_.table);
     id_col_ = client_->QuoteIdent(m.id);
     std::string cols = id_col_;
-    for (const std::string* c : {&m.stream, &m.type, &m.payload,
-                                 &m.occurred_at, &m.event_id, &m.content_type,
-                                 &m.metadata}) {
+    for (const std::string* c : {&m.stream, &m.type, &m.payload, &m.occurred_at,
+                                 &m.event_id, &m.content_type, &m.metadata}) {
       cols += ", ";
       cols += c->empty() ? "NULL" : client_->QuoteIdent(*c);
     }
@@ -279,7 +279,8 @@ class TableSource : public EventSource {
     } else {
       e.id = DerivedEventId(config_.name, id);
     }
-    e.content_type = row[6] && !row[6]->empty() ? *row[6] : config_.content_type;
+    e.content_type =
+        row[6] && !row[6]->empty() ? *row[6] : config_.content_type;
     if (row[7] && !row[7]->empty()) {
       e.metadata = *row[7];
     } else if (!config_.metadata.empty()) {
@@ -290,8 +291,7 @@ class TableSource : public EventSource {
 
   // Records that `progress`'s route is done with row `id`; queues the row
   // for marking when every route acknowledged it.
-  void MarkDoneFor(Progress* progress, int64_t id, bool aside)
-      REQUIRES(mu_) {
+  void MarkDoneFor(Progress* progress, int64_t id, bool aside) REQUIRES(mu_) {
     progress->done.insert(id);
     if (aside) {
       progress->aside.insert(id);
@@ -309,8 +309,8 @@ class TableSource : public EventSource {
   Status FlushMarks() REQUIRES(mu_) {
     while (!to_mark_.empty()) {
       std::vector<int64_t> ids;
-      for (auto it = to_mark_.begin(); it != to_mark_.end() && ids.size() < 1000;
-           ++it) {
+      for (auto it = to_mark_.begin();
+           it != to_mark_.end() && ids.size() < 1000; ++it) {
         ids.push_back(*it);
       }
       std::string in;
@@ -324,8 +324,8 @@ class TableSource : public EventSource {
         sql += ", " + client_->QuoteIdent(config_.published.at) + " = " +
                client_->Now();
       }
-      sql += " WHERE " + id_col_ + " IN (" + in + ") AND " + flag_col_ +
-             " = " + client_->QuoteText(config_.published.pending);
+      sql += " WHERE " + id_col_ + " IN (" + in + ") AND " + flag_col_ + " = " +
+             client_->QuoteText(config_.published.pending);
       auto r = client_->Exec(sql);
       if (!r.ok()) return r.status();
       for (int64_t id : ids) {
@@ -356,7 +356,7 @@ std::string DerivedEventId(std::string_view source_name, int64_t row_id) {
   key += std::to_string(row_id);
   uint64_t hi = Fnv1a(key, 0x68657261ull);
   uint64_t lo = Fnv1a(key, 0x6c64ull << 32);
-  hi = (hi & ~0xf000ull) | 0x8000ull;  // version 8
+  hi = (hi & ~0xf000ull) | 0x8000ull;        // version 8
   lo = (lo & ~(3ull << 62)) | (2ull << 62);  // variant 10
   char out[37];
   std::snprintf(out, sizeof out, "%08x-%04x-%04x-%04x-%012llx",
@@ -371,8 +371,8 @@ std::string DerivedEventId(std::string_view source_name, int64_t row_id) {
 Result<std::unique_ptr<EventSource>> OpenTableSource(
     const SourceConfig& source, std::vector<std::string> readers) {
   if (readers.empty()) {
-    return source.Error("name", "no route reads this source (from = \"" +
-                                    source.name + "\")");
+    return source.Error(
+        "name", "no route reads this source (from = \"" + source.name + "\")");
   }
   const std::string& url = source.url;
   std::unique_ptr<detail::SqlClient> client;
@@ -396,8 +396,8 @@ Result<std::unique_ptr<EventSource>> OpenTableSource(
         "': this herald was built without MySQL/MariaDB (HERALD_WITH_MYSQL)");
 #endif
   } else {
-    return Status::FailedPrecondition("source '" + source.name +
-                                 "': PostgreSQL sources are not built yet");
+    return Status::FailedPrecondition(
+        "source '" + source.name + "': PostgreSQL sources are not built yet");
   }
   auto s = std::make_unique<TableSource>(source, std::move(readers),
                                          std::move(client));

@@ -47,7 +47,9 @@ const char* kEventRecordSqlite = R"(create table event_record
 std::string SourceToml(const std::string& url, const std::string& extra = "") {
   return "[[source]]\n"
          "name = \"orders_outbox\"\n"
-         "url = \"" + url + "\"\n"
+         "url = \"" +
+         url +
+         "\"\n"
          "table = \"event_record\"\n"
          "columns = { id = \"event_id\", stream = \"orderNo\", type = "
          "\"topic\", payload = \"message\", occurred_at = \"created_date\" }\n"
@@ -83,8 +85,7 @@ TEST(AdoptConfig, ErrorsNameKeyAndLine) {
       {SourceToml("ftp://x"), "h.toml:3: source 'orders_outbox'.url"},
       {SourceToml("sqlite:x.db", "colour = 1\n"),
        "h.toml:9: source 'orders_outbox'.colour: unknown key"},
-      {SourceToml("sqlite:x.db", "min_age = \"5 parsecs\"\n"),
-       "h.toml:9"},
+      {SourceToml("sqlite:x.db", "min_age = \"5 parsecs\"\n"), "h.toml:9"},
       {"[[source]]\nname = \"s\"\nurl = \"sqlite:x\"\ntable = \"t\"\n"
        "columns = { id = \"a\", stream = \"b\", type = \"c\", payload = "
        "\"d\", occurred_at = \"e\", colour = \"f\" }\npublished = { column "
@@ -101,7 +102,7 @@ TEST(AdoptConfig, ErrorsNameKeyAndLine) {
        "h.toml:6: source 's'.published: pending and done must differ"},
       {SourceToml("sqlite:x.db") +
            "[[route]]\nname = \"r\"\nsender = \"stdout:\"\nfrom = \"nope\"\n",
-       "h.toml:13: route 'r'.from: no [[source]] is named 'nope'"},
+       "h.toml:12: route 'r'.from: no [[source]] is named 'nope'"},
   };
   for (const auto& k : cases) {
     auto c = ParseConfig(k.toml, "h.toml");
@@ -117,6 +118,7 @@ TEST(AdoptConfig, ErrorsNameKeyAndLine) {
 void SqliteExec(const std::string& path, const std::string& sql) {
   sqlite3* db = nullptr;
   ASSERT_EQ(sqlite3_open(path.c_str(), &db), SQLITE_OK);
+  sqlite3_busy_timeout(db, 5000);
   char* err = nullptr;
   int rc = sqlite3_exec(db, sql.c_str(), nullptr, nullptr, &err);
   std::string m = err ? err : "";
@@ -129,6 +131,7 @@ std::vector<std::vector<std::string>> SqliteRows(const std::string& path,
                                                  const std::string& sql) {
   sqlite3* db = nullptr;
   sqlite3_open(path.c_str(), &db);
+  sqlite3_busy_timeout(db, 5000);
   sqlite3_stmt* st = nullptr;
   sqlite3_prepare_v2(db, sql.c_str(), -1, &st, nullptr);
   std::vector<std::vector<std::string>> out;
@@ -142,10 +145,12 @@ std::vector<std::vector<std::string>> SqliteRows(const std::string& path,
   }
   sqlite3_finalize(st);
   sqlite3_close(db);
+  if (out.empty()) out.push_back({"(no rows)"});
   return out;
 }
 
-SourceConfig ParseSource(const std::string& url, const std::string& extra = "") {
+SourceConfig ParseSource(const std::string& url,
+                         const std::string& extra = "") {
   auto c = ParseConfig(SourceToml(url, extra), "h.toml");
   EXPECT_TRUE(c.ok()) << c.status().ToString();
   return c->sources.at(0);
@@ -157,18 +162,19 @@ TEST(AdoptSqlite, MissingTableOrColumnIsReportedAtStart) {
   SqliteExec(db, "create table other (x int)");
   auto s = OpenTableSource(ParseSource("sqlite:" + db), {"r"});
   ASSERT_FALSE(s.ok());
-  EXPECT_NE(s.status().message().find(
-                "h.toml:4: source 'orders_outbox'.table: table "
-                "'event_record' does not exist"),
-            std::string::npos)
+  EXPECT_NE(
+      s.status().message().find("h.toml:4: source 'orders_outbox'.table: table "
+                                "'event_record' does not exist"),
+      std::string::npos)
       << s.status().message();
-  SqliteExec(db, "create table event_record (event_id integer primary key, "
-                 "orderNo text, topic text, message text, published text, "
-                 "created_date text)");
+  SqliteExec(db,
+             "create table event_record (event_id integer primary key, "
+             "orderNo text, topic text, message text, published text, "
+             "created_date text)");
   s = OpenTableSource(ParseSource("sqlite:" + db), {"r"});
   ASSERT_FALSE(s.ok());
   EXPECT_NE(s.status().message().find(
-                "h.toml:7: source 'orders_outbox'.published.at: table "
+                "h.toml:6: source 'orders_outbox'.published.at: table "
                 "'event_record' has no column 'published_date'"),
             std::string::npos)
       << s.status().message();
@@ -300,10 +306,11 @@ class MariaDb {
     o.stdout_path = dir_.file("mariadbd.out");
     o.stderr_path = dir_.file("mariadbd.err");
     server_ = std::make_unique<testing::Child>(
-        std::vector<std::string>{"mariadbd", "--no-defaults", "--datadir=" + dir_.file("data"),
-         "--socket=" + dir_.file("s"), "--port=" + std::to_string(port_),
-         "--bind-address=127.0.0.1", "--user=root", "--skip-name-resolve",
-         "--pid-file=" + dir_.file("pid")},
+        std::vector<std::string>{
+            "mariadbd", "--no-defaults", "--datadir=" + dir_.file("data"),
+            "--socket=" + dir_.file("s"), "--port=" + std::to_string(port_),
+            "--bind-address=127.0.0.1", "--user=root", "--skip-name-resolve",
+            "--pid-file=" + dir_.file("pid")},
         o);
     bool up = testing::WaitFor(
         [&] { return Sql("select 1", "mysql").find('1') != std::string::npos; },
@@ -326,10 +333,10 @@ class MariaDb {
   // (tab-separated, no headers).
   std::string Sql(const std::string& sql, const std::string& db = "shop") {
     std::string out, err;
-    testing::RunCommand({"mariadb", "--no-defaults", "-uroot",
-                         "--socket=" + dir_.file("s"), "-N", "-B", db, "-e",
-                         sql},
-                        &out, &err);
+    testing::RunCommand(
+        {"mariadb", "--no-defaults", "-uroot", "--socket=" + dir_.file("s"),
+         "-N", "-B", db, "-e", sql},
+        &out, &err);
     return out + err;
   }
 
@@ -349,12 +356,14 @@ class AdoptMariaDb : public ::testing::Test {
   }
   void SetUp() override {
     ASSERT_TRUE(db_->error().empty()) << db_->error();
-    db_->Sql("drop table if exists event_record; drop table if exists "
-             "domain_order;");
+    db_->Sql(
+        "drop table if exists event_record; drop table if exists "
+        "domain_order;");
     std::string r = db_->Sql(kEventRecordMysql);
     ASSERT_TRUE(r.empty()) << r;
-    db_->Sql("create table domain_order (orderNo varchar(32) primary key, "
-             "n int not null)");
+    db_->Sql(
+        "create table domain_order (orderNo varchar(32) primary key, "
+        "n int not null)");
   }
   static MariaDb* db_;
 };
@@ -441,23 +450,24 @@ TEST_F(AdoptMariaDb, RelaysCommittedRowsAndMarksThemAfterAck) {
   Relay relay(source->get(), store->get(), opts);
   RouteConfig route;
   route.name = "r";
-  ASSERT_TRUE(
-      relay
-          .AddRoute(route, MakeCallbackSender([&](const Event& e) {
-                      std::string flag = db_->Sql(
-                          "select published from event_record where "
-                          "event_id = " +
-                          std::to_string(e.position));
-                      std::lock_guard<std::mutex> l(rec.mu);
-                      if (flag != "N\n") rec.not_pending_at_ack.push_back(e.id);
-                      rec.got.push_back(e);
-                      return Status::OK();
-                    }))
-          .ok());
+  ASSERT_TRUE(relay
+                  .AddRoute(route, MakeCallbackSender([&](const Event& e) {
+                              std::string flag = db_->Sql(
+                                  "select published from event_record where "
+                                  "event_id = " +
+                                  std::to_string(e.position));
+                              std::lock_guard<std::mutex> l(rec.mu);
+                              if (flag != "N\n")
+                                rec.not_pending_at_ack.push_back(e.id);
+                              rec.got.push_back(e);
+                              return Status::OK();
+                            }))
+                  .ok());
   ASSERT_TRUE(relay.Start().ok());
   auto pending = [&] {
-    return db_->Sql("select count(*) from event_record where published = "
-                    "'N'");
+    return db_->Sql(
+        "select count(*) from event_record where published = "
+        "'N'");
   };
   ASSERT_TRUE(WaitFor([&] { return pending() == "0\n"; })) << pending();
   relay.Stop();

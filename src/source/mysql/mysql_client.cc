@@ -34,8 +34,8 @@ std::string PercentDecode(std::string_view s) {
     if (s[i] == '%' && i + 2 < s.size() &&
         std::isxdigit(static_cast<unsigned char>(s[i + 1])) &&
         std::isxdigit(static_cast<unsigned char>(s[i + 2]))) {
-      out += static_cast<char>(std::stoi(std::string(s.substr(i + 1, 2)),
-                                         nullptr, 16));
+      out += static_cast<char>(
+          std::stoi(std::string(s.substr(i + 1, 2)), nullptr, 16));
       i += 2;
     } else {
       out += s[i];
@@ -102,8 +102,8 @@ class MysqlClient : public SqlClient {
     if (!mysql_real_connect(m.get(), url_.host.c_str(), url_.user.c_str(),
                             url_.password.c_str(), url_.database.c_str(),
                             url_.port, nullptr, 0)) {
-      return Status::Unavailable("mysql: cannot connect to " + url_.host +
-                                 ":" + std::to_string(url_.port) + ": " +
+      return Status::Unavailable("mysql: cannot connect to " + url_.host + ":" +
+                                 std::to_string(url_.port) + ": " +
                                  mysql_error(m.get()));
     }
     conn_ = std::move(m);
@@ -189,8 +189,8 @@ class MysqlClient : public SqlClient {
   }
   // Drops the connection after an error (reconnects on the next call).
   Status Lost(const char* what) {
-    std::string m = std::string("mysql ") + what + ": " +
-                    mysql_error(conn_.get());
+    std::string m =
+        std::string("mysql ") + what + ": " + mysql_error(conn_.get());
     unsigned err = mysql_errno(conn_.get());
     conn_.reset();
     // Server-side errors about the statement (1xxx) are not outages.

@@ -122,9 +122,9 @@ Result<std::unique_ptr<SqlClient>> OpenSqliteClient(const std::string& path) {
   int rc = sqlite3_open_v2(path.c_str(), &db, SQLITE_OPEN_READWRITE, nullptr);
   std::unique_ptr<sqlite3, DbClose> owned(db);
   if (rc != SQLITE_OK) {
-    return Status::InvalidArgument("cannot open SQLite database '" + path +
-                                   "': " +
-                                   (db ? sqlite3_errmsg(db) : "out of memory"));
+    return Status::InvalidArgument(
+        "cannot open SQLite database '" + path +
+        "': " + (db ? sqlite3_errmsg(db) : "out of memory"));
   }
   sqlite3_busy_timeout(db, 5000);
   return std::unique_ptr<SqlClient>(
