@@ -312,9 +312,9 @@ class MariaDb {
             "--bind-address=127.0.0.1", "--user=root", "--skip-name-resolve",
             "--pid-file=" + dir_.file("pid")},
         o);
-    bool up = testing::WaitFor(
-        [&] { return Sql("select 1", "mysql").find('1') != std::string::npos; },
-        std::chrono::seconds(30));
+    bool up =
+        testing::WaitFor([&] { return Sql("select 1", "mysql") == "1\n"; },
+                         std::chrono::seconds(30));
     if (!up) {
       error_ = "mariadbd did not start: " +
                testing::ReadTextFile(dir_.file("mariadbd.err"));
