@@ -12,6 +12,8 @@ packages=(
   libsqlite3-dev sqlite3 libpq-dev libcurl4-openssl-dev libboost-dev
   libtomlplusplus-dev
   librabbitmq-dev
+  # adopted outbox tables on MySQL/MariaDB (src/source/mysql) and their tests
+  libmariadb-dev mariadb-server python3-pymysql
   # tests and benchmarks
   libgtest-dev libgmock-dev libbenchmark-dev curl python3
   postgresql wrk nginx-light

@@ -23,6 +23,7 @@
 //   sender = "http://127.0.0.1:9000/events"   # https://, file:PATH, stdout:
 //   types = ["order.*"]
 //   on_failure = "park"                 # or "block" (default)
+//   from = "orders_outbox"              # optional: a [[source]] (below)
 //
 // The keys of a [[route]] table other than the ones every route has are
 // the sender scheme's (herald/route.h, herald/sender.h): the scheme
@@ -118,6 +119,67 @@ struct ServerConfig {
   int line = 0;
 };
 
+// A [[source]] table: an outbox table an application already has, relayed
+// as it is (docs/adopt.md). Column names are the application's.
+//
+//   [[source]]
+//   name = "orders_outbox"
+//   url = "mysql://app:secret@127.0.0.1:3306/shop"  # mariadb://, sqlite:PATH
+//   table = "event_record"
+//   columns = { id = "event_id", stream = "orderNo", type = "topic",
+//               payload = "message", occurred_at = "created_date" }
+//   published = { column = "published", pending = "N", done = "Y",
+//                 at = "published_date" }
+//   min_age = "0s"
+//   poll = "200ms"
+struct SourceColumns {
+  // Required: the row id (an increasing integer key), the stream, the event
+  // type, the payload and the time the row was written.
+  std::string id, stream, type, payload, occurred_at;
+  // Optional ("" = not mapped): a UUID column used as the event id (else
+  // the id is derived from the source name and the row id), and columns
+  // holding each row's content type and metadata (a JSON object).
+  std::string event_id, content_type, metadata;
+};
+
+struct PublishedFlag {
+  std::string column;   // required
+  std::string pending;  // required: the value rows are written with
+  std::string done;     // required: the value herald sets once delivered
+  std::string at;       // optional: a column set to the acknowledgement time
+};
+
+struct SourceConfig {
+  std::string name;  // unique among sources; route names' alphabet
+  // mysql://USER[:PASSWORD]@HOST[:PORT]/DATABASE (or mariadb://),
+  // postgresql://..., sqlite:PATH.
+  std::string url;
+  std::string table;
+  SourceColumns columns;
+  PublishedFlag published;
+  // Constants used when no column is mapped: content type (default
+  // "application/json") and metadata (a JSON object, default none).
+  std::string content_type = "application/json";
+  std::string metadata;
+  // Only rows pending for longer than this (by their occurred_at column,
+  // in the database's own clock) are taken. Default 0.
+  std::chrono::milliseconds min_age{0};
+  // How often the table is polled for pending rows. Default 200 ms; >= 1 ms.
+  std::chrono::milliseconds poll{200};
+  // Rows read per query. Default 500; 1..10000.
+  int batch = 500;
+
+  // Where each key was written, for errors found when the source is opened
+  // ("table", "columns.id", "published.column"...); the [[source]] header
+  // is `line`.
+  std::string file;  // the config's name in messages ("" when built in code)
+  int line = 0;
+  std::vector<std::pair<std::string, int>> key_lines;
+  int LineOf(std::string_view key) const;
+  // "herald.toml:12: source 'orders_outbox'.table: <message>".
+  Status Error(std::string_view key, std::string_view message) const;
+};
+
 struct Config {
   // [store] url. Default "sqlite:herald.db". A relative SQLite path is taken
   // relative to the directory of the config file by LoadConfig.
@@ -128,11 +190,16 @@ struct Config {
   RelaySettings relay;
   ServerConfig server;
   std::vector<RouteConfig> routes;
+  // [[source]] tables, in file order (each read by the routes whose
+  // `from` names it).
+  std::vector<SourceConfig> sources;
   // The file it was loaded from ("" from ParseConfig).
   std::string path;
 
   // The route named `name`, or nullptr.
   const RouteConfig* FindRoute(std::string_view name) const;
+  // The source named `name`, or nullptr.
+  const SourceConfig* FindSource(std::string_view name) const;
 };
 
 // Reads and parses a TOML file. InvalidArgument names the file, line and

@@ -116,6 +116,10 @@ struct ReadRequest {
   // next_offset still moves past everything scanned.
   std::vector<std::string> types;
   std::string stream;
+  // Who reads: the relay sets its route's name. A source that keeps
+  // progress per reader (an adopted outbox table) answers by it; herald's
+  // log ignores it.
+  std::string reader;
 };
 inline constexpr int kMaxReadLimit = 10000;
 
@@ -146,6 +150,19 @@ class EventSource {
   virtual uint64_t append_epoch() const = 0;
   virtual uint64_t WaitForAppend(uint64_t seen,
                                  std::chrono::milliseconds timeout) = 0;
+
+  // Called by a relay route, on its thread, after events it read from this
+  // source (by position) were acknowledged by its receiver, or set aside
+  // for it (parked, or held behind a parked event: not delivered). A source
+  // that marks rows once every reader acknowledged them (an adopted outbox
+  // table) acts on it; herald's log keeps no such state and ignores it.
+  virtual void OnRouteProgress(const std::string& route,
+                               std::span<const int64_t> acknowledged,
+                               std::span<const int64_t> set_aside) {
+    (void)route;
+    (void)acknowledged;
+    (void)set_aside;
+  }
 };
 
 class EventLog : public virtual Database, public EventSource {

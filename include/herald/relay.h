@@ -32,6 +32,7 @@
 #include <memory>
 #include <optional>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "herald/config.h"
@@ -141,13 +142,16 @@ class Relay {
   Relay(const Relay&) = delete;
   Relay& operator=(const Relay&) = delete;
 
-  // Makes a relay with every route of `config`; senders are made from their
-  // URLs. InvalidArgument for a bad route (names the route).
+  // Makes a relay with the routes of `config` that read herald's log (no
+  // `from`); senders are made from their URLs. InvalidArgument for a bad
+  // route (names the route). The second form takes the routes whose `from`
+  // is `from` (a [[source]] name; "" = herald's log) and reads `source`.
   static Result<std::unique_ptr<Relay>> FromConfig(Store* store,
                                                    const Config& config);
   static Result<std::unique_ptr<Relay>> FromConfig(EventSource* source,
                                                    RelayState* state,
-                                                   const Config& config);
+                                                   const Config& config,
+                                                   std::string_view from = "");
 
   // Adds a route before Start. The first form makes its sender from
   // route.sender (MakeSender); the second uses `sender` (route.sender is

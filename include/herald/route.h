@@ -139,7 +139,7 @@ struct RouteOptions {
 // The keys every route has, parsed by core (in this order in messages).
 inline constexpr std::string_view kRouteKeys =
     "name, sender, types, streams, batch, max_in_flight, max_attempts, "
-    "backoff_initial, backoff_max, on_failure, source";
+    "backoff_initial, backoff_max, on_failure, source, from";
 
 struct RouteConfig {
   // Unique; letters, digits, '.', '_', '-'. Names the checkpoint, lease and
@@ -167,6 +167,9 @@ struct RouteConfig {
   // The keys of the route table that core does not know, for the sender's
   // scheme (validated by it at load; read again by its sender factory).
   RouteOptions options;
+  // The [[source]] (an application's own outbox table) the route reads;
+  // empty = herald's own log. Key `from`.
+  std::string from;
   // Line of the [[route]] header in the file (0 when built in code).
   int line = 0;
 };

@@ -1,4 +1,5 @@
 // herald relay | relay status | parked list|retry|drop: the relay commands.
+#include <algorithm>
 #include <chrono>
 #include <ostream>
 #include <thread>
@@ -9,6 +10,7 @@
 #include "herald/redact.h"
 #include "herald/relay.h"
 #include "herald/store.h"
+#include "herald/table_source.h"
 
 namespace herald::cli {
 
@@ -18,7 +20,32 @@ struct Loaded {
   Config config;
   std::unique_ptr<Store> store;
   std::unique_ptr<Relay> relay;
+  // One relay per [[source]] (an application's outbox table), with the
+  // routes that read it; state kept in `store`.
+  std::vector<std::unique_ptr<EventSource>> sources;
+  std::vector<std::unique_ptr<Relay>> source_relays;
 };
+
+// Opens each [[source]] (checking its table and columns) and builds its
+// relay: the routes whose `from` names it, polling every `poll`.
+Status LoadSources(Loaded* l) {
+  for (const auto& sc : l->config.sources) {
+    std::vector<std::string> readers;
+    for (const auto& r : l->config.routes) {
+      if (r.from == sc.name) readers.push_back(r.name);
+    }
+    auto source = OpenTableSource(sc, readers);
+    if (!source.ok()) return source.status();
+    Config c = l->config;
+    c.relay.idle_poll = sc.poll;
+    c.relay.busy_poll = std::min(c.relay.busy_poll, sc.poll);
+    auto relay = Relay::FromConfig(source->get(), l->store.get(), c, sc.name);
+    if (!relay.ok()) return relay.status();
+    l->sources.push_back(std::move(*source));
+    l->source_relays.push_back(std::move(*relay));
+  }
+  return Status::OK();
+}
 
 // Loads the config, opens its store and builds the relay (not started).
 // `read_only`: the command only reads (relay status, parked list).
@@ -39,6 +66,7 @@ Result<Loaded> LoadRelay(const Flags& flags, bool run_sequencer,
   auto relay = Relay::FromConfig(l.store.get(), l.config);
   if (!relay.ok()) return relay.status();
   l.relay = std::move(*relay);
+  if (run_sequencer && !read_only) HERALD_RETURN_IF_ERROR(LoadSources(&l));
   return l;
 }
 
@@ -187,6 +215,10 @@ int RunRelay(const std::vector<std::string>& args, std::ostream& out,
   InstallStopSignals();
   s = l->relay->Start();
   if (!s.ok()) return Fail(err, s);
+  for (auto& r : l->source_relays) {
+    s = r->Start();
+    if (!s.ok()) return Fail(err, s);
+  }
   err << "herald: relaying " << l->config.routes.size() << " route(s) from "
       << RedactSecrets(l->config.store_url) << "\n";
   err.flush();
@@ -207,6 +239,7 @@ int RunRelay(const std::vector<std::string>& args, std::ostream& out,
       err.flush();
     }
   }
+  for (auto& r : l->source_relays) r->Stop();
   l->relay->Stop();
   err << "herald: relay stopped, checkpoints saved\n";
   err.flush();

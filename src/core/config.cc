@@ -9,6 +9,7 @@
 #include <cctype>
 #include <cmath>
 #include <fstream>
+#include <map>
 #include <set>
 #include <sstream>
 
@@ -37,6 +38,29 @@ const RouteConfig* Config::FindRoute(std::string_view name) const {
     if (r.name == name) return &r;
   }
   return nullptr;
+}
+
+const SourceConfig* Config::FindSource(std::string_view name) const {
+  for (const auto& s : sources) {
+    if (s.name == name) return &s;
+  }
+  return nullptr;
+}
+
+int SourceConfig::LineOf(std::string_view key) const {
+  for (const auto& [k, l] : key_lines) {
+    if (k == key) return l;
+  }
+  return line;
+}
+
+Status SourceConfig::Error(std::string_view key,
+                           std::string_view message) const {
+  std::string where;
+  if (!file.empty()) where = file + ":" + std::to_string(LineOf(key)) + ": ";
+  return Status::InvalidArgument(where + "source '" + name + "'." +
+                                 std::string(key) + ": " +
+                                 std::string(message));
 }
 
 Status ValidateCorsOrigin(std::string_view o, bool tokens_configured) {
@@ -343,9 +367,20 @@ class Parser {
           HERALD_RETURN_IF_ERROR(Route(*t.as_table(), &r));
           c->routes.push_back(std::move(r));
         }
+      } else if (key == "source") {
+        const toml::array* arr = v.as_array();
+        if (!arr || !arr->is_array_of_tables()) {
+          return Err(v, key, "must be an array of tables ([[source]])");
+        }
+        for (auto& t : *arr) {
+          SourceConfig sc;
+          HERALD_RETURN_IF_ERROR(Source(*t.as_table(), &sc));
+          c->sources.push_back(std::move(sc));
+        }
       } else {
         return Err(v, key,
-                   "unknown key (expected store, relay, server, route)");
+                   "unknown key (expected store, relay, server, route, "
+                   "source)");
       }
     }
     std::set<std::string> names;
@@ -353,6 +388,20 @@ class Parser {
       if (!names.insert(r.name).second) {
         return Status::InvalidArgument(Where(r.line) + "route.name: route '" +
                                        r.name + "' is defined twice");
+      }
+    }
+    std::set<std::string> sources;
+    for (const auto& s : c->sources) {
+      if (!sources.insert(s.name).second) {
+        return Status::InvalidArgument(Where(s.line) + "source.name: source '" +
+                                       s.name + "' is defined twice");
+      }
+    }
+    for (const auto& r : c->routes) {
+      if (!r.from.empty() && !sources.count(r.from)) {
+        return Status::InvalidArgument(
+            Where(from_lines_[r.name]) + "route '" + r.name +
+            "'.from: no [[source]] is named '" + r.from + "'");
       }
     }
     return Status::OK();
@@ -726,6 +775,10 @@ class Parser {
           return Err(v, key,
                      "unknown policy '" + pol + "' (expected block or park)");
         }
+      } else if (k == "from") {
+        HERALD_RETURN_IF_ERROR(String(v, key, &r->from));
+        if (r->from.empty()) return Err(v, key, "must not be empty");
+        from_lines_[r->name] = static_cast<int>(v.source().begin.line);
       } else if (k == "source") {
         HERALD_RETURN_IF_ERROR(String(v, key, &r->sender_options.source));
         if (r->sender_options.source.empty()) {
@@ -745,7 +798,159 @@ class Parser {
     return ValidateSenderOptions(r);
   }
 
+  // A [[source]] table. What needs the database (the table and columns
+  // exist, the flag column holds the values) is checked when the source is
+  // opened, with the lines kept here.
+  Status Source(const toml::table& t, SourceConfig* s) {
+    s->line = static_cast<int>(t.source().begin.line);
+    s->file = std::string(source_);
+    if (auto* n = t.get("name")) {
+      HERALD_RETURN_IF_ERROR(String(*n, "source.name", &s->name));
+      if (!ValidRouteName(s->name)) {
+        return Err(*n, "source.name",
+                   "'" + s->name +
+                       "' must be 1..128 letters, digits, '.', '_' or '-'");
+      }
+    } else {
+      return Err(t, "source", "a source needs a `name`");
+    }
+    const std::string p = "source '" + s->name + "'.";
+    auto line_of = [](const toml::node& n) {
+      return static_cast<int>(n.source().begin.line);
+    };
+    auto nonempty = [&](const toml::node& n, const std::string& key,
+                        std::string* out) -> Status {
+      HERALD_RETURN_IF_ERROR(String(n, key, out));
+      if (out->empty()) return Err(n, key, "must not be empty");
+      return Status::OK();
+    };
+    bool has_published = false;
+    for (auto&& [k, v] : t) {
+      std::string sub(k.str());
+      std::string key = p + sub;
+      s->key_lines.emplace_back(sub, line_of(v));
+      if (k == "name") continue;
+      if (k == "url") {
+        HERALD_RETURN_IF_ERROR(nonempty(v, key, &s->url));
+        const std::string& u = s->url;
+        bool known = u.rfind("mysql://", 0) == 0 ||
+                     u.rfind("mariadb://", 0) == 0 ||
+                     u.rfind("postgresql://", 0) == 0 ||
+                     u.rfind("postgres://", 0) == 0 ||
+                     (u.rfind("sqlite:", 0) == 0 && u.size() > 7);
+        if (!known) {
+          return Err(v, key,
+                     "'" + u.substr(0, 40) +
+                         "' is not a source URL (expected mysql://, "
+                         "mariadb://, postgresql:// or sqlite:PATH)");
+        }
+      } else if (k == "table") {
+        HERALD_RETURN_IF_ERROR(nonempty(v, key, &s->table));
+      } else if (k == "columns") {
+        const toml::table* ct;
+        HERALD_RETURN_IF_ERROR(Table(v, key, &ct));
+        for (auto&& [ck, cv] : *ct) {
+          std::string name(ck.str());
+          std::string ckey = key + "." + name;
+          s->key_lines.emplace_back("columns." + name, line_of(cv));
+          std::string* field = nullptr;
+          auto& c = s->columns;
+          if (ck == "id") field = &c.id;
+          if (ck == "stream") field = &c.stream;
+          if (ck == "type") field = &c.type;
+          if (ck == "payload") field = &c.payload;
+          if (ck == "occurred_at") field = &c.occurred_at;
+          if (ck == "event_id") field = &c.event_id;
+          if (ck == "content_type") field = &c.content_type;
+          if (ck == "metadata") field = &c.metadata;
+          if (!field) {
+            return Err(cv, ckey,
+                       "unknown key (expected id, stream, type, payload, "
+                       "occurred_at, event_id, content_type, metadata)");
+          }
+          HERALD_RETURN_IF_ERROR(nonempty(cv, ckey, field));
+        }
+        for (auto [want, have] :
+             {std::pair<const char*, const std::string*>{"id", &s->columns.id},
+              {"stream", &s->columns.stream},
+              {"type", &s->columns.type},
+              {"payload", &s->columns.payload},
+              {"occurred_at", &s->columns.occurred_at}}) {
+          if (have->empty()) {
+            return Err(v, key, std::string("needs `") + want + "` (a column)");
+          }
+        }
+      } else if (k == "published") {
+        has_published = true;
+        const toml::table* pt;
+        HERALD_RETURN_IF_ERROR(Table(v, key, &pt));
+        for (auto&& [pk, pv] : *pt) {
+          std::string name(pk.str());
+          std::string pkey = key + "." + name;
+          s->key_lines.emplace_back("published." + name, line_of(pv));
+          auto& f = s->published;
+          std::string* field = nullptr;
+          if (pk == "column") field = &f.column;
+          if (pk == "pending") field = &f.pending;
+          if (pk == "done") field = &f.done;
+          if (pk == "at") field = &f.at;
+          if (!field) {
+            return Err(pv, pkey,
+                       "unknown key (expected column, pending, done, at)");
+          }
+          HERALD_RETURN_IF_ERROR(nonempty(pv, pkey, field));
+        }
+        for (auto [want, have] : {std::pair<const char*, const std::string*>{
+                                      "column", &s->published.column},
+                                  {"pending", &s->published.pending},
+                                  {"done", &s->published.done}}) {
+          if (have->empty()) {
+            return Err(v, key, std::string("needs `") + want + "`");
+          }
+        }
+        if (s->published.pending == s->published.done) {
+          return Err(v, key, "pending and done must differ");
+        }
+      } else if (k == "content_type") {
+        HERALD_RETURN_IF_ERROR(nonempty(v, key, &s->content_type));
+      } else if (k == "metadata") {
+        HERALD_RETURN_IF_ERROR(String(v, key, &s->metadata));
+        auto doc = Json::Parse(s->metadata);
+        if (!s->metadata.empty() && (!doc.ok() || !doc->is_object())) {
+          return Err(v, key, "must be a JSON object");
+        }
+      } else if (k == "min_age") {
+        HERALD_RETURN_IF_ERROR(
+            Duration(v, key, std::chrono::milliseconds(0), &s->min_age));
+      } else if (k == "poll") {
+        HERALD_RETURN_IF_ERROR(
+            Duration(v, key, std::chrono::milliseconds(1), &s->poll));
+      } else if (k == "batch") {
+        HERALD_RETURN_IF_ERROR(Int32(v, key, 1, 10000, &s->batch));
+      } else if (k == "safety_delay") {
+        return Err(v, key,
+                   "id mode (a source without `published`) is not "
+                   "supported yet; map the table's published flag");
+      } else {
+        return Err(v, key,
+                   "unknown key (expected name, url, table, columns, "
+                   "published, content_type, metadata, min_age, poll, "
+                   "batch)");
+      }
+    }
+    if (s->url.empty()) return Err(t, p + "url", "is required");
+    if (s->table.empty()) return Err(t, p + "table", "is required");
+    if (s->columns.id.empty()) return Err(t, p + "columns", "is required");
+    if (!has_published) {
+      return Err(t, p + "published",
+                 "is required (id mode, a source without a published flag, "
+                 "is not supported yet)");
+    }
+    return Status::OK();
+  }
+
   std::string_view source_;
+  std::map<std::string, int> from_lines_;  // route name -> line of `from`
 };
 
 // Debian's toml++ (3.3) reaches __builtin_unreachable on some non-ASCII

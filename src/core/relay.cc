@@ -659,6 +659,8 @@ class Relay::RouteRunner {
           return false;
         }
         parked_ids_.erase(p.event.id);
+        const int64_t pos = p.event.position;
+        source_->OnRouteProgress(config_.name, std::span(&pos, 1), {});
         detail::MutexLock lock(&mu_);
         ++metrics_.delivered;
         Observe(took);
@@ -703,6 +705,8 @@ class Relay::RouteRunner {
     ReadRequest req;
     req.types = config_.types;
     req.limit = config_.batch;
+    req.reader = config_.name;
+    std::vector<int64_t> acked_positions, aside_positions;
     std::vector<Event> batch;
     std::vector<bool> done;
     std::vector<ParkedEvent> parks;
@@ -762,9 +766,17 @@ class Relay::RouteRunner {
       bool full = static_cast<int>(page->events.size()) == req.limit;
       batch.clear();
       parks.clear();
+      acked_positions.clear();
+      aside_positions.clear();
       for (auto& e : page->events) {
-        if (!MatchesAny(config_.streams, e.stream)) continue;
-        if (parked_ids_.count(e.id)) continue;  // parked before a restart
+        if (!MatchesAny(config_.streams, e.stream)) {
+          acked_positions.push_back(e.position);  // not for this route
+          continue;
+        }
+        if (parked_ids_.count(e.id)) {  // parked before a restart
+          aside_positions.push_back(e.position);
+          continue;
+        }
         batch.push_back(std::move(e));
       }
       {
@@ -802,8 +814,19 @@ class Relay::RouteRunner {
             break;
           }
         }
+        std::unordered_set<std::string> aside;
+        for (const auto& p : parks) aside.insert(p.event.id);
+        for (size_t i = 0; i < batch.size(); ++i) {
+          if (!done[i]) continue;
+          (aside.count(batch[i].id) ? aside_positions : acked_positions)
+              .push_back(batch[i].position);
+        }
         // Rows of events beyond the new checkpoint are written too: they
         // are skipped (parked_ids_) when read again.
+      }
+      if (!acked_positions.empty() || !aside_positions.empty()) {
+        source_->OnRouteProgress(config_.name, acked_positions,
+                                 aside_positions);
       }
       if (next != queued_checkpoint_ || !parks.empty()) {
         int64_t sent = 0;
@@ -914,9 +937,11 @@ Result<std::unique_ptr<Relay>> Relay::FromConfig(Store* store,
 
 Result<std::unique_ptr<Relay>> Relay::FromConfig(EventSource* source,
                                                  RelayState* state,
-                                                 const Config& config) {
+                                                 const Config& config,
+                                                 std::string_view from) {
   auto relay = std::make_unique<Relay>(source, state, config.relay);
   for (const auto& r : config.routes) {
+    if (r.from != from) continue;
     HERALD_RETURN_IF_ERROR(relay->AddRoute(r));
   }
   return relay;

@@ -314,7 +314,7 @@ TEST(RelayConfig, RegisteredSchemeValidatesItsOwnOptions) {
       {"[[route]]\nname = \"a\"\nsender = \"greet:bob\"\ngreeting = "
        "\"hi\"\n\ngreting = \"x\"\n",
        "t.toml:6: route 'a'.greting: unknown key (expected name, sender, ",
-       "on_failure, source, greeting)"},
+       "on_failure, source, from, greeting)"},
       {"[[route]]\nname = \"a\"\nsender = \"greet:bob\"\ngreeting = \"\"\n",
        "t.toml:4: route 'a'.greeting: ", "must not be empty"},
       {"[[route]]\nname = \"a\"\nsender = \"greet:bob\"\n",

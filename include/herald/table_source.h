@@ -1,0 +1,40 @@
+// An outbox table an application already has, read as an EventSource so
+// the relay delivers its rows ([[source]] in the config; docs/adopt.md).
+//
+// Flag mode: rows whose published column holds the pending value (and that
+// are older than min_age) are read in id order; a row is marked done (and
+// its `at` column set to the database's current time) once every route
+// reading the source acknowledged it. Nothing else in the table changes.
+// A row's position is its id; its event id is the mapped event_id column,
+// or a UUID derived from the source name and the row id (stable across
+// restarts, so a repeat after a crash carries the same id).
+//
+// Thread safety: safe to use from many threads (one connection, guarded).
+#pragma once
+
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "herald/config.h"
+#include "herald/event_log.h"
+#include "herald/status.h"
+
+namespace herald {
+
+// Opens the source's database and checks the table: that it exists, that
+// every mapped column exists, that the id column is an integer and that the
+// published column can hold the pending and done values. Errors name the
+// config key and line (InvalidArgument); Unavailable when the database
+// cannot be reached; FailedPrecondition for a URL whose client is not built.
+// `readers` are the routes that read it (a row is marked done once all of
+// them acknowledged it); at least one.
+Result<std::unique_ptr<EventSource>> OpenTableSource(
+    const SourceConfig& source, std::vector<std::string> readers);
+
+// The event id derived for row `row_id` of source `source_name` when no
+// event_id column is mapped: a UUIDv8 (RFC 9562) holding a 122-bit hash of
+// both, in lower case.
+std::string DerivedEventId(std::string_view source_name, int64_t row_id);
+
+}  // namespace herald

@@ -1,0 +1,408 @@
+// TableSource: an application's outbox table as an EventSource, flag mode
+// (see herald/table_source.h).
+//
+// Progress per route is kept here, in memory: the ids each route has
+// acknowledged (or set aside) that are still pending in the table because
+// another route has not acknowledged them yet. A row every route
+// acknowledged is marked done at once and leaves those sets. After a
+// restart the sets are empty, so rows acknowledged by some routes but not
+// marked are sent again to every route (same event id): at least once.
+//
+// Thread safety: mu_ guards the client and the progress sets; every call
+// takes it (route threads read and report concurrently).
+#include "herald/table_source.h"
+
+#include <algorithm>
+#include <cctype>
+#include <cstdio>
+#include <map>
+#include <set>
+#include <thread>
+
+#include "herald/config.h"
+#include "herald/time.h"
+#include "source/sql_client.h"
+#include "util/thread_annotations.h"
+
+namespace herald {
+
+namespace {
+
+uint64_t Fnv1a(std::string_view data, uint64_t seed) {
+  uint64_t h = 1469598103934665603ull ^ seed;
+  for (unsigned char c : data) {
+    h ^= c;
+    h *= 1099511628211ull;
+  }
+  // A final mix so nearby ids spread over every bit.
+  h ^= h >> 33;
+  h *= 0xff51afd7ed558ccdull;
+  h ^= h >> 33;
+  h *= 0xc4ceb9fe1a85ec53ull;
+  h ^= h >> 33;
+  return h;
+}
+
+// "YYYY-MM-DD HH:MM:SS[.ffffff]" (MySQL DATETIME, SQLite datetime()) or
+// RFC 3339, read as UTC. 0 when it cannot be read.
+int64_t ParseRowTime(const std::string& text) {
+  std::string t = text;
+  if (t.size() >= 19 && t[10] == ' ') t[10] = 'T';
+  bool has_zone = t.size() > 19 && (t.back() == 'Z' || t.back() == 'z' ||
+                                    t.find('+', 19) != std::string::npos ||
+                                    t.find('-', 19) != std::string::npos);
+  if (!has_zone) t += "Z";
+  auto r = ParseRfc3339(t);
+  return r.ok() ? *r : 0;
+}
+
+bool MatchesAny(const std::vector<std::string>& globs, const std::string& s) {
+  if (globs.empty()) return true;
+  for (const auto& g : globs) {
+    if (GlobMatch(g, s)) return true;
+  }
+  return false;
+}
+
+bool IsIntegerType(const std::string& type) {
+  return type.find("int") != std::string::npos;
+}
+
+bool IsInteger(const std::string& v) {
+  if (v.empty()) return false;
+  size_t i = v[0] == '-' ? 1 : 0;
+  if (i == v.size()) return false;
+  for (; i < v.size(); ++i) {
+    if (!std::isdigit(static_cast<unsigned char>(v[i]))) return false;
+  }
+  return true;
+}
+
+bool IsTextType(const std::string& type) {
+  for (const char* t : {"char", "text", "enum", "set"}) {
+    if (type.find(t) != std::string::npos) return true;
+  }
+  return type.empty();  // SQLite: no declared type holds anything
+}
+
+class TableSource : public EventSource {
+ public:
+  TableSource(SourceConfig config, std::vector<std::string> readers,
+              std::unique_ptr<detail::SqlClient> client)
+      : config_(std::move(config)), client_(std::move(client)) {
+    for (auto& r : readers) progress_[r];
+    BuildSql();
+  }
+
+  // Checks the table and its columns against the config.
+  Status Check() {
+    detail::MutexLock lock(&mu_);
+    auto cols = client_->Columns(config_.table);
+    if (!cols.ok()) {
+      if (cols.status().IsNotFound()) {
+        return config_.Error("table",
+                             "table '" + config_.table + "' does not exist");
+      }
+      return cols.status();
+    }
+    auto find = [&](const std::string& name) -> const detail::SqlColumn* {
+      for (const auto& c : *cols) {
+        if (c.name == name) return &c;
+      }
+      return nullptr;
+    };
+    const auto& m = config_.columns;
+    for (auto [key, name] :
+         {std::pair<const char*, const std::string*>{"columns.id", &m.id},
+          {"columns.stream", &m.stream},
+          {"columns.type", &m.type},
+          {"columns.payload", &m.payload},
+          {"columns.occurred_at", &m.occurred_at},
+          {"columns.event_id", &m.event_id},
+          {"columns.content_type", &m.content_type},
+          {"columns.metadata", &m.metadata},
+          {"published.column", &config_.published.column},
+          {"published.at", &config_.published.at}}) {
+      if (name->empty()) continue;
+      if (!find(*name)) {
+        return config_.Error(
+            key, "table '" + config_.table + "' has no column '" + *name + "'");
+      }
+    }
+    const detail::SqlColumn* id = find(m.id);
+    if (!IsIntegerType(id->type)) {
+      return config_.Error("columns.id",
+                           "column '" + m.id + "' must be an integer, not " +
+                               (id->type.empty() ? "untyped" : id->type));
+    }
+    const detail::SqlColumn* flag = find(config_.published.column);
+    for (auto [key, value] :
+         {std::pair<const char*, const std::string*>{
+              "published.pending", &config_.published.pending},
+          {"published.done", &config_.published.done}}) {
+      bool fits;
+      if (IsIntegerType(flag->type)) {
+        fits = IsInteger(*value);
+      } else if (IsTextType(flag->type)) {
+        fits = flag->max_length < 0 ||
+               static_cast<int64_t>(value->size()) <= flag->max_length;
+      } else {
+        fits = false;
+      }
+      if (!fits) {
+        return config_.Error(
+            key, "'" + *value + "' cannot be held by column '" + flag->name +
+                     "' (" + flag->type +
+                     (flag->max_length >= 0
+                          ? "(" + std::to_string(flag->max_length) + ")"
+                          : std::string()) +
+                     ")");
+      }
+    }
+    return Status::OK();
+  }
+
+  Result<Page> Read(const ReadRequest& req) override {
+    detail::MutexLock lock(&mu_);
+    HERALD_RETURN_IF_ERROR(FlushMarks());
+    Page page;
+    page.next_offset = std::max<int64_t>(req.offset, 1);
+    auto pit = progress_.find(req.reader);
+    Progress* progress = pit == progress_.end() ? nullptr : &pit->second;
+    const int limit = std::max(1, req.limit);
+    bool first = true;
+    int64_t cursor = 0;
+    // Scans pending rows from the lowest id: a row that committed late
+    // (below rows already delivered) is found like any other. Rows this
+    // route has acknowledged but others have not are skipped.
+    for (int round = 0; round < 100; ++round) {
+      std::string sql = select_;
+      if (!first) sql += " AND " + id_col_ + " > " + std::to_string(cursor);
+      sql += " ORDER BY " + id_col_ + " LIMIT " + std::to_string(config_.batch);
+      auto rows = client_->Query(sql);
+      if (!rows.ok()) return rows.status();
+      first = false;
+      for (auto& row : *rows) {
+        if (!row[0] || !IsInteger(*row[0])) {
+          return Status::Corruption("source '" + config_.name +
+                                    "': a row without an integer id");
+        }
+        int64_t id = std::stoll(*row[0]);
+        cursor = id;
+        page.head = std::max(page.head, id);
+        if (progress && progress->done.count(id)) continue;
+        Event e = ToEvent(row, id);
+        if (!MatchesAny(req.types, e.type)) {
+          // Not selected by this route: as good as acknowledged by it.
+          if (progress) MarkDoneFor(progress, id, /*aside=*/false);
+          continue;
+        }
+        page.events.push_back(std::move(e));
+        page.next_offset = id + 1;
+        if (static_cast<int>(page.events.size()) >= limit) break;
+      }
+      if (static_cast<int>(page.events.size()) >= limit ||
+          static_cast<int>(rows->size()) < config_.batch) {
+        break;
+      }
+    }
+    HERALD_RETURN_IF_ERROR(FlushMarks());
+    return page;
+  }
+
+  Result<int64_t> Head() override {
+    detail::MutexLock lock(&mu_);
+    auto rows = client_->Query("SELECT MAX(" + id_col_ + ") FROM " + table_);
+    if (!rows.ok()) return rows.status();
+    if (rows->empty() || !(*rows)[0][0]) return int64_t{0};
+    return std::stoll(*(*rows)[0][0]);
+  }
+
+  uint64_t append_epoch() const override { return 0; }
+  // Rows are written by other processes: nothing signals them, so this
+  // only waits (the relay then polls).
+  uint64_t WaitForAppend(uint64_t seen,
+                         std::chrono::milliseconds timeout) override {
+    std::this_thread::sleep_for(timeout);
+    return seen;
+  }
+
+  void OnRouteProgress(const std::string& route,
+                       std::span<const int64_t> acknowledged,
+                       std::span<const int64_t> set_aside) override {
+    detail::MutexLock lock(&mu_);
+    auto it = progress_.find(route);
+    if (it == progress_.end()) return;
+    for (int64_t id : set_aside) MarkDoneFor(&it->second, id, true);
+    for (int64_t id : acknowledged) MarkDoneFor(&it->second, id, false);
+    // A failure is kept for the next Read, which reports it.
+    (void)FlushMarks();
+  }
+
+ private:
+  struct Progress {
+    std::set<int64_t> done;   // acknowledged or set aside, still pending
+    std::set<int64_t> aside;  // parked or held: not acknowledged
+  };
+
+  void BuildSql() {
+    const auto& m = config_.columns;
+    table_ = client_->QuoteIdent(config_.table);
+    id_col_ = client_->QuoteIdent(m.id);
+    std::string cols = id_col_;
+    for (const std::string* c : {&m.stream, &m.type, &m.payload, &m.occurred_at,
+                                 &m.event_id, &m.content_type, &m.metadata}) {
+      cols += ", ";
+      cols += c->empty() ? "NULL" : client_->QuoteIdent(*c);
+    }
+    flag_col_ = client_->QuoteIdent(config_.published.column);
+    select_ = "SELECT " + cols + " FROM " + table_ + " WHERE " + flag_col_ +
+              " = " + client_->QuoteText(config_.published.pending);
+    if (config_.min_age.count() > 0) {
+      select_ += " AND " + client_->QuoteIdent(m.occurred_at) +
+                 " <= " + client_->NowMinus(config_.min_age);
+    }
+  }
+
+  Event ToEvent(const detail::SqlRow& row, int64_t id) {
+    auto text = [&](size_t i) { return row[i] ? *row[i] : std::string(); };
+    Event e;
+    e.position = id;
+    e.stream = text(1);
+    e.type = text(2);
+    e.payload = text(3);
+    e.occurred_at_us = ParseRowTime(text(4));
+    std::string event_id = text(5);
+    if (row[5] && !event_id.empty()) {
+      for (auto& c : event_id) c = static_cast<char>(std::tolower(c));
+      e.id = event_id;
+    } else {
+      e.id = DerivedEventId(config_.name, id);
+    }
+    e.content_type =
+        row[6] && !row[6]->empty() ? *row[6] : config_.content_type;
+    if (row[7] && !row[7]->empty()) {
+      e.metadata = *row[7];
+    } else if (!config_.metadata.empty()) {
+      e.metadata = config_.metadata;
+    }
+    return e;
+  }
+
+  // Records that `progress`'s route is done with row `id`; queues the row
+  // for marking when every route acknowledged it.
+  void MarkDoneFor(Progress* progress, int64_t id, bool aside) REQUIRES(mu_) {
+    progress->done.insert(id);
+    if (aside) {
+      progress->aside.insert(id);
+      return;
+    }
+    progress->aside.erase(id);
+    for (const auto& [name, p] : progress_) {
+      if (!p.done.count(id) || p.aside.count(id)) return;
+    }
+    to_mark_.insert(id);
+  }
+
+  // Marks the queued rows done, only where they still hold the pending
+  // value (the service may have marked them itself).
+  Status FlushMarks() REQUIRES(mu_) {
+    while (!to_mark_.empty()) {
+      std::vector<int64_t> ids;
+      for (auto it = to_mark_.begin();
+           it != to_mark_.end() && ids.size() < 1000; ++it) {
+        ids.push_back(*it);
+      }
+      std::string in;
+      for (int64_t id : ids) {
+        if (!in.empty()) in += ",";
+        in += std::to_string(id);
+      }
+      std::string sql = "UPDATE " + table_ + " SET " + flag_col_ + " = " +
+                        client_->QuoteText(config_.published.done);
+      if (!config_.published.at.empty()) {
+        sql += ", " + client_->QuoteIdent(config_.published.at) + " = " +
+               client_->Now();
+      }
+      sql += " WHERE " + id_col_ + " IN (" + in + ") AND " + flag_col_ + " = " +
+             client_->QuoteText(config_.published.pending);
+      auto r = client_->Exec(sql);
+      if (!r.ok()) return r.status();
+      for (int64_t id : ids) {
+        to_mark_.erase(id);
+        for (auto& [name, p] : progress_) {
+          p.done.erase(id);
+          p.aside.erase(id);
+        }
+      }
+    }
+    return Status::OK();
+  }
+
+  const SourceConfig config_;
+  detail::Mutex mu_;
+  std::unique_ptr<detail::SqlClient> client_ GUARDED_BY(mu_);
+  std::map<std::string, Progress> progress_ GUARDED_BY(mu_);
+  std::set<int64_t> to_mark_ GUARDED_BY(mu_);
+  // SQL pieces, built once.
+  std::string table_, id_col_, flag_col_, select_;
+};
+
+}  // namespace
+
+std::string DerivedEventId(std::string_view source_name, int64_t row_id) {
+  std::string key(source_name);
+  key += '\0';
+  key += std::to_string(row_id);
+  uint64_t hi = Fnv1a(key, 0x68657261ull);
+  uint64_t lo = Fnv1a(key, 0x6c64ull << 32);
+  hi = (hi & ~0xf000ull) | 0x8000ull;        // version 8
+  lo = (lo & ~(3ull << 62)) | (2ull << 62);  // variant 10
+  char out[37];
+  std::snprintf(out, sizeof out, "%08x-%04x-%04x-%04x-%012llx",
+                static_cast<unsigned>(hi >> 32),
+                static_cast<unsigned>((hi >> 16) & 0xffff),
+                static_cast<unsigned>(hi & 0xffff),
+                static_cast<unsigned>(lo >> 48),
+                static_cast<unsigned long long>(lo & 0xffffffffffffull));
+  return out;
+}
+
+Result<std::unique_ptr<EventSource>> OpenTableSource(
+    const SourceConfig& source, std::vector<std::string> readers) {
+  if (readers.empty()) {
+    return source.Error(
+        "name", "no route reads this source (from = \"" + source.name + "\")");
+  }
+  const std::string& url = source.url;
+  std::unique_ptr<detail::SqlClient> client;
+  if (url.rfind("sqlite:", 0) == 0) {
+    auto c = detail::OpenSqliteClient(url.substr(7));
+    if (!c.ok()) return source.Error("url", c.status().message());
+    client = std::move(*c);
+  } else if (url.rfind("mysql://", 0) == 0 || url.rfind("mariadb://", 0) == 0) {
+#if HERALD_WITH_MYSQL
+    auto c = detail::OpenMysqlClient(url);
+    if (!c.ok()) {
+      if (c.status().IsInvalidArgument()) {
+        return source.Error("url", c.status().message());
+      }
+      return c.status();
+    }
+    client = std::move(*c);
+#else
+    return Status::FailedPrecondition(
+        "source '" + source.name +
+        "': this herald was built without MySQL/MariaDB (HERALD_WITH_MYSQL)");
+#endif
+  } else {
+    return Status::FailedPrecondition(
+        "source '" + source.name + "': PostgreSQL sources are not built yet");
+  }
+  auto s = std::make_unique<TableSource>(source, std::move(readers),
+                                         std::move(client));
+  HERALD_RETURN_IF_ERROR(s->Check());
+  return std::unique_ptr<EventSource>(std::move(s));
+}
+
+}  // namespace herald
