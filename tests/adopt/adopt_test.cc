@@ -585,7 +585,7 @@ class Writers {
     child_ = std::make_unique<testing::Child>(
         std::vector<std::string>{
             HERALD_ADOPT_PYTHON, HERALD_ADOPT_WRITERS, "--port",
-            std::to_string(port), "--connections", "8", "--streams", "16",
+            std::to_string(port), "--connections", "8", "--streams", "32",
             "--seconds", std::to_string(seconds), "--rollback", "20", "--hold",
             std::to_string(hold_percent), "--seed", std::to_string(seed),
             "--out", out_},
@@ -790,7 +790,7 @@ TEST_F(AdoptE2E, EightWritersCommittedRowsArriveRolledBackNever) {
       << Pending();
   herald->Signal(SIGTERM);
   EXPECT_EQ(herald->Wait(), 0);
-  CheckAdopted(receiver.Log(), w);
+  size_t repeats = CheckAdopted(receiver.Log(), w);
   // The domain rows moved once per committed transaction only.
   std::map<std::string, int> txs;
   std::ifstream f(dir_.file("writers.1.jsonl"));
@@ -807,8 +807,10 @@ TEST_F(AdoptE2E, EightWritersCommittedRowsArriveRolledBackNever) {
         db_->Sql("select n from domain_order where orderNo = '" + stream + "'"),
         std::to_string(n) + "\n");
   }
-  std::printf("writers: %d transactions (%d rolled back), %zu rows\n",
-              w.transactions_, w.rolled_back_transactions_, w.committed.size());
+  std::printf(
+      "writers: %d transactions (%d rolled back), %zu rows, %zu repeated\n",
+      w.transactions_, w.rolled_back_transactions_, w.committed.size(),
+      repeats);
 }
 
 TEST_F(AdoptE2E, SigkillAtRandomMomentsUnderLoadLosesNothing) {

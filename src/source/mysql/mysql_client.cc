@@ -99,6 +99,14 @@ class MysqlClient : public SqlClient {
     mysql_options(m.get(), MYSQL_OPT_READ_TIMEOUT, &timeout);
     mysql_options(m.get(), MYSQL_OPT_WRITE_TIMEOUT, &timeout);
     mysql_options(m.get(), MYSQL_SET_CHARSET_NAME, "utf8mb4");
+    // READ COMMITTED, so marking rows never waits on the service's open
+    // transactions: under REPEATABLE READ an UPDATE that the optimiser runs
+    // as a scan (a small table, a long IN list) locks every row it reads
+    // and waits for each row an open transaction inserted; under READ
+    // COMMITTED InnoDB skips rows with no committed version (semi-
+    // consistent read). Reads only ever need committed rows.
+    mysql_options(m.get(), MYSQL_INIT_COMMAND,
+                  "SET SESSION TRANSACTION ISOLATION LEVEL READ COMMITTED");
     if (!mysql_real_connect(m.get(), url_.host.c_str(), url_.user.c_str(),
                             url_.password.c_str(), url_.database.c_str(),
                             url_.port, nullptr, 0)) {
