@@ -632,12 +632,15 @@ class Writers {
 class AdoptE2E : public AdoptMariaDb {
  protected:
   // A config relaying the source to one route per receiver (routes "hook",
-  // "hook2"...), `source_extra` into [[source]].
+  // "hook2"...).
   std::string Config(const std::vector<const Receiver*>& receivers,
-                     const std::string& source_extra = "") {
+                     const std::string& min_age = "0s") {
     std::string toml = "[store]\nurl = \"sqlite:" + dir_.file("herald.db") +
                        "\"\n[relay]\nowner = \"adopt-e2e\"\n";
-    toml += SourceToml(db_->url(), source_extra);
+    std::string source = SourceToml(db_->url());
+    size_t at = source.find("min_age = \"0s\"");
+    source.replace(at, 14, "min_age = \"" + min_age + "\"");
+    toml += source;
     for (size_t i = 0; i < receivers.size(); ++i) {
       toml += "[[route]]\nname = \"hook" +
               (i ? std::to_string(i + 1) : std::string()) + "\"\nsender = \"" +
@@ -836,6 +839,102 @@ TEST_F(AdoptE2E, SigkillAtRandomMomentsUnderLoadLosesNothing) {
   size_t repeats = CheckAdopted(receiver.Log(), w);
   std::printf("10 SIGKILLs: %zu rows, %zu repeated deliveries\n",
               w.committed.size(), repeats);
+}
+
+// The sweeper setup: the service publishes after commit and marks its rows
+// itself; herald, with min_age = "5s", sends only what stays pending longer.
+TEST_F(AdoptE2E, SweeperSendsOnlyRowsLeftPendingLongerThanMinAge) {
+  Receiver receiver(dir_, "receiver");
+  receiver.Start();
+  auto herald = StartHerald(Config({&receiver}, "5s"));
+  std::string values;
+  for (int i = 1; i <= 10; ++i) {
+    values += std::string(values.empty() ? "" : ",") + "('o" +
+              std::to_string(i % 3) + "','order.placed','{}','N',now())";
+  }
+  db_->Sql(
+      "insert into event_record (orderNo, topic, message, published, "
+      "created_date) values " +
+      values);
+  // The service's own publish: odd rows, about a second after commit (its
+  // timing, not a wait for herald).
+  std::this_thread::sleep_for(std::chrono::seconds(1));
+  db_->Sql(
+      "update event_record set published = 'Y', published_date = now() "
+      "where event_id % 2 = 1");
+  std::string service_marked = db_->Sql(
+      "select group_concat(published_date order by event_id) from "
+      "event_record where event_id % 2 = 1");
+  ASSERT_TRUE(
+      WaitFor([&] { return Pending() == "0\n"; }, std::chrono::seconds(30)))
+      << Pending();
+  herald->Signal(SIGTERM);
+  EXPECT_EQ(herald->Wait(), 0);
+  std::map<int64_t, std::vector<Received>> by_row;
+  for (const auto& r : receiver.Log()) by_row[r.position].push_back(r);
+  for (int64_t id = 1; id <= 10; ++id) {
+    if (id % 2 == 1) {
+      EXPECT_FALSE(by_row.count(id)) << "row " << id << " (marked by the "
+                                     << "service) was sent by herald";
+      continue;
+    }
+    ASSERT_EQ(by_row[id].size(), 1u) << "row " << id << " not sent once";
+    EXPECT_EQ(by_row[id][0].status, 200);
+    // Sent no earlier than min_age after its created_date.
+    int64_t created = std::stoll(
+        db_->Sql("select unix_timestamp(created_date) from event_record "
+                 "where event_id = " +
+                 std::to_string(id)));
+    EXPECT_GE(by_row[id][0].recv_us, (created + 5) * 1000000) << "row " << id;
+  }
+  // The service's marks were left as they were.
+  EXPECT_EQ(db_->Sql("select group_concat(published_date order by event_id) "
+                     "from event_record where event_id % 2 = 1"),
+            service_marked);
+}
+
+// Two routes read one source: a row is marked only once both receivers
+// acknowledged it.
+TEST_F(AdoptE2E, TwoRoutesRowMarkedOnlyAfterBothAcknowledged) {
+  db_->Sql(
+      "insert into event_record (orderNo, topic, message, published, "
+      "created_date) values ('o1','order.placed','{}','N',now()),"
+      "('o2','order.placed','{}','N',now()),('o3','order.placed','{}','N',"
+      "now())");
+  std::string refused = DerivedEventId("orders_outbox", 2);
+  Receiver a(dir_, "a"), b(dir_, "b");
+  a.Start();
+  b.Start({"--fail", refused + "=unavailable"});
+  auto herald = StartHerald(Config({&a, &b}));
+  // Route "hook" (a) has every row acknowledged; route "hook2" (b) keeps
+  // being refused row 2: row 2 stays pending.
+  ASSERT_TRUE(WaitFor([&] {
+    int refusals = 0;
+    for (const auto& r : b.Log()) refusals += r.id == refused;
+    return a.Acked().size() == 3 && refusals >= 3;
+  })) << testing::ReadTextFile(dir_.file("herald.err"));
+  EXPECT_EQ(db_->Sql("select concat(published, ',', published_date is null) "
+                     "from event_record where event_id = 2"),
+            "N,1\n");
+  b.Kill();
+  b.Start();
+  ASSERT_TRUE(WaitFor([&] { return Pending() == "0\n"; })) << Pending();
+  herald->Signal(SIGTERM);
+  EXPECT_EQ(herald->Wait(), 0);
+  // Marked no earlier than the later of the two acknowledgements.
+  int64_t acked_us = 0;
+  for (const Receiver* r : {&a, &b}) {
+    for (const auto& l : r->Log()) {
+      if (l.id == refused && l.status == 200) {
+        acked_us = std::max(acked_us, l.recv_us);
+        break;
+      }
+    }
+  }
+  EXPECT_GE(std::stoll(db_->Sql("select unix_timestamp(published_date) from "
+                                "event_record where event_id = 2")),
+            acked_us / 1000000);
+  for (const Receiver* r : {&a, &b}) EXPECT_EQ(r->Acked().size(), 3u);
 }
 
 }  // namespace
