@@ -22,6 +22,9 @@ struct SqlColumn {
   std::string name;
   std::string type;         // lower case: "char", "bigint", "integer"...
   int64_t max_length = -1;  // characters, -1 when unbounded or unknown
+  // Digits of fractional seconds a date/time column keeps (0: whole
+  // seconds); -1 when not a date/time column or unknown (SQLite).
+  int fraction_digits = -1;
 };
 
 class SqlClient {

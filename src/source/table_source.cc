@@ -90,6 +90,7 @@ class TableSource : public EventSource {
   TableSource(SourceConfig config, std::vector<std::string> readers,
               std::unique_ptr<detail::SqlClient> client)
       : config_(std::move(config)), client_(std::move(client)) {
+    detail::MutexLock lock(&mu_);
     for (auto& r : readers) progress_[r];
     BuildSql();
   }
@@ -159,6 +160,11 @@ class TableSource : public EventSource {
                      ")");
       }
     }
+    // A time column of whole seconds holds a row's time rounded down (by up
+    // to a second): its rows are taken a second later, so that none is read
+    // before it was pending for min_age.
+    const detail::SqlColumn* at = find(m.occurred_at);
+    if (at->fraction_digits == 0) BuildSql(std::chrono::seconds(1));
     return Status::OK();
   }
 
@@ -245,7 +251,8 @@ class TableSource : public EventSource {
     std::set<int64_t> aside;  // parked or held: not acknowledged
   };
 
-  void BuildSql() {
+  // `slack`: added to min_age (see Check).
+  void BuildSql(std::chrono::milliseconds slack = {}) REQUIRES(mu_) {
     const auto& m = config_.columns;
     table_ = client_->QuoteIdent(config_.table);
     id_col_ = client_->QuoteIdent(m.id);
@@ -260,7 +267,7 @@ class TableSource : public EventSource {
               " = " + client_->QuoteText(config_.published.pending);
     if (config_.min_age.count() > 0) {
       select_ += " AND " + client_->QuoteIdent(m.occurred_at) +
-                 " <= " + client_->NowMinus(config_.min_age);
+                 " <= " + client_->NowMinus(config_.min_age + slack);
     }
   }
 

@@ -167,7 +167,8 @@ class MysqlClient : public SqlClient {
 
   Result<std::vector<SqlColumn>> Columns(const std::string& table) override {
     auto rows = Query(
-        "SELECT COLUMN_NAME, DATA_TYPE, CHARACTER_MAXIMUM_LENGTH FROM "
+        "SELECT COLUMN_NAME, DATA_TYPE, CHARACTER_MAXIMUM_LENGTH, "
+        "DATETIME_PRECISION FROM "
         "information_schema.COLUMNS WHERE TABLE_SCHEMA = DATABASE() AND "
         "TABLE_NAME = " +
         QuoteText(table) + " ORDER BY ORDINAL_POSITION");
@@ -180,6 +181,7 @@ class MysqlClient : public SqlClient {
       c.type = r[1].value_or("");
       for (auto& ch : c.type) ch = static_cast<char>(std::tolower(ch));
       if (r[2]) c.max_length = std::atoll(r[2]->c_str());
+      if (r[3]) c.fraction_digits = std::atoi(r[3]->c_str());
       out.push_back(std::move(c));
     }
     return out;
