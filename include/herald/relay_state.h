@@ -12,6 +12,7 @@
 #include <memory>
 #include <optional>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "herald/event.h"
@@ -69,6 +70,15 @@ class RelayState : public virtual Database {
                                 int64_t next_offset) = 0;
   // In a transaction of its own.
   Status SaveCheckpoint(const std::string& name, int64_t next_offset);
+  // The checkpoints whose name starts with `prefix`, by name (an adopted
+  // table's per-route progress: herald/table_source.h). The default
+  // answers FailedPrecondition (a state without it: that progress is kept
+  // in memory only).
+  virtual Result<std::vector<std::pair<std::string, int64_t>>> ListCheckpoints(
+      const std::string& prefix);
+  // Removes every checkpoint whose name starts with `prefix`.
+  // REQUIRES: tx was made by this store (else InvalidArgument).
+  virtual Status DeleteCheckpoints(Transaction& tx, const std::string& prefix);
 
   // ---- Parked events (per route) ------------------------------------------
 

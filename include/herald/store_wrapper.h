@@ -89,6 +89,14 @@ class StoreWrapper : public Store {
                         int64_t next_offset) override {
     return target_->SaveCheckpoint(tx, name, next_offset);
   }
+  Result<std::vector<std::pair<std::string, int64_t>>> ListCheckpoints(
+      const std::string& prefix) override {
+    return target_->ListCheckpoints(prefix);
+  }
+  Status DeleteCheckpoints(Transaction& tx,
+                           const std::string& prefix) override {
+    return target_->DeleteCheckpoints(tx, prefix);
+  }
   Status Park(Transaction& tx, const ParkedEvent& parked) override {
     return target_->Park(tx, parked);
   }

@@ -10,6 +10,9 @@
 // restarts, so a repeat after a crash carries the same id).
 //
 // Thread safety: safe to use from many threads (one connection, guarded).
+// All routes of one source run in one process: each process decides to
+// mark a row from the acknowledgements it holds (loaded from the relay
+// state when it opens the source, then its own routes').
 #pragma once
 
 #include <memory>
@@ -18,6 +21,7 @@
 
 #include "herald/config.h"
 #include "herald/event_log.h"
+#include "herald/relay_state.h"
 #include "herald/status.h"
 
 namespace herald {
@@ -29,8 +33,13 @@ namespace herald {
 // cannot be reached; FailedPrecondition for a URL whose client is not built.
 // `readers` are the routes that read it (a row is marked done once all of
 // them acknowledged it); at least one.
+// `state` (optional, not owned, must outlive the source) keeps each
+// route's acknowledgements of rows not yet marked (checkpoints named
+// "adopt/SOURCE/ROW_ID/ROUTE"), so a restart does not send them again to a
+// route that had them acknowledged; without it they are kept in memory.
 Result<std::unique_ptr<EventSource>> OpenTableSource(
-    const SourceConfig& source, std::vector<std::string> readers);
+    const SourceConfig& source, std::vector<std::string> readers,
+    RelayState* state = nullptr);
 
 // The event id derived for row `row_id` of source `source_name` when no
 // event_id column is mapped: a UUIDv8 (RFC 9562) holding a 122-bit hash of

@@ -34,7 +34,7 @@ Status LoadSources(Loaded* l) {
     for (const auto& r : l->config.routes) {
       if (r.from == sc.name) readers.push_back(r.name);
     }
-    auto source = OpenTableSource(sc, readers);
+    auto source = OpenTableSource(sc, readers, l->store.get());
     if (!source.ok()) return source.status();
     Config c = l->config;
     c.relay.idle_poll = sc.poll;

@@ -62,6 +62,20 @@ Status RelayState::SaveCheckpoint(const std::string& name,
   return (*tx)->Commit();
 }
 
+Result<std::vector<std::pair<std::string, int64_t>>>
+RelayState::ListCheckpoints(const std::string& prefix) {
+  (void)prefix;
+  return Status::FailedPrecondition("this relay state cannot list checkpoints");
+}
+
+Status RelayState::DeleteCheckpoints(Transaction& tx,
+                                     const std::string& prefix) {
+  (void)tx;
+  (void)prefix;
+  return Status::FailedPrecondition(
+      "this relay state cannot delete checkpoints");
+}
+
 uint64_t EventLog::append_epoch() const {
   detail::MutexLock lock(&signal_->mu);
   return signal_->epoch;

@@ -1,12 +1,17 @@
 // TableSource: an application's outbox table as an EventSource, flag mode
 // (see herald/table_source.h).
 //
-// Progress per route is kept here, in memory: the ids each route has
-// acknowledged (or set aside) that are still pending in the table because
-// another route has not acknowledged them yet. A row every route
-// acknowledged is marked done at once and leaves those sets. After a
-// restart the sets are empty, so rows acknowledged by some routes but not
-// marked are sent again to every route (same event id): at least once.
+// Progress per route is kept here: the ids each route has acknowledged (or
+// set aside) that are still pending in the table because another route has
+// not acknowledged them yet. A row every route acknowledged is marked done
+// at once and leaves those sets. With a relay state, each acknowledgement
+// that does not complete a row is also saved there (a checkpoint
+// "adopt/SOURCE/ID/ROUTE") before the route goes on, and loaded when the
+// source opens, so a restart sends such a row again only to the routes
+// that had not acknowledged it; the checkpoints of a row go once it is
+// marked (stale ones, of rows marked before a crash, when the source
+// opens). Without a state, a restart sends such rows again to every route
+// (same event id): at least once either way.
 //
 // Thread safety: mu_ guards the client and the progress sets; every call
 // takes it (route threads read and report concurrently).
@@ -88,8 +93,8 @@ bool IsTextType(const std::string& type) {
 class TableSource : public EventSource {
  public:
   TableSource(SourceConfig config, std::vector<std::string> readers,
-              std::unique_ptr<detail::SqlClient> client)
-      : config_(std::move(config)), client_(std::move(client)) {
+              std::unique_ptr<detail::SqlClient> client, RelayState* state)
+      : config_(std::move(config)), state_(state), client_(std::move(client)) {
     detail::MutexLock lock(&mu_);
     for (auto& r : readers) progress_[r];
     BuildSql();
@@ -168,8 +173,76 @@ class TableSource : public EventSource {
     return Status::OK();
   }
 
+  // Loads the progress saved in the relay state: the routes'
+  // acknowledgements of rows still pending. Marks the rows every route
+  // had acknowledged; drops the checkpoints of rows no longer pending.
+  Status LoadProgress() {
+    detail::MutexLock lock(&mu_);
+    if (!state_) return Status::OK();
+    auto list = state_->ListCheckpoints(Prefix());
+    if (!list.ok()) {
+      if (list.status().code() == Status::Code::kFailedPrecondition) {
+        state_ = nullptr;  // this state cannot keep it: memory only
+        return Status::OK();
+      }
+      return list.status();
+    }
+    std::set<int64_t> ids;
+    for (const auto& [name, value] : *list) {
+      std::string_view rest = std::string_view(name).substr(Prefix().size());
+      size_t slash = rest.find('/');
+      if (slash == std::string_view::npos) continue;
+      std::string id_text(rest.substr(0, slash));
+      if (!IsInteger(id_text)) continue;
+      int64_t id = std::stoll(id_text);
+      ids.insert(id);
+      persisted_.insert(id);
+      auto it = progress_.find(std::string(rest.substr(slash + 1)));
+      if (it != progress_.end()) it->second.done.insert(id);
+    }
+    // Which of them are still pending.
+    std::set<int64_t> pending;
+    std::vector<int64_t> all(ids.begin(), ids.end());
+    for (size_t i = 0; i < all.size(); i += 1000) {
+      std::string in;
+      for (size_t k = i; k < all.size() && k < i + 1000; ++k) {
+        in += (in.empty() ? "" : ",") + std::to_string(all[k]);
+      }
+      auto rows =
+          client_->Query("SELECT " + id_col_ + " FROM " + table_ + " WHERE " +
+                         id_col_ + " IN (" + in + ") AND " + flag_col_ + " = " +
+                         client_->QuoteText(config_.published.pending));
+      if (!rows.ok()) return rows.status();
+      for (const auto& r : *rows) {
+        if (r[0] && IsInteger(*r[0])) pending.insert(std::stoll(*r[0]));
+      }
+    }
+    std::vector<int64_t> stale;
+    for (int64_t id : ids) {
+      if (!pending.count(id)) {
+        stale.push_back(id);
+        continue;
+      }
+      bool all_done = true;
+      for (const auto& [route, p] : progress_) {
+        all_done = all_done && p.done.count(id);
+      }
+      if (all_done) to_mark_.insert(id);
+    }
+    for (auto& [route, p] : progress_) {
+      for (int64_t id : stale) p.done.erase(id);
+    }
+    HERALD_RETURN_IF_ERROR(ForgetProgress(stale));
+    return FlushMarks();
+  }
+
   Result<Page> Read(const ReadRequest& req) override {
     detail::MutexLock lock(&mu_);
+    if (!deferred_.ok()) {
+      Status s = deferred_;
+      deferred_ = Status::OK();
+      return s;
+    }
     HERALD_RETURN_IF_ERROR(FlushMarks());
     Page page;
     page.next_offset = std::max<int64_t>(req.offset, 1);
@@ -240,8 +313,14 @@ class TableSource : public EventSource {
     auto it = progress_.find(route);
     if (it == progress_.end()) return;
     for (int64_t id : set_aside) MarkDoneFor(&it->second, id, true);
-    for (int64_t id : acknowledged) MarkDoneFor(&it->second, id, false);
-    // A failure is kept for the next Read, which reports it.
+    std::vector<int64_t> keep;  // acknowledged, waiting for other routes
+    for (int64_t id : acknowledged) {
+      MarkDoneFor(&it->second, id, false);
+      if (!to_mark_.count(id)) keep.push_back(id);
+    }
+    Status s = SaveProgress(route, keep);
+    if (!s.ok()) deferred_ = s;
+    // A failure to mark is kept for the next Read, which reports it.
     (void)FlushMarks();
   }
 
@@ -252,6 +331,45 @@ class TableSource : public EventSource {
   };
 
   // `slack`: added to min_age (see Check).
+  std::string Prefix() const { return "adopt/" + config_.name + "/"; }
+  std::string RowPrefix(int64_t id) const {
+    return Prefix() + std::to_string(id) + "/";
+  }
+
+  // Saves `route`'s acknowledgements of `ids` in the relay state.
+  Status SaveProgress(const std::string& route, const std::vector<int64_t>& ids)
+      REQUIRES(mu_) {
+    if (!state_ || ids.empty()) return Status::OK();
+    auto tx = state_->Begin();
+    if (!tx.ok()) return tx.status();
+    for (int64_t id : ids) {
+      HERALD_RETURN_IF_ERROR(
+          state_->SaveCheckpoint(**tx, RowPrefix(id) + route, id));
+    }
+    HERALD_RETURN_IF_ERROR((*tx)->Commit());
+    persisted_.insert(ids.begin(), ids.end());
+    return Status::OK();
+  }
+
+  // Removes the saved acknowledgements of `ids` (rows marked, or no longer
+  // pending).
+  Status ForgetProgress(const std::vector<int64_t>& ids) REQUIRES(mu_) {
+    if (!state_) return Status::OK();
+    std::vector<int64_t> saved;
+    for (int64_t id : ids) {
+      if (persisted_.count(id)) saved.push_back(id);
+    }
+    if (saved.empty()) return Status::OK();
+    auto tx = state_->Begin();
+    if (!tx.ok()) return tx.status();
+    for (int64_t id : saved) {
+      HERALD_RETURN_IF_ERROR(state_->DeleteCheckpoints(**tx, RowPrefix(id)));
+    }
+    HERALD_RETURN_IF_ERROR((*tx)->Commit());
+    for (int64_t id : saved) persisted_.erase(id);
+    return Status::OK();
+  }
+
   void BuildSql(std::chrono::milliseconds slack = {}) REQUIRES(mu_) {
     const auto& m = config_.columns;
     table_ = client_->QuoteIdent(config_.table);
@@ -342,12 +460,18 @@ class TableSource : public EventSource {
           p.aside.erase(id);
         }
       }
+      // Left behind on failure: dropped when the source next opens.
+      Status s = ForgetProgress(ids);
+      if (!s.ok()) deferred_ = s;
     }
     return Status::OK();
   }
 
   const SourceConfig config_;
   detail::Mutex mu_;
+  RelayState* state_ GUARDED_BY(mu_);  // nullptr: progress in memory only
+  std::set<int64_t> persisted_ GUARDED_BY(mu_);  // ids saved in state_
+  Status deferred_ GUARDED_BY(mu_);  // a state error, for the next Read
   std::unique_ptr<detail::SqlClient> client_ GUARDED_BY(mu_);
   std::map<std::string, Progress> progress_ GUARDED_BY(mu_);
   std::set<int64_t> to_mark_ GUARDED_BY(mu_);
@@ -376,7 +500,8 @@ std::string DerivedEventId(std::string_view source_name, int64_t row_id) {
 }
 
 Result<std::unique_ptr<EventSource>> OpenTableSource(
-    const SourceConfig& source, std::vector<std::string> readers) {
+    const SourceConfig& source, std::vector<std::string> readers,
+    RelayState* state) {
   if (readers.empty()) {
     return source.Error(
         "name", "no route reads this source (from = \"" + source.name + "\")");
@@ -407,8 +532,9 @@ Result<std::unique_ptr<EventSource>> OpenTableSource(
         "source '" + source.name + "': PostgreSQL sources are not built yet");
   }
   auto s = std::make_unique<TableSource>(source, std::move(readers),
-                                         std::move(client));
+                                         std::move(client), state);
   HERALD_RETURN_IF_ERROR(s->Check());
+  HERALD_RETURN_IF_ERROR(s->LoadProgress());
   return std::unique_ptr<EventSource>(std::move(s));
 }
 

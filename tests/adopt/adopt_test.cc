@@ -285,6 +285,130 @@ TEST(AdoptSqlite, FlagModeDeliversInIdOrderAndMarksAfterAck) {
   }
 }
 
+// Each route's acknowledgements of rows another route has not acknowledged
+// yet are kept in herald's relay state: after a restart such a row goes
+// again only to the route that had not acknowledged it, and the saved
+// progress is gone once the row is marked.
+TEST(AdoptSqlite, RouteProgressSurvivesARestart) {
+  TempDir dir;
+  std::string db = dir.file("app.db");
+  SqliteExec(db, kEventRecordSqlite);
+  SqliteExec(db,
+             "insert into event_record (orderNo, topic, message, published, "
+             "created_date) values ('o1','order.placed','{}','N',"
+             "datetime('now')),('o2','order.placed','{}','N',datetime('now')),"
+             "('o1','order.paid','{}','N',datetime('now'))");
+  auto store = OpenStore("sqlite:" + dir.file("herald.db"));
+  ASSERT_TRUE(store.ok());
+  RelayOptions opts;
+  opts.idle_poll = std::chrono::milliseconds(20);
+  RouteConfig a, b;
+  a.name = "a";
+  b.name = "b";
+  b.retry.backoff_initial = std::chrono::milliseconds(5);
+  b.retry.backoff_max = std::chrono::milliseconds(20);
+  std::mutex mu;
+  std::vector<int64_t> got_a, got_b;
+  auto recorder = [&](std::vector<int64_t>* got, bool accept) {
+    return MakeCallbackSender([&mu, got, accept](const Event& e) {
+      std::lock_guard<std::mutex> l(mu);
+      if (!accept) return Status::Unavailable("receiver b is down");
+      got->push_back(e.position);
+      return Status::OK();
+    });
+  };
+  auto saved = [&] {
+    auto list = (*store)->ListCheckpoints("adopt/orders_outbox/");
+    EXPECT_TRUE(list.ok()) << list.status().ToString();
+    std::vector<std::string> names;
+    if (list.ok()) {
+      for (const auto& [name, v] : *list) names.push_back(name);
+    }
+    return names;
+  };
+  {
+    // Route b's receiver is down: a acknowledges every row, none is marked.
+    auto source =
+        OpenTableSource(ParseSource("sqlite:" + db), {"a", "b"}, store->get());
+    ASSERT_TRUE(source.ok()) << source.status().ToString();
+    Relay relay(source->get(), store->get(), opts);
+    ASSERT_TRUE(relay.AddRoute(a, recorder(&got_a, true)).ok());
+    ASSERT_TRUE(relay.AddRoute(b, recorder(&got_b, false)).ok());
+    ASSERT_TRUE(relay.Start().ok());
+    ASSERT_TRUE(WaitFor([&] { return saved().size() == 3; }));
+    relay.Stop();
+  }
+  EXPECT_EQ(saved(), (std::vector<std::string>{"adopt/orders_outbox/1/a",
+                                               "adopt/orders_outbox/2/a",
+                                               "adopt/orders_outbox/3/a"}));
+  EXPECT_EQ(SqliteRows(db,
+                       "select count(*) from event_record where "
+                       "published = 'N'")[0][0],
+            "3");
+  {
+    std::lock_guard<std::mutex> l(mu);
+    EXPECT_EQ(got_a, (std::vector<int64_t>{1, 2, 3}));
+    got_a.clear();
+  }
+  // Restarted with b's receiver back: b gets every row, a none again.
+  {
+    auto source =
+        OpenTableSource(ParseSource("sqlite:" + db), {"a", "b"}, store->get());
+    ASSERT_TRUE(source.ok()) << source.status().ToString();
+    Relay relay(source->get(), store->get(), opts);
+    ASSERT_TRUE(relay.AddRoute(a, recorder(&got_a, true)).ok());
+    ASSERT_TRUE(relay.AddRoute(b, recorder(&got_b, true)).ok());
+    ASSERT_TRUE(relay.Start().ok());
+    ASSERT_TRUE(WaitFor([&] {
+      return SqliteRows(db,
+                        "select count(*) from event_record where "
+                        "published = 'N'")[0][0] == "0";
+    }));
+    relay.Stop();
+  }
+  std::lock_guard<std::mutex> l(mu);
+  EXPECT_TRUE(got_a.empty());
+  EXPECT_EQ(got_b, (std::vector<int64_t>{1, 2, 3}));
+  EXPECT_TRUE(saved().empty());
+}
+
+// Saved progress of a row marked before a crash (the marks were written,
+// the checkpoints not yet removed) is dropped when the source opens; a row
+// every route had acknowledged is marked then.
+TEST(AdoptSqlite, StaleOrCompleteSavedProgressIsSettledAtOpen) {
+  TempDir dir;
+  std::string db = dir.file("app.db");
+  SqliteExec(db, kEventRecordSqlite);
+  SqliteExec(db,
+             "insert into event_record (orderNo, topic, message, published, "
+             "created_date) values ('o1','order.placed','{}','Y',"
+             "datetime('now')),('o2','order.placed','{}','N',"
+             "datetime('now')),('o3','order.placed','{}','N',"
+             "datetime('now'))");
+  auto store = OpenStore("sqlite:" + dir.file("herald.db"));
+  ASSERT_TRUE(store.ok());
+  for (const char* name : {"adopt/orders_outbox/1/a", "adopt/orders_outbox/2/a",
+                           "adopt/orders_outbox/2/b", "adopt/orders_outbox/3/a",
+                           "adopt/other/3/b"}) {
+    ASSERT_TRUE((*store)->SaveCheckpoint(name, 1).ok());
+  }
+  auto source =
+      OpenTableSource(ParseSource("sqlite:" + db), {"a", "b"}, store->get());
+  ASSERT_TRUE(source.ok()) << source.status().ToString();
+  auto rows = SqliteRows(db,
+                         "select event_id, published from event_record order "
+                         "by event_id");
+  ASSERT_EQ(rows.size(), 3u);
+  EXPECT_EQ(rows[1][1], "Y");  // both routes had it: marked
+  EXPECT_EQ(rows[2][1], "N");  // only a had it
+  auto list = (*store)->ListCheckpoints("adopt/");
+  ASSERT_TRUE(list.ok());
+  std::vector<std::string> names;
+  for (const auto& [name, v] : *list) names.push_back(name);
+  EXPECT_EQ(names, (std::vector<std::string>{"adopt/orders_outbox/3/a",
+                                             "adopt/other/3/b"}));
+}
+
 TEST(AdoptSqlite, DerivedIdsAreStableUuids) {
   EXPECT_EQ(DerivedEventId("a", 1), DerivedEventId("a", 1));
   EXPECT_NE(DerivedEventId("a", 1), DerivedEventId("a", 2));

@@ -84,6 +84,8 @@ enum Slot {
   kHead,
   kGetCheckpoint,
   kSaveCheckpoint,
+  kListCheckpoints,
+  kDeleteCheckpoints,
   kPark,
   kListParked,
   kGetParked,
@@ -160,6 +162,12 @@ const char* SlotSql(Slot s) {
              "ON CONFLICT (name) DO UPDATE SET "
              "next_offset = excluded.next_offset, "
              "updated_at = excluded.updated_at";
+    case kListCheckpoints:
+      return "SELECT name, next_offset FROM herald_checkpoints WHERE "
+             "left(name, length($1::text)) = $1::text ORDER BY name";
+    case kDeleteCheckpoints:
+      return "DELETE FROM herald_checkpoints WHERE "
+             "left(name, length($1::text)) = $1::text";
     case kPark:
       return "INSERT INTO herald_parked (route, event_id, position, stream, "
              "state, attempts, error, parked_at) VALUES ($1::text, $2::uuid, "
@@ -576,6 +584,9 @@ class PostgresStore final : public Store {
   Result<int64_t> Head() override;
 
   Result<int64_t> GetCheckpoint(const std::string& name) override;
+  Result<std::vector<std::pair<std::string, int64_t>>> ListCheckpoints(
+      const std::string& prefix) override;
+  Status DeleteCheckpoints(Transaction& tx, const std::string& prefix) override;
   Status SaveCheckpoint(Transaction& tx, const std::string& name,
                         int64_t next_offset) override;
   using RelayState::SaveCheckpoint;
@@ -1183,6 +1194,32 @@ Result<int64_t> PostgresStore::GetCheckpoint(const std::string& name) {
     if (PQntuples(r->get()) == 0) return int64_t{0};
     return pg::Int8At(r->get(), 0, 0);
   });
+}
+
+Result<std::vector<std::pair<std::string, int64_t>>>
+PostgresStore::ListCheckpoints(const std::string& prefix) {
+  using List = std::vector<std::pair<std::string, int64_t>>;
+  return WithConn([&](Conn* c) -> Result<List> {
+    Params p;
+    p.Bytes(prefix);
+    auto r = Run(c, kListCheckpoints, p, "list checkpoints");
+    if (!r.ok()) return r.status();
+    List out;
+    for (int i = 0; i < PQntuples(r->get()); ++i) {
+      out.emplace_back(pg::BytesAt(r->get(), i, 0), pg::Int8At(r->get(), i, 1));
+    }
+    return out;
+  });
+}
+
+Status PostgresStore::DeleteCheckpoints(Transaction& tx_base,
+                                        const std::string& prefix) {
+  auto own = Own(tx_base);
+  if (!own.ok()) return own.status();
+  auto& tx = **own;
+  Params p;
+  p.Bytes(prefix);
+  return tx.Exec(kDeleteCheckpoints, p, "delete checkpoints").status();
 }
 
 Status PostgresStore::SaveCheckpoint(Transaction& tx_base,

@@ -80,6 +80,8 @@ enum Slot {
   kHead,
   kGetCheckpoint,
   kSaveCheckpoint,
+  kListCheckpoints,
+  kDeleteCheckpoints,
   kPark,
   kCountParked,
   kCountParkedByState,
@@ -137,6 +139,12 @@ const char* SlotSql(Slot s) {
              "VALUES (?1, ?2, ?3) ON CONFLICT (name) DO UPDATE SET "
              "next_offset = excluded.next_offset, "
              "updated_at = excluded.updated_at";
+    case kListCheckpoints:
+      return "SELECT name, next_offset FROM herald_checkpoints WHERE "
+             "substr(name, 1, length(?1)) = ?1 ORDER BY name";
+    case kDeleteCheckpoints:
+      return "DELETE FROM herald_checkpoints WHERE "
+             "substr(name, 1, length(?1)) = ?1";
     case kPark:
       return "INSERT INTO herald_parked (route, event_id, position, stream, "
              "state, attempts, error, parked_at) "
@@ -478,6 +486,9 @@ class SqliteStore final : public Store {
   Result<int64_t> Head() override;
 
   Result<int64_t> GetCheckpoint(const std::string& name) override;
+  Result<std::vector<std::pair<std::string, int64_t>>> ListCheckpoints(
+      const std::string& prefix) override;
+  Status DeleteCheckpoints(Transaction& tx, const std::string& prefix) override;
   Status SaveCheckpoint(Transaction& tx, const std::string& name,
                         int64_t next_offset) override;
   using RelayState::SaveCheckpoint;
@@ -1203,6 +1214,38 @@ Result<int64_t> SqliteStore::GetCheckpoint(const std::string& name) {
   if (rc == SQLITE_DONE) return int64_t{0};
   if (rc != SQLITE_ROW) return SqlError(c->db.get(), rc, "read checkpoint");
   return sqlite3_column_int64(*st, 0);
+}
+
+Result<std::vector<std::pair<std::string, int64_t>>>
+SqliteStore::ListCheckpoints(const std::string& prefix) {
+  Lease c(this);
+  HERALD_RETURN_IF_ERROR(c.status());
+  auto st = c->Get(kListCheckpoints);
+  if (!st.ok()) return st.status();
+  BindText(*st, 1, prefix);
+  ResetGuard g{*st};
+  std::vector<std::pair<std::string, int64_t>> out;
+  int rc;
+  while ((rc = sqlite3_step(*st)) == SQLITE_ROW) {
+    out.emplace_back(ColumnText(*st, 0), sqlite3_column_int64(*st, 1));
+  }
+  if (rc != SQLITE_DONE) return SqlError(c->db.get(), rc, "list checkpoints");
+  return out;
+}
+
+Status SqliteStore::DeleteCheckpoints(Transaction& tx_base,
+                                      const std::string& prefix) {
+  auto own = Own(tx_base);
+  if (!own.ok()) return own.status();
+  auto& tx = **own;
+  StmtPtr holder;
+  auto st = TxStmt(tx, kDeleteCheckpoints, &holder);
+  if (!st.ok()) return st.status();
+  BindText(*st, 1, prefix);
+  ResetGuard g{*st};
+  int rc = sqlite3_step(*st);
+  if (rc != SQLITE_DONE) return SqlError(tx.db(), rc, "delete checkpoints");
+  return Status::OK();
 }
 
 Status SqliteStore::SaveCheckpoint(Transaction& tx_base,
