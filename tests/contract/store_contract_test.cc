@@ -262,8 +262,8 @@ TEST_P(StoreContract, ScanVisitsWhatReadReturns) {
   ASSERT_TRUE(store_->Append(batch).ok());
   ReadAll(12);
   for (ReadRequest r :
-       {ReadRequest{0, 5, {}, ""}, ReadRequest{3, 100, {"order.*"}, ""},
-        ReadRequest{0, 2, {}, "cart-1"}}) {
+       {ReadRequest{0, 5, {}, "", ""}, ReadRequest{3, 100, {"order.*"}, "", ""},
+        ReadRequest{0, 2, {}, "cart-1", ""}}) {
     auto read = store_->Read(r);
     ASSERT_TRUE(read.ok());
     std::vector<std::string> seen;
@@ -322,6 +322,47 @@ TEST_P(StoreContract, CheckpointsInTheCallersTransaction) {
     ASSERT_TRUE((*tx)->Rollback().ok());
   }
   EXPECT_EQ(*store_->GetCheckpoint("c"), 42);
+}
+
+// Listing and removing checkpoints by name prefix (an adopted table's
+// per-route progress); a prefix is literal ('_' and '%' match themselves).
+TEST_P(StoreContract, CheckpointsListedAndDeletedByPrefix) {
+  for (const char* name : {"adopt/s_1/10/a", "adopt/s_1/10/b", "adopt/s_1/2/a",
+                           "adopt/sx1/10/a", "adopt/s_10/1/a", "relay/r"}) {
+    ASSERT_TRUE(store_->SaveCheckpoint(name, 5).ok());
+  }
+  auto names = [&](const std::string& prefix) {
+    std::vector<std::string> out;
+    auto list = store_->ListCheckpoints(prefix);
+    EXPECT_TRUE(list.ok()) << list.status().ToString();
+    if (list.ok()) {
+      for (const auto& [name, v] : *list) {
+        EXPECT_EQ(v, 5);
+        out.push_back(name);
+      }
+    }
+    return out;
+  };
+  EXPECT_EQ(names("adopt/s_1/"),
+            (std::vector<std::string>{"adopt/s_1/10/a", "adopt/s_1/10/b",
+                                      "adopt/s_1/2/a"}));
+  {
+    auto tx = store_->Begin();
+    ASSERT_TRUE(tx.ok());
+    ASSERT_TRUE(store_->DeleteCheckpoints(**tx, "adopt/s_1/10/").ok());
+    ASSERT_TRUE((*tx)->Rollback().ok());
+  }
+  EXPECT_EQ(names("adopt/s_1/10/").size(), 2u);
+  {
+    auto tx = store_->Begin();
+    ASSERT_TRUE(tx.ok());
+    ASSERT_TRUE(store_->DeleteCheckpoints(**tx, "adopt/s_1/10/").ok());
+    ASSERT_TRUE((*tx)->Commit().ok());
+  }
+  EXPECT_EQ(names("adopt/"),
+            (std::vector<std::string>{"adopt/s_1/2/a", "adopt/s_10/1/a",
+                                      "adopt/sx1/10/a"}));
+  EXPECT_EQ(*store_->GetCheckpoint("relay/r"), 5);
 }
 
 TEST_P(StoreContract, ParkedEventsListRetryDrop) {

@@ -164,7 +164,8 @@ const char* SlotSql(Slot s) {
              "updated_at = excluded.updated_at";
     case kListCheckpoints:
       return "SELECT name, next_offset FROM herald_checkpoints WHERE "
-             "left(name, length($1::text)) = $1::text ORDER BY name";
+             "left(name, length($1::text)) = $1::text ORDER BY name COLLATE "
+             "\"C\"";
     case kDeleteCheckpoints:
       return "DELETE FROM herald_checkpoints WHERE "
              "left(name, length($1::text)) = $1::text";
