@@ -41,6 +41,10 @@ Result<std::unique_ptr<EventSource>> OpenTableSource(
     const SourceConfig& source, std::vector<std::string> readers,
     RelayState* state = nullptr);
 
+// The rows of an open table source still holding the pending value (what
+// `herald relay status` shows). InvalidArgument when `source` is not one.
+Result<int64_t> CountPendingRows(EventSource* source);
+
 // The event id derived for row `row_id` of source `source_name` when no
 // event_id column is mapped: a UUIDv8 (RFC 9562) holding a 122-bit hash of
 // both, in lower case.

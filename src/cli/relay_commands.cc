@@ -1,6 +1,7 @@
 // herald relay | relay status | parked list|retry|drop: the relay commands.
 #include <algorithm>
 #include <chrono>
+#include <map>
 #include <ostream>
 #include <thread>
 
@@ -21,28 +22,52 @@ struct Loaded {
   std::unique_ptr<Store> store;
   std::unique_ptr<Relay> relay;
   // One relay per [[source]] (an application's outbox table), with the
-  // routes that read it; state kept in `store`.
+  // routes that read it; state kept in `store`. Indexed like
+  // config.sources; null where the source could not be opened (inspecting
+  // commands only), with its error in source_errors.
   std::vector<std::unique_ptr<EventSource>> sources;
   std::vector<std::unique_ptr<Relay>> source_relays;
+  std::vector<Status> source_errors;
+
+  // The relay that runs `route` (herald's own log's, or its source's).
+  Result<Relay*> RelayFor(const std::string& route) const {
+    const RouteConfig* r = config.FindRoute(route);
+    if (!r || r->from.empty()) return relay.get();
+    for (size_t i = 0; i < config.sources.size(); ++i) {
+      if (config.sources[i].name != r->from) continue;
+      if (!source_relays[i]) return source_errors[i];
+      return source_relays[i].get();
+    }
+    return relay.get();
+  }
 };
 
 // Opens each [[source]] (checking its table and columns) and builds its
-// relay: the routes whose `from` names it, polling every `poll`.
-Status LoadSources(Loaded* l) {
+// relay: the routes whose `from` names it, polling every `poll`. `run`:
+// for `herald relay`, which fails on a source that cannot be opened and
+// loads each route's saved progress; the inspecting commands open sources
+// without changing anything and keep a source's error beside it.
+Status LoadSources(Loaded* l, bool run) {
   for (const auto& sc : l->config.sources) {
     std::vector<std::string> readers;
     for (const auto& r : l->config.routes) {
       if (r.from == sc.name) readers.push_back(r.name);
     }
-    auto source = OpenTableSource(sc, readers, l->store.get());
-    if (!source.ok()) return source.status();
-    Config c = l->config;
-    c.relay.idle_poll = sc.poll;
-    c.relay.busy_poll = std::min(c.relay.busy_poll, sc.poll);
-    auto relay = Relay::FromConfig(source->get(), l->store.get(), c, sc.name);
-    if (!relay.ok()) return relay.status();
-    l->sources.push_back(std::move(*source));
-    l->source_relays.push_back(std::move(*relay));
+    auto source = OpenTableSource(sc, readers, run ? l->store.get() : nullptr);
+    std::unique_ptr<Relay> relay;
+    if (source.ok()) {
+      Config c = l->config;
+      c.relay.idle_poll = sc.poll;
+      c.relay.busy_poll = std::min(c.relay.busy_poll, sc.poll);
+      auto made = Relay::FromConfig(source->get(), l->store.get(), c, sc.name);
+      if (!made.ok()) return made.status();
+      relay = std::move(*made);
+    } else if (run || source.status().IsInvalidArgument()) {
+      return source.status();
+    }
+    l->source_errors.push_back(source.ok() ? Status::OK() : source.status());
+    l->sources.push_back(source.ok() ? std::move(*source) : nullptr);
+    l->source_relays.push_back(std::move(relay));
   }
   return Status::OK();
 }
@@ -66,7 +91,7 @@ Result<Loaded> LoadRelay(const Flags& flags, bool run_sequencer,
   auto relay = Relay::FromConfig(l.store.get(), l.config);
   if (!relay.ok()) return relay.status();
   l.relay = std::move(*relay);
-  if (run_sequencer && !read_only) HERALD_RETURN_IF_ERROR(LoadSources(&l));
+  HERALD_RETURN_IF_ERROR(LoadSources(&l, run_sequencer && !read_only));
   return l;
 }
 
@@ -92,8 +117,11 @@ std::string BlockedJson(const RouteStatus& s) {
          ",\"error\":" + JsonString(s.blocked_error) + "}";
 }
 
-std::string StatusJson(const RouteStatus& s) {
+// `from`: the [[source]] the route reads; empty for herald's own log (then
+// the key is left out).
+std::string StatusJson(const RouteStatus& s, const std::string& from) {
   std::string o = "{\"route\":" + JsonString(s.name);
+  if (!from.empty()) o += ",\"from\":" + JsonString(from);
   o += ",\"sender\":" + JsonString(s.sender);
   o += ",\"on_failure\":" + JsonString(s.on_failure);
   o += ",\"checkpoint\":" + std::to_string(s.checkpoint);
@@ -172,15 +200,62 @@ int RunRelayStatus(const std::vector<std::string>& args, std::ostream& out,
   if (flags.Has("route")) {
     s = CheckRouteFlag(*l, flags.Get("route"));
     if (!s.ok()) return Fail(err, s);
-    auto one = l->relay->GetStatus(flags.Get("route"));
+    auto relay = l->RelayFor(flags.Get("route"));
+    if (!relay.ok()) return Fail(err, relay.status());
+    auto one = (*relay)->GetStatus(flags.Get("route"));
     if (!one.ok()) return Fail(err, one.status());
     list.push_back(std::move(*one));
   } else {
     auto all = l->relay->GetStatuses();
     if (!all.ok()) return Fail(err, all.status());
     list = std::move(*all);
+    for (const auto& r : l->source_relays) {
+      if (!r) continue;
+      auto more = r->GetStatuses();
+      if (!more.ok()) return Fail(err, more.status());
+      for (auto& st : *more) list.push_back(std::move(st));
+    }
   }
-  for (const auto& st : list) out << StatusJson(st) << "\n";
+  for (const auto& st : list) {
+    const RouteConfig* rc = l->config.FindRoute(st.name);
+    out << StatusJson(st, rc ? rc->from : "") << "\n";
+  }
+  // One line per [[source]] (all of them, or the one --route reads): its
+  // table, its routes, the rows still pending, and the error that keeps it
+  // from being read (null when none).
+  for (size_t i = 0; i < l->config.sources.size(); ++i) {
+    const SourceConfig& sc = l->config.sources[i];
+    if (flags.Has("route")) {
+      const RouteConfig* rc = l->config.FindRoute(flags.Get("route"));
+      if (!rc || rc->from != sc.name) continue;
+    }
+    std::string o = "{\"source\":" + JsonString(sc.name);
+    o += ",\"url\":" + JsonString(RedactSecrets(sc.url));
+    o += ",\"table\":" + JsonString(sc.table);
+    o += ",\"routes\":[";
+    bool first = true;
+    for (const auto& r : l->config.routes) {
+      if (r.from != sc.name) continue;
+      o += (first ? "" : ",") + JsonString(r.name);
+      first = false;
+    }
+    o += "]";
+    Status error = l->source_errors[i];
+    std::string pending = "null";
+    if (error.ok()) {
+      auto n = CountPendingRows(l->sources[i].get());
+      if (n.ok()) {
+        pending = std::to_string(*n);
+      } else {
+        error = n.status();
+      }
+    }
+    o += ",\"pending\":" + pending;
+    o += ",\"error\":";
+    o += error.ok() ? "null" : JsonString(RedactSecrets(error.ToString()));
+    o += "}";
+    out << o << "\n";
+  }
   // What holds the store's positions back (a long open transaction on
   // PostgreSQL), as one more line after the routes; none when nothing does.
   auto holdup = l->store->GetHoldup();
@@ -224,19 +299,22 @@ int RunRelay(const std::vector<std::string>& args, std::ostream& out,
   err.flush();
   // Reports each route's errors on stderr as they happen (at most one a
   // second per route).
-  std::vector<int64_t> reported(l->config.routes.size(), 0);
+  std::vector<Relay*> relays{l->relay.get()};
+  for (auto& r : l->source_relays) relays.push_back(r.get());
+  std::map<std::string, int64_t> reported;  // route -> last error reported
   auto next_report = std::chrono::steady_clock::now();
   while (!StopRequested()) {
     std::this_thread::sleep_for(std::chrono::milliseconds(20));
     if (std::chrono::steady_clock::now() < next_report) continue;
     next_report += std::chrono::seconds(1);
-    auto metrics = l->relay->GetMetrics();
-    for (size_t i = 0; i < metrics.size() && i < reported.size(); ++i) {
-      if (metrics[i].last_error_at_us == reported[i]) continue;
-      reported[i] = metrics[i].last_error_at_us;
-      err << "herald: route '" << metrics[i].name
-          << "': " << metrics[i].last_error << "\n";
-      err.flush();
+    for (Relay* relay : relays) {
+      for (const auto& m : relay->GetMetrics()) {
+        int64_t& last = reported[m.name];
+        if (m.last_error_at_us == last) continue;
+        last = m.last_error_at_us;
+        err << "herald: route '" << m.name << "': " << m.last_error << "\n";
+        err.flush();
+      }
     }
   }
   for (auto& r : l->source_relays) r->Stop();
@@ -292,8 +370,10 @@ int RunParked(const std::vector<std::string>& args, std::ostream& out,
   s = CheckRouteFlag(*l, *route);
   if (!s.ok()) return Fail(err, s);
 
+  auto relay = l->RelayFor(*route);
+  if (!relay.ok()) return Fail(err, relay.status());
   if (action == "list") {
-    auto list = l->relay->ListParked(*route, flags.Get("state"),
+    auto list = (*relay)->ListParked(*route, flags.Get("state"),
                                      static_cast<int>(*limit));
     if (!list.ok()) return Fail(err, list.status());
     for (const auto& p : *list) out << ParkedJson(p) << "\n";
@@ -301,9 +381,9 @@ int RunParked(const std::vector<std::string>& args, std::ostream& out,
     return kExitOk;
   }
   if (action == "retry") {
-    s = l->relay->RetryParked(*route, id);
+    s = (*relay)->RetryParked(*route, id);
   } else {
-    s = l->relay->DropParked(*route, id);
+    s = (*relay)->DropParked(*route, id);
   }
   if (!s.ok()) return Fail(err, s);
   out << "{\"route\":" << JsonString(*route) << ",\"" << action

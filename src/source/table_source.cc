@@ -297,6 +297,19 @@ class TableSource : public EventSource {
     return std::stoll(*(*rows)[0][0]);
   }
 
+  Result<int64_t> CountPending() {
+    detail::MutexLock lock(&mu_);
+    auto rows = client_->Query("SELECT COUNT(*) FROM " + table_ + " WHERE " +
+                               flag_col_ + " = " +
+                               client_->QuoteText(config_.published.pending));
+    if (!rows.ok()) return rows.status();
+    if (rows->empty() || !(*rows)[0][0] || !IsInteger(*(*rows)[0][0])) {
+      return Status::Corruption("source '" + config_.name +
+                                "': COUNT(*) answered no number");
+    }
+    return std::stoll(*(*rows)[0][0]);
+  }
+
   uint64_t append_epoch() const override { return 0; }
   // Rows are written by other processes: nothing signals them, so this
   // only waits (the relay then polls).
@@ -480,6 +493,12 @@ class TableSource : public EventSource {
 };
 
 }  // namespace
+
+Result<int64_t> CountPendingRows(EventSource* source) {
+  auto* table = dynamic_cast<TableSource*>(source);
+  if (!table) return Status::InvalidArgument("not an adopted table source");
+  return table->CountPending();
+}
 
 std::string DerivedEventId(std::string_view source_name, int64_t row_id) {
   std::string key(source_name);

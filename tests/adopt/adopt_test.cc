@@ -1061,5 +1061,81 @@ TEST_F(AdoptE2E, TwoRoutesRowMarkedOnlyAfterBothAcknowledged) {
   for (const Receiver* r : {&a, &b}) EXPECT_EQ(r->Acked().size(), 3u);
 }
 
+// `herald relay status` shows a source's routes (with "from") and one line
+// per source: its routes, the rows pending and the error that keeps it from
+// being read; `herald relay` reports a source route's errors on stderr.
+TEST_F(AdoptE2E, RelayStatusShowsSourcesAndTheirErrors) {
+  db_->Sql(
+      "insert into event_record (orderNo, topic, message, published, "
+      "created_date) values ('o1','order.placed','{}','N',now()),"
+      "('o1','order.paid','{}','N',now())");
+  Receiver receiver(dir_, "receiver");
+  receiver.Start({"--fail", DerivedEventId("orders_outbox", 2) + "=reject"});
+  std::string config = Config({&receiver});
+  auto herald = StartHerald(config);
+  std::string out, err;
+  std::vector<std::string> lines;
+  auto status = [&](const std::string& cfg) {
+    out.clear();
+    lines.clear();
+    int rc = testing::RunCommand(
+        {testing::HeraldBin(), "relay", "status", "--config", cfg}, &out, &err);
+    std::istringstream ss(out);
+    std::string line;
+    while (std::getline(ss, line)) lines.push_back(line);
+    return rc;
+  };
+  auto json = [](const std::string& line) {
+    auto j = Json::Parse(line);
+    EXPECT_TRUE(j.ok()) << line;
+    return j.ok() ? *j : Json();
+  };
+  // Row 2 is rejected (400): the route blocks on it and says why.
+  ASSERT_TRUE(WaitFor([&] {
+    return testing::ReadTextFile(dir_.file("herald.err"))
+               .find("herald: route 'hook': ") != std::string::npos;
+  })) << testing::ReadTextFile(dir_.file("herald.err"));
+  ASSERT_TRUE(WaitFor([&] {
+    if (status(config) != 0 || lines.size() != 2) return false;
+    Json route = json(lines[0]);
+    const Json* e = route.Find("last_error");
+    return e && e->is_string();
+  })) << out
+      << err;
+  {
+    Json route = json(lines[0]);
+    EXPECT_EQ(route.Find("route")->as_string(), "hook");
+    EXPECT_EQ(route.Find("from")->as_string(), "orders_outbox");
+    Json source = json(lines[1]);
+    EXPECT_EQ(source.Find("source")->as_string(), "orders_outbox");
+    EXPECT_EQ(source.Find("table")->as_string(), "event_record");
+    ASSERT_EQ(source.Find("routes")->items().size(), 1u);
+    EXPECT_EQ(source.Find("routes")->items()[0].as_string(), "hook");
+    int64_t pending = -1;
+    ASSERT_TRUE(source.Find("pending")->TryInt64(&pending));
+    EXPECT_GE(pending, 1);
+    EXPECT_TRUE(source.Find("error")->is_null());
+    // The password never shows.
+    EXPECT_EQ(out.find("secret"), std::string::npos) << out;
+  }
+  herald->Signal(SIGTERM);
+  EXPECT_EQ(herald->Wait(), 0);
+  // A source whose database cannot be reached: its line says why.
+  std::string text = testing::ReadTextFile(config);
+  std::string from = ":" + std::to_string(db_->port()) + "/";
+  text.replace(text.find(from), from.size(),
+               ":" + std::to_string(testing::FreePort()) + "/");
+  std::string down = dir_.file("down.toml");
+  std::ofstream(down) << text;
+  ASSERT_EQ(status(down), 0) << err;
+  ASSERT_EQ(lines.size(), 1u) << out;
+  Json source = json(lines[0]);
+  EXPECT_TRUE(source.Find("pending")->is_null());
+  ASSERT_TRUE(source.Find("error")->is_string()) << out;
+  EXPECT_NE(source.Find("error")->as_string().find("cannot connect"),
+            std::string::npos)
+      << out;
+}
+
 }  // namespace
 }  // namespace herald
