@@ -496,8 +496,11 @@ class Relay::RouteRunner {
   // Sends `events`; marks each done (delivered or parked/held). Retries
   // until all are done, the lease is lost or the relay stops. Returns the
   // parked/held rows to write.
+  // `reported`: set for the events whose acknowledgement was already
+  // passed to the source's OnRouteProgress (a round that leaves others to
+  // retry reports its deliveries at once).
   void SendBatch(std::vector<Event>& events, std::vector<bool>* done,
-                 std::vector<ParkedEvent>* parks) {
+                 std::vector<ParkedEvent>* parks, std::vector<bool>* reported) {
     std::vector<int> attempts(events.size(), 0);
     std::vector<size_t> idx;
     std::vector<Event> to_send;
@@ -524,6 +527,7 @@ class Relay::RouteRunner {
       const Event* blocked_on = nullptr;
       std::string blocked_error;
       std::vector<double> acked;  // commit-to-acknowledgement, seconds
+      std::vector<size_t> delivered_now;
       const int64_t now_us = NowMicros();
       std::set<std::string> newly_held;
       for (size_t k = 0; k < idx.size(); ++k) {
@@ -533,6 +537,7 @@ class Relay::RouteRunner {
         if (r.status.ok()) {
           (*done)[i] = true;
           ++delivered;
+          delivered_now.push_back(i);
           acked.push_back(SinceCommit(events[i], now_us));
           continue;
         }
@@ -593,6 +598,17 @@ class Relay::RouteRunner {
       if (!error.empty()) RecordError(error);
       bool all =
           std::all_of(done->begin(), done->end(), [](bool b) { return b; });
+      if (!all && !delivered_now.empty()) {
+        // Others of the batch are retried: what was acknowledged is
+        // reported now, so an event that keeps failing holds back no other
+        // row's mark (an adopted table marks rows on it).
+        std::vector<int64_t> positions;
+        for (size_t i : delivered_now) {
+          positions.push_back(events[i].position);
+          (*reported)[i] = true;
+        }
+        source_->OnRouteProgress(config_.name, positions, {});
+      }
       if (all) LeaveBlocked();
       if (all || Stopping()) return;
       if (error.empty()) continue;  // only unsent ones left: go on at once
@@ -708,7 +724,7 @@ class Relay::RouteRunner {
     req.reader = config_.name;
     std::vector<int64_t> acked_positions, aside_positions;
     std::vector<Event> batch;
-    std::vector<bool> done;
+    std::vector<bool> done, reported;
     std::vector<ParkedEvent> parks;
     int error_round = 0;
     while (!Stopping()) {
@@ -805,7 +821,8 @@ class Relay::RouteRunner {
           detail::MutexLock lock(&mu_);
           metrics_.held += held;
         }
-        SendBatch(batch, &done, &parks);
+        reported.assign(batch.size(), false);
+        SendBatch(batch, &done, &parks, &reported);
         // The checkpoint moves past everything done, up to the first event
         // that is not.
         for (size_t i = 0; i < batch.size(); ++i) {
@@ -817,7 +834,7 @@ class Relay::RouteRunner {
         std::unordered_set<std::string> aside;
         for (const auto& p : parks) aside.insert(p.event.id);
         for (size_t i = 0; i < batch.size(); ++i) {
-          if (!done[i]) continue;
+          if (!done[i] || reported[i]) continue;
           (aside.count(batch[i].id) ? aside_positions : acked_positions)
               .push_back(batch[i].position);
         }

@@ -874,9 +874,8 @@ TEST_F(AdoptE2E, RowIsMarkedOnlyAfterTheReceiverAcknowledgedIt) {
   receiver.Start({"--fail", refused + "=unavailable"});
   auto herald = StartHerald(Config({&receiver}));
   // Row 2 is sent and answered 503, again and again: it stays pending,
-  // without a published_date. (Row 1, of the same batch, may be marked only
-  // once the batch is done: the relay reports a batch's progress at its
-  // end.)
+  // without a published_date, while row 1 of the same batch (acknowledged)
+  // is marked.
   auto refusals = [&] {
     int n = 0;
     for (const auto& r : receiver.Log()) n += r.id == refused;
@@ -884,6 +883,10 @@ TEST_F(AdoptE2E, RowIsMarkedOnlyAfterTheReceiverAcknowledgedIt) {
   };
   ASSERT_TRUE(WaitFor([&] { return refusals() >= 3; }))
       << testing::ReadTextFile(dir_.file("herald.err"));
+  ASSERT_TRUE(WaitFor([&] {
+    return db_->Sql("select published from event_record where event_id = 1") ==
+           "Y\n";
+  }));
   EXPECT_EQ(db_->Sql("select concat(published, ',', published_date is null) "
                      "from event_record where event_id = 2"),
             "N,1\n");
