@@ -38,7 +38,7 @@ namespace herald {
 // "adopt/SOURCE/ROW_ID/ROUTE"), so a restart does not send them again to a
 // route that had them acknowledged; without it they are kept in memory.
 Result<std::unique_ptr<EventSource>> OpenTableSource(
-    const SourceConfig& source, std::vector<std::string> readers,
+    const SourceConfig& source, const std::vector<std::string>& readers,
     RelayState* state = nullptr);
 
 // The rows of an open table source still holding the pending value (what

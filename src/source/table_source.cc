@@ -92,11 +92,11 @@ bool IsTextType(const std::string& type) {
 
 class TableSource : public EventSource {
  public:
-  TableSource(SourceConfig config, std::vector<std::string> readers,
+  TableSource(SourceConfig config, const std::vector<std::string>& readers,
               std::unique_ptr<detail::SqlClient> client, RelayState* state)
       : config_(std::move(config)), state_(state), client_(std::move(client)) {
     detail::MutexLock lock(&mu_);
-    for (auto& r : readers) progress_[r];
+    for (const auto& r : readers) progress_[r];
     BuildSql();
   }
 
@@ -519,7 +519,7 @@ std::string DerivedEventId(std::string_view source_name, int64_t row_id) {
 }
 
 Result<std::unique_ptr<EventSource>> OpenTableSource(
-    const SourceConfig& source, std::vector<std::string> readers,
+    const SourceConfig& source, const std::vector<std::string>& readers,
     RelayState* state) {
   if (readers.empty()) {
     return source.Error(
@@ -550,8 +550,8 @@ Result<std::unique_ptr<EventSource>> OpenTableSource(
     return Status::FailedPrecondition(
         "source '" + source.name + "': PostgreSQL sources are not built yet");
   }
-  auto s = std::make_unique<TableSource>(source, std::move(readers),
-                                         std::move(client), state);
+  auto s =
+      std::make_unique<TableSource>(source, readers, std::move(client), state);
   HERALD_RETURN_IF_ERROR(s->Check());
   HERALD_RETURN_IF_ERROR(s->LoadProgress());
   return std::unique_ptr<EventSource>(std::move(s));
