@@ -332,6 +332,8 @@ class TableSource : public EventSource {
       if (!to_mark_.count(id)) keep.push_back(id);
     }
     Status s = SaveProgress(route, keep);
+    // What routes of other processes saved may complete these rows.
+    if (s.ok() && !keep.empty()) s = MergeSaved();
     if (!s.ok()) deferred_ = s;
     // A failure to mark is kept for the next Read, which reports it.
     (void)FlushMarks();
@@ -361,6 +363,48 @@ class TableSource : public EventSource {
     }
     HERALD_RETURN_IF_ERROR((*tx)->Commit());
     persisted_.insert(ids.begin(), ids.end());
+    return Status::OK();
+  }
+
+  // Reads every route's saved acknowledgements (some may be another
+  // process's, running other routes of this source under their leases):
+  // queues the rows every route has acknowledged for marking, and forgets
+  // rows whose checkpoints are gone (another process marked them).
+  Status MergeSaved() REQUIRES(mu_) {
+    auto list = state_->ListCheckpoints(Prefix());
+    if (!list.ok()) return list.status();
+    std::map<int64_t, std::vector<std::string>> saved;
+    for (const auto& [name, value] : *list) {
+      std::string_view rest = std::string_view(name).substr(Prefix().size());
+      size_t slash = rest.find('/');
+      if (slash == std::string_view::npos) continue;
+      std::string id_text(rest.substr(0, slash));
+      if (!IsInteger(id_text)) continue;
+      saved[std::stoll(id_text)].emplace_back(rest.substr(slash + 1));
+    }
+    for (auto it = persisted_.begin(); it != persisted_.end();) {
+      if (saved.count(*it)) {
+        ++it;
+        continue;
+      }
+      for (auto& [route, p] : progress_) {
+        p.done.erase(*it);
+        p.aside.erase(*it);
+      }
+      it = persisted_.erase(it);
+    }
+    for (const auto& [id, routes] : saved) {
+      persisted_.insert(id);
+      for (const auto& r : routes) {
+        auto p = progress_.find(r);
+        if (p != progress_.end()) p->second.done.insert(id);
+      }
+      bool all_done = true;
+      for (const auto& [route, p] : progress_) {
+        all_done = all_done && p.done.count(id) && !p.aside.count(id);
+      }
+      if (all_done) to_mark_.insert(id);
+    }
     return Status::OK();
   }
 

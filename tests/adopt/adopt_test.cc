@@ -372,6 +372,68 @@ TEST(AdoptSqlite, RouteProgressSurvivesARestart) {
   EXPECT_TRUE(saved().empty());
 }
 
+// Two relays (as two processes running one config would, each holding the
+// lease of one route): route a in one, route b in the other. Each row is
+// marked once both acknowledged it, whichever came second.
+TEST(AdoptSqlite, RoutesOfOneSourceInTwoRelaysMarkRows) {
+  TempDir dir;
+  std::string db = dir.file("app.db");
+  SqliteExec(db, kEventRecordSqlite);
+  std::string values;
+  for (int i = 0; i < 40; ++i) {
+    values += std::string(values.empty() ? "" : ",") + "('o" +
+              std::to_string(i % 4) + "','order.placed','{}','N'," +
+              "datetime('now'))";
+  }
+  SqliteExec(db,
+             "insert into event_record (orderNo, topic, message, published, "
+             "created_date) values " +
+                 values);
+  auto store = OpenStore("sqlite:" + dir.file("herald.db"));
+  ASSERT_TRUE(store.ok());
+  RelayOptions opts;
+  opts.idle_poll = std::chrono::milliseconds(20);
+  std::mutex mu;
+  std::map<std::string, std::vector<int64_t>> got;
+  auto source1 =
+      OpenTableSource(ParseSource("sqlite:" + db), {"a", "b"}, store->get());
+  auto source2 =
+      OpenTableSource(ParseSource("sqlite:" + db), {"a", "b"}, store->get());
+  ASSERT_TRUE(source1.ok() && source2.ok());
+  Relay relay1(source1->get(), store->get(), opts);
+  Relay relay2(source2->get(), store->get(), opts);
+  for (auto [relay, name] :
+       {std::pair<Relay*, const char*>{&relay1, "a"}, {&relay2, "b"}}) {
+    RouteConfig r;
+    r.name = name;
+    r.batch = 7;
+    ASSERT_TRUE(relay
+                    ->AddRoute(r, MakeCallbackSender([&, name](const Event& e) {
+                                 std::lock_guard<std::mutex> l(mu);
+                                 got[name].push_back(e.position);
+                                 return Status::OK();
+                               }))
+                    .ok());
+  }
+  ASSERT_TRUE(relay1.Start().ok());
+  ASSERT_TRUE(relay2.Start().ok());
+  ASSERT_TRUE(WaitFor([&] {
+    return SqliteRows(db,
+                      "select count(*) from event_record where "
+                      "published = 'N'")[0][0] == "0";
+  }));
+  relay1.Stop();
+  relay2.Stop();
+  std::vector<int64_t> all;
+  for (int64_t i = 1; i <= 40; ++i) all.push_back(i);
+  std::lock_guard<std::mutex> l(mu);
+  EXPECT_EQ(got["a"], all);
+  EXPECT_EQ(got["b"], all);
+  auto list = (*store)->ListCheckpoints("adopt/");
+  ASSERT_TRUE(list.ok());
+  EXPECT_TRUE(list->empty());
+}
+
 // Saved progress of a row marked before a crash (the marks were written,
 // the checkpoints not yet removed) is dropped when the source opens; a row
 // every route had acknowledged is marked then.
