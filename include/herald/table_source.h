@@ -10,9 +10,10 @@
 // restarts, so a repeat after a crash carries the same id).
 //
 // Thread safety: safe to use from many threads (one connection, guarded).
-// All routes of one source run in one process: each process decides to
-// mark a row from the acknowledgements it holds (loaded from the relay
-// state when it opens the source, then its own routes').
+// With a relay state, routes of one source may run in different processes:
+// acknowledgements are saved there, and each source reads all routes' saved
+// ones before deciding that a row is done. Without one, all routes of a
+// source must run on the same source object.
 #pragma once
 
 #include <memory>
