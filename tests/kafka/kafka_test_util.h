@@ -27,8 +27,10 @@ class MockCluster {
  public:
   explicit MockCluster(int brokers = 3) : brokers_(brokers) {
     char errstr[512];
-    rk_ = rd_kafka_new(RD_KAFKA_PRODUCER, rd_kafka_conf_new(), errstr,
-                       sizeof errstr);
+    rd_kafka_conf_t* conf = rd_kafka_conf_new();
+    // The handle only hosts the cluster: quiet about having no brokers.
+    rd_kafka_conf_set(conf, "log_level", "3", errstr, sizeof errstr);
+    rk_ = rd_kafka_new(RD_KAFKA_PRODUCER, conf, errstr, sizeof errstr);
     if (rk_) mc_ = rd_kafka_mock_cluster_new(rk_, brokers);
   }
   ~MockCluster() {

@@ -117,6 +117,8 @@ int main(int argc, char** argv) {
 
   char errstr[512];
   rd_kafka_conf_t* conf = rd_kafka_conf_new();
+  // The handle only hosts the cluster: quiet about having no brokers.
+  rd_kafka_conf_set(conf, "log_level", "3", errstr, sizeof errstr);
   rd_kafka_t* rk = rd_kafka_new(RD_KAFKA_PRODUCER, conf, errstr, sizeof errstr);
   if (!rk) {
     std::fprintf(stderr, "rd_kafka_new: %s\n", errstr);
