@@ -33,6 +33,9 @@
 #include "herald/sender.h"
 #include "server/server_test_util.h"  // HttpClient, ServeProcess
 #include "support/test_util.h"
+#if HERALD_TEST_WITH_KAFKA
+#include "kafka/kafka_test_util.h"
+#endif
 #if HERALD_TEST_WITH_NATS
 #include "nats/nats_test_util.h"
 #endif
@@ -422,6 +425,52 @@ class CallbackFixture final : public SenderFixture {
   std::atomic<int> slow_ms_{0};
 };
 
+#if HERALD_TEST_WITH_KAFKA
+// ---- kafka: librdkafka's mock cluster in this process ----------------------
+
+// One cluster for the whole binary; each fixture publishes to a topic of
+// its own (3 partitions over 3 brokers) and reads it back with assign().
+testing::MockCluster& SharedKafkaCluster() {
+  static testing::MockCluster cluster(3);
+  return cluster;
+}
+
+class KafkaFixture final : public SenderFixture {
+ public:
+  explicit KafkaFixture(const TempDir&) {
+    static int counter = 0;
+    topic_ = "contract" + std::to_string(++counter);
+    EXPECT_TRUE(SharedKafkaCluster().ok());
+    EXPECT_TRUE(SharedKafkaCluster().CreateTopic(topic_, 3));
+  }
+  Result<std::unique_ptr<Sender>> Make(RouteConfig route) override {
+    route.sender = "kafka://" + SharedKafkaCluster().bootstraps();
+    route.options.route = route.name;
+    route.options.fields.push_back({"topic", OptionValue::String(topic_)});
+    return MakeSender(route);
+  }
+  // The mock fails whole Produce requests, not one record, and a request
+  // carries the heads of several streams; tests/kafka fails one event per
+  // request (one in flight) and covers permanent, retriable and deadline
+  // failures per stream.
+  bool Fail(const Event&, Fault) override { return false; }
+  void Heal() override {}
+  std::vector<Received> Got() override {
+    testing::KafkaReader reader(SharedKafkaCluster().bootstraps(), topic_, 3);
+    std::vector<Received> out;
+    for (const auto& r : reader.Drain(milliseconds(500))) {
+      out.push_back({r.Header("ce_id"), true});
+    }
+    return out;
+  }
+  bool SetSlow(int) override { return false; }
+  int MaxInFlightSeen() override { return -1; }
+
+ private:
+  std::string topic_;
+};
+#endif
+
 #if HERALD_TEST_WITH_NATS
 // ---- nats: a real nats-server with JetStream ---------------------------
 
@@ -540,6 +589,9 @@ std::unique_ptr<SenderFixture> MakeFixture(const std::string& name,
   if (name == "file") return std::make_unique<FileFixture>(dir);
   if (name == "stdout") return std::make_unique<StdoutFixture>(dir);
   if (name == "callback") return std::make_unique<CallbackFixture>(dir);
+#if HERALD_TEST_WITH_KAFKA
+  if (name == "kafka") return std::make_unique<KafkaFixture>(dir);
+#endif
 #if HERALD_TEST_WITH_NATS
   if (name == "nats") return std::make_unique<NatsFixture>(dir);
 #endif
@@ -550,6 +602,9 @@ std::unique_ptr<SenderFixture> MakeFixture(const std::string& name,
 }
 const std::vector<std::string> kSenders = {
     "http",     "https", "file", "stdout", "callback",
+#if HERALD_TEST_WITH_KAFKA
+    "kafka",
+#endif
 #if HERALD_TEST_WITH_NATS
     "nats",
 #endif

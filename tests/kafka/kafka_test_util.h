@@ -21,6 +21,47 @@
 
 namespace herald::testing {
 
+// Kafka's Java client, Utils.murmur2, written out again here from its
+// definition (not librdkafka's code), so the test checks librdkafka's
+// partitioner against an independent implementation.
+inline int32_t JavaMurmur2(const std::string& key) {
+  const uint32_t m = 0x5bd1e995;
+  const int r = 24;
+  const size_t length = key.size();
+  uint32_t h = 0x9747b28c ^ static_cast<uint32_t>(length);
+  const auto* data = reinterpret_cast<const unsigned char*>(key.data());
+  for (size_t i = 0; i + 4 <= length; i += 4) {
+    uint32_t k = data[i] | (data[i + 1] << 8) | (data[i + 2] << 16) |
+                 (static_cast<uint32_t>(data[i + 3]) << 24);
+    k *= m;
+    k ^= k >> r;
+    k *= m;
+    h *= m;
+    h ^= k;
+  }
+  const size_t tail = length & ~size_t{3};
+  switch (length % 4) {
+    case 3:
+      h ^= static_cast<uint32_t>(data[tail + 2]) << 16;
+      [[fallthrough]];
+    case 2:
+      h ^= static_cast<uint32_t>(data[tail + 1]) << 8;
+      [[fallthrough]];
+    case 1:
+      h ^= data[tail];
+      h *= m;
+  }
+  h ^= h >> 13;
+  h *= m;
+  h ^= h >> 15;
+  return static_cast<int32_t>(h);
+}
+
+// Java's DefaultPartitioner for a keyed record.
+inline int32_t JavaPartition(const std::string& key, int partitions) {
+  return (JavaMurmur2(key) & 0x7fffffff) % partitions;
+}
+
 // A mock cluster of `brokers` brokers in this process; partition p of each
 // topic it creates is led by broker (p % brokers) + 1.
 class MockCluster {

@@ -48,13 +48,6 @@ inline std::string LocalHttpGet(int port, const std::string& path) {
   return body == std::string::npos ? "" : out.substr(body + 4);
 }
 
-// The text of a file ("" when it cannot be read).
-inline std::string ReadTextFile(const std::string& path) {
-  std::ifstream f(path);
-  return std::string((std::istreambuf_iterator<char>(f)),
-                     std::istreambuf_iterator<char>());
-}
-
 // nats-server -js -sd DIR -a 127.0.0.1 -p PORT -m MONITOR_PORT. Its store
 // survives Stop/Start (a restart keeps the streams and their messages).
 class NatsServer {

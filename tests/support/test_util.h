@@ -16,6 +16,7 @@
 #include <filesystem>
 #include <fstream>
 #include <functional>
+#include <iterator>
 #include <string>
 #include <thread>
 #include <vector>
@@ -55,6 +56,13 @@ inline Event MakeEvent(const std::string& stream, const std::string& type,
   e.type = type;
   e.payload = payload;
   return e;
+}
+
+// The text of a file ("" when it cannot be read).
+inline std::string ReadTextFile(const std::string& path) {
+  std::ifstream f(path);
+  return std::string((std::istreambuf_iterator<char>(f)),
+                     std::istreambuf_iterator<char>());
 }
 
 // Path of the built herald binary (CTest sets HERALD_BIN).
