@@ -118,11 +118,15 @@ class MockCluster {
 // API, topic NAME:P) sent through a FIFO on its stdin.
 class MockClusterProcess {
  public:
+  // `fixed_leaders`: partition p led by broker (p % brokers) + 1 (slow to
+  // set up for many partitions); otherwise the mock picks.
   MockClusterProcess(const std::string& binary, int brokers,
-                     const std::vector<std::string>& topics) {
+                     const std::vector<std::string>& topics,
+                     bool fixed_leaders = true) {
     fifo_ = dir_.file("control");
     ::mkfifo(fifo_.c_str(), 0600);
     std::vector<std::string> argv{binary, "--brokers", std::to_string(brokers)};
+    if (fixed_leaders) argv.push_back("--fixed-leaders");
     for (const auto& t : topics) {
       argv.push_back("--topic");
       argv.push_back(t);
@@ -133,7 +137,7 @@ class MockClusterProcess {
     o.stderr_path = dir_.file("err");
     child_ = std::make_unique<Child>(argv, o);
     control_ = ::open(fifo_.c_str(), O_WRONLY | O_CLOEXEC);
-    WaitFor([&] { return Lines().size() >= 1; }, std::chrono::seconds(20));
+    WaitFor([&] { return Lines().size() >= 1; }, std::chrono::seconds(60));
     auto lines = Lines();
     if (!lines.empty()) bootstraps_ = lines[0];
   }

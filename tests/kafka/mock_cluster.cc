@@ -2,11 +2,14 @@
 // on 127.0.0.1 until SIGTERM, so the `herald` binary relays to it over TCP
 // exactly as to a real cluster (Debian kcat can read it too).
 //
-//   herald_test_kafka_mock [--brokers N] --topic NAME:PARTITIONS ...
+//   herald_test_kafka_mock [--brokers N] [--fixed-leaders]
+//                          --topic NAME:PARTITIONS ...
 //
 // Prints the bootstrap address ("127.0.0.1:P1,127.0.0.1:P2,...") as its
-// first line on stdout. Partition p of every topic is led by broker
-// (p % N) + 1. Then it reads commands, one a line, from stdin and answers
+// first line on stdout. With --fixed-leaders partition p of every topic is
+// led by broker (p % N) + 1 (each assignment is a round trip to the mock's
+// thread that can take a while: use it for a few partitions); otherwise
+// the mock picks. Then it reads commands, one a line, from stdin and answers
 // each with one line, "ok" or "error <why>":
 //   down B             broker B refuses connections
 //   (rd_kafka_mock_broker_set_down) up B               and takes them again
@@ -15,9 +18,15 @@
 //   clear API          forgets the queued errors of API
 //   topic NAME:P       creates another topic
 // EOF on stdin just ends the commands. Exits 0 on SIGTERM or SIGINT.
+#include <dirent.h>
 #include <librdkafka/rdkafka.h>
 #include <librdkafka/rdkafka_mock.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <signal.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 #include <cstdio>
 #include <cstdlib>
@@ -31,6 +40,7 @@
 namespace {
 
 int brokers = 3;
+bool fixed_leaders = false;
 
 std::string CreateTopic(rd_kafka_mock_cluster_t* mc, const std::string& spec) {
   size_t colon = spec.rfind(':');
@@ -43,7 +53,7 @@ std::string CreateTopic(rd_kafka_mock_cluster_t* mc, const std::string& spec) {
   rd_kafka_resp_err_t err = rd_kafka_mock_topic_create(
       mc, name.c_str(), parts, brokers < 3 ? brokers : 3);
   if (err) return rd_kafka_err2str(err);
-  for (int p = 0; p < parts; ++p) {
+  for (int p = 0; fixed_leaders && p < parts; ++p) {
     err = rd_kafka_mock_partition_set_leader(mc, name.c_str(), p,
                                              p % brokers + 1);
     if (err) return rd_kafka_err2str(err);
@@ -89,6 +99,28 @@ std::string Run(rd_kafka_mock_cluster_t* mc, const std::string& line) {
   return "unknown command '" + cmd + "'";
 }
 
+// The mock's broker sockets keep Nagle's algorithm on, where Kafka brokers
+// set TCP_NODELAY: a response written right behind another then waits for
+// the client's delayed ACK (about 40 ms on Linux), which no real broker
+// costs. This thread sets TCP_NODELAY on every socket of the process, new
+// ones within a few milliseconds.
+void NoDelayForever() {
+  for (;;) {
+    if (DIR* d = opendir("/proc/self/fd")) {
+      while (dirent* e = readdir(d)) {
+        int fd = std::atoi(e->d_name);
+        struct stat st;
+        if (fd > 2 && fstat(fd, &st) == 0 && S_ISSOCK(st.st_mode)) {
+          int one = 1;
+          setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+        }
+      }
+      closedir(d);
+    }
+    usleep(2000);
+  }
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -97,11 +129,14 @@ int main(int argc, char** argv) {
     std::string a = argv[i];
     if (a == "--brokers" && i + 1 < argc) {
       brokers = std::atoi(argv[++i]);
+    } else if (a == "--fixed-leaders") {
+      fixed_leaders = true;
     } else if (a == "--topic" && i + 1 < argc) {
       topics.push_back(argv[++i]);
     } else {
       std::fprintf(stderr,
-                   "usage: %s [--brokers N] --topic NAME:PARTITIONS ...\n",
+                   "usage: %s [--brokers N] [--fixed-leaders] --topic "
+                   "NAME:PARTITIONS ...\n",
                    argv[0]);
       return 2;
     }
@@ -136,6 +171,7 @@ int main(int argc, char** argv) {
       return 1;
     }
   }
+  std::thread(NoDelayForever).detach();
   std::printf("%s\n", rd_kafka_mock_cluster_bootstraps(mc));
   std::fflush(stdout);
 

@@ -135,6 +135,9 @@ class KafkaSender final : public Sender {
     // A relay sends what it read at once and waits for the reports; a
     // linger only adds to the commit-to-acknowledgement time.
     HERALD_RETURN_IF_ERROR(set("linger.ms", "0"));
+    // As Java clients do: a small request is written at once, not held
+    // back (Nagle) until the broker acknowledges the one before it.
+    HERALD_RETURN_IF_ERROR(set("socket.nagle.disable", "true"));
     for (const auto& [name, value] : o_.properties) {
       HERALD_RETURN_IF_ERROR(set(name, value));
     }
