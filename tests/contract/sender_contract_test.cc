@@ -428,37 +428,59 @@ class CallbackFixture final : public SenderFixture {
 #if HERALD_TEST_WITH_KAFKA
 // ---- kafka: librdkafka's mock cluster in this process ----------------------
 
-// One cluster for the whole binary; each fixture publishes to a topic of
-// its own (3 partitions over 3 brokers) and reads it back with assign().
-testing::MockCluster& SharedKafkaCluster() {
-  static testing::MockCluster cluster(3);
-  return cluster;
-}
-
+// A mock cluster (3 brokers) of the fixture's own, and a topic whose
+// partitions put the streams s0, s1 and s2 (murmur2, as the sender keys
+// them) on three different leaders. A sender has at most one event of a
+// stream in flight, so every Produce request a broker gets then carries
+// one event of its one stream, and the k-th event of a stream in a call
+// (its stream_version in this suite) is the k-th request its broker gets:
+// failing that request fails exactly that event. kUnavailable answers
+// UNKNOWN_SERVER_ERROR (librdkafka gives up on it at once; retryable for
+// herald), kReject INVALID_RECORD (permanent), kHang answers after 10 s.
+// Responses cannot be cut, and the mock cannot tell how many records it
+// holds in flight.
 class KafkaFixture final : public SenderFixture {
  public:
-  explicit KafkaFixture(const TempDir&) {
-    static int counter = 0;
-    topic_ = "contract" + std::to_string(++counter);
-    EXPECT_TRUE(SharedKafkaCluster().ok());
-    EXPECT_TRUE(SharedKafkaCluster().CreateTopic(topic_, 3));
+  explicit KafkaFixture(const TempDir&) : cluster_(3) {
+    EXPECT_TRUE(cluster_.ok());
+    int partitions = 3;
+    while (partitions < 64 && !Distinct(partitions)) ++partitions;
+    EXPECT_TRUE(cluster_.CreateTopic(topic_, partitions, false));
+    for (int s = 0; s < 3; ++s) {
+      int p = testing::JavaPartition("s" + std::to_string(s), partitions);
+      EXPECT_TRUE(cluster_.SetLeader(topic_, p, s + 1));
+      broker_of_["s" + std::to_string(s)] = s + 1;
+    }
+    partitions_ = partitions;
   }
   Result<std::unique_ptr<Sender>> Make(RouteConfig route) override {
-    route.sender = "kafka://" + SharedKafkaCluster().bootstraps();
+    route.sender = "kafka://" + cluster_.bootstraps();
     route.options.route = route.name;
     route.options.fields.push_back({"topic", OptionValue::String(topic_)});
     return MakeSender(route);
   }
-  // The mock fails whole Produce requests, not one record, and a request
-  // carries the heads of several streams; tests/kafka fails one event per
-  // request (one in flight) and covers permanent, retriable and deadline
-  // failures per stream.
-  bool Fail(const Event&, Fault) override { return false; }
+  bool Fail(const Event& e, Fault fault) override {
+    auto b = broker_of_.find(e.stream);
+    if (b == broker_of_.end()) return false;
+    int k = static_cast<int>(e.stream_version);
+    switch (fault) {
+      case Fault::kUnavailable:
+        return cluster_.FailNthProduce(b->second, k, RD_KAFKA_RESP_ERR_UNKNOWN);
+      case Fault::kReject:
+        return cluster_.FailNthProduce(b->second, k,
+                                       RD_KAFKA_RESP_ERR_INVALID_RECORD);
+      case Fault::kHang:
+        return cluster_.FailNthProduce(b->second, k, RD_KAFKA_RESP_ERR_NO_ERROR,
+                                       10000);
+      default:
+        return false;
+    }
+  }
   void Heal() override {}
   std::vector<Received> Got() override {
-    testing::KafkaReader reader(SharedKafkaCluster().bootstraps(), topic_, 3);
+    testing::KafkaReader reader(cluster_.bootstraps(), topic_, partitions_);
     std::vector<Received> out;
-    for (const auto& r : reader.Drain(milliseconds(500))) {
+    for (const auto& r : reader.ReadAll(std::chrono::seconds(10))) {
       out.push_back({r.Header("ce_id"), true});
     }
     return out;
@@ -467,7 +489,18 @@ class KafkaFixture final : public SenderFixture {
   int MaxInFlightSeen() override { return -1; }
 
  private:
-  std::string topic_;
+  static bool Distinct(int partitions) {
+    std::set<int> p;
+    for (int s = 0; s < 3; ++s) {
+      p.insert(testing::JavaPartition("s" + std::to_string(s), partitions));
+    }
+    return p.size() == 3;
+  }
+
+  testing::MockCluster cluster_;
+  const std::string topic_ = "contract";
+  int partitions_ = 3;
+  std::map<std::string, int> broker_of_;
 };
 #endif
 

@@ -88,18 +88,63 @@ class MockCluster {
   rd_kafka_mock_cluster_t* get() { return mc_; }
   int brokers() const { return brokers_; }
 
-  bool CreateTopic(const std::string& name, int partitions) {
+  // Creates a topic; with `fixed_leaders` partition p is led by broker
+  // (p % brokers) + 1, else the mock picks.
+  bool CreateTopic(const std::string& name, int partitions,
+                   bool fixed_leaders = true) {
     if (rd_kafka_mock_topic_create(mc_, name.c_str(), partitions,
                                    brokers_ < 3 ? brokers_ : 3)) {
       return false;
     }
-    for (int p = 0; p < partitions; ++p) {
+    for (int p = 0; fixed_leaders && p < partitions; ++p) {
       if (rd_kafka_mock_partition_set_leader(mc_, name.c_str(), p,
                                              p % brokers_ + 1)) {
         return false;
       }
     }
     return true;
+  }
+  bool SetLeader(const std::string& topic, int partition, int broker) {
+    return rd_kafka_mock_partition_set_leader(mc_, topic.c_str(), partition,
+                                              broker) ==
+           RD_KAFKA_RESP_ERR_NO_ERROR;
+  }
+  // The `k`-th Produce request that broker `broker` gets from now on
+  // (k = 1..6) fails with `err` after `rtt_ms` (err 0: answered OK, late);
+  // the ones before it are answered normally.
+  bool FailNthProduce(int broker, int k, rd_kafka_resp_err_t err,
+                      int rtt_ms = 0) {
+    const auto ok = RD_KAFKA_RESP_ERR_NO_ERROR;
+    rd_kafka_resp_err_t r;
+    switch (k) {
+      case 1:
+        r = rd_kafka_mock_broker_push_request_error_rtts(mc_, broker, 0, 1, err,
+                                                         rtt_ms);
+        break;
+      case 2:
+        r = rd_kafka_mock_broker_push_request_error_rtts(mc_, broker, 0, 2, ok,
+                                                         0, err, rtt_ms);
+        break;
+      case 3:
+        r = rd_kafka_mock_broker_push_request_error_rtts(mc_, broker, 0, 3, ok,
+                                                         0, ok, 0, err, rtt_ms);
+        break;
+      case 4:
+        r = rd_kafka_mock_broker_push_request_error_rtts(
+            mc_, broker, 0, 4, ok, 0, ok, 0, ok, 0, err, rtt_ms);
+        break;
+      case 5:
+        r = rd_kafka_mock_broker_push_request_error_rtts(
+            mc_, broker, 0, 5, ok, 0, ok, 0, ok, 0, ok, 0, err, rtt_ms);
+        break;
+      case 6:
+        r = rd_kafka_mock_broker_push_request_error_rtts(
+            mc_, broker, 0, 6, ok, 0, ok, 0, ok, 0, ok, 0, ok, 0, err, rtt_ms);
+        break;
+      default:
+        return false;
+    }
+    return r == RD_KAFKA_RESP_ERR_NO_ERROR;
   }
   // The next Produce requests fail with `errs`, one each.
   void FailProduce(std::vector<rd_kafka_resp_err_t> errs) {
@@ -227,7 +272,7 @@ class KafkaReader {
  public:
   KafkaReader(const std::string& bootstraps, const std::string& topic,
               int partitions)
-      : topic_(topic) {
+      : topic_(topic), partitions_(partitions) {
     char errstr[512];
     rd_kafka_conf_t* conf = rd_kafka_conf_new();
     rd_kafka_conf_set(conf, "bootstrap.servers", bootstraps.c_str(), errstr,
@@ -276,6 +321,20 @@ class KafkaReader {
     }
     return records_;
   }
+  // Reads everything the topic holds now: as many records as its
+  // partitions' high watermarks say (log start 0: nothing was deleted).
+  const std::vector<KafkaRecord>& ReadAll(std::chrono::milliseconds timeout) {
+    int64_t total = 0;
+    for (int p = 0; p < partitions_; ++p) {
+      int64_t low = 0, high = 0;
+      if (rd_kafka_query_watermark_offsets(rk_, topic_.c_str(), p, &low, &high,
+                                           5000) ==
+          RD_KAFKA_RESP_ERR_NO_ERROR) {
+        total += high - low;
+      }
+    }
+    return ReadUntil(static_cast<size_t>(total), timeout);
+  }
   const std::vector<KafkaRecord>& records() const { return records_; }
 
  private:
@@ -314,6 +373,7 @@ class KafkaReader {
   }
 
   std::string topic_;
+  int partitions_;
   rd_kafka_t* rk_ = nullptr;
   std::vector<KafkaRecord> records_;
 };
