@@ -254,15 +254,10 @@ TEST_F(KafkaSenderTest, RetriableBrokerErrorsAreRetriedInOrder) {
 TEST_F(KafkaSenderTest, AMissingTopicIsAPermanentFailure) {
   rd_kafka_mock_topic_set_error(Cluster().get(), (name_ + ".absent").c_str(),
                                 RD_KAFKA_RESP_ERR_UNKNOWN_TOPIC_OR_PART);
+  // Within the route's timeout (half of it by default), so the records do
+  // not time out (retryable) first.
   auto sender =
-      Make(name_ + ".absent",
-           {{"kafka", [] {
-               OptionValue t;
-               t.kind = OptionValue::Kind::kTable;
-               t.fields.push_back({"topic.metadata.propagation.max.ms",
-                                   OptionValue::String("100")});
-               return t;
-             }()}});
+      Make(name_ + ".absent", {{"timeout", OptionValue::String("2s")}});
   ASSERT_NE(sender, nullptr);
   auto results = Send(sender.get(), {Ev("x", 1), Ev("x", 2)});
   EXPECT_FALSE(results[0].status.ok());

@@ -138,6 +138,13 @@ class KafkaSender final : public Sender {
     // As Java clients do: a small request is written at once, not held
     // back (Nagle) until the broker acknowledges the one before it.
     HERALD_RETURN_IF_ERROR(set("socket.nagle.disable", "true"));
+    // A topic the cluster says does not exist fails its records with
+    // _UNKNOWN_TOPIC (permanent) after this long: within `timeout`, or
+    // they would time out first (retryable) and a missing topic would
+    // never be told as such. librdkafka's default is 30 s.
+    HERALD_RETURN_IF_ERROR(
+        set("topic.metadata.propagation.max.ms",
+            std::to_string(std::min<int64_t>(30000, o_.timeout.count() / 2))));
     for (const auto& [name, value] : o_.properties) {
       HERALD_RETURN_IF_ERROR(set(name, value));
     }
