@@ -254,6 +254,9 @@ TEST_F(KafkaSenderTest, RetriableBrokerErrorsAreRetriedInOrder) {
 TEST_F(KafkaSenderTest, AMissingTopicIsAPermanentFailure) {
   rd_kafka_mock_topic_set_error(Cluster().get(), (name_ + ".absent").c_str(),
                                 RD_KAFKA_RESP_ERR_UNKNOWN_TOPIC_OR_PART);
+  // The mock applies that on its own thread; a call that waits for its
+  // answer (queued behind it) makes sure it is in place first.
+  ASSERT_TRUE(Cluster().CreateTopic(name_ + ".present", 1));
   // Within the route's timeout (half of it by default), so the records do
   // not time out (retryable) first.
   auto sender =
