@@ -1,4 +1,5 @@
-// The built-in sender schemes (http, https, file, stdout) registered in the
+// The built-in sender schemes (http, https, file, stdout, and the brokers
+// built: kafka, nats, amqp/amqps) registered in the
 // scheme registry like any other, MakeSender, and the legacy
 // RegisterSenderScheme wrapper.
 #include <string>
@@ -9,6 +10,10 @@
 #include "transport/http/http_scheme.h"
 #if HERALD_WITH_CURL
 #include "transport/http/http_sender.h"
+#endif
+#if HERALD_WITH_KAFKA
+#include "transport/kafka/kafka_scheme.h"
+#include "transport/kafka/kafka_sender.h"
 #endif
 #if HERALD_WITH_NATS
 #include "transport/nats/nats_sender.h"
@@ -83,6 +88,13 @@ void RegisterBuiltinSchemes() {
   };
   RegisterBuiltinScheme("stdout", out);
 
+#if HERALD_WITH_KAFKA
+  SenderScheme kafka;
+  kafka.validate_url = ValidateKafkaUrl;
+  kafka.validate_options = ValidateKafkaRoute;
+  kafka.make_sender = MakeKafkaSender;
+  RegisterBuiltinScheme("kafka", kafka);
+#endif
 #if HERALD_WITH_NATS
   SenderScheme nats;
   nats.validate_url = ValidateNatsUrl;

@@ -35,6 +35,9 @@
 #include "herald/sender.h"
 #include "server/server_test_util.h"  // HttpClient, ServeProcess
 #include "support/test_util.h"
+#if HERALD_TEST_WITH_KAFKA
+#include "kafka/kafka_test_util.h"
+#endif
 #if HERALD_TEST_WITH_NATS
 #include "nats/nats_test_util.h"
 #endif
@@ -429,6 +432,85 @@ class CallbackFixture final : public SenderFixture {
   std::atomic<int> slow_ms_{0};
 };
 
+#if HERALD_TEST_WITH_KAFKA
+// ---- kafka: librdkafka's mock cluster in this process ----------------------
+
+// A mock cluster (3 brokers) of the fixture's own, and a topic whose
+// partitions put the streams s0, s1 and s2 (murmur2, as the sender keys
+// them) on three different leaders. A sender has at most one event of a
+// stream in flight, so every Produce request a broker gets then carries
+// one event of its one stream, and the k-th event of a stream in a call
+// (its stream_version in this suite) is the k-th request its broker gets:
+// failing that request fails exactly that event. kUnavailable answers
+// UNKNOWN_SERVER_ERROR (librdkafka gives up on it at once; retryable for
+// herald), kReject INVALID_RECORD (permanent), kHang answers after 10 s.
+// Responses cannot be cut, and the mock cannot tell how many records it
+// holds in flight.
+class KafkaFixture final : public SenderFixture {
+ public:
+  explicit KafkaFixture(const TempDir&) : cluster_(3) {
+    EXPECT_TRUE(cluster_.ok());
+    int partitions = 3;
+    while (partitions < 64 && !Distinct(partitions)) ++partitions;
+    EXPECT_TRUE(cluster_.CreateTopic(topic_, partitions, false));
+    for (int s = 0; s < 3; ++s) {
+      int p = testing::JavaPartition("s" + std::to_string(s), partitions);
+      EXPECT_TRUE(cluster_.SetLeader(topic_, p, s + 1));
+      broker_of_["s" + std::to_string(s)] = s + 1;
+    }
+    partitions_ = partitions;
+  }
+  Result<std::unique_ptr<Sender>> Make(RouteConfig route) override {
+    route.sender = "kafka://" + cluster_.bootstraps();
+    route.options.route = route.name;
+    route.options.fields.push_back({"topic", OptionValue::String(topic_)});
+    return MakeSender(route);
+  }
+  bool Fail(const Event& e, Fault fault) override {
+    auto b = broker_of_.find(e.stream);
+    if (b == broker_of_.end()) return false;
+    int k = static_cast<int>(e.stream_version);
+    switch (fault) {
+      case Fault::kUnavailable:
+        return cluster_.FailNthProduce(b->second, k, RD_KAFKA_RESP_ERR_UNKNOWN);
+      case Fault::kReject:
+        return cluster_.FailNthProduce(b->second, k,
+                                       RD_KAFKA_RESP_ERR_INVALID_RECORD);
+      case Fault::kHang:
+        return cluster_.FailNthProduce(b->second, k, RD_KAFKA_RESP_ERR_NO_ERROR,
+                                       10000);
+      default:
+        return false;
+    }
+  }
+  void Heal() override {}
+  std::vector<Received> Got() override {
+    testing::KafkaReader reader(cluster_.bootstraps(), topic_, partitions_);
+    std::vector<Received> out;
+    for (const auto& r : reader.ReadAll(std::chrono::seconds(10))) {
+      out.push_back({r.Header("ce_id"), true});
+    }
+    return out;
+  }
+  bool SetSlow(int) override { return false; }
+  int MaxInFlightSeen() override { return -1; }
+
+ private:
+  static bool Distinct(int partitions) {
+    std::set<int> p;
+    for (int s = 0; s < 3; ++s) {
+      p.insert(testing::JavaPartition("s" + std::to_string(s), partitions));
+    }
+    return p.size() == 3;
+  }
+
+  testing::MockCluster cluster_;
+  const std::string topic_ = "contract";
+  int partitions_ = 3;
+  std::map<std::string, int> broker_of_;
+};
+#endif
+
 #if HERALD_TEST_WITH_NATS
 // ---- nats: a real nats-server with JetStream ---------------------------
 
@@ -622,6 +704,9 @@ std::unique_ptr<SenderFixture> MakeFixture(const std::string& name,
   if (name == "file") return std::make_unique<FileFixture>(dir);
   if (name == "stdout") return std::make_unique<StdoutFixture>(dir);
   if (name == "callback") return std::make_unique<CallbackFixture>(dir);
+#if HERALD_TEST_WITH_KAFKA
+  if (name == "kafka") return std::make_unique<KafkaFixture>(dir);
+#endif
 #if HERALD_TEST_WITH_NATS
   if (name == "nats") return std::make_unique<NatsFixture>(dir);
 #endif
@@ -653,6 +738,10 @@ const std::vector<SenderKind> kSenders = {
     {"file", {Fault::kUnavailable}},    // a full disk
     {"stdout", {Fault::kUnavailable}},  // /dev/full
     {"callback", {Fault::kUnavailable, Fault::kReject}, true},
+#if HERALD_TEST_WITH_KAFKA
+    // Broker errors injected into the partition leader's answers.
+    {"kafka", {Fault::kUnavailable, Fault::kReject, Fault::kHang}},
+#endif
 #if HERALD_TEST_WITH_NATS
     {"nats", {}},  // its faults are tested in tests/nats
 #endif

@@ -20,34 +20,18 @@
 #include "herald/json.h"
 #include "herald/store.h"
 #include "nats/nats_test_util.h"
+#include "support/relay_e2e.h"
 
 namespace herald {
 namespace {
 
 using std::chrono::milliseconds;
 using std::chrono::seconds;
+using testing::BackgroundWriter;
 using testing::Child;
 using testing::HeraldBin;
 using testing::RunCommand;
 using testing::WaitFor;
-
-// Runs `step` in a loop on a thread until Stop() or destruction.
-class BackgroundWriter {
- public:
-  explicit BackgroundWriter(std::function<void()> step)
-      : thread_([this, step] {
-          while (!stop_) step();
-        }) {}
-  ~BackgroundWriter() { Stop(); }
-  void Stop() {
-    stop_ = true;
-    if (thread_.joinable()) thread_.join();
-  }
-
- private:
-  std::atomic<bool> stop_{false};
-  std::thread thread_;
-};
 
 class NatsRelay : public ::testing::Test {
  protected:

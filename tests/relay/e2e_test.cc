@@ -17,12 +17,14 @@
 #include "herald/json.h"
 #include "herald/relay.h"
 #include "herald/store.h"
+#include "support/relay_e2e.h"
 #include "support/test_util.h"
 
 namespace herald {
 namespace {
 
 using std::chrono::milliseconds;
+using testing::BackgroundWriter;
 using testing::Child;
 using testing::HeraldBin;
 using testing::RunCommand;
@@ -117,25 +119,6 @@ size_t CheckDelivered(const std::vector<Line>& log,
   }
   return dups;
 }
-
-// Runs `step` in a loop on a thread until Stop() or destruction (so a
-// failed ASSERT never leaves a joinable thread behind).
-class BackgroundWriter {
- public:
-  explicit BackgroundWriter(std::function<void()> step)
-      : thread_([this, step] {
-          while (!stop_) step();
-        }) {}
-  ~BackgroundWriter() { Stop(); }
-  void Stop() {
-    stop_ = true;
-    if (thread_.joinable()) thread_.join();
-  }
-
- private:
-  std::atomic<bool> stop_{false};
-  std::thread thread_;
-};
 
 class RelayE2E : public ::testing::TestWithParam<std::string> {
  protected:

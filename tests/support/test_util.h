@@ -59,6 +59,13 @@ inline Event MakeEvent(const std::string& stream, const std::string& type,
   return e;
 }
 
+// The text of a file ("" when it cannot be read).
+inline std::string ReadTextFile(const std::string& path) {
+  std::ifstream f(path);
+  return std::string((std::istreambuf_iterator<char>(f)),
+                     std::istreambuf_iterator<char>());
+}
+
 // Path of the built herald binary (CTest sets HERALD_BIN).
 inline std::string HeraldBin() {
   const char* b = std::getenv("HERALD_BIN");
