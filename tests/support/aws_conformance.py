@@ -270,6 +270,10 @@ def store(target, msg):
 
 class Handler(http.server.BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
+    # An answer is written as headers, then body: with Nagle's algorithm on,
+    # the body waits for the client's delayed ACK of the headers (40 ms), and
+    # one connection answered about 22 requests/s whatever the load.
+    disable_nagle_algorithm = True
 
     def log_message(self, fmt, *args):  # quiet
         pass
