@@ -1,5 +1,5 @@
-// SQS benchmark: herald's relay beside a plain libcurl client sending the
-// same requests, in one run, printed as ratios by bench/ratio_reporter.h.
+// SQS (and SNS) benchmark: herald's relay beside a plain libcurl client sending
+// the same requests, in one run, printed as ratios by bench/ratio_reporter.h.
 // It starts its servers itself on 127.0.0.1 in temporary directories: the
 // project's conformance server (tests/support/aws_conformance.py, Python,
 // every request's SigV4 signature verified by botocore) and, when the npm
@@ -17,7 +17,9 @@
 //             --single-events events, default 5,000), max_in_flight =
 //             C x max_batch so that C requests (default 2) are in flight.
 //             Against sqslite max_batch is 1 (its batch answers name
-//             entries by the MD5 of their Id), FIFO and standard.
+//             entries by the MD5 of their Id), FIFO and standard. And an
+//             SNS FIFO topic on the conformance server (PublishBatch and
+//             Publish).
 // raw         the plain client: the same events (ids, positions, times),
 //             the same request bodies (built before the clock starts by
 //             herald's own AwsRequestBody, so the bytes are identical),
@@ -153,6 +155,10 @@ class Server {
   virtual pid_t pid() const = 0;
   // A new, empty queue ("name" or "name.fifo"): its URL.
   virtual std::string NewQueue(const std::string& name) = 0;
+  // A topic: its ARN (the conformance server only).
+  static std::string TopicArn(const std::string& name) {
+    return "arn:aws:sns:us-east-1:123456789012:" + name;
+  }
   // Drops what earlier measurements stored.
   virtual void Forget() {}
   // How many messages the queue holds.
@@ -307,11 +313,11 @@ std::unique_ptr<Server> g_conformance, g_sqslite;
 // ---- one measurement --------------------------------------------------
 
 // The route (as herald.toml would say it) of a measurement.
-RouteConfig BenchRoute(const std::string& queue_url, const Server& server,
+RouteConfig BenchRoute(const std::string& target, const Server& server,
                        int max_batch) {
   std::string toml =
-      "[[route]]\nname = \"tp\"\nsender = \"sqs:" + queue_url +
-      "\"\nendpoint = \"" + server.endpoint() +
+      "[[route]]\nname = \"tp\"\nsender = \"" + target + "\"\nendpoint = \"" +
+      server.endpoint() +
       "\"\nregion = \"us-east-1\"\nmax_batch = " + std::to_string(max_batch) +
       "\nbatch = " + std::to_string(g_batch) +
       "\nmax_in_flight = " + std::to_string(g_connections * max_batch) + "\n";
@@ -326,6 +332,13 @@ struct Figure {
 };
 
 // herald: a Relay drains a SQLite backlog of n events.
+// The sender URL of a new queue or topic ("sns:NAME" for a topic).
+std::string NewTarget(Server& server, const std::string& name) {
+  if (name.starts_with("sns:"))
+    return "sns:" + Server::TopicArn(name.substr(4));
+  return "sqs:" + server.NewQueue(name);
+}
+
 Figure Herald(Server& server, const std::string& queue, int max_batch, int n) {
   TempDir dir;
   auto opened = OpenStore("sqlite:" + dir.file("bench.db"));
@@ -338,7 +351,7 @@ Figure Herald(Server& server, const std::string& queue, int max_batch, int n) {
     }
     Check(store->Append(std::span<Event>(batch)).status(), "append");
   }
-  std::string url = server.NewQueue(queue);
+  std::string url = NewTarget(server, queue);
   Relay relay(store.get());
   Check(relay.AddRoute(BenchRoute(url, server, max_batch)), "route");
   double cpu0 = CpuSeconds(server.pid());
@@ -355,9 +368,9 @@ Figure Herald(Server& server, const std::string& queue, int max_batch, int n) {
   f.seconds = std::chrono::duration<double>(Clock::now() - t0).count();
   f.server_cpu = CpuSeconds(server.pid()) - cpu0;
   relay.Stop();
-  int64_t stored = server.Stored(url);
+  int64_t stored = server.Stored(url.substr(4));
   if (stored != n) {
-    Die("herald: the queue holds " + std::to_string(stored) +
+    Die("herald: the queue or topic holds " + std::to_string(stored) +
         " messages, not " + std::to_string(n));
   }
   return f;
@@ -373,7 +386,7 @@ struct PlainConn {
 
 Figure Plain(Server& server, const std::string& queue, int max_batch, int n,
              int connections) {
-  std::string url = server.NewQueue(queue);
+  std::string url = NewTarget(server, queue);
   RouteConfig route = BenchRoute(url, server, max_batch);
   detail::AwsOptions o;
   Check(detail::ParseAwsOptions(route, &o), "options");
@@ -399,7 +412,7 @@ Figure Plain(Server& server, const std::string& queue, int max_batch, int n,
     bodies.push_back(detail::AwsRequestBody(o, take, max_batch > 1));
     entries.push_back(take.size());
   }
-  std::string sigv4 = "aws:amz:us-east-1:sqs";
+  std::string sigv4 = "aws:amz:us-east-1:" + std::string(o.service_name());
   CURLM* multi = curl_multi_init();
   std::vector<PlainConn> conns(static_cast<size_t>(connections));
   for (auto& c : conns) {
@@ -482,10 +495,10 @@ Figure Plain(Server& server, const std::string& queue, int max_batch, int n,
   }
   curl_multi_cleanup(multi);
   if (failed > 0) Die(std::to_string(failed) + " plain requests failed");
-  int64_t stored = server.Stored(url);
+  int64_t stored = server.Stored(url.substr(4));
   if (stored != n) {
-    Die("plain: the queue holds " + std::to_string(stored) + " messages, not " +
-        std::to_string(n));
+    Die("plain: the queue or topic holds " + std::to_string(stored) +
+        " messages, not " + std::to_string(n));
   }
   return f;
 }
@@ -499,11 +512,11 @@ void Report(::benchmark::State& state, const Figure& f, int n) {
 }
 
 void Register(const std::string& group, Server** server, bool fifo,
-              int max_batch) {
+              int max_batch, bool sns = false) {
   int n = max_batch == 1 ? g_single_events : g_events;
-  auto name = [fifo](const char* who) {
-    return std::string("bench-") + who + "-" + std::to_string(++g_serial) +
-           (fifo ? ".fifo" : "");
+  auto name = [fifo, sns](const char* who) {
+    return std::string(sns ? "sns:" : "") + "bench-" + who + "-" +
+           std::to_string(++g_serial) + (fifo ? ".fifo" : "");
   };
   auto setup = [](::benchmark::internal::Benchmark* b) {
     b->Iterations(1)->Repetitions(g_runs)->UseManualTime()->Unit(
@@ -603,6 +616,9 @@ int Main(int argc, char** argv) {
     Register("conformance/sqs_standard_batch10", &g_conformance_ptr, false, 10);
     Register("conformance/sqs_fifo_single", &g_conformance_ptr, true, 1);
     Register("conformance/sqs_standard_single", &g_conformance_ptr, false, 1);
+    Register("conformance/sns_fifo_batch10", &g_conformance_ptr, true, 10,
+             true);
+    Register("conformance/sns_fifo_single", &g_conformance_ptr, true, 1, true);
   }
   if (g_sqslite_ptr) {
     Register("sqslite/sqs_fifo_single", &g_sqslite_ptr, true, 1);
