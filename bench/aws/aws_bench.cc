@@ -30,13 +30,15 @@
 // ceiling     what the conformance server answers on its own: SendMessage
 //             to a standard queue from the plain client over 1, 2 and 4
 //             connections (requests/s), and its CPU use.
-// Each figure carries server_cpu: the server process's CPU seconds per
-// wall second during the measurement (1.0 = one core busy).
+// Each figure carries server_cpu and client_cpu: the server process's and
+// this process's (herald's relay or the plain client) CPU seconds per wall
+// second during the measurement (1.0 = one core busy).
 //
 // Figures: medians of R repetitions (default 3), randomly interleaved
 // (--benchmark_enable_random_interleaving=true unless given), herald's
 // median over the plain client's median (RatioReporter).
 #include <curl/curl.h>
+#include <sys/resource.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -120,6 +122,14 @@ double CpuSeconds(pid_t pid) {
   if (fields.size() < 13) return 0;
   double ticks = std::stod(fields[11]) + std::stod(fields[12]);
   return ticks / static_cast<double>(::sysconf(_SC_CLK_TCK));
+}
+
+// CPU seconds this process (herald's threads or the plain client) used.
+double OwnCpuSeconds() {
+  rusage u{};
+  ::getrusage(RUSAGE_SELF, &u);
+  return static_cast<double>(u.ru_utime.tv_sec + u.ru_stime.tv_sec) +
+         static_cast<double>(u.ru_utime.tv_usec + u.ru_stime.tv_usec) / 1e6;
 }
 
 // ---- plain HTTP (control requests, queue creation) ----------------------
@@ -329,6 +339,7 @@ RouteConfig BenchRoute(const std::string& target, const Server& server,
 struct Figure {
   double seconds = 0;
   double server_cpu = 0;  // CPU seconds of the server
+  double client_cpu = 0;  // CPU seconds of this process
 };
 
 // herald: a Relay drains a SQLite backlog of n events.
@@ -355,6 +366,7 @@ Figure Herald(Server& server, const std::string& queue, int max_batch, int n) {
   Relay relay(store.get());
   Check(relay.AddRoute(BenchRoute(url, server, max_batch)), "route");
   double cpu0 = CpuSeconds(server.pid());
+  double own0 = OwnCpuSeconds();
   auto t0 = Clock::now();
   Check(relay.Start(), "start");
   auto deadline = t0 + std::chrono::minutes(10);
@@ -367,6 +379,7 @@ Figure Herald(Server& server, const std::string& queue, int max_batch, int n) {
   Figure f;
   f.seconds = std::chrono::duration<double>(Clock::now() - t0).count();
   f.server_cpu = CpuSeconds(server.pid()) - cpu0;
+  f.client_cpu = OwnCpuSeconds() - own0;
   relay.Stop();
   int64_t stored = server.Stored(url.substr(4));
   if (stored != n) {
@@ -443,6 +456,7 @@ Figure Plain(Server& server, const std::string& queue, int max_batch, int n,
     curl_multi_add_handle(multi, c.easy);
   };
   double cpu0 = CpuSeconds(server.pid());
+  double own0 = OwnCpuSeconds();
   auto t0 = Clock::now();
   size_t running = 0;
   for (auto& c : conns) {
@@ -489,6 +503,7 @@ Figure Plain(Server& server, const std::string& queue, int max_batch, int n,
   Figure f;
   f.seconds = std::chrono::duration<double>(Clock::now() - t0).count();
   f.server_cpu = CpuSeconds(server.pid()) - cpu0;
+  f.client_cpu = OwnCpuSeconds() - own0;
   for (auto& c : conns) {
     curl_easy_cleanup(c.easy);
     curl_slist_free_all(c.headers);
@@ -509,6 +524,7 @@ void Report(::benchmark::State& state, const Figure& f, int n) {
   state.SetIterationTime(f.seconds);
   state.SetItemsProcessed(n);
   state.counters["server_cpu"] = f.server_cpu / f.seconds;
+  state.counters["client_cpu"] = f.client_cpu / f.seconds;
 }
 
 void Register(const std::string& group, Server** server, bool fifo,
