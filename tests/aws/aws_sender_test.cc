@@ -12,6 +12,7 @@
 #include "aws/aws_test_util.h"
 #include "herald/config.h"
 #include "herald/sender.h"
+#include "transport/aws/aws_query.h"
 
 namespace herald {
 namespace {
@@ -486,6 +487,43 @@ TEST_F(AwsSessionTokenTest, ASessionTokenIsSentSignedAndNeverShown) {
     EXPECT_TRUE(r.status.ok()) << r.status.ToString();
   }
   EXPECT_EQ(server_.Messages(q).size(), 6u);
+}
+
+// ---- answers (no server needed) ----------------------------------------
+
+// An error code in an answer is the server's text: in a status message
+// (logs, relay status) it is one bounded line like the rest (found by
+// fuzz/aws_answer_fuzz.cc: a code with a line break, or 3,000 bytes long,
+// went into the message as it was).
+TEST(AwsAnswers, ErrorCodesBecomeOneBoundedLineInMessages) {
+  std::string code = "Bad\r\nInjected: line" + std::string(3000, 'x');
+  Status s = detail::AwsErrorStatus(
+      400,
+      "<ErrorResponse><Error><Code>" + code +
+          "</Code><Message>m</Message></Error></ErrorResponse>",
+      "SendMessage to queue q");
+  EXPECT_EQ(s.code(), Status::Code::kPermanent);
+  EXPECT_EQ(s.message().find('\n'), std::string::npos) << s.message();
+  EXPECT_EQ(s.message().find('\r'), std::string::npos) << s.message();
+  EXPECT_LT(s.message().size(), 700u);
+  EXPECT_NE(s.message().find("Bad  Injected: line"), std::string::npos)
+      << s.message();
+
+  detail::EntryOutcome o;
+  o.answered = true;
+  o.code = code;
+  o.sender_fault = true;
+  Status e = detail::AwsEntryStatus(o, "PublishBatch to topic t");
+  EXPECT_EQ(e.code(), Status::Code::kPermanent);
+  EXPECT_EQ(e.message().find('\n'), std::string::npos) << e.message();
+  EXPECT_LT(e.message().size(), 700u);
+  // A known code still classifies: throttling is retried.
+  EXPECT_TRUE(detail::AwsErrorStatus(
+                  400,
+                  "<ErrorResponse><Error><Code>Throttling</Code></Error>"
+                  "</ErrorResponse>",
+                  "Publish to topic t")
+                  .retryable());
 }
 
 }  // namespace

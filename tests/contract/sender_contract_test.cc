@@ -658,8 +658,11 @@ class AwsFixture final : public SenderFixture {
       case Fault::kHang:
         return !batch_ && server_.FailEvent(e.id, "", false, -1, "hang");
       case Fault::kCutBeforeStatus:
+      case Fault::kCutInStatus:
       case Fault::kCutInHeaders:
+      case Fault::kCutAfterHeaders:
       case Fault::kCutInBody:
+      case Fault::kCutInChunked:
         return !batch_ &&
                server_.FailEvent(e.id, "", false, -1, FaultName(fault));
       default:
@@ -749,12 +752,8 @@ const std::vector<SenderKind> kSenders = {
     {"rabbitmq", {Fault::kUnavailable}},  // a queue that rejects: a nack
 #endif
 #if HERALD_TEST_WITH_AWS
-    // One message per request: each fault hits one event. A cut in the
-    // status line or after the headers is not among the server's cues.
-    {"sqs",
-     {Fault::kUnavailable, Fault::kReject, Fault::kHang,
-      Fault::kCutBeforeStatus, Fault::kCutInHeaders, Fault::kCutInBody},
-     true},
+    // One message per request: each fault (every cut too) hits one event.
+    {"sqs", kEveryFault, true},
     // PublishBatch: a fault is one entry's failure in the batch answer.
     {"sns_batch", {Fault::kUnavailable, Fault::kReject}},
 #endif

@@ -454,7 +454,7 @@ Status AwsErrorStatus(long http_status, std::string_view body,
   std::string text =
       std::string(where) + ": HTTP " + std::to_string(http_status);
   if (!code.empty()) {
-    text += " " + code;
+    text += " " + Excerpt(code);  // the server's text: one bounded line
     if (!message.empty()) text += ": " + Excerpt(message);
   } else if (!body.empty()) {
     text += ": " + Excerpt(body);
@@ -486,7 +486,7 @@ Status AwsErrorStatus(long http_status, std::string_view body,
 
 Status AwsEntryStatus(const EntryOutcome& o, std::string_view where) {
   std::string text = std::string(where) + ": entry refused";
-  if (!o.code.empty()) text += ": " + o.code;
+  if (!o.code.empty()) text += ": " + Excerpt(o.code);
   if (!o.message.empty()) text += ": " + Excerpt(o.message);
   if (o.sender_fault) {
     return Status::Permanent(text + " (SenderFault: the message itself)");

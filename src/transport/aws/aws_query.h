@@ -4,8 +4,9 @@
 // and judged (delivered, retryable, permanent).
 //
 // Pure functions over text; no I/O, safe from any thread. The XML reader
-// takes any input (it is fuzzed): it never reads past its input and
-// refuses what it cannot read.
+// takes any input (fuzzed by fuzz/aws_answer_fuzz.cc, with the answer and
+// error readers below): it never reads past its input and refuses what it
+// cannot read.
 #pragma once
 
 #include <cstddef>

@@ -1,0 +1,384 @@
+#!/usr/bin/python3
+"""The conformance server (tests/support/aws_conformance.py) agrees with
+botocore's own SQS and SNS clients: what herald's tests take as AWS's
+answers, the AWS SDK reads as AWS's answers.
+
+botocore (Debian python3-botocore 1.29, the library of /usr/bin/aws) sends
+each action with the Query protocol to the server, signed by botocore's
+signer, and parses the answer with AWS's service models: every answer must
+parse into the fields the models name (MessageId, SequenceNumber,
+MD5OfMessageBody, Successful/Failed entries with Code and SenderFault), and
+every error must come back as the error code AWS documents, with
+botocore's own retry rules applying (throttling is retried). A request
+signed with a wrong secret is refused with SignatureDoesNotMatch.
+
+Run by ctest (tests/aws/CMakeLists.txt) with /usr/bin/python3; it starts the
+server on 127.0.0.1 on a free port in a temporary directory and stops it.
+"""
+import hashlib
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+import unittest
+import urllib.parse
+import urllib.request
+
+import botocore
+import botocore.session
+from botocore.config import Config
+from botocore.exceptions import ClientError
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+SERVER = os.path.join(HERE, "..", "support", "aws_conformance.py")
+KEY, SECRET = "AKIDHERALDTEST", "herald/test/secret+key"
+ACCOUNT = "123456789012"
+
+
+class ConformanceServer:
+    """One aws_conformance.py process on a free port of 127.0.0.1."""
+
+    def __init__(self, *extra):
+        self.dir = tempfile.mkdtemp(prefix="herald-aws-conf-")
+        ready = os.path.join(self.dir, "ready")
+        self.err = open(os.path.join(self.dir, "server.err"), "w+")
+        self.proc = subprocess.Popen(
+            ["/usr/bin/python3", SERVER, "--port", "0", "--ready", ready,
+             "--access-key", KEY, "--secret-key", SECRET] + list(extra),
+            stdout=subprocess.DEVNULL, stderr=self.err)
+        deadline = time.monotonic() + 30
+        while not os.path.exists(ready):
+            if self.proc.poll() is not None or time.monotonic() > deadline:
+                self.err.seek(0)
+                raise RuntimeError("conformance server did not start: " + self.err.read())
+            time.sleep(0.02)
+        with open(ready) as f:
+            self.port = int(f.read())
+        self.endpoint = "http://127.0.0.1:%d/" % self.port
+
+    def stop(self):
+        self.proc.kill()
+        self.proc.wait()
+        self.err.close()
+        shutil.rmtree(self.dir, ignore_errors=True)
+
+    def queue(self, name):
+        return "http://127.0.0.1:%d/%s/%s" % (self.port, ACCOUNT, name)
+
+    @staticmethod
+    def topic(name):
+        return "arn:aws:sns:us-east-1:%s:%s" % (ACCOUNT, name)
+
+    def cue(self, **cue):
+        req = urllib.request.Request(self.endpoint + "_control/cue",
+                                     data=json.dumps(cue).encode(), method="POST")
+        with urllib.request.urlopen(req) as r:
+            assert r.status == 200
+
+    def fail(self, event_id, code, sender_fault, times=-1):
+        self.cue(fail={"id": event_id, "code": code, "sender_fault": sender_fault,
+                       "times": times, "mode": "entry"})
+
+    def messages(self, target):
+        q = urllib.parse.urlencode({"target": target})
+        with urllib.request.urlopen(self.endpoint + "_control/messages?" + q) as r:
+            return json.loads(r.read())
+
+
+CLIENTS = []  # closed after each test
+
+
+def client(server, service, secret=SECRET, token=None, retries=0, mode="legacy",
+           region="us-east-1", key=KEY):
+    config = Config(retries={"total_max_attempts": retries + 1, "mode": mode})
+    c = botocore.session.get_session().create_client(
+        service, region_name=region, endpoint_url=server.endpoint,
+        aws_access_key_id=key, aws_secret_access_key=secret,
+        aws_session_token=token, config=config)
+    CLIENTS.append(c)
+    return c
+
+
+def md5(s):
+    return hashlib.md5(s.encode()).hexdigest()
+
+
+class QueryProtocol(unittest.TestCase):
+    """The premise: this botocore speaks the Query protocol to SQS and SNS
+    (newer botocore sends SQS the JSON protocol, which the server lacks)."""
+
+    def test_sqs_and_sns_clients_use_the_query_protocol(self):
+        s = botocore.session.get_session()
+        for service in ("sqs", "sns"):
+            model = s.get_service_model(service)
+            self.assertEqual(model.protocol, "query",
+                             "botocore %s speaks %s to %s; run this with Debian's "
+                             "/usr/bin/python3 (python3-botocore 1.29)"
+                             % (botocore.__version__, model.protocol, service))
+
+
+class Base(unittest.TestCase):
+    server_args = ()
+
+    @classmethod
+    def setUpClass(cls):
+        cls.server = ConformanceServer(*cls.server_args)
+
+    @classmethod
+    def tearDownClass(cls):
+        cls.server.stop()
+
+    def setUp(self):
+        self.server.cue(clear=True)
+
+    def tearDown(self):
+        while CLIENTS:
+            CLIENTS.pop().close()
+
+    def assertClientError(self, ctx, code, status, sender=True):
+        err = ctx.exception.response
+        self.assertEqual(err["Error"]["Code"], code, err)
+        self.assertEqual(err["ResponseMetadata"]["HTTPStatusCode"], status, err)
+        self.assertEqual(err["Error"]["Type"], "Sender" if sender else "Receiver", err)
+        self.assertTrue(err["Error"]["Message"], err)
+        self.assertTrue(err["ResponseMetadata"]["RequestId"], err)
+
+
+class Sqs(Base):
+    def setUp(self):
+        super().setUp()
+        self.sqs = client(self.server, "sqs")
+
+    def test_send_message_standard(self):
+        q = self.server.queue("std")
+        r = self.sqs.send_message(
+            QueueUrl=q, MessageBody="hello",
+            MessageAttributes={"ce-id": {"DataType": "String", "StringValue": "e-std-1"}})
+        self.assertEqual(r["ResponseMetadata"]["HTTPStatusCode"], 200)
+        self.assertTrue(r["MessageId"])
+        self.assertEqual(r["MD5OfMessageBody"], md5("hello"))
+        self.assertNotIn("SequenceNumber", r)
+        stored = self.server.messages(q)
+        self.assertEqual([m["message_id"] for m in stored], [r["MessageId"]])
+        self.assertEqual(stored[0]["attributes"], {"ce-id": "e-std-1"})
+
+    def test_send_message_fifo_sequence_and_deduplication(self):
+        q = self.server.queue("orders.fifo")
+        first = self.sqs.send_message(QueueUrl=q, MessageBody="a", MessageGroupId="s1",
+                                      MessageDeduplicationId="d-1")
+        self.assertTrue(first["MessageId"])
+        self.assertTrue(first["SequenceNumber"].isdigit())
+        again = self.sqs.send_message(QueueUrl=q, MessageBody="a", MessageGroupId="s1",
+                                      MessageDeduplicationId="d-1")
+        self.assertEqual(again["MessageId"], first["MessageId"])
+        self.assertEqual(len(self.server.messages(q)), 1)
+
+    def test_fifo_without_group_id_is_refused(self):
+        with self.assertRaises(ClientError) as ctx:
+            self.sqs.send_message(QueueUrl=self.server.queue("nogroup.fifo"),
+                                  MessageBody="x", MessageDeduplicationId="d")
+        self.assertClientError(ctx, "MissingParameter", 400)
+
+    def test_standard_queue_refuses_fifo_ids(self):
+        with self.assertRaises(ClientError) as ctx:
+            self.sqs.send_message(QueueUrl=self.server.queue("plain"), MessageBody="x",
+                                  MessageGroupId="g")
+        self.assertClientError(ctx, "InvalidParameterValue", 400)
+
+    def test_send_message_batch_entries_succeed_and_fail(self):
+        q = self.server.queue("batch.fifo")
+        self.server.fail("ev-perm", "InvalidParameterValue", True)
+        self.server.fail("ev-temp", "InternalError", False)
+        entries = [
+            {"Id": "m1", "MessageBody": "ev-ok-1", "MessageGroupId": "g1",
+             "MessageDeduplicationId": "d1"},
+            {"Id": "m2", "MessageBody": "ev-perm", "MessageGroupId": "g2",
+             "MessageDeduplicationId": "d2"},
+            {"Id": "m3", "MessageBody": "ev-temp", "MessageGroupId": "g3",
+             "MessageDeduplicationId": "d3"},
+            {"Id": "m4", "MessageBody": "ev-ok-4", "MessageGroupId": "g4",
+             "MessageDeduplicationId": "d4"},
+        ]
+        r = self.sqs.send_message_batch(QueueUrl=q, Entries=entries)
+        ok = {e["Id"]: e for e in r["Successful"]}
+        self.assertEqual(sorted(ok), ["m1", "m4"])
+        for i, body in (("m1", "ev-ok-1"), ("m4", "ev-ok-4")):
+            self.assertTrue(ok[i]["MessageId"])
+            self.assertEqual(ok[i]["MD5OfMessageBody"], md5(body))
+            self.assertTrue(ok[i]["SequenceNumber"].isdigit())
+        failed = {e["Id"]: e for e in r["Failed"]}
+        self.assertEqual(sorted(failed), ["m2", "m3"])
+        self.assertIs(failed["m2"]["SenderFault"], True)
+        self.assertEqual(failed["m2"]["Code"], "InvalidParameterValue")
+        self.assertIs(failed["m3"]["SenderFault"], False)
+        self.assertEqual(failed["m3"]["Code"], "InternalError")
+        self.assertTrue(failed["m3"]["Message"])
+        self.assertEqual([m["body"] for m in self.server.messages(q)],
+                         ["ev-ok-1", "ev-ok-4"])
+
+    def test_batch_rules(self):
+        q = self.server.queue("rules")
+        eleven = [{"Id": "m%d" % i, "MessageBody": "b"} for i in range(11)]
+        with self.assertRaises(ClientError) as ctx:
+            self.sqs.send_message_batch(QueueUrl=q, Entries=eleven)
+        self.assertClientError(ctx, "TooManyEntriesInBatchRequest", 400)
+        with self.assertRaises(ClientError) as ctx:
+            self.sqs.send_message_batch(QueueUrl=q, Entries=[
+                {"Id": "same", "MessageBody": "a"}, {"Id": "same", "MessageBody": "b"}])
+        self.assertClientError(ctx, "BatchEntryIdsNotDistinct", 400)
+        big = "x" * 200000
+        with self.assertRaises(ClientError) as ctx:
+            self.sqs.send_message_batch(QueueUrl=q, Entries=[
+                {"Id": "a", "MessageBody": big}, {"Id": "b", "MessageBody": big}])
+        self.assertClientError(ctx, "BatchRequestTooLong", 400)
+
+    def test_oversized_message_is_refused(self):
+        with self.assertRaises(ClientError) as ctx:
+            self.sqs.send_message(QueueUrl=self.server.queue("big"),
+                                  MessageBody="x" * (262144 + 1))
+        self.assertClientError(ctx, "InvalidParameterValue", 400)
+
+    def test_injected_receiver_error_is_a_receiver_fault(self):
+        self.server.fail("ev-500", "InternalError", False)
+        with self.assertRaises(ClientError) as ctx:
+            self.sqs.send_message(QueueUrl=self.server.queue("e500"), MessageBody="ev-500")
+        self.assertClientError(ctx, "InternalError", 500, sender=False)
+
+    def test_throttling_is_retried_by_botocore(self):
+        # SQS's RequestThrottled (HTTP 400, as the SQS API reference lists
+        # it) is a throttling error to botocore's "standard" retry mode, the
+        # AWS CLI v2's; its older "legacy" mode only knows it with HTTP 403.
+        self.server.cue(throttle=2)
+        sqs = client(self.server, "sqs", retries=4, mode="standard")
+        r = sqs.send_message(QueueUrl=self.server.queue("throttled"), MessageBody="t")
+        self.assertTrue(r["MessageId"])
+        self.assertEqual(r["ResponseMetadata"]["RetryAttempts"], 2)
+
+    def test_wrong_secret_is_refused_with_signature_does_not_match(self):
+        bad = client(self.server, "sqs", secret="not/the/secret")
+        with self.assertRaises(ClientError) as ctx:
+            bad.send_message(QueueUrl=self.server.queue("auth"), MessageBody="x")
+        self.assertClientError(ctx, "SignatureDoesNotMatch", 403)
+        with self.assertRaises(ClientError) as ctx:
+            bad.send_message_batch(QueueUrl=self.server.queue("auth"),
+                                   Entries=[{"Id": "a", "MessageBody": "x"}])
+        self.assertClientError(ctx, "SignatureDoesNotMatch", 403)
+        self.assertEqual(self.server.messages(self.server.queue("auth")), [])
+
+    def test_unknown_access_key_is_refused(self):
+        other = client(self.server, "sqs", key="AKIDSOMEONEELSE")
+        with self.assertRaises(ClientError) as ctx:
+            other.send_message(QueueUrl=self.server.queue("auth"), MessageBody="x")
+        self.assertClientError(ctx, "InvalidClientTokenId", 403)
+
+    def test_wrong_region_is_refused(self):
+        other = client(self.server, "sqs", region="eu-west-1")
+        with self.assertRaises(ClientError) as ctx:
+            other.send_message(QueueUrl=self.server.queue("auth"), MessageBody="x")
+        self.assertClientError(ctx, "SignatureDoesNotMatch", 403)
+
+
+class Sns(Base):
+    def setUp(self):
+        super().setUp()
+        self.sns = client(self.server, "sns")
+
+    def test_publish_standard_and_fifo(self):
+        t = self.server.topic("events")
+        r = self.sns.publish(TopicArn=t, Message="hello", MessageAttributes={
+            "ce-id": {"DataType": "String", "StringValue": "e-1"}})
+        self.assertTrue(r["MessageId"])
+        self.assertNotIn("SequenceNumber", r)
+        self.assertEqual(self.server.messages(t)[0]["attributes"], {"ce-id": "e-1"})
+        f = self.server.topic("events.fifo")
+        r = self.sns.publish(TopicArn=f, Message="m", MessageGroupId="g",
+                             MessageDeduplicationId="d")
+        self.assertTrue(r["MessageId"])
+        self.assertTrue(r["SequenceNumber"].isdigit())
+        again = self.sns.publish(TopicArn=f, Message="m", MessageGroupId="g",
+                                 MessageDeduplicationId="d")
+        self.assertEqual(again["MessageId"], r["MessageId"])
+        self.assertEqual(len(self.server.messages(f)), 1)
+
+    def test_publish_batch_entries_succeed_and_fail(self):
+        t = self.server.topic("batch.fifo")
+        self.server.fail("ev-perm", "InvalidParameter", True)
+        self.server.fail("ev-temp", "KMSThrottling", False)
+        entries = [
+            {"Id": "m1", "Message": "ev-ok-1", "MessageGroupId": "g1",
+             "MessageDeduplicationId": "d1"},
+            {"Id": "m2", "Message": "ev-perm", "MessageGroupId": "g2",
+             "MessageDeduplicationId": "d2"},
+            {"Id": "m3", "Message": "ev-temp", "MessageGroupId": "g3",
+             "MessageDeduplicationId": "d3"},
+        ]
+        r = self.sns.publish_batch(TopicArn=t, PublishBatchRequestEntries=entries)
+        self.assertEqual([e["Id"] for e in r["Successful"]], ["m1"])
+        self.assertTrue(r["Successful"][0]["MessageId"])
+        self.assertTrue(r["Successful"][0]["SequenceNumber"].isdigit())
+        failed = {e["Id"]: e for e in r["Failed"]}
+        self.assertEqual(sorted(failed), ["m2", "m3"])
+        self.assertIs(failed["m2"]["SenderFault"], True)
+        self.assertEqual(failed["m2"]["Code"], "InvalidParameter")
+        self.assertIs(failed["m3"]["SenderFault"], False)
+        self.assertEqual(failed["m3"]["Code"], "KMSThrottling")
+        self.assertEqual([m["body"] for m in self.server.messages(t)], ["ev-ok-1"])
+
+    def test_publish_batch_standard_and_rules(self):
+        t = self.server.topic("plain")
+        r = self.sns.publish_batch(TopicArn=t, PublishBatchRequestEntries=[
+            {"Id": "a", "Message": "1"}, {"Id": "b", "Message": "2"}])
+        self.assertEqual(sorted(e["Id"] for e in r["Successful"]), ["a", "b"])
+        self.assertEqual(r["Failed"], [])
+        with self.assertRaises(ClientError) as ctx:
+            self.sns.publish_batch(TopicArn=t, PublishBatchRequestEntries=[
+                {"Id": "m%d" % i, "Message": "x"} for i in range(11)])
+        self.assertClientError(ctx, "TooManyEntriesInBatchRequest", 400)
+        with self.assertRaises(ClientError) as ctx:
+            self.sns.publish(TopicArn=self.server.topic("t.fifo"), Message="x",
+                             MessageDeduplicationId="d")
+        self.assertClientError(ctx, "MissingParameter", 400)
+
+    def test_throttling_is_retried_by_botocore(self):
+        self.server.cue(throttle=1)
+        sns = client(self.server, "sns", retries=4)
+        r = sns.publish(TopicArn=self.server.topic("throttled"), Message="t")
+        self.assertTrue(r["MessageId"])
+        self.assertEqual(r["ResponseMetadata"]["RetryAttempts"], 1)
+
+    def test_wrong_secret_is_refused_with_signature_does_not_match(self):
+        bad = client(self.server, "sns", secret="not/the/secret")
+        t = self.server.topic("auth")
+        with self.assertRaises(ClientError) as ctx:
+            bad.publish(TopicArn=t, Message="x")
+        self.assertClientError(ctx, "SignatureDoesNotMatch", 403)
+        with self.assertRaises(ClientError) as ctx:
+            bad.publish_batch(TopicArn=t, PublishBatchRequestEntries=[
+                {"Id": "a", "Message": "x"}])
+        self.assertClientError(ctx, "SignatureDoesNotMatch", 403)
+        self.assertEqual(self.server.messages(t), [])
+
+
+class SessionToken(Base):
+    """Temporary credentials: the token must be sent (and signed)."""
+    server_args = ("--session-token", "herald-session-token")
+
+    def test_token_accepted_and_missing_token_refused(self):
+        sqs = client(self.server, "sqs", token="herald-session-token")
+        r = sqs.send_message(QueueUrl=self.server.queue("tok"), MessageBody="x")
+        self.assertTrue(r["MessageId"])
+        sns = client(self.server, "sns", token="herald-session-token")
+        self.assertTrue(sns.publish(TopicArn=self.server.topic("tok"),
+                                    Message="x")["MessageId"])
+        for token in (None, "another-token"):
+            with self.assertRaises(ClientError) as ctx:
+                client(self.server, "sqs", token=token).send_message(
+                    QueueUrl=self.server.queue("tok"), MessageBody="x")
+            self.assertClientError(ctx, "InvalidClientTokenId", 403)
+
+
+if __name__ == "__main__":
+    unittest.main(verbosity=2)
