@@ -16,24 +16,8 @@
 
 namespace herald::testing {
 
-// Runs `step` in a loop on a thread until Stop() or destruction (so a
-// failed ASSERT never leaves a joinable thread behind).
-class BackgroundWriter {
- public:
-  explicit BackgroundWriter(std::function<void()> step)
-      : thread_([this, step] {
-          while (!stop_) step();
-        }) {}
-  ~BackgroundWriter() { Stop(); }
-  void Stop() {
-    stop_ = true;
-    if (thread_.joinable()) thread_.join();
-  }
-
- private:
-  std::atomic<bool> stop_{false};
-  std::thread thread_;
-};
+// A writer thread appending under load (see BackgroundLoop).
+using BackgroundWriter = BackgroundLoop;
 
 // The lines of `text` that parse as JSON, in order.
 inline std::vector<Json> JsonLines(const std::string& text) {

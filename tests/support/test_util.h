@@ -190,13 +190,6 @@ class Child {
   int status_ = 0;
 };
 
-// The text of a file ("" when it cannot be read).
-inline std::string ReadTextFile(const std::string& path) {
-  std::ifstream f(path);
-  return std::string((std::istreambuf_iterator<char>(f)),
-                     std::istreambuf_iterator<char>());
-}
-
 // Runs `step` in a loop on a thread until Stop() or destruction (load for
 // relay end-to-end tests).
 class BackgroundLoop {
