@@ -29,8 +29,9 @@ Status ParseUrl(std::string_view url, std::string* brokers) {
   size_t from = 0;
   for (;;) {
     size_t comma = rest.find(',', from);
-    std::string_view one = rest.substr(
-        from, comma == std::string_view::npos ? rest.npos : comma - from);
+    std::string_view one = rest.substr(from, comma == std::string_view::npos
+                                                 ? std::string_view::npos
+                                                 : comma - from);
     if (one.substr(0, kPrefix.size()) == kPrefix) {
       one = one.substr(kPrefix.size());
     }
