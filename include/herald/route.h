@@ -123,6 +123,9 @@ struct RouteOptions {
   Status GetString(std::string_view key, const OptionValue& v,
                    std::string* out) const;
   Status GetBool(std::string_view key, const OptionValue& v, bool* out) const;
+  // "binary" or "structured" (the CloudEvents encoding of a `mode` key).
+  Status GetMode(std::string_view key, const OptionValue& v,
+                 CloudEventsMode* out) const;
   Status GetInt(std::string_view key, const OptionValue& v, int64_t min,
                 int64_t max, int64_t* out) const;
   // A string with a unit ("250ms", "10s") or an integer of milliseconds;

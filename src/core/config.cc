@@ -290,6 +290,21 @@ Status RouteOptions::GetBool(std::string_view key, const OptionValue& v,
   return Status::OK();
 }
 
+Status RouteOptions::GetMode(std::string_view key, const OptionValue& v,
+                             CloudEventsMode* out) const {
+  std::string m;
+  HERALD_RETURN_IF_ERROR(GetString(key, v, &m));
+  if (m == "binary") {
+    *out = CloudEventsMode::kBinary;
+  } else if (m == "structured") {
+    *out = CloudEventsMode::kStructured;
+  } else {
+    return Error(key, v.line,
+                 "unknown mode '" + m + "' (expected binary or structured)");
+  }
+  return Status::OK();
+}
+
 Status RouteOptions::GetInt(std::string_view key, const OptionValue& v,
                             int64_t min, int64_t max, int64_t* out) const {
   if (v.kind != OptionValue::Kind::kInteger) {

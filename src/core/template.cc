@@ -123,4 +123,17 @@ bool NameTemplate::uses_type() const {
   return false;
 }
 
+Status ParseTemplateOption(const RouteOptions& o, std::string_view key,
+                           const OptionValue& v, NameTemplate* out,
+                           bool with_id) {
+  std::string text;
+  HERALD_RETURN_IF_ERROR(o.GetString(key, v, &text));
+  if (text.empty()) return o.Error(key, v.line, "must not be empty");
+  auto t =
+      with_id ? NameTemplate::ParseWithId(text) : NameTemplate::Parse(text);
+  if (!t.ok()) return o.Error(key, v.line, t.status().message());
+  *out = std::move(*t);
+  return Status::OK();
+}
+
 }  // namespace herald::detail

@@ -27,6 +27,7 @@
 #include <vector>
 
 #include "herald/event.h"
+#include "herald/route.h"
 #include "herald/status.h"
 
 namespace herald::detail {
@@ -74,5 +75,11 @@ class NameTemplate {
 // The category of a stream: up to its first '-' ("order-42" -> "order";
 // "order" -> "order").
 std::string_view CategoryOfStream(std::string_view stream);
+
+// The route option `key` as a template (not empty), its errors with the
+// key and config line; `with_id` also accepts {id}.
+Status ParseTemplateOption(const RouteOptions& o, std::string_view key,
+                           const OptionValue& v, NameTemplate* out,
+                           bool with_id = false);
 
 }  // namespace herald::detail

@@ -138,17 +138,6 @@ Status ParseTopicArn(std::string_view arn, std::string* partition,
   return Status::OK();
 }
 
-Status ParseTemplate(const RouteOptions& o, std::string_view key,
-                     const OptionValue& v, NameTemplate* out) {
-  std::string text;
-  HERALD_RETURN_IF_ERROR(o.GetString(key, v, &text));
-  if (text.empty()) return o.Error(key, v.line, "must not be empty");
-  auto t = NameTemplate::ParseWithId(text);
-  if (!t.ok()) return o.Error(key, v.line, t.status().message());
-  *out = std::move(*t);
-  return Status::OK();
-}
-
 }  // namespace
 
 std::string RegionOfSqsHost(std::string_view host) {
@@ -230,10 +219,12 @@ Status ParseAwsOptions(const RouteConfig& route, AwsOptions* out) {
       HERALD_RETURN_IF_ERROR(o.GetInt(k, v, 1, 10, &n));
       out->max_batch = static_cast<int>(n);
     } else if (k == "message_group_id") {
-      HERALD_RETURN_IF_ERROR(ParseTemplate(o, k, v, &out->message_group_id));
+      HERALD_RETURN_IF_ERROR(
+          ParseTemplateOption(o, k, v, &out->message_group_id, true));
       group_set = &v;
     } else if (k == "deduplication_id") {
-      HERALD_RETURN_IF_ERROR(ParseTemplate(o, k, v, &out->deduplication_id));
+      HERALD_RETURN_IF_ERROR(
+          ParseTemplateOption(o, k, v, &out->deduplication_id, true));
       dedupe_set = &v;
     } else if (k == "raw") {
       HERALD_RETURN_IF_ERROR(o.GetBool(k, v, &out->raw));

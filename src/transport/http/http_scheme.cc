@@ -97,20 +97,7 @@ Status ParseHttpOption(const OptionField& f, RouteConfig* route, bool* known) {
     }
     return Status::OK();
   }
-  if (k == "mode") {
-    std::string m;
-    HERALD_RETURN_IF_ERROR(o.GetString(k, v, &m));
-    if (m == "binary") {
-      so.mode = CloudEventsMode::kBinary;
-    } else if (m == "structured") {
-      so.mode = CloudEventsMode::kStructured;
-    } else {
-      return o.Error(
-          k, v.line,
-          "unknown mode '" + m + "' (expected binary or structured)");
-    }
-    return Status::OK();
-  }
+  if (k == "mode") return o.GetMode(k, v, &so.mode);
   if (k == "tls_verify") return o.GetBool(k, v, &so.tls_verify);
   if (k == "ca_file") return o.GetString(k, v, &so.ca_file);
   *known = false;

@@ -88,17 +88,6 @@ Status ParseUrl(std::string_view url, std::string* brokers) {
   }
 }
 
-Status ParseTemplate(const RouteOptions& o, std::string_view key,
-                     const OptionValue& v, NameTemplate* out) {
-  std::string text;
-  HERALD_RETURN_IF_ERROR(o.GetString(key, v, &text));
-  if (text.empty()) return o.Error(key, v.line, "must not be empty");
-  auto t = NameTemplate::Parse(text);
-  if (!t.ok()) return o.Error(key, v.line, t.status().message());
-  *out = std::move(*t);
-  return Status::OK();
-}
-
 // A kafka-table value as librdkafka takes it: strings as they are,
 // integers and booleans in their text form.
 Status PropertyText(const RouteOptions& o, const std::string& key,
@@ -248,22 +237,12 @@ Status ParseKafkaOptions(const RouteConfig& route, KafkaOptions* out) {
     const std::string& k = f.key;
     const OptionValue& v = f.value;
     if (k == "topic") {
-      HERALD_RETURN_IF_ERROR(ParseTemplate(o, k, v, &out->topic));
+      HERALD_RETURN_IF_ERROR(ParseTemplateOption(o, k, v, &out->topic));
       have_topic = true;
     } else if (k == "key") {
-      HERALD_RETURN_IF_ERROR(ParseTemplate(o, k, v, &out->key));
+      HERALD_RETURN_IF_ERROR(ParseTemplateOption(o, k, v, &out->key));
     } else if (k == "mode") {
-      std::string m;
-      HERALD_RETURN_IF_ERROR(o.GetString(k, v, &m));
-      if (m == "binary") {
-        out->mode = CloudEventsMode::kBinary;
-      } else if (m == "structured") {
-        out->mode = CloudEventsMode::kStructured;
-      } else {
-        return o.Error(
-            k, v.line,
-            "unknown mode '" + m + "' (expected binary or structured)");
-      }
+      HERALD_RETURN_IF_ERROR(o.GetMode(k, v, &out->mode));
     } else if (k == "timeout") {
       HERALD_RETURN_IF_ERROR(
           o.GetDuration(k, v, std::chrono::milliseconds(1), &out->timeout));

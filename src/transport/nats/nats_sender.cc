@@ -70,17 +70,7 @@ Status ParseNatsOptions(const RouteOptions& o, int route_line,
         return o.Error(k, v.line, "must name a .creds file");
       }
     } else if (k == "mode") {
-      std::string m;
-      HERALD_RETURN_IF_ERROR(o.GetString(k, v, &m));
-      if (m == "binary") {
-        out->mode = CloudEventsMode::kBinary;
-      } else if (m == "structured") {
-        out->mode = CloudEventsMode::kStructured;
-      } else {
-        return o.Error(
-            k, v.line,
-            "unknown mode '" + m + "' (expected binary or structured)");
-      }
+      HERALD_RETURN_IF_ERROR(o.GetMode(k, v, &out->mode));
     } else if (k == "timeout") {
       HERALD_RETURN_IF_ERROR(
           o.GetDuration(k, v, milliseconds(1), &out->timeout));

@@ -51,17 +51,6 @@ Status ParseUrl(std::string_view url, RabbitOptions* out) {
   return Status::OK();
 }
 
-Status ParseTemplate(const RouteOptions& o, std::string_view key,
-                     const OptionValue& v, NameTemplate* out) {
-  std::string text;
-  HERALD_RETURN_IF_ERROR(o.GetString(key, v, &text));
-  if (text.empty()) return o.Error(key, v.line, "must not be empty");
-  auto t = NameTemplate::Parse(text);
-  if (!t.ok()) return o.Error(key, v.line, t.status().message());
-  *out = std::move(*t);
-  return Status::OK();
-}
-
 }  // namespace
 
 Status ValidateAmqpUrl(std::string_view url) {
@@ -79,22 +68,12 @@ Status ParseRabbitOptions(const RouteConfig& route, RabbitOptions* out) {
     const std::string& k = f.key;
     const OptionValue& v = f.value;
     if (k == "exchange") {
-      HERALD_RETURN_IF_ERROR(ParseTemplate(o, k, v, &out->exchange));
+      HERALD_RETURN_IF_ERROR(ParseTemplateOption(o, k, v, &out->exchange));
       have_exchange = true;
     } else if (k == "routing_key") {
-      HERALD_RETURN_IF_ERROR(ParseTemplate(o, k, v, &out->routing_key));
+      HERALD_RETURN_IF_ERROR(ParseTemplateOption(o, k, v, &out->routing_key));
     } else if (k == "mode") {
-      std::string m;
-      HERALD_RETURN_IF_ERROR(o.GetString(k, v, &m));
-      if (m == "binary") {
-        out->mode = CloudEventsMode::kBinary;
-      } else if (m == "structured") {
-        out->mode = CloudEventsMode::kStructured;
-      } else {
-        return o.Error(
-            k, v.line,
-            "unknown mode '" + m + "' (expected binary or structured)");
-      }
+      HERALD_RETURN_IF_ERROR(o.GetMode(k, v, &out->mode));
     } else if (k == "connect_timeout") {
       HERALD_RETURN_IF_ERROR(o.GetDuration(k, v, std::chrono::milliseconds(1),
                                            &out->connect_timeout));
