@@ -20,6 +20,7 @@
 //             plain program's publish-to-PubAck at the same rate.
 // Each figure is the median of R runs.
 #include <nats/nats.h>
+#include <sys/resource.h>
 
 #include <algorithm>
 #include <atomic>
@@ -82,6 +83,17 @@ Percentiles Of(std::vector<double> ms) {
   return p;
 }
 
+// CPU seconds this process has used so far, all threads (the relay's and
+// libnats' threads, or the plain program's): the client's cost per message
+// is the delta over a phase divided by its messages.
+double ProcessCpuSeconds() {
+  rusage u{};
+  getrusage(RUSAGE_SELF, &u);
+  return u.ru_utime.tv_sec + u.ru_stime.tv_sec +
+         (u.ru_utime.tv_usec + u.ru_stime.tv_usec) / 1e6;
+}
+double g_cpu_us = 0;  // of the last throughput phase, per message
+
 // ---- the plain program
 // -------------------------------------------------------
 
@@ -126,6 +138,7 @@ double PlainThroughput(const std::string& url, const std::vector<Event>& events,
   jsCtx* js = nullptr;
   natsConnection_JetStream(&js, nc, &jo);
   auto t0 = Clock::now();
+  double cpu0 = ProcessCpuSeconds();
   for (const Event& e : events) {
     natsMsg* m = BuildMessage(e, prefix + e.stream);
     while (js_PublishMsgAsync(js, &m, nullptr) != NATS_OK) {
@@ -137,6 +150,7 @@ double PlainThroughput(const std::string& url, const std::vector<Event>& events,
   po.MaxWait = 60000;
   js_PublishAsyncComplete(js, &po);
   double secs = std::chrono::duration<double>(Clock::now() - t0).count();
+  g_cpu_us = (ProcessCpuSeconds() - cpu0) * 1e6 / events.size();
   if (acks.failed > 0) {
     std::fprintf(stderr, "plain: %lld publishes failed\n",
                  static_cast<long long>(acks.failed.load()));
@@ -214,11 +228,13 @@ double HeraldThroughput(const std::string& url, const std::string& db, int n,
   Relay relay(store.get());
   Check(relay.AddRoute(BenchRoute(url, "tp", subject, window)), "route");
   auto t0 = Clock::now();
+  double cpu0 = ProcessCpuSeconds();
   Check(relay.Start(), "start");
   while (Checkpoint(store.get(), "tp") < n + 1) {
     std::this_thread::sleep_for(milliseconds(1));
   }
   double secs = std::chrono::duration<double>(Clock::now() - t0).count();
+  g_cpu_us = (ProcessCpuSeconds() - cpu0) * 1e6 / n;
   relay.Stop();
   return n / secs;
 }
@@ -326,6 +342,7 @@ int Main(int argc, char** argv) {
       events, streams, window, g_batch, runs, lat_secs);
   std::vector<double> herald_tp, plain_tp, ratios;
   std::vector<double> h50, h99, p50, p99;
+  std::vector<double> herald_cpu, plain_cpu;
   for (int run = 0; run < runs; ++run) {
     testing::TempDir dir;
     std::vector<Event> plain_events;
@@ -343,20 +360,26 @@ int Main(int argc, char** argv) {
     // the run weighs on both sides.
     double p1 = PlainThroughput(server.url(), plain_events,
                                 "bench.plain" + r + "a.", window);
+    double p1_cpu = g_cpu_us;
     double h =
         HeraldThroughput(server.url(), dir.file("tp.db"), events, streams,
                          window, "bench.herald" + r + ".{stream}");
+    double h_cpu = g_cpu_us;
     for (Event& e : plain_events) e.id = NewUuidV7();
     double p2 = PlainThroughput(server.url(), plain_events,
                                 "bench.plain" + r + "b.", window);
+    double p_cpu = (p1_cpu + g_cpu_us) / 2;
+    herald_cpu.push_back(h_cpu);
+    plain_cpu.push_back(p_cpu);
     double p = (p1 + p2) / 2;
     plain_tp.push_back(p);
     herald_tp.push_back(h);
     ratios.push_back(h / p);
     std::printf(
         "run %d: throughput herald %.0f/s, plain %.0f/s (%.0f before, "
-        "%.0f after), ratio %.2f\n",
-        run + 1, h, p, p1, p2, h / p);
+        "%.0f after), ratio %.2f; client CPU per message herald %.1f us, "
+        "plain %.1f us\n",
+        run + 1, h, p, p1, p2, h / p, h_cpu, p_cpu);
     int n = 1000 * lat_secs;
     auto hl = Of(HeraldLatency(server.url(), dir.file("lat.db"), n, 1000, 50,
                                window, "bench.lat" + r + ".{stream}"));
@@ -376,6 +399,11 @@ int Main(int argc, char** argv) {
       "  backlog throughput  herald %8.0f events/s  plain %8.0f "
       "msgs/s  ratio %.2f (goal >= 0.8)\n",
       Median(herald_tp), Median(plain_tp), Median(ratios));
+  std::printf(
+      "  client CPU/message  herald %8.1f us        plain %8.1f us    "
+      "ratio %.2f\n",
+      Median(herald_cpu), Median(plain_cpu),
+      Median(plain_cpu) / Median(herald_cpu));
   std::printf(
       "  @1000/s             herald commit-to-PubAck p50 %.3f ms "
       "p99 %.3f ms (goal p99 < 5 ms); plain p50 %.3f ms p99 %.3f ms\n",
