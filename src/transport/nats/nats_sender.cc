@@ -52,17 +52,10 @@ Status ParseNatsOptions(const RouteOptions& o, int route_line,
     const std::string& k = f.key;
     const OptionValue& v = f.value;
     if (k == "subject") {
-      std::string text;
-      HERALD_RETURN_IF_ERROR(o.GetString(k, v, &text));
-      auto t = NameTemplate::Parse(text);
-      if (!t.ok()) return o.Error(k, v.line, t.status().message());
-      if (text.empty()) return o.Error(k, v.line, "must not be empty");
-      for (char c : text) {
-        if (c == ' ' || c == '\t' || c == '\r' || c == '\n') {
-          return o.Error(k, v.line, "a NATS subject has no whitespace");
-        }
+      HERALD_RETURN_IF_ERROR(ParseTemplateOption(o, k, v, &out->subject));
+      if (v.string.find_first_of(" \t\r\n") != std::string::npos) {
+        return o.Error(k, v.line, "a NATS subject has no whitespace");
       }
-      out->subject = std::move(*t);
       have_subject = true;
     } else if (k == "credentials") {
       HERALD_RETURN_IF_ERROR(o.GetString(k, v, &out->credentials));
