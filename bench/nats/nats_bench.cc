@@ -20,7 +20,6 @@
 //             plain program's publish-to-PubAck at the same rate.
 // Each figure is the median of R runs.
 #include <nats/nats.h>
-#include <sys/resource.h>
 
 #include <algorithm>
 #include <atomic>
@@ -34,6 +33,7 @@
 #include <unordered_map>
 #include <vector>
 
+#include "bench_util.h"
 #include "herald/cloudevents.h"
 #include "herald/relay.h"
 #include "herald/sender.h"
@@ -45,53 +45,9 @@
 namespace herald {
 namespace {
 
-using Clock = std::chrono::steady_clock;
+using namespace bench;  // NOLINT(google-build-using-namespace)
 using std::chrono::milliseconds;
 
-void Check(const Status& s, const char* what) {
-  if (!s.ok()) {
-    std::fprintf(stderr, "nats_bench: %s: %s\n", what, s.ToString().c_str());
-    std::exit(1);
-  }
-}
-
-// A 200-byte JSON payload, as in the baseline figures.
-Event MakeBenchEvent(int i, int streams) {
-  Event e;
-  e.stream = "order-" + std::to_string(i % streams);
-  e.type = "order.placed";
-  e.payload = "{\"i\":" + std::to_string(100000000 + i) + ",\"p\":\"" +
-              std::string(178, 'x') + "\"}";
-  return e;
-}
-
-double Median(std::vector<double> v) {
-  if (v.empty()) return 0;
-  std::sort(v.begin(), v.end());
-  return v[v.size() / 2];
-}
-
-struct Percentiles {
-  double p50 = 0, p99 = 0;
-};
-Percentiles Of(std::vector<double> ms) {
-  Percentiles p;
-  if (ms.empty()) return p;
-  std::sort(ms.begin(), ms.end());
-  p.p50 = ms[ms.size() / 2];
-  p.p99 = ms[std::min(ms.size() - 1, ms.size() * 99 / 100)];
-  return p;
-}
-
-// CPU seconds this process has used so far, all threads (the relay's and
-// libnats' threads, or the plain program's): the client's cost per message
-// is the delta over a phase divided by its messages.
-double ProcessCpuSeconds() {
-  rusage u{};
-  getrusage(RUSAGE_SELF, &u);
-  return u.ru_utime.tv_sec + u.ru_stime.tv_sec +
-         (u.ru_utime.tv_usec + u.ru_stime.tv_usec) / 1e6;
-}
 double g_cpu_us = 0;  // of the last throughput phase, per message
 
 // ---- the plain program
@@ -208,96 +164,22 @@ RouteConfig BenchRoute(const std::string& url, const std::string& name,
   return r;
 }
 
-int64_t Checkpoint(Store* store, const std::string& route) {
-  auto cp = store->GetCheckpoint(Relay::CheckpointName(route));
-  return cp.ok() ? *cp : 0;
-}
-
 double HeraldThroughput(const std::string& url, const std::string& db, int n,
                         int streams, int window, const std::string& subject) {
   auto opened = OpenStore("sqlite:" + db);
   Check(opened.status(), "open store");
   std::unique_ptr<Store> store = std::move(*opened);
-  for (int i = 0; i < n; i += 1000) {
-    std::vector<Event> batch;
-    for (int k = i; k < std::min(n, i + 1000); ++k) {
-      batch.push_back(MakeBenchEvent(k, streams));
-    }
-    Check(store->Append(std::span<Event>(batch)).status(), "append");
-  }
+  FillBacklog(store.get(), n, streams);
   Relay relay(store.get());
   Check(relay.AddRoute(BenchRoute(url, "tp", subject, window)), "route");
   auto t0 = Clock::now();
   double cpu0 = ProcessCpuSeconds();
   Check(relay.Start(), "start");
-  while (Checkpoint(store.get(), "tp") < n + 1) {
-    std::this_thread::sleep_for(milliseconds(1));
-  }
+  WaitCheckpoint(store.get(), "tp", n);
   double secs = std::chrono::duration<double>(Clock::now() - t0).count();
   g_cpu_us = (ProcessCpuSeconds() - cpu0) * 1e6 / n;
   relay.Stop();
   return n / secs;
-}
-
-// Records when the relay's Send returned each event OK (its PubAck).
-class AckClock final : public Sender {
- public:
-  explicit AckClock(std::unique_ptr<Sender> inner) : inner_(std::move(inner)) {}
-  void Send(std::span<const Event> events, std::span<SendResult> results,
-            Clock::time_point deadline) override {
-    inner_->Send(events, results, deadline);
-    int64_t now = NowMicros();
-    std::lock_guard<std::mutex> lock(mu_);
-    for (size_t i = 0; i < events.size(); ++i) {
-      if (results[i].status.ok()) acked_.emplace(events[i].id, now);
-    }
-  }
-  std::string_view kind() const override { return inner_->kind(); }
-  std::unordered_map<std::string, int64_t> acked() {
-    std::lock_guard<std::mutex> lock(mu_);
-    return acked_;
-  }
-
- private:
-  std::unique_ptr<Sender> inner_;
-  std::mutex mu_;
-  std::unordered_map<std::string, int64_t> acked_;
-};
-
-std::vector<double> HeraldLatency(const std::string& url, const std::string& db,
-                                  int n, int rate, int streams, int window,
-                                  const std::string& subject) {
-  auto opened = OpenStore("sqlite:" + db);
-  Check(opened.status(), "open store");
-  std::unique_ptr<Store> store = std::move(*opened);
-  RouteConfig route = BenchRoute(url, "lat", subject, window);
-  auto inner = MakeSender(route);
-  Check(inner.status(), "sender");
-  auto clock = std::make_unique<AckClock>(std::move(*inner));
-  AckClock* acks = clock.get();
-  Relay relay(store.get());
-  Check(relay.AddRoute(route, std::move(clock)), "route");
-  Check(relay.Start(), "start");
-  std::vector<std::pair<std::string, int64_t>> commits;
-  auto start = Clock::now();
-  for (int i = 0; i < n; ++i) {
-    std::this_thread::sleep_until(
-        start + std::chrono::microseconds(int64_t{1000000} * i / rate));
-    Event e = MakeBenchEvent(i, streams);
-    Check(store->Append(std::span<Event>(&e, 1)).status(), "append");
-    commits.emplace_back(e.id, NowMicros());
-  }
-  while (Checkpoint(store.get(), "lat") < n + 1) {
-    std::this_thread::sleep_for(milliseconds(1));
-  }
-  relay.Stop();
-  auto acked = acks->acked();
-  std::vector<double> out;
-  for (const auto& [id, at] : commits) {
-    auto it = acked.find(id);
-    if (it != acked.end()) out.push_back((it->second - at) / 1000.0);
-  }
-  return out;
 }
 
 int Main(int argc, char** argv) {
@@ -381,9 +263,13 @@ int Main(int argc, char** argv) {
         "plain %.1f us\n",
         run + 1, h, p, p1, p2, h / p, h_cpu, p_cpu);
     int n = 1000 * lat_secs;
-    auto hl = Of(HeraldLatency(server.url(), dir.file("lat.db"), n, 1000, 50,
-                               window, "bench.lat" + r + ".{stream}"));
-    auto pl = Of(PlainLatency(server.url(), n, 1000, 50));
+    auto hl = PercentilesOf(
+        MeasureCommitToAck(dir.file("lat.db"),
+                           BenchRoute(server.url(), "lat",
+                                      "bench.lat" + r + ".{stream}", window),
+                           n, 1000, 50)
+            .to_ack_ms);
+    auto pl = PercentilesOf(PlainLatency(server.url(), n, 1000, 50));
     h50.push_back(hl.p50);
     h99.push_back(hl.p99);
     p50.push_back(pl.p50);
