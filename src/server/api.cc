@@ -64,6 +64,8 @@ Api::Api(Store* store, Relay* relay, Hub* hub, Appender* appender,
   impl_->sse = AddEventRoutes(impl_->ctx, router);
   AddStreamRoutes(impl_->ctx, router);
   AddRelayRoutes(impl_->ctx, router);
+  AddNewestRoutes(impl_->ctx, router);
+  AddConsoleRoutes(impl_->ctx, router);
   for (const auto& mount : options.static_mounts) {
     router->MountStatic(mount.prefix, mount.files);
   }
