@@ -107,7 +107,7 @@ export function renderEvent(main, id) {
       ),
       h('h2', {}, 'Delivery'),
       routes.length
-        ? table('Status on every route that selects this event', cols, routeRows)
+        ? table('Status on every route that selects this event', cols, routeRows, { stack: true })
         : h('p', { class: 'muted' }, 'No route of this server selects this event.'),
       results,
     );

@@ -107,7 +107,7 @@ export function renderParked(main, route) {
     );
     listEl.replaceChildren(
       rows.length
-        ? table(`${parkedCount} parked, ${rows.length - parkedCount} held or waiting to be retried`, cols, trs)
+        ? table(`${parkedCount} parked, ${rows.length - parkedCount} held or waiting to be retried`, cols, trs, { stack: true })
         : h('p', { class: 'muted', id: 'none-parked' }, 'No parked events on this route.'),
     );
     if (admin) {
@@ -150,13 +150,13 @@ export function renderParked(main, route) {
         'tr',
         { 'data-outcome': x.result, 'data-id': x.id },
         h('td', { class: 'mono' }, h('a', { href: `#/events/${x.id}` }, x.id)),
-        h('td', {}, badge(x.result === 'failed' ? 'failed' : 'ok'), ' ', x.result),
+        h('td', {}, h('span', { class: `badge b-${x.result === 'failed' ? 'failed' : 'ok'}` }, x.result)),
         h('td', { class: 'err' }, x.error ? x.error.message : ''),
       ),
     );
     outcome.replaceChildren(
       summary,
-      items.length ? table('Outcome per event', [{ label: 'Event' }, { label: 'Outcome' }, { label: 'Error' }], items) : null,
+      items.length ? table('Outcome per event', [{ label: 'Event' }, { label: 'Outcome' }, { label: 'Error' }], items, { stack: true }) : null,
     );
     summary.id = 'outcome-summary';
     await load();

@@ -146,7 +146,7 @@ export function renderRoutes(main) {
             [
               { label: 'Route' },
               { label: 'State' },
-              { label: 'Checkpoint', cls: 'num' },
+              { label: 'Checkpoint (next)', cls: 'num' },
               { label: 'Head', cls: 'num' },
               { label: 'Lag (events)', cls: 'num' },
               { label: 'Lag (time)', cls: 'num' },
@@ -156,6 +156,7 @@ export function renderRoutes(main) {
               { label: 'Lease holder' },
             ],
             rows,
+            { stack: true },
           )
         : h('p', { class: 'muted' }, 'This server runs no route ([[route]] in its config).'),
     );

@@ -18,13 +18,22 @@ export function h(tag, attrs = {}, ...children) {
   return el;
 }
 
-export function table(caption, columns, rows) {
+// A table of `rows` (tr elements) under `columns` ({label, cls}). With
+// stack, each row becomes a card of "label value" lines on a narrow screen.
+export function table(caption, columns, rows, { stack = false } = {}) {
+  if (stack) {
+    for (const tr of rows) {
+      [...tr.children].forEach((cell, i) => {
+        if (columns[i]) cell.dataset.label = columns[i].label;
+      });
+    }
+  }
   return h(
     'div',
     { class: 'table-wrap' },
     h(
       'table',
-      {},
+      { class: stack ? 'stack' : null },
       caption ? h('caption', {}, caption) : null,
       h('thead', {}, h('tr', {}, columns.map((c) => h('th', { scope: 'col', class: c.cls || null }, c.label)))),
       h('tbody', {}, rows),

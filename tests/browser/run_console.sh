@@ -35,5 +35,5 @@ if (( bytes > 200 * 1024 )); then
 fi
 
 "$HERE/../aws/npm_deps.sh" "$DEPS" "$HERE"
-if [[ -n ${SCREENSHOTS:-} ]]; then SCREENSHOTS=$(cd "$SCREENSHOTS" 2>/dev/null && pwd || echo "$PWD/$SCREENSHOTS"); fi
+if [[ -n ${SCREENSHOTS:-} ]]; then SCREENSHOTS=$(realpath -m "$SCREENSHOTS"); fi
 NPM_DEPS=$DEPS SCREENSHOTS=${SCREENSHOTS:-} exec node "$HERE/console_test.mjs"
