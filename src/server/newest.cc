@@ -105,9 +105,11 @@ class Newest : public ResourceBase,
           in_window.emplace_back(e.position, std::move(json));
         });
         if (!page.ok()) return then(ErrorFor(page.status()));
-        for (auto it = in_window.rbegin(); it != in_window.rend(); ++it) {
-          if (static_cast<int>(found.size()) == nq.limit) break;
-          found.push_back(std::move(*it));
+        // Newest first: the window's matches from its end.
+        while (!in_window.empty() &&
+               static_cast<int>(found.size()) < nq.limit) {
+          found.push_back(std::move(in_window.back()));
+          in_window.pop_back();
         }
         budget -= w;
         hi = lo - 1;

@@ -16,7 +16,9 @@
 //     one second;
 //   - axe-core finds no serious or critical violation on any page; no
 //     console error; no horizontal overflow at 1280x800 and 390x844;
-//   - `[server] console = false` serves no console.
+//   - `[server] console = false` serves no console;
+//   - on PostgreSQL (HERALD_TEST_PG_URL, required under CI), the routes
+//     page names a transaction holding positions back by its backend pid.
 // Screenshots of each page go to $SCREENSHOTS (tests/browser/run_console.sh
 // passes docs/console when asked to refresh them).
 //
@@ -414,6 +416,37 @@ try {
   });
   console.log(`note: newest 50 of one stream in ${bigEvents} events: ${filtered.ms.toFixed(0)} ms (${filtered.n} events)`);
   await audit(bp, 'log-1m');
+
+  // ---- PostgreSQL: a transaction holding positions back, named with its pid --
+  const pgBase = process.env.HERALD_TEST_PG_URL;
+  if (!pgBase) {
+    check(!process.env.CI, 'PostgreSQL hold-up (HERALD_TEST_PG_URL is not set: tests/support/with-postgres.sh sets it)');
+  } else {
+    const name = `herald_console_${process.pid}`;
+    execFileSync('psql', [pgBase, '-qAtc', `CREATE DATABASE ${name}`]);
+    const slash = pgBase.lastIndexOf('/');
+    const q = pgBase.indexOf('?', slash);
+    const pgUrl = pgBase.slice(0, slash + 1) + name + (q >= 0 ? pgBase.slice(q) : '');
+    const pg = await serve('pg', `[store]\nurl = "${pgUrl}"\n[server]\nlisten = "LISTEN"\n`);
+    // An application transaction appends and stays open.
+    const psql = spawn('psql', [pgUrl, '-qAt'], { stdio: ['pipe', 'pipe', 'inherit'] });
+    children.push(psql);
+    let psqlOut = '';
+    psql.stdout.on('data', (d) => {
+      psqlOut += d;
+    });
+    psql.stdin.write("BEGIN;\nSELECT pg_backend_pid();\nSELECT event_id FROM herald_append('held-stream', 'held.happened', '{}');\n");
+    await waitFor(() => psqlOut.trim().split('\n').length >= 2, 10000, 'the open transaction');
+    const pid = psqlOut.trim().split('\n')[0];
+    const pp = await tab();
+    await pp.goto(`${pg}/#/routes`);
+    await pp.waitForFunction((p) => document.querySelector('#holdups')?.textContent.includes(`backend pid ${p}`), { timeout: 20000 }, pid);
+    check(true, `the routes page names the transaction holding positions back (backend pid ${pid})`);
+    await audit(pp, 'holdup');
+    psql.stdin.end('COMMIT;\n');
+    await pp.waitForFunction(() => document.querySelector('#holdups')?.textContent.includes('None'), { timeout: 20000 });
+    check(true, 'the hold-up goes once the transaction commits');
+  }
 
   check(axeFindings.length === 0, `axe-core: no serious or critical violation${axeFindings.length ? `:\n  ${axeFindings.join('\n  ')}` : ''}`);
   check(errors.length === 0, `no console error${errors.length ? `:\n  ${errors.join('\n  ')}` : ''}`);
