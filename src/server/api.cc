@@ -65,10 +65,12 @@ Api::Api(Store* store, Relay* relay, Hub* hub, Appender* appender,
   AddStreamRoutes(impl_->ctx, router);
   AddRelayRoutes(impl_->ctx, router);
   AddNewestRoutes(impl_->ctx, router);
-  AddConsoleRoutes(impl_->ctx, router);
   for (const auto& mount : options.static_mounts) {
     router->MountStatic(mount.prefix, mount.files);
   }
+  // After the mounts: a program's own file at a path wins over the
+  // console's (the first row added wins a tie).
+  AddConsoleRoutes(impl_->ctx, router);
 }
 
 void Api::Handle(Request request,
