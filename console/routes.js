@@ -56,8 +56,12 @@ function sparkline(list, name) {
   const title = document.createElementNS('http://www.w3.org/2000/svg', 'title');
   title.textContent = label;
   svg.append(title);
+  const base = document.createElementNS('http://www.w3.org/2000/svg', 'line');
+  for (const [k, v] of [['x1', 0], ['y1', hgt - 1], ['x2', w], ['y2', hgt - 1]]) base.setAttribute(k, v);
+  svg.append(base);
   if (rates.length) {
-    const pts = rates.map((r, i) => `${((i + KEEP - rates.length) / (KEEP - 1)) * w},${hgt - 2 - (r / max) * (hgt - 4)}`);
+    // The samples so far, across the whole width.
+    const pts = rates.map((r, i) => `${(i / Math.max(1, rates.length - 1)) * w},${hgt - 2 - (r / max) * (hgt - 4)}`);
     const pl = document.createElementNS('http://www.w3.org/2000/svg', 'polyline');
     pl.setAttribute('points', pts.join(' '));
     svg.append(pl);
@@ -116,7 +120,7 @@ export function renderRoutes(main) {
       return h(
         'tr',
         { 'data-route': r.name },
-        h('th', { scope: 'row' }, r.name, h('div', { class: 'muted mono' }, r.sender)),
+        h('th', { scope: 'row' }, r.name, h('div', { class: 'muted mono sender' }, r.sender)),
         h('td', {}, badge(state === 'running' || state === 'blocked' ? state : 'waiting'), h('div', { class: 'muted' }, r.state)),
         h('td', { class: 'num' }, num(r.checkpoint)),
         h('td', { class: 'num' }, num(r.head)),
@@ -136,7 +140,7 @@ export function renderRoutes(main) {
           r.blocked ? `blocked on position ${r.blocked.position}: ${r.blocked.error}` : r.last_error || '',
           r.last_error_at ? h('div', { class: 'muted' }, time(r.last_error_at), ` (${ago(r.last_error_at)})`) : null,
         ),
-        h('td', {}, r.lease_owner || h('span', { class: 'muted' }, 'none'), r.holding_lease ? h('div', { class: 'muted' }, 'this server') : null),
+        h('td', { class: 'lease' }, r.lease_owner || h('span', { class: 'muted' }, 'none'), r.holding_lease ? h('div', { class: 'muted' }, 'this server') : null),
       );
     });
     body.replaceChildren(

@@ -276,8 +276,17 @@ try {
   await waitFor(async () => (await page.$eval('tr[data-route="hook"]', (r) => r.textContent)).includes('1 / 2'), 10000, 'routes: 1 parked / 2 held');
   const routesRow = await page.$eval('tr[data-route="hook"]', (r) => r.textContent);
   check(routesRow.includes('400'), 'the routes page shows the last error');
-  await page.waitForFunction(() => !document.querySelector('tr[data-route="hook"]').textContent.includes('measuring'), { timeout: 15000 });
-  check(true, 'the routes page shows a delivery rate');
+  // Traffic while the page samples: the rate and its chart move.
+  for (let i = 0; i < 16; ++i) {
+    await append(Array.from({ length: 25 }, (_, j) => ({ stream: `rate-${j}`, type: 'rate.tick', payload: { i, j } })));
+    await new Promise((r) => setTimeout(r, 400));
+  }
+  await page.waitForFunction(
+    () => /[1-9][\d.]* events\/s/.test(document.querySelector('tr[data-route="hook"]').textContent) &&
+      document.querySelector('tr[data-route="hook"] svg.spark polyline')?.getAttribute('points').split(' ').length >= 3,
+    { timeout: 15000 },
+  );
+  check(true, 'the routes page shows a delivery rate and its chart while events are delivered');
   check((await page.$eval('#holdups', (e) => e.textContent)).includes('None'), 'the routes page shows no hold-up on SQLite');
   await audit(page, 'routes');
 
