@@ -48,6 +48,8 @@ export async function call(method, path, body) {
     json = null;
   }
   if (!r.ok) {
+    // A token the server no longer knows: the page asks for one again.
+    if (r.status === 401 && path !== '/api/whoami') window.dispatchEvent(new Event('herald-unauthorized'));
     const err = json && json.error ? json.error : { code: String(r.status), message: text || r.statusText };
     throw new ApiError(r.status, err.code, err.message);
   }

@@ -141,6 +141,8 @@ window.addEventListener('hashchange', () => {
 // A request refused for its token (it expired from the config) asks again.
 window.addEventListener('herald-unauthorized', () => {
   setToken('');
-  start();
+  Object.assign(session, { name: null, scopes: [] });
+  showWho();
+  askToken('The server no longer accepts that token.');
 });
 start();
