@@ -66,15 +66,22 @@ int64_t NextBefore(const std::string& body) {
   return v;
 }
 
-class ServerConsoleTest : public ::testing::Test {
+// On every backend (TestBackends: SQLite, and PostgreSQL when
+// HERALD_TEST_PG_URL is set).
+class ServerConsoleTest : public ::testing::TestWithParam<std::string> {
  protected:
   void SetUp() override {
+    HERALD_SKIP_UNLESS_BACKEND(GetParam());
     server_ = std::make_unique<ServeProcess>(
-        dir_, "sqlite:" + dir_.file("h.db"), kConfig);
+        dir_, FreshStoreUrl(GetParam(), dir_), kConfig);
     ASSERT_TRUE(server_->ready()) << server_->stderr_text();
     base_ = server_->base();
   }
-  void TearDown() override { EXPECT_EQ(server_->Stop(), 0); }
+  void TearDown() override {
+    if (server_) {
+      EXPECT_EQ(server_->Stop(), 0);
+    }
+  }
 
   HttpResult Get(const std::string& path, const char* token = kAdmin) {
     return c_.Get(base_ + path, {token});
@@ -115,7 +122,7 @@ class ServerConsoleTest : public ::testing::Test {
   HttpClient c_;
 };
 
-TEST_F(ServerConsoleTest, NewestPagesBackwardsByPosition) {
+TEST_P(ServerConsoleTest, NewestPagesBackwardsByPosition) {
   Append(250);
   auto p1 = Get("/api/events/newest?limit=100");
   ASSERT_EQ(p1.status, 200) << p1.body;
@@ -138,7 +145,7 @@ TEST_F(ServerConsoleTest, NewestPagesBackwardsByPosition) {
             250);
 }
 
-TEST_F(ServerConsoleTest, NewestFiltersByTypeAndStreamGlobs) {
+TEST_P(ServerConsoleTest, NewestFiltersByTypeAndStreamGlobs) {
   Append(300);
   // s-1 holds positions 2, 5, 8, ... (i % 3 == 1, position i + 1).
   auto r = Get("/api/events/newest?stream=s-1&limit=5");
@@ -159,7 +166,7 @@ TEST_F(ServerConsoleTest, NewestFiltersByTypeAndStreamGlobs) {
   EXPECT_EQ(NextBefore(none.body), 0);
 }
 
-TEST_F(ServerConsoleTest, NewestBadInputIs400) {
+TEST_P(ServerConsoleTest, NewestBadInputIs400) {
   Append(3);
   for (const char* q : {"before=0", "before=-1", "before=abc",
                         "before=", "limit=0", "limit=1001", "limit=x", "type=",
@@ -173,7 +180,7 @@ TEST_F(ServerConsoleTest, NewestBadInputIs400) {
   ExpectError(Get("/api/events/newest", kAppender), 403, "forbidden");
 }
 
-TEST_F(ServerConsoleTest, WhoAmINamesTheTokenAndItsScopes) {
+TEST_P(ServerConsoleTest, WhoAmINamesTheTokenAndItsScopes) {
   auto admin = Get("/api/whoami");
   ASSERT_EQ(admin.status, 200);
   EXPECT_EQ(
@@ -191,7 +198,7 @@ TEST_F(ServerConsoleTest, WhoAmINamesTheTokenAndItsScopes) {
   EXPECT_EQ(server_->stderr_text().find("adm-9c1f"), std::string::npos);
 }
 
-TEST_F(ServerConsoleTest, BulkRetryAndDropReportEachOutcome) {
+TEST_P(ServerConsoleTest, BulkRetryAndDropReportEachOutcome) {
   Append(3, 100, "park");  // three streams: three parked
   ASSERT_TRUE(
       WaitFor([&] { return ParkedCount() == 3; }, std::chrono::seconds(20)));
@@ -235,7 +242,7 @@ TEST_F(ServerConsoleTest, BulkRetryAndDropReportEachOutcome) {
   EXPECT_EQ(log.find("adm-9c1f"), std::string::npos);
 }
 
-TEST_F(ServerConsoleTest, SingleActionsAreAuditedToo) {
+TEST_P(ServerConsoleTest, SingleActionsAreAuditedToo) {
   Append(1, 200, "park");
   ASSERT_TRUE(
       WaitFor([&] { return ParkedCount() == 1; }, std::chrono::seconds(20)));
@@ -248,7 +255,7 @@ TEST_F(ServerConsoleTest, SingleActionsAreAuditedToo) {
             std::string::npos);
 }
 
-TEST_F(ServerConsoleTest, BulkBadInputChangesNothing) {
+TEST_P(ServerConsoleTest, BulkBadInputChangesNothing) {
   Append(2, 300, "park");
   ASSERT_TRUE(
       WaitFor([&] { return ParkedCount() == 2; }, std::chrono::seconds(20)));
@@ -277,7 +284,7 @@ TEST_F(ServerConsoleTest, BulkBadInputChangesNothing) {
   EXPECT_EQ(server_->stderr_text().find("audit"), std::string::npos);
 }
 
-TEST_F(ServerConsoleTest, ConsoleIsServedAtRootAndConsole) {
+TEST_P(ServerConsoleTest, ConsoleIsServedAtRootAndConsole) {
   for (const char* path :
        {"/", "/console", "/console/", "/console/index.html"}) {
     auto r = c_.Get(base_ + path);
@@ -291,6 +298,9 @@ TEST_F(ServerConsoleTest, ConsoleIsServedAtRootAndConsole) {
   EXPECT_FALSE(js.Header("ETag").empty());
   EXPECT_EQ(c_.Get(base_ + "/console/nope.js").status, 404);
 }
+
+INSTANTIATE_TEST_SUITE_P(Backends, ServerConsoleTest,
+                         ::testing::ValuesIn(TestBackends()));
 
 TEST(ServerConsoleOff, ConsoleFalseServesNoConsole) {
   TempDir dir;
