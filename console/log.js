@@ -64,7 +64,26 @@ export function renderLog(main) {
     ),
   );
   const older = h('a', { id: 'older', href: '#' }, 'Older →');
-  const pager = h('div', { class: 'pager' }, before ? h('a', { href: newestHref(filter) }, '← Newest') : null, older);
+  const posInput = h('input', { type: 'text', inputmode: 'numeric', id: 'goto', name: 'position', size: '10', pattern: '[0-9]+' });
+  const gotoForm = h(
+    'form',
+    {
+      class: 'row',
+      onsubmit: (ev) => {
+        ev.preventDefault();
+        const n = Number(posInput.value.trim());
+        if (!Number.isInteger(n) || n < 1) return;
+        const p = new URLSearchParams();
+        if (filter.type) p.set('type', filter.type);
+        if (filter.stream) p.set('stream', filter.stream);
+        p.set('before', String(n + 1));
+        location.hash = `#/log?${p}`;
+      },
+    },
+    h('label', { for: 'goto' }, 'From position', posInput),
+    h('button', { type: 'submit' }, 'Go'),
+  );
+  const pager = h('div', { class: 'pager' }, before ? h('a', { href: newestHref(filter) }, '← Newest') : null, older, gotoForm);
   const root = h(
     'section',
     { 'aria-labelledby': 'log-title' },

@@ -240,6 +240,23 @@ try {
   });
   await waitFor(async () => (await rowCount(page)) === 15, 10000, '15 shop.paid rows in s-*');
   check(true, 'stream and type globs filter together');
+  // Paging by position: from position 10, then older.
+  await page.evaluate(() => {
+    location.hash = '#/';
+  });
+  await page.waitForSelector('#goto');
+  await page.type('#goto', '10');
+  await page.keyboard.press('Enter');
+  await waitFor(async () => (await positions(page))[0] === 10, 10000, 'the page from position 10');
+  check(JSON.stringify(await positions(page)) === JSON.stringify([10, 9, 8, 7, 6, 5, 4, 3, 2, 1]), 'a page from a position lists it and the older ones');
+  check((await page.$eval('#older', (a) => a.hidden)) === true, 'no older page before position 1');
+  // The skip link is the first stop of the keyboard and moves focus to the content.
+  await page.reload();
+  await page.waitForSelector('#log-rows tr');
+  await page.keyboard.press('Tab');
+  check((await page.evaluate(() => document.activeElement.className)) === 'skip', 'Tab first reaches "Skip to content"');
+  await page.keyboard.press('Enter');
+  check((await page.evaluate(() => document.activeElement.id)) === 'main', 'the skip link moves focus to the content');
 
   // ---- a parked event, its page, retry in order -----------------------------
   const P = uuid(3000);
@@ -319,6 +336,12 @@ try {
   await page.waitForSelector(`input[data-id="${D[2]}"]`);
   for (const id of D) await page.click(`input[data-id="${id}"]`);
   check((await page.$eval('#sel-count', (e) => e.textContent)) === '3 selected', 'three selected');
+  // Escape cancels the confirmation: nothing is dropped.
+  await page.click('#drop-selected');
+  await page.waitForSelector('#confirm[open]');
+  await page.keyboard.press('Escape');
+  await page.waitForSelector('#confirm:not([open])');
+  check((await parked('parked')).length === 3 && (await page.$('#outcome-summary')) === null, 'Escape cancels a drop: nothing dropped');
   // Someone else drops one first: the bulk drop must report it failed.
   check((await api('DELETE', `/api/relays/hook/parked/${D[1]}`)).status === 200, 'a drop through the API');
   await page.click('#drop-selected');
