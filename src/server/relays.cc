@@ -199,8 +199,12 @@ class Relays : public ResourceBase,
       return then(ErrorFor(Status::InvalidArgument(
           "the body must be an object: {\"ids\":[...]} or {\"all\":true}")));
     }
+    std::set<std::string> fields;
     for (const auto& [k, v] : body->members()) {
-      if (k == "all") {
+      if (!fields.insert(k).second) {
+        s = Status::InvalidArgument("field '" + k.substr(0, 64) +
+                                    "' is given twice");
+      } else if (k == "all") {
         if (!v.is_bool() || !v.as_bool()) {
           s = Status::InvalidArgument("all must be true when given");
         }

@@ -270,7 +270,8 @@ TEST_P(ServerConsoleTest, BulkBadInputChangesNothing) {
         std::string(R"({"ids":[7]})"),
         "{\"ids\":[\"" + Uuid(300) + "\"],\"all\":true}",
         "{\"ids\":[\"" + Uuid(300) + "\",\"" + Uuid(300) + "\"]}",
-        std::string(R"({"all":true,"force":true})")}) {
+        std::string(R"({"all":true,"force":true})"),
+        "{\"ids\":[\"" + Uuid(300) + "\"],\"ids\":[\"" + Uuid(300) + "\"]}"}) {
     ExpectError(Post(p, body), 400, "invalid_argument");
   }
   ExpectError(Post("/api/relays/nope/parked/drop", R"({"all":true})"), 404,
