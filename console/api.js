@@ -65,9 +65,10 @@ export async function getText(path) {
 }
 
 // Follows GET /api/events/stream from `offset`, calling onEvent(event) per
-// event and onState('open'|'retrying'|'closed'). Reconnects after a drop
+// event and onState('open'|'retrying'|'closed'). `query` narrows the stream
+// on the server (type globs, an exact stream). Reconnects after a drop
 // from the last position seen. Returns a function that stops it.
-export function follow(offset, onEvent, onState) {
+export function follow(offset, query, onEvent, onState) {
   const ctl = { stopped: false, abort: null };
   let next = offset;
   (async () => {
@@ -75,7 +76,9 @@ export function follow(offset, onEvent, onState) {
       const ac = new AbortController();
       ctl.abort = ac;
       try {
-        const r = await fetch(`/api/events/stream?offset=${next}`, {
+        const q = new URLSearchParams(query);
+        q.set('offset', String(next));
+        const r = await fetch(`/api/events/stream?${q}`, {
           headers: headers({ Accept: 'text/event-stream' }),
           signal: ac.signal,
           cache: 'no-store',

@@ -130,8 +130,13 @@ export function renderLog(main) {
   }
   function startTail() {
     if (stop) return;
+    // The server filters what it can: type globs, an exact stream name.
+    const query = {};
+    if (filter.type) query.type = filter.type;
+    if (filter.stream && !/[*?]/.test(filter.stream)) query.stream = filter.stream;
     stop = follow(
       head + 1,
+      query,
       (e) => {
         head = Math.max(head, e.position);
         if (filter.type && !globMatch(filter.type, e.type)) return;

@@ -240,6 +240,16 @@ try {
   });
   await waitFor(async () => (await rowCount(page)) === 15, 10000, '15 shop.paid rows in s-*');
   check(true, 'stream and type globs filter together');
+  await page.waitForSelector('.dot.on');
+  const paidBefore = (await positions(page))[0];
+  await append([
+    { id: uuid(2100), stream: 's-9', type: 'shop.placed', payload: {} },
+    { id: uuid(2101), stream: 'other', type: 'shop.paid', payload: {} },
+    { id: uuid(2102), stream: 's-9', type: 'shop.paid', payload: {} },
+  ]);
+  await waitFor(async () => (await positions(page))[0] !== paidBefore, 10000, 'a live event under the filter');
+  const liveRows = await page.$$eval('#log-rows tr', (rows) => rows.slice(0, 2).map((r) => r.textContent));
+  check(liveRows[0].includes('s-9') && liveRows[0].includes('shop.paid') && !liveRows[1].includes('s-9'), 'the live tail keeps to the filter');
   // Paging by position: from position 10, then older.
   await page.evaluate(() => {
     location.hash = '#/';
