@@ -115,6 +115,9 @@ struct ServerConfig {
   // "scheme://host[:port]" as browsers send it in `Origin`; "*" allows any
   // origin and only when no token is configured. Default none.
   std::vector<std::string> cors_origins;
+  // Serve the operator console (docs/console.md) at "/" and "/console/".
+  // Default true.
+  bool console = true;
   // Line of the [server] header (0 when absent).
   int line = 0;
 };

@@ -72,7 +72,8 @@ struct ServerOptions {
 
   // Files served from memory under a path prefix, for GET and HEAD, with
   // their content type and a strong ETag; no token needed. Paths the API
-  // uses win over a mount's. Default none.
+  // uses win over a mount's; a mount's win over the operator console's
+  // (config.console, at "/" and "/console/"). Default none.
   std::vector<StaticMount> static_mounts;
   void MountStatic(std::string prefix, std::vector<StaticFile> files) {
     static_mounts.push_back({std::move(prefix), std::move(files)});

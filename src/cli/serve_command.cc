@@ -153,6 +153,9 @@ int RunServe(const std::vector<std::string>& args, std::ostream& out,
   if (demo) err << " (demo producer on: an order event every ~0.4 s)";
   err << "\nherald: try  curl '" << base
       << "/api/events?offset=0&limit=10'   (Ctrl-C stops)\n";
+  if (config.server.console) {
+    err << "herald: operator console at " << base << "/\n";
+  }
   err.flush();
   out.flush();
 

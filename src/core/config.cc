@@ -670,6 +670,8 @@ class Parser {
         HERALD_RETURN_IF_ERROR(Int(v, key, 1, 10000000, &s.tail_events));
       } else if (k == "sse_buffer_mb") {
         HERALD_RETURN_IF_ERROR(Int(v, key, 1, 1 << 20, &s.sse_buffer_mb));
+      } else if (k == "console") {
+        HERALD_RETURN_IF_ERROR(Bool(v, key, &s.console));
       } else if (k == "cors_origins") {
         cors = &v;
         s.cors_origins.clear();
@@ -684,7 +686,7 @@ class Parser {
                    "max_header_bytes, max_connections, threads, "
                    "idle_timeout, header_timeout, max_wait, heartbeat, "
                    "page_cache_mb, tail_events, sse_buffer_mb, "
-                   "cors_origins)");
+                   "cors_origins, console)");
       }
     }
     if (cors) {
