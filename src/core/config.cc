@@ -418,6 +418,12 @@ class Parser {
             Where(from_lines_[r.name]) + "route '" + r.name +
             "'.from: no [[source]] is named '" + r.from + "'");
       }
+      if (r.from.empty() && SchemeOfUrl(r.sender) == "herald") {
+        return Status::InvalidArgument(
+            Where(sender_lines_[r.name]) + "route '" + r.name +
+            "'.sender: herald: appends into herald's own log, which this "
+            "route reads; only a route with `from` (a [[source]]) can use it");
+      }
     }
     return Status::OK();
   }
@@ -759,6 +765,7 @@ class Parser {
       std::string key = p + std::string(k.str());
       if (k == "name") continue;
       if (k == "sender") {
+        sender_lines_[r->name] = static_cast<int>(v.source().begin.line);
         HERALD_RETURN_IF_ERROR(String(v, key, &r->sender));
         Status s = ValidateSenderUrl(r->sender);
         if (!s.ok()) return Err(v, key, s.message());
@@ -977,7 +984,8 @@ class Parser {
   }
 
   std::string_view source_;
-  std::map<std::string, int> from_lines_;  // route name -> line of `from`
+  std::map<std::string, int> from_lines_;    // route name -> line of `from`
+  std::map<std::string, int> sender_lines_;  // route name -> line of sender
 };
 
 // Debian's toml++ (3.3) reaches __builtin_unreachable on some non-ASCII

@@ -994,6 +994,17 @@ Status Relay::Start() {
   std::vector<std::unique_ptr<RouteRunner>> runners;
   for (size_t i = 0; i < routes_.size(); ++i) {
     std::unique_ptr<Sender> sender = std::move(given_senders_[i]);
+    if (!sender && SchemeOfUrl(routes_[i].sender) == "herald") {
+      // herald: appends into the store that keeps this relay's state.
+      auto* log = dynamic_cast<EventLog*>(state_);
+      if (!log || static_cast<EventSource*>(log) == source_) {
+        return Status::FailedPrecondition(
+            "route '" + routes_[i].name +
+            "': herald: needs a relay reading a [[source]] with herald's "
+            "store as its state");
+      }
+      sender = MakeLogSender(log);
+    }
     if (!sender) {
       auto made = MakeSender(routes_[i]);
       if (!made.ok()) {

@@ -106,6 +106,10 @@ TEST(AdoptConfig, ErrorsNameKeyAndLine) {
        "columns = { id = \"a\", stream = \"b\", type = \"c\", payload = "
        "\"d\", occurred_at = \"e\" }\n",
        "h.toml:1: source 's'.safety_delay: is required in id mode"},
+      {"[[route]]\nname = \"r\"\nsender = \"herald:\"\n",
+       "h.toml:3: route 'r'.sender: herald: appends into herald's own log"},
+      {"[[route]]\nname = \"r\"\nsender = \"herald:x\"\n",
+       "h.toml:3: route 'r'.sender: 'herald:x': herald: takes nothing"},
       {SourceToml("sqlite:x.db", "safety_delay = \"5s\"\n"),
        "h.toml:9: source 'orders_outbox'.safety_delay: is for id mode"},
       {"[[source]]\nname = \"s\"\nurl = \"sqlite:x\"\ntable = \"t\"\n"
@@ -578,6 +582,48 @@ TEST(AdoptSqlite, DerivedIdsAreStableUuids) {
   EXPECT_EQ(DerivedEventId("a", 1)[14], '8');
 }
 
+// The herald: sender on its own: a batch is one append, idempotent by id
+// (a repeat stores nothing twice); an event the log refuses fails alone
+// and stops only the rest of its stream.
+TEST(AdoptHeraldSender, AppendsIdempotentlyAndIsolatesABadEvent) {
+  TempDir dir;
+  auto store = OpenStore("sqlite:" + dir.file("herald.db"));
+  ASSERT_TRUE(store.ok());
+  auto sender = MakeLogSender(store->get());
+  auto event = [](int64_t row, const std::string& stream) {
+    Event e;
+    e.id = DerivedEventId("src", row);
+    e.position = row;
+    e.stream = stream;
+    e.type = "order.placed";
+    e.payload = "{}";
+    return e;
+  };
+  auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(10);
+  std::vector<Event> batch = {event(7, "s1"), event(9, "s2")};
+  std::vector<SendResult> results(2, SendResult::NotSent());
+  sender->Send(batch, results, deadline);
+  for (const auto& r : results) EXPECT_TRUE(r.status.ok());
+  results.assign(2, SendResult::NotSent());
+  sender->Send(batch, results, deadline);  // after a crash: the same rows
+  for (const auto& r : results) EXPECT_TRUE(r.status.ok());
+  EXPECT_EQ(*(*store)->Head(), 2);
+  Event bad = event(11, "s1");
+  bad.id = "not-a-uuid";
+  batch = {event(10, "s1"), bad, event(12, "s1"), event(13, "s3")};
+  results.assign(4, SendResult::NotSent());
+  sender->Send(batch, results, deadline);
+  EXPECT_TRUE(results[0].status.ok());
+  EXPECT_FALSE(results[1].status.ok());
+  EXPECT_FALSE(results[1].status.retryable());
+  EXPECT_FALSE(results[2].attempted);
+  EXPECT_TRUE(results[3].status.ok());
+  EXPECT_EQ(*(*store)->Head(), 4);
+  auto got = (*store)->Get(DerivedEventId("src", 7));
+  ASSERT_TRUE(got.ok());
+  EXPECT_EQ(got->position, 1);
+}
+
 // ---- MariaDB --------------------------------------------------------------
 
 // A private mariadbd: datadir and socket in a temp dir, a free port on
@@ -1025,6 +1071,11 @@ class AdoptE2E : public AdoptMariaDb {
     return rows;
   }
 
+  void CheckAdoptedRowsMarked() {
+    EXPECT_EQ(db_->Sql("select count(*) from event_record where published "
+                       "<> 'Y' or published_date is null"),
+              "0\n");
+  }
   size_t CheckAdopted(const std::vector<Received>& log, const Writers& w) {
     return CheckAdoptedRows(log, w.committed, w.rolled_back, Table());
   }
@@ -1337,6 +1388,87 @@ TEST_F(AdoptE2E, IdModeLateTransactionIsDeliveredAndReported) {
   EXPECT_EQ(db_->Sql("select count(*) from event_record where published_date "
                      "is not null"),
             "0\n");
+}
+
+// herald: appends the table's rows into herald's own store; a second
+// route reads the store (no `from`) and delivers to a webhook. Under 8
+// writers, `herald relay` is SIGKILLed at random moments: every committed
+// row is in the store exactly once (same derived id, dense positions,
+// per-stream order kept), and reaches the webhook from there.
+TEST_F(AdoptE2E, HeraldSenderStoresEveryRowExactlyOnceAcrossSigkills) {
+  Receiver receiver(dir_, "receiver");
+  receiver.Start();
+  std::string toml = "[store]\nurl = \"sqlite:" + dir_.file("herald.db") +
+                     "\"\n[relay]\nowner = \"adopt-e2e\"\n" +
+                     SourceToml(db_->url()) +
+                     "[[route]]\nname = \"adopt\"\nsender = \"herald:\"\n"
+                     "from = \"orders_outbox\"\nbatch = 50\n"
+                     "[[route]]\nname = \"hook\"\nsender = \"" +
+                     receiver.url() +
+                     "\"\nbatch = 50\nmax_in_flight = 8\n"
+                     "backoff_initial = \"5ms\"\nbackoff_max = \"200ms\"\n";
+  std::string config = dir_.file("herald.toml");
+  std::ofstream(config) << toml;
+  Writers w(dir_, db_->port(), 8, 5, 3);
+  std::mt19937 rng(33);
+  for (int trial = 0; trial < 8; ++trial) {
+    auto herald = StartHerald(config);
+    std::this_thread::sleep_for(std::chrono::milliseconds(
+        std::uniform_int_distribution<int>(200, 1200)(rng)));
+    herald->Signal(SIGKILL);
+    herald->Wait();
+  }
+  w.Finish();
+  ASSERT_FALSE(w.committed.empty());
+  auto herald = StartHerald(config);
+  ASSERT_TRUE(
+      WaitFor([&] { return Pending() == "0\n"; }, std::chrono::seconds(60)))
+      << Pending() << testing::ReadTextFile(dir_.file("herald.err"));
+  ASSERT_TRUE(
+      WaitFor([&] { return receiver.Acked().size() >= w.committed.size(); },
+              std::chrono::seconds(60)))
+      << receiver.Acked().size() << " of " << w.committed.size();
+  herald->Signal(SIGTERM);
+  EXPECT_EQ(herald->Wait(), 0);
+  // The store: exactly the committed rows, once each, positions 1..N.
+  auto store = OpenStore("sqlite:" + dir_.file("herald.db"));
+  ASSERT_TRUE(store.ok());
+  std::vector<Event> stored;
+  ReadRequest req;
+  req.offset = 1;
+  req.limit = 1000;
+  for (;;) {
+    auto page = (*store)->Read(req);
+    ASSERT_TRUE(page.ok());
+    if (page->events.empty()) break;
+    for (auto& e : page->events) stored.push_back(std::move(e));
+    req.offset = page->next_offset;
+  }
+  ASSERT_EQ(stored.size(), w.committed.size());
+  std::map<std::string, const Written*> by_id;
+  for (const auto& c : w.committed) {
+    by_id[DerivedEventId("orders_outbox", c.id)] = &c;
+  }
+  std::map<std::string, int64_t> last_row;  // stream -> last row id
+  for (size_t i = 0; i < stored.size(); ++i) {
+    const Event& e = stored[i];
+    EXPECT_EQ(e.position, static_cast<int64_t>(i + 1));
+    auto it = by_id.find(e.id);
+    ASSERT_NE(it, by_id.end()) << "stored event " << e.id << " is no row";
+    const Written& c = *it->second;
+    by_id.erase(it);  // a second copy would not be found
+    EXPECT_EQ(e.stream, c.stream);
+    EXPECT_EQ(e.type, c.topic);
+    EXPECT_EQ(e.payload, c.message);
+    EXPECT_LT(last_row[e.stream], c.id) << "stream " << e.stream;
+    last_row[e.stream] = c.id;
+  }
+  EXPECT_TRUE(by_id.empty());
+  // Every stored event reached the webhook.
+  auto acked = receiver.Acked();
+  for (const auto& e : stored) EXPECT_TRUE(acked.count(e.id)) << e.id;
+  // And the table: every committed row marked.
+  CheckAdoptedRowsMarked();
 }
 
 // `herald relay status` shows a source's routes (with "from") and one line
