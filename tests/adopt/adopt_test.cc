@@ -25,6 +25,7 @@
 #include "herald/relay.h"
 #include "herald/store.h"
 #include "herald/table_source.h"
+#include "server/server_test_util.h"  // HttpClient, ServeProcess
 #include "support/test_util.h"
 
 namespace herald {
@@ -1076,6 +1077,39 @@ class AdoptE2E : public AdoptMariaDb {
                        "<> 'Y' or published_date is null"),
               "0\n");
   }
+  // A transaction of the service held open: inserts one row (its id is
+  // printed to hold.out), then commits once the file `go` exists.
+  std::unique_ptr<testing::Child> HoldOneRow(const std::string& go) {
+    testing::Child::Options o;
+    o.stdout_path = dir_.file("hold.out");
+    o.stderr_path = dir_.file("hold.err");
+    return std::make_unique<testing::Child>(
+        std::vector<std::string>{
+            HERALD_ADOPT_PYTHON, "-c",
+            "import os, sys, time, pymysql\n"
+            "c = pymysql.connect(host='127.0.0.1', port=" +
+                std::to_string(db_->port()) +
+                ", user='app', password='secret', database='shop', "
+                "autocommit=False)\n"
+                "k = c.cursor()\n"
+                "k.execute(\"insert into event_record (orderNo, topic, "
+                "message, published, created_date) values ('o1','order.paid',"
+                "'{}','N',utc_timestamp())\")\n"
+                "print(k.lastrowid, flush=True)\n"
+                "while not os.path.exists('" +
+                go +
+                "'): time.sleep(0.01)\n"
+                "c.commit()\n"},
+        o);
+  }
+  // Turns the [[source]] of a config file into id mode.
+  static void MakeIdMode(const std::string& config,
+                         const std::string& delay = "1s") {
+    std::string text = testing::ReadTextFile(config);
+    size_t p = text.find("published = {");
+    text.replace(p, text.find('\n', p) - p, "safety_delay = \"" + delay + "\"");
+    std::ofstream(config) << text;
+  }
   size_t CheckAdopted(const std::vector<Received>& log, const Writers& w) {
     return CheckAdoptedRows(log, w.committed, w.rolled_back, Table());
   }
@@ -1297,34 +1331,12 @@ TEST_F(AdoptE2E, IdModeLateTransactionIsDeliveredAndReported) {
   Receiver receiver(dir_, "receiver");
   receiver.Start();
   std::string config = Config({&receiver});
-  std::string text = testing::ReadTextFile(config);
-  size_t p = text.find("published = {");
-  text.replace(p, text.find('\n', p) - p, "safety_delay = \"1s\"");
-  std::ofstream(config) << text;
+  MakeIdMode(config);
   auto herald = StartHerald(config);
   // The long transaction: inserts (taking id 3), then waits for a file
   // before committing.
   std::string go = dir_.file("go");
-  testing::Child::Options o;
-  o.stdout_path = dir_.file("hold.out");
-  o.stderr_path = dir_.file("hold.err");
-  testing::Child hold(
-      {HERALD_ADOPT_PYTHON, "-c",
-       "import os, sys, time, pymysql\n"
-       "c = pymysql.connect(host='127.0.0.1', port=" +
-           std::to_string(db_->port()) +
-           ", user='app', password='secret', database='shop', "
-           "autocommit=False)\n"
-           "k = c.cursor()\n"
-           "k.execute(\"insert into event_record (orderNo, topic, message, "
-           "published, created_date) values ('o1','order.paid','{}','N',"
-           "utc_timestamp())\")\n"
-           "print(k.lastrowid, flush=True)\n"
-           "while not os.path.exists('" +
-           go +
-           "'): time.sleep(0.01)\n"
-           "c.commit()\n"},
-      o);
+  auto hold = HoldOneRow(go);
   ASSERT_TRUE(WaitFor([&] {
     return testing::ReadTextFile(dir_.file("hold.out")) == "3\n";
   })) << testing::ReadTextFile(dir_.file("hold.err"));
@@ -1349,7 +1361,7 @@ TEST_F(AdoptE2E, IdModeLateTransactionIsDeliveredAndReported) {
     EXPECT_EQ(first, (std::vector<int64_t>{1, 2, 4, 5}));
   }
   std::ofstream(go) << "go";
-  EXPECT_EQ(hold.Wait(), 0) << testing::ReadTextFile(dir_.file("hold.err"));
+  EXPECT_EQ(hold->Wait(), 0) << testing::ReadTextFile(dir_.file("hold.err"));
   ASSERT_TRUE(WaitFor([&] { return positions().size() == 5; }))
       << testing::ReadTextFile(dir_.file("herald.err"));
   EXPECT_EQ(positions().back(), 3);
@@ -1469,6 +1481,134 @@ TEST_F(AdoptE2E, HeraldSenderStoresEveryRowExactlyOnceAcrossSigkills) {
   for (const auto& e : stored) EXPECT_TRUE(acked.count(e.id)) << e.id;
   // And the table: every committed row marked.
   CheckAdoptedRowsMarked();
+}
+
+// `herald serve` runs [[source]] routes as `herald relay` does: here the
+// table's rows go into the store through herald: (the HTTP API then serves
+// them), and a route from the store delivers them to a webhook.
+// GET /api/relays lists the source's routes and the source (mode, rows
+// pending); /metrics has the source's gauges and its routes' counters.
+TEST_F(AdoptE2E, ServeRunsSourcesAndShowsThem) {
+  db_->Sql(
+      "insert into event_record (orderNo, topic, message, published, "
+      "created_date) values ('o1','order.placed','{\"a\":1}','N',now()),"
+      "('o1','order.paid','{\"a\":2}','N',now()),('o2','order.placed',"
+      "'{\"a\":3}','N',now())");
+  Receiver receiver(dir_, "receiver");
+  receiver.Start();
+  std::string toml = SourceToml(db_->url()) +
+                     "[[route]]\nname = \"adopt\"\nsender = \"herald:\"\n"
+                     "from = \"orders_outbox\"\n"
+                     "[[route]]\nname = \"tail\"\nsender = \"" +
+                     receiver.url() + "\"\n";
+  testing::ServeProcess serve(dir_, "sqlite:" + dir_.file("serve.db"), toml);
+  ASSERT_TRUE(serve.ready()) << serve.stderr_text();
+  ASSERT_TRUE(WaitFor([&] { return Pending() == "0\n"; })) << Pending();
+  ASSERT_TRUE(WaitFor([&] { return receiver.Acked().size() == 3; }));
+  testing::HttpClient http;
+  auto events = http.Request("GET", serve.base() + "/api/events?offset=0");
+  ASSERT_EQ(events.status, 200) << events.body;
+  auto ej = Json::Parse(events.body);
+  ASSERT_TRUE(ej.ok()) << events.body;
+  const auto& list = ej->Find("events")->items();
+  ASSERT_EQ(list.size(), 3u) << events.body;
+  for (size_t i = 0; i < list.size(); ++i) {
+    EXPECT_EQ(list[i].Find("id")->as_string(),
+              DerivedEventId("orders_outbox", static_cast<int64_t>(i + 1)));
+  }
+  auto relays = http.Request("GET", serve.base() + "/api/relays");
+  ASSERT_EQ(relays.status, 200) << relays.body;
+  auto rj = Json::Parse(relays.body);
+  ASSERT_TRUE(rj.ok()) << relays.body;
+  std::set<std::string> routes;
+  for (const auto& r : rj->Find("routes")->items()) {
+    routes.insert(r.Find("name")->as_string());
+  }
+  EXPECT_EQ(routes, (std::set<std::string>{"adopt", "tail"}));
+  ASSERT_NE(rj->Find("sources"), nullptr) << relays.body;
+  ASSERT_EQ(rj->Find("sources")->items().size(), 1u);
+  const Json& src = rj->Find("sources")->items()[0];
+  EXPECT_EQ(src.Find("name")->as_string(), "orders_outbox");
+  EXPECT_EQ(src.Find("mode")->as_string(), "flag");
+  EXPECT_EQ(src.Find("table")->as_string(), "event_record");
+  int64_t n = -1;
+  ASSERT_TRUE(src.Find("pending")->TryInt64(&n)) << relays.body;
+  EXPECT_EQ(n, 0);
+  EXPECT_TRUE(src.Find("error")->is_null());
+  EXPECT_EQ(relays.body.find("secret"), std::string::npos);
+  auto metrics = http.Request("GET", serve.base() + "/metrics");
+  ASSERT_EQ(metrics.status, 200);
+  EXPECT_EQ(testing::MetricValue(metrics.body,
+                                 "herald_source_up{source=\"orders_outbox\"}"),
+            1);
+  EXPECT_EQ(
+      testing::MetricValue(
+          metrics.body, "herald_source_pending_rows{source=\"orders_outbox\"}"),
+      0);
+  EXPECT_EQ(testing::MetricValue(
+                metrics.body, "herald_route_delivered_total{route=\"adopt\"}"),
+            3);
+  // Rows written while it runs: pending shows them until delivered.
+  db_->Sql(
+      "insert into event_record (orderNo, topic, message, published, "
+      "created_date) values ('o3','order.placed','{}','N',now())");
+  ASSERT_TRUE(WaitFor([&] { return receiver.Acked().size() == 4; }));
+  EXPECT_EQ(serve.Stop(), 0);
+}
+
+// Id mode in `herald serve`: a late row (a transaction open longer than
+// safety_delay) is delivered, and counted in GET /api/relays and /metrics.
+TEST_F(AdoptE2E, ServeReportsLateRowsOfIdMode) {
+  db_->Sql(
+      "insert into event_record (orderNo, topic, message, published, "
+      "created_date) values ('o1','order.placed','{}','N',now(6)),"
+      "('o2','order.placed','{}','N',now(6))");
+  Receiver receiver(dir_, "receiver");
+  receiver.Start();
+  std::string config = Config({&receiver});
+  MakeIdMode(config);
+  std::string toml = testing::ReadTextFile(config);
+  toml = toml.substr(toml.find("[[source]]"));  // serve's own --db
+  testing::ServeProcess serve(dir_, "sqlite:" + dir_.file("serve.db"), toml);
+  ASSERT_TRUE(serve.ready()) << serve.stderr_text();
+  std::string go = dir_.file("go");
+  auto hold = HoldOneRow(go);
+  ASSERT_TRUE(WaitFor([&] {
+    return testing::ReadTextFile(dir_.file("hold.out")) == "3\n";
+  })) << testing::ReadTextFile(dir_.file("hold.err"));
+  db_->Sql(
+      "insert into event_record (orderNo, topic, message, published, "
+      "created_date) values ('o3','order.placed','{}','N',now(6))");
+  ASSERT_TRUE(WaitFor([&] { return receiver.Acked().size() == 3; }))
+      << serve.stderr_text();
+  std::ofstream(go) << "go";
+  EXPECT_EQ(hold->Wait(), 0);
+  ASSERT_TRUE(WaitFor([&] { return receiver.Acked().size() == 4; }))
+      << serve.stderr_text();
+  testing::HttpClient http;
+  const std::string metric =
+      "herald_source_late_rows_total{source=\"orders_outbox\"}";
+  std::string body;
+  ASSERT_TRUE(WaitFor([&] {
+    body = http.Request("GET", serve.base() + "/metrics").body;
+    return testing::MetricValue(body, metric) == 1;
+  })) << body;
+  auto relays = http.Request("GET", serve.base() + "/api/relays");
+  auto rj = Json::Parse(relays.body);
+  ASSERT_TRUE(rj.ok()) << relays.body;
+  const Json& src = rj->Find("sources")->items().at(0);
+  EXPECT_EQ(src.Find("mode")->as_string(), "id");
+  int64_t n = -1;
+  ASSERT_TRUE(src.Find("late")->TryInt64(&n)) << relays.body;
+  EXPECT_EQ(n, 1);
+  ASSERT_TRUE(src.Find("last_late_row")->TryInt64(&n)) << relays.body;
+  EXPECT_EQ(n, 3);
+  ASSERT_TRUE(src.Find("pending")->TryInt64(&n)) << relays.body;
+  EXPECT_EQ(n, 0);
+  EXPECT_NE(serve.stderr_text().find("row 3 committed after route 'hook'"),
+            std::string::npos)
+      << serve.stderr_text();
+  EXPECT_EQ(serve.Stop(), 0);
 }
 
 // `herald relay status` shows a source's routes (with "from") and one line
