@@ -20,6 +20,7 @@
 #include <sstream>
 #include <thread>
 
+#include "adopt/mariadb_server.h"
 #include "herald/config.h"
 #include "herald/json.h"
 #include "herald/relay.h"
@@ -627,68 +628,9 @@ TEST(AdoptHeraldSender, AppendsIdempotentlyAndIsolatesABadEvent) {
 
 // ---- MariaDB --------------------------------------------------------------
 
-// A private mariadbd: datadir and socket in a temp dir, a free port on
-// 127.0.0.1. Started once for the suite; SIGKILLed at the end.
-class MariaDb {
- public:
-  MariaDb() : port_(testing::FreePort()) {
-    std::string out, err;
-    int rc = testing::RunCommand(
-        {"mariadb-install-db", "--datadir=" + dir_.file("data"),
-         "--auth-root-authentication-method=normal", "--skip-test-db"},
-        &out, &err);
-    if (rc != 0) {
-      error_ = "mariadb-install-db failed: " + err;
-      return;
-    }
-    testing::Child::Options o;
-    o.stdout_path = dir_.file("mariadbd.out");
-    o.stderr_path = dir_.file("mariadbd.err");
-    server_ = std::make_unique<testing::Child>(
-        std::vector<std::string>{
-            "mariadbd", "--no-defaults", "--datadir=" + dir_.file("data"),
-            "--socket=" + dir_.file("s"), "--port=" + std::to_string(port_),
-            "--bind-address=127.0.0.1", "--user=root", "--skip-name-resolve",
-            "--default-time-zone=+00:00", "--pid-file=" + dir_.file("pid")},
-        o);
-    bool up =
-        testing::WaitFor([&] { return Sql("select 1", "mysql") == "1\n"; },
-                         std::chrono::seconds(30));
-    if (!up) {
-      error_ = "mariadbd did not start: " +
-               testing::ReadTextFile(dir_.file("mariadbd.err"));
-      return;
-    }
-    Sql("create database shop; create user app@'127.0.0.1' identified by "
-        "'secret'; grant all on shop.* to app@'127.0.0.1';",
-        "mysql");
-  }
-  int port() const { return port_; }
-  const std::string& error() const { return error_; }
-  std::string url() const {
-    return "mysql://app:secret@127.0.0.1:" + std::to_string(port_) + "/shop";
-  }
-  // Runs SQL with the mariadb client over the socket; returns its output
-  // (tab-separated, no headers).
-  std::string Sql(const std::string& sql, const std::string& db = "shop") {
-    std::string out, err;
-    testing::RunCommand(
-        {"mariadb", "--no-defaults", "-uroot", "--socket=" + dir_.file("s"),
-         "-N", "-B", db, "-e", sql},
-        &out, &err);
-    return out + err;
-  }
-
- private:
-  TempDir dir_;
-  int port_;
-  std::unique_ptr<testing::Child> server_;
-  std::string error_;
-};
-
 class AdoptMariaDb : public ::testing::Test {
  protected:
-  static void SetUpTestSuite() { db_ = new MariaDb(); }
+  static void SetUpTestSuite() { db_ = new testing::MariaDb(); }
   static void TearDownTestSuite() {
     delete db_;
     db_ = nullptr;
@@ -704,9 +646,9 @@ class AdoptMariaDb : public ::testing::Test {
         "create table domain_order (orderNo varchar(32) primary key, "
         "n int not null)");
   }
-  static MariaDb* db_;
+  static testing::MariaDb* db_;
 };
-MariaDb* AdoptMariaDb::db_ = nullptr;
+testing::MariaDb* AdoptMariaDb::db_ = nullptr;
 
 TEST_F(AdoptMariaDb, ConfigErrorsAtStart) {
   auto s = OpenTableSource(ParseSource(db_->url()), {"r"});
