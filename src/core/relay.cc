@@ -987,7 +987,7 @@ Status Relay::AddRoute(const RouteConfig& route,
   routes_.push_back(route);
   given_senders_.push_back(std::move(sender));
   route_sources_.push_back(source_);
-  route_polls_.push_back(std::chrono::milliseconds(0));
+  route_polls_.emplace_back(0);
   return Status::OK();
 }
 
