@@ -741,13 +741,16 @@ class TableSource : public EventSource {
         page.next_offset = ip->high;
       }
       ip->next = cursor + 1;
-      HERALD_RETURN_IF_ERROR(ExpireGaps(req.reader, ip));
     }
-    // Rows that appeared in gaps below the cursor: late.
+    // Rows that appeared in gaps below the cursor: late. Gaps past
+    // late_window are dropped first (both at most once a second).
     auto now = std::chrono::steady_clock::now();
     if (ip && !ip->gaps.empty() &&
         now - ip->last_reread >= std::chrono::seconds(1)) {
       ip->last_reread = now;
+      HERALD_RETURN_IF_ERROR(ExpireGaps(req.reader, ip));
+    }
+    if (ip && !ip->gaps.empty() && ip->last_reread == now) {
       std::vector<std::pair<int64_t, int64_t>> ranges;
       for (const auto& [lo, g] : ip->gaps) ranges.emplace_back(lo, g.hi);
       std::vector<int64_t> unselected;
