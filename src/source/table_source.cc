@@ -655,7 +655,9 @@ class TableSource : public EventSource {
     return Prefix() + "gap/" + route + "/" + std::to_string(lo) + "/";
   }
 
-  Status LoadIdProgress() REQUIRES(mu_) {
+  // Loads the routes' gaps and late counts from the relay state (`only`:
+  // one route's, replacing what this process held).
+  Status LoadIdProgress(const std::string* only = nullptr) REQUIRES(mu_) {
     auto list = state_->ListCheckpoints(Prefix());
     if (!list.ok()) {
       if (list.status().code() == Status::Code::kFailedPrecondition) {
@@ -664,6 +666,11 @@ class TableSource : public EventSource {
       }
       return list.status();
     }
+    if (only) {
+      IdProgress& ip = ids_[*only];
+      ip.gaps.clear();
+      ip.late = ip.last_late = 0;
+    }
     for (const auto& [name, value] : *list) {
       std::string_view rest = std::string_view(name).substr(Prefix().size());
       auto take = [&](std::string_view head) {
@@ -671,17 +678,21 @@ class TableSource : public EventSource {
         rest.remove_prefix(head.size());
         return true;
       };
+      auto mine = [&](std::string_view route) {
+        return !only || route == *only;
+      };
       if (take("late/")) {
         auto it = ids_.find(std::string(rest));
-        if (it != ids_.end()) it->second.late = value;
+        if (it != ids_.end() && mine(rest)) it->second.late = value;
       } else if (take("late-row/")) {
         auto it = ids_.find(std::string(rest));
-        if (it != ids_.end()) it->second.last_late = value;
+        if (it != ids_.end() && mine(rest)) it->second.last_late = value;
       } else if (take("gap/")) {
         // ROUTE/LO/HI/
         size_t a = rest.find('/');
         if (a == std::string_view::npos) continue;
         auto it = ids_.find(std::string(rest.substr(0, a)));
+        if (!mine(rest.substr(0, a))) continue;
         std::string_view nums = rest.substr(a + 1);
         size_t b = nums.find('/');
         if (it == ids_.end() || b == std::string_view::npos) continue;
@@ -731,6 +742,16 @@ class TableSource : public EventSource {
     auto it = ids_.find(req.reader);
     IdProgress* ip = it == ids_.end() ? nullptr : &it->second;
     const int limit = std::max(1, req.limit);
+    if (ip && state_ && req.offset != ip->high) {
+      // Not where this process's last read ended: the route's first read
+      // here, or after another process ran it (its lease moved), or after
+      // a failure. Its gaps and counts are taken from the relay state.
+      bool before = req.offset < ip->high;
+      int64_t high = ip->high;
+      HERALD_RETURN_IF_ERROR(LoadIdProgress(&req.reader));
+      ip = &ids_[req.reader];
+      if (before) ip->high = high;  // this process's own reads, kept
+    }
     if (ip) {
       // The relay moves its checkpoint back to an event it could not
       // deliver: for a late row that is an id inside a gap, below rows
