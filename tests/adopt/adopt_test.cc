@@ -1893,6 +1893,74 @@ TEST_F(AdoptPostgres, WritersAndSigkillsEveryCommittedRowOnceMarkedAfterAck) {
   std::printf("postgresql: %d transactions, %zu rows, %zu repeated\n",
               log.transactions, log.committed.size(), repeats);
 }
+// Id mode on PostgreSQL: a transaction (libpq, in this process) takes
+// id 3 and stays open past safety_delay while rows 4 and 5 commit and are
+// delivered; when it commits, row 3 is delivered late and counted.
+TEST_F(AdoptPostgres, IdModeLateTransactionIsDeliveredAndCounted) {
+  auto insert = [](const std::string& stream) {
+    return "insert into event_record (orderno, topic, message, published, "
+           "created_date) values ('" +
+           stream + "','order.placed','{}','N',now() at time zone 'utc')";
+  };
+  ASSERT_EQ(Sql(insert("o1") + "; " + insert("o2")), "");
+  std::string toml = SourceToml(url_);
+  toml.replace(toml.find("\"orderNo\""), 9, "\"orderno\"");
+  size_t p = toml.find("published = {");
+  toml.replace(p, toml.find('\n', p) - p, "safety_delay = \"500ms\"");
+  auto parsed = ParseConfig(toml, "h.toml");
+  ASSERT_TRUE(parsed.ok()) << parsed.status().ToString();
+  auto store = OpenStore("sqlite:" + dir_.file("herald.db"));
+  ASSERT_TRUE(store.ok());
+  auto source = OpenTableSource(parsed->sources.at(0), {"r"}, store->get());
+  ASSERT_TRUE(source.ok()) << source.status().ToString();
+  std::mutex mu;
+  std::vector<int64_t> got;
+  RelayOptions opts;
+  opts.idle_poll = std::chrono::milliseconds(20);
+  Relay relay(source->get(), store->get(), opts);
+  RouteConfig route;
+  route.name = "r";
+  ASSERT_TRUE(relay
+                  .AddRoute(route, MakeCallbackSender([&](const Event& e) {
+                              std::lock_guard<std::mutex> l(mu);
+                              got.push_back(e.position);
+                              return Status::OK();
+                            }))
+                  .ok());
+  ASSERT_TRUE(relay.Start().ok());
+  auto positions = [&] {
+    std::lock_guard<std::mutex> l(mu);
+    return got;
+  };
+  ASSERT_TRUE(WaitFor([&] { return positions().size() == 2; }));
+  // The long transaction takes id 3; rows 4 and 5 commit after it.
+  PGconn* held = PQconnectdb(url_.c_str());
+  ASSERT_EQ(PQstatus(held), CONNECTION_OK) << PQerrorMessage(held);
+  auto exec = [&](const std::string& sql) {
+    PGresult* r = PQexec(held, sql.c_str());
+    bool ok = PQresultStatus(r) == PGRES_COMMAND_OK;
+    PQclear(r);
+    return ok;
+  };
+  ASSERT_TRUE(exec("begin"));
+  ASSERT_TRUE(exec(insert("o1")));
+  ASSERT_EQ(Sql(insert("o3") + "; " + insert("o4")), "");
+  ASSERT_TRUE(WaitFor([&] { return positions().size() == 4; }));
+  EXPECT_EQ(positions(), (std::vector<int64_t>{1, 2, 4, 5}));
+  ASSERT_TRUE(exec("commit"));
+  PQfinish(held);
+  ASSERT_TRUE(WaitFor([&] {
+    auto late = CountLateRows(source->get(), store->get());
+    return positions().size() == 5 && late.ok() && late->total == 1;
+  }));
+  relay.Stop();
+  EXPECT_EQ(positions().back(), 3);
+  auto late = CountLateRows(source->get(), store->get());
+  ASSERT_TRUE(late.ok());
+  EXPECT_EQ(late->last_row, 3);
+  // Never written.
+  EXPECT_EQ(Pending(), "5\n");
+}
 #endif  // HERALD_WITH_POSTGRES
 
 }  // namespace
