@@ -84,7 +84,40 @@ class Relays : public ResourceBase,
           AppendRouteStatus((*st)[i], &body);
         }
       }
-      body += "]}";
+      body += "]";
+      // The [[source]] tables their routes read (herald serve with
+      // sources): rows pending, late rows (id mode), and what keeps one
+      // from being read.
+      if (self->options.sources) {
+        body += ",\"sources\":[";
+        bool first = true;
+        for (const auto& src : self->options.sources()) {
+          body += first ? "{" : ",{";
+          first = false;
+          body += "\"name\":" + JsonString(src.name) +
+                  ",\"url\":" + JsonString(src.url) +
+                  ",\"table\":" + JsonString(src.table) +
+                  ",\"mode\":" + JsonString(src.mode) + ",\"routes\":[";
+          for (size_t i = 0; i < src.routes.size(); ++i) {
+            body += (i ? "," : "") + JsonString(src.routes[i]);
+          }
+          body += "],\"pending\":" +
+                  (src.pending < 0 ? std::string("null")
+                                   : std::to_string(src.pending)) +
+                  ",\"late\":" +
+                  (src.mode == "id" ? std::to_string(src.late)
+                                    : std::string("null")) +
+                  ",\"last_late_row\":" +
+                  (src.last_late_row ? std::to_string(src.last_late_row)
+                                     : std::string("null")) +
+                  ",\"error\":" +
+                  (src.error.empty() ? std::string("null")
+                                     : JsonString(src.error)) +
+                  "}";
+        }
+        body += "]";
+      }
+      body += "}";
       then(NoStoreResponse(std::move(body)));
     });
   }
