@@ -205,10 +205,9 @@ struct HeraldRelay {
     auto src = OpenTableSource(sc, {"bench"}, store.get());
     if (!src.ok()) Die(src.status().ToString());
     source = std::move(*src);
-    RelayOptions opts;  // as herald relay runs a source: poll = 200ms
-    opts.idle_poll = sc.poll;
-    opts.busy_poll = std::min(opts.busy_poll, sc.poll);
-    relay = std::make_unique<Relay>(source.get(), store.get(), opts);
+    // As herald relay runs a source: read every poll (200ms).
+    relay = std::make_unique<Relay>(source.get(), store.get(),
+                                    SourceRelayOptions({}, sc.poll));
     RouteConfig route;
     route.name = "bench";
     route.sender = "null:";

@@ -128,6 +128,13 @@ struct RouteMetrics {
 // Options of a Relay (the [relay] table of the config).
 using RelayOptions = RelaySettings;
 
+// The options of routes reading a [[source]] table polled every `poll`:
+// it is someone else's database, so it is read every `poll` even while
+// rows flow (a read that fills a batch is followed at once), never at
+// busy_poll as herald's own log is.
+RelayOptions SourceRelayOptions(RelayOptions base,
+                                std::chrono::milliseconds poll);
+
 class Relay {
  public:
   // `store` is not owned and must outlive the relay. Relays the store's

@@ -57,8 +57,7 @@ Status LoadSources(Loaded* l, bool run) {
     std::unique_ptr<Relay> relay;
     if (source.ok()) {
       Config c = l->config;
-      c.relay.idle_poll = sc.poll;
-      c.relay.busy_poll = std::min(c.relay.busy_poll, sc.poll);
+      c.relay = SourceRelayOptions(c.relay, sc.poll);
       auto made = Relay::FromConfig(source->get(), l->store.get(), c, sc.name);
       if (!made.ok()) return made.status();
       relay = std::move(*made);

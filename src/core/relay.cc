@@ -1038,8 +1038,7 @@ Status Relay::Start() {
     }
     RelayOptions opts = options_;
     if (route_polls_[i].count() > 0) {
-      opts.idle_poll = route_polls_[i];
-      opts.busy_poll = std::min(opts.busy_poll, route_polls_[i]);
+      opts = SourceRelayOptions(opts, route_polls_[i]);
     }
     runners.push_back(std::make_unique<RouteRunner>(
         this, routes_[i], std::move(sender), route_sources_[i], opts));
@@ -1049,6 +1048,13 @@ Status Relay::Start() {
   for (auto& r : runners_) r->StartThread();
   shared_->lease_thread = std::thread([this] { LeaseLoop(); });
   return Status::OK();
+}
+
+RelayOptions SourceRelayOptions(RelayOptions base,
+                                std::chrono::milliseconds poll) {
+  base.idle_poll = poll;
+  base.busy_poll = poll;
+  return base;
 }
 
 void Relay::LeaseLoop() {
