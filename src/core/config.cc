@@ -251,14 +251,14 @@ Status RouteOptions::Error(std::string_view key, int line,
   if (!source_name.empty()) {
     where = source_name + ":" + std::to_string(line) + ": ";
   }
-  return Status::InvalidArgument(where + "route '" + route + "'." +
+  return Status::InvalidArgument(where + table + " '" + route + "'." +
                                  std::string(key) + ": " +
                                  std::string(message));
 }
 
 Status RouteOptions::UnknownKey(const OptionField& f,
                                 std::string_view scheme_keys) const {
-  std::string expected(kRouteKeys);
+  std::string expected(common_keys.empty() ? kRouteKeys : common_keys);
   if (!scheme_keys.empty()) expected += ", " + std::string(scheme_keys);
   return Error(f.key, f.value.line, "unknown key (expected " + expected + ")");
 }
