@@ -5,6 +5,8 @@
 // (unknown option, malformed value, not a herald database...).
 #pragma once
 
+#include <cstdint>
+#include <functional>
 #include <iosfwd>
 #include <map>
 #include <memory>
@@ -80,6 +82,25 @@ bool ParseInt64(std::string_view text, int64_t* out);
 void InstallStopSignals();
 bool StopRequested();
 
+// --to-position N | --to-time RFC3339 of the reset commands (exactly one).
+struct ResetTarget {
+  bool by_time = false;
+  int64_t position = 1;  // --to-position
+  int64_t time_us = 0;   // --to-time
+};
+Result<ResetTarget> ParseResetTarget(const Flags& flags);
+// The first position in 1..head whose event occurred at or after
+// `time_us` (head + 1 when none), by bisection: it assumes occurred_at
+// grows with position, as it does for events appended without their own
+// occurred_at. `occurred_at(p)` answers the time of position p.
+Result<int64_t> BisectPositionAtTime(
+    int64_t head, int64_t time_us,
+    const std::function<Result<int64_t>(int64_t position)>& occurred_at);
+// "HOST:PID:RANDOM", a lease owner name.
+std::string HostOwnerName();
+// One JSON line of `herald parked list` (routes and consumers alike).
+std::string ParkedJson(const ParkedEvent& p);
+
 // Commands. Each takes its own arguments (after the command word).
 int RunAppend(const std::vector<std::string>& args, std::ostream& out,
               std::ostream& err);
@@ -97,5 +118,11 @@ int RunServe(const std::vector<std::string>& args, std::ostream& out,
              std::ostream& err);
 int RunPull(const std::vector<std::string>& args, std::ostream& out,
             std::ostream& err);
+// consume_command.cc: herald consume [status|reset] ...; and the parked
+// commands of a consumer (herald parked ... --consumer NAME).
+int RunConsume(const std::vector<std::string>& args, std::ostream& out,
+               std::ostream& err);
+int RunConsumerParked(const std::string& action, const Flags& flags,
+                      std::ostream& out, std::ostream& err);
 
 }  // namespace herald::cli
