@@ -117,7 +117,7 @@ Result<std::chrono::milliseconds> ParseDuration(std::string_view text) {
   auto bad = [&] {
     return Status::InvalidArgument(
         "'" + std::string(text) +
-        "' is not a duration (use a number with a unit: 250ms, 10s, 2m, 1h)");
+        "' is not a duration (use a number with a unit: 250ms, 10s, 2m, 1h, 7d)");
   };
   size_t i = 0;
   while (i < text.size() &&
@@ -141,6 +141,8 @@ Result<std::chrono::milliseconds> ParseDuration(std::string_view text) {
     ms = v * 60000;
   } else if (unit == "h") {
     ms = v * 3600000;
+  } else if (unit == "d") {
+    ms = v * 86400000;
   } else if (unit == "us" || unit == "µs") {
     ms = v / 1000;
   } else {
