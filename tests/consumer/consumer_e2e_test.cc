@@ -331,6 +331,72 @@ TEST_P(ConsumerE2e, RetentionSweepsAndALateDuplicateIsHandledAgain) {
   EXPECT_EQ(stats["duplicates"], 0);
 }
 
+// `herald consume` itself: an exec handler per event (the event's JSON on
+// stdin), status, and `consume reset` refused while it runs.
+TEST_P(ConsumerE2e, HeraldConsumeRunsExecAndRefusesAResetWhileRunning) {
+  Append(4, 10);  // 40
+  std::string handled = dir_.file("handled.jsonl");
+  std::string config = dir_.file("exec.toml");
+  WriteFile(config, "[[consumer]]\nname = \"" + std::string(kName) +
+                        "\"\nsource = \"" + serve_->base() + "\"\ninbox = \"" +
+                        inbox_url_ + "\"\nexec = \"cat >> " + handled +
+                        "\"\ntypes = [\"order.*\"]\n");
+  Child::Options o;
+  o.stderr_path = dir_.file("consume.err");
+  Child consume({HeraldBin(), "consume", "--config", config}, o);
+  auto lines = [&] {
+    std::string text = testing::ReadTextFile(handled);
+    return std::count(text.begin(), text.end(), '\n');
+  };
+  ASSERT_TRUE(WaitFor([&] { return lines() == 40; }, std::chrono::seconds(60)))
+      << lines() << testing::ReadTextFile(dir_.file("consume.err"));
+  std::string text = testing::ReadTextFile(handled);
+  EXPECT_NE(text.find("\"type\":\"order.placed\""), std::string::npos);
+  ASSERT_TRUE(WaitFor(
+      [&] {
+        auto l = inbox_->GetLease(ConsumerCheckpointName(kName));
+        return l.ok() && l->has_value();
+      },
+      std::chrono::seconds(10)));
+  std::string out, err;
+  EXPECT_NE(Herald({"consume", "reset", "--config", config, "--consumer", kName,
+                    "--to-position", "1"},
+                   &out, &err),
+            0);
+  EXPECT_NE(err.find("consumer '" + std::string(kName) + "' is running in"),
+            std::string::npos)
+      << err;
+  EXPECT_GT(Checkpoint(), 1) << "not moved";
+  ASSERT_TRUE(WaitFor(
+      [&] {
+        Herald({"consume", "status", "--config", config}, &out);
+        return out.find("\"handled\":40,\"duplicates\":0") != std::string::npos;
+      },
+      std::chrono::seconds(10)))
+      << out;
+  consume.Signal(SIGTERM);
+  EXPECT_EQ(consume.Wait(), 0)
+      << testing::ReadTextFile(dir_.file("consume.err"));
+  // Stopped: the reset goes through, and a second run absorbs everything.
+  ASSERT_EQ(Herald({"consume", "reset", "--config", config, "--consumer", kName,
+                    "--to-position", "1"},
+                   &out, &err),
+            0)
+      << err;
+  Child again({HeraldBin(), "consume", "--config", config}, o);
+  ASSERT_TRUE(WaitFor(
+      [&] {
+        Herald({"consume", "status", "--config", config}, &out);
+        return out.find("\"handled\":40,\"duplicates\":40") !=
+               std::string::npos;
+      },
+      std::chrono::seconds(30)))
+      << out;
+  again.Signal(SIGTERM);
+  EXPECT_EQ(again.Wait(), 0);
+  EXPECT_EQ(lines(), 40) << "no event handled twice";
+}
+
 INSTANTIATE_TEST_SUITE_P(Inbox, ConsumerE2e,
                          ::testing::ValuesIn(testing::TestBackends()));
 
