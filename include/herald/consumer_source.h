@@ -165,7 +165,9 @@ class ConsumerSource {
   // off and calls Poll again, and the source reconnects by itself;
   // deliveries in hand from the lost connection may then fail to Ack (the
   // broker redelivers them, the inbox absorbs the repeat). Other errors
-  // stop the consumer.
+  // stop the consumer. The consumer passes a short timeout (20 ms) while
+  // deliveries are in hand, so their acknowledgements go out promptly, and
+  // up to 500 ms when nothing is; it calls Wake only to stop.
   virtual Result<std::vector<SourceDelivery>> Poll(
       int max, std::chrono::milliseconds timeout) = 0;
 

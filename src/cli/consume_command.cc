@@ -43,13 +43,14 @@ namespace {
 Status RunEventCommand(const std::string& cmd, const Event& e) {
   std::vector<std::string> env_text;
   for (char** v = environ; *v; ++v) {
-    if (std::strncmp(*v, "HERALD_EVENT_", 13) != 0) env_text.push_back(*v);
+    if (std::strncmp(*v, "HERALD_EVENT_", 13) != 0) env_text.emplace_back(*v);
   }
   env_text.push_back("HERALD_EVENT_ID=" + e.id);
   env_text.push_back("HERALD_EVENT_POSITION=" + std::to_string(e.position));
   env_text.push_back("HERALD_EVENT_TYPE=" + e.type);
   env_text.push_back("HERALD_EVENT_STREAM=" + e.stream);
   std::vector<char*> envp;
+  envp.reserve(env_text.size() + 1);
   for (auto& s : env_text) envp.push_back(s.data());
   envp.push_back(nullptr);
 
