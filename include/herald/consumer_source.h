@@ -137,6 +137,10 @@ struct ConsumerSourceOptions {
   // herald server source) keeps it there as the checkpoint named
   // ConsumerCheckpointName(consumer), and without a store in memory only.
   RelayState* state = nullptr;
+  // The line of the [[consumer]] header (0 when built in code), for the
+  // error of a required key that is missing: RouteOptions::Error(key, line,
+  // "is required").
+  int line = 0;
   // One line per notable event (reconnects, retries), for logs. Never
   // holds a secret. May be empty.
   std::function<void(const std::string&)> on_log;

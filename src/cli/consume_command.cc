@@ -167,6 +167,7 @@ ConsumerSourceOptions SourceOptionsOf(const ConsumerConfig& c, Store* store,
   so.types = c.types;
   so.max_in_hand = max_in_hand;
   so.state = store;
+  so.line = c.line;
   return so;
 }
 

@@ -938,6 +938,7 @@ class Parser {
     so.url = c->source;
     so.options = c->options;
     so.types = c->types;
+    so.line = c->line;
     return ValidateSourceOptions(&so);
   }
 
