@@ -193,7 +193,8 @@ Result<int64_t> FindHttpPositionAtTime(const ConsumerConfig& c,
       });
 }
 
-Status StartOne(const ConsumerConfig& c, Running* r, std::ostream& err) {
+Status StartOne(const ConsumerConfig& c, Running* r, std::ostream& err,
+                const std::string& owner) {
   r->config = &c;
   auto store = OpenStore(c.inbox);
   if (!store.ok()) {
@@ -202,6 +203,19 @@ Status StartOne(const ConsumerConfig& c, Running* r, std::ostream& err) {
                                              store.status().message());
   }
   r->store = std::move(*store);
+  std::string scheme = SchemeOfUrl(c.source);
+  auto got = r->store->AcquireLease(ConsumerCheckpointName(c.name), owner,
+                                    std::chrono::seconds(10));
+  if (!got.ok()) return got.status();
+  if (!*got && (scheme == "http" || scheme == "https")) {
+    auto info = r->store->GetLease(ConsumerCheckpointName(c.name));
+    std::string holder = "another process";
+    if (info.ok() && info->has_value()) holder = (*info)->owner;
+    return Status::Conflict("consumer '" + c.name + "' is running in " +
+                            holder +
+                            ": one process reads a herald server for a "
+                            "consumer at a time");
+  }
   ConsumerOptions o;
   o.name = c.name;
   o.inbox = r->store.get();
@@ -396,9 +410,13 @@ int RunConsume(const std::vector<std::string>& args, std::ostream& out,
   if (!list.ok()) return Fail(err, list.status());
   InstallStopSignals();
   std::vector<std::unique_ptr<Running>> running;
+  // One lease per consumer, renewed while it runs: `consume reset` refuses
+  // to move a running consumer's checkpoint, and a consumer reading a herald
+  // server (whose checkpoint is its own) runs in one process at a time.
+  std::string owner = HostOwnerName();
   for (const ConsumerConfig* c : *list) {
     running.push_back(std::make_unique<Running>());
-    s = StartOne(*c, running.back().get(), err);
+    s = StartOne(*c, running.back().get(), err, owner);
     if (!s.ok()) {
       for (auto& r : running) {
         if (r->consumer) r->consumer->Stop();
@@ -408,9 +426,6 @@ int RunConsume(const std::vector<std::string>& args, std::ostream& out,
   }
   err << "herald: consuming with " << running.size() << " consumer(s)\n";
   err.flush();
-  // One lease per consumer, renewed while it runs: `consume reset` refuses
-  // to move a running consumer's checkpoint.
-  std::string owner = HostOwnerName();
   auto next_lease = std::chrono::steady_clock::now();
   Status failure;
   while (!StopRequested() && failure.ok()) {

@@ -9,6 +9,7 @@
 #include <libpq-fe.h>
 #endif
 
+#include <algorithm>
 #include <map>
 #include <set>
 #include <string>
@@ -367,6 +368,11 @@ TEST_P(ConsumerE2e, HeraldConsumeRunsExecAndRefusesAResetWhileRunning) {
             std::string::npos)
       << err;
   EXPECT_GT(Checkpoint(), 1) << "not moved";
+  // A second process for the same consumer is refused too.
+  EXPECT_EQ(Herald({"consume", "--config", config}, &out, &err), 1);
+  EXPECT_NE(err.find("consumer '" + std::string(kName) + "' is running in"),
+            std::string::npos)
+      << err;
   ASSERT_TRUE(WaitFor(
       [&] {
         Herald({"consume", "status", "--config", config}, &out);
@@ -395,6 +401,75 @@ TEST_P(ConsumerE2e, HeraldConsumeRunsExecAndRefusesAResetWhileRunning) {
   again.Signal(SIGTERM);
   EXPECT_EQ(again.Wait(), 0);
   EXPECT_EQ(lines(), 40) << "no event handled twice";
+}
+
+// `parked drop`: the parked event is given up, the events held behind it
+// are handled in order.
+TEST_P(ConsumerE2e, DroppingAParkedEventReleasesItsStream) {
+  Append(4, 6);  // 24
+  auto s1 = producer_->ReadStream("s-1", 2, 1);
+  ASSERT_TRUE(s1.ok() && s1->size() == 1);
+  std::string poison = (*s1)[0].id;
+  auto c = StartChild({"--fail-id", poison, "--heal-file", dir_.file("never")},
+                      "drop");
+  // s-1 holds its 2nd to 6th events: 5 rows parked or held.
+  ASSERT_TRUE(
+      WaitFor([&] { return DomainRows() == 24 - 5; }, std::chrono::seconds(60)))
+      << DomainRows();
+  std::string out, err;
+  ASSERT_TRUE(WaitFor(
+      [&] {
+        Herald({"parked", "list", "--config", config_, "--consumer", kName,
+                "--state", "held"},
+               &out);
+        return std::count(out.begin(), out.end(), '\n') == 4;
+      },
+      std::chrono::seconds(30)))
+      << out;
+  ASSERT_EQ(Herald({"parked", "drop", "--config", config_, "--consumer", kName,
+                    "--id", poison},
+                   &out, &err),
+            0)
+      << err;
+  ASSERT_TRUE(
+      WaitFor([&] { return DomainRows() == 23; }, std::chrono::seconds(30)))
+      << DomainRows();
+  StopChild(c.get(), "drop");
+  auto rows = Rows();
+  std::vector<int64_t> s1_positions;
+  for (const auto& r : rows) {
+    EXPECT_NE(r.event_id, poison);
+    if (r.stream == "s-1") s1_positions.push_back(r.position);
+  }
+  ASSERT_EQ(s1_positions.size(), 5u);
+  EXPECT_TRUE(std::is_sorted(s1_positions.begin(), s1_positions.end()));
+  Herald({"parked", "list", "--config", config_, "--consumer", kName}, &out);
+  EXPECT_EQ(out, "");
+}
+
+// A forwarding sender as the handler: each event goes to the sender (here
+// a file: JSON lines, fsynced) once.
+TEST_P(ConsumerE2e, HeraldConsumeForwardsThroughASender) {
+  Append(2, 10);  // 20
+  std::string forwarded = dir_.file("forwarded.jsonl");
+  std::string config = dir_.file("sender.toml");
+  WriteFile(config, "[[consumer]]\nname = \"fwd\"\nsource = \"" +
+                        serve_->base() + "\"\ninbox = \"" + inbox_url_ +
+                        "\"\nsender = \"file:" + forwarded + "\"\n");
+  Child::Options o;
+  o.stderr_path = dir_.file("fwd.err");
+  Child consume({HeraldBin(), "consume", "--config", config}, o);
+  auto lines = [&] {
+    std::string text = testing::ReadTextFile(forwarded);
+    return std::count(text.begin(), text.end(), '\n');
+  };
+  ASSERT_TRUE(WaitFor([&] { return lines() == 20; }, std::chrono::seconds(60)))
+      << lines() << testing::ReadTextFile(dir_.file("fwd.err"));
+  consume.Signal(SIGTERM);
+  EXPECT_EQ(consume.Wait(), 0) << testing::ReadTextFile(dir_.file("fwd.err"));
+  EXPECT_EQ(Count(inbox_.get(),
+                  "SELECT count(*) FROM herald_inbox WHERE consumer = 'fwd'"),
+            20);
 }
 
 INSTANTIATE_TEST_SUITE_P(Inbox, ConsumerE2e,
