@@ -115,9 +115,9 @@ bool GlobMatch(std::string_view p, std::string_view t) {
 
 Result<std::chrono::milliseconds> ParseDuration(std::string_view text) {
   auto bad = [&] {
-    return Status::InvalidArgument(
-        "'" + std::string(text) +
-        "' is not a duration (use a number with a unit: 250ms, 10s, 2m, 1h, 7d)");
+    return Status::InvalidArgument("'" + std::string(text) +
+                                   "' is not a duration (use a number with a "
+                                   "unit: 250ms, 10s, 2m, 1h, 7d)");
   };
   size_t i = 0;
   while (i < text.size() &&
