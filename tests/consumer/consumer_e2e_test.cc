@@ -403,6 +403,38 @@ TEST_P(ConsumerE2e, HeraldConsumeRunsExecAndRefusesAResetWhileRunning) {
   EXPECT_EQ(lines(), 40) << "no event handled twice";
 }
 
+// on_failure = "block": the failing event is retried in place, holding
+// only its stream (nothing parked); once it succeeds the stream goes on in
+// order. SIGTERM while it is retrying gives it back, unacknowledged.
+TEST_P(ConsumerE2e, BlockRetriesInPlaceHoldingOnlyItsStream) {
+  Append(4, 6);  // 24
+  auto s2 = producer_->ReadStream("s-2", 3, 1);
+  ASSERT_TRUE(s2.ok() && s2->size() == 1);
+  std::string failing = (*s2)[0].id;
+  std::string heal = dir_.file("heal");
+  auto c = StartChild(
+      {"--fail-id", failing, "--heal-file", heal, "--on-failure", "block"},
+      "block1");
+  // s-2 stops before its 3rd event; the other streams finish.
+  ASSERT_TRUE(
+      WaitFor([&] { return DomainRows() == 24 - 4; }, std::chrono::seconds(60)))
+      << DomainRows();
+  auto stats = StopChild(c.get(), "block1");
+  EXPECT_EQ(stats["parked"], 0);
+  std::string out;
+  Herald({"parked", "list", "--config", config_, "--consumer", kName}, &out);
+  EXPECT_EQ(out, "") << "block parks nothing";
+  // Given back, not acknowledged: the checkpoint stayed before it.
+  EXPECT_LE(Checkpoint(), (*s2)[0].position);
+  WriteFile(heal, "");
+  auto again = StartChild({"--on-failure", "block"}, "block2");
+  ASSERT_TRUE(
+      WaitFor([&] { return DomainRows() == 24; }, std::chrono::seconds(60)))
+      << DomainRows();
+  StopChild(again.get(), "block2");
+  ExpectOneRowPerEventInStreamOrder(24);
+}
+
 // `parked drop`: the parked event is given up, the events held behind it
 // are handled in order.
 TEST_P(ConsumerE2e, DroppingAParkedEventReleasesItsStream) {
