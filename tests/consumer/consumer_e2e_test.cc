@@ -605,5 +605,55 @@ TEST(ConsumerLibrary, DispatcherSubscriptionsServeConsumedEvents) {
             30);
 }
 
+// `herald serve` runs the [[consumer]] tables of its config too (here one
+// reading that very server) and lists them in /metrics.
+TEST(ConsumerServe, ServeRunsConsumersAndShowsThemInMetrics) {
+  TempDir dir;
+  std::string db = "sqlite:" + dir.file("server.db");
+  {
+    auto producer = OpenStore(db);
+    ASSERT_TRUE(producer.ok());
+    std::vector<Event> events;
+    for (int i = 0; i < 12; ++i) {
+      events.push_back(
+          testing::MakeEvent("s-" + std::to_string(i % 3), "order.placed"));
+    }
+    ASSERT_TRUE((*producer)->Append(events).ok());
+  }
+  int port = testing::FreePort();
+  std::string handled = dir.file("handled.jsonl");
+  std::string config =
+      "[[consumer]]\nname = \"self\"\nsource = "
+      "\"http://127.0.0.1:" +
+      std::to_string(port) + "\"\ninbox = \"sqlite:" + dir.file("inbox.db") +
+      "\"\nexec = \"cat >> " + handled + "\"\n";
+  ServeProcess serve(dir, db, config, {}, port);
+  ASSERT_TRUE(serve.ready()) << serve.stderr_text();
+  testing::HttpClient http;
+  std::string body;
+  ASSERT_TRUE(WaitFor(
+      [&] {
+        body = http.Request("GET", serve.base() + "/metrics").body;
+        return body.find(
+                   "herald_consumer_handled_total{consumer=\"self\"} "
+                   "12\n") != std::string::npos;
+      },
+      std::chrono::seconds(30)))
+      << body;
+  EXPECT_NE(body.find("# TYPE herald_consumer_duplicates_total counter"),
+            std::string::npos);
+  EXPECT_TRUE(WaitFor(
+      [&] {
+        body = http.Request("GET", serve.base() + "/metrics").body;
+        return body.find("herald_consumer_in_hand{consumer=\"self\"} 0\n") !=
+               std::string::npos;
+      },
+      std::chrono::seconds(10)))
+      << body;
+  EXPECT_EQ(serve.Stop(), 0) << serve.stderr_text();
+  std::string text = testing::ReadTextFile(handled);
+  EXPECT_EQ(std::count(text.begin(), text.end(), '\n'), 12);
+}
+
 }  // namespace
 }  // namespace herald
