@@ -21,6 +21,7 @@
 #include "herald/postgres.h"
 #include "herald/sqlite.h"
 #include "herald/store.h"
+#include "herald/time.h"
 #include "server/server_test_util.h"
 #include "support/test_util.h"
 
@@ -433,6 +434,27 @@ TEST_P(ConsumerE2e, BlockRetriesInPlaceHoldingOnlyItsStream) {
       << DomainRows();
   StopChild(again.get(), "block2");
   ExpectOneRowPerEventInStreamOrder(24);
+}
+
+// consume reset --to-time: the first position whose event occurred at or
+// after the time, found on the server.
+TEST_P(ConsumerE2e, ConsumeResetToTimeFindsThePositionOnTheServer) {
+  std::vector<Event> events;
+  const int64_t base = 1'700'000'000'000'000;
+  for (int i = 0; i < 10; ++i) {
+    Event e = testing::MakeEvent("s", "order.placed");
+    e.occurred_at_us = base + i * 1'000'000;  // 1 s apart
+    events.push_back(e);
+  }
+  ASSERT_TRUE(producer_->Append(events).ok());
+  std::string out, err;
+  ASSERT_EQ(Herald({"consume", "reset", "--config", config_, "--consumer",
+                    kName, "--to-time", FormatRfc3339(base + 4'500'000)},
+                   &out, &err),
+            0)
+      << err;
+  EXPECT_EQ(Checkpoint(), 6);
+  EXPECT_EQ(out, "{\"consumer\":\"billing\",\"checkpoint\":6}\n");
 }
 
 // `parked drop`: the parked event is given up, the events held behind it
