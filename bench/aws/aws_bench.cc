@@ -52,6 +52,7 @@
 #include <thread>
 #include <vector>
 
+#include "bench_util.h"
 #include "herald/config.h"
 #include "herald/relay.h"
 #include "herald/store.h"
@@ -65,7 +66,7 @@
 namespace herald {
 namespace {
 
-using Clock = std::chrono::steady_clock;
+using namespace bench;  // NOLINT(google-build-using-namespace)
 using std::chrono::milliseconds;
 using testing::Child;
 using testing::TempDir;
@@ -87,20 +88,6 @@ void Die(const std::string& what) {
   std::fprintf(stderr, "aws_bench: %s\n", what.c_str());
   std::exit(1);
 }
-void Check(const Status& s, const std::string& what) {
-  if (!s.ok()) Die(what + ": " + s.ToString());
-}
-
-// A 200-byte JSON payload, as in the other benchmarks.
-Event MakeBenchEvent(int i, int streams) {
-  Event e;
-  e.stream = "order-" + std::to_string(i % streams);
-  e.type = "order.placed";
-  e.payload = "{\"i\":" + std::to_string(100000000 + i) + ",\"p\":\"" +
-              std::string(178, 'x') + "\"}";
-  return e;
-}
-
 // CPU seconds (user + system) a process used so far.
 double CpuSeconds(pid_t pid) {
   std::ifstream f("/proc/" + std::to_string(pid) + "/stat");
@@ -122,14 +109,6 @@ double CpuSeconds(pid_t pid) {
   if (fields.size() < 13) return 0;
   double ticks = std::stod(fields[11]) + std::stod(fields[12]);
   return ticks / static_cast<double>(::sysconf(_SC_CLK_TCK));
-}
-
-// CPU seconds this process (herald's threads or the plain client) used.
-double OwnCpuSeconds() {
-  rusage u{};
-  ::getrusage(RUSAGE_SELF, &u);
-  return static_cast<double>(u.ru_utime.tv_sec + u.ru_stime.tv_sec) +
-         static_cast<double>(u.ru_utime.tv_usec + u.ru_stime.tv_usec) / 1e6;
 }
 
 // ---- plain HTTP (control requests, queue creation) ----------------------
@@ -366,7 +345,7 @@ Figure Herald(Server& server, const std::string& queue, int max_batch, int n) {
   Relay relay(store.get());
   Check(relay.AddRoute(BenchRoute(url, server, max_batch)), "route");
   double cpu0 = CpuSeconds(server.pid());
-  double own0 = OwnCpuSeconds();
+  double own0 = ProcessCpuSeconds();
   auto t0 = Clock::now();
   Check(relay.Start(), "start");
   auto deadline = t0 + std::chrono::minutes(10);
@@ -379,7 +358,7 @@ Figure Herald(Server& server, const std::string& queue, int max_batch, int n) {
   Figure f;
   f.seconds = std::chrono::duration<double>(Clock::now() - t0).count();
   f.server_cpu = CpuSeconds(server.pid()) - cpu0;
-  f.client_cpu = OwnCpuSeconds() - own0;
+  f.client_cpu = ProcessCpuSeconds() - own0;
   relay.Stop();
   int64_t stored = server.Stored(url.substr(4));
   if (stored != n) {
@@ -456,7 +435,7 @@ Figure Plain(Server& server, const std::string& queue, int max_batch, int n,
     curl_multi_add_handle(multi, c.easy);
   };
   double cpu0 = CpuSeconds(server.pid());
-  double own0 = OwnCpuSeconds();
+  double own0 = ProcessCpuSeconds();
   auto t0 = Clock::now();
   size_t running = 0;
   for (auto& c : conns) {
@@ -503,7 +482,7 @@ Figure Plain(Server& server, const std::string& queue, int max_batch, int n,
   Figure f;
   f.seconds = std::chrono::duration<double>(Clock::now() - t0).count();
   f.server_cpu = CpuSeconds(server.pid()) - cpu0;
-  f.client_cpu = OwnCpuSeconds() - own0;
+  f.client_cpu = ProcessCpuSeconds() - own0;
   for (auto& c : conns) {
     curl_easy_cleanup(c.easy);
     curl_slist_free_all(c.headers);

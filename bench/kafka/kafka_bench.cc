@@ -50,6 +50,7 @@
 #include <unordered_map>
 #include <vector>
 
+#include "bench_util.h"
 #include "herald/cloudevents.h"
 #include "herald/relay.h"
 #include "herald/sender.h"
@@ -61,46 +62,8 @@
 namespace herald {
 namespace {
 
-using Clock = std::chrono::steady_clock;
+using namespace bench;  // NOLINT(google-build-using-namespace)
 using std::chrono::milliseconds;
-
-void Check(const Status& s, const char* what) {
-  if (!s.ok()) {
-    std::fprintf(stderr, "kafka_bench: %s: %s\n", what, s.ToString().c_str());
-    std::exit(1);
-  }
-}
-
-// A 200-byte JSON payload, as in the baseline figures.
-Event MakeBenchEvent(int i, int streams) {
-  Event e;
-  e.stream = "order-" + std::to_string(i % streams);
-  e.type = "order.placed";
-  e.payload = "{\"i\":" + std::to_string(100000000 + i) + ",\"p\":\"" +
-              std::string(178, 'x') + "\"}";
-  return e;
-}
-
-double Median(std::vector<double> v) {
-  if (v.empty()) return 0;
-  std::sort(v.begin(), v.end());
-  return v[v.size() / 2];
-}
-
-struct Percentiles {
-  double p50 = 0, p99 = 0, max = 0;
-  size_t over_5ms = 0;
-};
-Percentiles Of(std::vector<double> ms) {
-  Percentiles p;
-  if (ms.empty()) return p;
-  std::sort(ms.begin(), ms.end());
-  p.p50 = ms[ms.size() / 2];
-  p.p99 = ms[std::min(ms.size() - 1, ms.size() * 99 / 100)];
-  p.max = ms.back();
-  for (double m : ms) p.over_5ms += m > 5;
-  return p;
-}
 
 // A field of /proc/self/status in MiB ("VmRSS", "VmHWM").
 double StatusMiB(const char* field) {
@@ -286,13 +249,6 @@ RouteConfig BenchRoute(const std::string& brokers, const std::string& name,
   return r;
 }
 
-int64_t Checkpoint(Store* store, const std::string& route) {
-  auto cp = store->GetCheckpoint(Relay::CheckpointName(route));
-  return cp.ok() ? *cp : 0;
-}
-
-// Time spent inside the relay's Send calls, to tell the sender's share of a
-// run from the relay's own (reading, checkpointing).
 class SendTimer final : public Sender {
  public:
   explicit SendTimer(std::unique_ptr<Sender> inner)
@@ -329,13 +285,7 @@ HeraldRun HeraldThroughput(const std::string& brokers, const std::string& db,
   auto opened = OpenStore("sqlite:" + db);
   Check(opened.status(), "open store");
   std::unique_ptr<Store> store = std::move(*opened);
-  for (int i = 0; i < n; i += 10000) {
-    std::vector<Event> batch;
-    for (int k = i; k < std::min(n, i + 10000); ++k) {
-      batch.push_back(MakeBenchEvent(k, streams));
-    }
-    Check(store->Append(std::span<Event>(batch)).status(), "append");
-  }
+  FillBacklog(store.get(), n, streams);
   RouteConfig route = BenchRoute(brokers, "tp", topic, window);
   auto inner = MakeSender(route);
   Check(inner.status(), "sender");
@@ -346,9 +296,7 @@ HeraldRun HeraldThroughput(const std::string& brokers, const std::string& db,
   const double rss_before = ResetPeakRss();
   auto t0 = Clock::now();
   Check(relay.Start(), "start");
-  while (Checkpoint(store.get(), "tp") < n + 1) {
-    std::this_thread::sleep_for(milliseconds(1));
-  }
+  WaitCheckpoint(store.get(), "tp", n);
   double secs = std::chrono::duration<double>(Clock::now() - t0).count();
   HeraldRun out;
   // What the relay added to the process at its peak (the benchmark's own
@@ -358,89 +306,6 @@ HeraldRun HeraldThroughput(const std::string& brokers, const std::string& db,
   out.rate = n / secs;
   out.send_share = timed->busy_seconds() / secs;
   out.calls = timed->calls();
-  return out;
-}
-
-// Records when the relay's Send returned each event OK (its report).
-class AckClock final : public Sender {
- public:
-  explicit AckClock(std::unique_ptr<Sender> inner) : inner_(std::move(inner)) {}
-  void Send(std::span<const Event> events, std::span<SendResult> results,
-            Clock::time_point deadline) override {
-    int64_t start = NowMicros();
-    inner_->Send(events, results, deadline);
-    int64_t now = NowMicros();
-    std::lock_guard<std::mutex> lock(mu_);
-    for (size_t i = 0; i < events.size(); ++i) {
-      started_.emplace(events[i].id, start);
-      if (results[i].status.ok()) acked_.emplace(events[i].id, now);
-    }
-  }
-  // When the relay first handed each event to Send.
-  std::unordered_map<std::string, int64_t> started() {
-    std::lock_guard<std::mutex> lock(mu_);
-    return started_;
-  }
-  std::string_view kind() const override { return inner_->kind(); }
-  std::unordered_map<std::string, int64_t> acked() {
-    std::lock_guard<std::mutex> lock(mu_);
-    return acked_;
-  }
-
- private:
-  std::unique_ptr<Sender> inner_;
-  std::mutex mu_;
-  std::unordered_map<std::string, int64_t> acked_;
-  std::unordered_map<std::string, int64_t> started_;
-};
-
-// Of the commit-to-report time, the part before the relay's Send began.
-std::vector<double> g_to_send_ms;
-
-std::vector<double> HeraldLatency(const std::string& brokers,
-                                  const std::string& db, int n, int rate,
-                                  int streams, int window,
-                                  const std::string& topic) {
-  auto opened = OpenStore("sqlite:" + db);
-  Check(opened.status(), "open store");
-  std::unique_ptr<Store> store = std::move(*opened);
-  RouteConfig route = BenchRoute(brokers, "lat", topic, window);
-  auto inner = MakeSender(route);
-  Check(inner.status(), "sender");
-  auto clock = std::make_unique<AckClock>(std::move(*inner));
-  AckClock* acks = clock.get();
-  Relay relay(store.get());
-  Check(relay.AddRoute(route, std::move(clock)), "route");
-  Check(relay.Start(), "start");
-  std::vector<std::pair<std::string, int64_t>> commits;
-  auto start = Clock::now();
-  for (int i = 0; i < n; ++i) {
-    std::this_thread::sleep_until(
-        start + std::chrono::microseconds(int64_t{1000000} * i / rate));
-    Event e = MakeBenchEvent(i, streams);
-    Check(store->Append(std::span<Event>(&e, 1)).status(), "append");
-    commits.emplace_back(e.id, NowMicros());
-  }
-  while (Checkpoint(store.get(), "lat") < n + 1) {
-    std::this_thread::sleep_for(milliseconds(1));
-  }
-  relay.Stop();
-  auto acked = acks->acked();
-  auto started = acks->started();
-  g_to_send_ms.clear();
-  for (size_t i = static_cast<size_t>(rate); i < commits.size(); ++i) {
-    auto it = started.find(commits[i].first);
-    if (it != started.end()) {
-      g_to_send_ms.push_back((it->second - commits[i].second) / 1000.0);
-    }
-  }
-  std::vector<double> out;
-  // The first second is left out: it connects and gets a producer id.
-  for (size_t i = static_cast<size_t>(rate); i < commits.size(); ++i) {
-    auto it = acked.find(commits[i].first);
-    if (it != acked.end())
-      out.push_back((it->second - commits[i].second) / 1000.0);
-  }
   return out;
 }
 
@@ -538,10 +403,13 @@ int Main(int argc, char** argv) {
         h.rate / p, window, pw, h.rate / pw, pn);
     std::fflush(stdout);
     int n = 1000 * lat_secs;
-    auto hl = Of(HeraldLatency(brokers, dir.file("lat.db"), n, 1000, 50, window,
-                               r + "lat-h"));
-    auto ts = Of(g_to_send_ms);
-    auto pl = Of(PlainLatency(brokers, r + "lat-p", n, 1000, 50));
+    // The first second is left out: it connects and gets a producer id.
+    CommitToAck lat = MeasureCommitToAck(
+        dir.file("lat.db"), BenchRoute(brokers, "lat", r + "lat-h", window), n,
+        1000, 50, /*skip=*/1000);
+    auto hl = PercentilesOf(lat.to_ack_ms);
+    auto ts = PercentilesOf(lat.to_send_ms);
+    auto pl = PercentilesOf(PlainLatency(brokers, r + "lat-p", n, 1000, 50));
     h50.push_back(hl.p50);
     h99.push_back(hl.p99);
     p50.push_back(pl.p50);

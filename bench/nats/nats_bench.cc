@@ -33,6 +33,7 @@
 #include <unordered_map>
 #include <vector>
 
+#include "bench_util.h"
 #include "herald/cloudevents.h"
 #include "herald/relay.h"
 #include "herald/sender.h"
@@ -44,43 +45,10 @@
 namespace herald {
 namespace {
 
-using Clock = std::chrono::steady_clock;
+using namespace bench;  // NOLINT(google-build-using-namespace)
 using std::chrono::milliseconds;
 
-void Check(const Status& s, const char* what) {
-  if (!s.ok()) {
-    std::fprintf(stderr, "nats_bench: %s: %s\n", what, s.ToString().c_str());
-    std::exit(1);
-  }
-}
-
-// A 200-byte JSON payload, as in the baseline figures.
-Event MakeBenchEvent(int i, int streams) {
-  Event e;
-  e.stream = "order-" + std::to_string(i % streams);
-  e.type = "order.placed";
-  e.payload = "{\"i\":" + std::to_string(100000000 + i) + ",\"p\":\"" +
-              std::string(178, 'x') + "\"}";
-  return e;
-}
-
-double Median(std::vector<double> v) {
-  if (v.empty()) return 0;
-  std::sort(v.begin(), v.end());
-  return v[v.size() / 2];
-}
-
-struct Percentiles {
-  double p50 = 0, p99 = 0;
-};
-Percentiles Of(std::vector<double> ms) {
-  Percentiles p;
-  if (ms.empty()) return p;
-  std::sort(ms.begin(), ms.end());
-  p.p50 = ms[ms.size() / 2];
-  p.p99 = ms[std::min(ms.size() - 1, ms.size() * 99 / 100)];
-  return p;
-}
+double g_cpu_us = 0;  // of the last throughput phase, per message
 
 // ---- the plain program
 // -------------------------------------------------------
@@ -126,6 +94,7 @@ double PlainThroughput(const std::string& url, const std::vector<Event>& events,
   jsCtx* js = nullptr;
   natsConnection_JetStream(&js, nc, &jo);
   auto t0 = Clock::now();
+  double cpu0 = ProcessCpuSeconds();
   for (const Event& e : events) {
     natsMsg* m = BuildMessage(e, prefix + e.stream);
     while (js_PublishMsgAsync(js, &m, nullptr) != NATS_OK) {
@@ -137,6 +106,7 @@ double PlainThroughput(const std::string& url, const std::vector<Event>& events,
   po.MaxWait = 60000;
   js_PublishAsyncComplete(js, &po);
   double secs = std::chrono::duration<double>(Clock::now() - t0).count();
+  g_cpu_us = (ProcessCpuSeconds() - cpu0) * 1e6 / events.size();
   if (acks.failed > 0) {
     std::fprintf(stderr, "plain: %lld publishes failed\n",
                  static_cast<long long>(acks.failed.load()));
@@ -194,94 +164,22 @@ RouteConfig BenchRoute(const std::string& url, const std::string& name,
   return r;
 }
 
-int64_t Checkpoint(Store* store, const std::string& route) {
-  auto cp = store->GetCheckpoint(Relay::CheckpointName(route));
-  return cp.ok() ? *cp : 0;
-}
-
 double HeraldThroughput(const std::string& url, const std::string& db, int n,
                         int streams, int window, const std::string& subject) {
   auto opened = OpenStore("sqlite:" + db);
   Check(opened.status(), "open store");
   std::unique_ptr<Store> store = std::move(*opened);
-  for (int i = 0; i < n; i += 1000) {
-    std::vector<Event> batch;
-    for (int k = i; k < std::min(n, i + 1000); ++k) {
-      batch.push_back(MakeBenchEvent(k, streams));
-    }
-    Check(store->Append(std::span<Event>(batch)).status(), "append");
-  }
+  FillBacklog(store.get(), n, streams);
   Relay relay(store.get());
   Check(relay.AddRoute(BenchRoute(url, "tp", subject, window)), "route");
   auto t0 = Clock::now();
+  double cpu0 = ProcessCpuSeconds();
   Check(relay.Start(), "start");
-  while (Checkpoint(store.get(), "tp") < n + 1) {
-    std::this_thread::sleep_for(milliseconds(1));
-  }
+  WaitCheckpoint(store.get(), "tp", n);
   double secs = std::chrono::duration<double>(Clock::now() - t0).count();
+  g_cpu_us = (ProcessCpuSeconds() - cpu0) * 1e6 / n;
   relay.Stop();
   return n / secs;
-}
-
-// Records when the relay's Send returned each event OK (its PubAck).
-class AckClock final : public Sender {
- public:
-  explicit AckClock(std::unique_ptr<Sender> inner) : inner_(std::move(inner)) {}
-  void Send(std::span<const Event> events, std::span<SendResult> results,
-            Clock::time_point deadline) override {
-    inner_->Send(events, results, deadline);
-    int64_t now = NowMicros();
-    std::lock_guard<std::mutex> lock(mu_);
-    for (size_t i = 0; i < events.size(); ++i) {
-      if (results[i].status.ok()) acked_.emplace(events[i].id, now);
-    }
-  }
-  std::string_view kind() const override { return inner_->kind(); }
-  std::unordered_map<std::string, int64_t> acked() {
-    std::lock_guard<std::mutex> lock(mu_);
-    return acked_;
-  }
-
- private:
-  std::unique_ptr<Sender> inner_;
-  std::mutex mu_;
-  std::unordered_map<std::string, int64_t> acked_;
-};
-
-std::vector<double> HeraldLatency(const std::string& url, const std::string& db,
-                                  int n, int rate, int streams, int window,
-                                  const std::string& subject) {
-  auto opened = OpenStore("sqlite:" + db);
-  Check(opened.status(), "open store");
-  std::unique_ptr<Store> store = std::move(*opened);
-  RouteConfig route = BenchRoute(url, "lat", subject, window);
-  auto inner = MakeSender(route);
-  Check(inner.status(), "sender");
-  auto clock = std::make_unique<AckClock>(std::move(*inner));
-  AckClock* acks = clock.get();
-  Relay relay(store.get());
-  Check(relay.AddRoute(route, std::move(clock)), "route");
-  Check(relay.Start(), "start");
-  std::vector<std::pair<std::string, int64_t>> commits;
-  auto start = Clock::now();
-  for (int i = 0; i < n; ++i) {
-    std::this_thread::sleep_until(
-        start + std::chrono::microseconds(int64_t{1000000} * i / rate));
-    Event e = MakeBenchEvent(i, streams);
-    Check(store->Append(std::span<Event>(&e, 1)).status(), "append");
-    commits.emplace_back(e.id, NowMicros());
-  }
-  while (Checkpoint(store.get(), "lat") < n + 1) {
-    std::this_thread::sleep_for(milliseconds(1));
-  }
-  relay.Stop();
-  auto acked = acks->acked();
-  std::vector<double> out;
-  for (const auto& [id, at] : commits) {
-    auto it = acked.find(id);
-    if (it != acked.end()) out.push_back((it->second - at) / 1000.0);
-  }
-  return out;
 }
 
 int Main(int argc, char** argv) {
@@ -326,6 +224,7 @@ int Main(int argc, char** argv) {
       events, streams, window, g_batch, runs, lat_secs);
   std::vector<double> herald_tp, plain_tp, ratios;
   std::vector<double> h50, h99, p50, p99;
+  std::vector<double> herald_cpu, plain_cpu;
   for (int run = 0; run < runs; ++run) {
     testing::TempDir dir;
     std::vector<Event> plain_events;
@@ -343,24 +242,34 @@ int Main(int argc, char** argv) {
     // the run weighs on both sides.
     double p1 = PlainThroughput(server.url(), plain_events,
                                 "bench.plain" + r + "a.", window);
+    double p1_cpu = g_cpu_us;
     double h =
         HeraldThroughput(server.url(), dir.file("tp.db"), events, streams,
                          window, "bench.herald" + r + ".{stream}");
+    double h_cpu = g_cpu_us;
     for (Event& e : plain_events) e.id = NewUuidV7();
     double p2 = PlainThroughput(server.url(), plain_events,
                                 "bench.plain" + r + "b.", window);
+    double p_cpu = (p1_cpu + g_cpu_us) / 2;
+    herald_cpu.push_back(h_cpu);
+    plain_cpu.push_back(p_cpu);
     double p = (p1 + p2) / 2;
     plain_tp.push_back(p);
     herald_tp.push_back(h);
     ratios.push_back(h / p);
     std::printf(
         "run %d: throughput herald %.0f/s, plain %.0f/s (%.0f before, "
-        "%.0f after), ratio %.2f\n",
-        run + 1, h, p, p1, p2, h / p);
+        "%.0f after), ratio %.2f; client CPU per message herald %.1f us, "
+        "plain %.1f us\n",
+        run + 1, h, p, p1, p2, h / p, h_cpu, p_cpu);
     int n = 1000 * lat_secs;
-    auto hl = Of(HeraldLatency(server.url(), dir.file("lat.db"), n, 1000, 50,
-                               window, "bench.lat" + r + ".{stream}"));
-    auto pl = Of(PlainLatency(server.url(), n, 1000, 50));
+    auto hl = PercentilesOf(
+        MeasureCommitToAck(dir.file("lat.db"),
+                           BenchRoute(server.url(), "lat",
+                                      "bench.lat" + r + ".{stream}", window),
+                           n, 1000, 50)
+            .to_ack_ms);
+    auto pl = PercentilesOf(PlainLatency(server.url(), n, 1000, 50));
     h50.push_back(hl.p50);
     h99.push_back(hl.p99);
     p50.push_back(pl.p50);
@@ -376,6 +285,11 @@ int Main(int argc, char** argv) {
       "  backlog throughput  herald %8.0f events/s  plain %8.0f "
       "msgs/s  ratio %.2f (goal >= 0.8)\n",
       Median(herald_tp), Median(plain_tp), Median(ratios));
+  std::printf(
+      "  client CPU/message  herald %8.1f us        plain %8.1f us    "
+      "ratio %.2f\n",
+      Median(herald_cpu), Median(plain_cpu),
+      Median(plain_cpu) / Median(herald_cpu));
   std::printf(
       "  @1000/s             herald commit-to-PubAck p50 %.3f ms "
       "p99 %.3f ms (goal p99 < 5 ms); plain p50 %.3f ms p99 %.3f ms\n",

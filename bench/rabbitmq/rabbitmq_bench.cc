@@ -29,6 +29,7 @@
 #include <set>
 #include <thread>
 
+#include "bench_util.h"
 #include "herald/cloudevents.h"
 #include "herald/config.h"
 #include "herald/relay.h"
@@ -39,7 +40,7 @@
 namespace herald {
 namespace {
 
-using Clock = std::chrono::steady_clock;
+using namespace bench;  // NOLINT(google-build-using-namespace)
 using std::chrono::milliseconds;
 using testing::TempDir;
 
@@ -48,20 +49,6 @@ int64_t g_events = 50000;
 int g_window = 500;
 int g_batch = 1000;
 std::string g_only;
-
-double Median(std::vector<double> v) {
-  std::sort(v.begin(), v.end());
-  return v.empty() ? 0 : v[v.size() / 2];
-}
-double Seconds(Clock::duration d) {
-  return std::chrono::duration<double>(d).count();
-}
-void Check(const Status& s, const char* what) {
-  if (!s.ok()) {
-    std::fprintf(stderr, "%s: %s\n", what, s.ToString().c_str());
-    std::exit(1);
-  }
-}
 
 std::string Payload(int64_t i) {
   std::string p = "{\"order\":" + std::to_string(i) + ",\"pad\":\"";
@@ -80,14 +67,6 @@ RouteConfig Route(const std::string& name, const std::string& exchange,
                        "bench.toml");
   Check(c.status(), "route config");
   return c->routes[0];
-}
-
-void WaitCheckpoint(Store* store, const std::string& route, int64_t head) {
-  while (true) {
-    auto c = store->GetCheckpoint(Relay::CheckpointName(route));
-    if (c.ok() && *c > head) return;
-    std::this_thread::sleep_for(milliseconds(2));
-  }
 }
 
 // ---- the plain publisher ----------------------------------------------------
@@ -298,19 +277,6 @@ class TimedSender final : public Sender {
   std::map<std::string, int64_t> acked_;
 };
 
-struct Latency {
-  double p50 = 0, p99 = 0, max = 0;
-};
-Latency Percentiles(std::vector<double> ms) {
-  std::sort(ms.begin(), ms.end());
-  Latency l;
-  if (ms.empty()) return l;
-  l.p50 = ms[ms.size() / 2];
-  l.p99 = ms[std::min(ms.size() - 1, ms.size() * 99 / 100)];
-  l.max = ms.back();
-  return l;
-}
-
 void LatencySection() {
   const int n = 5000;
   std::vector<double> p50, p99, mx, b50, b99;
@@ -358,7 +324,7 @@ void LatencySection() {
       auto it = acked.find(id);
       if (it != acked.end()) ms.push_back((it->second - at) / 1000.0);
     }
-    Latency l = Percentiles(ms);
+    Percentiles l = PercentilesOf(ms);
     p50.push_back(l.p50);
     p99.push_back(l.p99);
     mx.push_back(l.max);
@@ -378,7 +344,7 @@ void LatencySection() {
         rt.push_back(Seconds(Clock::now() - t0) * 1000);
       }
     }
-    Latency b = Percentiles(rt);
+    Percentiles b = PercentilesOf(rt);
     b50.push_back(b.p50);
     b99.push_back(b.p99);
     std::printf(

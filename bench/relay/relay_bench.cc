@@ -24,6 +24,7 @@
 #include <sstream>
 #include <thread>
 
+#include "bench_util.h"
 #include "herald/relay.h"
 #include "herald/store.h"
 #include "support/test_util.h"
@@ -31,29 +32,13 @@
 namespace herald {
 namespace {
 
-using Clock = std::chrono::steady_clock;
+using namespace bench;  // NOLINT(google-build-using-namespace)
 using std::chrono::milliseconds;
 using testing::Child;
 using testing::TempDir;
 
 int g_runs = 3;
 bool g_quick = false;
-
-double Median(std::vector<double> v) {
-  std::sort(v.begin(), v.end());
-  return v.empty() ? 0 : v[v.size() / 2];
-}
-
-double Seconds(Clock::duration d) {
-  return std::chrono::duration<double>(d).count();
-}
-
-void Check(const Status& s, const char* what) {
-  if (!s.ok()) {
-    std::fprintf(stderr, "%s: %s\n", what, s.ToString().c_str());
-    std::exit(1);
-  }
-}
 
 std::unique_ptr<Store> Open(const std::string& path) {
   auto s = OpenStore("sqlite:" + path);
@@ -74,15 +59,6 @@ void Fill(Store* store, int64_t n, int streams, int per_tx) {
       Check(store->Append(std::span<Event>(batch)).status(), "fill");
       batch.clear();
     }
-  }
-}
-
-// Waits until the route's checkpoint passes `head`.
-void WaitCheckpoint(Store* store, const std::string& route, int64_t head) {
-  while (true) {
-    auto c = store->GetCheckpoint(Relay::CheckpointName(route));
-    if (c.ok() && *c > head) return;
-    std::this_thread::sleep_for(milliseconds(2));
   }
 }
 
@@ -256,23 +232,10 @@ std::vector<std::pair<std::string, int64_t>> PacedWriter(Store* store, int n,
   return out;
 }
 
-struct Latency {
-  double p50 = 0, p99 = 0, max = 0;
-};
-
-Latency Percentiles(std::vector<double> ms) {
-  std::sort(ms.begin(), ms.end());
-  Latency l;
-  if (ms.empty()) return l;
-  l.p50 = ms[ms.size() / 2];
-  l.p99 = ms[std::min(ms.size() - 1, ms.size() * 99 / 100)];
-  l.max = ms.back();
-  return l;
-}
-
 // Matches commits with first receipts in the receiver's log.
-Latency FromLog(const std::string& log,
-                const std::vector<std::pair<std::string, int64_t>>& commits) {
+Percentiles FromLog(
+    const std::string& log,
+    const std::vector<std::pair<std::string, int64_t>>& commits) {
   std::map<std::string, int64_t> recv;
   std::ifstream f(log);
   std::string line;
@@ -293,11 +256,11 @@ Latency FromLog(const std::string& log,
       std::fprintf(dump, "%lld %.3f\n", static_cast<long long>(at), ms.back());
   }
   if (dump) std::fclose(dump);
-  return Percentiles(ms);
+  return PercentilesOf(ms);
 }
 
 // One POST round trip with libcurl (keep-alive), sequentially.
-Latency CurlRoundTrip(const std::string& url, int n) {
+Percentiles CurlRoundTrip(const std::string& url, int n) {
   CURL* c = curl_easy_init();
   curl_easy_setopt(c, CURLOPT_URL, url.c_str());
   curl_easy_setopt(c, CURLOPT_POSTFIELDS, "{\"order\":1}");
@@ -314,11 +277,11 @@ Latency CurlRoundTrip(const std::string& url, int n) {
   }
   curl_slist_free_all(h);
   curl_easy_cleanup(c);
-  return Percentiles(ms);
+  return PercentilesOf(ms);
 }
 
 // 8 KiB write + fdatasync, 200 times.
-Latency FsyncLatency(const std::string& path) {
+Percentiles FsyncLatency(const std::string& path) {
   int fd = ::open(path.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
   std::string block(8192, 'x');
   std::vector<double> ms;
@@ -329,13 +292,13 @@ Latency FsyncLatency(const std::string& path) {
     ms.push_back(Seconds(Clock::now() - t0) * 1000);
   }
   ::close(fd);
-  return Percentiles(ms);
+  return PercentilesOf(ms);
 }
 
 std::string g_self;
 
-void LatencyRun(bool same_process, int n, std::vector<Latency>* out,
-                std::vector<Latency>* base) {
+void LatencyRun(bool same_process, int n, std::vector<Percentiles>* out,
+                std::vector<Percentiles>* base) {
   TempDir dir;
   std::string db = dir.file("h.db");
   auto store = Open(db);
@@ -366,9 +329,9 @@ void LatencyRun(bool same_process, int n, std::vector<Latency>* out,
 void LatencySection() {
   const int n = g_quick ? 2000 : 5000;
   for (bool same : {true, false}) {
-    std::vector<Latency> runs, base;
+    std::vector<Percentiles> runs, base;
     for (int i = 0; i < g_runs; ++i) LatencyRun(same, n, &runs, &base);
-    auto med = [&](std::vector<Latency>& v, double Latency::*f) {
+    auto med = [&](std::vector<Percentiles>& v, double Percentiles::*f) {
       std::vector<double> x;
       for (auto& l : v) x.push_back(l.*f);
       return Median(x);
@@ -377,10 +340,10 @@ void LatencySection() {
     std::printf(
         "latency @1000/s, %-24s p50 %6.3f ms  p99 %6.3f ms  max %7.3f ms"
         "   (one POST: p50 %5.3f, p99 %5.3f ms; p99 ratio %.1f)\n",
-        who, med(runs, &Latency::p50), med(runs, &Latency::p99),
-        med(runs, &Latency::max), med(base, &Latency::p50),
-        med(base, &Latency::p99),
-        med(runs, &Latency::p99) / med(base, &Latency::p99));
+        who, med(runs, &Percentiles::p50), med(runs, &Percentiles::p99),
+        med(runs, &Percentiles::max), med(base, &Percentiles::p50),
+        med(base, &Percentiles::p99),
+        med(runs, &Percentiles::p99) / med(base, &Percentiles::p99));
   }
 }
 
@@ -515,7 +478,7 @@ int main(int argc, char** argv) {
   {
     // The disk's state in this run: every checkpoint and commit waits on it.
     TempDir dir;
-    Latency f = FsyncLatency(dir.file("fsync"));
+    Percentiles f = FsyncLatency(dir.file("fsync"));
     std::printf("(disk now: 8 KiB write+fdatasync p50 %.3f ms, p99 %.3f ms)\n",
                 f.p50, f.p99);
   }

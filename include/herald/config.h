@@ -115,6 +115,9 @@ struct ServerConfig {
   // "scheme://host[:port]" as browsers send it in `Origin`; "*" allows any
   // origin and only when no token is configured. Default none.
   std::vector<std::string> cors_origins;
+  // Serve the operator console (docs/console.md) at "/" and "/console/".
+  // Default true.
+  bool console = true;
   // Line of the [server] header (0 when absent).
   int line = 0;
 };
@@ -164,6 +167,15 @@ struct SourceConfig {
   // Only rows pending for longer than this (by their occurred_at column,
   // in the database's own clock) are taken. Default 0.
   std::chrono::milliseconds min_age{0};
+  // Id mode (no `published` table): rows are read by increasing id, each
+  // once it is older than safety_delay (required in id mode; in the
+  // database's clock, by occurred_at), on the assumption that a transaction
+  // commits within that time. Ids passed over that were not visible (a
+  // longer transaction, or a rolled-back one) are re-read for late_window
+  // (default 10m): a row that appears there is delivered late and counted.
+  std::chrono::milliseconds safety_delay{0};
+  std::chrono::milliseconds late_window{600000};
+  bool id_mode() const { return published.column.empty(); }
   // How often the table is polled for pending rows. Default 200 ms; >= 1 ms.
   std::chrono::milliseconds poll{200};
   // Rows read per query. Default 500; 1..10000.

@@ -159,6 +159,15 @@ class Relay {
   // duplicate name; FailedPrecondition after Start.
   Status AddRoute(const RouteConfig& route);
   Status AddRoute(const RouteConfig& route, std::unique_ptr<Sender> sender);
+  // Adds a route that reads `source` (an application's outbox table, a
+  // [[source]]) instead of the relay's own source, polling it every
+  // `poll` when idle; its sender is made from its URL. Checkpoints,
+  // leases, parked events and status stay in the relay's state, so one
+  // relay (and its status, metrics and parked-event calls) covers the
+  // routes of herald's log and of every source, as `herald serve` runs
+  // them. `source` is not owned and must outlive the relay.
+  Status AddRoute(const RouteConfig& route, EventSource* source,
+                  std::chrono::milliseconds poll);
 
   // Starts the route threads and the lease thread. Each route waits for its
   // lease, then delivers from its checkpoint. Errors: FailedPrecondition
@@ -228,12 +237,16 @@ class Relay {
 
   Status CheckRoute(const std::string& route) const;
   void LeaseLoop();
+  EventSource* SourceOf(const std::string& route) const;
 
   EventSource* const source_;
   RelayState* const state_;
   const RelayOptions options_;
   std::vector<RouteConfig> routes_;
   std::vector<std::unique_ptr<Sender>> given_senders_;  // null: from URL
+  // Per route: the source it reads, and its idle poll (0: the relay's).
+  std::vector<EventSource*> route_sources_;
+  std::vector<std::chrono::milliseconds> route_polls_;
   std::vector<std::unique_ptr<RouteRunner>> runners_;
   std::unique_ptr<Shared> shared_;
 };

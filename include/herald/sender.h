@@ -114,6 +114,15 @@ Result<std::unique_ptr<Sender>> MakeSender(const RouteConfig& route);
 using EventHandler = std::function<Status(const Event&)>;
 std::unique_ptr<Sender> MakeCallbackSender(EventHandler handler);
 
+// The `herald:` sender: appends each event into `log` (herald's own event
+// log, not owned), one transaction a batch, idempotent by event id. A
+// route whose sender is "herald:" gets one from the relay that runs it,
+// on the store that keeps the relay's state (Relay::Start); only routes
+// reading a [[source]] may use it (a route reading that log would feed
+// itself). Permanent append errors fail only the event concerned.
+class EventLog;
+std::unique_ptr<Sender> MakeLogSender(EventLog* log);
+
 // ---- Scheme registry -------------------------------------------------------
 //
 // Every sender URL scheme ("http", "https", "file", "stdout", "kafka"...) is

@@ -52,6 +52,22 @@ struct StaticMount {
   std::vector<StaticFile> files;
 };
 
+// An adopted outbox table ([[source]]) whose routes the server's relay
+// runs: listed in GET /api/relays ("sources") and in /metrics.
+struct SourceStatus {
+  std::string name;
+  std::string url;  // secrets masked
+  std::string table;
+  std::string mode;  // "flag" (a published flag) or "id"
+  std::vector<std::string> routes;
+  int64_t pending = -1;  // rows still to deliver; -1 when it cannot be read
+  // Id mode: rows delivered late (committed after a route had passed their
+  // id), and the highest of them (0: none).
+  int64_t late = 0;
+  int64_t last_late_row = 0;
+  std::string error;  // why the table cannot be read; empty when it can
+};
+
 struct ServerOptions {
   // The [server] table, and the one place each of its settings lives:
   // listen address, tokens, limits, timeouts, page_cache_mb, tail_events.
@@ -71,9 +87,15 @@ struct ServerOptions {
   // Default 10 s.
   std::chrono::milliseconds drain_timeout{10000};
 
+  // The [[source]] tables the relay reads, asked on a worker thread for
+  // each GET /api/relays and /metrics (it may query their databases).
+  // Null: none.
+  std::function<std::vector<SourceStatus>()> sources;
+
   // Files served from memory under a path prefix, for GET and HEAD, with
   // their content type and a strong ETag; no token needed. Paths the API
-  // uses win over a mount's. Default none.
+  // uses win over a mount's; a mount's win over the operator console's
+  // (config.console, at "/" and "/console/"). Default none.
   std::vector<StaticMount> static_mounts;
   void MountStatic(std::string prefix, std::vector<StaticFile> files) {
     static_mounts.push_back({std::move(prefix), std::move(files)});

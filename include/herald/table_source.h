@@ -42,9 +42,35 @@ Result<std::unique_ptr<EventSource>> OpenTableSource(
     const SourceConfig& source, const std::vector<std::string>& readers,
     RelayState* state = nullptr);
 
-// The rows of an open table source still holding the pending value (what
-// `herald relay status` shows). InvalidArgument when `source` is not one.
-Result<int64_t> CountPendingRows(EventSource* source);
+// The rows of an open table source still to be delivered (what `herald
+// relay status` shows): flag mode, those holding the pending value; id
+// mode, those at or above the lowest route checkpoint saved in `state` (or,
+// without one, read in this process). InvalidArgument when `source` is not
+// a table source.
+Result<int64_t> CountPendingRows(EventSource* source,
+                                 RelayState* state = nullptr);
+
+// Id mode: rows that appeared below a route's cursor after it had passed
+// their id (a transaction longer than safety_delay) and were delivered
+// late, out of their stream's order. Counted once acknowledged, per route,
+// and kept in the relay state (checkpoints "adopt/SOURCE/late/ROUTE" and
+// "adopt/SOURCE/late-row/ROUTE"), read from `state` when given (another
+// process's counts), else as counted in this process.
+struct LateCounts {
+  bool id_mode = false;  // false: flag mode, never late (all zero)
+  int64_t total = 0;
+  int64_t last_row = 0;  // the highest late row id (0: none)
+  std::vector<std::pair<std::string, int64_t>> per_route;
+};
+Result<LateCounts> CountLateRows(EventSource* source,
+                                 RelayState* state = nullptr);
+
+// The late rows this process delivered since the last call (for logs).
+struct LateRow {
+  std::string route;
+  int64_t row_id = 0;
+};
+std::vector<LateRow> TakeLateRows(EventSource* source);
 
 // The event id derived for row `row_id` of source `source_name` when no
 // event_id column is mapped: a UUIDv8 (RFC 9562) holding a 122-bit hash of

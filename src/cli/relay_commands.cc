@@ -226,17 +226,28 @@ int RunRelayStatus(const std::vector<std::string>& args, std::ostream& out,
       first = false;
     }
     o += "]";
+    o += ",\"mode\":";
+    o += sc.id_mode() ? "\"id\"" : "\"flag\"";
     Status error = l->source_errors[i];
     std::string pending = "null";
+    LateCounts late;
     if (error.ok()) {
-      auto n = CountPendingRows(l->sources[i].get());
-      if (n.ok()) {
+      auto n = CountPendingRows(l->sources[i].get(), l->store.get());
+      auto lc = CountLateRows(l->sources[i].get(), l->store.get());
+      if (n.ok() && lc.ok()) {
         pending = std::to_string(*n);
+        late = *lc;
       } else {
-        error = n.status();
+        error = n.ok() ? lc.status() : n.status();
       }
     }
     o += ",\"pending\":" + pending;
+    // Id mode: rows delivered late (committed after the route had passed
+    // their id), and the last of them; null in flag mode.
+    o += ",\"late\":";
+    o += sc.id_mode() && error.ok() ? std::to_string(late.total) : "null";
+    o += ",\"last_late_row\":";
+    o += late.last_row ? std::to_string(late.last_row) : "null";
     o += ",\"error\":";
     o += error.ok() ? "null" : JsonString(RedactSecrets(error.ToString()));
     o += "}";
@@ -387,6 +398,16 @@ int RunRelay(const std::vector<std::string>& args, std::ostream& out,
     std::this_thread::sleep_for(std::chrono::milliseconds(20));
     if (std::chrono::steady_clock::now() < next_report) continue;
     next_report += std::chrono::seconds(1);
+    // Id mode: each row delivered late, named.
+    for (size_t i = 0; i < l->sources.size(); ++i) {
+      for (const auto& row : TakeLateRows(l->sources[i].get())) {
+        err << "herald: source '" << l->config.sources[i].name << "': row "
+            << row.row_id << " committed after route '" << row.route
+            << "' had passed its id (longer than safety_delay): delivered "
+               "late, out of its stream's order\n";
+        err.flush();
+      }
+    }
     for (Relay* relay : relays) {
       for (const auto& m : relay->GetMetrics()) {
         int64_t& last = reported[m.name];

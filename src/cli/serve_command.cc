@@ -1,5 +1,6 @@
-// herald serve: the HTTP API, the relays of the config and (PostgreSQL) the
-// sequencer, in one process, until SIGTERM/SIGINT.
+// herald serve: the HTTP API, the relays of the config (routes of herald's
+// log and of [[source]] tables) and (PostgreSQL) the sequencer, in one
+// process, until SIGTERM/SIGINT.
 #include <malloc.h>
 
 #include <atomic>
@@ -15,6 +16,7 @@
 #include "herald/relay.h"
 #include "herald/server.h"
 #include "herald/store.h"
+#include "herald/table_source.h"
 #include "util/thread_annotations.h"
 
 namespace herald::cli {
@@ -123,11 +125,28 @@ int RunServe(const std::vector<std::string>& args, std::ostream& out,
   auto store = OpenStore(config.store_url, config.store_options);
   if (!store.ok()) return Fail(err, store.status());
 
+  // [[source]] tables: each opened (table and columns checked) and its
+  // routes added to the one relay, which keeps their state in the store.
+  std::vector<std::unique_ptr<EventSource>> sources;
   std::unique_ptr<Relay> relay;
   if (!config.routes.empty()) {
     auto r = Relay::FromConfig(store->get(), config);
     if (!r.ok()) return Fail(err, r.status());
     relay = std::move(*r);
+    for (const auto& sc : config.sources) {
+      std::vector<std::string> readers;
+      for (const auto& rc : config.routes) {
+        if (rc.from == sc.name) readers.push_back(rc.name);
+      }
+      auto source = OpenTableSource(sc, readers, store->get());
+      if (!source.ok()) return Fail(err, source.status());
+      for (const auto& rc : config.routes) {
+        if (rc.from != sc.name) continue;
+        Status s = relay->AddRoute(rc, source->get(), sc.poll);
+        if (!s.ok()) return Fail(err, s);
+      }
+      sources.push_back(std::move(*source));
+    }
   }
 
   // The relay starts first: the server's handlers read its status from
@@ -144,6 +163,34 @@ int RunServe(const std::vector<std::string>& args, std::ostream& out,
   options.extra_metrics = [&consumers](std::string* m) {
     consumers.RenderMetrics(m);
   };
+  if (!sources.empty()) {
+    Store* st = store->get();
+    options.sources = [&config, &sources, st] {
+      std::vector<SourceStatus> out;
+      for (size_t i = 0; i < sources.size(); ++i) {
+        const SourceConfig& sc = config.sources[i];
+        SourceStatus s;
+        s.name = sc.name;
+        s.url = RedactSecrets(sc.url);
+        s.table = sc.table;
+        s.mode = sc.id_mode() ? "id" : "flag";
+        for (const auto& rc : config.routes) {
+          if (rc.from == sc.name) s.routes.push_back(rc.name);
+        }
+        auto pending = CountPendingRows(sources[i].get(), st);
+        auto late = CountLateRows(sources[i].get(), st);
+        if (pending.ok()) s.pending = *pending;
+        if (late.ok()) {
+          s.late = late->total;
+          s.last_late_row = late->last_row;
+        }
+        Status e = pending.ok() ? late.status() : pending.status();
+        if (!e.ok()) s.error = RedactSecrets(e.ToString());
+        out.push_back(std::move(s));
+      }
+      return out;
+    };
+  }
   auto server = Server::Start(store->get(), options, relay.get());
   if (!server.ok()) {
     if (relay) relay->Stop();
@@ -172,6 +219,9 @@ int RunServe(const std::vector<std::string>& args, std::ostream& out,
   if (demo) err << " (demo producer on: an order event every ~0.4 s)";
   err << "\nherald: try  curl '" << base
       << "/api/events?offset=0&limit=10'   (Ctrl-C stops)\n";
+  if (config.server.console) {
+    err << "herald: operator console at " << base << "/\n";
+  }
   err.flush();
   out.flush();
 
@@ -179,6 +229,16 @@ int RunServe(const std::vector<std::string>& args, std::ostream& out,
   while (!StopRequested() && failure.ok()) {
     failure = consumers.Check();
     std::this_thread::sleep_for(std::chrono::milliseconds(50));
+    // Id mode: each row delivered late, named (as herald relay does).
+    for (size_t i = 0; i < sources.size(); ++i) {
+      for (const auto& row : TakeLateRows(sources[i].get())) {
+        err << "herald: source '" << config.sources[i].name << "': row "
+            << row.row_id << " committed after route '" << row.route
+            << "' had passed its id (longer than safety_delay): delivered "
+               "late, out of its stream's order\n";
+        err.flush();
+      }
+    }
   }
   err << "herald: stopping\n";
   err.flush();

@@ -46,20 +46,17 @@ void ForEachExtension(std::string_view metadata, Fn&& fn) {
 
 // CloudEvents HTTP and NATS bindings: space, '"', '%' and anything outside
 // printable ASCII are percent-encoded (the UTF-8 bytes), upper-case hex.
-std::string PercentEncode(std::string_view v) {
+void AppendPercentEncoded(std::string_view v, std::string* out) {
   static const char kHex[] = "0123456789ABCDEF";
-  std::string out;
-  out.reserve(v.size());
   for (unsigned char c : v) {
     if (c <= 0x20 || c >= 0x7f || c == '"' || c == '%') {
-      out.push_back('%');
-      out.push_back(kHex[c >> 4]);
-      out.push_back(kHex[c & 15]);
+      out->push_back('%');
+      out->push_back(kHex[c >> 4]);
+      out->push_back(kHex[c & 15]);
     } else {
-      out.push_back(static_cast<char>(c));
+      out->push_back(static_cast<char>(c));
     }
   }
-  return out;
 }
 
 int HexDigit(char c) {
@@ -264,24 +261,70 @@ MessageHeaders CloudEventAttributes(const Event& e, std::string_view source) {
   return out;
 }
 
+void EncodeCloudEventHeadersInto(const Event& e, std::string_view source,
+                                 CloudEventBinding binding,
+                                 MessageHeaders* out) {
+  const Naming n = NamingOf(binding);
+  size_t used = 0;
+  // The next pair of *out, its strings cleared (their capacity kept).
+  auto next = [&]() -> std::pair<std::string, std::string>& {
+    if (used == out->size()) out->emplace_back();
+    auto& slot = (*out)[used++];
+    slot.first.clear();
+    slot.second.clear();
+    return slot;
+  };
+  auto put = [&](std::string_view name, auto&& append_value) {
+    auto& [header, value] = next();
+    header.append(n.prefix).append(name);
+    append_value(&value);
+  };
+  auto text = [&](std::string_view v) {
+    return [v, &n](std::string* value) {
+      if (n.percent) {
+        AppendPercentEncoded(v, value);
+      } else {
+        value->append(v);
+      }
+    };
+  };
+  auto number = [](int64_t v) {
+    return [v](std::string* value) {
+      char buf[24];
+      auto r = std::to_chars(buf, buf + sizeof buf, v);
+      value->append(buf, r.ptr);
+    };
+  };
+  // The order of CloudEventAttributes, with the content type moved to its
+  // own header where the binding has one. (Digits, '-', ':', '.' and 'Z'
+  // need no percent-encoding.)
+  put("specversion", text("1.0"));
+  put("id", text(e.id));
+  put("source", text(source));
+  put("type", text(e.type));
+  put("subject", text(e.stream));
+  put("time",
+      [&](std::string* value) { AppendRfc3339(e.occurred_at_us, value); });
+  if (n.content_type.empty()) put("datacontenttype", text(e.content_type));
+  put("position", number(e.position));
+  put("streamversion", number(e.stream_version));
+  ForEachExtension(e.metadata,
+                   [&](std::string_view name, std::string_view value) {
+                     put(name, text(value));
+                   });
+  if (!n.content_type.empty()) {
+    auto& [header, value] = next();
+    header.append(n.content_type);
+    value.append(e.content_type);
+  }
+  out->resize(used);
+}
+
 MessageHeaders EncodeCloudEventHeaders(const Event& e, std::string_view source,
                                        CloudEventBinding binding) {
-  Naming n = NamingOf(binding);
   MessageHeaders out;
-  std::string content_type;
-  for (auto& [name, value] : CloudEventAttributes(e, source)) {
-    if (name == "datacontenttype" && !n.content_type.empty()) {
-      content_type = std::move(value);
-      continue;
-    }
-    std::string header(n.prefix);
-    header += name;
-    out.emplace_back(std::move(header),
-                     n.percent ? PercentEncode(value) : std::move(value));
-  }
-  if (!n.content_type.empty()) {
-    out.emplace_back(std::string(n.content_type), std::move(content_type));
-  }
+  out.reserve(12);
+  EncodeCloudEventHeadersInto(e, source, binding, &out);
   return out;
 }
 

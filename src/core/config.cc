@@ -448,6 +448,12 @@ class Parser {
             Where(from_lines_[r.name]) + "route '" + r.name +
             "'.from: no [[source]] is named '" + r.from + "'");
       }
+      if (r.from.empty() && SchemeOfUrl(r.sender) == "herald") {
+        return Status::InvalidArgument(
+            Where(sender_lines_[r.name]) + "route '" + r.name +
+            "'.sender: herald: appends into herald's own log, which this "
+            "route reads; only a route with `from` (a [[source]]) can use it");
+      }
     }
     return Status::OK();
   }
@@ -700,6 +706,8 @@ class Parser {
         HERALD_RETURN_IF_ERROR(Int(v, key, 1, 10000000, &s.tail_events));
       } else if (k == "sse_buffer_mb") {
         HERALD_RETURN_IF_ERROR(Int(v, key, 1, 1 << 20, &s.sse_buffer_mb));
+      } else if (k == "console") {
+        HERALD_RETURN_IF_ERROR(Bool(v, key, &s.console));
       } else if (k == "cors_origins") {
         cors = &v;
         s.cors_origins.clear();
@@ -714,7 +722,7 @@ class Parser {
                    "max_header_bytes, max_connections, threads, "
                    "idle_timeout, header_timeout, max_wait, heartbeat, "
                    "page_cache_mb, tail_events, sse_buffer_mb, "
-                   "cors_origins)");
+                   "cors_origins, console)");
       }
     }
     if (cors) {
@@ -789,6 +797,7 @@ class Parser {
       std::string key = p + std::string(k.str());
       if (k == "name") continue;
       if (k == "sender") {
+        sender_lines_[r->name] = static_cast<int>(v.source().begin.line);
         HERALD_RETURN_IF_ERROR(String(v, key, &r->sender));
         Status s = ValidateSenderUrl(r->sender);
         if (!s.ok()) return Err(v, key, s.message());
@@ -968,7 +977,8 @@ class Parser {
       if (out->empty()) return Err(n, key, "must not be empty");
       return Status::OK();
     };
-    bool has_published = false;
+    bool has_published = false, has_safety_delay = false,
+         has_late_window = false;
     for (auto&& [k, v] : t) {
       std::string sub(k.str());
       std::string key = p + sub;
@@ -1072,29 +1082,41 @@ class Parser {
       } else if (k == "batch") {
         HERALD_RETURN_IF_ERROR(Int32(v, key, 1, 10000, &s->batch));
       } else if (k == "safety_delay") {
-        return Err(v, key,
-                   "id mode (a source without `published`) is not "
-                   "supported yet; map the table's published flag");
+        has_safety_delay = true;
+        HERALD_RETURN_IF_ERROR(
+            Duration(v, key, std::chrono::milliseconds(0), &s->safety_delay));
+      } else if (k == "late_window") {
+        has_late_window = true;
+        HERALD_RETURN_IF_ERROR(
+            Duration(v, key, std::chrono::milliseconds(1), &s->late_window));
       } else {
         return Err(v, key,
                    "unknown key (expected name, url, table, columns, "
                    "published, content_type, metadata, min_age, poll, "
-                   "batch)");
+                   "batch, safety_delay, late_window)");
       }
+    }
+    if (has_published && (has_safety_delay || has_late_window)) {
+      const char* which = has_safety_delay ? "safety_delay" : "late_window";
+      return Err(*t.get(which), p + which,
+                 "is for id mode (a source without `published`); flag mode "
+                 "reads rows by their published flag");
     }
     if (s->url.empty()) return Err(t, p + "url", "is required");
     if (s->table.empty()) return Err(t, p + "table", "is required");
     if (s->columns.id.empty()) return Err(t, p + "columns", "is required");
-    if (!has_published) {
-      return Err(t, p + "published",
-                 "is required (id mode, a source without a published flag, "
-                 "is not supported yet)");
+    if (!has_published && !has_safety_delay) {
+      return Err(t, p + "safety_delay",
+                 "is required in id mode (a source without `published`): "
+                 "how long a row's transaction may take to commit; or map "
+                 "the table's published flag (flag mode, the safe one)");
     }
     return Status::OK();
   }
 
   std::string_view source_;
-  std::map<std::string, int> from_lines_;  // route name -> line of `from`
+  std::map<std::string, int> from_lines_;    // route name -> line of `from`
+  std::map<std::string, int> sender_lines_;  // route name -> line of sender
 };
 
 // Debian's toml++ (3.3) reaches __builtin_unreachable on some non-ASCII

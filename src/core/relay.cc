@@ -116,9 +116,11 @@ struct Relay::Shared {
 class Relay::RouteRunner {
  public:
   RouteRunner(Relay* relay, const RouteConfig& config,
-              std::unique_ptr<Sender> sender)
+              std::unique_ptr<Sender> sender, EventSource* source,
+              RelayOptions options)
       : relay_(relay),
-        source_(relay->source_),
+        source_(source),
+        options_(std::move(options)),
         relay_state_(relay->state_),
         config_(config),
         sender_(std::move(sender)),
@@ -340,7 +342,7 @@ class Relay::RouteRunner {
   // process at once; from another process through the store's
   // "relay-retry/ROUTE" row, checked every idle_poll).
   void WaitBlocked(Clock::time_point deadline, int64_t position) {
-    const milliseconds check = relay_->options_.idle_poll;
+    const milliseconds check = options_.idle_poll;
     auto next_check = Clock::now();
     while (!Stopping() && HoldsLease() && Clock::now() < deadline) {
       if (Clock::now() >= next_check) {
@@ -712,7 +714,7 @@ class Relay::RouteRunner {
   }
 
   void Run() {
-    const auto& opts = relay_->options_;
+    const auto& opts = options_;
     bool loaded = false;
     uint64_t loaded_gen = 0;
     milliseconds poll = opts.busy_poll;
@@ -873,6 +875,7 @@ class Relay::RouteRunner {
 
   Relay* const relay_;
   EventSource* const source_;
+  const RelayOptions options_;  // the relay's, with this route's polls
   RelayState* const relay_state_;
   const RouteConfig config_;
   std::unique_ptr<Sender> sender_;
@@ -983,7 +986,26 @@ Status Relay::AddRoute(const RouteConfig& route,
   }
   routes_.push_back(route);
   given_senders_.push_back(std::move(sender));
+  route_sources_.push_back(source_);
+  route_polls_.emplace_back(0);
   return Status::OK();
+}
+
+Status Relay::AddRoute(const RouteConfig& route, EventSource* source,
+                       std::chrono::milliseconds poll) {
+  if (!source) return Status::InvalidArgument("no source for the route");
+  HERALD_RETURN_IF_ERROR(AddRoute(route));
+  detail::MutexLock lock(&shared_->mu);
+  route_sources_.back() = source;
+  route_polls_.back() = poll;
+  return Status::OK();
+}
+
+EventSource* Relay::SourceOf(const std::string& route) const {
+  for (size_t i = 0; i < routes_.size(); ++i) {
+    if (routes_[i].name == route) return route_sources_[i];
+  }
+  return source_;
 }
 
 Status Relay::Start() {
@@ -994,6 +1016,17 @@ Status Relay::Start() {
   std::vector<std::unique_ptr<RouteRunner>> runners;
   for (size_t i = 0; i < routes_.size(); ++i) {
     std::unique_ptr<Sender> sender = std::move(given_senders_[i]);
+    if (!sender && SchemeOfUrl(routes_[i].sender) == "herald") {
+      // herald: appends into the store that keeps this relay's state.
+      auto* log = dynamic_cast<EventLog*>(state_);
+      if (!log || static_cast<EventSource*>(log) == route_sources_[i]) {
+        return Status::FailedPrecondition(
+            "route '" + routes_[i].name +
+            "': herald: needs a relay reading a [[source]] with herald's "
+            "store as its state");
+      }
+      sender = MakeLogSender(log);
+    }
     if (!sender) {
       auto made = MakeSender(routes_[i]);
       if (!made.ok()) {
@@ -1003,8 +1036,13 @@ Status Relay::Start() {
       }
       sender = std::move(*made);
     }
-    runners.push_back(
-        std::make_unique<RouteRunner>(this, routes_[i], std::move(sender)));
+    RelayOptions opts = options_;
+    if (route_polls_[i].count() > 0) {
+      opts.idle_poll = route_polls_[i];
+      opts.busy_poll = std::min(opts.busy_poll, route_polls_[i]);
+    }
+    runners.push_back(std::make_unique<RouteRunner>(
+        this, routes_[i], std::move(sender), route_sources_[i], opts));
   }
   shared_->started = true;
   runners_ = std::move(runners);
@@ -1081,6 +1119,7 @@ Result<RouteStatus> Relay::GetStatus(const std::string& route) const {
     }
   }
   if (!cfg) return Status::NotFound("no route named '" + route + "'");
+  EventSource* source = route_sources_[index];
   RouteStatus s;
   s.name = cfg->name;
   s.sender = RedactSecrets(cfg->sender);
@@ -1088,7 +1127,7 @@ Result<RouteStatus> Relay::GetStatus(const std::string& route) const {
   auto cp = state_->GetCheckpoint(CheckpointName(route));
   if (!cp.ok()) return cp.status();
   s.checkpoint = std::max<int64_t>(*cp, 1);
-  auto head = source_->Head();
+  auto head = source->Head();
   if (!head.ok()) return head.status();
   s.head = *head;
   s.lag_events = std::max<int64_t>(0, s.head - s.checkpoint + 1);
@@ -1100,7 +1139,7 @@ Result<RouteStatus> Relay::GetStatus(const std::string& route) const {
     ReadRequest one;
     one.offset = *blocked;
     one.limit = 1;
-    auto page = source_->Read(one);
+    auto page = source->Read(one);
     if (!page.ok()) return page.status();
     if (!page->events.empty() && page->events[0].position == *blocked) {
       s.blocked_id = page->events[0].id;
@@ -1114,7 +1153,7 @@ Result<RouteStatus> Relay::GetStatus(const std::string& route) const {
     req.types = cfg->types;
     req.limit = 100;
     for (int pages = 0; pages < 10; ++pages) {
-      auto page = source_->Read(req);
+      auto page = source->Read(req);
       if (!page.ok()) return page.status();
       bool found = false;
       for (const auto& e : page->events) {
@@ -1230,7 +1269,7 @@ Status Relay::RetryParked(const std::string& route, const std::string& id) {
     ReadRequest one;
     one.offset = *blocked;
     one.limit = 1;
-    auto page = source_->Read(one);
+    auto page = SourceOf(route)->Read(one);
     if (!page.ok()) return page.status();
     if (!page->events.empty() && page->events[0].position == *blocked &&
         (id.empty() || SameId(page->events[0].id, id))) {

@@ -64,9 +64,13 @@ Api::Api(Store* store, Relay* relay, Hub* hub, Appender* appender,
   impl_->sse = AddEventRoutes(impl_->ctx, router);
   AddStreamRoutes(impl_->ctx, router);
   AddRelayRoutes(impl_->ctx, router);
+  AddNewestRoutes(impl_->ctx, router);
   for (const auto& mount : options.static_mounts) {
     router->MountStatic(mount.prefix, mount.files);
   }
+  // After the mounts: a program's own file at a path wins over the
+  // console's (the first row added wins a tie).
+  AddConsoleRoutes(impl_->ctx, router);
 }
 
 void Api::Handle(Request request,

@@ -1,7 +1,9 @@
 // Bearer tokens: which token may call which endpoint (see docs/http-api.md,
-// "Security"). Pure function of its inputs; any thread.
+// "Security"), and the audit lines of operator actions. Pure functions of
+// their inputs (AuditLog writes one line to stderr); any thread.
 #include <algorithm>
 #include <cctype>
+#include <cstdio>
 
 #include "server/router.h"
 
@@ -28,6 +30,42 @@ Response Unauthorized(std::string_view message, const char* challenge) {
 
 }  // namespace
 
+const TokenConfig* FindToken(const std::vector<TokenConfig>& tokens,
+                             std::string_view authorization) {
+  constexpr std::string_view kBearer = "Bearer ";
+  if (authorization.size() <= kBearer.size() ||
+      !std::equal(
+          kBearer.begin(), kBearer.end(), authorization.begin(),
+          [](char a, char b) { return std::tolower(a) == std::tolower(b); })) {
+    return nullptr;
+  }
+  std::string_view given = authorization.substr(kBearer.size());
+  const TokenConfig* match = nullptr;
+  for (const auto& t : tokens) {
+    if (ConstantTimeEquals(t.token, given) && !match) match = &t;
+  }
+  return match;
+}
+
+std::string CallerName(const std::vector<TokenConfig>& tokens,
+                       std::string_view authorization) {
+  if (tokens.empty()) return "(no tokens configured)";
+  const TokenConfig* t = FindToken(tokens, authorization);
+  if (!t) return "(no token)";
+  return t->name.empty() ? "(unnamed token)" : "token '" + t->name + "'";
+}
+
+void AuditLog(std::string_view line) {
+  std::string out = "herald: audit: ";
+  for (char c : line) {
+    // One line per action, whatever a name or an error holds.
+    out.push_back(c == '\n' || c == '\r' ? ' ' : c);
+  }
+  out.push_back('\n');
+  std::fwrite(out.data(), 1, out.size(), stderr);
+  std::fflush(stderr);
+}
+
 std::optional<Response> Authorize(const std::vector<TokenConfig>& tokens,
                                   std::string_view authorization, Scope need) {
   if (tokens.empty() || need == Scope::kPublic) return std::nullopt;
@@ -46,11 +84,7 @@ std::optional<Response> Authorize(const std::vector<TokenConfig>& tokens,
     return Unauthorized("the Authorization header must be 'Bearer TOKEN'",
                         kRealm);
   }
-  std::string_view given = authorization.substr(kBearer.size());
-  const TokenConfig* match = nullptr;
-  for (const auto& t : tokens) {
-    if (ConstantTimeEquals(t.token, given) && !match) match = &t;
-  }
+  const TokenConfig* match = FindToken(tokens, authorization);
   if (!match) {
     return Unauthorized("the bearer token is not valid",
                         "Bearer realm=\"herald\", error=\"invalid_token\"");

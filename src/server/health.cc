@@ -341,6 +341,38 @@ class Health : public ResourceBase,
         histogram("herald_route_commit_to_ack_seconds",
                   &RouteMetrics::commit_to_ack);
       }
+      if (self->options.sources) {
+        auto sources = self->options.sources();
+        auto lbl = [](const std::string& source) {
+          std::string s = "source=";
+          AppendJsonString(source, &s);
+          return s;
+        };
+        help("herald_source_up", "gauge",
+             "1 when the [[source]] table can be read.");
+        for (const auto& src : sources) {
+          line("herald_source_up", lbl(src.name), src.error.empty() ? 1 : 0);
+        }
+        help("herald_source_pending_rows", "gauge",
+             "Rows of the [[source]] table still to deliver (flag mode: "
+             "holding the pending value; id mode: at or above the lowest "
+             "route checkpoint).");
+        for (const auto& src : sources) {
+          if (src.pending >= 0) {
+            line("herald_source_pending_rows", lbl(src.name),
+                 static_cast<double>(src.pending));
+          }
+        }
+        help("herald_source_late_rows_total", "counter",
+             "Id mode: rows that committed after a route had passed their "
+             "id and were delivered late (out of their stream's order).");
+        for (const auto& src : sources) {
+          if (src.mode == "id") {
+            line("herald_source_late_rows_total", lbl(src.name),
+                 static_cast<double>(src.late));
+          }
+        }
+      }
       if (self->options.extra_metrics) self->options.extra_metrics(&m);
       Response r;
       r.content_type = "text/plain; version=0.0.4; charset=utf-8";

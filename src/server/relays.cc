@@ -1,7 +1,10 @@
 // The relays resource: GET /api/relays (per-route status), the parked
-// events of a route (list, retry, drop). See resources.h for the rules
-// every handler keeps.
+// events of a route (list, retry, drop, one at a time or in bulk). Every
+// retry and drop is written to the server's log with the caller's token
+// name (AuditLog). See resources.h for the rules every handler keeps.
+#include <cctype>
 #include <cstdio>
+#include <set>
 
 #include "herald/json.h"
 #include "herald/relay.h"
@@ -81,7 +84,40 @@ class Relays : public ResourceBase,
           AppendRouteStatus((*st)[i], &body);
         }
       }
-      body += "]}";
+      body += "]";
+      // The [[source]] tables their routes read (herald serve with
+      // sources): rows pending, late rows (id mode), and what keeps one
+      // from being read.
+      if (self->options.sources) {
+        body += ",\"sources\":[";
+        bool first = true;
+        for (const auto& src : self->options.sources()) {
+          body += first ? "{" : ",{";
+          first = false;
+          body += "\"name\":" + JsonString(src.name) +
+                  ",\"url\":" + JsonString(src.url) +
+                  ",\"table\":" + JsonString(src.table) +
+                  ",\"mode\":" + JsonString(src.mode) + ",\"routes\":[";
+          for (size_t i = 0; i < src.routes.size(); ++i) {
+            body += (i ? "," : "") + JsonString(src.routes[i]);
+          }
+          body += "],\"pending\":" +
+                  (src.pending < 0 ? std::string("null")
+                                   : std::to_string(src.pending)) +
+                  ",\"late\":" +
+                  (src.mode == "id" ? std::to_string(src.late)
+                                    : std::string("null")) +
+                  ",\"last_late_row\":" +
+                  (src.last_late_row ? std::to_string(src.last_late_row)
+                                     : std::string("null")) +
+                  ",\"error\":" +
+                  (src.error.empty() ? std::string("null")
+                                     : JsonString(src.error)) +
+                  "}";
+        }
+        body += "]";
+      }
+      body += "}";
       then(NoStoreResponse(std::move(body)));
     });
   }
@@ -131,7 +167,8 @@ class Relays : public ResourceBase,
   }
 
   void ParkedAction(bool retry, const std::string& route, std::string id,
-                    const Query& q, std::function<void(Response)> then) {
+                    const Query& q, std::string caller,
+                    std::function<void(Response)> then) {
     Status s = CheckQuery(q, {});
     if (s.ok() && !IsUuid(id)) {
       s = Status::InvalidArgument("event id '" + id.substr(0, 64) +
@@ -141,15 +178,136 @@ class Relays : public ResourceBase,
     if (!s.ok()) return then(ErrorFor(s));
     for (char& c : id) c = static_cast<char>(std::tolower(c));
     auto self = shared_from_this();
-    executor([self, retry, route, id, then = std::move(then)] {
+    executor([self, retry, route, id, caller = std::move(caller),
+              then = std::move(then)] {
       Status st = retry ? self->relay->RetryParked(route, id)
                         : self->relay->DropParked(route, id);
+      Audit(caller, retry, route, id, st);
       if (!st.ok()) return then(ErrorFor(st));
       Response r;
       r.status = retry ? 202 : 200;
       r.body = "{\"route\":" + JsonString(route) + ",\"id\":" + JsonString(id) +
                ",\"result\":" + (retry ? "\"retry\"" : "\"dropped\"") + "}";
       then(std::move(r));
+    });
+  }
+
+  static void Audit(const std::string& caller, bool retry,
+                    const std::string& route, const std::string& id,
+                    const Status& st) {
+    AuditLog(caller + (retry ? " retry" : " drop") + " parked event " + id +
+             " on route '" + route + "': " +
+             (st.ok() ? std::string("ok")
+                      : "failed (" + std::string(st.code_name()) + ": " +
+                            st.message() + ")"));
+  }
+
+  // POST /api/relays/{name}/parked/retry and .../drop: body {"ids":[...]}
+  // (1..10000 distinct event ids) or {"all":true} (every row in state
+  // parked, at most 10000). A bad request does nothing (4xx); otherwise
+  // 200 with one outcome per event, in order, successes and failures
+  // counted apart: a partial success is never answered as a success.
+  void BulkAction(bool retry, const std::string& route, const Request& req,
+                  std::string caller, std::function<void(Response)> then) {
+    Status s = CheckQuery(req.query, {});
+    if (!s.ok()) return then(ErrorFor(s));
+    std::string ct = req.content_type.substr(0, req.content_type.find(';'));
+    while (!ct.empty() && ct.back() == ' ') ct.pop_back();
+    for (char& c : ct) c = static_cast<char>(std::tolower(c));
+    if (ct != "application/json") {
+      return then(Error(415, "unsupported_media_type",
+                        "this request takes Content-Type: application/json, "
+                        "not '" +
+                            req.content_type.substr(0, 64) + "'"));
+    }
+    auto body = Json::Parse(req.body);
+    if (!body.ok()) {
+      return then(
+          Error(400, "invalid_json",
+                "the body is not valid JSON: " + body.status().message()));
+    }
+    std::vector<std::string> ids;
+    bool all = false;
+    if (!body->is_object()) {
+      return then(ErrorFor(Status::InvalidArgument(
+          "the body must be an object: {\"ids\":[...]} or {\"all\":true}")));
+    }
+    std::set<std::string> fields;
+    for (const auto& [k, v] : body->members()) {
+      if (!fields.insert(k).second) {
+        s = Status::InvalidArgument("field '" + k.substr(0, 64) +
+                                    "' is given twice");
+      } else if (k == "all") {
+        if (!v.is_bool() || !v.as_bool()) {
+          s = Status::InvalidArgument("all must be true when given");
+        }
+        all = true;
+      } else if (k == "ids") {
+        if (!v.is_array() || v.items().empty() ||
+            v.items().size() > static_cast<size_t>(kMaxReadLimit)) {
+          s = Status::InvalidArgument(
+              "ids must be an array of 1 to 10000 event ids");
+          break;
+        }
+        std::set<std::string> seen;
+        for (const auto& item : v.items()) {
+          std::string id = item.is_string() ? item.as_string() : "";
+          if (!IsUuid(id)) {
+            s = Status::InvalidArgument("ids: '" +
+                                        std::string(item.raw().substr(0, 64)) +
+                                        "' is not an event id (a UUID)");
+            break;
+          }
+          LowerCase(&id);
+          if (!seen.insert(id).second) {
+            s = Status::InvalidArgument("ids: " + id + " is given twice");
+            break;
+          }
+          ids.push_back(std::move(id));
+        }
+      } else {
+        s = Status::InvalidArgument("unknown field '" + k.substr(0, 64) +
+                                    "' (expected ids or all)");
+      }
+      if (!s.ok()) break;
+    }
+    if (s.ok() && all == !ids.empty()) {
+      s = Status::InvalidArgument(
+          "give either ids (a list of event ids) or all: true");
+    }
+    if (s.ok()) s = CheckRoute(route);
+    if (!s.ok()) return then(ErrorFor(s));
+    auto self = shared_from_this();
+    executor([self, retry, route, all, ids = std::move(ids),
+              caller = std::move(caller), then = std::move(then)]() mutable {
+      if (all) {
+        auto list = self->relay->ListParked(route, "parked", kMaxReadLimit);
+        if (!list.ok()) return then(ErrorFor(list.status()));
+        for (const auto& p : *list) ids.push_back(p.event.id);
+      }
+      std::string results;
+      int succeeded = 0, failed = 0;
+      for (const auto& id : ids) {
+        Status st = retry ? self->relay->RetryParked(route, id)
+                          : self->relay->DropParked(route, id);
+        Audit(caller, retry, route, id, st);
+        if (!results.empty()) results += ",";
+        results += "{\"id\":" + JsonString(id) + ",\"result\":";
+        if (st.ok()) {
+          ++succeeded;
+          results += retry ? "\"retry\"}" : "\"dropped\"}";
+        } else {
+          ++failed;
+          results +=
+              "\"failed\",\"error\":{\"code\":" + JsonString(st.code_name()) +
+              ",\"message\":" + JsonString(st.message()) + "}}";
+        }
+      }
+      then(NoStoreResponse("{\"route\":" + JsonString(route) +
+                           ",\"action\":" + (retry ? "\"retry\"" : "\"drop\"") +
+                           ",\"results\":[" + results +
+                           "],\"succeeded\":" + std::to_string(succeeded) +
+                           ",\"failed\":" + std::to_string(failed) + "}"));
     });
   }
 };
@@ -168,16 +326,32 @@ void AddRelayRoutes(const Context& ctx, Router* router) {
               [relays](Request&& req, const PathParams& p, Reply reply) {
                 relays->GetParked(p.Get("name"), req.query, std::move(reply));
               });
-  router->Post("/api/relays/{name}/parked/{id}/retry", Scope::kAdmin,
-               [relays](Request&& req, const PathParams& p, Reply reply) {
-                 relays->ParkedAction(true, p.Get("name"), p.Get("id"),
-                                      req.query, std::move(reply));
-               });
-  router->Delete("/api/relays/{name}/parked/{id}", Scope::kAdmin,
-                 [relays](Request&& req, const PathParams& p, Reply reply) {
-                   relays->ParkedAction(false, p.Get("name"), p.Get("id"),
-                                        req.query, std::move(reply));
+  const std::vector<TokenConfig>* tokens = &ctx->options.config.tokens;
+  router->Post(
+      "/api/relays/{name}/parked/{id}/retry", Scope::kAdmin,
+      [relays, tokens](Request&& req, const PathParams& p, Reply reply) {
+        relays->ParkedAction(true, p.Get("name"), p.Get("id"), req.query,
+                             CallerName(*tokens, req.authorization),
+                             std::move(reply));
+      });
+  router->Delete(
+      "/api/relays/{name}/parked/{id}", Scope::kAdmin,
+      [relays, tokens](Request&& req, const PathParams& p, Reply reply) {
+        relays->ParkedAction(false, p.Get("name"), p.Get("id"), req.query,
+                             CallerName(*tokens, req.authorization),
+                             std::move(reply));
+      });
+  for (bool retry : {true, false}) {
+    router->Post(retry ? "/api/relays/{name}/parked/retry"
+                       : "/api/relays/{name}/parked/drop",
+                 Scope::kAdmin,
+                 [relays, tokens, retry](Request&& req, const PathParams& p,
+                                         Reply reply) {
+                   relays->BulkAction(retry, p.Get("name"), req,
+                                      CallerName(*tokens, req.authorization),
+                                      std::move(reply));
                  });
+  }
 }
 
 }  // namespace herald::detail

@@ -6,6 +6,8 @@
 //   streams.cc  GET /api/streams/{stream}
 //   relays.cc   GET /api/relays, the parked events of a route
 //   health.cc   GET /health, GET /metrics
+//   newest.cc   GET /api/events/newest (newest first, for browsing)
+//   console.cc  the operator console's assets, GET /api/whoami
 //
 // Handlers run on an I/O thread and must not block: reads served from the
 // Hub's memory answer at once; anything touching the database goes to
@@ -81,6 +83,8 @@ SseReader AddEventRoutes(const Context& ctx, Router* router);
 void AddStreamRoutes(const Context& ctx, Router* router);
 void AddRelayRoutes(const Context& ctx, Router* router);
 void AddHealthRoutes(const Context& ctx, Router* router);
+void AddNewestRoutes(const Context& ctx, Router* router);
+void AddConsoleRoutes(const Context& ctx, Router* router);
 
 // ---- request parameters (params.cc) ----------------------------------------
 

@@ -124,4 +124,17 @@ class Router {
 std::optional<Response> Authorize(const std::vector<TokenConfig>& tokens,
                                   std::string_view authorization, Scope need);
 
+// The configured token `authorization` ("Bearer TOKEN") names, or null
+// (no header, another scheme, an unknown token).
+const TokenConfig* FindToken(const std::vector<TokenConfig>& tokens,
+                             std::string_view authorization);
+
+// Who makes a request, for audit lines: "token 'NAME'" (never the token
+// itself), "(no token)", or "(no tokens configured)".
+std::string CallerName(const std::vector<TokenConfig>& tokens,
+                       std::string_view authorization);
+
+// Writes "herald: audit: LINE" to the server's log (stderr) as one line.
+void AuditLog(std::string_view line);
+
 }  // namespace herald::detail

@@ -1,5 +1,6 @@
 // SqlClient: the little a table source needs of a database client, one
-// implementation per database (src/source/mysql, src/source/sqlite).
+// implementation per database (src/source/mysql, src/source/postgres,
+// src/source/sqlite).
 //
 // Thread safety: none; TableSource serialises calls.
 #pragma once
@@ -43,13 +44,17 @@ class SqlClient {
   virtual std::string NowMinus(std::chrono::milliseconds age) const = 0;
   // The table's columns; NotFound when there is no such table.
   virtual Result<std::vector<SqlColumn>> Columns(const std::string& table) = 0;
-  // "mysql", "sqlite".
+  // "mysql", "postgresql", "sqlite".
   virtual std::string_view kind() const = 0;
 };
 
 #if HERALD_WITH_MYSQL
 // URL: mysql:// or mariadb://USER[:PASSWORD]@HOST[:PORT]/DATABASE.
 Result<std::unique_ptr<SqlClient>> OpenMysqlClient(const std::string& url);
+#endif
+#if HERALD_WITH_POSTGRES
+// URL: postgresql:// or postgres://, any libpq connection URI.
+Result<std::unique_ptr<SqlClient>> OpenPostgresClient(const std::string& url);
 #endif
 // URL: sqlite:PATH.
 Result<std::unique_ptr<SqlClient>> OpenSqliteClient(const std::string& path);

@@ -23,6 +23,7 @@
 #include <map>
 #include <set>
 #include <thread>
+#include <utility>
 
 #include "herald/config.h"
 #include "herald/time.h"
@@ -57,6 +58,10 @@ int64_t ParseRowTime(const std::string& text) {
                                     t.find('+', 19) != std::string::npos ||
                                     t.find('-', 19) != std::string::npos);
   if (!has_zone) t += "Z";
+  // PostgreSQL's timestamptz text ends in "+HH" (whole-hour zones).
+  if (t.size() > 3 && (t[t.size() - 3] == '+' || t[t.size() - 3] == '-')) {
+    t += ":00";
+  }
   auto r = ParseRfc3339(t);
   return r.ok() ? *r : 0;
 }
@@ -83,6 +88,16 @@ bool IsInteger(const std::string& v) {
   return true;
 }
 
+// PostgreSQL's boolean takes these literals (any case).
+bool IsBoolLiteral(std::string v) {
+  for (auto& c : v) c = static_cast<char>(std::tolower(c));
+  for (const char* b : {"true", "false", "t", "f", "yes", "no", "on", "off",
+                        "1", "0", "y", "n"}) {
+    if (v == b) return true;
+  }
+  return false;
+}
+
 bool IsTextType(const std::string& type) {
   for (const char* t : {"char", "text", "enum", "set"}) {
     if (type.find(t) != std::string::npos) return true;
@@ -94,9 +109,18 @@ class TableSource : public EventSource {
  public:
   TableSource(SourceConfig config, const std::vector<std::string>& readers,
               std::unique_ptr<detail::SqlClient> client, RelayState* state)
-      : config_(std::move(config)), state_(state), client_(std::move(client)) {
+      : config_(std::move(config)),
+        id_mode_(config_.id_mode()),
+        state_(state),
+        client_(std::move(client)) {
     detail::MutexLock lock(&mu_);
-    for (const auto& r : readers) progress_[r];
+    for (const auto& r : readers) {
+      if (id_mode_) {
+        ids_[r];
+      } else {
+        progress_[r];
+      }
+    }
     BuildSql();
   }
 
@@ -131,8 +155,22 @@ class TableSource : public EventSource {
           {"published.at", &config_.published.at}}) {
       if (name->empty()) continue;
       if (!find(*name)) {
-        return config_.Error(
-            key, "table '" + config_.table + "' has no column '" + *name + "'");
+        // PostgreSQL folds unquoted names to lower case: orderNo in the
+        // DDL is column "orderno".
+        std::string hint;
+        for (const auto& c : *cols) {
+          if (c.name.size() == name->size() &&
+              std::equal(c.name.begin(), c.name.end(), name->begin(),
+                         [](char a, char b) {
+                           return std::tolower(static_cast<unsigned char>(a)) ==
+                                  std::tolower(static_cast<unsigned char>(b));
+                         })) {
+            hint =
+                " (names are case-sensitive; did you mean '" + c.name + "'?)";
+          }
+        }
+        return config_.Error(key, "table '" + config_.table +
+                                      "' has no column '" + *name + "'" + hint);
       }
     }
     const detail::SqlColumn* id = find(m.id);
@@ -141,6 +179,12 @@ class TableSource : public EventSource {
                            "column '" + m.id + "' must be an integer, not " +
                                (id->type.empty() ? "untyped" : id->type));
     }
+    // A time column of whole seconds holds a row's time rounded down (by up
+    // to a second): its rows are taken a second later, so that none is read
+    // before it was pending for min_age (or safety_delay).
+    const detail::SqlColumn* at = find(m.occurred_at);
+    if (at->fraction_digits == 0) BuildSql(std::chrono::seconds(1));
+    if (id_mode_) return Status::OK();
     const detail::SqlColumn* flag = find(config_.published.column);
     for (auto [key, value] :
          {std::pair<const char*, const std::string*>{
@@ -149,6 +193,8 @@ class TableSource : public EventSource {
       bool fits;
       if (IsIntegerType(flag->type)) {
         fits = IsInteger(*value);
+      } else if (flag->type == "boolean") {
+        fits = IsBoolLiteral(*value);
       } else if (IsTextType(flag->type)) {
         fits = flag->max_length < 0 ||
                static_cast<int64_t>(value->size()) <= flag->max_length;
@@ -165,11 +211,6 @@ class TableSource : public EventSource {
                      ")");
       }
     }
-    // A time column of whole seconds holds a row's time rounded down (by up
-    // to a second): its rows are taken a second later, so that none is read
-    // before it was pending for min_age.
-    const detail::SqlColumn* at = find(m.occurred_at);
-    if (at->fraction_digits == 0) BuildSql(std::chrono::seconds(1));
     return Status::OK();
   }
 
@@ -179,6 +220,7 @@ class TableSource : public EventSource {
   Status LoadProgress() {
     detail::MutexLock lock(&mu_);
     if (!state_) return Status::OK();
+    if (id_mode_) return LoadIdProgress();
     auto list = state_->ListCheckpoints(Prefix());
     if (!list.ok()) {
       if (list.status().code() == Status::Code::kFailedPrecondition) {
@@ -243,6 +285,7 @@ class TableSource : public EventSource {
       deferred_ = Status::OK();
       return s;
     }
+    if (id_mode_) return ReadByIds(req);
     HERALD_RETURN_IF_ERROR(FlushMarks());
     Page page;
     page.next_offset = std::max<int64_t>(req.offset, 1);
@@ -297,11 +340,28 @@ class TableSource : public EventSource {
     return std::stoll(*(*rows)[0][0]);
   }
 
-  Result<int64_t> CountPending() {
+  // Flag mode: rows holding the pending value. Id mode: rows at or above
+  // the lowest route checkpoint, read from `state` (this process's own
+  // reads when null).
+  Result<int64_t> CountPending(RelayState* state) {
     detail::MutexLock lock(&mu_);
-    auto rows = client_->Query("SELECT COUNT(*) FROM " + table_ + " WHERE " +
-                               flag_col_ + " = " +
-                               client_->QuoteText(config_.published.pending));
+    std::string where =
+        flag_col_ + " = " + client_->QuoteText(config_.published.pending);
+    if (id_mode_) {
+      int64_t lowest = INT64_MAX;
+      for (auto& [route, ip] : ids_) {
+        int64_t next = ip.next;
+        if (state) {
+          auto c = state->GetCheckpoint("relay/" + route);
+          if (!c.ok()) return c.status();
+          next = *c;
+        }
+        lowest = std::min(lowest, std::max<int64_t>(next, 1));
+      }
+      where = id_col_ + " >= " + std::to_string(lowest);
+    }
+    auto rows =
+        client_->Query("SELECT COUNT(*) FROM " + table_ + " WHERE " + where);
     if (!rows.ok()) return rows.status();
     if (rows->empty() || !(*rows)[0][0] || !IsInteger(*(*rows)[0][0])) {
       return Status::Corruption("source '" + config_.name +
@@ -319,10 +379,44 @@ class TableSource : public EventSource {
     return seen;
   }
 
+  // Late rows (id mode): per route from `state` when given, else as
+  // counted in this process.
+  Result<LateCounts> CountLate(RelayState* state) {
+    detail::MutexLock lock(&mu_);
+    LateCounts out;
+    out.id_mode = id_mode_;
+    if (!id_mode_) return out;
+    for (const auto& [route, ip] : ids_) {
+      int64_t n = ip.late, last = ip.last_late;
+      if (state) {
+        auto c = state->GetCheckpoint(Prefix() + "late/" + route);
+        if (!c.ok()) return c.status();
+        auto l = state->GetCheckpoint(Prefix() + "late-row/" + route);
+        if (!l.ok()) return l.status();
+        n = *c;
+        last = *l;
+      }
+      out.per_route.emplace_back(route, n);
+      out.total += n;
+      out.last_row = std::max(out.last_row, last);
+    }
+    return out;
+  }
+
+  std::vector<LateRow> TakeLateRows() {
+    detail::MutexLock lock(&mu_);
+    return std::exchange(late_log_, {});
+  }
+
   void OnRouteProgress(const std::string& route,
                        std::span<const int64_t> acknowledged,
                        std::span<const int64_t> set_aside) override {
     detail::MutexLock lock(&mu_);
+    if (id_mode_) {
+      Status s = CloseGaps(route, acknowledged, set_aside);
+      if (!s.ok()) deferred_ = s;
+      return;
+    }
     auto it = progress_.find(route);
     if (it == progress_.end()) return;
     for (int64_t id : set_aside) MarkDoneFor(&it->second, id, true);
@@ -437,6 +531,16 @@ class TableSource : public EventSource {
       cols += ", ";
       cols += c->empty() ? "NULL" : client_->QuoteIdent(*c);
     }
+    if (id_mode_) {
+      // Column 8: whether the row is older than safety_delay (min_age when
+      // longer), by the database's clock.
+      auto delay = std::max(config_.safety_delay, config_.min_age) + slack;
+      select_ = "SELECT " + cols + ", CASE WHEN " +
+                client_->QuoteIdent(m.occurred_at) +
+                " <= " + client_->NowMinus(delay) + " THEN 1 ELSE 0 END FROM " +
+                table_ + " WHERE ";
+      return;
+    }
     flag_col_ = client_->QuoteIdent(config_.published.column);
     select_ = "SELECT " + cols + " FROM " + table_ + " WHERE " + flag_col_ +
               " = " + client_->QuoteText(config_.published.pending);
@@ -524,8 +628,311 @@ class TableSource : public EventSource {
     return Status::OK();
   }
 
+  // ---- Id mode ------------------------------------------------------------
+  //
+  // Each route reads rows with id >= its checkpoint in id order, stopping
+  // at the first row younger than safety_delay. Ids it passes over that
+  // hold no visible row (a transaction still open, or rolled back) are
+  // gaps: kept per route, saved in the relay state before the page is
+  // handed out ("adopt/SOURCE/gap/ROUTE/LO/HI", value: when first seen,
+  // UTC µs), and re-read (at most once a second) until late_window has
+  // passed. A row found in a gap is delivered (late: out of its stream's
+  // order) and counted once acknowledged ("adopt/SOURCE/late/ROUTE", and
+  // the last such row in "adopt/SOURCE/late-row/ROUTE").
+  struct Gap {
+    int64_t hi = 0;
+    int64_t seen_us = 0;
+  };
+  struct IdProgress {
+    std::map<int64_t, Gap> gaps;  // by lowest id
+    int64_t late = 0, last_late = 0;
+    int64_t next = 1;  // the last offset this process read from
+    int64_t high = 0;  // the highest next_offset handed out here
+    std::chrono::steady_clock::time_point last_reread{};
+  };
+
+  std::string GapName(const std::string& route, int64_t lo) const {
+    return Prefix() + "gap/" + route + "/" + std::to_string(lo) + "/";
+  }
+
+  // Loads the routes' gaps and late counts from the relay state (`only`:
+  // one route's, replacing what this process held).
+  Status LoadIdProgress(const std::string* only = nullptr) REQUIRES(mu_) {
+    auto list = state_->ListCheckpoints(Prefix());
+    if (!list.ok()) {
+      if (list.status().code() == Status::Code::kFailedPrecondition) {
+        state_ = nullptr;
+        return Status::OK();
+      }
+      return list.status();
+    }
+    if (only) {
+      IdProgress& ip = ids_[*only];
+      ip.gaps.clear();
+      ip.late = ip.last_late = 0;
+    }
+    for (const auto& [name, value] : *list) {
+      std::string_view rest = std::string_view(name).substr(Prefix().size());
+      auto take = [&](std::string_view head) {
+        if (rest.substr(0, head.size()) != head) return false;
+        rest.remove_prefix(head.size());
+        return true;
+      };
+      auto mine = [&](std::string_view route) {
+        return !only || route == *only;
+      };
+      if (take("late/")) {
+        auto it = ids_.find(std::string(rest));
+        if (it != ids_.end() && mine(rest)) it->second.late = value;
+      } else if (take("late-row/")) {
+        auto it = ids_.find(std::string(rest));
+        if (it != ids_.end() && mine(rest)) it->second.last_late = value;
+      } else if (take("gap/")) {
+        // ROUTE/LO/HI/
+        size_t a = rest.find('/');
+        if (a == std::string_view::npos) continue;
+        auto it = ids_.find(std::string(rest.substr(0, a)));
+        if (!mine(rest.substr(0, a))) continue;
+        std::string_view nums = rest.substr(a + 1);
+        size_t b = nums.find('/');
+        if (it == ids_.end() || b == std::string_view::npos) continue;
+        std::string lo(nums.substr(0, b));
+        std::string hi(nums.substr(b + 1, nums.find('/', b + 1) - b - 1));
+        if (!IsInteger(lo) || !IsInteger(hi)) continue;
+        it->second.gaps[std::stoll(lo)] = Gap{std::stoll(hi), value};
+      }
+    }
+    return Status::OK();
+  }
+
+  // Forgets the route's gaps older than late_window (a transaction open
+  // longer than that is not waited for; docs/adopt.md).
+  Status ExpireGaps(const std::string& route, IdProgress* ip) REQUIRES(mu_) {
+    int64_t cutoff = NowMicros() - config_.late_window.count() * 1000;
+    std::vector<int64_t> old;
+    for (const auto& [lo, g] : ip->gaps) {
+      if (g.seen_us < cutoff) old.push_back(lo);
+    }
+    if (old.empty()) return Status::OK();
+    if (state_) {
+      auto tx = state_->BeginRelaxed();
+      if (!tx.ok()) return tx.status();
+      for (int64_t lo : old) {
+        HERALD_RETURN_IF_ERROR(
+            state_->DeleteCheckpoints(**tx, GapName(route, lo)));
+      }
+      HERALD_RETURN_IF_ERROR((*tx)->Commit());
+    }
+    for (int64_t lo : old) ip->gaps.erase(lo);
+    return Status::OK();
+  }
+
+  // The gap holding `id`, or gaps.end().
+  static std::map<int64_t, Gap>::iterator GapOf(IdProgress* ip, int64_t id) {
+    auto it = ip->gaps.upper_bound(id);
+    if (it == ip->gaps.begin()) return ip->gaps.end();
+    --it;
+    return it->second.hi >= id ? it : ip->gaps.end();
+  }
+
+  Result<Page> ReadByIds(const ReadRequest& req) REQUIRES(mu_) {
+    Page page;
+    int64_t cursor = std::max<int64_t>(req.offset, 1) - 1;
+    page.next_offset = cursor + 1;
+    auto it = ids_.find(req.reader);
+    IdProgress* ip = it == ids_.end() ? nullptr : &it->second;
+    const int limit = std::max(1, req.limit);
+    if (ip && state_ && req.offset != ip->high) {
+      // Not where this process's last read ended: the route's first read
+      // here, or after another process ran it (its lease moved), or after
+      // a failure. Its gaps and counts are taken from the relay state.
+      bool before = req.offset < ip->high;
+      int64_t high = ip->high;
+      HERALD_RETURN_IF_ERROR(LoadIdProgress(&req.reader));
+      ip = &ids_[req.reader];
+      if (before) ip->high = high;  // this process's own reads, kept
+    }
+    if (ip) {
+      // The relay moves its checkpoint back to an event it could not
+      // deliver: for a late row that is an id inside a gap, below rows
+      // already delivered. Those need not be read again: the late row is
+      // still in its gap and is read from there.
+      if (req.offset < ip->high && GapOf(ip, req.offset) != ip->gaps.end()) {
+        cursor = ip->high - 1;
+        page.next_offset = ip->high;
+      }
+      ip->next = cursor + 1;
+    }
+    // Rows that appeared in gaps below the cursor: late. Gaps past
+    // late_window are dropped first (both at most once a second).
+    auto now = std::chrono::steady_clock::now();
+    if (ip && !ip->gaps.empty() &&
+        now - ip->last_reread >= std::chrono::seconds(1)) {
+      ip->last_reread = now;
+      HERALD_RETURN_IF_ERROR(ExpireGaps(req.reader, ip));
+    }
+    if (ip && !ip->gaps.empty() && ip->last_reread == now) {
+      std::vector<std::pair<int64_t, int64_t>> ranges;
+      for (const auto& [lo, g] : ip->gaps) ranges.emplace_back(lo, g.hi);
+      std::vector<int64_t> unselected;
+      for (size_t i = 0; i < ranges.size(); i += 200) {
+        std::string where;
+        for (size_t k = i; k < ranges.size() && k < i + 200; ++k) {
+          where += where.empty() ? "(" : " OR ";
+          where += ranges[k].first == ranges[k].second
+                       ? id_col_ + " = " + std::to_string(ranges[k].first)
+                       : id_col_ + " BETWEEN " +
+                             std::to_string(ranges[k].first) + " AND " +
+                             std::to_string(ranges[k].second);
+        }
+        auto rows = client_->Query(select_ + where + ") ORDER BY " + id_col_);
+        if (!rows.ok()) return rows.status();
+        for (auto& row : *rows) {
+          if (!row[0] || !IsInteger(*row[0])) continue;
+          int64_t id = std::stoll(*row[0]);
+          Event e = ToEvent(row, id);
+          if (!MatchesAny(req.types, e.type)) {
+            unselected.push_back(id);
+            continue;
+          }
+          if (static_cast<int>(page.events.size()) < limit) {
+            page.events.push_back(std::move(e));
+          }
+        }
+      }
+      // Not this route's: the gap closes without a delivery.
+      HERALD_RETURN_IF_ERROR(CloseGaps(req.reader, unselected, {}, false));
+    }
+    // Rows past the cursor, in id order, each once older than the delay.
+    std::vector<std::pair<int64_t, int64_t>> new_gaps;
+    int64_t prev = cursor;
+    for (int round = 0;
+         round < 100 && static_cast<int>(page.events.size()) < limit; ++round) {
+      auto rows = client_->Query(select_ + id_col_ + " > " +
+                                 std::to_string(prev) + " ORDER BY " + id_col_ +
+                                 " LIMIT " + std::to_string(config_.batch));
+      if (!rows.ok()) return rows.status();
+      bool stopped = false;
+      for (auto& row : *rows) {
+        if (!row[0] || !IsInteger(*row[0])) {
+          return Status::Corruption("source '" + config_.name +
+                                    "': a row without an integer id");
+        }
+        int64_t id = std::stoll(*row[0]);
+        page.head = std::max(page.head, id);
+        if (!row[8] || *row[8] != "1") {  // younger than the delay
+          stopped = true;
+          break;
+        }
+        if (id > prev + 1) new_gaps.emplace_back(prev + 1, id - 1);
+        prev = id;
+        page.next_offset = id + 1;
+        Event e = ToEvent(row, id);
+        if (!MatchesAny(req.types, e.type)) continue;
+        page.events.push_back(std::move(e));
+        if (static_cast<int>(page.events.size()) >= limit) {
+          stopped = true;
+          break;
+        }
+      }
+      if (stopped || static_cast<int>(rows->size()) < config_.batch) break;
+    }
+    if (ip && !new_gaps.empty()) {
+      int64_t now_us = NowMicros();
+      std::vector<std::pair<int64_t, int64_t>> fresh;
+      for (const auto& [lo, hi] : new_gaps) {
+        // Read again from an older checkpoint (after a restart): the gap
+        // is known already.
+        if (GapOf(ip, lo) != ip->gaps.end()) continue;
+        fresh.emplace_back(lo, hi);
+      }
+      if (state_ && !fresh.empty()) {
+        auto tx = state_->BeginRelaxed();
+        if (!tx.ok()) return tx.status();
+        for (const auto& [lo, hi] : fresh) {
+          HERALD_RETURN_IF_ERROR(state_->SaveCheckpoint(
+              **tx, GapName(req.reader, lo) + std::to_string(hi) + "/",
+              now_us));
+        }
+        HERALD_RETURN_IF_ERROR((*tx)->Commit());
+      }
+      for (const auto& [lo, hi] : fresh) ip->gaps[lo] = Gap{hi, now_us};
+    }
+    if (ip) ip->high = std::max(ip->high, page.next_offset);
+    if (page.head == 0) {
+      auto head = client_->Query("SELECT MAX(" + id_col_ + ") FROM " + table_);
+      if (head.ok() && !head->empty() && (*head)[0][0] &&
+          IsInteger(*(*head)[0][0])) {
+        page.head = std::stoll(*(*head)[0][0]);
+      }
+    }
+    return page;
+  }
+
+  // Rows of `route` acknowledged or set aside: those inside one of its
+  // gaps were late (counted when `count`); their ids leave the gaps.
+  Status CloseGaps(const std::string& route, std::span<const int64_t> acked,
+                   std::span<const int64_t> aside, bool count = true)
+      REQUIRES(mu_) {
+    auto rit = ids_.find(route);
+    if (rit == ids_.end()) return Status::OK();
+    IdProgress* ip = &rit->second;
+    if (ip->gaps.empty()) return Status::OK();
+    std::vector<int64_t> ids(acked.begin(), acked.end());
+    ids.insert(ids.end(), aside.begin(), aside.end());
+    std::vector<int64_t> removed;  // gap starts removed
+    std::vector<std::pair<int64_t, Gap>> added;
+    int64_t late = 0, last = ip->last_late;
+    for (int64_t id : ids) {
+      auto g = GapOf(ip, id);
+      if (g == ip->gaps.end()) continue;
+      int64_t lo = g->first;
+      Gap gap = g->second;
+      ip->gaps.erase(g);
+      removed.push_back(lo);
+      if (lo < id) {
+        ip->gaps[lo] = Gap{id - 1, gap.seen_us};
+        added.emplace_back(lo, Gap{id - 1, gap.seen_us});
+      }
+      if (id < gap.hi) {
+        ip->gaps[id + 1] = gap;
+        added.emplace_back(id + 1, gap);
+      }
+      if (count) {
+        ++late;
+        last = std::max(last, id);
+        late_log_.push_back(LateRow{route, id});
+      }
+    }
+    if (removed.empty()) return Status::OK();
+    ip->late += late;
+    ip->last_late = last;
+    if (!state_) return Status::OK();
+    auto tx = state_->Begin();
+    if (!tx.ok()) return tx.status();
+    for (int64_t lo : removed) {
+      HERALD_RETURN_IF_ERROR(
+          state_->DeleteCheckpoints(**tx, GapName(route, lo)));
+    }
+    for (const auto& [lo, gap] : added) {
+      HERALD_RETURN_IF_ERROR(state_->SaveCheckpoint(
+          **tx, GapName(route, lo) + std::to_string(gap.hi) + "/",
+          gap.seen_us));
+    }
+    if (late) {
+      HERALD_RETURN_IF_ERROR(
+          state_->SaveCheckpoint(**tx, Prefix() + "late/" + route, ip->late));
+      HERALD_RETURN_IF_ERROR(state_->SaveCheckpoint(
+          **tx, Prefix() + "late-row/" + route, ip->last_late));
+    }
+    return (*tx)->Commit();
+  }
+
   const SourceConfig config_;
+  const bool id_mode_;
   detail::Mutex mu_;
+  std::map<std::string, IdProgress> ids_ GUARDED_BY(mu_);  // id mode
+  std::vector<LateRow> late_log_ GUARDED_BY(mu_);          // for TakeLateRows
   RelayState* state_ GUARDED_BY(mu_);  // nullptr: progress in memory only
   std::set<int64_t> persisted_ GUARDED_BY(mu_);  // ids saved in state_
   Status deferred_ GUARDED_BY(mu_);  // a state error, for the next Read
@@ -538,10 +945,22 @@ class TableSource : public EventSource {
 
 }  // namespace
 
-Result<int64_t> CountPendingRows(EventSource* source) {
+Result<int64_t> CountPendingRows(EventSource* source, RelayState* state) {
   auto* table = dynamic_cast<TableSource*>(source);
   if (!table) return Status::InvalidArgument("not an adopted table source");
-  return table->CountPending();
+  return table->CountPending(state);
+}
+
+Result<LateCounts> CountLateRows(EventSource* source, RelayState* state) {
+  auto* table = dynamic_cast<TableSource*>(source);
+  if (!table) return Status::InvalidArgument("not an adopted table source");
+  return table->CountLate(state);
+}
+
+std::vector<LateRow> TakeLateRows(EventSource* source) {
+  auto* table = dynamic_cast<TableSource*>(source);
+  if (!table) return {};
+  return table->TakeLateRows();
 }
 
 std::string DerivedEventId(std::string_view source_name, int64_t row_id) {
@@ -590,9 +1009,24 @@ Result<std::unique_ptr<EventSource>> OpenTableSource(
         "source '" + source.name +
         "': this herald was built without MySQL/MariaDB (HERALD_WITH_MYSQL)");
 #endif
-  } else {
+  } else if (url.rfind("postgresql://", 0) == 0 ||
+             url.rfind("postgres://", 0) == 0) {
+#if HERALD_WITH_POSTGRES
+    auto c = detail::OpenPostgresClient(url);
+    if (!c.ok()) {
+      if (c.status().IsInvalidArgument()) {
+        return source.Error("url", c.status().message());
+      }
+      return c.status();
+    }
+    client = std::move(*c);
+#else
     return Status::FailedPrecondition(
-        "source '" + source.name + "': PostgreSQL sources are not built yet");
+        "source '" + source.name +
+        "': this herald was built without PostgreSQL (HERALD_WITH_POSTGRES)");
+#endif
+  } else {
+    return source.Error("url", "'" + url + "' is not a source URL");
   }
   auto s =
       std::make_unique<TableSource>(source, readers, std::move(client), state);

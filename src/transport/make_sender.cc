@@ -88,6 +88,23 @@ void RegisterBuiltinSchemes() {
   };
   RegisterBuiltinScheme("stdout", out);
 
+  // herald: appends into herald's own store; the relay makes it (it
+  // needs the store the relay keeps its state in).
+  SenderScheme log;
+  log.validate_url = [](std::string_view url) -> Status {
+    if (url == "herald:") return Status::OK();
+    return Status::InvalidArgument("'" + std::string(url) +
+                                   "': herald: takes nothing after the colon");
+  };
+  log.make_sender =
+      [](const RouteConfig& route) -> Result<std::unique_ptr<Sender>> {
+    return Status::FailedPrecondition(
+        "route '" + route.name +
+        "': herald: is made by a relay on herald's store (herald relay, "
+        "herald serve, or Relay::Start with a Store as its state)");
+  };
+  RegisterBuiltinScheme("herald", log);
+
 #if HERALD_WITH_KAFKA
   SenderScheme kafka;
   kafka.validate_url = ValidateKafkaUrl;

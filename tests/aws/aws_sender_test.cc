@@ -12,6 +12,7 @@
 #include "aws/aws_test_util.h"
 #include "herald/config.h"
 #include "herald/sender.h"
+#include "support/sender_test_util.h"
 #include "transport/aws/aws_query.h"
 
 namespace herald {
@@ -116,12 +117,7 @@ class AwsSenderTest : public ::testing::Test {
                        "\"\nregion = \"us-east-1\"\nmax_in_flight = " +
                        std::to_string(max_in_flight) +
                        "\nsource = \"shop\"\ntimeout = \"5s\"\n" + extra;
-    auto c = ParseConfig(toml, "t.toml");
-    EXPECT_TRUE(c.ok()) << c.status().ToString();
-    if (!c.ok()) return nullptr;
-    auto s = MakeSender(c->routes[0]);
-    EXPECT_TRUE(s.ok()) << s.status().ToString();
-    return s.ok() ? std::move(*s) : nullptr;
+    return testing::SenderFromToml(toml);
   }
 
   std::vector<Event> Events(int streams, int per_stream,
@@ -146,9 +142,7 @@ class AwsSenderTest : public ::testing::Test {
 
   std::vector<SendResult> Send(Sender* s, const std::vector<Event>& events,
                                milliseconds within = milliseconds(20000)) {
-    std::vector<SendResult> r(events.size(), SendResult::NotSent());
-    s->Send(events, r, steady_clock::now() + within);
-    return r;
+    return testing::SendAll(s, events, within);
   }
 
   // The event ids stored for `target`, in order.

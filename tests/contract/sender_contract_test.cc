@@ -33,6 +33,7 @@
 
 #include "herald/json.h"
 #include "herald/sender.h"
+#include "herald/store.h"
 #include "server/server_test_util.h"  // HttpClient, ServeProcess
 #include "support/test_util.h"
 #if HERALD_TEST_WITH_KAFKA
@@ -374,6 +375,42 @@ class StdoutFixture final : public SenderFixture {
   int file_ = -1;
 };
 
+// ---- herald: appends into herald's own store (SQLite) ----------------------
+
+class LogFixture final : public SenderFixture {
+ public:
+  explicit LogFixture(const TempDir& dir) {
+    auto store = OpenStore("sqlite:" + dir.file("log.db"));
+    if (store.ok()) store_ = std::move(*store);
+  }
+  Result<std::unique_ptr<Sender>> Make(RouteConfig) override {
+    if (!store_) return Status::Unavailable("no store");
+    return MakeLogSender(store_.get());
+  }
+  bool Fail(const Event&, Fault) override { return false; }
+  void Heal() override {}
+  // The store's events in position order: the order they were appended.
+  std::vector<Received> Got() override {
+    std::vector<Received> out;
+    ReadRequest req;
+    req.offset = 1;
+    req.limit = 1000;
+    for (;;) {
+      auto page = store_->Read(req);
+      if (!page.ok() || page->events.empty()) break;
+      for (const auto& e : page->events) out.push_back({e.id, true});
+      req.offset = page->next_offset;
+    }
+    return out;
+  }
+  bool SetSlow(int) override { return false; }
+  int MaxInFlightSeen() override { return -1; }
+  bool FailsWholeCall() const override { return true; }
+
+ private:
+  std::unique_ptr<Store> store_;
+};
+
 // ---- callback: an in-process handler
 // -----------------------------------------
 
@@ -707,6 +744,7 @@ std::unique_ptr<SenderFixture> MakeFixture(const std::string& name,
   if (name == "file") return std::make_unique<FileFixture>(dir);
   if (name == "stdout") return std::make_unique<StdoutFixture>(dir);
   if (name == "callback") return std::make_unique<CallbackFixture>(dir);
+  if (name == "herald") return std::make_unique<LogFixture>(dir);
 #if HERALD_TEST_WITH_KAFKA
   if (name == "kafka") return std::make_unique<KafkaFixture>(dir);
 #endif
@@ -741,6 +779,7 @@ const std::vector<SenderKind> kSenders = {
     {"file", {Fault::kUnavailable}},    // a full disk
     {"stdout", {Fault::kUnavailable}},  // /dev/full
     {"callback", {Fault::kUnavailable, Fault::kReject}, true},
+    {"herald", {}},  // a local append: no receiver to fail
 #if HERALD_TEST_WITH_KAFKA
     // Broker errors injected into the partition leader's answers.
     {"kafka", {Fault::kUnavailable, Fault::kReject, Fault::kHang}},

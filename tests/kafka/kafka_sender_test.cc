@@ -15,6 +15,7 @@
 #include "herald/time.h"
 #include "herald/uuid.h"
 #include "kafka/kafka_test_util.h"
+#include "support/sender_test_util.h"
 
 namespace herald {
 namespace {
@@ -63,31 +64,16 @@ class KafkaSenderTest : public ::testing::Test {
     route.options.route = name_;
     route.options.fields.push_back({"topic", OptionValue::String(topic)});
     for (auto& f : extra) route.options.fields.push_back(std::move(f));
-    Status v = ValidateSenderOptions(&route);
-    EXPECT_TRUE(v.ok()) << v.ToString();
-    auto s = MakeSender(route);
-    EXPECT_TRUE(s.ok()) << s.status().ToString();
-    return s.ok() ? std::move(*s) : nullptr;
+    return testing::CheckedSender(std::move(route));
   }
 
   Event Ev(const std::string& stream, int64_t version) {
-    Event e;
-    e.id = NewUuidV7();
-    e.position = ++position_;
-    e.stream = stream;
-    e.stream_version = version;
-    e.type = "order.placed";
-    e.payload = "{\"n\":" + std::to_string(version) + "}";
-    e.metadata = "{\"trace_parent\":\"00-abc-def-01\",\"tenant\":\"a b%\"}";
-    e.occurred_at_us = NowMicros();
-    return e;
+    return testing::BrokerTestEvent(stream, version, ++position_);
   }
 
   std::vector<SendResult> Send(Sender* s, const std::vector<Event>& events,
                                milliseconds budget = milliseconds(20000)) {
-    std::vector<SendResult> results(events.size(), SendResult::NotSent());
-    s->Send(events, results, steady_clock::now() + budget);
-    return results;
+    return testing::SendAll(s, events, budget);
   }
 
   std::string name_;

@@ -14,6 +14,7 @@
 #include "herald/time.h"
 #include "herald/uuid.h"
 #include "nats/nats_test_util.h"
+#include "support/sender_test_util.h"
 
 namespace herald {
 namespace {
@@ -46,30 +47,16 @@ class NatsSenderTest : public ::testing::Test {
     route.options.route = name_;
     route.options.fields.push_back({"subject", OptionValue::String(subject)});
     for (auto& f : extra) route.options.fields.push_back(std::move(f));
-    EXPECT_TRUE(ValidateSenderOptions(&route).ok());
-    auto s = MakeSender(route);
-    EXPECT_TRUE(s.ok()) << s.status().ToString();
-    return s.ok() ? std::move(*s) : nullptr;
+    return testing::CheckedSender(std::move(route));
   }
 
   Event Ev(const std::string& stream, int64_t version) {
-    Event e;
-    e.id = NewUuidV7();
-    e.position = ++position_;
-    e.stream = stream;
-    e.stream_version = version;
-    e.type = "order.placed";
-    e.payload = "{\"n\":" + std::to_string(version) + "}";
-    e.metadata = "{\"trace_parent\":\"00-abc-def-01\",\"tenant\":\"a b%\"}";
-    e.occurred_at_us = NowMicros();
-    return e;
+    return testing::BrokerTestEvent(stream, version, ++position_);
   }
 
   std::vector<SendResult> Send(Sender* s, const std::vector<Event>& events,
                                milliseconds budget = milliseconds(20000)) {
-    std::vector<SendResult> results(events.size(), SendResult::NotSent());
-    s->Send(events, results, steady_clock::now() + budget);
-    return results;
+    return testing::SendAll(s, events, budget);
   }
 
   std::string name_;

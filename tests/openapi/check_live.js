@@ -258,6 +258,47 @@ async function main() {
   check('drop, unknown id', 'DELETE', '/api/relays/{name}/parked/{id}',
         await call('DELETE', `/api/relays/hook/parked/${uuid(21)}`, {headers: A}));
 
+  // ---- the console's endpoints: newest first, whoami, bulk actions, assets
+  const JSON_A = {...A, 'Content-Type': 'application/json'};
+  check('GET newest', 'GET', '/api/events/newest', await call('GET', '/api/events/newest?limit=2', {headers: R}));
+  check('GET newest, globs', 'GET', '/api/events/newest',
+        await call('GET', '/api/events/newest?stream=order-*&type=order.*&before=5', {headers: R}));
+  check('HEAD newest', 'HEAD', '/api/events/newest', await call('HEAD', '/api/events/newest', {headers: R}));
+  check('GET newest before=0', 'GET', '/api/events/newest', await call('GET', '/api/events/newest?before=0', {headers: R}));
+  check('GET newest, no token', 'GET', '/api/events/newest', await call('GET', '/api/events/newest'));
+  check('GET newest, append token', 'GET', '/api/events/newest', await call('GET', '/api/events/newest', {headers: W}));
+  check('GET whoami', 'GET', '/api/whoami', await call('GET', '/api/whoami', {headers: A}));
+  check('GET whoami, no token', 'GET', '/api/whoami', await call('GET', '/api/whoami'));
+  check('GET whoami, unknown token', 'GET', '/api/whoami',
+        await call('GET', '/api/whoami', {headers: {Authorization: 'Bearer nope'}}));
+  check('GET whoami?x=1', 'GET', '/api/whoami', await call('GET', '/api/whoami?x=1'));
+  check('HEAD whoami', 'HEAD', '/api/whoami', await call('HEAD', '/api/whoami'));
+  check('bulk drop, one unknown id', 'POST', '/api/relays/{name}/parked/drop',
+        await call('POST', '/api/relays/hook/parked/drop', {headers: JSON_A, body: JSON.stringify({ids: [uuid(97)]})}));
+  check('bulk retry all', 'POST', '/api/relays/{name}/parked/retry',
+        await call('POST', '/api/relays/hook/parked/retry', {headers: JSON_A, body: '{"all":true}'}));
+  check('bulk drop, bad body', 'POST', '/api/relays/{name}/parked/drop',
+        await call('POST', '/api/relays/hook/parked/drop', {headers: JSON_A, body: '{"ids":["x"]}'}));
+  check('bulk drop, not JSON', 'POST', '/api/relays/{name}/parked/drop',
+        await call('POST', '/api/relays/hook/parked/drop', {headers: JSON_A, body: '{'}));
+  check('bulk drop, text/plain', 'POST', '/api/relays/{name}/parked/drop',
+        await call('POST', '/api/relays/hook/parked/drop', {headers: {...A, 'Content-Type': 'text/plain'}, body: '{}'}));
+  check('bulk retry, read token', 'POST', '/api/relays/{name}/parked/retry',
+        await call('POST', '/api/relays/hook/parked/retry', {headers: {...R, 'Content-Type': 'application/json'}, body: '{"all":true}'}));
+  check('bulk retry, unknown route', 'POST', '/api/relays/{name}/parked/retry',
+        await call('POST', '/api/relays/nope/parked/retry', {headers: JSON_A, body: '{"all":true}'}));
+  check('GET /', 'GET', '/', await call('GET', '/'));
+  check('HEAD /', 'HEAD', '/', await call('HEAD', '/'));
+  check('GET /console/app.js', 'GET', '/console/{file}', await call('GET', '/console/app.js'));
+  check('GET /console/style.css', 'GET', '/console/{file}', await call('GET', '/console/style.css'));
+  check('GET /console/index.html', 'GET', '/console/{file}', await call('GET', '/console/index.html'));
+  for (const [p, t] of [['/api/events/newest', '/api/events/newest'], ['/api/whoami', '/api/whoami'],
+                        ['/api/relays/hook/parked/retry', '/api/relays/{name}/parked/retry'],
+                        ['/api/relays/hook/parked/drop', '/api/relays/{name}/parked/drop'],
+                        ['/', '/'], ['/console/app.js', '/console/{file}']]) {
+    check(`OPTIONS ${p}`, 'OPTIONS', t, await call('OPTIONS', p));
+  }
+
   // ---- not an operation: 404 and 405 answer the Error body
   for (const [what, res] of [['GET /nope', await call('GET', '/nope', {headers: R})],
                              ['PUT /api/events', await call('PUT', '/api/events', {headers: A})]]) {

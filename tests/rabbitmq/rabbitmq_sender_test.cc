@@ -14,6 +14,7 @@
 #include "herald/config.h"
 #include "herald/sender.h"
 #include "rabbitmq/amqp_client.h"
+#include "support/sender_test_util.h"
 #include "support/test_util.h"
 
 namespace herald {
@@ -100,12 +101,7 @@ class RabbitSenderTest : public ::testing::Test {
                        "\"\nexchange = \"" + exchange_ +
                        "\"\nmax_in_flight = " + std::to_string(max_in_flight) +
                        "\nsource = \"shop\"\n" + extra;
-    auto c = ParseConfig(toml, "t.toml");
-    EXPECT_TRUE(c.ok()) << c.status().ToString();
-    if (!c.ok()) return nullptr;
-    auto s = MakeSender(c->routes[0]);
-    EXPECT_TRUE(s.ok()) << s.status().ToString();
-    return s.ok() ? std::move(*s) : nullptr;
+    return testing::SenderFromToml(toml);
   }
 
   std::vector<Event> Events(int streams, int per_stream,
@@ -128,9 +124,7 @@ class RabbitSenderTest : public ::testing::Test {
 
   std::vector<SendResult> Send(Sender* s, const std::vector<Event>& events,
                                milliseconds within = milliseconds(20000)) {
-    std::vector<SendResult> r(events.size(), SendResult::NotSent());
-    s->Send(events, r, steady_clock::now() + within);
-    return r;
+    return testing::SendAll(s, events, within);
   }
 
   std::unique_ptr<AmqpClient> amqp_;

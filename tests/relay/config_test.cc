@@ -128,6 +128,10 @@ TEST(RelayConfig, DefaultsWithoutTables) {
   EXPECT_EQ(c->relay.lease_ttl, milliseconds(10000));
   EXPECT_EQ(c->relay.idle_poll, milliseconds(1000));
   EXPECT_TRUE(c->routes.empty());
+  EXPECT_TRUE(c->server.console);
+  auto off = ParseConfig("[server]\nconsole = false\n");
+  ASSERT_TRUE(off.ok()) << off.status().ToString();
+  EXPECT_FALSE(off->server.console);
 }
 
 // Each bad config fails with InvalidArgument naming the key and the line.
@@ -171,6 +175,8 @@ TEST(RelayConfig, ErrorsNameKeyAndLine) {
       {"[server]\npage_cache_mb = -1\n",
        "t.toml:2:", "server.page_cache_mb: must be between 0 and"},
       {"[server]\ntail_events = 0\n", "t.toml:2:", "server.tail_events"},
+      {"[server]\nconsole = \"no\"\n",
+       "t.toml:2:", "server.console: must be a boolean, not a string"},
       {"[server]\n[[server.tokens]]\ntoken = \"t\"\nscopes = [\"root\"]\n",
        "t.toml:4:", "unknown scope 'root'"},
       {"[relay]\nlease_ttl = \"10ms\"\n", "t.toml:2:", "relay.lease_ttl"},

@@ -339,6 +339,26 @@ TEST(CloudEvents, EveryBindingRoundTrips) {
   EXPECT_EQ(d->event.metadata, kDecodedMetadata);
 }
 
+TEST(CloudEvents, EncodingIntoReusedHeadersEqualsAFreshEncoding) {
+  // A sender keeps one MessageHeaders and encodes event after event into
+  // it: what an earlier, longer event left (more extensions, longer values,
+  // percent-encoded bytes) must not show in a later one.
+  Event big = Sample();
+  Event small = Sample();
+  small.metadata = "{}";
+  small.id = "1";
+  small.stream = "s";
+  for (Binding b :
+       {Binding::kHttp, Binding::kKafka, Binding::kAmqp, Binding::kNats}) {
+    MessageHeaders reused;
+    for (const Event* e : {&big, &small, &big, &small}) {
+      EncodeCloudEventHeadersInto(*e, "/orders", b, &reused);
+      EXPECT_EQ(reused, EncodeCloudEventHeaders(*e, "/orders", b))
+          << static_cast<int>(b) << " " << e->id;
+    }
+  }
+}
+
 TEST(CloudEvents, BinaryPayloadsRoundTrip) {
   Event e = Sample();
   e.content_type = "application/octet-stream";

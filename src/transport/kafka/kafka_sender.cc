@@ -330,10 +330,10 @@ class KafkaSender final : public Sender {
       rd_kafka_header_add(headers.get(), "content-type", -1,
                           "application/cloudevents+json", -1);
     } else {
-      MessageHeaders h =
-          EncodeCloudEventHeaders(e, o_.source, CloudEventBinding::kKafka);
-      headers.reset(rd_kafka_headers_new(h.size()));
-      for (const auto& [name, v] : h) {
+      EncodeCloudEventHeadersInto(e, o_.source, CloudEventBinding::kKafka,
+                                  &headers_);
+      headers.reset(rd_kafka_headers_new(headers_.size()));
+      for (const auto& [name, v] : headers_) {
         rd_kafka_header_add(headers.get(), name.data(),
                             static_cast<ssize_t>(name.size()), v.data(),
                             static_cast<ssize_t>(v.size()));
@@ -433,6 +433,7 @@ class KafkaSender final : public Sender {
                      std::unique_ptr<rd_kafka_topic_t, TopicDeleter>>
       topics_;
   uint64_t call_ = 0;
+  MessageHeaders headers_;  // Produce's, reused
   std::vector<Delivery> done_;
   bool fatal_ = false;
   std::string fatal_text_;

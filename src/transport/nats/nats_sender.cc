@@ -52,17 +52,10 @@ Status ParseNatsOptions(const RouteOptions& o, int route_line,
     const std::string& k = f.key;
     const OptionValue& v = f.value;
     if (k == "subject") {
-      std::string text;
-      HERALD_RETURN_IF_ERROR(o.GetString(k, v, &text));
-      auto t = NameTemplate::Parse(text);
-      if (!t.ok()) return o.Error(k, v.line, t.status().message());
-      if (text.empty()) return o.Error(k, v.line, "must not be empty");
-      for (char c : text) {
-        if (c == ' ' || c == '\t' || c == '\r' || c == '\n') {
-          return o.Error(k, v.line, "a NATS subject has no whitespace");
-        }
+      HERALD_RETURN_IF_ERROR(ParseTemplateOption(o, k, v, &out->subject));
+      if (v.string.find_first_of(" \t\r\n") != std::string::npos) {
+        return o.Error(k, v.line, "a NATS subject has no whitespace");
       }
-      out->subject = std::move(*t);
       have_subject = true;
     } else if (k == "credentials") {
       HERALD_RETURN_IF_ERROR(o.GetString(k, v, &out->credentials));
@@ -137,7 +130,7 @@ std::string RedactUrl(std::string_view url) {
 // One PubAck or publish error, as a libnats thread reported it.
 struct Completion {
   std::string id;       // Nats-Msg-Id
-  std::string subject;  // where it went
+  std::string subject;  // where it went (a failure's only)
   bool ok = false;
   natsStatus err = NATS_OK;
   jsErrCode code = static_cast<jsErrCode>(0);
@@ -274,7 +267,9 @@ class NatsSender final : public Sender {
       return;
     }
 
-    std::unordered_map<std::string, size_t> in_flight;  // id -> event
+    // Event id -> index; the ids are the events' own (they outlive the call).
+    std::unordered_map<std::string_view, size_t> in_flight;
+    in_flight.reserve(static_cast<size_t>(max_in_flight_));
     int jetstream_answers = -1;  // -1 not asked yet, 0 no, 1 yes
     std::string jetstream_error;
     bool connection_lost = false;
@@ -375,13 +370,15 @@ class NatsSender final : public Sender {
     if (msg && natsMsgHeader_Get(msg, "Nats-Msg-Id", &id) == NATS_OK && id) {
       c.id = id;
     }
-    if (msg && natsMsg_GetSubject(msg)) c.subject = natsMsg_GetSubject(msg);
     if (pa != nullptr) {
       c.ok = true;
     } else if (pae != nullptr) {
       c.err = pae->Err;
       c.code = pae->ErrCode;
       if (pae->ErrText) c.text = pae->ErrText;
+    }
+    if (!c.ok && msg && natsMsg_GetSubject(msg)) {
+      c.subject = natsMsg_GetSubject(msg);
     }
     natsMsg_Destroy(msg);
     detail::MutexLock lock(&self->mu_);
@@ -425,8 +422,9 @@ class NatsSender final : public Sender {
       s = natsMsgHeader_Set(msg.get(), "Content-Type",
                             "application/cloudevents+json");
     } else {
-      for (const auto& [name, value] :
-           EncodeCloudEventHeaders(e, source_, CloudEventBinding::kNats)) {
+      EncodeCloudEventHeadersInto(e, source_, CloudEventBinding::kNats,
+                                  &headers_);
+      for (const auto& [name, value] : headers_) {
         if (s == NATS_OK) {
           s = natsMsgHeader_Set(msg.get(), name.c_str(), value.c_str());
         }
@@ -502,7 +500,7 @@ class NatsSender final : public Sender {
     return Status::Unavailable("publishing on " + where + ": " + text);
   }
 
-  void FailAll(std::unordered_map<std::string, size_t>* in_flight,
+  void FailAll(std::unordered_map<std::string_view, size_t>* in_flight,
                std::span<SendResult> results, const std::string& why) {
     for (const auto& [id, i] : *in_flight) {
       results[i].status = Status::Unavailable(why);
@@ -525,6 +523,7 @@ class NatsSender final : public Sender {
   const std::string url_;
   const std::string source_;
   const int max_in_flight_;
+  MessageHeaders headers_;  // Publish's, reused (relay thread only)
 
   // Shared with libnats' threads (declared before the handles, so they
   // outlive them).
