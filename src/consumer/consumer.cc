@@ -214,72 +214,98 @@ struct Consumer::Impl {
     }
   }
 
-  // Writes one parked row (retrying while the store fails, until Stop).
-  // Returns false when stopping first.
-  bool WritePark(ParkedEvent p, std::mt19937_64& rng) {
+  // Writes one parked row in a transaction of its own (one attempt).
+  Status TryPark(ParkedEvent p) {
     p.route = route;
     p.keep_event = true;
     // Arrival order for events of a source without positions, so the
     // parked list (in position order) keeps each stream's order.
     if (p.event.position == 0) p.event.position = NowMicros();
-    for (int round = 1;; ++round) {
-      auto tx = options.inbox->Begin();
-      Status s = tx.ok() ? options.inbox->Park(**tx, p) : tx.status();
-      if (s.ok()) s = (*tx)->Commit();
-      if (s.ok()) return true;
+    auto tx = options.inbox->Begin();
+    Status s = tx.ok() ? options.inbox->Park(**tx, p) : tx.status();
+    if (s.ok()) s = (*tx)->Commit();
+    if (!s.ok())
       RecordError("parking event " + p.event.id + ": " + s.ToString());
-      if (!SleepUntil(Clock::now() + Backoff(round, rng))) return false;
-    }
+    return s;
   }
 
-  // Parks `event` as held when its stream is held. Returns whether it was.
-  bool HoldIfHeld(const Event& event, std::mt19937_64& rng, bool* stopped) {
-    *stopped = false;
-    if (!options.inbox) return false;
-    detail::MutexLock lock(&park_mu);
-    if (!held_streams.count(event.stream)) return false;
-    ParkedEvent h;
-    h.event = event;
-    h.state = "held";
-    h.error = "held behind a parked event of stream " + event.stream;
-    if (!WritePark(std::move(h), rng)) {
-      *stopped = true;
-      return true;
+  // Parks `event` ("parked", with its error) and holds its stream. Retries
+  // while the store fails, until Stop. False when stopping first, or when
+  // the row cannot be written at all (a non-UUID id on PostgreSQL): the
+  // caller then keeps the event in hand, as under block.
+  bool ParkAndHold(const Event& event, int attempts, const std::string& error,
+                   std::mt19937_64& rng) {
+    ParkedEvent p;
+    p.event = event;
+    p.state = "parked";
+    p.attempts = attempts;
+    p.error = RedactSecrets(error).substr(0, kMaxErrorLength);
+    for (int round = 1;; ++round) {
+      Status s = TryPark(p);
+      if (s.ok()) break;
+      if (!s.retryable()) return false;
+      if (!SleepUntil(Clock::now() + Backoff(round, rng))) return false;
     }
+    detail::MutexLock lock(&park_mu);
+    held_streams.insert(event.stream);
     detail::MutexLock l2(&mu);
-    ++stats.held;
+    ++stats.parked;
     return true;
+  }
+
+  enum class Hold { kNotHeld, kHeld, kStopped };
+  // Parks `event` as held when its stream is held. The held row is written
+  // under park_mu, so the stream cannot be released meanwhile; the lock is
+  // not held while waiting to try again.
+  Hold HoldIfHeld(const Event& event, std::mt19937_64& rng) {
+    if (!options.inbox) return Hold::kNotHeld;
+    for (int round = 1;; ++round) {
+      {
+        detail::MutexLock lock(&park_mu);
+        if (!held_streams.count(event.stream)) return Hold::kNotHeld;
+        ParkedEvent h;
+        h.event = event;
+        h.state = "held";
+        h.error = "held behind a parked event of stream " + event.stream;
+        if (TryPark(std::move(h)).ok()) {
+          detail::MutexLock l2(&mu);
+          ++stats.held;
+          return Hold::kHeld;
+        }
+      }
+      if (!SleepUntil(Clock::now() + Backoff(round, rng))) {
+        return Hold::kStopped;
+      }
+    }
   }
 
   Outcome Process(const SourceDelivery& d, std::mt19937_64& rng) {
     const Event& event = d.event;
     if (!d.decode_status.ok()) {
-      if (!options.inbox) {
-        RecordError("dropping a message that does not decode: " +
-                    d.decode_status.ToString());
-        return Outcome::kAck;
-      }
-      ParkedEvent p;
-      p.event = event;
-      p.state = "parked";
-      p.attempts = 0;
-      p.error = d.decode_status.ToString().substr(0, kMaxErrorLength);
-      if (!WritePark(std::move(p), rng)) return Outcome::kRelease;
-      detail::MutexLock lock(&park_mu);
-      held_streams.insert(event.stream);
-      detail::MutexLock l2(&mu);
-      ++stats.parked;
-      return Outcome::kAck;
+      // Parked at once; without an inbox (or when the row cannot be
+      // written) given back, so the broker keeps it (its redelivery or
+      // dead-letter policy applies).
+      RecordError("a message that does not decode: " +
+                  d.decode_status.ToString());
+      if (!options.inbox) return Outcome::kRelease;
+      return ParkAndHold(event, 0, d.decode_status.ToString(), rng)
+                 ? Outcome::kAck
+                 : Outcome::kRelease;
     }
     if (!Selected(event)) {
       detail::MutexLock lock(&mu);
       ++stats.filtered;
       return Outcome::kAck;
     }
-    bool stopped = false;
-    if (HoldIfHeld(event, rng, &stopped)) {
-      return stopped ? Outcome::kRelease : Outcome::kAck;
+    switch (HoldIfHeld(event, rng)) {
+      case Hold::kHeld:
+        return Outcome::kAck;
+      case Hold::kStopped:
+        return Outcome::kRelease;
+      case Hold::kNotHeld:
+        break;
     }
+    bool can_park = options.on_failure == FailurePolicy::kPark;
     for (int attempt = 1;; ++attempt) {
       bool duplicate = false;
       Status s = HandleOnce(event, &duplicate);
@@ -294,19 +320,14 @@ struct Consumer::Impl {
       RecordError("event " + event.id + " (stream " + event.stream +
                   ", attempt " + std::to_string(attempt) +
                   "): " + s.ToString());
-      if (options.on_failure == FailurePolicy::kPark &&
+      if (can_park &&
           (attempt >= options.retry.max_attempts || !s.retryable())) {
-        ParkedEvent p;
-        p.event = event;
-        p.state = "parked";
-        p.attempts = attempt;
-        p.error = RedactSecrets(s.ToString()).substr(0, kMaxErrorLength);
-        detail::MutexLock lock(&park_mu);
-        if (!WritePark(std::move(p), rng)) return Outcome::kRelease;
-        held_streams.insert(event.stream);
-        detail::MutexLock l2(&mu);
-        ++stats.parked;
-        return Outcome::kAck;
+        if (ParkAndHold(event, attempt, s.ToString(), rng)) {
+          return Outcome::kAck;
+        }
+        if (stopping.load()) return Outcome::kRelease;
+        // The row cannot be written: retried in place, as under block.
+        can_park = false;
       }
       if (stopping.load()) return Outcome::kRelease;
       if (!SleepUntil(Clock::now() + Backoff(attempt, rng))) {
@@ -504,7 +525,9 @@ struct Consumer::Impl {
         again.attempts = p.attempts + attempt;
         again.error = RedactSecrets(s.ToString()).substr(0, kMaxErrorLength);
         again.parked_at_us = 0;
-        (void)WritePark(std::move(again), rng);
+        for (int round = 1; !TryPark(again).ok(); ++round) {
+          if (!SleepUntil(Clock::now() + Backoff(round, rng))) break;
+        }
         detail::MutexLock lock(&mu);
         ++stats.parked;
         return false;
