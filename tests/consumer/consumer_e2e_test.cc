@@ -10,7 +10,9 @@
 #endif
 
 #include <algorithm>
+#include <atomic>
 #include <map>
+#include <mutex>
 #include <set>
 #include <string>
 #include <tuple>
@@ -21,6 +23,7 @@
 #include "herald/postgres.h"
 #include "herald/sqlite.h"
 #include "herald/store.h"
+#include "herald/store_wrapper.h"
 #include "herald/time.h"
 #include "server/server_test_util.h"
 #include "support/test_util.h"
@@ -625,6 +628,78 @@ TEST(ConsumerLibrary, DispatcherSubscriptionsServeConsumedEvents) {
                   "SELECT count(*) FROM herald_inbox WHERE consumer = "
                   "'library'"),
             30);
+}
+
+// A store whose Park always fails for good (as a non-UUID id does on
+// PostgreSQL).
+class UnparkableStore : public StoreWrapper {
+ public:
+  using StoreWrapper::StoreWrapper;
+  Status Park(Transaction&, const ParkedEvent&) override {
+    return Status::InvalidArgument("cannot park here");
+  }
+};
+
+// A park that cannot be written holds only its stream, retried in place:
+// the other streams finish; once the handler succeeds the stream goes on.
+TEST(ConsumerLibrary, AParkThatCannotBeWrittenHoldsOnlyItsStream) {
+  TempDir dir;
+  ServeProcess serve(dir, "sqlite:" + dir.file("server.db"));
+  ASSERT_TRUE(serve.ready()) << serve.stderr_text();
+  std::string poison;
+  {
+    auto producer = OpenStore("sqlite:" + dir.file("server.db"));
+    ASSERT_TRUE(producer.ok());
+    std::vector<Event> events;
+    for (int i = 0; i < 15; ++i) {
+      events.push_back(
+          testing::MakeEvent("s-" + std::to_string(i % 3), "order.placed"));
+    }
+    ASSERT_TRUE((*producer)->Append(events).ok());
+    poison = events[4].id;  // s-1's second event
+  }
+  auto inner = OpenStore("sqlite:" + dir.file("inbox.db"));
+  ASSERT_TRUE(inner.ok());
+  UnparkableStore inbox(inner->get());
+  std::atomic<bool> healed{false};
+  std::mutex mu;
+  std::vector<std::string> handled;
+  ConsumerOptions o;
+  o.name = "unparkable";
+  o.inbox = &inbox;
+  o.on_failure = FailurePolicy::kPark;
+  o.retry.max_attempts = 2;
+  o.retry.backoff_initial = std::chrono::milliseconds(5);
+  o.retry.backoff_max = std::chrono::milliseconds(20);
+  o.on_log = [](const std::string&) {};
+  ConsumerSourceOptions so;
+  so.consumer = o.name;
+  so.url = serve.base();
+  so.state = &inbox;
+  auto source = MakeConsumerSource(so);
+  ASSERT_TRUE(source.ok());
+  Consumer consumer(o, std::move(*source));
+  consumer.SetHandler([&](const Event& e, Transaction*) -> Status {
+    if (e.id == poison && !healed.load()) return Status::Permanent("poison");
+    std::lock_guard<std::mutex> lock(mu);
+    handled.push_back(e.stream);
+    return Status::OK();
+  });
+  ASSERT_TRUE(consumer.Start().ok());
+  // s-0 and s-2 whole, s-1 only its first event.
+  ASSERT_TRUE(WaitFor([&] { return consumer.stats().handled == 11; },
+                      std::chrono::seconds(30)))
+      << consumer.stats().handled;
+  EXPECT_TRUE(WaitFor([&] { return consumer.stats().failures >= 4; },
+                      std::chrono::seconds(30)))
+      << "retried in place after the park failed";
+  EXPECT_EQ(consumer.stats().handled, 11u);
+  EXPECT_EQ(consumer.stats().parked, 0u);
+  healed.store(true);
+  ASSERT_TRUE(WaitFor([&] { return consumer.stats().handled == 15; },
+                      std::chrono::seconds(30)));
+  consumer.Stop();
+  EXPECT_EQ(std::count(handled.begin(), handled.end(), "s-1"), 5);
 }
 
 // `herald serve` runs the [[consumer]] tables of its config too (here one
