@@ -192,6 +192,44 @@ struct SourceConfig {
   Status Error(std::string_view key, std::string_view message) const;
 };
 
+// A [[consumer]] table, run by `herald consume` (herald/consumer.h):
+//
+//   [[consumer]]
+//   name = "refunds"
+//   source = "http://127.0.0.1:8080"   # a herald server; or a broker URL
+//   inbox = "sqlite:refunds.db"        # or postgresql://...
+//   types = ["order.*"]
+//   exec = "bin/refund"                # or: sender = "http://.../refund"
+//   on_failure = "park"                # or "block" (default)
+//
+// Keys other than kConsumerKeys (herald/consumer.h) are the source
+// scheme's (herald/consumer_source.h): `queue`, `topic` + `group`,
+// `stream` + `durable`, `token`...
+struct ConsumerConfig {
+  std::string name;    // required; route names' alphabet
+  std::string source;  // required; a source URL (ValidateSourceUrl)
+  // The consumer's own database: "sqlite:PATH" (relative to the config
+  // file's directory) or "postgresql://...". Required.
+  std::string inbox;
+  std::vector<std::string> types;  // globs; empty = every type
+  // The handler: exactly one of `exec` (a command run by /bin/sh with the
+  // event's JSON on stdin; exit 0 = handled) and `sender` (a sender URL,
+  // as a route's, with its default options: the event is forwarded).
+  std::string exec;
+  std::string sender;
+  FailurePolicy on_failure = FailurePolicy::kBlock;
+  // max_attempts, `backoff` (the first delay) and backoff_max, as routes'
+  // max_attempts, backoff_initial and backoff_max.
+  RetryPolicy retry;
+  int max_in_flight = 16;  // keys handled at once; 1..1024
+  // The dedupe window: inbox rows older than this are swept. Default 7
+  // days; at least 1 s.
+  std::chrono::milliseconds inbox_retention{std::chrono::hours(24 * 7)};
+  // The source scheme's keys (RouteOptions with table = "consumer").
+  RouteOptions options;
+  int line = 0;  // of the [[consumer]] header
+};
+
 struct Config {
   // [store] url. Default "sqlite:herald.db". A relative SQLite path is taken
   // relative to the directory of the config file by LoadConfig.
@@ -205,6 +243,8 @@ struct Config {
   // [[source]] tables, in file order (each read by the routes whose
   // `from` names it).
   std::vector<SourceConfig> sources;
+  // [[consumer]] tables, in file order.
+  std::vector<ConsumerConfig> consumers;
   // The file it was loaded from ("" from ParseConfig).
   std::string path;
 
@@ -212,6 +252,8 @@ struct Config {
   const RouteConfig* FindRoute(std::string_view name) const;
   // The source named `name`, or nullptr.
   const SourceConfig* FindSource(std::string_view name) const;
+  // The consumer named `name`, or nullptr.
+  const ConsumerConfig* FindConsumer(std::string_view name) const;
 };
 
 // Reads and parses a TOML file. InvalidArgument names the file, line and
@@ -227,7 +269,7 @@ Result<Config> ParseConfig(std::string_view text,
 // parser would. Used by Relay::AddRoute.
 Status ValidateRoute(const RouteConfig& route, bool sender_given);
 
-// Parses a duration: "250ms", "10s", "2m", "1h", "1.5s". InvalidArgument
+// Parses a duration: "250ms", "10s", "2m", "1h", "7d", "1.5s". InvalidArgument
 // on anything else.
 Result<std::chrono::milliseconds> ParseDuration(std::string_view text);
 

@@ -379,6 +379,16 @@ class UnitOfWork {
   Status Raise(const T& value, RaiseOptions options = {});
   Status Raise(Event event);
 
+  // Hands the unit an event that arrived from elsewhere (a broker or a
+  // herald server, through herald::Consumer) to be handled, not stored:
+  // its immediate handlers run now, inside the transaction, its
+  // before-commit handlers in Commit(), its after-commit handlers once the
+  // transaction committed, exactly as for a raised event, but it is not
+  // appended to the store. Typed handlers decode it with
+  // EventTraits<T>::FromJson. Errors as Raise; an event without an id is
+  // InvalidArgument.
+  Status Receive(const Event& event);
+
   // Subscriptions that see only the events of this unit and end with it
   // (see Dispatcher::Subscribe). Async calls already queued when the unit
   // ends still run, so an async handler must capture by value what it uses.
@@ -435,7 +445,8 @@ class UnitOfWork {
   int raise_depth_ = 0;         // immediate handlers raising events
   Status failed_;               // first in-transaction handler failure
   std::vector<Event> events_;
-  std::vector<Value> values_;  // parallel to events_
+  std::vector<Value> values_;   // parallel to events_
+  std::vector<bool> received_;  // parallel to events_: Receive(), not Raise
   std::vector<std::shared_ptr<detail::Subscription>> subs_;
   UnitOfWork* previous_;  // the thread's previous current unit
 };

@@ -27,6 +27,21 @@ class Inbox : public virtual Database {
   // Deletes the inbox rows (of every consumer) recorded more than `max_age`
   // ago; returns how many. InvalidArgument for a negative age.
   virtual Result<int64_t> SweepInbox(std::chrono::milliseconds max_age) = 0;
+
+  // Whether `consumer` handled `event_id` (any case of a UUID), read
+  // outside any transaction: the check before a handler that runs outside
+  // the inbox transaction (herald/consumer.h).
+  virtual Result<bool> IsHandled(const std::string& consumer,
+                                 const std::string& event_id) = 0;
+
+  // Deletes at most `limit` (>= 1) of `consumer`'s rows recorded more than
+  // `max_age` ago, in a short transaction of its own; returns how many.
+  // Called in a loop until it returns fewer than `limit`, it never holds
+  // the write lock for long, so handlers go on between the batches.
+  // InvalidArgument for a negative age or a limit below 1.
+  virtual Result<int64_t> SweepInboxBatch(const std::string& consumer,
+                                          std::chrono::milliseconds max_age,
+                                          int limit) = 0;
 };
 
 }  // namespace herald

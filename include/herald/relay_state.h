@@ -31,6 +31,11 @@ struct ParkedEvent {
   int attempts = 0;
   std::string error;
   int64_t parked_at_us = 0;
+  // Keep the event itself in the row (its JSON), for an event that is not
+  // in this store's log: a consumer's (herald/consumer.h). Rows read back
+  // have it set when their event came from the row. Default false: the row
+  // refers to the log's event by id.
+  bool keep_event = false;
 };
 
 // The parked rows of one route, by state.

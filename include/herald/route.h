@@ -108,16 +108,22 @@ struct OptionField {
 // `key` arguments are relative to the route ("timeout", "headers.X-Team").
 struct RouteOptions {
   std::string source_name;  // file name for messages ("" when built in code)
-  std::string route;        // route name, for messages
+  std::string route;        // route (or consumer) name, for messages
+  // The kind of table, for messages: "route" (default) or "consumer" (a
+  // consumer source's keys, herald/consumer_source.h).
+  std::string table = "route";
+  // The keys every table of this kind has, listed first by UnknownKey;
+  // empty = kRouteKeys.
+  std::string common_keys;
   std::vector<OptionField> fields;
 
   bool empty() const { return fields.empty(); }
   // The field named `key`, or nullptr.
   const OptionValue* Find(std::string_view key) const;
 
-  // "herald.toml:12: route 'hooks'.timeout: <message>".
+  // "herald.toml:12: route 'hooks'.timeout: <message>" (or "consumer").
   Status Error(std::string_view key, int line, std::string_view message) const;
-  // "...: unknown key (expected <every route key>, <scheme_keys>)".
+  // "...: unknown key (expected <common_keys>, <scheme_keys>)".
   Status UnknownKey(const OptionField& f, std::string_view scheme_keys) const;
 
   Status GetString(std::string_view key, const OptionValue& v,

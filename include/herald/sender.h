@@ -127,10 +127,9 @@ std::unique_ptr<Sender> MakeLogSender(EventLog* log);
 //
 // Every sender URL scheme ("http", "https", "file", "stdout", "kafka"...) is
 // one registry entry, built-in or not: how its URL and its route options
-// are validated, and how a sender (later: a consumer's source) is made.
+// are validated, and how a sender is made. A consumer's sources have a
+// registry of their own, by the same rules (herald/consumer_source.h).
 // Config loading, Relay::AddRoute and MakeSender all go through it.
-
-class Source;  // a consumer's source of events (a later issue); unused now
 
 struct SenderScheme {
   // Checks the URL's shape without opening anything ("no host in ...").
@@ -145,11 +144,6 @@ struct SenderScheme {
   // Makes a sender for a route that passed validation.
   std::function<Result<std::unique_ptr<Sender>>(const RouteConfig&)>
       make_sender;
-  // Reserved for consumers (a later issue): makes a source reading what
-  // this scheme's sender writes. Null for every scheme today.
-  std::function<Result<std::unique_ptr<Source>>(std::string_view url,
-                                                const RouteOptions& options)>
-      make_source;
 };
 
 // Adds or replaces `scheme` (lower case, without ':'). Call before loading

@@ -151,6 +151,15 @@ class StoreWrapper : public Store {
   Result<int64_t> SweepInbox(std::chrono::milliseconds max_age) override {
     return target_->SweepInbox(max_age);
   }
+  Result<bool> IsHandled(const std::string& consumer,
+                         const std::string& event_id) override {
+    return target_->IsHandled(consumer, event_id);
+  }
+  Result<int64_t> SweepInboxBatch(const std::string& consumer,
+                                  std::chrono::milliseconds max_age,
+                                  int limit) override {
+    return target_->SweepInboxBatch(consumer, max_age, limit);
+  }
 
  private:
   Store* const target_;

@@ -38,12 +38,21 @@ const Command kCommands[] = {
     {"relay",
      "deliver events to the routes of a config (status: how they stand)",
      "  herald relay --config PATH          (until SIGTERM/SIGINT)\n"
-     "  herald relay status --config PATH [--route NAME]\n",
+     "  herald relay status --config PATH [--route NAME]\n"
+     "  herald relay reset --config PATH --route NAME\n"
+     "               (--to-position N | --to-time RFC3339)\n",
      RunRelay},
-    {"parked", "list, retry or drop a route's parked events",
-     "  herald parked list|retry|drop --config PATH --route NAME\n"
+    {"parked", "list, retry or drop a route's or consumer's parked events",
+     "  herald parked list|retry|drop --config PATH\n"
+     "                (--route NAME | --consumer NAME)\n"
      "                [--id UUID|--all] [--state S] [--limit N]\n",
      RunParked},
+    {"consume", "run the [[consumer]] tables of a config (inbox dedupe)",
+     "  herald consume --config PATH [--consumer NAME]   (until SIGTERM)\n"
+     "  herald consume status --config PATH [--consumer NAME]\n"
+     "  herald consume reset --config PATH --consumer NAME\n"
+     "               (--to-position N | --to-time RFC3339)\n",
+     RunConsume},
     {"serve", "run the HTTP API and the relays of a config",
      "  herald serve [--config PATH] [--listen HOST:PORT] [--db PATH]\n"
      "               [--demo]\n"

@@ -12,6 +12,7 @@
 #include "herald/relay.h"
 #include "herald/store.h"
 #include "herald/table_source.h"
+#include "herald/time.h"
 
 namespace herald::cli {
 
@@ -169,21 +170,6 @@ std::string HoldupJson(std::string_view backend, const Store::Holdup& h) {
   return o;
 }
 
-std::string ParkedJson(const ParkedEvent& p) {
-  std::string o = "{\"route\":" + JsonString(p.route);
-  o += ",\"id\":" + JsonString(p.event.id);
-  o += ",\"position\":" + std::to_string(p.event.position);
-  o += ",\"stream\":" + JsonString(p.event.stream);
-  o += ",\"state\":" + JsonString(p.state);
-  o += ",\"attempts\":" + std::to_string(p.attempts);
-  o += ",\"error\":" + JsonString(p.error);
-  o += ",\"parked_at\":" + JsonString(FormatRfc3339(p.parked_at_us));
-  o += ",\"event\":";
-  AppendEventJson(p.event, &o);
-  o += "}";
-  return o;
-}
-
 int RunRelayStatus(const std::vector<std::string>& args, std::ostream& out,
                    std::ostream& err) {
   Flags flags;
@@ -275,10 +261,104 @@ int RunRelayStatus(const std::vector<std::string>& args, std::ostream& out,
   return kExitOk;
 }
 
+// herald relay reset --config PATH --route NAME (--to-position N |
+// --to-time RFC3339): the route's checkpoint moves (back, usually), under
+// the route's own lease so no relay sends meanwhile; refused while another
+// process holds it.
+int RunRelayReset(const std::vector<std::string>& args, std::ostream& out,
+                  std::ostream& err) {
+  Flags flags;
+  Status s = flags.Parse(args, {{"config", true},
+                                {"route", true},
+                                {"to-position", true},
+                                {"to-time", true}});
+  if (!s.ok()) return Fail(err, s);
+  if (!flags.positional().empty()) {
+    return Fail(err, Status::InvalidArgument("unexpected argument '" +
+                                             flags.positional()[0] + "'"));
+  }
+  auto route = flags.Require("route");
+  if (!route.ok()) return Fail(err, route.status());
+  auto target = ParseResetTarget(flags);
+  if (!target.ok()) return Fail(err, target.status());
+  auto l = LoadRelay(flags, false);
+  if (!l.ok()) return Fail(err, l.status());
+  s = CheckRouteFlag(*l, *route);
+  if (!s.ok()) return Fail(err, s);
+  const RouteConfig* rc = l->config.FindRoute(*route);
+  if (!rc->from.empty()) {
+    return Fail(err,
+                Status::InvalidArgument(
+                    "route '" + *route + "' reads [[source]] '" + rc->from +
+                    "': relay reset moves the checkpoint of a route "
+                    "over herald's own log"));
+  }
+  int64_t position = target->position;
+  if (target->by_time) {
+    auto head = l->store->Head();
+    if (!head.ok()) return Fail(err, head.status());
+    auto found = BisectPositionAtTime(*head, target->time_us,
+                                      [&](int64_t p) -> Result<int64_t> {
+                                        ReadRequest one;
+                                        one.offset = p;
+                                        one.limit = 1;
+                                        auto page = l->store->Read(one);
+                                        if (!page.ok()) return page.status();
+                                        if (page->events.empty())
+                                          return INT64_MAX;
+                                        return page->events[0].occurred_at_us;
+                                      });
+    if (!found.ok()) return Fail(err, found.status());
+    position = *found;
+  }
+  std::string owner = "herald relay reset " + HostOwnerName();
+  std::string lease = Relay::LeaseName(*route);
+  auto got = l->store->AcquireLease(lease, owner, std::chrono::seconds(30));
+  if (!got.ok()) return Fail(err, got.status());
+  if (!*got) {
+    auto info = l->store->GetLease(lease);
+    std::string holder = "another process";
+    if (info.ok() && info->has_value()) {
+      holder = (*info)->owner + " (lease until " +
+               FormatRfc3339((*info)->expires_at_us) + ")";
+    }
+    return Fail(err,
+                Status::Conflict("route '" + *route + "' is held by " + holder +
+                                 ": stop that relay before moving the "
+                                 "route's checkpoint"));
+  }
+  s = l->store->SaveCheckpoint(Relay::CheckpointName(*route), position);
+  (void)l->store->ReleaseLease(lease, owner);
+  if (!s.ok()) return Fail(err, s);
+  out << "{\"route\":" << JsonString(*route) << ",\"checkpoint\":" << position
+      << "}\n";
+  out.flush();
+  return kExitOk;
+}
+
 }  // namespace
+
+std::string ParkedJson(const ParkedEvent& p) {
+  std::string o = "{\"route\":" + JsonString(p.route);
+  o += ",\"id\":" + JsonString(p.event.id);
+  o += ",\"position\":" + std::to_string(p.event.position);
+  o += ",\"stream\":" + JsonString(p.event.stream);
+  o += ",\"state\":" + JsonString(p.state);
+  o += ",\"attempts\":" + std::to_string(p.attempts);
+  o += ",\"error\":" + JsonString(p.error);
+  o += ",\"parked_at\":" + JsonString(FormatRfc3339(p.parked_at_us));
+  o += ",\"event\":";
+  AppendEventJson(p.event, &o);
+  o += "}";
+  return o;
+}
 
 int RunRelay(const std::vector<std::string>& args, std::ostream& out,
              std::ostream& err) {
+  if (!args.empty() && args[0] == "reset") {
+    return RunRelayReset(std::vector<std::string>(args.begin() + 1, args.end()),
+                         out, err);
+  }
   if (!args.empty() && args[0] == "status") {
     return RunRelayStatus(
         std::vector<std::string>(args.begin() + 1, args.end()), out, err);
@@ -289,7 +369,7 @@ int RunRelay(const std::vector<std::string>& args, std::ostream& out,
   if (!flags.positional().empty()) {
     return Fail(err, Status::InvalidArgument(
                          "unexpected argument '" + flags.positional()[0] +
-                         "' (herald relay [status] --config PATH)"));
+                         "' (herald relay [status|reset] --config PATH)"));
   }
   auto l = LoadRelay(flags, true);
   if (!l.ok()) return Fail(err, l.status());
@@ -350,13 +430,14 @@ int RunParked(const std::vector<std::string>& args, std::ostream& out,
       (args[0] != "list" && args[0] != "retry" && args[0] != "drop")) {
     return Fail(err, Status::InvalidArgument(
                          "usage: herald parked list|retry|drop --config PATH "
-                         "--route NAME [--id UUID|--all]"));
+                         "(--route NAME | --consumer NAME) [--id UUID|--all]"));
   }
   const std::string& action = args[0];
   Flags flags;
   Status s = flags.Parse(std::vector<std::string>(args.begin() + 1, args.end()),
                          {{"config", true},
                           {"route", true},
+                          {"consumer", true},
                           {"id", true},
                           {"all", false},
                           {"state", true},
@@ -366,8 +447,11 @@ int RunParked(const std::vector<std::string>& args, std::ostream& out,
     return Fail(err, Status::InvalidArgument("unexpected argument '" +
                                              flags.positional()[0] + "'"));
   }
-  auto route = flags.Require("route");
-  if (!route.ok()) return Fail(err, route.status());
+  if (flags.Has("route") == flags.Has("consumer")) {
+    return Fail(err, Status::InvalidArgument(
+                         "give exactly one of --route NAME and --consumer "
+                         "NAME"));
+  }
   std::string id = flags.Get("id");
   if (flags.Has("id") && !IsUuid(id)) {
     return Fail(err,
@@ -383,6 +467,9 @@ int RunParked(const std::vector<std::string>& args, std::ostream& out,
                          "parked list takes --state and --limit, not --id or "
                          "--all"));
   }
+  if (flags.Has("consumer")) return RunConsumerParked(action, flags, out, err);
+  auto route = flags.Require("route");
+  if (!route.ok()) return Fail(err, route.status());
   auto limit = flags.GetInt("limit", 1000, 1, 100000);
   if (!limit.ok()) return Fail(err, limit.status());
   auto l = LoadRelay(flags, false, /*read_only=*/action == "list");

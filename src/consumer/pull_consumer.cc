@@ -1,7 +1,6 @@
 // PullConsumer on libcurl (see include/herald/pull_consumer.h).
 #include "herald/pull_consumer.h"
 
-#include <curl/curl.h>
 #include <fcntl.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -13,21 +12,11 @@
 #include <random>
 #include <thread>
 
-#include "herald/event_json.h"
-#include "herald/json.h"
+#include "consumer/page_client.h"
 
 namespace herald {
 
 namespace {
-
-struct CurlCleanup {
-  void operator()(CURL* c) const { curl_easy_cleanup(c); }
-};
-struct SlistFree {
-  void operator()(curl_slist* l) const { curl_slist_free_all(l); }
-};
-using CurlPtr = std::unique_ptr<CURL, CurlCleanup>;
-using SlistPtr = std::unique_ptr<curl_slist, SlistFree>;
 
 struct FdCloser {
   int fd;
@@ -35,23 +24,6 @@ struct FdCloser {
     if (fd >= 0) ::close(fd);
   }
 };
-
-size_t OnBody(char* data, size_t size, size_t n, void* user) {
-  static_cast<std::string*>(user)->append(data, size * n);
-  return size * n;
-}
-
-int OnProgress(void* user, curl_off_t, curl_off_t, curl_off_t, curl_off_t) {
-  auto* stop = static_cast<std::function<bool()>*>(user);
-  return (*stop)() ? 1 : 0;
-}
-
-std::string Escape(CURL* c, const std::string& s) {
-  char* e = curl_easy_escape(c, s.data(), static_cast<int>(s.size()));
-  std::string out = e ? e : "";
-  curl_free(e);
-  return out;
-}
 
 }  // namespace
 
@@ -115,9 +87,7 @@ Status WriteCheckpointFile(const std::string& path, int64_t offset) {
 }
 
 PullConsumer::PullConsumer(PullConsumerOptions options)
-    : options_(std::move(options)) {
-  curl_global_init(CURL_GLOBAL_DEFAULT);
-}
+    : options_(std::move(options)) {}
 
 PullConsumer::~PullConsumer() = default;
 
@@ -132,13 +102,14 @@ Status PullConsumer::Run(const PullBatchHandler& handler) {
   if (options_.limit < 1 || options_.limit > 10000) {
     return Status::InvalidArgument("limit must be between 1 and 10000");
   }
-  if (options_.url.rfind("http://", 0) != 0 &&
-      options_.url.rfind("https://", 0) != 0) {
-    return Status::InvalidArgument(
-        "the server URL must start with http:// "
-        "or https://, not '" +
-        options_.url + "'");
-  }
+  detail::PageClientOptions po;
+  po.url = options_.url;
+  po.token = options_.token;
+  po.types = options_.types;
+  po.stream = options_.stream;
+  po.stop = [this] { return Stopping(); };
+  auto client = detail::PageClient::Make(std::move(po));
+  if (!client.ok()) return client.status();
   auto saved = ReadCheckpointFile(options_.checkpoint_path);
   if (!saved.ok()) return saved.status();
   // Offsets 0 and 1 both mean "from the start"; the first request asks for
@@ -146,80 +117,17 @@ Status PullConsumer::Run(const PullBatchHandler& handler) {
   // offset + count (0 + limit) cannot make the consumer read `limit` twice.
   offset_.store(std::max<int64_t>(*saved, 1));
 
-  CurlPtr curl(curl_easy_init());
-  if (!curl) return Status::Internal("curl_easy_init failed");
-  std::string base = options_.url;
-  while (!base.empty() && base.back() == '/') base.pop_back();
-  if (base.size() < 11 || base.compare(base.size() - 11, 11, "/api/events")) {
-    base += "/api/events";
-  }
-  std::string filters;
-  for (const auto& t : options_.types)
-    filters += "&type=" + Escape(curl.get(), t);
-  if (!options_.stream.empty()) {
-    filters += "&stream=" + Escape(curl.get(), options_.stream);
-  }
-  SlistPtr headers;
-  if (!options_.token.empty()) {
-    std::string h = "Authorization: Bearer " + options_.token;
-    headers.reset(curl_slist_append(nullptr, h.c_str()));
-  }
-  std::function<bool()> stop_fn = [this] { return Stopping(); };
-  std::string body;
-  char errbuf[CURL_ERROR_SIZE];
-  CURL* c = curl.get();
-  curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, OnBody);
-  curl_easy_setopt(c, CURLOPT_WRITEDATA, &body);
-  curl_easy_setopt(c, CURLOPT_NOPROGRESS, 0L);
-  curl_easy_setopt(c, CURLOPT_XFERINFOFUNCTION, OnProgress);
-  curl_easy_setopt(c, CURLOPT_XFERINFODATA, &stop_fn);
-  curl_easy_setopt(c, CURLOPT_ERRORBUFFER, errbuf);
-  curl_easy_setopt(c, CURLOPT_CONNECTTIMEOUT_MS, 5000L);
-  curl_easy_setopt(c, CURLOPT_TIMEOUT_MS,
-                   static_cast<long>(options_.wait.count() + 30000));
-  curl_easy_setopt(c, CURLOPT_NOSIGNAL, 1L);
-  curl_easy_setopt(c, CURLOPT_TCP_NODELAY, 1L);
-  if (headers) curl_easy_setopt(c, CURLOPT_HTTPHEADER, headers.get());
-
   std::mt19937_64 rng(std::random_device{}());
   auto backoff = options_.backoff_initial;
-  double wait_s = options_.wait.count() / 1000.0;
-  char wait_text[32];
-  std::snprintf(wait_text, sizeof wait_text, "%.3f", wait_s);
-
   std::vector<EventJsonItem> items;
   while (!Stopping()) {
-    std::string url = base + "?offset=" + std::to_string(offset_.load()) +
-                      "&limit=" + std::to_string(options_.limit) + filters;
-    if (options_.wait.count() > 0) url += std::string("&wait=") + wait_text;
-    curl_easy_setopt(c, CURLOPT_URL, url.c_str());
-    body.clear();
-    errbuf[0] = 0;
-    CURLcode rc = curl_easy_perform(c);
+    int64_t next_offset = 0;
+    Status s = (*client)->Fetch(offset_.load(), options_.limit, options_.wait,
+                                &items, &next_offset);
     if (Stopping()) break;
-    long code = 0;
-    curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &code);
-    std::string problem;
-    if (rc != CURLE_OK) {
-      problem = std::string("request failed: ") +
-                (errbuf[0] ? errbuf : curl_easy_strerror(rc));
-    } else if (code >= 500 || code == 429 || code == 408) {
-      problem = "server answered " + std::to_string(code);
-    } else if (code != 200) {
-      std::string msg = body.substr(0, 500);
-      if (auto doc = Json::Parse(body); doc.ok()) {
-        if (const Json* err = doc->Find("error")) {
-          if (const Json* m = err->Find("message"); m && m->is_string()) {
-            msg = m->as_string();
-          }
-        }
-      }
-      return Status::InvalidArgument("server answered " + std::to_string(code) +
-                                     ": " + msg);
-    }
-    if (!problem.empty()) {
+    if (s.IsUnavailable()) {
       if (options_.on_retry) {
-        options_.on_retry(problem + "; retrying in " +
+        options_.on_retry(s.message() + "; retrying in " +
                           std::to_string(backoff.count()) + " ms");
       }
       auto jittered = std::chrono::milliseconds(
@@ -233,11 +141,9 @@ Status PullConsumer::Run(const PullBatchHandler& handler) {
       backoff = std::min(backoff * 2, options_.backoff_max);
       continue;
     }
+    if (!s.ok()) return s;
     backoff = options_.backoff_initial;
 
-    // One decoder for the JSON form of events (herald/event_json.h).
-    int64_t next_offset = 0;
-    HERALD_RETURN_IF_ERROR(DecodeEventPageJson(body, &items, &next_offset));
     std::vector<PulledEvent> batch(items.size());
     for (size_t i = 0; i < batch.size(); ++i) {
       batch[i].event = std::move(items[i].event);

@@ -13,7 +13,10 @@
 #include <set>
 #include <sstream>
 
+#include "herald/consumer.h"
+#include "herald/consumer_source.h"
 #include "herald/json.h"
+#include "herald/redact.h"
 #include "herald/sender.h"
 
 namespace herald {
@@ -36,6 +39,13 @@ bool TokenConfig::Allows(TokenScope s) const {
 const RouteConfig* Config::FindRoute(std::string_view name) const {
   for (const auto& r : routes) {
     if (r.name == name) return &r;
+  }
+  return nullptr;
+}
+
+const ConsumerConfig* Config::FindConsumer(std::string_view name) const {
+  for (const auto& c : consumers) {
+    if (c.name == name) return &c;
   }
   return nullptr;
 }
@@ -105,9 +115,9 @@ bool GlobMatch(std::string_view p, std::string_view t) {
 
 Result<std::chrono::milliseconds> ParseDuration(std::string_view text) {
   auto bad = [&] {
-    return Status::InvalidArgument(
-        "'" + std::string(text) +
-        "' is not a duration (use a number with a unit: 250ms, 10s, 2m, 1h)");
+    return Status::InvalidArgument("'" + std::string(text) +
+                                   "' is not a duration (use a number with a "
+                                   "unit: 250ms, 10s, 2m, 1h, 7d)");
   };
   size_t i = 0;
   while (i < text.size() &&
@@ -131,6 +141,8 @@ Result<std::chrono::milliseconds> ParseDuration(std::string_view text) {
     ms = v * 60000;
   } else if (unit == "h") {
     ms = v * 3600000;
+  } else if (unit == "d") {
+    ms = v * 86400000;
   } else if (unit == "us" || unit == "µs") {
     ms = v / 1000;
   } else {
@@ -251,14 +263,14 @@ Status RouteOptions::Error(std::string_view key, int line,
   if (!source_name.empty()) {
     where = source_name + ":" + std::to_string(line) + ": ";
   }
-  return Status::InvalidArgument(where + "route '" + route + "'." +
+  return Status::InvalidArgument(where + table + " '" + route + "'." +
                                  std::string(key) + ": " +
                                  std::string(message));
 }
 
 Status RouteOptions::UnknownKey(const OptionField& f,
                                 std::string_view scheme_keys) const {
-  std::string expected(kRouteKeys);
+  std::string expected(common_keys.empty() ? kRouteKeys : common_keys);
   if (!scheme_keys.empty()) expected += ", " + std::string(scheme_keys);
   return Error(f.key, f.value.line, "unknown key (expected " + expected + ")");
 }
@@ -392,10 +404,20 @@ class Parser {
           HERALD_RETURN_IF_ERROR(Source(*t.as_table(), &sc));
           c->sources.push_back(std::move(sc));
         }
+      } else if (key == "consumer") {
+        const toml::array* arr = v.as_array();
+        if (!arr || !arr->is_array_of_tables()) {
+          return Err(v, key, "must be an array of tables ([[consumer]])");
+        }
+        for (auto& t : *arr) {
+          ConsumerConfig cc;
+          HERALD_RETURN_IF_ERROR(Consumer(*t.as_table(), &cc));
+          c->consumers.push_back(std::move(cc));
+        }
       } else {
         return Err(v, key,
                    "unknown key (expected store, relay, server, route, "
-                   "source)");
+                   "source, consumer)");
       }
     }
     std::set<std::string> names;
@@ -403,6 +425,14 @@ class Parser {
       if (!names.insert(r.name).second) {
         return Status::InvalidArgument(Where(r.line) + "route.name: route '" +
                                        r.name + "' is defined twice");
+      }
+    }
+    std::set<std::string> consumers;
+    for (const auto& cc : c->consumers) {
+      if (!consumers.insert(cc.name).second) {
+        return Status::InvalidArgument(Where(cc.line) +
+                                       "consumer.name: consumer '" + cc.name +
+                                       "' is defined twice");
       }
     }
     std::set<std::string> sources;
@@ -822,6 +852,105 @@ class Parser {
     return ValidateSenderOptions(r);
   }
 
+  // A [[consumer]] table: the keys every consumer has here, the rest
+  // checked by the source URL's scheme.
+  Status Consumer(const toml::table& t, ConsumerConfig* c) {
+    c->line = static_cast<int>(t.source().begin.line);
+    if (auto* n = t.get("name")) {
+      HERALD_RETURN_IF_ERROR(String(*n, "consumer.name", &c->name));
+      if (!ValidRouteName(c->name)) {
+        return Err(*n, "consumer.name",
+                   "'" + c->name +
+                       "' must be 1..128 letters, digits, '.', '_' or '-'");
+      }
+    } else {
+      return Err(t, "consumer", "a consumer needs a `name`");
+    }
+    const std::string p = "consumer '" + c->name + "'.";
+    bool backoff_max_set = false;
+    for (auto&& [k, v] : t) {
+      std::string key = p + std::string(k.str());
+      if (k == "name") continue;
+      if (k == "source") {
+        HERALD_RETURN_IF_ERROR(String(v, key, &c->source));
+        Status s = ValidateSourceUrl(c->source);
+        if (!s.ok()) return Err(v, key, s.message());
+      } else if (k == "inbox") {
+        HERALD_RETURN_IF_ERROR(String(v, key, &c->inbox));
+        bool sqlite = c->inbox.rfind("sqlite:", 0) == 0 && c->inbox.size() > 7;
+        bool pg = c->inbox.rfind("postgresql://", 0) == 0 ||
+                  c->inbox.rfind("postgres://", 0) == 0;
+        if (!sqlite && !pg) {
+          return Err(v, key,
+                     "'" + RedactSecrets(c->inbox) +
+                         "' is not sqlite:PATH or postgresql://...");
+        }
+      } else if (k == "types") {
+        HERALD_RETURN_IF_ERROR(Strings(v, key, &c->types));
+      } else if (k == "exec") {
+        HERALD_RETURN_IF_ERROR(String(v, key, &c->exec));
+        if (c->exec.empty()) return Err(v, key, "must not be empty");
+      } else if (k == "sender") {
+        HERALD_RETURN_IF_ERROR(String(v, key, &c->sender));
+        Status s = ValidateSenderUrl(c->sender);
+        if (!s.ok()) return Err(v, key, s.message());
+      } else if (k == "on_failure") {
+        std::string pol;
+        HERALD_RETURN_IF_ERROR(String(v, key, &pol));
+        if (pol == "block") {
+          c->on_failure = FailurePolicy::kBlock;
+        } else if (pol == "park") {
+          c->on_failure = FailurePolicy::kPark;
+        } else {
+          return Err(v, key,
+                     "unknown policy '" + pol + "' (expected block or park)");
+        }
+      } else if (k == "max_attempts") {
+        HERALD_RETURN_IF_ERROR(
+            Int32(v, key, 1, 1000000000, &c->retry.max_attempts));
+      } else if (k == "backoff") {
+        HERALD_RETURN_IF_ERROR(Duration(v, key, std::chrono::milliseconds(1),
+                                        &c->retry.backoff_initial));
+      } else if (k == "backoff_max") {
+        HERALD_RETURN_IF_ERROR(Duration(v, key, std::chrono::milliseconds(1),
+                                        &c->retry.backoff_max));
+        backoff_max_set = true;
+      } else if (k == "max_in_flight") {
+        HERALD_RETURN_IF_ERROR(Int32(v, key, 1, 1024, &c->max_in_flight));
+      } else if (k == "inbox_retention") {
+        HERALD_RETURN_IF_ERROR(Duration(v, key, std::chrono::milliseconds(1000),
+                                        &c->inbox_retention));
+      } else {
+        // Not a key every consumer has: the source scheme's.
+        c->options.fields.push_back({std::string(k.str()), Neutral(v)});
+      }
+    }
+    if (c->source.empty()) return Err(t, p + "source", "is required");
+    if (c->inbox.empty()) return Err(t, p + "inbox", "is required");
+    if (c->exec.empty() == c->sender.empty()) {
+      return Err(t, p + (c->exec.empty() ? "exec" : "sender"),
+                 c->exec.empty() ? "a consumer needs `exec` or `sender`"
+                                 : "give `exec` or `sender`, not both");
+    }
+    if (c->retry.backoff_max < c->retry.backoff_initial) {
+      if (backoff_max_set) {
+        return Err(t, p + "backoff_max", "must be >= backoff");
+      }
+      c->retry.backoff_max = c->retry.backoff_initial;
+    }
+    c->options.source_name = std::string(source_);
+    c->options.route = c->name;
+    c->options.table = "consumer";
+    c->options.common_keys = std::string(kConsumerKeys);
+    ConsumerSourceOptions so;
+    so.consumer = c->name;
+    so.url = c->source;
+    so.options = c->options;
+    so.types = c->types;
+    so.line = c->line;
+    return ValidateSourceOptions(&so);
+  }
+
   // A [[source]] table. What needs the database (the table and columns
   // exist, the flag column holds the values) is checked when the source is
   // opened, with the lines kept here.
@@ -1134,6 +1263,14 @@ Result<Config> LoadConfig(const std::string& path) {
     if (!file.empty() && file[0] != '/' && slash != std::string::npos &&
         file.rfind("file:", 0) != 0 && file != ":memory:") {
       url = "sqlite:" + path.substr(0, slash + 1) + file;
+    }
+  }
+  for (auto& cc : c->consumers) {
+    std::string& inbox = cc.inbox;
+    auto slash = path.rfind('/');
+    if (inbox.rfind("sqlite:", 0) == 0 && inbox.size() > 7 && inbox[7] != '/' &&
+        slash != std::string::npos && inbox.compare(7, 5, "file:") != 0) {
+      inbox = "sqlite:" + path.substr(0, slash + 1) + inbox.substr(7);
     }
   }
   return c;

@@ -422,6 +422,7 @@ void UnitOfWork::End() {
   subs_.clear();
   if (state_ != State::kCommitted) events_.clear();
   values_.clear();
+  received_.clear();
 }
 
 bool UnitOfWork::Listened(Phase phase) const {
@@ -493,6 +494,7 @@ Status UnitOfWork::RaiseValue(Event event, Value value) {
 
   events_.push_back(std::move(event));
   values_.push_back(std::move(value));
+  received_.push_back(false);
   if (!Listened(Phase::kImmediate)) return Status::OK();
   // Handlers may raise (growing the vectors): pass copies that stay put.
   Event raised = events_.back();
@@ -501,6 +503,28 @@ Status UnitOfWork::RaiseValue(Event event, Value value) {
   ++raise_depth_;
   Status s = dispatcher_->RunSync(Phase::kImmediate, raised, held.value.get(),
                                   held.type, unit_subs);
+  --raise_depth_;
+  if (!s.ok() && failed_.ok()) failed_ = s;
+  return s;
+}
+
+Status UnitOfWork::Receive(const Event& event) {
+  if (state_ != State::kOpen) {
+    return Status::FailedPrecondition(
+        "the unit of work is not open: cannot receive " + event.type);
+  }
+  if (event.id.empty()) {
+    return Status::InvalidArgument("a received event needs its id");
+  }
+  events_.push_back(event);
+  values_.push_back(Value());
+  received_.push_back(true);
+  if (!Listened(Phase::kImmediate)) return Status::OK();
+  Event received = events_.back();
+  SubList unit_subs = subs_;
+  ++raise_depth_;
+  Status s = dispatcher_->RunSync(Phase::kImmediate, received, nullptr, nullptr,
+                                  unit_subs);
   --raise_depth_;
   if (!s.ok() && failed_.ok()) failed_ = s;
   return s;
@@ -518,6 +542,7 @@ Status UnitOfWork::Commit() {
     state_ = State::kRolledBack;
     events_.clear();
     values_.clear();
+    received_.clear();
     return s;
   };
   if (!failed_.ok()) return fail(failed_);
@@ -539,9 +564,27 @@ Status UnitOfWork::Commit() {
   }
   handlers_done_ = true;
 
-  if (!events_.empty()) {
-    auto appended = dispatcher_->store->Append(*tx_, std::span<Event>(events_));
-    if (!appended.ok()) return fail(appended.status());
+  if (std::find(received_.begin(), received_.end(), true) == received_.end()) {
+    if (!events_.empty()) {
+      auto appended =
+          dispatcher_->store->Append(*tx_, std::span<Event>(events_));
+      if (!appended.ok()) return fail(appended.status());
+    }
+  } else {
+    // Received events are handled, never stored: append only the raised.
+    std::vector<Event> raised;
+    for (size_t i = 0; i < events_.size(); ++i) {
+      if (!received_[i]) raised.push_back(events_[i]);
+    }
+    if (!raised.empty()) {
+      auto appended =
+          dispatcher_->store->Append(*tx_, std::span<Event>(raised));
+      if (!appended.ok()) return fail(appended.status());
+      size_t j = 0;
+      for (size_t i = 0; i < events_.size(); ++i) {
+        if (!received_[i]) events_[i] = std::move(raised[j++]);
+      }
+    }
   }
   Status s = tx_->Commit();
   if (!s.ok()) return fail(s);
@@ -586,6 +629,7 @@ Status UnitOfWork::Rollback() {
   state_ = State::kRolledBack;
   events_.clear();
   values_.clear();
+  received_.clear();
   return tx_->Rollback();
 }
 

@@ -820,7 +820,14 @@ DELETE FROM herald_leases WHERE name LIKE 'relay-error/%';
 CREATE INDEX herald_inbox_by_time ON herald_inbox (handled_at);
 )sql";
 
-constexpr const char* kMigrations[] = {kMigration1, kMigration2, kMigration3};
+// 4: a parked row may hold its event itself (JSON), for a consumer's event,
+// which is not in this database's log.
+constexpr const char* kMigration4 = R"sql(
+ALTER TABLE herald_parked ADD COLUMN event text;
+)sql";
+
+constexpr const char* kMigrations[] = {kMigration1, kMigration2, kMigration3,
+                                       kMigration4};
 static_assert(sizeof(kMigrations) / sizeof(kMigrations[0]) ==
               kPostgresSchemaVersion);
 

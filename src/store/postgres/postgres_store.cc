@@ -39,6 +39,7 @@
 #include <thread>
 #include <vector>
 
+#include "herald/event_json.h"
 #include "herald/redact.h"
 #include "store/event_id.h"
 #include "store/postgres/pg_util.h"
@@ -99,6 +100,8 @@ enum Slot {
   kDropParkedAll,
   kDropParkedOne,
   kMarkHandled,
+  kIsHandled,
+  kSweepInboxBatch,
   kAcquireLease,
   kGetLease,
   kReleaseLease,
@@ -171,29 +174,33 @@ const char* SlotSql(Slot s) {
              "left(name, length($1::text)) = $1::text";
     case kPark:
       return "INSERT INTO herald_parked (route, event_id, position, stream, "
-             "state, attempts, error, parked_at) VALUES ($1::text, $2::uuid, "
-             "$3::bigint, $4::text, $5::text, $6::integer, $7::text, "
-             "$8::timestamptz) ON CONFLICT (route, event_id) DO UPDATE SET "
+             "state, attempts, error, parked_at, event) VALUES ($1::text, "
+             "$2::uuid, $3::bigint, $4::text, $5::text, $6::integer, "
+             "$7::text, $8::timestamptz, $9::text) "
+             "ON CONFLICT (route, event_id) DO UPDATE SET "
              "state = excluded.state, attempts = excluded.attempts, "
-             "error = excluded.error, parked_at = excluded.parked_at";
+             "error = excluded.error, parked_at = excluded.parked_at, "
+             "event = coalesce(excluded.event, herald_parked.event)";
     case kListParked:
       return "SELECT p.route, p.state, p.attempts, p.error, p.parked_at, "
              "coalesce(l.first_position + e.idx, p.position), e.id, e.stream, "
              "e.stream_version, e.type, e.content_type, e.payload, "
-             "e.metadata, e.occurred_at "
-             "FROM herald_parked p JOIN herald_events e ON e.id = p.event_id "
-             "LEFT JOIN herald_log l ON l.batch = e.batch "
+             "e.metadata, e.occurred_at, p.event "
+             "FROM herald_parked p LEFT JOIN herald_events e "
+             "ON e.id = p.event_id LEFT JOIN herald_log l ON l.batch = e.batch "
              "WHERE p.route = $1::text AND ($2::text = '' OR p.state = "
-             "$2::text) ORDER BY p.position "
+             "$2::text) AND (e.id IS NOT NULL OR p.event IS NOT NULL) "
+             "ORDER BY p.position "
              "LIMIT CASE WHEN $3::integer > 0 THEN $3::integer END";
     case kGetParked:
       return "SELECT p.route, p.state, p.attempts, p.error, p.parked_at, "
              "coalesce(l.first_position + e.idx, p.position), e.id, e.stream, "
              "e.stream_version, e.type, e.content_type, e.payload, "
-             "e.metadata, e.occurred_at "
-             "FROM herald_parked p JOIN herald_events e ON e.id = p.event_id "
-             "LEFT JOIN herald_log l ON l.batch = e.batch "
-             "WHERE p.route = $1::text AND p.event_id = $2::uuid";
+             "e.metadata, e.occurred_at, p.event "
+             "FROM herald_parked p LEFT JOIN herald_events e "
+             "ON e.id = p.event_id LEFT JOIN herald_log l ON l.batch = e.batch "
+             "WHERE p.route = $1::text AND p.event_id = $2::uuid "
+             "AND (e.id IS NOT NULL OR p.event IS NOT NULL)";
     case kCountParked:
       return "SELECT count(*) FROM herald_parked WHERE route = $1::text";
     case kCountParkedByState:
@@ -230,6 +237,14 @@ const char* SlotSql(Slot s) {
     case kMarkHandled:
       return "INSERT INTO herald_inbox (consumer, event_id) "
              "VALUES ($1::text, $2::text) ON CONFLICT DO NOTHING";
+    case kIsHandled:
+      return "SELECT 1 FROM herald_inbox WHERE consumer = $1::text AND "
+             "event_id = $2::text";
+    case kSweepInboxBatch:
+      return "DELETE FROM herald_inbox WHERE consumer = $1::text AND "
+             "event_id IN (SELECT event_id FROM herald_inbox WHERE "
+             "consumer = $1::text AND handled_at < clock_timestamp() - "
+             "$2::bigint * interval '1 millisecond' LIMIT $3::integer)";
     case kAcquireLease:
       return "INSERT INTO herald_leases AS l (name, owner, expires_at) "
              "VALUES ($1::text, $2::text, "
@@ -608,6 +623,11 @@ class PostgresStore final : public Store {
   Result<bool> MarkHandled(Transaction& tx, const std::string& consumer,
                            const std::string& event_id) override;
   Result<int64_t> SweepInbox(std::chrono::milliseconds max_age) override;
+  Result<bool> IsHandled(const std::string& consumer,
+                         const std::string& event_id) override;
+  Result<int64_t> SweepInboxBatch(const std::string& consumer,
+                                  std::chrono::milliseconds max_age,
+                                  int limit) override;
 
   Result<bool> AcquireLease(const std::string& name, const std::string& owner,
                             std::chrono::milliseconds ttl) override;
@@ -1251,11 +1271,18 @@ Status PostgresStore::Park(Transaction& tx_base, const ParkedEvent& parked) {
       .Int4(parked.attempts)
       .Bytes(parked.error)
       .Timestamp(parked.parked_at_us ? parked.parked_at_us : NowMicros());
+  if (parked.keep_event) {
+    std::string json;
+    AppendEventJson(parked.event, &json);
+    p.Bytes(json);
+  } else {
+    p.Null();
+  }
   return tx.Exec(kPark, p, "park event").status();
 }
 
 // The rows of a kListParked / kGetParked result.
-std::vector<ParkedEvent> ParkedRows(const PGresult* res) {
+Result<std::vector<ParkedEvent>> ParkedRows(const PGresult* res) {
   int rows = PQntuples(res);
   std::vector<ParkedEvent> out(static_cast<size_t>(rows));
   for (int i = 0; i < rows; ++i) {
@@ -1265,7 +1292,13 @@ std::vector<ParkedEvent> ParkedRows(const PGresult* res) {
     pe.attempts = pg::Int4At(res, i, 2);
     pe.error = pg::BytesAt(res, i, 3);
     pe.parked_at_us = pg::TimestampAt(res, i, 4);
-    RowToEvent(res, i, 5, &pe.event);
+    if (!pg::IsNull(res, i, 14)) {
+      pe.keep_event = true;
+      HERALD_RETURN_IF_ERROR(DecodeEventJson(pg::BytesAt(res, i, 14),
+                                             EventJsonMode::kRead, &pe.event));
+    } else {
+      RowToEvent(res, i, 5, &pe.event);
+    }
   }
   return out;
 }
@@ -1290,8 +1323,9 @@ Result<std::optional<ParkedEvent>> PostgresStore::GetParked(
     auto r = Run(c, kGetParked, p, "read parked");
     if (!r.ok()) return r.status();
     auto rows = ParkedRows(r->get());
-    if (rows.empty()) return std::optional<ParkedEvent>();
-    return std::optional<ParkedEvent>(std::move(rows.front()));
+    if (!rows.ok()) return rows.status();
+    if (rows->empty()) return std::optional<ParkedEvent>();
+    return std::optional<ParkedEvent>(std::move(rows->front()));
   });
 }
 
@@ -1445,6 +1479,34 @@ Result<int64_t> PostgresStore::SweepInbox(std::chrono::milliseconds max_age) {
     Params p;
     p.Int8(max_age.count());
     auto r = Run(c, kSweepInbox, p, "sweep inbox");
+    if (!r.ok()) return r.status();
+    return static_cast<int64_t>(std::atoll(PQcmdTuples(r->get())));
+  });
+}
+
+Result<bool> PostgresStore::IsHandled(const std::string& consumer,
+                                      const std::string& event_id) {
+  std::string id = IsUuid(event_id) ? LowerId(event_id) : event_id;
+  return WithConn([&](Conn* c) -> Result<bool> {
+    Params p;
+    p.Bytes(consumer).Bytes(id);
+    auto r = Run(c, kIsHandled, p, "read inbox");
+    if (!r.ok()) return r.status();
+    return PQntuples(r->get()) > 0;
+  });
+}
+
+Result<int64_t> PostgresStore::SweepInboxBatch(
+    const std::string& consumer, std::chrono::milliseconds max_age, int limit) {
+  if (max_age.count() < 0 || limit < 1) {
+    return Status::InvalidArgument(
+        "the inbox retention must not be negative and the batch at least 1");
+  }
+  if (options_.read_only) return ReadOnlyError();
+  return WithConn([&](Conn* c) -> Result<int64_t> {
+    Params p;
+    p.Bytes(consumer).Int8(max_age.count()).Int4(limit);
+    auto r = Run(c, kSweepInboxBatch, p, "sweep inbox");
     if (!r.ok()) return r.status();
     return static_cast<int64_t>(std::atoll(PQcmdTuples(r->get())));
   });

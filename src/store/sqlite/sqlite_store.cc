@@ -20,6 +20,7 @@
 #include <unordered_map>
 #include <vector>
 
+#include "herald/event_json.h"
 #include "herald/json.h"
 #include "herald/sqlite.h"
 #include "store/event_id.h"
@@ -89,6 +90,8 @@ enum Slot {
   kGetRouteStatus,
   kSweepInbox,
   kMarkHandled,
+  kIsHandled,
+  kSweepInboxBatch,
   kAcquireLease,
   kGetLease,
   kReleaseLease,
@@ -147,11 +150,12 @@ const char* SlotSql(Slot s) {
              "substr(name, 1, length(?1)) = ?1";
     case kPark:
       return "INSERT INTO herald_parked (route, event_id, position, stream, "
-             "state, attempts, error, parked_at) "
-             "VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8) "
+             "state, attempts, error, parked_at, event) "
+             "VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9) "
              "ON CONFLICT (route, event_id) DO UPDATE SET "
              "state = excluded.state, attempts = excluded.attempts, "
-             "error = excluded.error, parked_at = excluded.parked_at";
+             "error = excluded.error, parked_at = excluded.parked_at, "
+             "event = coalesce(excluded.event, event)";
     case kCountParked:
       return "SELECT count(*) FROM herald_parked WHERE route = ?1";
     case kCountParkedByState:
@@ -177,6 +181,13 @@ const char* SlotSql(Slot s) {
     case kMarkHandled:
       return "INSERT INTO herald_inbox (consumer, event_id, handled_at) "
              "VALUES (?1, ?2, ?3) ON CONFLICT DO NOTHING";
+    case kIsHandled:
+      return "SELECT 1 FROM herald_inbox WHERE consumer = ?1 AND "
+             "event_id = ?2";
+    case kSweepInboxBatch:
+      return "DELETE FROM herald_inbox WHERE consumer = ?1 AND event_id IN "
+             "(SELECT event_id FROM herald_inbox WHERE consumer = ?1 AND "
+             "handled_at < ?2 LIMIT ?3)";
     case kAcquireLease:
       return "INSERT INTO herald_leases (name, owner, expires_at) "
              "VALUES (?1, ?2, ?3) ON CONFLICT (name) DO UPDATE SET "
@@ -259,6 +270,11 @@ INSERT INTO herald_route_status (route, last_error, last_error_at, updated_at)
    WHERE name LIKE 'relay-error/%';
 DELETE FROM herald_leases WHERE name LIKE 'relay-error/%';
 CREATE INDEX herald_inbox_by_time ON herald_inbox (handled_at);
+)sql",
+    // 3: a parked row may hold its event itself (JSON), for a consumer's
+    // event, which is not in this database's log.
+    R"sql(
+ALTER TABLE herald_parked ADD COLUMN event TEXT;
 )sql",
 };
 constexpr int kNumMigrations = sizeof(kMigrations) / sizeof(kMigrations[0]);
@@ -509,6 +525,11 @@ class SqliteStore final : public Store {
   Result<bool> MarkHandled(Transaction& tx, const std::string& consumer,
                            const std::string& event_id) override;
   Result<int64_t> SweepInbox(std::chrono::milliseconds max_age) override;
+  Result<bool> IsHandled(const std::string& consumer,
+                         const std::string& event_id) override;
+  Result<int64_t> SweepInboxBatch(const std::string& consumer,
+                                  std::chrono::milliseconds max_age,
+                                  int limit) override;
 
   Result<bool> AcquireLease(const std::string& name, const std::string& owner,
                             std::chrono::milliseconds ttl) override;
@@ -1283,6 +1304,13 @@ Status SqliteStore::Park(Transaction& tx_base, const ParkedEvent& p) {
   sqlite3_bind_int(s, 6, p.attempts);
   BindText(s, 7, p.error);
   sqlite3_bind_int64(s, 8, p.parked_at_us ? p.parked_at_us : NowMicros());
+  std::string json;
+  if (p.keep_event) {
+    AppendEventJson(p.event, &json);
+    BindText(s, 9, json);
+  } else {
+    sqlite3_bind_null(s, 9);
+  }
   ResetGuard g{s};
   int rc = sqlite3_step(s);
   if (rc != SQLITE_DONE) return SqlError(tx.db(), rc, "park event");
@@ -1310,8 +1338,9 @@ Result<std::vector<ParkedEvent>> SqliteStore::QueryParked(
   std::string sql =
       "SELECT p.route, p.state, p.attempts, p.error, p.parked_at, "
       "e.position, e.id, e.stream, e.stream_version, e.type, e.content_type, "
-      "e.payload, e.metadata, e.occurred_at FROM herald_parked p "
-      "JOIN herald_events e ON e.id = p.event_id WHERE p.route = ?1";
+      "e.payload, e.metadata, e.occurred_at, p.event FROM herald_parked p "
+      "LEFT JOIN herald_events e ON e.id = p.event_id WHERE p.route = ?1 "
+      "AND (e.id IS NOT NULL OR p.event IS NOT NULL)";
   if (!state.empty()) sql += " AND p.state = ?2";
   if (!event_id.empty()) sql += " AND p.event_id = ?4";
   sql += " ORDER BY p.position LIMIT ?3";
@@ -1331,7 +1360,13 @@ Result<std::vector<ParkedEvent>> SqliteStore::QueryParked(
     p.attempts = sqlite3_column_int(s, 2);
     p.error = ColumnText(s, 3);
     p.parked_at_us = sqlite3_column_int64(s, 4);
-    p.event = RowView(s, 5).ToEvent();
+    if (sqlite3_column_type(s, 14) != SQLITE_NULL) {
+      p.keep_event = true;
+      HERALD_RETURN_IF_ERROR(
+          DecodeEventJson(ColumnText(s, 14), EventJsonMode::kRead, &p.event));
+    } else {
+      p.event = RowView(s, 5).ToEvent();
+    }
     out.push_back(std::move(p));
   }
   if (rc != SQLITE_DONE) return SqlError(c->db.get(), rc, "list parked");
@@ -1527,6 +1562,46 @@ Result<int64_t> SqliteStore::SweepInbox(std::chrono::milliseconds max_age) {
   auto st = c->Get(kSweepInbox);
   if (!st.ok()) return st.status();
   sqlite3_bind_int64(*st, 1, NowMicros() - max_age.count() * 1000);
+  ResetGuard g{*st};
+  int rc = sqlite3_step(*st);
+  if (rc != SQLITE_DONE) return SqlError(c->db.get(), rc, "sweep inbox");
+  return static_cast<int64_t>(sqlite3_changes(c->db.get()));
+}
+
+Result<bool> SqliteStore::IsHandled(const std::string& consumer,
+                                    const std::string& event_id) {
+  Lease c(this);
+  HERALD_RETURN_IF_ERROR(c.status());
+  auto st = c->Get(kIsHandled);
+  if (!st.ok()) return st.status();
+  std::string id = IsUuid(event_id) ? LowerId(event_id) : event_id;
+  BindText(*st, 1, consumer);
+  BindText(*st, 2, id);
+  ResetGuard g{*st};
+  int rc = sqlite3_step(*st);
+  if (rc == SQLITE_ROW) return true;
+  if (rc != SQLITE_DONE) return SqlError(c->db.get(), rc, "read inbox");
+  return false;
+}
+
+Result<int64_t> SqliteStore::SweepInboxBatch(const std::string& consumer,
+                                             std::chrono::milliseconds max_age,
+                                             int limit) {
+  if (max_age.count() < 0 || limit < 1) {
+    return Status::InvalidArgument(
+        "the inbox retention must not be negative and the batch at least 1");
+  }
+  if (options_.read_only) {
+    return Status::FailedPrecondition("the database '" + path_ +
+                                      "' was opened read-only");
+  }
+  Lease c(this);
+  HERALD_RETURN_IF_ERROR(c.status());
+  auto st = c->Get(kSweepInboxBatch);
+  if (!st.ok()) return st.status();
+  BindText(*st, 1, consumer);
+  sqlite3_bind_int64(*st, 2, NowMicros() - max_age.count() * 1000);
+  sqlite3_bind_int(*st, 3, limit);
   ResetGuard g{*st};
   int rc = sqlite3_step(*st);
   if (rc != SQLITE_DONE) return SqlError(c->db.get(), rc, "sweep inbox");

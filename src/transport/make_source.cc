@@ -1,0 +1,29 @@
+// The built-in consumer-source schemes (herald/consumer_source.h), each
+// registered like any other: "http"/"https" (a herald server's
+// GET /api/events, herald::consumer) and the brokers built.
+#include <string>
+
+#include "herald/consumer_source.h"
+#include "transport/http/http_scheme.h"
+#if HERALD_WITH_CONSUMER
+#include "consumer/http_source.h"
+#endif
+
+namespace herald {
+namespace detail {
+
+void RegisterBuiltinSourceScheme(const std::string& scheme, SourceScheme entry);
+
+void RegisterBuiltinSourceSchemes() {
+#if HERALD_WITH_CONSUMER
+  SourceScheme http;
+  http.validate_url = ValidateHttpUrl;
+  http.validate_options = ValidateHttpSourceOptions;
+  http.make_source = MakeHttpSource;
+  RegisterBuiltinSourceScheme("http", http);
+  RegisterBuiltinSourceScheme("https", http);
+#endif
+}
+
+}  // namespace detail
+}  // namespace herald
