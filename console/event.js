@@ -57,6 +57,7 @@ export function renderEvent(main, id) {
         h('td', {}, badge(r.status)),
         h('td', { class: 'num' }, r.attempts ?? ''),
         h('td', { class: 'err' }, r.error || ''),
+        h('td', {}, time(r.first_failed_at)),
         h('td', {}, time(r.parked_at)),
         admin
           ? h(
@@ -73,7 +74,7 @@ export function renderEvent(main, id) {
           : null,
       ),
     );
-    const cols = [{ label: 'Route' }, { label: 'Status' }, { label: 'Attempts', cls: 'num' }, { label: 'Last error' }, { label: 'Parked at' }];
+    const cols = [{ label: 'Route' }, { label: 'Status' }, { label: 'Attempts', cls: 'num' }, { label: 'Last error' }, { label: 'First failure' }, { label: 'Last failure' }];
     if (admin) cols.push({ label: 'Actions' });
     root.replaceChildren(
       root.firstChild,

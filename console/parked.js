@@ -70,7 +70,8 @@ export function renderParked(main, route) {
       { label: 'State' },
       { label: 'Attempts', cls: 'num' },
       { label: 'Error' },
-      { label: 'Parked at (last failure)' },
+      { label: 'First failure' },
+      { label: 'Last failure (parked)' },
     );
     if (admin) cols.push({ label: 'Actions' });
     const trs = rows.map((p) =>
@@ -93,6 +94,7 @@ export function renderParked(main, route) {
         h('td', {}, badge(p.state)),
         h('td', { class: 'num' }, p.attempts),
         h('td', { class: 'err' }, p.error),
+        h('td', {}, time(p.first_failed_at)),
         h('td', {}, time(p.parked_at)),
         admin
           ? h(

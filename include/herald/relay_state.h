@@ -31,6 +31,10 @@ struct ParkedEvent {
   int attempts = 0;
   std::string error;
   int64_t parked_at_us = 0;
+  // When its first failed attempt was (UTC µs), kept when it is parked
+  // again; parked_at_us is the last. 0: none (a held row) or not known (a
+  // row written before schema sqlite 4 / postgres 5).
+  int64_t first_failed_at_us = 0;
   // Keep the event itself in the row (its JSON), for an event that is not
   // in this store's log: a consumer's (herald/consumer.h). Rows read back
   // have it set when their event came from the row. Default false: the row

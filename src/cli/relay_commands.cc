@@ -347,6 +347,9 @@ std::string ParkedJson(const ParkedEvent& p) {
   o += ",\"attempts\":" + std::to_string(p.attempts);
   o += ",\"error\":" + JsonString(p.error);
   o += ",\"parked_at\":" + JsonString(FormatRfc3339(p.parked_at_us));
+  o += ",\"first_failed_at\":" +
+       (p.first_failed_at_us ? JsonString(FormatRfc3339(p.first_failed_at_us))
+                             : std::string("null"));
   o += ",\"event\":";
   AppendEventJson(p.event, &o);
   o += "}";

@@ -234,11 +234,12 @@ struct Consumer::Impl {
   // the row cannot be written at all (a non-UUID id on PostgreSQL): the
   // caller then keeps the event in hand, as under block.
   bool ParkAndHold(const Event& event, int attempts, const std::string& error,
-                   std::mt19937_64& rng) {
+                   int64_t first_failed_us, std::mt19937_64& rng) {
     ParkedEvent p;
     p.event = event;
     p.state = "parked";
     p.attempts = attempts;
+    p.first_failed_at_us = first_failed_us;
     p.error = RedactSecrets(error).substr(0, kMaxErrorLength);
     for (int round = 1;; ++round) {
       Status s = TryPark(p);
@@ -288,7 +289,7 @@ struct Consumer::Impl {
       RecordError("a message that does not decode: " +
                   d.decode_status.ToString());
       if (!options.inbox) return Outcome::kRelease;
-      return ParkAndHold(event, 0, d.decode_status.ToString(), rng)
+      return ParkAndHold(event, 0, d.decode_status.ToString(), NowMicros(), rng)
                  ? Outcome::kAck
                  : Outcome::kRelease;
     }
@@ -306,6 +307,7 @@ struct Consumer::Impl {
         break;
     }
     bool can_park = options.on_failure == FailurePolicy::kPark;
+    int64_t first_failed_us = 0;
     for (int attempt = 1;; ++attempt) {
       bool duplicate = false;
       Status s = HandleOnce(event, &duplicate);
@@ -313,6 +315,7 @@ struct Consumer::Impl {
         CountHandled(duplicate);
         return Outcome::kAck;
       }
+      if (first_failed_us == 0) first_failed_us = NowMicros();
       {
         detail::MutexLock lock(&mu);
         ++stats.failures;
@@ -322,7 +325,7 @@ struct Consumer::Impl {
                   "): " + s.ToString());
       if (can_park &&
           (attempt >= options.retry.max_attempts || !s.retryable())) {
-        if (ParkAndHold(event, attempt, s.ToString(), rng)) {
+        if (ParkAndHold(event, attempt, s.ToString(), first_failed_us, rng)) {
           return Outcome::kAck;
         }
         if (stopping.load()) return Outcome::kRelease;
@@ -497,6 +500,7 @@ struct Consumer::Impl {
   // One parked/held row: handled with retries (max_attempts); dropped on
   // success, parked again on failure. Returns whether it was handled.
   bool Redeliver(const ParkedEvent& p, std::mt19937_64& rng) {
+    int64_t first_failed_us = p.first_failed_at_us;  // 0 for a held row
     for (int attempt = 1;; ++attempt) {
       bool duplicate = false;
       Status s = HandleOnce(p.event, &duplicate);
@@ -512,6 +516,7 @@ struct Consumer::Impl {
         }
         return true;
       }
+      if (first_failed_us == 0) first_failed_us = NowMicros();
       {
         detail::MutexLock lock(&mu);
         ++stats.failures;
@@ -525,6 +530,7 @@ struct Consumer::Impl {
         again.attempts = p.attempts + attempt;
         again.error = RedactSecrets(s.ToString()).substr(0, kMaxErrorLength);
         again.parked_at_us = 0;
+        again.first_failed_at_us = first_failed_us;
         for (int round = 1; !TryPark(again).ok(); ++round) {
           if (!SleepUntil(Clock::now() + Backoff(round, rng))) break;
         }

@@ -504,6 +504,7 @@ class Relay::RouteRunner {
   void SendBatch(std::vector<Event>& events, std::vector<bool>* done,
                  std::vector<ParkedEvent>* parks, std::vector<bool>* reported) {
     std::vector<int> attempts(events.size(), 0);
+    std::vector<int64_t> first_failed_us(events.size(), 0);
     std::vector<size_t> idx;
     std::vector<Event> to_send;
     std::vector<SendResult> results;
@@ -545,7 +546,7 @@ class Relay::RouteRunner {
         }
         if (!r.attempted) continue;
         ++failed;
-        ++attempts[i];
+        if (attempts[i]++ == 0) first_failed_us[i] = now_us;
         retry_after = std::max(retry_after, r.retry_after);
         error = "event " + events[i].id + " (position " +
                 std::to_string(events[i].position) +
@@ -566,6 +567,7 @@ class Relay::RouteRunner {
           p.event = events[i];
           p.state = "parked";
           p.attempts = attempts[i];
+          p.first_failed_at_us = first_failed_us[i];
           p.error =
               RedactSecrets(r.status.ToString()).substr(0, kMaxErrorLength);
           parks->push_back(std::move(p));
@@ -659,6 +661,9 @@ class Relay::RouteRunner {
   // drop its row; on failure park it again. Returns whether delivered.
   bool Redeliver(ParkedEvent& p) {
     std::vector<Event> one{p.event};
+    // A held row fails here for the first time; a parked one keeps its
+    // first failure (the store keeps the earliest either way).
+    int64_t first_failed_us = 0;
     std::vector<SendResult> result(1);
     for (int attempt = 1;; ++attempt) {
       result.assign(1, SendResult::NotSent());
@@ -686,6 +691,7 @@ class Relay::RouteRunner {
         return true;
       }
       if (!result[0].attempted) return false;
+      if (first_failed_us == 0) first_failed_us = NowMicros();
       {
         detail::MutexLock lock(&mu_);
         ++metrics_.failed;
@@ -701,6 +707,9 @@ class Relay::RouteRunner {
         again.error = RedactSecrets(result[0].status.ToString())
                           .substr(0, kMaxErrorLength);
         again.parked_at_us = 0;
+        if (again.first_failed_at_us == 0) {
+          again.first_failed_at_us = first_failed_us;
+        }
         auto tx = relay_state_->Begin();
         Status s = tx.ok() ? relay_state_->Park(**tx, again) : tx.status();
         if (s.ok()) s = (*tx)->Commit();

@@ -506,7 +506,11 @@ class Events : public ResourceBase,
             body += JsonString(p->state) +
                     ",\"attempts\":" + std::to_string(p->attempts) +
                     ",\"error\":" + JsonString(p->error) + ",\"parked_at\":" +
-                    JsonString(FormatRfc3339(p->parked_at_us));
+                    JsonString(FormatRfc3339(p->parked_at_us)) +
+                    ",\"first_failed_at\":" +
+                    (p->first_failed_at_us
+                         ? JsonString(FormatRfc3339(p->first_failed_at_us))
+                         : std::string("null"));
           } else {
             auto cp =
                 self->store->GetCheckpoint(Relay::CheckpointName(rc.name));

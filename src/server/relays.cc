@@ -157,6 +157,10 @@ class Relays : public ResourceBase,
                 ",\"attempts\":" + std::to_string(p.attempts) +
                 ",\"error\":" + JsonString(p.error) +
                 ",\"parked_at\":" + JsonString(FormatRfc3339(p.parked_at_us)) +
+                ",\"first_failed_at\":" +
+                (p.first_failed_at_us
+                     ? JsonString(FormatRfc3339(p.first_failed_at_us))
+                     : std::string("null")) +
                 ",\"event\":";
         AppendEventJson(p.event, &body);
         body += "}";

@@ -187,6 +187,8 @@ TEST_F(Cli, ReadOfAnOlderSchemaMigratesItFirst) {
                          "DROP TABLE herald_route_status;"
                          "DROP INDEX herald_inbox_by_time;"
                          "ALTER TABLE herald_parked DROP COLUMN event;"
+                         "ALTER TABLE herald_parked DROP COLUMN "
+                         "first_failed_at;"
                          "UPDATE herald_meta SET value = '1' "
                          "WHERE key = 'schema_version'",
                          nullptr, nullptr, nullptr),

@@ -412,6 +412,48 @@ TEST_P(StoreContract, ParkedEventsListRetryDrop) {
   EXPECT_TRUE(store_->DropParked(**tx, "r", NewUuidV7()).IsNotFound());
 }
 
+// A parked row keeps its event's first failure when it is parked again
+// (parked_at is the last); a held row has none until it fails itself.
+TEST_P(StoreContract, ParkedRowKeepsItsFirstFailure) {
+  std::vector<Event> batch{MakeEvent("s", "t"), MakeEvent("s", "t")};
+  ASSERT_TRUE(store_->Append(batch).ok());
+  ReadAll(2);
+  auto stored = store_->Read(ReadRequest{});
+  ASSERT_TRUE(stored.ok());
+  auto park = [&](const Event& e, const std::string& state, int64_t first,
+                  int64_t at) {
+    auto tx = store_->Begin();
+    ASSERT_TRUE(tx.ok());
+    ParkedEvent p;
+    p.route = "r";
+    p.event = e;
+    p.state = state;
+    p.attempts = 1;
+    p.error = "HTTP 500";
+    p.first_failed_at_us = first;
+    p.parked_at_us = at;
+    ASSERT_TRUE(store_->Park(**tx, p).ok());
+    ASSERT_TRUE((*tx)->Commit().ok());
+  };
+  auto get = [&](const Event& e) {
+    auto p = store_->GetParked("r", e.id);
+    EXPECT_TRUE(p.ok() && p->has_value());
+    return p.ok() && p->has_value() ? **p : ParkedEvent{};
+  };
+  const int64_t t0 = 1764000000000000;  // 2025-11-24, whole microseconds
+  park(stored->events[0], "parked", t0, t0 + 5000000);
+  park(stored->events[1], "held", 0, t0 + 5000000);
+  EXPECT_EQ(get(stored->events[0]).first_failed_at_us, t0);
+  EXPECT_EQ(get(stored->events[1]).first_failed_at_us, 0);
+  // Retried by an operator, failed again later: parked again.
+  park(stored->events[0], "parked", t0 + 60000000, t0 + 65000000);
+  park(stored->events[1], "parked", t0 + 61000000, t0 + 65000000);
+  ParkedEvent again = get(stored->events[0]);
+  EXPECT_EQ(again.first_failed_at_us, t0);
+  EXPECT_EQ(again.parked_at_us, t0 + 65000000);
+  EXPECT_EQ(get(stored->events[1]).first_failed_at_us, t0 + 61000000);
+}
+
 TEST_P(StoreContract, InboxMarksEachEventOnce) {
   auto tx = store_->Begin();
   ASSERT_TRUE(tx.ok());

@@ -836,6 +836,11 @@ TEST_P(RelayLibrary, RetriedParkedEventRejectedAgainIsParkedAfterOneAttempt) {
     return p.ok() && p->size() == 1;
   }));
   EXPECT_EQ(inbox.failures(a1.id), 1);
+  auto first = relay.ListParked("r", "parked");
+  ASSERT_TRUE(first.ok() && first->size() == 1);
+  const int64_t first_failed = (*first)[0].first_failed_at_us;
+  EXPECT_GT(first_failed, 0);
+  EXPECT_LE(first_failed, (*first)[0].parked_at_us);
   ASSERT_TRUE(relay.RetryParked("r", a1.id).ok());
   ASSERT_TRUE(WaitFor([&] {
     auto p = relay.ListParked("r", "parked");
@@ -843,6 +848,11 @@ TEST_P(RelayLibrary, RetriedParkedEventRejectedAgainIsParkedAfterOneAttempt) {
            (*p)[0].attempts == 2;
   }));
   EXPECT_EQ(inbox.failures(a1.id), 2);
+  // Parked again: the first failure is still the first, the last is later.
+  auto again = relay.ListParked("r", "parked");
+  ASSERT_TRUE(again.ok() && again->size() == 1);
+  EXPECT_EQ((*again)[0].first_failed_at_us, first_failed);
+  EXPECT_GT((*again)[0].parked_at_us, first_failed);
 }
 
 // lag_seconds is the age of the oldest undelivered event, parked and held

@@ -826,8 +826,14 @@ constexpr const char* kMigration4 = R"sql(
 ALTER TABLE herald_parked ADD COLUMN event text;
 )sql";
 
+// 5: a parked row keeps the time of its event's first failed attempt
+// (parked_at is the last); null for held rows and older rows.
+constexpr const char* kMigration5 = R"sql(
+ALTER TABLE herald_parked ADD COLUMN first_failed_at timestamptz;
+)sql";
+
 constexpr const char* kMigrations[] = {kMigration1, kMigration2, kMigration3,
-                                       kMigration4};
+                                       kMigration4, kMigration5};
 static_assert(sizeof(kMigrations) / sizeof(kMigrations[0]) ==
               kPostgresSchemaVersion);
 

@@ -174,18 +174,21 @@ const char* SlotSql(Slot s) {
              "left(name, length($1::text)) = $1::text";
     case kPark:
       return "INSERT INTO herald_parked (route, event_id, position, stream, "
-             "state, attempts, error, parked_at, event) VALUES ($1::text, "
-             "$2::uuid, $3::bigint, $4::text, $5::text, $6::integer, "
-             "$7::text, $8::timestamptz, $9::text) "
+             "state, attempts, error, parked_at, event, first_failed_at) "
+             "VALUES ($1::text, $2::uuid, $3::bigint, $4::text, $5::text, "
+             "$6::integer, $7::text, $8::timestamptz, $9::text, "
+             "$10::timestamptz) "
              "ON CONFLICT (route, event_id) DO UPDATE SET "
              "state = excluded.state, attempts = excluded.attempts, "
              "error = excluded.error, parked_at = excluded.parked_at, "
-             "event = coalesce(excluded.event, herald_parked.event)";
+             "event = coalesce(excluded.event, herald_parked.event), "
+             "first_failed_at = coalesce(herald_parked.first_failed_at, "
+             "excluded.first_failed_at)";
     case kListParked:
       return "SELECT p.route, p.state, p.attempts, p.error, p.parked_at, "
              "coalesce(l.first_position + e.idx, p.position), e.id, e.stream, "
              "e.stream_version, e.type, e.content_type, e.payload, "
-             "e.metadata, e.occurred_at, p.event "
+             "e.metadata, e.occurred_at, p.event, p.first_failed_at "
              "FROM herald_parked p LEFT JOIN herald_events e "
              "ON e.id = p.event_id LEFT JOIN herald_log l ON l.batch = e.batch "
              "WHERE p.route = $1::text AND ($2::text = '' OR p.state = "
@@ -196,7 +199,7 @@ const char* SlotSql(Slot s) {
       return "SELECT p.route, p.state, p.attempts, p.error, p.parked_at, "
              "coalesce(l.first_position + e.idx, p.position), e.id, e.stream, "
              "e.stream_version, e.type, e.content_type, e.payload, "
-             "e.metadata, e.occurred_at, p.event "
+             "e.metadata, e.occurred_at, p.event, p.first_failed_at "
              "FROM herald_parked p LEFT JOIN herald_events e "
              "ON e.id = p.event_id LEFT JOIN herald_log l ON l.batch = e.batch "
              "WHERE p.route = $1::text AND p.event_id = $2::uuid "
@@ -1278,6 +1281,11 @@ Status PostgresStore::Park(Transaction& tx_base, const ParkedEvent& parked) {
   } else {
     p.Null();
   }
+  if (parked.first_failed_at_us > 0) {
+    p.Timestamp(parked.first_failed_at_us);
+  } else {
+    p.Null();
+  }
   return tx.Exec(kPark, p, "park event").status();
 }
 
@@ -1292,6 +1300,8 @@ Result<std::vector<ParkedEvent>> ParkedRows(const PGresult* res) {
     pe.attempts = pg::Int4At(res, i, 2);
     pe.error = pg::BytesAt(res, i, 3);
     pe.parked_at_us = pg::TimestampAt(res, i, 4);
+    if (!pg::IsNull(res, i, 15))
+      pe.first_failed_at_us = pg::TimestampAt(res, i, 15);
     if (!pg::IsNull(res, i, 14)) {
       pe.keep_event = true;
       HERALD_RETURN_IF_ERROR(DecodeEventJson(pg::BytesAt(res, i, 14),

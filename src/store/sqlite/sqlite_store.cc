@@ -150,12 +150,14 @@ const char* SlotSql(Slot s) {
              "substr(name, 1, length(?1)) = ?1";
     case kPark:
       return "INSERT INTO herald_parked (route, event_id, position, stream, "
-             "state, attempts, error, parked_at, event) "
-             "VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9) "
+             "state, attempts, error, parked_at, event, first_failed_at) "
+             "VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10) "
              "ON CONFLICT (route, event_id) DO UPDATE SET "
              "state = excluded.state, attempts = excluded.attempts, "
              "error = excluded.error, parked_at = excluded.parked_at, "
-             "event = coalesce(excluded.event, event)";
+             "event = coalesce(excluded.event, event), "
+             "first_failed_at = coalesce(first_failed_at, "
+             "excluded.first_failed_at)";
     case kCountParked:
       return "SELECT count(*) FROM herald_parked WHERE route = ?1";
     case kCountParkedByState:
@@ -275,6 +277,11 @@ CREATE INDEX herald_inbox_by_time ON herald_inbox (handled_at);
     // event, which is not in this database's log.
     R"sql(
 ALTER TABLE herald_parked ADD COLUMN event TEXT;
+)sql",
+    // 4: a parked row keeps the time of its event's first failed attempt
+    // (parked_at is the last); null for held rows and older rows.
+    R"sql(
+ALTER TABLE herald_parked ADD COLUMN first_failed_at INTEGER;
 )sql",
 };
 constexpr int kNumMigrations = sizeof(kMigrations) / sizeof(kMigrations[0]);
@@ -1311,6 +1318,11 @@ Status SqliteStore::Park(Transaction& tx_base, const ParkedEvent& p) {
   } else {
     sqlite3_bind_null(s, 9);
   }
+  if (p.first_failed_at_us > 0) {
+    sqlite3_bind_int64(s, 10, p.first_failed_at_us);
+  } else {
+    sqlite3_bind_null(s, 10);
+  }
   ResetGuard g{s};
   int rc = sqlite3_step(s);
   if (rc != SQLITE_DONE) return SqlError(tx.db(), rc, "park event");
@@ -1338,7 +1350,8 @@ Result<std::vector<ParkedEvent>> SqliteStore::QueryParked(
   std::string sql =
       "SELECT p.route, p.state, p.attempts, p.error, p.parked_at, "
       "e.position, e.id, e.stream, e.stream_version, e.type, e.content_type, "
-      "e.payload, e.metadata, e.occurred_at, p.event FROM herald_parked p "
+      "e.payload, e.metadata, e.occurred_at, p.event, p.first_failed_at "
+      "FROM herald_parked p "
       "LEFT JOIN herald_events e ON e.id = p.event_id WHERE p.route = ?1 "
       "AND (e.id IS NOT NULL OR p.event IS NOT NULL)";
   if (!state.empty()) sql += " AND p.state = ?2";
@@ -1360,6 +1373,7 @@ Result<std::vector<ParkedEvent>> SqliteStore::QueryParked(
     p.attempts = sqlite3_column_int(s, 2);
     p.error = ColumnText(s, 3);
     p.parked_at_us = sqlite3_column_int64(s, 4);
+    p.first_failed_at_us = sqlite3_column_int64(s, 15);  // 0 when null
     if (sqlite3_column_type(s, 14) != SQLITE_NULL) {
       p.keep_event = true;
       HERALD_RETURN_IF_ERROR(

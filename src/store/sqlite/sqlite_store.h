@@ -9,7 +9,7 @@
 namespace herald::detail {
 
 // The schema version this binary writes to SQLite databases.
-inline constexpr int kSqliteSchemaVersion = 3;
+inline constexpr int kSqliteSchemaVersion = 4;
 
 // Opens (creating and migrating as options say) the SQLite database at path.
 Result<std::unique_ptr<Store>> OpenSqliteStore(const std::string& path,
