@@ -1,12 +1,17 @@
 // The built-in consumer-source schemes (herald/consumer_source.h), each
 // registered like any other: "http"/"https" (a herald server's
-// GET /api/events, herald::consumer) and the brokers built.
+// GET /api/events, herald::consumer) and the brokers built (amqp/amqps:
+// a RabbitMQ queue).
 #include <string>
 
 #include "herald/consumer_source.h"
 #include "transport/http/http_scheme.h"
 #if HERALD_WITH_CONSUMER
 #include "consumer/http_source.h"
+#endif
+#if HERALD_WITH_RABBITMQ
+#include "transport/rabbitmq/rabbitmq_scheme.h"
+#include "transport/rabbitmq/rabbitmq_source.h"
 #endif
 
 namespace herald {
@@ -22,6 +27,14 @@ void RegisterBuiltinSourceSchemes() {
   http.make_source = MakeHttpSource;
   RegisterBuiltinSourceScheme("http", http);
   RegisterBuiltinSourceScheme("https", http);
+#endif
+#if HERALD_WITH_RABBITMQ
+  SourceScheme amqp;
+  amqp.validate_url = ValidateAmqpUrl;
+  amqp.validate_options = ValidateRabbitSource;
+  amqp.make_source = MakeRabbitSource;
+  RegisterBuiltinSourceScheme("amqp", amqp);
+  RegisterBuiltinSourceScheme("amqps", amqp);
 #endif
 }
 
