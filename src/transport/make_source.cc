@@ -1,13 +1,17 @@
 // The built-in consumer-source schemes (herald/consumer_source.h), each
 // registered like any other: "http"/"https" (a herald server's
 // GET /api/events, herald::consumer) and the brokers built (amqp/amqps:
-// a RabbitMQ queue).
+// a RabbitMQ queue; nats: a JetStream durable pull consumer).
 #include <string>
 
 #include "herald/consumer_source.h"
 #include "transport/http/http_scheme.h"
 #if HERALD_WITH_CONSUMER
 #include "consumer/http_source.h"
+#endif
+#if HERALD_WITH_NATS
+#include "transport/nats/nats_sender.h"
+#include "transport/nats/nats_source.h"
 #endif
 #if HERALD_WITH_RABBITMQ
 #include "transport/rabbitmq/rabbitmq_scheme.h"
@@ -27,6 +31,13 @@ void RegisterBuiltinSourceSchemes() {
   http.make_source = MakeHttpSource;
   RegisterBuiltinSourceScheme("http", http);
   RegisterBuiltinSourceScheme("https", http);
+#endif
+#if HERALD_WITH_NATS
+  SourceScheme nats;
+  nats.validate_url = ValidateNatsUrl;
+  nats.validate_options = ValidateNatsSource;
+  nats.make_source = MakeNatsSource;
+  RegisterBuiltinSourceScheme("nats", nats);
 #endif
 #if HERALD_WITH_RABBITMQ
   SourceScheme amqp;

@@ -120,78 +120,9 @@ TEST_F(RabbitConsumer,
 
 TEST_F(RabbitConsumer,
        APoisonEventParksItsStreamWhileTheOthersFinishThenRetryDeliversInOrder) {
-  auto store = OpenStore(t_.inbox_url());
-  ASSERT_TRUE(store.ok());
-  ASSERT_TRUE(testing::CreateDomainTable(store->get()).ok());
-  t_.Append(1000, 20);  // 50 per stream
-  // The 10th event of s-5 fails until it is cured.
-  std::string poison;
-  int seen = 0;
-  for (const auto& e : t_.events()) {
-    if (e.stream == "s-5" && ++seen == 10) poison = e.id;
-  }
-  Publish(t_.events(), "binary");
-
-  ConsumerOptions o;
-  o.name = "c";
-  o.inbox = store->get();
-  o.on_failure = FailurePolicy::kPark;
-  o.retry.max_attempts = 2;
-  o.retry.backoff_initial = milliseconds(5);
-  o.retry.backoff_max = milliseconds(20);
-  o.parked_poll = milliseconds(50);
-  o.on_log = [](const std::string&) {};
-  auto so = SourceOptions();
-  so.state = store->get();
-  auto source = MakeConsumerSource(so);
-  ASSERT_TRUE(source.ok()) << source.status().ToString();
-  std::atomic<bool> cured{false};
-  Consumer consumer(o, std::move(*source));
-  consumer.SetHandler([&](const Event& e, Transaction* tx) {
-    if (e.id == poison && !cured.load()) {
-      return Status::Permanent("poison");
-    }
-    return testing::InsertDomainRow(tx, e);
-  });
-  ASSERT_TRUE(consumer.Start().ok());
-  // The other 19 streams finish, s-5 up to its poison event; the rest of
-  // s-5 is held behind it.
-  ASSERT_TRUE(
-      WaitFor([&] { return t_.DistinctHandled() == 1000 - 41; }, seconds(60)))
-      << t_.DistinctHandled();
-  ASSERT_TRUE(WaitFor(
-      [&] {
-        auto held = ListConsumerParked(store->get(), "c", "held", 100);
-        return held.ok() && held->size() == 40;
-      },
-      seconds(30)));
-  auto parked = ListConsumerParked(store->get(), "c", "parked", 100);
-  ASSERT_TRUE(parked.ok());
-  ASSERT_EQ(parked->size(), 1u);
-  EXPECT_EQ((*parked)[0].event.id, poison);
-  EXPECT_EQ(t_.DistinctHandled(), 1000u - 41u);
-  // Cured and retried: the parked event, then the held ones, in order.
-  cured.store(true);
-  ASSERT_TRUE(RetryConsumerParked(store->get(), "c", "").ok());
-  ASSERT_TRUE(
-      WaitFor([&] { return t_.DistinctHandled() == 1000; }, seconds(30)))
-      << t_.DistinctHandled();
-  ASSERT_TRUE(WaitFor(
-      [&] {
-        auto left = ListConsumerParked(store->get(), "c", "", 100);
-        return left.ok() && left->empty();
-      },
-      seconds(10)));
-  // The queue is empty: every delivery was acknowledged.
-  ASSERT_TRUE(WaitFor(
-      [&] {
-        auto lag = consumer.stats().lag;
-        return lag && *lag == 0;
-      },
-      seconds(10)));
-  consumer.Stop();
-  EXPECT_FALSE(consumer.failed());
-  testing::ExpectOnceEachInStreamOrder(t_.Rows(), t_.events());
+  testing::RunPoisonScenario(
+      t_, SourceOptions(),
+      [&](std::span<const Event> events) { Publish(events, "binary"); });
 }
 
 TEST_F(RabbitConsumer,
