@@ -257,7 +257,7 @@ Result<Config> ParseConfig(std::string_view text,
 // parser would. Used by Relay::AddRoute.
 Status ValidateRoute(const RouteConfig& route, bool sender_given);
 
-// Parses a duration: "250ms", "10s", "2m", "1h", "1.5s". InvalidArgument
+// Parses a duration: "250ms", "10s", "2m", "1h", "7d", "1.5s". InvalidArgument
 // on anything else.
 Result<std::chrono::milliseconds> ParseDuration(std::string_view text);
 

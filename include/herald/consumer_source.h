@@ -137,6 +137,10 @@ struct ConsumerSourceOptions {
   // herald server source) keeps it there as the checkpoint named
   // ConsumerCheckpointName(consumer), and without a store in memory only.
   RelayState* state = nullptr;
+  // The line of the [[consumer]] header (0 when built in code), for the
+  // error of a required key that is missing: RouteOptions::Error(key, line,
+  // "is required").
+  int line = 0;
   // One line per notable event (reconnects, retries), for logs. Never
   // holds a secret. May be empty.
   std::function<void(const std::string&)> on_log;
@@ -165,7 +169,9 @@ class ConsumerSource {
   // off and calls Poll again, and the source reconnects by itself;
   // deliveries in hand from the lost connection may then fail to Ack (the
   // broker redelivers them, the inbox absorbs the repeat). Other errors
-  // stop the consumer.
+  // stop the consumer. The consumer passes a short timeout (20 ms) while
+  // deliveries are in hand, so their acknowledgements go out promptly, and
+  // up to 500 ms when nothing is; it calls Wake only to stop.
   virtual Result<std::vector<SourceDelivery>> Poll(
       int max, std::chrono::milliseconds timeout) = 0;
 

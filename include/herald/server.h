@@ -24,6 +24,7 @@
 #include <chrono>
 #include <cstddef>
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <optional>
 #include <string>
@@ -84,6 +85,12 @@ struct ServerOptions {
   // field. New code sets the config fields.
   std::optional<size_t> cache_events;      // events: config.tail_events
   std::optional<size_t> page_cache_bytes;  // bytes: config.page_cache_mb
+
+  // More lines for GET /metrics (Prometheus text, each metric with its HELP
+  // and TYPE), appended after herald's own; called on a worker thread for
+  // each scrape. `herald serve` lists its consumers' metrics this way.
+  // Default none.
+  std::function<void(std::string* out)> extra_metrics;
 };
 
 class Server {

@@ -5,6 +5,7 @@
 // (unknown option, malformed value, not a herald database...).
 #pragma once
 
+#include <chrono>
 #include <cstdint>
 #include <functional>
 #include <iosfwd>
@@ -14,8 +15,10 @@
 #include <string_view>
 #include <vector>
 
+#include "herald/config.h"
 #include "herald/status.h"
 #include "herald/store.h"
+#include "util/thread_annotations.h"
 
 namespace herald::cli {
 
@@ -118,6 +121,37 @@ int RunServe(const std::vector<std::string>& args, std::ostream& out,
              std::ostream& err);
 int RunPull(const std::vector<std::string>& args, std::ostream& out,
             std::ostream& err);
+// The [[consumer]] tables of a config, running in this process: for
+// `herald consume`, and for `herald serve` (whose /metrics shows them).
+struct RunningConsumer;
+class ConsumerRunner {
+ public:
+  ConsumerRunner();
+  ~ConsumerRunner();  // Stop()s
+  ConsumerRunner(const ConsumerRunner&) = delete;
+  ConsumerRunner& operator=(const ConsumerRunner&) = delete;
+  // Opens each consumer's inbox, takes its lease (a consumer reading a
+  // herald server already running elsewhere is Conflict) and starts it.
+  // On failure the ones started are stopped again.
+  Status Start(const std::vector<const ConsumerConfig*>& consumers,
+               std::ostream& err);
+  // Call every few ms: renews the leases every 2 s; returns the error of a
+  // consumer that stopped by itself.
+  Status Check();
+  // Stops every consumer (finishing what is in hand), gives the leases up.
+  void Stop();
+  // herald_consumer_* lines (Prometheus text) for each running consumer.
+  // Any thread.
+  void RenderMetrics(std::string* out) const;
+
+ private:
+  std::string owner_;
+  std::chrono::steady_clock::time_point next_lease_;
+  // Written by Start and Stop, read by RenderMetrics on a server thread.
+  mutable detail::Mutex mu_;
+  std::vector<std::unique_ptr<RunningConsumer>> running_ GUARDED_BY(mu_);
+};
+
 // consume_command.cc: herald consume [status|reset] ...; and the parked
 // commands of a consumer (herald parked ... --consumer NAME).
 int RunConsume(const std::vector<std::string>& args, std::ostream& out,

@@ -43,13 +43,14 @@ namespace {
 Status RunEventCommand(const std::string& cmd, const Event& e) {
   std::vector<std::string> env_text;
   for (char** v = environ; *v; ++v) {
-    if (std::strncmp(*v, "HERALD_EVENT_", 13) != 0) env_text.push_back(*v);
+    if (std::strncmp(*v, "HERALD_EVENT_", 13) != 0) env_text.emplace_back(*v);
   }
   env_text.push_back("HERALD_EVENT_ID=" + e.id);
   env_text.push_back("HERALD_EVENT_POSITION=" + std::to_string(e.position));
   env_text.push_back("HERALD_EVENT_TYPE=" + e.type);
   env_text.push_back("HERALD_EVENT_STREAM=" + e.stream);
   std::vector<char*> envp;
+  envp.reserve(env_text.size() + 1);
   for (auto& s : env_text) envp.push_back(s.data());
   envp.push_back(nullptr);
 
@@ -117,12 +118,18 @@ class Forwarder {
   std::unique_ptr<Sender> sender_ GUARDED_BY(mu_);
 };
 
-struct Running {
+}  // namespace
+
+struct RunningConsumer {
   const ConsumerConfig* config = nullptr;
   std::unique_ptr<Store> store;
   std::unique_ptr<Forwarder> forwarder;
   std::unique_ptr<Consumer> consumer;
 };
+
+namespace {
+
+using Running = RunningConsumer;
 
 // The consumers --consumer selects (all when absent). InvalidArgument for
 // an unknown name or a config without consumers.
@@ -166,6 +173,7 @@ ConsumerSourceOptions SourceOptionsOf(const ConsumerConfig& c, Store* store,
   so.types = c.types;
   so.max_in_hand = max_in_hand;
   so.state = store;
+  so.line = c.line;
   return so;
 }
 
@@ -191,7 +199,8 @@ Result<int64_t> FindHttpPositionAtTime(const ConsumerConfig& c,
       });
 }
 
-Status StartOne(const ConsumerConfig& c, Running* r, std::ostream& err) {
+Status StartOne(const ConsumerConfig& c, Running* r, std::ostream& err,
+                const std::string& owner) {
   r->config = &c;
   auto store = OpenStore(c.inbox);
   if (!store.ok()) {
@@ -200,6 +209,19 @@ Status StartOne(const ConsumerConfig& c, Running* r, std::ostream& err) {
                                              store.status().message());
   }
   r->store = std::move(*store);
+  std::string scheme = SchemeOfUrl(c.source);
+  auto got = r->store->AcquireLease(ConsumerCheckpointName(c.name), owner,
+                                    std::chrono::seconds(10));
+  if (!got.ok()) return got.status();
+  if (!*got && (scheme == "http" || scheme == "https")) {
+    auto info = r->store->GetLease(ConsumerCheckpointName(c.name));
+    std::string holder = "another process";
+    if (info.ok() && info->has_value()) holder = (*info)->owner;
+    return Status::Conflict("consumer '" + c.name + "' is running in " +
+                            holder +
+                            ": one process reads a herald server for a "
+                            "consumer at a time");
+  }
   ConsumerOptions o;
   o.name = c.name;
   o.inbox = r->store.get();
@@ -340,6 +362,142 @@ int RunConsumeReset(const std::vector<std::string>& args, std::ostream& out,
 
 }  // namespace
 
+namespace {
+
+// Stops each consumer (finishing what is in hand), then gives its lease up.
+void StopAll(std::vector<std::unique_ptr<RunningConsumer>>* list,
+             const std::string& owner) {
+  for (auto& r : *list) {
+    if (r->consumer) r->consumer->Stop();
+  }
+  for (auto& r : *list) {
+    if (r->store) {
+      (void)r->store->ReleaseLease(ConsumerCheckpointName(r->config->name),
+                                   owner);
+    }
+  }
+  list->clear();
+}
+
+}  // namespace
+
+ConsumerRunner::ConsumerRunner() : owner_(HostOwnerName()) {}
+ConsumerRunner::~ConsumerRunner() { Stop(); }
+
+Status ConsumerRunner::Start(
+    const std::vector<const ConsumerConfig*>& consumers, std::ostream& err) {
+  // One lease per consumer, renewed while it runs: `consume reset` refuses
+  // to move a running consumer's checkpoint, and a consumer reading a herald
+  // server (whose checkpoint is its own) runs in one process at a time.
+  std::vector<std::unique_ptr<RunningConsumer>> started;
+  for (const ConsumerConfig* c : consumers) {
+    started.push_back(std::make_unique<RunningConsumer>());
+    Status s = StartOne(*c, started.back().get(), err, owner_);
+    if (!s.ok()) {
+      StopAll(&started, owner_);
+      return s;
+    }
+  }
+  next_lease_ = std::chrono::steady_clock::now() + std::chrono::seconds(2);
+  detail::MutexLock lock(&mu_);
+  for (auto& r : started) running_.push_back(std::move(r));
+  return Status::OK();
+}
+
+Status ConsumerRunner::Check() {
+  detail::MutexLock lock(&mu_);
+  if (std::chrono::steady_clock::now() >= next_lease_) {
+    next_lease_ += std::chrono::seconds(2);
+    for (auto& r : running_) {
+      (void)r->store->AcquireLease(ConsumerCheckpointName(r->config->name),
+                                   owner_, std::chrono::seconds(10));
+    }
+  }
+  for (auto& r : running_) {
+    if (r->consumer && r->consumer->failed()) return r->consumer->error();
+  }
+  return Status::OK();
+}
+
+void ConsumerRunner::Stop() {
+  std::vector<std::unique_ptr<RunningConsumer>> stopping;
+  {
+    detail::MutexLock lock(&mu_);
+    stopping.swap(running_);
+  }
+  StopAll(&stopping, owner_);
+}
+
+void ConsumerRunner::RenderMetrics(std::string* out) const {
+  detail::MutexLock lock(&mu_);
+  if (running_.empty()) return;
+  struct Metric {
+    const char* name;
+    const char* type;
+    const char* help;
+  };
+  const Metric kMetrics[] = {
+      {"herald_consumer_handled_total", "counter",
+       "Events handled (the handler succeeded and the inbox committed)."},
+      {"herald_consumer_duplicates_total", "counter",
+       "Deliveries absorbed by the inbox (already handled)."},
+      {"herald_consumer_parked_total", "counter",
+       "Events parked after failing max_attempts times."},
+      {"herald_consumer_held_total", "counter",
+       "Events held behind a parked event of their stream."},
+      {"herald_consumer_failures_total", "counter", "Failed handler attempts."},
+      {"herald_consumer_in_hand", "gauge",
+       "Deliveries taken from the source and not yet acknowledged."},
+      {"herald_consumer_lag_events", "gauge",
+       "Events waiting for the consumer, where the source knows."},
+      {"herald_consumer_last_handled_timestamp_seconds", "gauge",
+       "When the consumer last handled an event (Unix time)."},
+  };
+  std::vector<ConsumerStats> stats;
+  for (const auto& r : running_) stats.push_back(r->consumer->stats());
+  for (size_t m = 0; m < std::size(kMetrics); ++m) {
+    *out += std::string("# HELP ") + kMetrics[m].name + " " + kMetrics[m].help +
+            "\n# TYPE " + kMetrics[m].name + " " + kMetrics[m].type + "\n";
+    for (size_t i = 0; i < running_.size(); ++i) {
+      const ConsumerStats& st = stats[i];
+      std::string value;
+      switch (m) {
+        case 0:
+          value = std::to_string(st.handled);
+          break;
+        case 1:
+          value = std::to_string(st.duplicates);
+          break;
+        case 2:
+          value = std::to_string(st.parked);
+          break;
+        case 3:
+          value = std::to_string(st.held);
+          break;
+        case 4:
+          value = std::to_string(st.failures);
+          break;
+        case 5:
+          value = std::to_string(st.in_hand);
+          break;
+        case 6:
+          if (!st.lag) continue;
+          value = std::to_string(*st.lag);
+          break;
+        default: {
+          char buf[32];
+          std::snprintf(buf, sizeof buf, "%.6f",
+                        static_cast<double>(st.last_handled_at_us) / 1e6);
+          value = buf;
+        }
+      }
+      *out += std::string(kMetrics[m].name) +
+              "{consumer=" + JsonString(running_[i]->config->name) + "} " +
+              value + "\n";
+    }
+  }
+}
+
 int RunConsumerParked(const std::string& action, const Flags& flags,
                       std::ostream& out, std::ostream& err) {
   auto config = LoadFromFlags(flags);
@@ -393,42 +551,17 @@ int RunConsume(const std::vector<std::string>& args, std::ostream& out,
   auto list = Select(*config, flags);
   if (!list.ok()) return Fail(err, list.status());
   InstallStopSignals();
-  std::vector<std::unique_ptr<Running>> running;
-  for (const ConsumerConfig* c : *list) {
-    running.push_back(std::make_unique<Running>());
-    s = StartOne(*c, running.back().get(), err);
-    if (!s.ok()) {
-      for (auto& r : running) {
-        if (r->consumer) r->consumer->Stop();
-      }
-      return Fail(err, s);
-    }
-  }
-  err << "herald: consuming with " << running.size() << " consumer(s)\n";
+  ConsumerRunner runner;
+  s = runner.Start(*list, err);
+  if (!s.ok()) return Fail(err, s);
+  err << "herald: consuming with " << list->size() << " consumer(s)\n";
   err.flush();
-  // One lease per consumer, renewed while it runs: `consume reset` refuses
-  // to move a running consumer's checkpoint.
-  std::string owner = HostOwnerName();
-  auto next_lease = std::chrono::steady_clock::now();
   Status failure;
   while (!StopRequested() && failure.ok()) {
-    if (std::chrono::steady_clock::now() >= next_lease) {
-      next_lease += std::chrono::seconds(2);
-      for (auto& r : running) {
-        (void)r->store->AcquireLease(ConsumerCheckpointName(r->config->name),
-                                     owner, std::chrono::seconds(10));
-      }
-    }
-    for (auto& r : running) {
-      if (r->consumer->failed()) failure = r->consumer->error();
-    }
+    failure = runner.Check();
     std::this_thread::sleep_for(std::chrono::milliseconds(20));
   }
-  for (auto& r : running) r->consumer->Stop();
-  for (auto& r : running) {
-    (void)r->store->ReleaseLease(ConsumerCheckpointName(r->config->name),
-                                 owner);
-  }
+  runner.Stop();
   if (!failure.ok()) return Fail(err, failure);
   err << "herald: consumers stopped, what was in hand acknowledged\n";
   err.flush();

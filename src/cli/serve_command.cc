@@ -136,8 +136,14 @@ int RunServe(const std::vector<std::string>& args, std::ostream& out,
     Status rs = relay->Start();
     if (!rs.ok()) return Fail(err, rs);
   }
+  // Consumers start once the server listens (a consumer may read this very
+  // server), and are stopped before it.
+  ConsumerRunner consumers;
   ServerOptions options;
   options.config = config.server;
+  options.extra_metrics = [&consumers](std::string* m) {
+    consumers.RenderMetrics(m);
+  };
   auto server = Server::Start(store->get(), options, relay.get());
   if (!server.ok()) {
     if (relay) relay->Stop();
@@ -145,25 +151,42 @@ int RunServe(const std::vector<std::string>& args, std::ostream& out,
   }
   std::unique_ptr<DemoProducer> demo;
   if (flags.Has("demo")) demo = std::make_unique<DemoProducer>(store->get());
+  if (!config.consumers.empty()) {
+    std::vector<const ConsumerConfig*> all;
+    for (const auto& c : config.consumers) all.push_back(&c);
+    Status cs = consumers.Start(all, err);
+    if (!cs.ok()) {
+      (*server)->Stop();
+      if (relay) relay->Stop();
+      return Fail(err, cs);
+    }
+  }
 
   std::string base = "http://" + (*server)->address();
   err << "herald: serving " << RedactSecrets(config.store_url) << " on "
       << base;
   if (relay) err << " with " << config.routes.size() << " route(s)";
+  if (!config.consumers.empty()) {
+    err << " and " << config.consumers.size() << " consumer(s)";
+  }
   if (demo) err << " (demo producer on: an order event every ~0.4 s)";
   err << "\nherald: try  curl '" << base
       << "/api/events?offset=0&limit=10'   (Ctrl-C stops)\n";
   err.flush();
   out.flush();
 
-  while (!StopRequested()) {
+  Status failure;
+  while (!StopRequested() && failure.ok()) {
+    failure = consumers.Check();
     std::this_thread::sleep_for(std::chrono::milliseconds(50));
   }
   err << "herald: stopping\n";
   err.flush();
   demo.reset();
+  consumers.Stop();
   (*server)->Stop();
   if (relay) relay->Stop();
+  if (!failure.ok()) return Fail(err, failure);
   return kExitOk;
 }
 

@@ -100,7 +100,7 @@ struct Consumer::Impl {
   int64_t base_handled = 0;
   int64_t base_duplicates = 0;
 
-  void Log(const std::string& line) {
+  void Log(const std::string& line) const {
     std::string text = "consumer '" + options.name + "': " + line;
     if (options.on_log) {
       try {
@@ -150,7 +150,7 @@ struct Consumer::Impl {
   // ---- Handling one event -----------------------------------------------
 
   // Handles `event` once: OK with *duplicate when the inbox had it already.
-  Status HandleOnce(const Event& event, bool* duplicate) {
+  Status HandleOnce(const Event& event, bool* duplicate) const {
     *duplicate = false;
     Store* inbox = options.inbox;
     if (external_handler) {
@@ -348,10 +348,10 @@ struct Consumer::Impl {
         ready.push_back(key);
         work_cv.Signal();
       }
+      // The source thread polls with a short timeout while anything is in
+      // hand, so it picks this acknowledgement up within it; Wake is kept
+      // for Stop (it would cut a fetch in progress short).
       drained_cv.SignalAll();
-      mu.Unlock();
-      source->Wake();
-      mu.Lock();
     }
   }
 

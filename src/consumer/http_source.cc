@@ -45,7 +45,7 @@ class HttpSource final : public ConsumerSource {
     po.url = options_.url;
     po.token = token_;
     po.types = options_.types;
-    po.stop = [this] { return wake_.load(); };
+    po.stop = [this] { return long_poll_ && wake_.load(); };
     auto client = PageClient::Make(std::move(po));
     if (!client.ok()) return client.status();
     client_ = std::move(*client);
@@ -64,6 +64,8 @@ class HttpSource final : public ConsumerSource {
     if (buffer_.empty() && !wake_.exchange(false)) {
       std::vector<EventJsonItem> items;
       int64_t next = 0;
+      // Only a long poll is cut short by Wake: a short one ends by itself.
+      long_poll_ = timeout >= milliseconds(100);
       Status s = client_->Fetch(next_fetch_, limit_, timeout, &items, &next);
       if (wake_.exchange(false) && !s.ok()) return out;  // woken
       if (!s.ok()) return s;
@@ -154,6 +156,7 @@ class HttpSource final : public ConsumerSource {
   int limit_ = 1000;
   std::unique_ptr<PageClient> client_;
   std::atomic<bool> wake_{false};
+  std::atomic<bool> long_poll_{false};
   int64_t next_fetch_ = 1;
   int64_t saved_ = 0;
   std::deque<SourceDelivery> buffer_;  // read, not yet handed out

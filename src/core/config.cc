@@ -115,9 +115,9 @@ bool GlobMatch(std::string_view p, std::string_view t) {
 
 Result<std::chrono::milliseconds> ParseDuration(std::string_view text) {
   auto bad = [&] {
-    return Status::InvalidArgument(
-        "'" + std::string(text) +
-        "' is not a duration (use a number with a unit: 250ms, 10s, 2m, 1h)");
+    return Status::InvalidArgument("'" + std::string(text) +
+                                   "' is not a duration (use a number with a "
+                                   "unit: 250ms, 10s, 2m, 1h, 7d)");
   };
   size_t i = 0;
   while (i < text.size() &&
@@ -141,6 +141,8 @@ Result<std::chrono::milliseconds> ParseDuration(std::string_view text) {
     ms = v * 60000;
   } else if (unit == "h") {
     ms = v * 3600000;
+  } else if (unit == "d") {
+    ms = v * 86400000;
   } else if (unit == "us" || unit == "µs") {
     ms = v / 1000;
   } else {
@@ -936,6 +938,7 @@ class Parser {
     so.url = c->source;
     so.options = c->options;
     so.types = c->types;
+    so.line = c->line;
     return ValidateSourceOptions(&so);
   }
 

@@ -341,6 +341,7 @@ class Health : public ResourceBase,
         histogram("herald_route_commit_to_ack_seconds",
                   &RouteMetrics::commit_to_ack);
       }
+      if (self->options.extra_metrics) self->options.extra_metrics(&m);
       Response r;
       r.content_type = "text/plain; version=0.0.4; charset=utf-8";
       r.body = std::move(m);

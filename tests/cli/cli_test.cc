@@ -186,6 +186,7 @@ TEST_F(Cli, ReadOfAnOlderSchemaMigratesItFirst) {
   ASSERT_EQ(sqlite3_exec(db,
                          "DROP TABLE herald_route_status;"
                          "DROP INDEX herald_inbox_by_time;"
+                         "ALTER TABLE herald_parked DROP COLUMN event;"
                          "UPDATE herald_meta SET value = '1' "
                          "WHERE key = 'schema_version'",
                          nullptr, nullptr, nullptr),

@@ -3,6 +3,7 @@
 // (HERALD_TEST_PG_URL).
 #include <gtest/gtest.h>
 
+#include <cctype>
 #include <set>
 #include <thread>
 
@@ -685,6 +686,93 @@ TEST_P(StoreContract, InboxRetentionSweep) {
   EXPECT_TRUE(*store_->MarkHandled(**tx, "c", old_id))
       << "older than the retention: handled again";
   ASSERT_TRUE((*tx)->Commit().ok());
+}
+
+// The consumer's calls: a read-only check and a per-consumer sweep in
+// batches that leaves younger rows and other consumers alone.
+TEST_P(StoreContract, InboxIsHandledAndBatchedSweep) {
+  std::vector<std::string> ids;
+  {
+    auto tx = store_->Begin();
+    ASSERT_TRUE(tx.ok());
+    for (int i = 0; i < 5; ++i) {
+      ids.push_back(NewUuidV7());
+      EXPECT_TRUE(*store_->MarkHandled(**tx, "c", ids.back()));
+    }
+    EXPECT_TRUE(*store_->MarkHandled(**tx, "other", ids[0]));
+    ASSERT_TRUE((*tx)->Commit().ok());
+  }
+  std::string upper = ids[0];
+  for (char& ch : upper) ch = static_cast<char>(std::toupper(ch));
+  EXPECT_TRUE(*store_->IsHandled("c", upper));
+  EXPECT_FALSE(*store_->IsHandled("c", NewUuidV7()));
+  EXPECT_FALSE(*store_->IsHandled("nobody", ids[0]));
+  EXPECT_TRUE(store_->SweepInboxBatch("c", std::chrono::milliseconds(-1), 2)
+                  .status()
+                  .IsInvalidArgument());
+  EXPECT_TRUE(store_->SweepInboxBatch("c", std::chrono::milliseconds(1), 0)
+                  .status()
+                  .IsInvalidArgument());
+  EXPECT_EQ(*store_->SweepInboxBatch("c", std::chrono::hours(1), 2), 0);
+  ASSERT_TRUE(WaitFor([&]() -> bool {
+    auto n = store_->SweepInboxBatch("c", std::chrono::milliseconds(0), 2);
+    return n.ok() && *n == 2;
+  }));
+  EXPECT_EQ(*store_->SweepInboxBatch("c", std::chrono::milliseconds(0), 2), 2);
+  EXPECT_EQ(*store_->SweepInboxBatch("c", std::chrono::milliseconds(0), 2), 1);
+  EXPECT_EQ(*store_->SweepInboxBatch("c", std::chrono::milliseconds(0), 2), 0);
+  for (const auto& id : ids) EXPECT_FALSE(*store_->IsHandled("c", id));
+  EXPECT_TRUE(*store_->IsHandled("other", ids[0])) << "another consumer's";
+}
+
+// A consumer's parked event is not in the store's log: the row keeps it.
+TEST_P(StoreContract, ParkedRowKeepsAnEventNotInTheLog) {
+  Event e = MakeEvent("s-9", "order.placed", "{\"n\":1}");
+  e.id = NewUuidV7();
+  e.position = 42;
+  e.metadata = "{\"k\":\"v\"}";
+  e.occurred_at_us = 1'700'000'000'000'000;
+  ParkedEvent p;
+  p.route = "consumer:c";
+  p.event = e;
+  p.state = "parked";
+  p.attempts = 3;
+  p.error = "boom";
+  p.keep_event = true;
+  {
+    auto tx = store_->Begin();
+    ASSERT_TRUE(tx.ok());
+    ASSERT_TRUE(store_->Park(**tx, p).ok());
+    ASSERT_TRUE((*tx)->Commit().ok());
+  }
+  auto rows = store_->ListParked("consumer:c", "", 10);
+  ASSERT_TRUE(rows.ok()) << rows.status().ToString();
+  ASSERT_EQ(rows->size(), 1u);
+  const ParkedEvent& got = (*rows)[0];
+  EXPECT_TRUE(got.keep_event);
+  EXPECT_EQ(got.event.id, e.id);
+  EXPECT_EQ(got.event.stream, "s-9");
+  EXPECT_EQ(got.event.type, "order.placed");
+  EXPECT_EQ(got.event.payload, "{\"n\":1}");
+  EXPECT_EQ(got.event.position, 42);
+  EXPECT_EQ(got.event.occurred_at_us, e.occurred_at_us);
+  EXPECT_EQ(got.attempts, 3);
+  auto one = store_->GetParked("consumer:c", e.id);
+  ASSERT_TRUE(one.ok() && one->has_value());
+  EXPECT_EQ((*one)->event.payload, "{\"n\":1}");
+  // Re-parking (state change) keeps the event.
+  p.state = "held";
+  p.keep_event = false;
+  {
+    auto tx = store_->Begin();
+    ASSERT_TRUE(tx.ok());
+    ASSERT_TRUE(store_->Park(**tx, p).ok());
+    ASSERT_TRUE((*tx)->Commit().ok());
+  }
+  rows = store_->ListParked("consumer:c", "held", 10);
+  ASSERT_TRUE(rows.ok() && rows->size() == 1u);
+  EXPECT_EQ((*rows)[0].event.payload, "{\"n\":1}");
+  EXPECT_EQ(store_->CountParkedByState("consumer:c")->held, 1);
 }
 
 TEST_P(StoreContract, ReadOnlyOpenReadsAndRefusesWrites) {
