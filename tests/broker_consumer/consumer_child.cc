@@ -1,4 +1,4 @@
-// herald_test_consumer CONFIG CONSUMER [--die-after-acks N]
+// herald_test_broker_consumer CONFIG CONSUMER [--die-after-acks N]
 //
 // The broker consumer tests' consumer process: runs the [[consumer]] table
 // CONSUMER of CONFIG with herald::Consumer in process (its source made by

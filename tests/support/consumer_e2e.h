@@ -147,14 +147,14 @@ inline void ExpectOnceEachInStreamOrder(const std::vector<DomainRow>& rows,
 }
 
 // The consumer child (tests/broker_consumer): CTest sets
-// HERALD_TEST_CONSUMER.
+// HERALD_TEST_BROKER_CONSUMER.
 inline std::string ConsumerChildBin() {
-  const char* b = std::getenv("HERALD_TEST_CONSUMER");
+  const char* b = std::getenv("HERALD_TEST_BROKER_CONSUMER");
   if (b) return b;
-#ifdef HERALD_TEST_CONSUMER_BIN
-  return HERALD_TEST_CONSUMER_BIN;
+#ifdef HERALD_TEST_BROKER_CONSUMER_BIN
+  return HERALD_TEST_BROKER_CONSUMER_BIN;
 #else
-  return "herald_test_consumer";
+  return "herald_test_broker_consumer";
 #endif
 }
 
