@@ -78,7 +78,8 @@ inline void DecodeBrokerMessage(const MessageHeaders& headers,
   bool structured =
       StartsWithNoCase(content_type, "application/cloudevents+json") ||
       (!binary && content_type.empty() && first != std::string_view::npos &&
-       body[first] == '{' && body.find("\"specversion\"") != body.npos);
+       body[first] == '{' &&
+       body.find("\"specversion\"") != std::string_view::npos);
   Result<DecodedCloudEvent> decoded =
       Status::InvalidArgument("not a CloudEvent");
   if (structured) {

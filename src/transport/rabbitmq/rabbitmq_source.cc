@@ -265,7 +265,7 @@ class RabbitSource final : public ConsumerSource {
     return h;
   }
 
-  bool DrainWake() {
+  bool DrainWake() const {
     uint64_t n;
     return wake_fd_ >= 0 && ::read(wake_fd_, &n, sizeof n) == sizeof n;
   }
