@@ -20,7 +20,9 @@
 //   restart      JetStream redelivers what a crashed run held unacknowledged
 //                only after its AckWait (10 s on the durables herald
 //                creates), after newer messages. So Start reads the
-//                durable's NumAckPending: until those have come back (at
+//                durable's NumAckPending (after 250 ms when the earlier
+//                run's pull requests may still be served to its dead
+//                inbox), counted by sequence: until those have come back (at
 //                most 2 AckWaits) every message is held (kept alive with
 //                InProgress); then the returned ones are handed out in
 //                stream-sequence order (JetStream redelivers in no
@@ -46,7 +48,9 @@
 #include <cstring>
 #include <deque>
 #include <map>
+#include <set>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "herald/cloudevents.h"
@@ -170,6 +174,7 @@ class NatsSource final : public ConsumerSource {
       if (!s.ok()) return s;
     }
     auto now = Clock::now();
+    TouchHeld(now);
     if (gated_ && (gate_left_ <= 0 || now >= gate_deadline_)) {
       gated_ = false;
       if (gate_left_ > 0 && options_.on_log) {
@@ -213,8 +218,9 @@ class NatsSource final : public ConsumerSource {
       list.Msgs[i] = nullptr;  // ours now
       uint64_t seq = Sequence(m);
       if (gated_ && seq <= gate_seq_) {
+        // Counted once: one held longer than its AckWait comes again.
+        if (returned_.insert(seq).second) --gate_left_;
         returning_.push_back(InHand{m, now, seq});
-        --gate_left_;
         continue;
       }
       if (gated_ || !held_.empty()) {
@@ -260,14 +266,6 @@ class NatsSource final : public ConsumerSource {
   void KeepAlive(std::span<const uint64_t> handles) override {
     auto now = Clock::now();
     auto old = now - ack_wait_ / 2;
-    for (auto* list : {&held_, &returning_}) {
-      for (auto& h : *list) {
-        if (h.since < old) {
-          (void)natsMsg_InProgress(h.msg, nullptr);
-          h.since = now;
-        }
-      }
-    }
     std::vector<uint64_t> touch(handles.begin(), handles.end());
     for (const auto& [h, m] : in_hand_) {
       if (m.since < old) touch.push_back(h);
@@ -417,10 +415,24 @@ class NatsSource final : public ConsumerSource {
     bool push = ci->Config->DeliverSubject && *ci->Config->DeliverSubject;
     // Messages an earlier run held unacknowledged come back after their
     // AckWait; newer ones are held back until then (order per stream).
+    if (ci->NumAckPending > 0 || ci->NumWaiting > 0) {
+      // The earlier run's last pull requests (each expires within 100 ms)
+      // may still be served to its dead inbox: let them expire, then read
+      // what it holds.
+      std::this_thread::sleep_for(milliseconds(250));
+      jsConsumerInfo* again = nullptr;
+      if (js_GetConsumerInfo(&again, js_, c_.stream.c_str(), c_.durable.c_str(),
+                             nullptr, &code) == NATS_OK &&
+          again) {
+        jsConsumerInfo_Destroy(ci);
+        ci = again;
+      }
+    }
     if (ci->NumAckPending > 0) {
       gated_ = true;
       gate_seq_ = ci->Delivered.Stream;
       gate_left_ = ci->NumAckPending;
+      returned_.clear();
     }
     if (ci->Config->AckWait > 0) {
       ack_wait_ = std::chrono::duration_cast<Clock::duration>(
@@ -466,6 +478,20 @@ class NatsSource final : public ConsumerSource {
     // Destroy without Unsubscribe: the durable is kept for the next run.
     natsSubscription_Destroy(sub_);
     sub_ = nullptr;
+  }
+
+  // Keeps the held-back messages (nothing is running for them, so the
+  // consumer's KeepAlive does not name them) from reaching their AckWait.
+  void TouchHeld(Clock::time_point now) {
+    auto old = now - ack_wait_ / 2;
+    for (auto* list : {&held_, &returning_}) {
+      for (auto& h : *list) {
+        if (h.since < old) {
+          (void)natsMsg_InProgress(h.msg, nullptr);
+          h.since = now;
+        }
+      }
+    }
   }
 
   static uint64_t Sequence(natsMsg* m) {
@@ -540,8 +566,9 @@ class NatsSource final : public ConsumerSource {
   std::deque<InHand> held_;       // newer messages held behind the gate
   std::deque<InHand> returning_;  // the earlier run's, back (gate open)
   bool gated_ = false;
-  uint64_t gate_seq_ = 0;  // the earlier run's last delivered sequence
-  int64_t gate_left_ = 0;  // its messages not back yet
+  uint64_t gate_seq_ = 0;        // the earlier run's last delivered sequence
+  int64_t gate_left_ = 0;        // its messages not back yet
+  std::set<uint64_t> returned_;  // their sequences seen back
   Clock::time_point gate_deadline_{};
   uint64_t next_handle_ = 0;
   Clock::duration ack_wait_ = kAckWait;
