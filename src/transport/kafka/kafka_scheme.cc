@@ -172,8 +172,26 @@ void Flatten(const std::string& prefix, const OptionValue& table,
   }
 }
 
-Status ParseProperties(const RouteOptions& o, const OptionValue& table,
-                       KafkaOptions* out) {
+// Why a consumer source refuses `name` in its kafka table, or "".
+std::string ConsumerRefusal(const std::string& name, const std::string&) {
+  if (name == "group.id") return "refused: set the consumer's `group` key";
+  if (name == "enable.auto.commit" || name == "enable.auto.offset.store") {
+    return "refused: herald commits offsets itself, only after handling";
+  }
+  if (name == "bootstrap.servers" || name == "metadata.broker.list") {
+    return "refused: the brokers come from the source URL "
+           "(kafka://host:port,...)";
+  }
+  if (name == "auto.offset.reset") return "refused: set the `start` key";
+  return "";
+}
+
+using RefusalFn = std::string (*)(const std::string&, const std::string&);
+
+Status ParseProperties(
+    const RouteOptions& o, const OptionValue& table,
+    std::vector<std::pair<std::string, std::string>>* properties,
+    RefusalFn refusal = Refusal) {
   if (table.kind != OptionValue::Kind::kTable) {
     return o.Error("kafka", table.line,
                    "must be a table of librdkafka properties, not " +
@@ -186,7 +204,7 @@ Status ParseProperties(const RouteOptions& o, const OptionValue& table,
     const std::string key = "kafka." + name;
     std::string value;
     HERALD_RETURN_IF_ERROR(PropertyText(o, key, *v, &value));
-    if (std::string why = Refusal(name, value); !why.empty()) {
+    if (std::string why = refusal(name, value); !why.empty()) {
       return o.Error(key, v->line, why);
     }
     char errstr[512] = "";
@@ -207,12 +225,22 @@ Status ParseProperties(const RouteOptions& o, const OptionValue& table,
       }
       return o.Error(key, v->line, RedactSecrets(text));
     }
-    out->properties.emplace_back(name, std::move(value));
+    properties->emplace_back(name, std::move(value));
   }
   return Status::OK();
 }
 
 }  // namespace
+
+Status ParseKafkaUrl(std::string_view url, std::string* brokers) {
+  return ParseUrl(url, brokers);
+}
+
+Status ParseKafkaConsumerProperties(
+    const RouteOptions& o, const OptionValue& table,
+    std::vector<std::pair<std::string, std::string>>* out) {
+  return ParseProperties(o, table, out, ConsumerRefusal);
+}
 
 bool IsSecretKafkaProperty(std::string_view name) {
   return name.find("password") != std::string_view::npos ||
@@ -247,7 +275,7 @@ Status ParseKafkaOptions(const RouteConfig& route, KafkaOptions* out) {
       HERALD_RETURN_IF_ERROR(
           o.GetDuration(k, v, std::chrono::milliseconds(1), &out->timeout));
     } else if (k == "kafka") {
-      HERALD_RETURN_IF_ERROR(ParseProperties(o, v, out));
+      HERALD_RETURN_IF_ERROR(ParseProperties(o, v, &out->properties));
     } else {
       return o.UnknownKey(f, kKafkaKeys);
     }

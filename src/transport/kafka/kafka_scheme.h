@@ -82,4 +82,15 @@ Status ParseKafkaOptions(const RouteConfig& route, KafkaOptions* out);
 // SenderScheme::validate_options of kafka.
 Status ValidateKafkaRoute(RouteConfig* route);
 
+// The URL's bootstrap brokers, "host:port,host:port".
+Status ParseKafkaUrl(std::string_view url, std::string* brokers);
+
+// A consumer source's `kafka` table: librdkafka properties checked as a
+// route's are, refusing what the source fixes (group.id,
+// enable.auto.commit, enable.auto.offset.store, auto.offset.reset,
+// bootstrap.servers). Errors name the key and line.
+Status ParseKafkaConsumerProperties(
+    const RouteOptions& o, const OptionValue& table,
+    std::vector<std::pair<std::string, std::string>>* out);
+
 }  // namespace herald::detail

@@ -6,6 +6,8 @@
 #include <string>
 #include <vector>
 
+#include "transport/source_util.h"
+
 namespace herald::detail {
 namespace {
 
@@ -96,6 +98,45 @@ Status ParseRabbitOptions(const RouteConfig& route, RabbitOptions* out) {
 Status ValidateRabbitRoute(RouteConfig* route) {
   RabbitOptions o;
   return ParseRabbitOptions(*route, &o);
+}
+
+Status ParseRabbitSourceOptions(const ConsumerSourceOptions& source,
+                                RabbitOptions* out) {
+  HERALD_RETURN_IF_ERROR(ParseUrl(source.url, out));
+  const RouteOptions& o = source.options;
+  bool have_queue = false;
+  for (const auto& f : o.fields) {
+    const std::string& k = f.key;
+    const OptionValue& v = f.value;
+    if (k == "queue") {
+      HERALD_RETURN_IF_ERROR(o.GetString(k, v, &out->queue));
+      if (out->queue.empty() || out->queue.size() > 255) {
+        return o.Error(k, v.line, "must be a queue name of 1 to 255 bytes");
+      }
+      have_queue = true;
+    } else if (k == "connect_timeout") {
+      HERALD_RETURN_IF_ERROR(o.GetDuration(k, v, std::chrono::milliseconds(1),
+                                           &out->connect_timeout));
+    } else if (k == "tls_verify") {
+      HERALD_RETURN_IF_ERROR(o.GetBool(k, v, &out->tls_verify));
+    } else if (k == "ca_file") {
+      HERALD_RETURN_IF_ERROR(o.GetString(k, v, &out->ca_file));
+    } else {
+      return o.UnknownKey(f, kRabbitSourceKeys);
+    }
+  }
+  if (!have_queue) {
+    return o.Error("queue", ConsumerTableLine(o),
+                   "is required for an " + SchemeOfUrl(source.url) +
+                       ":// source (the queue to consume; herald declares "
+                       "no queues)");
+  }
+  return Status::OK();
+}
+
+Status ValidateRabbitSource(ConsumerSourceOptions* source) {
+  RabbitOptions o;
+  return ParseRabbitSourceOptions(*source, &o);
 }
 
 }  // namespace herald::detail

@@ -9,6 +9,7 @@
 #include <string_view>
 
 #include "core/template.h"
+#include "herald/consumer_source.h"
 #include "herald/sender.h"
 
 namespace herald::detail {
@@ -16,6 +17,10 @@ namespace herald::detail {
 // The scheme's keys, for unknown-key messages.
 inline constexpr std::string_view kRabbitKeys =
     "exchange, routing_key, mode, connect_timeout, tls_verify, ca_file";
+
+// The keys of an amqp:// consumer source ([[consumer]] tables).
+inline constexpr std::string_view kRabbitSourceKeys =
+    "queue, connect_timeout, tls_verify, ca_file";
 
 // What a RabbitMQ route publishes where, parsed from its options.
 struct RabbitOptions {
@@ -40,6 +45,8 @@ struct RabbitOptions {
   std::string ca_file;
   // CloudEvents source (the route's `source`, default "herald").
   std::string source = "herald";
+  // A consumer source's key `queue` (required there): the queue consumed.
+  std::string queue;
 };
 
 // "amqp://[user[:pass]@]host[:port][/vhost]" or amqps://.
@@ -50,5 +57,13 @@ Status ParseRabbitOptions(const RouteConfig& route, RabbitOptions* out);
 
 // SenderScheme::validate_options of amqp / amqps.
 Status ValidateRabbitRoute(RouteConfig* route);
+
+// A consumer source's URL and keys (queue, connect_timeout, tls_verify,
+// ca_file); errors name the key and line.
+Status ParseRabbitSourceOptions(const ConsumerSourceOptions& source,
+                                RabbitOptions* out);
+
+// SourceScheme::validate_options of amqp / amqps.
+Status ValidateRabbitSource(ConsumerSourceOptions* source);
 
 }  // namespace herald::detail

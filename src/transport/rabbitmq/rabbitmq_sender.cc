@@ -27,8 +27,6 @@
 #include "transport/rabbitmq/rabbitmq_sender.h"
 
 #include <amqp.h>
-#include <amqp_ssl_socket.h>
-#include <amqp_tcp_socket.h>
 #include <sys/time.h>
 
 #include <map>
@@ -38,6 +36,7 @@
 #include <vector>
 
 #include "herald/cloudevents.h"
+#include "transport/rabbitmq/amqp_connection.h"
 #include "transport/rabbitmq/rabbitmq_scheme.h"
 
 namespace herald::detail {
@@ -45,61 +44,6 @@ namespace {
 
 using std::chrono::milliseconds;
 using std::chrono::steady_clock;
-
-struct ConnectionFree {
-  void operator()(amqp_connection_state_t c) const {
-    amqp_destroy_connection(c);
-  }
-};
-using ConnectionPtr = std::unique_ptr<amqp_connection_state_t_, ConnectionFree>;
-
-amqp_bytes_t Bytes(std::string_view s) {
-  amqp_bytes_t b;
-  b.len = s.size();
-  b.bytes = const_cast<char*>(s.data());
-  return b;
-}
-
-std::string Text(amqp_bytes_t b) {
-  return std::string(static_cast<const char*>(b.bytes), b.len);
-}
-
-timeval ToTimeval(std::chrono::microseconds d) {
-  if (d.count() < 0) d = std::chrono::microseconds(0);
-  timeval tv;
-  tv.tv_sec = static_cast<time_t>(d.count() / 1000000);
-  tv.tv_usec = static_cast<suseconds_t>(d.count() % 1000000);
-  return tv;
-}
-
-// The error of an RPC reply, or OK.
-Status ReplyStatus(const amqp_rpc_reply_t& r, std::string_view what) {
-  std::string where(what);
-  switch (r.reply_type) {
-    case AMQP_RESPONSE_NORMAL:
-      return Status::OK();
-    case AMQP_RESPONSE_NONE:
-      return Status::Unavailable(where + ": no answer from the broker");
-    case AMQP_RESPONSE_LIBRARY_EXCEPTION:
-      return Status::Unavailable(where + ": " +
-                                 amqp_error_string2(r.library_error));
-    case AMQP_RESPONSE_SERVER_EXCEPTION:
-      if (r.reply.id == AMQP_CONNECTION_CLOSE_METHOD) {
-        auto* m = static_cast<amqp_connection_close_t*>(r.reply.decoded);
-        return Status::Unavailable(
-            where + ": the broker closed the " + "connection: " +
-            std::to_string(m->reply_code) + " " + Text(m->reply_text));
-      }
-      if (r.reply.id == AMQP_CHANNEL_CLOSE_METHOD) {
-        auto* m = static_cast<amqp_channel_close_t*>(r.reply.decoded);
-        return Status::Unavailable(where + ": the broker closed the channel: " +
-                                   std::to_string(m->reply_code) + " " +
-                                   Text(m->reply_text));
-      }
-      return Status::Unavailable(where + ": unexpected broker method");
-  }
-  return Status::Unavailable(where + ": unknown reply");
-}
 
 // The exchange named by a 404 channel.close text ("NOT_FOUND - no exchange
 // 'x' in vhost '/'"), or "".
@@ -204,7 +148,7 @@ class RabbitSender final : public Sender {
         return;
       }
       timeval tv =
-          ToTimeval(std::chrono::duration_cast<std::chrono::microseconds>(
+          AmqpTimeval(std::chrono::duration_cast<std::chrono::microseconds>(
               deadline - now));
       amqp_frame_t frame;
       amqp_maybe_release_buffers(conn_.get());
@@ -253,14 +197,14 @@ class RabbitSender final : public Sender {
           auto* m =
               static_cast<amqp_basic_return_t*>(frame.payload.method.decoded);
           std::string why = "unroutable: no queue is bound to exchange '" +
-                            Text(m->exchange) + "' for routing key '" +
-                            Text(m->routing_key) + "' (" +
+                            AmqpText(m->exchange) + "' for routing key '" +
+                            AmqpText(m->routing_key) + "' (" +
                             std::to_string(m->reply_code) + " " +
-                            Text(m->reply_text) + ")";
+                            AmqpText(m->reply_text) + ")";
           amqp_message_t msg;
           amqp_rpc_reply_t r =
               amqp_read_message(conn_.get(), frame.channel, &msg, 0);
-          Status s = ReplyStatus(r, "reading a returned message");
+          Status s = AmqpReplyStatus(r, "reading a returned message");
           if (!s.ok()) {
             fail_in_flight(s);
             Reset();
@@ -268,7 +212,7 @@ class RabbitSender final : public Sender {
           }
           std::string id;
           if (msg.properties._flags & AMQP_BASIC_MESSAGE_ID_FLAG) {
-            id = Text(msg.properties.message_id);
+            id = AmqpText(msg.properties.message_id);
           }
           amqp_destroy_message(&msg);
           if (auto it = by_id.find(id); it != by_id.end()) {
@@ -280,7 +224,7 @@ class RabbitSender final : public Sender {
           auto* m =
               static_cast<amqp_channel_close_t*>(frame.payload.method.decoded);
           int code = m->reply_code;
-          std::string text = Text(m->reply_text);
+          std::string text = AmqpText(m->reply_text);
           amqp_channel_close_ok_t close_ok{};
           amqp_send_method(conn_.get(), frame.channel,
                            AMQP_CHANNEL_CLOSE_OK_METHOD, &close_ok);
@@ -313,7 +257,7 @@ class RabbitSender final : public Sender {
               frame.payload.method.decoded);
           Status s = Status::Unavailable("the broker closed the connection: " +
                                          std::to_string(m->reply_code) + " " +
-                                         Text(m->reply_text));
+                                         AmqpText(m->reply_text));
           amqp_connection_close_ok_t close_ok{};
           amqp_send_method(conn_.get(), 0, AMQP_CONNECTION_CLOSE_OK_METHOD,
                            &close_ok);
@@ -342,8 +286,8 @@ class RabbitSender final : public Sender {
                AMQP_BASIC_MESSAGE_ID_FLAG | AMQP_BASIC_TIMESTAMP_FLAG |
                AMQP_BASIC_TYPE_FLAG;
     p.delivery_mode = AMQP_DELIVERY_PERSISTENT;
-    p.message_id = Bytes(e.id);
-    p.type = Bytes(e.type);
+    p.message_id = AmqpBytes(e.id);
+    p.type = AmqpBytes(e.type);
     p.timestamp = static_cast<uint64_t>(e.occurred_at_us / 1000000);
     MessageHeaders headers;
     std::vector<amqp_table_entry_t> entries;
@@ -358,24 +302,24 @@ class RabbitSender final : public Sender {
           continue;
         }
         amqp_table_entry_t t{};
-        t.key = Bytes(name);
+        t.key = AmqpBytes(name);
         t.value.kind = AMQP_FIELD_KIND_UTF8;
-        t.value.value.bytes = Bytes(value);
+        t.value.value.bytes = AmqpBytes(value);
         entries.push_back(t);
       }
       p._flags |= AMQP_BASIC_HEADERS_FLAG;
       p.headers.num_entries = static_cast<int>(entries.size());
       p.headers.entries = entries.data();
-      payload = Bytes(e.payload);
+      payload = AmqpBytes(e.payload);
     } else {
       content_type = "application/cloudevents+json; charset=UTF-8";
       body->clear();
       AppendCloudEventJson(e, o_.source, body);
-      payload = Bytes(*body);
+      payload = AmqpBytes(*body);
     }
-    p.content_type = Bytes(content_type);
-    return amqp_basic_publish(conn_.get(), channel_, Bytes(exchange),
-                              Bytes(routing_key), /*mandatory=*/1,
+    p.content_type = AmqpBytes(content_type);
+    return amqp_basic_publish(conn_.get(), channel_, AmqpBytes(exchange),
+                              AmqpBytes(routing_key), /*mandatory=*/1,
                               /*immediate=*/0, &p, payload);
   }
 
@@ -383,39 +327,9 @@ class RabbitSender final : public Sender {
     auto left = std::chrono::duration_cast<std::chrono::microseconds>(
         deadline - steady_clock::now());
     auto limit = std::min<std::chrono::microseconds>(left, o_.connect_timeout);
-    if (limit.count() <= 0) {
-      return Status::Unavailable("no time left to connect to the broker");
-    }
-    std::string where = o_.host + ":" + std::to_string(o_.port);
-    ConnectionPtr conn(amqp_new_connection());
-    if (!conn) return Status::Unavailable("amqp_new_connection failed");
-    amqp_socket_t* sock = o_.tls ? amqp_ssl_socket_new(conn.get())
-                                 : amqp_tcp_socket_new(conn.get());
-    if (!sock) return Status::Unavailable("cannot make a socket");
-    if (o_.tls) {
-      amqp_ssl_socket_set_verify_peer(sock, o_.tls_verify ? 1 : 0);
-      amqp_ssl_socket_set_verify_hostname(sock, o_.tls_verify ? 1 : 0);
-      if (!o_.ca_file.empty()) {
-        int rc = amqp_ssl_socket_set_cacert(sock, o_.ca_file.c_str());
-        if (rc != AMQP_STATUS_OK) {
-          return Status::Unavailable("ca_file " + o_.ca_file + ": " +
-                                     amqp_error_string2(rc));
-        }
-      }
-    }
-    timeval tv = ToTimeval(limit);
-    int rc = amqp_socket_open_noblock(sock, o_.host.c_str(), o_.port, &tv);
-    if (rc != AMQP_STATUS_OK) {
-      return Status::Unavailable("connecting to " + where + ": " +
-                                 amqp_error_string2(rc));
-    }
-    amqp_set_handshake_timeout(conn.get(), &tv);
-    amqp_set_rpc_timeout(conn.get(), &tv);
-    amqp_rpc_reply_t r = amqp_login(conn.get(), o_.vhost.c_str(), 0, 131072,
-                                    /*heartbeat=*/0, AMQP_SASL_METHOD_PLAIN,
-                                    o_.user.c_str(), o_.password.c_str());
+    AmqpConnection conn;
     HERALD_RETURN_IF_ERROR(
-        ReplyStatus(r, "logging in to " + where + " vhost '" + o_.vhost + "'"));
+        OpenAmqpConnection(o_, limit, /*heartbeat=*/0, &conn));
     conn_ = std::move(conn);
     channel_ = 0;
     Status s = OpenChannel(deadline);
@@ -430,10 +344,10 @@ class RabbitSender final : public Sender {
     next_tag_ = 0;
     amqp_channel_open(conn_.get(), channel_);
     HERALD_RETURN_IF_ERROR(
-        ReplyStatus(amqp_get_rpc_reply(conn_.get()), "opening a channel"));
+        AmqpReplyStatus(amqp_get_rpc_reply(conn_.get()), "opening a channel"));
     amqp_confirm_select(conn_.get(), channel_);
-    return ReplyStatus(amqp_get_rpc_reply(conn_.get()),
-                       "turning on publisher confirms");
+    return AmqpReplyStatus(amqp_get_rpc_reply(conn_.get()),
+                           "turning on publisher confirms");
   }
 
   // Between calls the broker may have closed the connection (a restart, an
@@ -475,7 +389,7 @@ class RabbitSender final : public Sender {
 
   const RabbitOptions o_;
   const int window_;
-  ConnectionPtr conn_;
+  AmqpConnection conn_;
   amqp_channel_t channel_ = 0;
   uint64_t next_tag_ = 0;  // the last delivery tag given on channel_
 };

@@ -1,0 +1,341 @@
+// The Kafka consumer source (kafka://, keys topic + group) against
+// librdkafka's mock cluster served over TCP by the herald_test_kafka_mock
+// process (one for this binary; a topic per test): events the built relay
+// publishes are handled exactly once in effect, in per-stream order,
+// through relay and consumer SIGKILLs and a second publishing of the same
+// events; a poison event parks its stream while the others finish;
+// released records are read again by the next run, `start = "latest"`
+// skips what is there, the lag is the high watermark minus the commit;
+// bad keys are refused with key and line.
+#include <gtest/gtest.h>
+
+#include <fstream>
+#include <regex>
+#include <set>
+
+#include "herald/consumer.h"
+#include "herald/consumer_source.h"
+#include "kafka/kafka_test_util.h"
+#include "support/consumer_e2e.h"
+#include "support/test_util.h"
+
+namespace herald {
+namespace {
+
+using std::chrono::milliseconds;
+using std::chrono::seconds;
+using testing::ConsumerE2E;
+using testing::HeraldBin;
+using testing::RunCommand;
+using testing::WaitFor;
+
+constexpr int kPartitions = 4;
+
+class KafkaConsumer : public ::testing::Test {
+ protected:
+  static void SetUpTestSuite() {
+    cluster_ = new testing::MockClusterProcess(HERALD_TEST_KAFKA_MOCK, 1,
+                                               std::vector<std::string>{},
+                                               /*fixed_leaders=*/false);
+  }
+  static void TearDownTestSuite() {
+    delete cluster_;
+    cluster_ = nullptr;
+  }
+
+  void SetUp() override {
+    ASSERT_TRUE(cluster_->ok()) << cluster_->err();
+    topic_ = "t" + std::to_string(++counter_);
+    ASSERT_EQ(cluster_->Command("topic " + topic_ + ":" +
+                                std::to_string(kPartitions)),
+              "ok");
+  }
+
+  std::string Url() const { return "kafka://" + cluster_->bootstraps(); }
+
+  std::string Route(const std::string& name, const std::string& extra = "") {
+    return "[[route]]\nname = \"" + name + "\"\nsender = \"" + Url() +
+           "\"\ntopic = \"" + topic_ +
+           "\"\nbatch = 100\nmax_in_flight = 50\nbackoff_initial = "
+           "\"5ms\"\nbackoff_max = \"200ms\"\n" +
+           extra + "\n";
+  }
+
+  // A group of this test's own (a member of an earlier test's group would
+  // hold up the join until its session times out).
+  ConsumerSourceOptions SourceOptions(const std::string& group = "c") {
+    ConsumerSourceOptions so;
+    so.consumer = "c";
+    so.url = Url();
+    so.options.table = "consumer";
+    so.options.route = "c";
+    OptionField f;
+    f.key = "topic";
+    f.value.string = topic_;
+    so.options.fields.push_back(f);
+    OptionField g;
+    g.key = "group";
+    g.value.string = group + "-" + topic_;
+    so.options.fields.push_back(g);
+    OptionField k;
+    k.key = "kafka";
+    k.value.kind = OptionValue::Kind::kTable;
+    k.value.fields = KafkaTimeouts();
+    so.options.fields.push_back(k);
+    return so;
+  }
+
+  // Short group timeouts, so a SIGKILLed member's partitions move soon.
+  static std::vector<OptionField> KafkaTimeouts() {
+    OptionField session, heartbeat;
+    session.key = "session.timeout.ms";
+    session.value.kind = OptionValue::Kind::kInteger;
+    session.value.integer = 6000;
+    heartbeat.key = "heartbeat.interval.ms";
+    heartbeat.value.kind = OptionValue::Kind::kInteger;
+    heartbeat.value.integer = 500;
+    return {heartbeat, session};
+  }
+
+  void Publish(std::span<const Event> events, const std::string& mode) {
+    RouteConfig route;
+    route.sender = Url();
+    OptionField t;
+    t.key = "topic";
+    t.value.string = topic_;
+    route.options.fields.push_back(t);
+    OptionField m;
+    m.key = "mode";
+    m.value.string = mode;
+    route.options.fields.push_back(m);
+    testing::PublishWithSender(route, events);
+  }
+
+  // Polls `src` until `want` deliveries came (or 20 s passed).
+  static std::vector<SourceDelivery> PollFor(ConsumerSource& src, size_t want) {
+    std::vector<SourceDelivery> got;
+    WaitFor(
+        [&] {
+          auto p = src.Poll(100, milliseconds(100));
+          if (p.ok()) {
+            for (auto& d : *p) got.push_back(std::move(d));
+          }
+          return got.size() >= want;
+        },
+        seconds(20));
+    return got;
+  }
+
+  static inline testing::MockClusterProcess* cluster_ = nullptr;
+  static inline int counter_ = 0;
+  std::string topic_;
+  ConsumerE2E t_;
+};
+
+TEST_F(KafkaConsumer,
+       FiveThousandEventsOnceEachInStreamOrderThroughThreeKindsOfDuplicates) {
+  std::string consumer = "[[consumer]]\nname = \"c\"\nsource = \"" + Url() +
+                         "\"\ntopic = \"" + topic_ + "\"\ngroup = \"c-" +
+                         topic_ + "\"\ninbox = \"" + t_.inbox_url() +
+                         "\"\nexec = \"true\"\nmax_in_flight = 8\n" +
+                         "kafka = { \"session.timeout.ms\" = 6000, "
+                         "\"heartbeat.interval.ms\" = 500 }\n";
+  // The dup route publishes s-3 and s-11 again: other records (offsets).
+  testing::RunExactlyOnceScenario(
+      t_, Route("r") + Route("dup", "streams = [\"s-3\", \"s-11\"]"), consumer,
+      /*dup_copies=*/500);
+}
+
+TEST_F(KafkaConsumer,
+       APoisonEventParksItsStreamWhileTheOthersFinishThenRetryDeliversInOrder) {
+  testing::RunPoisonScenario(
+      t_, SourceOptions(),
+      [&](std::span<const Event> events) { Publish(events, "binary"); });
+}
+
+TEST_F(KafkaConsumer, ReleasedRecordsAreReadAgainStructuredModeAndLag) {
+  t_.Append(6, 3);
+  Publish(t_.events(), "structured");
+  auto so = SourceOptions();
+  auto source = MakeConsumerSource(so);
+  ASSERT_TRUE(source.ok()) << source.status().ToString();
+  ConsumerSource& src = **source;
+  EXPECT_EQ(src.kind(), "kafka");
+  ASSERT_TRUE(src.Start().ok());
+  auto got = PollFor(src, 6);
+  ASSERT_EQ(got.size(), 6u);
+  std::map<std::string, const Event*> by_id;
+  for (const auto& e : t_.events()) by_id[e.id] = &e;
+  std::vector<uint64_t> acks, released;
+  for (const auto& d : got) {
+    ASSERT_TRUE(d.decode_status.ok()) << d.decode_status.ToString();
+    ASSERT_TRUE(by_id.count(d.event.id));
+    const Event& want = *by_id[d.event.id];
+    EXPECT_EQ(d.event.stream, want.stream);
+    EXPECT_EQ(d.event.type, want.type);
+    EXPECT_EQ(d.event.payload, want.payload);
+    EXPECT_EQ(d.event.position, want.position);
+    EXPECT_EQ(d.key, want.stream);
+    // s-1's events are given back; the rest are done.
+    (want.stream == "s-1" ? released : acks).push_back(d.handle);
+  }
+  ASSERT_EQ(released.size(), 2u);
+  ASSERT_TRUE(src.Ack(acks).ok());
+  ASSERT_TRUE(src.Release(released).ok());
+  // What waits: at least the released ones (the commit of their partition
+  // stays below them; records of other streams after them count too).
+  std::optional<int64_t> lag;
+  ASSERT_TRUE(WaitFor(
+      [&] {
+        lag = src.Lag();
+        return lag && *lag >= 2 && *lag <= 6;
+      },
+      seconds(10)))
+      << (lag ? std::to_string(*lag) : "unknown");
+  src.Close();
+  // The next run of the group reads s-1's two again (and what follows them
+  // in their partition: the commit is a prefix; the inbox absorbs those).
+  std::set<std::string> released_ids;
+  for (const auto& d : got) {
+    if (d.event.stream == "s-1") released_ids.insert(d.event.id);
+  }
+  auto again = MakeConsumerSource(so);
+  ASSERT_TRUE(again.ok());
+  ASSERT_TRUE((*again)->Start().ok());
+  std::vector<SourceDelivery> second;
+  std::set<std::string> reread;
+  ASSERT_TRUE(WaitFor(
+      [&] {
+        auto p = (*again)->Poll(100, milliseconds(100));
+        if (p.ok()) {
+          for (auto& d : *p) {
+            reread.insert(d.event.id);
+            second.push_back(std::move(d));
+          }
+        }
+        for (const auto& id : released_ids) {
+          if (!reread.count(id)) return false;
+        }
+        return true;
+      },
+      seconds(20)));
+  EXPECT_LT(second.size(), 6u) << "records below the commit were read again";
+  std::vector<uint64_t> all;
+  for (const auto& d : second) all.push_back(d.handle);
+  ASSERT_TRUE((*again)->Ack(all).ok());
+  ASSERT_TRUE(WaitFor(
+      [&] {
+        auto lag = (*again)->Lag();
+        return lag && *lag == 0;
+      },
+      seconds(10)));
+  (*again)->Close();
+}
+
+TEST_F(KafkaConsumer, StartLatestSkipsWhatIsThereAndAssignedPartitionsWork) {
+  t_.Append(8, 4);
+  Publish(t_.events(), "binary");
+  // A new group starting at the end: only later records.
+  auto so = SourceOptions("late");
+  OptionField start;
+  start.key = "start";
+  start.value.string = "latest";
+  so.options.fields.push_back(start);
+  OptionField parts;
+  parts.key = "partitions";
+  parts.value.kind = OptionValue::Kind::kArray;
+  for (int p = 0; p < kPartitions; ++p) {
+    OptionValue v;
+    v.kind = OptionValue::Kind::kInteger;
+    v.integer = p;
+    parts.value.items.push_back(v);
+  }
+  so.options.fields.push_back(parts);
+  ASSERT_TRUE(ValidateSourceOptions(&so).ok());
+  auto source = MakeConsumerSource(so);
+  ASSERT_TRUE(source.ok()) << source.status().ToString();
+  ASSERT_TRUE((*source)->Start().ok());
+  // Assigned at the end (once the fetcher knows the watermarks, it has
+  // its position): nothing old comes.
+  ASSERT_TRUE(WaitFor(
+      [&] {
+        auto none = (*source)->Poll(100, milliseconds(50));
+        EXPECT_TRUE(none.ok() && none->empty());
+        return (*source)->Lag().has_value();
+      },
+      seconds(20)));
+  t_.Append(4, 4);
+  Publish(std::span<const Event>(t_.events()).subspan(8), "binary");
+  auto got = PollFor(**source, 4);
+  ASSERT_EQ(got.size(), 4u);
+  std::set<std::string> ids;
+  for (const auto& d : got) ids.insert(d.event.id);
+  for (size_t i = 8; i < 12; ++i) EXPECT_TRUE(ids.count(t_.events()[i].id));
+  (*source)->Close();
+}
+
+// Bad per-source keys: `herald consume` refuses the config with the key and
+// its line, exit 2, and starts nothing.
+class KafkaConsumerConfig : public ::testing::Test {
+ protected:
+  std::string Refused(const std::string& keys) {
+    std::string path = dir_.file("herald.toml");
+    std::ofstream(path) << "[store]\nurl = \"sqlite:" << dir_.file("h.db")
+                        << "\"\n\n[[consumer]]\nname = \"c\"\n"
+                        << "source = \"kafka://127.0.0.1:1\"\n"
+                        << "inbox = \"sqlite:" << dir_.file("inbox.db")
+                        << "\"\nexec = \"true\"\n"
+                        << keys;
+    std::string out, err;
+    EXPECT_EQ(
+        RunCommand({HeraldBin(), "consume", "--config", path}, &out, &err), 2)
+        << err;
+    return err;
+  }
+  testing::TempDir dir_;
+};
+
+TEST_F(KafkaConsumerConfig, AMissingTopicIsRefusedNamingTheKey) {
+  std::string err = Refused("group = \"g\"\n");
+  EXPECT_TRUE(std::regex_search(
+      err, std::regex("herald.toml:[0-9]+: consumer 'c'.topic: is required")))
+      << err;
+}
+
+TEST_F(KafkaConsumerConfig, ABadStartIsRefusedWithItsLine) {
+  std::string err = Refused("topic = \"t\"\nstart = \"yesterday\"\n");
+  EXPECT_NE(err.find("herald.toml:10: consumer 'c'.start: must be "
+                     "\"earliest\", \"latest\" or an RFC 3339 time"),
+            std::string::npos)
+      << err;
+}
+
+TEST_F(KafkaConsumerConfig, BadPartitionsAreRefusedWithTheirLine) {
+  std::string err = Refused("topic = \"t\"\npartitions = [0, -1]\n");
+  EXPECT_NE(err.find("herald.toml:10: consumer 'c'.partitions: must hold "
+                     "partition numbers"),
+            std::string::npos)
+      << err;
+}
+
+TEST_F(KafkaConsumerConfig, AutoCommitInTheKafkaTableIsRefused) {
+  std::string err =
+      Refused("topic = \"t\"\nkafka = { \"enable.auto.commit\" = \"true\" }\n");
+  EXPECT_NE(err.find("herald.toml:10: consumer 'c'.kafka.enable.auto.commit: "
+                     "refused"),
+            std::string::npos)
+      << err;
+}
+
+TEST_F(KafkaConsumerConfig, AnUnknownKeyIsRefusedWithItsLine) {
+  std::string err = Refused("topic = \"t\"\nqueue = \"q\"\n");
+  EXPECT_NE(err.find("herald.toml:10: consumer 'c'.queue: unknown key"),
+            std::string::npos)
+      << err;
+  EXPECT_NE(err.find("topic, group, partitions, start, kafka"),
+            std::string::npos)
+      << err;
+}
+
+}  // namespace
+}  // namespace herald

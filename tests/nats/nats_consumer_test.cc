@@ -1,0 +1,276 @@
+// The NATS JetStream consumer source (nats://, keys stream + durable)
+// against a real nats-server -js started once for this binary: events the
+// built relay publishes are handled exactly once in effect, in per-stream
+// order, through relay and consumer SIGKILLs and copies under other
+// Nats-Msg-Ids; a poison event parks its stream while the others finish;
+// redeliveries, structured mode and the durable's pending count are
+// reported; bad keys are refused with key and line.
+#include <gtest/gtest.h>
+
+#include <fstream>
+#include <regex>
+#include <set>
+
+#include "herald/cloudevents.h"
+#include "herald/consumer.h"
+#include "herald/consumer_source.h"
+#include "nats/nats_test_util.h"
+#include "support/consumer_e2e.h"
+#include "support/test_util.h"
+
+namespace herald {
+namespace {
+
+using std::chrono::milliseconds;
+using std::chrono::seconds;
+using testing::ConsumerE2E;
+using testing::HeraldBin;
+using testing::RunCommand;
+using testing::WaitFor;
+
+class NatsConsumer : public ::testing::Test {
+ protected:
+  static void SetUpTestSuite() { server_ = new testing::NatsServer(); }
+  static void TearDownTestSuite() {
+    delete server_;
+    server_ = nullptr;
+  }
+
+  void SetUp() override {
+    ASSERT_TRUE(server_->ready()) << server_->log();
+    n_ = std::to_string(++counter_);
+    stream_ = "S" + n_;
+    admin_ = std::make_unique<testing::JetStreamAdmin>(server_->url());
+    ASSERT_TRUE(admin_->ok()) << admin_->error();
+    // A 100 ms duplicate window (the least JetStream takes): what the relay
+    // republishes after a SIGKILL and a restart
+    // is stored again, so the consumer sees it twice.
+    ASSERT_EQ(admin_->AddStream(stream_, {"ev" + n_ + ".>"}, 100), "");
+  }
+
+  std::string Route(const std::string& name, const std::string& mode) {
+    return "[[route]]\nname = \"" + name + "\"\nsender = \"" + server_->url() +
+           "\"\nsubject = \"ev" + n_ + ".{stream}\"\nmode = \"" + mode +
+           "\"\nbatch = 100\nmax_in_flight = 50\nbackoff_initial = "
+           "\"5ms\"\nbackoff_max = \"200ms\"\n\n";
+  }
+
+  ConsumerSourceOptions SourceOptions() {
+    ConsumerSourceOptions so;
+    so.consumer = "c";
+    so.url = server_->url();
+    so.options.table = "consumer";
+    so.options.route = "c";
+    OptionField f;
+    f.key = "stream";
+    f.value.string = stream_;
+    so.options.fields.push_back(f);
+    return so;
+  }
+
+  void Publish(std::span<const Event> events, const std::string& mode) {
+    RouteConfig route;
+    route.sender = server_->url();
+    OptionField subject;
+    subject.key = "subject";
+    subject.value.string = "ev" + n_ + ".{stream}";
+    route.options.fields.push_back(subject);
+    OptionField m;
+    m.key = "mode";
+    m.value.string = mode;
+    route.options.fields.push_back(m);
+    testing::PublishWithSender(route, events);
+  }
+
+  // Each event again, as the NATS sender encodes it but with another
+  // Nats-Msg-Id: a second broker message of the same event.
+  void PublishCopies(std::span<const Event> events) {
+    for (const auto& e : events) {
+      natsMsg* m = nullptr;
+      std::string subject = "ev" + n_ + "." + e.stream;
+      ASSERT_EQ(natsMsg_Create(&m, subject.c_str(), nullptr, e.payload.data(),
+                               static_cast<int>(e.payload.size())),
+                NATS_OK);
+      for (const auto& [k, v] :
+           EncodeCloudEventHeaders(e, "herald", CloudEventBinding::kNats)) {
+        natsMsgHeader_Set(m, k.c_str(), v.c_str());
+      }
+      jsPubOptions po;
+      jsPubOptions_Init(&po);
+      std::string id = e.id + ".again";
+      po.MsgId = id.c_str();
+      jsPubAck* ack = nullptr;
+      natsStatus s = js_PublishMsg(&ack, admin_->js(), m, &po, nullptr);
+      if (ack) jsPubAck_Destroy(ack);
+      natsMsg_Destroy(m);
+      ASSERT_EQ(s, NATS_OK) << natsStatus_GetText(s);
+    }
+  }
+
+  static inline testing::NatsServer* server_ = nullptr;
+  static inline int counter_ = 0;
+  std::string n_, stream_;
+  std::unique_ptr<testing::JetStreamAdmin> admin_;
+  ConsumerE2E t_;
+};
+
+TEST_F(NatsConsumer,
+       FiveThousandEventsOnceEachInStreamOrderThroughThreeKindsOfDuplicates) {
+  std::string consumer = "[[consumer]]\nname = \"c\"\nsource = \"" +
+                         server_->url() + "\"\nstream = \"" + stream_ +
+                         "\"\ninbox = \"" + t_.inbox_url() +
+                         "\"\nexec = \"true\"\nmax_in_flight = 8\n";
+  testing::RunExactlyOnceScenario(
+      t_, Route("r", "binary"), consumer, /*dup_copies=*/500,
+      [&](std::span<const Event> copies) { PublishCopies(copies); });
+}
+
+TEST_F(NatsConsumer,
+       APoisonEventParksItsStreamWhileTheOthersFinishThenRetryDeliversInOrder) {
+  testing::RunPoisonScenario(
+      t_, SourceOptions(),
+      [&](std::span<const Event> events) { Publish(events, "binary"); });
+}
+
+TEST_F(NatsConsumer, RedeliveriesStructuredModeAndPendingCount) {
+  t_.Append(5, 5);
+  Publish(std::span<const Event>(t_.events()).subspan(0, 3), "structured");
+  auto so = SourceOptions();
+  so.max_in_hand = 10;
+  auto source = MakeConsumerSource(so);
+  ASSERT_TRUE(source.ok()) << source.status().ToString();
+  ConsumerSource& src = **source;
+  EXPECT_EQ(src.kind(), "nats");
+  ASSERT_TRUE(src.Start().ok());
+  ASSERT_TRUE(WaitFor(
+      [&] {
+        auto lag = src.Lag();
+        return lag && *lag == 3;
+      },
+      seconds(10)));
+  auto poll = [&](size_t want) {
+    std::vector<SourceDelivery> got;
+    WaitFor(
+        [&] {
+          auto p = src.Poll(10, milliseconds(100));
+          if (p.ok()) {
+            for (auto& d : *p) got.push_back(std::move(d));
+          }
+          return got.size() >= want;
+        },
+        seconds(10));
+    return got;
+  };
+  auto got = poll(3);
+  ASSERT_EQ(got.size(), 3u);
+  for (size_t i = 0; i < 3; ++i) {
+    const Event& want = t_.events()[i];
+    EXPECT_TRUE(got[i].decode_status.ok()) << got[i].decode_status.ToString();
+    EXPECT_EQ(got[i].event.id, want.id);
+    EXPECT_EQ(got[i].event.stream, want.stream);
+    EXPECT_EQ(got[i].event.type, want.type);
+    EXPECT_EQ(got[i].event.payload, want.payload);
+    EXPECT_EQ(got[i].event.position, want.position);
+    EXPECT_EQ(got[i].key, want.stream);
+    EXPECT_EQ(got[i].redeliveries, 0);
+  }
+  std::vector<uint64_t> handles;
+  for (const auto& d : got) handles.push_back(d.handle);
+  ASSERT_TRUE(src.Release(handles).ok());
+  auto again = poll(3);
+  ASSERT_EQ(again.size(), 3u);
+  std::set<std::string> ids;
+  for (const auto& d : again) {
+    EXPECT_EQ(d.redeliveries, 1);
+    ids.insert(d.event.id);
+  }
+  EXPECT_EQ(ids.size(), 3u);
+  handles.clear();
+  for (const auto& d : again) handles.push_back(d.handle);
+  ASSERT_TRUE(src.Ack(handles).ok());
+  // Binary mode too; acknowledged ones never come back.
+  Publish(std::span<const Event>(t_.events()).subspan(3), "binary");
+  auto rest = poll(2);
+  ASSERT_EQ(rest.size(), 2u);
+  EXPECT_EQ(rest[0].event.id, t_.events()[3].id);
+  EXPECT_EQ(rest[1].event.id, t_.events()[4].id);
+  EXPECT_EQ(rest[1].event.type, t_.events()[4].type);
+  handles.clear();
+  for (const auto& d : rest) handles.push_back(d.handle);
+  ASSERT_TRUE(src.Ack(handles).ok());
+  ASSERT_TRUE(WaitFor(
+      [&] {
+        auto lag = src.Lag();
+        return lag && *lag == 0;
+      },
+      seconds(10)));
+  auto none = src.Poll(10, milliseconds(200));
+  ASSERT_TRUE(none.ok());
+  EXPECT_TRUE(none->empty());
+  src.Close();
+}
+
+TEST_F(NatsConsumer, AStreamThatDoesNotExistStopsTheConsumerWithItsName) {
+  auto so = SourceOptions();
+  so.options.fields[0].value.string = "NoSuchStream";
+  auto source = MakeConsumerSource(so);
+  ASSERT_TRUE(source.ok());
+  Status s = (*source)->Start();
+  EXPECT_FALSE(s.ok());
+  EXPECT_FALSE(s.IsUnavailable()) << s.ToString();
+  EXPECT_NE(s.message().find("NoSuchStream"), std::string::npos)
+      << s.ToString();
+}
+
+// Bad per-source keys: `herald consume` refuses the config with the key and
+// its line, exit 2, and starts nothing.
+class NatsConsumerConfig : public ::testing::Test {
+ protected:
+  std::string Refused(const std::string& keys, const std::string& name = "c") {
+    std::string path = dir_.file("herald.toml");
+    std::ofstream(path) << "[store]\nurl = \"sqlite:" << dir_.file("h.db")
+                        << "\"\n\n[[consumer]]\nname = \"" << name << "\"\n"
+                        << "source = \"nats://127.0.0.1:1\"\n"
+                        << "inbox = \"sqlite:" << dir_.file("inbox.db")
+                        << "\"\nexec = \"true\"\n"
+                        << keys;
+    std::string out, err;
+    EXPECT_EQ(
+        RunCommand({HeraldBin(), "consume", "--config", path}, &out, &err), 2)
+        << err;
+    return err;
+  }
+  testing::TempDir dir_;
+};
+
+TEST_F(NatsConsumerConfig, AMissingStreamIsRefusedNamingTheKey) {
+  std::string err = Refused("durable = \"d\"\n");
+  EXPECT_TRUE(std::regex_search(
+      err, std::regex("herald.toml:[0-9]+: consumer 'c'.stream: is required")))
+      << err;
+}
+
+TEST_F(NatsConsumerConfig, ADurableWithADotIsRefusedWithItsLine) {
+  std::string err = Refused("stream = \"S\"\ndurable = \"a.b\"\n");
+  EXPECT_NE(err.find("herald.toml:10: consumer 'c'.durable: must be a "
+                     "JetStream durable name"),
+            std::string::npos)
+      << err;
+}
+
+TEST_F(NatsConsumerConfig, AConsumerNameWithADotNeedsADurable) {
+  std::string err = Refused("stream = \"S\"\n", "a.b");
+  EXPECT_NE(err.find("consumer 'a.b'.durable: is required"), std::string::npos)
+      << err;
+}
+
+TEST_F(NatsConsumerConfig, AnUnknownKeyIsRefusedWithItsLine) {
+  std::string err = Refused("stream = \"S\"\ntopic = \"t\"\n");
+  EXPECT_NE(err.find("herald.toml:10: consumer 'c'.topic: unknown key"),
+            std::string::npos)
+      << err;
+  EXPECT_NE(err.find("stream, durable"), std::string::npos) << err;
+}
+
+}  // namespace
+}  // namespace herald
