@@ -1,5 +1,7 @@
 // SQLite-specific store behaviour: joining the caller's own sqlite3*
 // transaction, refusing files that are not herald databases, migrations.
+#include "store/sqlite/sqlite_store.h"
+
 #include <gtest/gtest.h>
 #include <sqlite3.h>
 #include <sys/stat.h>
@@ -310,6 +312,8 @@ TEST(SqliteStore, SchemaOneMovesRouteErrorsOutOfTheLeaseTable) {
     Db db(path);
     ASSERT_EQ(db.Exec("DROP TABLE herald_route_status;"
                       "DROP INDEX herald_inbox_by_time;"
+                      "ALTER TABLE herald_parked DROP COLUMN event;"
+                      "ALTER TABLE herald_parked DROP COLUMN first_failed_at;"
                       "UPDATE herald_meta SET value = '1' "
                       "WHERE key = 'schema_version';"
                       "INSERT INTO herald_leases VALUES "
@@ -330,7 +334,8 @@ TEST(SqliteStore, SchemaOneMovesRouteErrorsOutOfTheLeaseTable) {
   Db db(path);
   EXPECT_EQ(db.One("SELECT value FROM herald_meta WHERE key = "
                    "'schema_version'"),
-            "2");
+            std::to_string(detail::kSqliteSchemaVersion))
+      << "migrated to the current schema";
 }
 
 TEST(SqliteStore, IdsStoredInUpperCaseBeforeAreStillFound) {
