@@ -517,7 +517,7 @@ Status UnitOfWork::Receive(const Event& event) {
     return Status::InvalidArgument("a received event needs its id");
   }
   events_.push_back(event);
-  values_.push_back(Value());
+  values_.emplace_back();
   received_.push_back(true);
   if (!Listened(Phase::kImmediate)) return Status::OK();
   Event received = events_.back();
