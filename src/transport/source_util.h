@@ -15,11 +15,12 @@
 namespace herald::detail {
 
 // The config line to name when a required per-source key is missing: the
-// first line among the consumer's per-source keys (ConsumerSourceOptions
-// does not carry the [[consumer]] header's line), or 0 when it has none.
-inline int ConsumerTableLine(const RouteOptions& o) {
+// [[consumer]] header's line, else (options built in code) the first line
+// among its per-source keys, else 0.
+inline int ConsumerTableLine(const ConsumerSourceOptions& so) {
+  if (so.line > 0) return so.line;
   int line = 0;
-  for (const auto& f : o.fields) {
+  for (const auto& f : so.options.fields) {
     if (f.value.line > 0 && (line == 0 || f.value.line < line)) {
       line = f.value.line;
     }

@@ -243,10 +243,11 @@ class NatsConsumerConfig : public ::testing::Test {
   testing::TempDir dir_;
 };
 
+// A key that is not there is named with the [[consumer]] header's line.
 TEST_F(NatsConsumerConfig, AMissingStreamIsRefusedNamingTheKey) {
   std::string err = Refused("durable = \"d\"\n");
-  EXPECT_TRUE(std::regex_search(
-      err, std::regex("herald.toml:[0-9]+: consumer 'c'.stream: is required")))
+  EXPECT_NE(err.find("herald.toml:4: consumer 'c'.stream: is required"),
+            std::string::npos)
       << err;
 }
 

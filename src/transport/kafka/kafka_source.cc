@@ -132,7 +132,7 @@ Status ParseKafkaSource(const ConsumerSourceOptions& so,
     }
   }
   if (!have_topic) {
-    return o.Error("topic", ConsumerTableLine(o),
+    return o.Error("topic", ConsumerTableLine(so),
                    "is required for a kafka:// source (the topic to "
                    "consume)");
   }

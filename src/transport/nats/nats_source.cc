@@ -125,14 +125,14 @@ Status ParseNatsSource(const ConsumerSourceOptions& so, NatsSourceConfig* out) {
     }
   }
   if (!have_stream) {
-    return o.Error("stream", ConsumerTableLine(o),
+    return o.Error("stream", ConsumerTableLine(so),
                    "is required for a nats:// source (the JetStream stream "
                    "to consume)");
   }
   if (!have_durable) {
     out->durable = so.consumer;
     if (!ValidDurable(out->durable)) {
-      return o.Error("durable", ConsumerTableLine(o),
+      return o.Error("durable", ConsumerTableLine(so),
                      "is required: the consumer's name '" + so.consumer +
                          "' cannot be a JetStream durable name (it has a "
                          "'.')");

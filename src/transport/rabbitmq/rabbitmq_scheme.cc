@@ -126,7 +126,7 @@ Status ParseRabbitSourceOptions(const ConsumerSourceOptions& source,
     }
   }
   if (!have_queue) {
-    return o.Error("queue", ConsumerTableLine(o),
+    return o.Error("queue", ConsumerTableLine(source),
                    "is required for an " + SchemeOfUrl(source.url) +
                        ":// source (the queue to consume; herald declares "
                        "no queues)");
