@@ -7,14 +7,31 @@
 # sampled (pg_stat_activity wait events, every 10 ms) and the counts
 # printed after the round.
 #
+# More scripts for SCRIPTS, to see where the time goes: stream_row (the
+# floor plus herald_streams' row, one statement), append_only
+# (herald_append_events in a database without the commit trigger: nothing
+# at commit), after (the same, positioned after commit by the passes of
+# after_commit.sql, run every PASS_SLEEP (0.002) seconds by a background
+# session; the positions are checked dense and in per-stream order at the
+# end).
+#
 # Usage: tests/support/with-postgres.sh bench/postgres/floor/run.sh BUILD_DIR
-# Env:   SECS (4), ROUNDS (3), CONNS ("1 8 32"), SCRIPTS ("raw floor herald")
+# Env:   SECS (4), ROUNDS (3), CONNS ("1 8 32"), SCRIPTS ("raw floor herald"),
+#        PASS_SLEEP (0.002)
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 build=$(cd "${1:-$here/../../../build}" && pwd)
 url=${HERALD_TEST_PG_URL:?run under tests/support/with-postgres.sh}
-"$build/bin/herald" migrate --db "$url" >/dev/null
-psql -qAt "$url" >/dev/null <<'SQL'
+base=${url%%\?*}
+base=${base%/*}
+dburl() {  # the URL of database $1 on the same server
+  local q=
+  [[ $url == *\?* ]] && q="?${url#*\?}"
+  echo "$base/$1$q"
+}
+setup() {
+"$build/bin/herald" migrate --db "$1" >/dev/null
+psql -qAt "$1" >/dev/null <<'SQL'
 CREATE TABLE orders (id int PRIMARY KEY, status text, version int);
 INSERT INTO orders SELECT g, 'placed', 0 FROM generate_series(0, 63) g;
 CREATE TABLE raw_events (seq bigserial PRIMARY KEY, id uuid NOT NULL UNIQUE,
@@ -24,8 +41,22 @@ CREATE TABLE raw_events (seq bigserial PRIMARY KEY, id uuid NOT NULL UNIQUE,
 CREATE INDEX raw_events_stream ON raw_events (stream);
 -- herald_events' columns and indexes, without its commit trigger.
 CREATE TABLE floor_events (LIKE herald_events INCLUDING ALL);
+CREATE TABLE floor2_events (LIKE herald_events INCLUDING ALL);
+CREATE TABLE floor_streams (LIKE herald_streams INCLUDING ALL);
 SQL
+}
+setup "$url"
 scripts=(${SCRIPTS:-raw floor herald})
+for f in "${scripts[@]}"; do
+  if [[ $f = append_only || $f = after ]]; then
+    psql -qAt "$url" -c "CREATE DATABASE herald_$f" >/dev/null
+    setup "$(dburl "herald_$f")"
+    psql -qAt "$(dburl "herald_$f")" -f "$here/after_commit.sql" >/dev/null
+  fi
+done
+urlof() {
+  case $1 in append_only | after) dburl "herald_$1" ;; *) echo "$url" ;; esac
+}
 sample() {  # wait events of herald's client backends until killed
   while :; do
     psql -qAt "$url" -c "SELECT coalesce(wait_event_type || ':' || wait_event,
@@ -38,12 +69,21 @@ for c in ${CONNS:-1 8 32}; do
   for round in $(seq "${ROUNDS:-3}"); do
     line="connections=$c round=$round"
     for f in "${scripts[@]}"; do
-      spid=
+      spid= ppid=
       if [[ ${SAMPLE:-0} = 1 ]]; then
         sample >"${TMPDIR:-/tmp}/floor-sample-$f" & spid=$!
       fi
+      if [[ $f = after ]]; then
+        psql -qAt "$(urlof after)" -c "DO \$\$ DECLARE t timestamptz :=
+          clock_timestamp() + interval '${SECS:-4} s'; BEGIN
+          WHILE clock_timestamp() < t LOOP PERFORM herald_sequence2(); COMMIT;
+          PERFORM pg_sleep(${PASS_SLEEP:-0.002}); END LOOP; END \$\$" \
+          >/dev/null & ppid=$!
+      fi
       tps=$(pgbench -n -M prepared -c "$c" -j "$c" -T "${SECS:-4}" \
-              -f "$here/$f.sql" "$url" 2>&1 | awk '/^tps/ {print $3; exit}')
+              -f "$here/$f.sql" "$(urlof "$f")" 2>&1 |
+              awk '/^tps/ {print $3; exit}')
+      [[ -z $ppid ]] || wait "$ppid"
       if [[ -n $spid ]]; then
         kill "$spid"; wait "$spid" 2>/dev/null || true
         echo "  $f wait events: $(sort "${TMPDIR:-/tmp}/floor-sample-$f" |
@@ -56,7 +96,18 @@ for c in ${CONNS:-1 8 32}; do
       out = $0
       if (v["raw"] > 0 && v["floor"] > 0) out = out sprintf(" floor/raw=%.2f", v["floor"] / v["raw"])
       if (v["raw"] > 0 && v["herald"] > 0) out = out sprintf(" herald/raw=%.2f", v["herald"] / v["raw"])
-      if (v["floor"] > 0 && v["herald"] > 0) out = out sprintf(" herald/floor=%.2f", v["herald"] / v["floor"])
+      for (k in v) if (k != "raw" && k != "floor" && v["floor"] > 0 && v[k] > 0)
+        out = out sprintf(" %s/floor=%.2f", k, v[k] / v["floor"])
       print out }'
   done
 done
+if [[ " ${scripts[*]} " = *" after "* ]]; then
+  u=$(urlof after)
+  psql -qAt "$u" -c "SELECT herald_sequence2()" >/dev/null
+  psql -qAt "$u" -c "SELECT 'after: events ' || (SELECT count(*) FROM herald_events)
+    || ', positioned ' || (SELECT coalesce(sum(events), 0) FROM herald_log)
+    || ', head ' || (SELECT coalesce(max(first_position + events - 1), 0) FROM herald_log)
+    || ', out of stream order ' || (SELECT count(*) FROM (SELECT stream_version,
+       lag(stream_version) OVER (PARTITION BY stream ORDER BY position) AS prev
+       FROM herald_positioned_events) x WHERE prev <> stream_version - 1)"
+fi
