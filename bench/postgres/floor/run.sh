@@ -73,6 +73,11 @@ for c in ${CONNS:-1 8 32}; do
       if [[ ${SAMPLE:-0} = 1 ]]; then
         sample >"${TMPDIR:-/tmp}/floor-sample-$f" & spid=$!
       fi
+      ins() {  # rows ever inserted into herald table $1 of this phase's db
+        psql -qAt "$(urlof "$f")" -c "SELECT n_tup_ins FROM pg_stat_user_tables
+          WHERE relname = '$1'"
+      }
+      [[ ${SAMPLE:-0} != 1 || $f != herald ]] || q0=$(ins herald_pending) l0=$(ins herald_log)
       if [[ $f = after ]]; then
         psql -qAt "$(urlof after)" -c "DO \$\$ DECLARE t timestamptz :=
           clock_timestamp() + interval '${SECS:-4} s'; BEGIN
@@ -88,6 +93,12 @@ for c in ${CONNS:-1 8 32}; do
         kill "$spid"; wait "$spid" 2>/dev/null || true
         echo "  $f wait events: $(sort "${TMPDIR:-/tmp}/floor-sample-$f" |
           uniq -c | sort -rn | head -6 | awk '{printf "%s=%s ", $2, $1}')"
+        if [[ $f = herald ]]; then
+          sleep 1  # backends' statistics reach pg_stat_user_tables on exit
+          echo "  herald batches positioned: $(($(ins herald_log) - l0)), of" \
+            "which queued in herald_pending by a commit that found the lock" \
+            "held: $(($(ins herald_pending) - q0))"
+        fi
       fi
       line+=" $f=${tps%.*}"
     done
