@@ -13,7 +13,9 @@
 # at commit), after (the same, positioned after commit by the passes of
 # after_commit.sql, run every PASS_SLEEP (0.002) seconds by a background
 # session; the positions are checked dense and in per-stream order at the
-# end).
+# end), cte (the append as one SQL statement, the stream row and the
+# event, positioned by herald's commit trigger), cte_only (the same with
+# nothing at commit).
 #
 # Usage: tests/support/with-postgres.sh bench/postgres/floor/run.sh BUILD_DIR
 # Env:   SECS (4), ROUNDS (3), CONNS ("1 8 32"), SCRIPTS ("raw floor herald"),
@@ -47,15 +49,23 @@ SQL
 }
 setup "$url"
 scripts=(${SCRIPTS:-raw floor herald})
+dbof() {  # the database of script $1 when not the main one
+  case $1 in append_only | cte_only) echo herald_append_only ;;
+    after) echo herald_after ;; esac
+}
 for f in "${scripts[@]}"; do
-  if [[ $f = append_only || $f = after ]]; then
-    psql -qAt "$url" -c "CREATE DATABASE herald_$f" >/dev/null
-    setup "$(dburl "herald_$f")"
-    psql -qAt "$(dburl "herald_$f")" -f "$here/after_commit.sql" >/dev/null
+  db=$(dbof "$f")
+  if [[ -n $db ]] && ! psql -qAt "$url" -c "CREATE DATABASE $db" 2>/dev/null
+  then continue; fi  # created for an earlier script
+  if [[ -n $db ]]; then
+    setup "$(dburl "$db")"
+    psql -qAt "$(dburl "$db")" -f "$here/after_commit.sql" >/dev/null
   fi
 done
 urlof() {
-  case $1 in append_only | after) dburl "herald_$1" ;; *) echo "$url" ;; esac
+  local db
+  db=$(dbof "$1")
+  if [[ -n $db ]]; then dburl "$db"; else echo "$url"; fi
 }
 sample() {  # wait events of herald's client backends until killed
   while :; do
