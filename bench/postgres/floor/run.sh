@@ -19,7 +19,9 @@
 #
 # Usage: tests/support/with-postgres.sh bench/postgres/floor/run.sh BUILD_DIR
 # Env:   SECS (4), ROUNDS (3), CONNS ("1 8 32"), SCRIPTS ("raw floor herald"),
-#        PASS_SLEEP (0.002)
+#        PASS_SLEEP (0.002), WAL (1: print the WAL written per transaction,
+#        from pg_current_wal_insert_lsn around each phase; the
+#        cluster-wide figure, so background passes count too)
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 build=$(cd "${1:-$here/../../../build}" && pwd)
@@ -77,7 +79,7 @@ sample() {  # wait events of herald's client backends until killed
 }
 for c in ${CONNS:-1 8 32}; do
   for round in $(seq "${ROUNDS:-3}"); do
-    line="connections=$c round=$round"
+    line="connections=$c round=$round" walline="  WAL per transaction:"
     for f in "${scripts[@]}"; do
       spid= ppid=
       if [[ ${SAMPLE:-0} = 1 ]]; then
@@ -95,9 +97,13 @@ for c in ${CONNS:-1 8 32}; do
           PERFORM pg_sleep(${PASS_SLEEP:-0.002}); END LOOP; END \$\$" \
           >/dev/null & ppid=$!
       fi
-      tps=$(pgbench -n -M prepared -c "$c" -j "$c" -T "${SECS:-4}" \
-              -f "$here/$f.sql" "$(urlof "$f")" 2>&1 |
-              awk '/^tps/ {print $3; exit}')
+      lsn0=$(psql -qAt "$url" -c "SELECT pg_current_wal_insert_lsn()")
+      out=$(pgbench -n -M prepared -c "$c" -j "$c" -T "${SECS:-4}" \
+              -f "$here/$f.sql" "$(urlof "$f")" 2>&1)
+      tps=$(awk '/^tps/ {print $3; exit}' <<<"$out")
+      txs=$(awk '/actually processed/ {print $NF; exit}' <<<"$out")
+      wal=$(psql -qAt "$url" -c "SELECT round(pg_wal_lsn_diff(
+        pg_current_wal_insert_lsn(), '$lsn0') / 1024.0 / greatest($txs, 1), 2)")
       [[ -z $ppid ]] || wait "$ppid"
       if [[ -n $spid ]]; then
         kill "$spid"; wait "$spid" 2>/dev/null || true
@@ -111,6 +117,7 @@ for c in ${CONNS:-1 8 32}; do
         fi
       fi
       line+=" $f=${tps%.*}"
+      walline+=" $f=${wal}KB"
     done
     echo "$line" | awk '{
       for (i = 3; i <= NF; i++) { split($i, kv, "="); v[kv[1]] = kv[2] }
@@ -120,6 +127,7 @@ for c in ${CONNS:-1 8 32}; do
       for (k in v) if (k != "raw" && k != "floor" && v["floor"] > 0 && v[k] > 0)
         out = out sprintf(" %s/floor=%.2f", k, v[k] / v["floor"])
       print out }'
+    [[ ${WAL:-0} != 1 ]] || echo "$walline"
   done
 done
 if [[ " ${scripts[*]} " = *" after "* ]]; then
