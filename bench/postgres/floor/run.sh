@@ -15,7 +15,8 @@
 # session; the positions are checked dense and in per-stream order at the
 # end), cte (the append as one SQL statement, the stream row and the
 # event, positioned by herald's commit trigger), cte_only (the same with
-# nothing at commit).
+# nothing at commit), herald_append (the SQL function other languages
+# call, which checks its arguments and calls herald_append_events).
 #
 # Usage: tests/support/with-postgres.sh bench/postgres/floor/run.sh BUILD_DIR
 # Env:   SECS (4), ROUNDS (3), CONNS ("1 8 32"), SCRIPTS ("raw floor herald"),
