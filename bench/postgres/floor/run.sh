@@ -16,7 +16,9 @@
 # end), cte (the append as one SQL statement, the stream row and the
 # event, positioned by herald's commit trigger), cte_only (the same with
 # nothing at commit), herald_append (the SQL function other languages
-# call, which checks its arguments and calls herald_append_events).
+# call, which checks its arguments and calls herald_append_events),
+# fn_cte and fn_cte_noset (the cte statement inside a plpgsql function,
+# with and without herald's SET clauses: fn_variants.sql).
 #
 # Usage: tests/support/with-postgres.sh bench/postgres/floor/run.sh BUILD_DIR
 # Env:   SECS (4), ROUNDS (3), CONNS ("1 8 32"), SCRIPTS ("raw floor herald"),
@@ -51,6 +53,7 @@ CREATE TABLE floor_streams (LIKE herald_streams INCLUDING ALL);
 SQL
 }
 setup "$url"
+psql -qAt "$url" -f "$here/fn_variants.sql" >/dev/null
 scripts=(${SCRIPTS:-raw floor herald})
 dbof() {  # the database of script $1 when not the main one
   case $1 in append_only | cte_only) echo herald_append_only ;;
