@@ -10,7 +10,8 @@
 //   tests/support/with-postgres.sh build/bench/postgres/pg_bench [SECONDS]
 //
 // Append workloads (each transaction updates one domain row, orders, then
-// appends): 1 event/tx on 1 and 8 connections, 100 events/tx on 1 and 8.
+// appends): 1 event/tx on 1, 8 and 32 connections (beside the floor too),
+// 100 events/tx on 1 and 8.
 // The raw baseline runs the same UPDATE, then a prepared INSERT of the same
 // columns into a plain outbox table (bigserial key, unique id, stream index)
 // — one row, or 100 rows via unnest arrays — on its own connections.
@@ -94,7 +95,9 @@ void CreateDomain(PGconn* c) {
        "UNIQUE, stream text NOT NULL, type text NOT NULL, content_type text "
        "NOT NULL, payload bytea NOT NULL, metadata text NOT NULL, "
        "occurred_at timestamptz NOT NULL);"
-       "CREATE INDEX raw_events_stream ON raw_events (stream)");
+       "CREATE INDEX raw_events_stream ON raw_events (stream);"
+       // herald_events' columns and indexes, without its commit trigger.
+       "CREATE TABLE floor_events (LIKE herald_events INCLUDING ALL)");
 }
 
 void UpdateDomain(PGconn* c, int id) {
@@ -247,6 +250,57 @@ double RawPgAppend(const std::string& url, int threads, int per_tx) {
     PQclear(r);
     Exec(c, "COMMIT");
     return per_tx;
+  });
+}
+
+// The floor (bench/postgres/floor/floor.sql through libpq, as the C++
+// store would send it): BEGIN, the same UPDATE, one INSERT of the event
+// into a table of herald_events' shape with its stream version (one more
+// than the stream's highest, read in the same statement), COMMIT. No
+// stream row, no position, no trigger; a clash with a concurrent append to
+// the same stream drops the event. Less than any event store must do.
+double FloorPgAppend(const std::string& url, int threads) {
+  std::vector<ConnPtr> conns;
+  for (int t = 0; t < threads; ++t) {
+    conns.push_back(Connect(url));
+    PGresult* r = PQprepare(
+        conns.back().get(), "floor",
+        "INSERT INTO floor_events (batch, idx, id, stream, stream_version, "
+        "type, content_type, payload, metadata, occurred_at) SELECT "
+        "nextval('herald_batches'), 0, $1::uuid, $2::text, coalesce((SELECT "
+        "max(e.stream_version) FROM floor_events e WHERE e.stream = "
+        "$2::text), 0) + 1, $3::text, $4::text, $5::bytea, $6::text, "
+        "$7::timestamptz ON CONFLICT DO NOTHING",
+        0, nullptr);
+    if (PQresultStatus(r) != PGRES_COMMAND_OK) Die(PQresultErrorMessage(r));
+    PQclear(r);
+  }
+  return RunFor(threads, [&](int t, int64_t i) {
+    PGconn* c = conns[static_cast<size_t>(t)].get();
+    Exec(c, "BEGIN");
+    UpdateDomain(c, t);
+    auto events = MakeEvents(t, i, 1);
+    int64_t now = herald::NowMicros() - herald::detail::pg::kPgEpochOffsetUs;
+    std::string values[7];
+    int formats[7] = {1, 1, 1, 1, 1, 1, 1};
+    herald::detail::pg::UuidToBytes(herald::NewUuidV7(), &values[0]);
+    values[1] = events[0].stream;
+    values[2] = events[0].type;
+    values[3] = events[0].content_type;
+    values[4] = events[0].payload;
+    values[5] = events[0].metadata;
+    herald::detail::pg::PutU64(&values[6], static_cast<uint64_t>(now));
+    const char* ptrs[7];
+    int lens[7];
+    for (int k = 0; k < 7; ++k) {
+      ptrs[k] = values[k].data();
+      lens[k] = static_cast<int>(values[k].size());
+    }
+    PGresult* r = PQexecPrepared(c, "floor", 7, ptrs, lens, formats, 0);
+    if (PQresultStatus(r) != PGRES_COMMAND_OK) Die(PQresultErrorMessage(r));
+    PQclear(r);
+    Exec(c, "COMMIT");
+    return 1;
   });
 }
 
@@ -471,11 +525,13 @@ int main(int argc, char** argv) {
   };
   const Workload workloads[] = {{"1 event/tx, 1 connection", 1, 1},
                                 {"1 event/tx, 8 connections", 8, 1},
+                                {"1 event/tx, 32 connections", 32, 1},
                                 {"100 events/tx, 1 connection", 1, 100},
                                 {"100 events/tx, 8 connections", 8, 100}};
   std::printf("# herald PostgreSQL benchmark, %.1f s per phase\n", g_seconds);
-  std::printf("%-32s %12s %12s %7s %14s\n", "append (domain UPDATE + events)",
-              "herald ev/s", "raw ev/s", "ratio", "herald-sqlite");
+  std::printf("%-32s %12s %12s %7s %12s %7s %14s\n",
+              "append (domain UPDATE + events)", "herald ev/s", "raw ev/s",
+              "ratio", "floor ev/s", "/floor", "herald-sqlite");
   double append100 = 0;
   const char* only = std::getenv("HERALD_BENCH_ONLY");
   for (const auto& w : workloads) {
@@ -485,17 +541,20 @@ int main(int argc, char** argv) {
       auto c = Connect(db);
       auto store = Open(db, !std::getenv("HERALD_BENCH_NO_SEQUENCER"));
       CreateDomain(c.get());
-      // Alternate herald and raw; report the better of two rounds each.
-      double h = 0, r = 0;
+      // Alternate herald, raw and (1 event/tx) the floor; report the
+      // better of two rounds each.
+      double h = 0, r = 0, f = 0;
       for (int round = 0; round < 2; ++round) {
         double hr = HeraldPgAppend(store.get(), w.threads, w.per_tx);
         double rr = RawPgAppend(db, w.threads, w.per_tx);
+        double fr = w.per_tx == 1 ? FloorPgAppend(db, w.threads) : 0;
         if (std::getenv("HERALD_BENCH_VERBOSE")) {
-          std::fprintf(stderr, "  round %d: herald %.0f raw %.0f\n", round, hr,
-                       rr);
+          std::fprintf(stderr, "  round %d: herald %.0f raw %.0f floor %.0f\n",
+                       round, hr, rr, fr);
         }
         h = std::max(h, hr);
         r = std::max(r, rr);
+        f = std::max(f, fr);
       }
       if (w.threads == 1 && w.per_tx == 100) append100 = h;
       std::string sq = TempSqlite(std::string("a") + std::to_string(w.threads) +
@@ -512,11 +571,18 @@ int main(int argc, char** argv) {
         if (!(*tx)->Commit().ok()) Die("sqlite setup");
       }
       double s = HeraldSqliteAppend(sstore.get(), w.threads, w.per_tx);
-      std::printf("%-32s %12.0f %12.0f %7.2f %14.0f\n", w.name, h, r, h / r, s);
+      if (f > 0) {
+        std::printf("%-32s %12.0f %12.0f %7.2f %12.0f %7.2f %14.0f\n", w.name,
+                    h, r, h / r, f, h / f, s);
+      } else {
+        std::printf("%-32s %12.0f %12.0f %7.2f %12s %7s %14.0f\n", w.name, h, r,
+                    h / r, "-", "-", s);
+      }
       std::fflush(stdout);
     }
   }
 
+  if (std::getenv("HERALD_BENCH_APPEND_ONLY")) return 0;
   double seq = SequencerThroughput(50000);
   std::printf(
       "\n%-32s %12.0f ev/s  (1 event per batch; %.2fx the 100 events/tx, "

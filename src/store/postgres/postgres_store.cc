@@ -78,6 +78,8 @@ constexpr int kHoldupThresholdMs = 1000;
 
 enum Slot {
   kAppend,
+  kAppendOne,
+  kUndoAppendOne,
   kRead,
   kReadFiltered,
   kReadStream,
@@ -126,6 +128,24 @@ const char* SlotSql(Slot s) {
       return "SELECT * FROM herald_append_events($1::uuid[], $2::text[], "
              "$3::text[], $4::text[], $5::bytea[], $6::text[], "
              "$7::timestamptz[], $8::bigint)";
+    case kAppendOne:
+      // herald_append_events' fast path for one event without an expected
+      // version, as one statement (no plpgsql call): the stream row first
+      // (locking it), then the batch number, then the event. A stored id
+      // inserts nothing and returns no row (kUndoAppendOne, then kAppend).
+      return "WITH v AS (INSERT INTO herald_streams AS s (stream, version) "
+             "VALUES ($2::text, 1) ON CONFLICT (stream) DO UPDATE SET "
+             "version = s.version + 1 RETURNING s.version), "
+             "b AS (SELECT nextval('herald_batches') AS batch, v.version "
+             "FROM v) "
+             "INSERT INTO herald_events (batch, idx, id, stream, "
+             "stream_version, type, content_type, payload, metadata, "
+             "occurred_at) SELECT b.batch, 0, $1::uuid, $2::text, b.version, "
+             "$3::text, $4::text, $5::bytea, $6::text, $7::timestamptz FROM b "
+             "ON CONFLICT (id) DO NOTHING RETURNING stream_version";
+    case kUndoAppendOne:
+      return "UPDATE herald_streams SET version = version - 1 "
+             "WHERE stream = $1::text";
     case kRead:
       // The batches that hold positions offset .. offset + limit - 1.
       return "SELECT " HERALD_EVENT_COLUMNS ", (" HERALD_HEAD_SQL
@@ -591,6 +611,9 @@ class PostgresStore final : public Store {
     return std::make_unique<PgTransaction>(this, static_cast<PGconn*>(native));
   }
 
+  // One event without an expected version, in one statement: true when
+  // created, false (nothing changed) when its id is stored already.
+  Result<bool> AppendOne(PgTransaction& tx, Event& e, int64_t now);
   Result<AppendResult> Append(Transaction& tx, std::span<Event> events,
                               const AppendOptions& options) override;
   using EventLog::Append;
@@ -992,6 +1015,36 @@ Status PostgresStore::Init() {
 
 // ---- Events ---------------------------------------------------------------
 
+Result<bool> PostgresStore::AppendOne(PgTransaction& tx, Event& e,
+                                      int64_t now) {
+  if (e.id.empty()) e.id = NewUuidV7();
+  if (e.occurred_at_us == 0) e.occurred_at_us = now;
+  std::string uuid;
+  if (!pg::UuidToBytes(e.id, &uuid)) {
+    return Status::InvalidArgument("event id '" + e.id + "' is not a UUID");
+  }
+  Params p;
+  p.Binary(std::move(uuid))
+      .Bytes(e.stream)
+      .Bytes(e.type)
+      .Bytes(e.content_type)
+      .Binary(e.payload)
+      .Bytes(e.metadata.empty() ? std::string_view("{}") : e.metadata)
+      .Timestamp(e.occurred_at_us);
+  auto r = tx.Exec(kAppendOne, p, "append");
+  if (!r.ok()) return r.status();
+  if (PQntuples(r->get()) == 1) {
+    e.position = 0;
+    e.stream_version = pg::Int8At(r->get(), 0, 0);
+    return true;
+  }
+  Params undo;
+  undo.Bytes(e.stream);
+  auto u = tx.Exec(kUndoAppendOne, undo, "append");
+  if (!u.ok()) return u.status();
+  return false;
+}
+
 Result<AppendResult> PostgresStore::Append(Transaction& tx_base,
                                            std::span<Event> events,
                                            const AppendOptions& options) {
@@ -1017,6 +1070,17 @@ Result<AppendResult> PostgresStore::Append(Transaction& tx_base,
   }
   int64_t now = NowMicros();
   size_t n = events.size();
+  if (n == 1 && !options.expected_version) {
+    auto one = AppendOne(tx, events[0], now);
+    if (!one.ok()) return one.status();
+    if (*one) {
+      result.created = 1;
+      tx.add_appended(1);
+      return result;
+    }
+    // The id is stored already: the bump is undone; the careful path below
+    // hands back the stored event.
+  }
   pg::BinaryArray ids(pg::kOidUuid, n), streams(pg::kOidText, n),
       types(pg::kOidText, n), content_types(pg::kOidText, n),
       payloads(pg::kOidBytea, n), metadata(pg::kOidText, n),
