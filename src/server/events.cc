@@ -571,6 +571,8 @@ class Events : public ResourceBase,
       job.events = std::move(events);
       job.options = ao;
       job.client_gone = req.client_gone;
+      job.target = req.io_target;
+      job.post = req.io_post;
       job.done = [array, then = std::move(then)](Result<AppendResult> r,
                                                  std::vector<Event> stored) {
         if (!r.ok()) return then(ErrorFor(r.status()));
