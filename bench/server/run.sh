@@ -10,7 +10,8 @@
 #     database beside plain SQLite INSERTs into a copy of it (the ceiling)
 #   - SSE fan-out: 100 subscribers, 1,000 events/s, commit-to-receipt
 #   - uncached page reads on SQLite beside Store::Read in-process and
-#     beside SQLite's own read of the same rows on every core
+#     beside SQLite's own read of the same rows on every core (and the
+#     same pages rendered in-process, without HTTP)
 #
 # Usage: bench/server/run.sh [BUILD_DIR]     (default: ./build)
 # Env:   DUR=seconds per wrk run (5), RUNS=runs per figure, median (3),
@@ -184,6 +185,9 @@ store_read=$(for _ in $(seq "$RUNS"); do "$TOOL" read-rate "sqlite:$tmp/read.db"
 # The physical ceiling for pages rendered from SQLite: SQLite stepping the
 # same rows on every core, with no JSON, no HTTP and no wrk beside it.
 raw_read=$(for _ in $(seq "$RUNS"); do "$TOOL" sqlite-read "$tmp/read.db" "$DUR" "$(nproc)"; done | median)
+# What the server does per page without HTTP: Store::Scan rendered to the
+# page's JSON, on every core (where the rest of the time goes).
+render_read=$(for _ in $(seq "$RUNS"); do "$TOOL" render-rate "sqlite:$tmp/read.db" "$DUR" "$(nproc)"; done | median)
 read -r deep_rps _ < <(FIRST=0 PAGES=$DEEP_PAGES MODE=herald \
   wrk_median -t2 -c64 -d"${DUR}s" -s "$tmp/pages.lua" "http://127.0.0.1:$P_READ")
 read -r nginx_deep_rps _ < <(FIRST=0 PAGES=$DEEP_PAGES MODE=nginx \
@@ -195,6 +199,7 @@ echo "| herald over HTTP, wrk -c64 (1,000 pages, every one read from SQLite) | b
 echo "|---|---|---|"
 echo "| $(fmt "$deep_rps*1000") events/s | Store::Read in-process, one thread, same pages: $(fmt "$store_read") events/s | $(ratio "$deep_rps*1000" "$store_read") |"
 echo "| $(fmt "$deep_rps*1000") events/s | SQLite alone stepping the same rows on $(nproc) threads (no JSON, no HTTP, no wrk): $(fmt "$raw_read") rows/s | $(ratio "$deep_rps*1000" "$raw_read") |"
+echo "| pages rendered in-process on $(nproc) threads (Store::Scan to JSON, no HTTP, no wrk): $(fmt "$render_read") events/s | SQLite alone, as above: $(fmt "$raw_read") rows/s | $(ratio "$render_read" "$raw_read") |"
 echo "| SQLite's ceiling beside nginx: $(fmt "$raw_read") rows/s | nginx, same pages: $(fmt "$nginx_deep_rps*1000") events/s | $(ratio "$raw_read" "($nginx_deep_rps*1000)") |"
 
 fi

@@ -10,6 +10,10 @@
 //       its own read-only connection, step a prepared SELECT of every
 //       column of 1,000 rows of herald_events (no JSON, no HTTP); prints
 //       rows/s summed over the threads.
+//   server_bench_tool render-rate DB SECS THREADS
+//       What the server does for an uncached page, without HTTP: THREADS
+//       threads each render 1,000-event pages straight from Store::Scan
+//       to the JSON GET /api/events sends; prints events/s summed.
 //   server_bench_tool fsync-rate DIR SECS        write 8 KB + fdatasync
 //   server_bench_tool sqlite-group SRC COPY ROWS SECS [AUTOCHECKPOINT]
 //       The physical ceiling of SQLite for herald's group commit: copies
@@ -50,6 +54,7 @@
 #include <vector>
 
 #include "herald/event.h"
+#include "herald/event_json.h"
 #include "herald/store.h"
 
 namespace {
@@ -183,6 +188,49 @@ int SqliteRead(const std::string& path, double secs, int threads) {
   for (auto& t : ts) t.join();
   if (failed) return 1;
   std::printf("%.0f\n", rows / Seconds(start, Clock::now()));
+  return 0;
+}
+
+int RenderRate(const std::string& url, double secs, int threads) {
+  auto store = Open(url);
+  auto head = store->Head();
+  if (!head.ok() || *head < 1000) return 1;
+  const int64_t pages = *head / 1000;
+  std::atomic<int64_t> events{0};
+  std::atomic<bool> failed{false};
+  std::vector<std::thread> ts;
+  auto start = Clock::now();
+  for (int t = 0; t < threads; ++t) {
+    ts.emplace_back([&, t] {
+      herald::ReadRequest req;
+      req.limit = 1000;
+      int64_t n = 0;
+      size_t bytes = 0;
+      for (int64_t page = t * 7919; Seconds(start, Clock::now()) < secs;
+           ++page) {
+        req.offset = 1 + (page % pages) * 1000;
+        std::string body = "{\"events\":[";
+        body.reserve(400000);
+        size_t count = 0;
+        auto p = store->Scan(req, [&](const herald::EventView& e) {
+          if (count++ > 0) body.push_back(',');
+          herald::AppendEventJson(e, &body);
+        });
+        if (!p.ok()) {
+          failed = true;
+          return;
+        }
+        body += "]}";
+        bytes += body.size();
+        n += static_cast<int64_t>(count);
+      }
+      if (bytes == 0) failed = true;
+      events += n;
+    });
+  }
+  for (auto& t : ts) t.join();
+  if (failed) return 1;
+  std::printf("%.0f\n", events / Seconds(start, Clock::now()));
   return 0;
 }
 
@@ -582,6 +630,8 @@ int main(int argc, char** argv) {
     return ReadRate(a[1], std::stod(a[2]));
   if (a[0] == "sqlite-read" && a.size() == 4)
     return SqliteRead(a[1], std::stod(a[2]), std::stoi(a[3]));
+  if (a[0] == "render-rate" && a.size() == 4)
+    return RenderRate(a[1], std::stod(a[2]), std::stoi(a[3]));
   if (a[0] == "fsync-rate" && a.size() == 3)
     return FsyncRate(a[1], std::stod(a[2]));
   if (a[0] == "sqlite-group" && (a.size() == 5 || a.size() == 6)) {

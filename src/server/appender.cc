@@ -181,6 +181,9 @@ void Appender::Process(std::vector<AppendJob>* jobs) {
     if (r.ok()) created += r->created;
   }
   appended_.fetch_add(created);
+  // The answers (and the long-polls the Hub wakes) go to each I/O thread
+  // in one post when this scope ends, after the loop below.
+  CompletionBatch batch;
   // Readers of this server see the events before their writers hear back.
   if (created > 0) {
     std::vector<const Event*> stored;
@@ -196,8 +199,43 @@ void Appender::Process(std::vector<AppendJob>* jobs) {
   }
   for (size_t i = 0; i < jobs->size(); ++i) {
     auto& j = (*jobs)[i];
-    j.done(std::move(results[i]), std::move(j.events));
+    if (j.target && j.post) {
+      // Rendered and answered on the request's I/O thread.
+      batch.Add(j.target, j.post,
+                [done = std::move(j.done), r = std::move(results[i]),
+                 events = std::move(j.events)]() mutable {
+                  done(std::move(r), std::move(events));
+                });
+    } else {
+      j.done(std::move(results[i]), std::move(j.events));
+    }
   }
+}
+
+namespace {
+thread_local CompletionBatch* current_batch = nullptr;
+}  // namespace
+
+CompletionBatch::CompletionBatch() : outer_(current_batch) {
+  current_batch = this;
+}
+
+CompletionBatch::~CompletionBatch() {
+  current_batch = outer_;
+  for (auto& g : groups_) g.post(g.target, std::move(g.fns));
+}
+
+CompletionBatch* CompletionBatch::Current() { return current_batch; }
+
+void CompletionBatch::Add(void* target, Poster post, std::function<void()> fn) {
+  for (auto& g : groups_) {
+    if (g.target == target) {
+      g.fns.push_back(std::move(fn));
+      return;
+    }
+  }
+  groups_.push_back(Group{target, post, {}});
+  groups_.back().fns.push_back(std::move(fn));
 }
 
 }  // namespace herald::detail

@@ -5,6 +5,7 @@
 #include <algorithm>
 #include <cctype>
 #include <cstdio>
+#include <cstring>
 
 #include "herald/event_json.h"
 #include "herald/json.h"
@@ -87,6 +88,13 @@ void AppendSseFrame(int64_t position, std::string_view json, std::string* out) {
   out->append("id: ");
   out->append(std::to_string(position));
   out->append("\ndata: ");
+  // An event's JSON is one line (AppendEventJson): copied in one piece.
+  if (!std::memchr(json.data(), '\n', json.size()) &&
+      !std::memchr(json.data(), '\r', json.size())) {
+    out->append(json);
+    out->append("\n\n");
+    return;
+  }
   size_t start = 0;
   while (true) {
     size_t nl = json.find('\n', start);
@@ -575,6 +583,8 @@ class Events : public ResourceBase,
       job.events = std::move(events);
       job.options = ao;
       job.client_gone = req.client_gone;
+      job.target = req.io_target;
+      job.post = req.io_post;
       job.done = [array, then = std::move(then)](Result<AppendResult> r,
                                                  std::vector<Event> stored) {
         if (!r.ok()) return then(ErrorFor(r.status()));

@@ -222,6 +222,40 @@ class ByteBudget {
   bool stopped_ GUARDED_BY(mu_) = false;
 };
 
+// ---- CompletionBatch ------------------------------------------------------
+
+// Gathers the completions a thread hands to the I/O threads while one is
+// alive on it (the appender answering a group, the Hub waking long-polls),
+// and hands each I/O thread its share in one go when it ends. One post per
+// I/O thread instead of one per request: each post wakes the I/O thread,
+// which then takes the CPU from the thread answering (the appender, whose
+// next commit waits for it). Completions keep their order per target.
+// Nests: the innermost one on the thread gathers. Thread safety: one
+// thread (the one it lives on).
+class CompletionBatch {
+ public:
+  // Posts `fns`, in order, to `target` (an I/O thread's context).
+  using Poster = void (*)(void* target, std::vector<std::function<void()>> fns);
+
+  CompletionBatch();
+  ~CompletionBatch();
+  CompletionBatch(const CompletionBatch&) = delete;
+  CompletionBatch& operator=(const CompletionBatch&) = delete;
+
+  // The batch alive on this thread, or null.
+  static CompletionBatch* Current();
+  void Add(void* target, Poster post, std::function<void()> fn);
+
+ private:
+  struct Group {
+    void* target;
+    Poster post;
+    std::vector<std::function<void()>> fns;
+  };
+  std::vector<Group> groups_;
+  CompletionBatch* const outer_;
+};
+
 // ---- Appender -------------------------------------------------------------
 
 struct AppendJob {
@@ -232,9 +266,13 @@ struct AppendJob {
   // appender takes it into a transaction is not appended: it fails with
   // Unavailable. Null: never gone (library callers).
   std::shared_ptr<const std::atomic<bool>> client_gone;
-  // Called on the appender thread once the job's fate is durable: the
-  // stored events, or why nothing was written.
+  // Called once the job's fate is durable: the stored events, or why
+  // nothing was written. On the appender thread, or, when `target` is set,
+  // on that I/O thread (posted with the others of its group, see
+  // CompletionBatch), so answering costs the appender no more than a post.
   std::function<void(Result<AppendResult>, std::vector<Event>)> done;
+  void* target = nullptr;
+  CompletionBatch::Poster post = nullptr;
 };
 
 // One thread; takes every job queued since its last commit and appends them
@@ -306,6 +344,10 @@ struct Request {
   // Becomes true when the client closes its connection before the answer
   // (watched by the transport for POSTs; null when not watched).
   std::shared_ptr<const std::atomic<bool>> client_gone;
+  // The I/O thread the request came from, for work that should run there
+  // (an append's answer, see AppendJob); null: none.
+  void* io_target = nullptr;
+  CompletionBatch::Poster io_post = nullptr;
 };
 
 struct Response {

@@ -337,19 +337,33 @@ std::string ColumnText(sqlite3_stmt* s, int i) {
   return std::string(ColumnView(s, i));
 }
 
+// A column's bytes through its sqlite3_value: one column lookup instead of
+// two (sqlite3_column_blob, then sqlite3_column_bytes), which a page read
+// pays six times a row. The value is "unprotected" (no mutex held): fine
+// on this store's connections, opened SQLITE_OPEN_NOMUTEX and used by one
+// thread at a time.
+std::string_view ValueView(sqlite3_value* v) {
+  const void* p = sqlite3_value_blob(v);
+  int n = sqlite3_value_bytes(v);
+  return p ? std::string_view(static_cast<const char*>(p),
+                              static_cast<size_t>(n))
+           : std::string_view();
+}
+
 // Views an event's columns, in kEventColumns order from column `at`
 // (valid until the next step).
 EventView RowView(sqlite3_stmt* s, int at = 0) {
   EventView v;
-  v.position = sqlite3_column_int64(s, at);
-  v.id = ColumnView(s, at + 1);
-  v.stream = ColumnView(s, at + 2);
-  v.stream_version = sqlite3_column_int64(s, at + 3);
-  v.type = ColumnView(s, at + 4);
-  v.content_type = ColumnView(s, at + 5);
-  v.payload = ColumnView(s, at + 6);
-  v.metadata = ColumnView(s, at + 7);
-  v.occurred_at_us = sqlite3_column_int64(s, at + 8);
+  auto col = [s, at](int i) { return sqlite3_column_value(s, at + i); };
+  v.position = sqlite3_value_int64(col(0));
+  v.id = ValueView(col(1));
+  v.stream = ValueView(col(2));
+  v.stream_version = sqlite3_value_int64(col(3));
+  v.type = ValueView(col(4));
+  v.content_type = ValueView(col(5));
+  v.payload = ValueView(col(6));
+  v.metadata = ValueView(col(7));
+  v.occurred_at_us = sqlite3_value_int64(col(8));
   return v;
 }
 
