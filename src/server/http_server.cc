@@ -32,7 +32,6 @@
 #include <dirent.h>
 #include <fcntl.h>
 #include <poll.h>
-#include <sched.h>
 #include <sys/resource.h>
 #include <sys/socket.h>
 #include <unistd.h>
@@ -282,15 +281,6 @@ class ServerImpl final : public Server {
     Accept();
     for (auto& ioc : iocs_) {
       threads_.emplace_back([ioc = ioc.get()] {
-        // SCHED_BATCH: the same share of the CPU, but a woken I/O thread
-        // does not preempt the thread on the CPU. Every answer to a group
-        // commit, and every request that arrives meanwhile, woke an I/O
-        // thread that then took the CPU from the appender, whose next
-        // commit all writers wait for (12 preemptions per commit with 64
-        // writers on 2 cores; see docs/benchmarks-server.md). Unprivileged;
-        // nothing changes where the call fails.
-        sched_param none{};
-        (void)::sched_setscheduler(0, SCHED_BATCH, &none);
         ioc->run();
       });
     }
