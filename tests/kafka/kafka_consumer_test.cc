@@ -10,11 +10,13 @@
 #include <gtest/gtest.h>
 
 #include <fstream>
+#include <mutex>
 #include <regex>
 #include <set>
 
 #include "herald/consumer.h"
 #include "herald/consumer_source.h"
+#include "herald/time.h"
 #include "kafka/kafka_test_util.h"
 #include "support/consumer_e2e.h"
 #include "support/test_util.h"
@@ -95,6 +97,20 @@ class KafkaConsumer : public ::testing::Test {
     heartbeat.value.kind = OptionValue::Kind::kInteger;
     heartbeat.value.integer = 500;
     return {heartbeat, session};
+  }
+
+  // The `partitions` key naming every partition of the topic.
+  static OptionField AllPartitions() {
+    OptionField parts;
+    parts.key = "partitions";
+    parts.value.kind = OptionValue::Kind::kArray;
+    for (int p = 0; p < kPartitions; ++p) {
+      OptionValue v;
+      v.kind = OptionValue::Kind::kInteger;
+      v.integer = p;
+      parts.value.items.push_back(v);
+    }
+    return parts;
   }
 
   void Publish(std::span<const Event> events, const std::string& mode) {
@@ -241,16 +257,7 @@ TEST_F(KafkaConsumer, StartLatestSkipsWhatIsThereAndAssignedPartitionsWork) {
   start.key = "start";
   start.value.string = "latest";
   so.options.fields.push_back(start);
-  OptionField parts;
-  parts.key = "partitions";
-  parts.value.kind = OptionValue::Kind::kArray;
-  for (int p = 0; p < kPartitions; ++p) {
-    OptionValue v;
-    v.kind = OptionValue::Kind::kInteger;
-    v.integer = p;
-    parts.value.items.push_back(v);
-  }
-  so.options.fields.push_back(parts);
+  so.options.fields.push_back(AllPartitions());
   ASSERT_TRUE(ValidateSourceOptions(&so).ok());
   auto source = MakeConsumerSource(so);
   ASSERT_TRUE(source.ok()) << source.status().ToString();
@@ -272,6 +279,140 @@ TEST_F(KafkaConsumer, StartLatestSkipsWhatIsThereAndAssignedPartitionsWork) {
   for (const auto& d : got) ids.insert(d.event.id);
   for (size_t i = 8; i < 12; ++i) EXPECT_TRUE(ids.count(t_.events()[i].id));
   (*source)->Close();
+}
+
+// `start` as a time. librdkafka's mock cluster (2.0.2, and still its
+// master) answers every ListOffsets by timestamp with offset -1, "no record
+// at or after that time": what a real broker answers for a time after every
+// record. So what can be checked here is the lookup itself (asked of the
+// broker, answered, mapped to the end), its place after the group's commit,
+// and its failure; not the pick of a record in the middle of a partition.
+class KafkaConsumerStartTime : public KafkaConsumer {
+ protected:
+  // SourceOptions(group) with `start` = the time one hour from now, after
+  // every record of the topic.
+  ConsumerSourceOptions AfterEverything(const std::string& group) {
+    auto so = SourceOptions(group);
+    OptionField start;
+    start.key = "start";
+    start.value.string = FormatRfc3339(NowMicros() + 3'600'000'000);
+    so.options.fields.push_back(start);
+    EXPECT_TRUE(ValidateSourceOptions(&so).ok());
+    return so;
+  }
+
+  // Waits until `src` was given its partitions and knows where it starts
+  // (Lag has a value: the fetcher has its watermarks).
+  static void AwaitPosition(ConsumerSource& src) {
+    ASSERT_TRUE(WaitFor(
+        [&] {
+          auto none = src.Poll(100, milliseconds(50));
+          EXPECT_TRUE(none.ok() && none->empty());
+          return src.Lag().has_value();
+        },
+        seconds(20)));
+  }
+};
+
+TEST_F(KafkaConsumerStartTime, ATimeAfterEveryRecordReadsOnlyLaterOnes) {
+  t_.Append(8, 4);
+  Publish(t_.events(), "binary");
+  // A new group (no commit): the broker is asked for the first record at or
+  // after the time, has none, and the group starts at the end.
+  auto source = MakeConsumerSource(AfterEverything("time"));
+  ASSERT_TRUE(source.ok()) << source.status().ToString();
+  ASSERT_TRUE((*source)->Start().ok());
+  AwaitPosition(**source);
+  EXPECT_EQ((*source)->Lag(), 0) << "the 8 old records count as waiting";
+  t_.Append(4, 4);
+  Publish(std::span<const Event>(t_.events()).subspan(8), "binary");
+  auto got = PollFor(**source, 4);
+  ASSERT_EQ(got.size(), 4u);
+  std::set<std::string> ids;
+  for (const auto& d : got) ids.insert(d.event.id);
+  for (size_t i = 8; i < 12; ++i) EXPECT_TRUE(ids.count(t_.events()[i].id));
+  auto more = (*source)->Poll(100, milliseconds(300));
+  ASSERT_TRUE(more.ok());
+  EXPECT_TRUE(more->empty()) << "an old record came";
+  (*source)->Close();
+}
+
+TEST_F(KafkaConsumerStartTime, TheGroupsCommitWinsOverTheTime) {
+  t_.Append(8, 4);
+  Publish(t_.events(), "binary");
+  // The group reads and commits the 8.
+  {
+    auto source = MakeConsumerSource(SourceOptions("committed"));
+    ASSERT_TRUE(source.ok());
+    ASSERT_TRUE((*source)->Start().ok());
+    auto got = PollFor(**source, 8);
+    ASSERT_EQ(got.size(), 8u);
+    std::vector<uint64_t> acks;
+    for (const auto& d : got) acks.push_back(d.handle);
+    ASSERT_TRUE((*source)->Ack(acks).ok());
+    (*source)->Close();
+  }
+  // 4 more while nobody reads; the group comes back with `start` after
+  // everything: its commit, not the time, says where it goes on, so it
+  // gets the 4 (the time would have put it after them).
+  t_.Append(4, 4);
+  Publish(std::span<const Event>(t_.events()).subspan(8), "binary");
+  auto source = MakeConsumerSource(AfterEverything("committed"));
+  ASSERT_TRUE(source.ok());
+  ASSERT_TRUE((*source)->Start().ok());
+  auto got = PollFor(**source, 4);
+  ASSERT_EQ(got.size(), 4u);
+  std::set<std::string> ids;
+  for (const auto& d : got) ids.insert(d.event.id);
+  for (size_t i = 8; i < 12; ++i) EXPECT_TRUE(ids.count(t_.events()[i].id));
+  (*source)->Close();
+}
+
+// A lookup the broker refuses (ListOffsets answered with
+// UNKNOWN_TOPIC_OR_PART, once): with assigned partitions Start fails with
+// the broker's answer (the consumer retries it); a group member logs it and
+// lets librdkafka start those partitions at the group's commit or, without
+// one, the earliest record: more than asked for, never less (the inbox
+// absorbs what was handled).
+TEST_F(KafkaConsumerStartTime, AFailedLookupFailsStartWithTheBrokersAnswer) {
+  auto so = AfterEverything("refused");
+  so.options.fields.push_back(AllPartitions());
+  ASSERT_EQ(cluster_->Command("errors 2 3"), "ok");
+  auto source = MakeConsumerSource(so);
+  ASSERT_TRUE(source.ok());
+  Status s = (*source)->Start();
+  ASSERT_EQ(cluster_->Command("clear 2"), "ok");
+  EXPECT_TRUE(s.IsUnavailable()) << s.ToString();
+  EXPECT_NE(s.message().find(
+                "finding offsets by time: Broker: Unknown topic or partition"),
+            std::string::npos)
+      << s.ToString();
+}
+
+TEST_F(KafkaConsumerStartTime,
+       AFailedLookupInAGroupIsLoggedAndReadsFromEarliest) {
+  t_.Append(8, 4);
+  Publish(t_.events(), "binary");
+  auto so = AfterEverything("refused");
+  std::mutex mu;
+  std::string log;
+  so.on_log = [&](const std::string& line) {
+    std::lock_guard<std::mutex> lock(mu);
+    log += line + "\n";
+  };
+  ASSERT_EQ(cluster_->Command("errors 2 3"), "ok");
+  auto source = MakeConsumerSource(so);
+  ASSERT_TRUE(source.ok());
+  ASSERT_TRUE((*source)->Start().ok());
+  auto got = PollFor(**source, 8);
+  ASSERT_EQ(cluster_->Command("clear 2"), "ok");
+  EXPECT_EQ(got.size(), 8u);
+  (*source)->Close();
+  std::lock_guard<std::mutex> lock(mu);
+  EXPECT_NE(log.find("finding offsets by time: Broker: Unknown topic or "
+                     "partition"),
+            std::string::npos)
+      << log;
 }
 
 // Bad per-source keys: `herald consume` refuses the config with the key and
