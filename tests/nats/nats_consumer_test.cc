@@ -2,7 +2,9 @@
 // against a real nats-server -js started once for this binary: events the
 // built relay publishes are handled exactly once in effect, in per-stream
 // order, through relay and consumer SIGKILLs and copies under other
-// Nats-Msg-Ids; a poison event parks its stream while the others finish;
+// Nats-Msg-Ids; `herald relay reset` to position 1 re-sends everything and
+// the inbox absorbs it all; a poison event parks its stream while the
+// others finish;
 // redeliveries, structured mode and the durable's pending count are
 // reported; bad keys are refused with key and line.
 #include <gtest/gtest.h>
@@ -23,6 +25,7 @@ namespace {
 
 using std::chrono::milliseconds;
 using std::chrono::seconds;
+using testing::Child;
 using testing::ConsumerE2E;
 using testing::HeraldBin;
 using testing::RunCommand;
@@ -208,6 +211,107 @@ TEST_F(NatsConsumer, RedeliveriesStructuredModeAndPendingCount) {
   ASSERT_TRUE(none.ok());
   EXPECT_TRUE(none->empty());
   src.Close();
+}
+
+// `herald relay reset` end to end: the built relay publishes 200 events to
+// JetStream, `herald consume` hands each to an exec handler that inserts
+// one row into a domain table; the route's checkpoint is moved back to
+// position 1 and the relay sends everything again (the stream's 100 ms
+// duplicate window long past, JetStream stores every copy): the inbox
+// absorbs every re-sent event, so the domain table is unchanged and the
+// duplicates counted are the copies the broker delivered.
+TEST_F(NatsConsumer, RelayResetToPositionOneLeavesTheDomainTableUnchanged) {
+  constexpr int kEvents = 200;
+  std::string domain = t_.dir().file("domain.db");
+  std::string out, err;
+  ASSERT_EQ(RunCommand({"sqlite3", domain, testing::kDomainTable}, &out, &err),
+            0)
+      << err;
+  std::string script = t_.dir().file("handler.sh");
+  std::ofstream(script) << "#!/bin/sh\nexec sqlite3 -cmd '.timeout 10000' '"
+                        << domain
+                        << "' \"INSERT INTO domain_rows (id, stream) VALUES "
+                           "('$HERALD_EVENT_ID', '$HERALD_EVENT_STREAM')\"\n";
+  std::string config = t_.WriteConfig(
+      Route("r", "binary") + "[[consumer]]\nname = \"c\"\nsource = \"" +
+      server_->url() + "\"\nstream = \"" + stream_ + "\"\ninbox = \"" +
+      t_.inbox_url() + "\"\nexec = \"sh " + script + "\"\nmax_in_flight = 8\n");
+  t_.Append(kEvents, 10);
+  auto relay = std::make_unique<Child>(t_.StartRelay(config));
+  Child::Options co;
+  co.stderr_path = t_.dir().file("consume.err");
+  Child consume({HeraldBin(), "consume", "--config", config}, co);
+  std::string status_text;  // the last `herald consume status`
+  auto consume_status = [&] {
+    std::string e;
+    RunCommand({HeraldBin(), "consume", "status", "--config", config},
+               &status_text, &e);
+    auto rows = testing::JsonLines(status_text);
+    return rows.size() == 1 ? rows[0] : Json();
+  };
+  // The relay caught up (its checkpoint past the head) and every event was
+  // handled once and counted.
+  auto relay_caught_up = [&](std::string* text) {
+    auto rows = testing::RelayStatusRows(config, text);
+    return rows.size() == 1 &&
+           testing::JsonInt(rows[0], "checkpoint") == kEvents + 1 &&
+           testing::JsonInt(rows[0], "lag_events") == 0;
+  };
+  std::string text;
+  ASSERT_TRUE(WaitFor(
+      [&] {
+        return relay_caught_up(&text) &&
+               testing::JsonInt(consume_status(), "handled") == kEvents;
+      },
+      seconds(60)))
+      << text << testing::ReadTextFile(co.stderr_path);
+  auto before = testing::ReadDomainRows(domain);
+  testing::ExpectOnceEachInStreamOrder(before, t_.events());
+  EXPECT_EQ(testing::JsonInt(consume_status(), "duplicates"), 0);
+  ASSERT_EQ(admin_->Count(stream_), kEvents);
+
+  // The relay stopped (reset takes the route's lease), the checkpoint moved
+  // to 1, the relay started again: everything is sent a second time.
+  relay->Signal(SIGTERM);
+  ASSERT_EQ(relay->Wait(), 0);
+  ASSERT_EQ(RunCommand({HeraldBin(), "relay", "reset", "--config", config,
+                        "--route", "r", "--to-position", "1"},
+                       &out, &err),
+            0)
+      << err;
+  EXPECT_EQ(out, "{\"route\":\"r\",\"checkpoint\":1}\n");
+  relay = std::make_unique<Child>(t_.StartRelay(config));
+  ASSERT_TRUE(WaitFor([&] { return relay_caught_up(&text); }, seconds(60)))
+      << text;
+  // Every copy the broker stored reached the consumer (nothing pending)
+  // and was counted as a duplicate.
+  int64_t stored = admin_->Count(stream_);
+  EXPECT_GE(stored, 2 * kEvents);
+  Json status;
+  ASSERT_TRUE(WaitFor(
+      [&] {
+        status = consume_status();
+        return testing::JsonInt(status, "lag") == 0 &&
+               testing::JsonInt(status, "duplicates") == stored - kEvents;
+      },
+      seconds(60)))
+      << status_text << " stored " << stored << "\n"
+      << testing::ReadTextFile(co.stderr_path);
+  relay->Signal(SIGTERM);
+  EXPECT_EQ(relay->Wait(), 0);
+  consume.Signal(SIGTERM);
+  EXPECT_EQ(consume.Wait(), 0) << testing::ReadTextFile(co.stderr_path);
+  status = consume_status();
+  EXPECT_EQ(testing::JsonInt(status, "handled"), kEvents);
+  EXPECT_EQ(testing::JsonInt(status, "duplicates"), stored - kEvents);
+  // The domain table: the same rows, in the same order, none added.
+  auto after = testing::ReadDomainRows(domain);
+  ASSERT_EQ(after.size(), before.size());
+  for (size_t i = 0; i < after.size(); ++i) {
+    EXPECT_EQ(after[i].seq, before[i].seq);
+    EXPECT_EQ(after[i].id, before[i].id);
+    EXPECT_EQ(after[i].stream, before[i].stream);
+  }
 }
 
 TEST_F(NatsConsumer, AStreamThatDoesNotExistStopsTheConsumerWithItsName) {
