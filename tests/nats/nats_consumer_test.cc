@@ -4,9 +4,8 @@
 // order, through relay and consumer SIGKILLs and copies under other
 // Nats-Msg-Ids; `herald relay reset` to position 1 re-sends everything and
 // the inbox absorbs it all; a poison event parks its stream while the
-// others finish;
-// redeliveries, structured mode and the durable's pending count are
-// reported; bad keys are refused with key and line.
+// others finish; redeliveries, structured mode and the durable's pending
+// count are reported; bad keys are refused with key and line.
 #include <gtest/gtest.h>
 
 #include <fstream>
