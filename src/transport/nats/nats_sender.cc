@@ -14,15 +14,22 @@
 // Permanent, or ResourceExhausted for a full stream that refuses new ones.
 //
 // Threads: Send runs on the relay's thread; libnats calls the handlers below
-// on its own threads; they only queue results under mu_ and notify.
+// on its own threads; they only queue results in the sender's Mailbox and
+// notify. libnats does not wait for them when the connection closes (a
+// handler can still run after natsConnection_Close and jsCtx_Destroy
+// returned), so a handler reaches the Mailbox through a registry, by
+// number, and holds it while it uses it: a sender destroyed meanwhile
+// leaves it behind until the handler is done.
 #include "transport/nats/nats_sender.h"
 
 #include <nats/nats.h>
 
 #include <cerrno>
+#include <cstdint>
 #include <cstdio>
 #include <cstring>
 #include <deque>
+#include <memory>
 #include <string>
 #include <unordered_map>
 #include <vector>
@@ -137,6 +144,51 @@ struct Completion {
   std::string text;
 };
 
+// What libnats' threads hand a sender: completions and connection news.
+struct Mailbox {
+  detail::Mutex mu;
+  detail::CondVar cv;
+  std::vector<Completion> done GUARDED_BY(mu);
+  bool lost GUARDED_BY(mu) = false;  // a disconnect happened
+};
+
+// The Mailboxes of the live senders, by number: the closure libnats hands
+// back to the handlers is the number, never a pointer into a sender.
+class Mailboxes {
+ public:
+  static Mailboxes& Get() {
+    static auto* boxes = new Mailboxes;  // never destroyed: handlers may run
+    return *boxes;                       // until the process ends
+  }
+  void* Add(std::shared_ptr<Mailbox> box) {
+    detail::MutexLock lock(&mu_);
+    uintptr_t n = ++next_;
+    boxes_.emplace(n, std::move(box));
+    return reinterpret_cast<void*>(n);
+  }
+  // After Remove no handler finds the Mailbox; one that found it before
+  // keeps it alive until it is done.
+  void Remove(void* closure) {
+    std::shared_ptr<Mailbox> gone;  // released outside mu_
+    detail::MutexLock lock(&mu_);
+    auto it = boxes_.find(reinterpret_cast<uintptr_t>(closure));
+    if (it == boxes_.end()) return;
+    gone = std::move(it->second);
+    boxes_.erase(it);
+  }
+  std::shared_ptr<Mailbox> Find(void* closure) {
+    detail::MutexLock lock(&mu_);
+    auto it = boxes_.find(reinterpret_cast<uintptr_t>(closure));
+    return it == boxes_.end() ? nullptr : it->second;
+  }
+
+ private:
+  detail::Mutex mu_;
+  std::unordered_map<uintptr_t, std::shared_ptr<Mailbox>> boxes_
+      GUARDED_BY(mu_);
+  uintptr_t next_ GUARDED_BY(mu_) = 0;
+};
+
 class NatsSender final : public Sender {
  public:
   NatsSender(const RouteConfig& route, NatsConfig config)
@@ -146,10 +198,8 @@ class NatsSender final : public Sender {
         max_in_flight_(std::max(1, route.max_in_flight)) {}
 
   ~NatsSender() override {
-    {
-      detail::MutexLock lock(&mu_);
-      closing_ = true;
-    }
+    // From here on the handlers find nothing to report to.
+    if (closure_) Mailboxes::Get().Remove(closure_);
     if (conn_) natsConnection_Close(conn_.get());
     js_.reset();
     conn_.reset();
@@ -189,10 +239,11 @@ class NatsSender final : public Sender {
     natsOptions_SetMaxReconnect(o, -1);
     natsOptions_SetReconnectWait(o, 100);
 
-    natsOptions_SetDisconnectedCB(o, &NatsSender::OnDisconnected, this);
-    natsOptions_SetReconnectedCB(o, &NatsSender::OnConnected, this);
+    closure_ = Mailboxes::Get().Add(box_);
+    natsOptions_SetDisconnectedCB(o, &NatsSender::OnDisconnected, closure_);
+    natsOptions_SetReconnectedCB(o, &NatsSender::OnConnected, closure_);
     natsOptions_SetRetryOnFailedConnect(o, true, &NatsSender::OnConnected,
-                                        this);
+                                        closure_);
     natsConnection* nc = nullptr;
     s = natsConnection_Connect(&nc, o);
     if (s != NATS_OK && s != NATS_NOT_YET_CONNECTED) {
@@ -209,7 +260,7 @@ class NatsSender final : public Sender {
     // room for publishes abandoned at a deadline until they are dropped.
     jo.PublishAsync.MaxPending = 2 * static_cast<int64_t>(max_in_flight_);
     jo.PublishAsync.AckHandler = &NatsSender::OnPubAck;
-    jo.PublishAsync.AckHandlerClosure = this;
+    jo.PublishAsync.AckHandlerClosure = closure_;
     jsCtx* js = nullptr;
     s = natsConnection_JetStream(&js, conn_.get(), &jo);
     if (s != NATS_OK) {
@@ -245,9 +296,9 @@ class NatsSender final : public Sender {
     for (size_t q = 0; q < queues.size(); ++q) ready.push_back(q);
 
     {
-      detail::MutexLock lock(&mu_);
-      done_.clear();
-      lost_ = false;
+      detail::MutexLock lock(&box_->mu);
+      box_->done.clear();
+      box_->lost = false;
     }
     if (!WaitConnected(std::min(
             deadline, steady_clock::now() + config_.connect_timeout))) {
@@ -312,12 +363,13 @@ class NatsSender final : public Sender {
       std::vector<Completion> got;
       bool lost = false;
       {
-        detail::MutexLock lock(&mu_);
-        while (done_.empty() && !lost_ && cv_.WaitUntil(&mu_, deadline)) {
+        detail::MutexLock lock(&box_->mu);
+        while (box_->done.empty() && !box_->lost &&
+               box_->cv.WaitUntil(&box_->mu, deadline)) {
         }
-        got.swap(done_);
-        lost = lost_;
-        lost_ = false;
+        got.swap(box_->done);
+        lost = box_->lost;
+        box_->lost = false;
       }
       for (Completion& c : got) {
         auto it = in_flight.find(c.id);
@@ -351,20 +403,21 @@ class NatsSender final : public Sender {
 
  private:
   static void OnConnected(natsConnection*, void* closure) {
-    auto* self = static_cast<NatsSender*>(closure);
-    detail::MutexLock lock(&self->mu_);
-    self->cv_.SignalAll();
+    auto box = Mailboxes::Get().Find(closure);
+    if (!box) return;
+    detail::MutexLock lock(&box->mu);
+    box->cv.SignalAll();
   }
   static void OnDisconnected(natsConnection*, void* closure) {
-    auto* self = static_cast<NatsSender*>(closure);
-    detail::MutexLock lock(&self->mu_);
-    self->lost_ = true;
-    self->cv_.SignalAll();
+    auto box = Mailboxes::Get().Find(closure);
+    if (!box) return;
+    detail::MutexLock lock(&box->mu);
+    box->lost = true;
+    box->cv.SignalAll();
   }
   // Called by libnats for every async publish: pa on success, pae on error.
   static void OnPubAck(jsCtx*, natsMsg* msg, jsPubAck* pa, jsPubAckErr* pae,
                        void* closure) {
-    auto* self = static_cast<NatsSender*>(closure);
     Completion c;
     const char* id = nullptr;
     if (msg && natsMsgHeader_Get(msg, "Nats-Msg-Id", &id) == NATS_OK && id) {
@@ -381,15 +434,17 @@ class NatsSender final : public Sender {
       c.subject = natsMsg_GetSubject(msg);
     }
     natsMsg_Destroy(msg);
-    detail::MutexLock lock(&self->mu_);
-    if (self->closing_ || c.id.empty()) return;
-    self->done_.push_back(std::move(c));
-    self->cv_.SignalAll();
+    if (c.id.empty()) return;
+    auto box = Mailboxes::Get().Find(closure);
+    if (!box) return;
+    detail::MutexLock lock(&box->mu);
+    box->done.push_back(std::move(c));
+    box->cv.SignalAll();
   }
 
   // Whether the connection is up, waiting for it until `until`. The status
-  // is read outside mu_ (libnats takes its own lock); the wait is woken by
-  // OnConnected, and re-checks at least every 50 ms.
+  // is read outside box_->mu (libnats takes its own lock); the wait is
+  // woken by OnConnected, and re-checks at least every 50 ms.
   bool WaitConnected(steady_clock::time_point until) {
     for (;;) {
       if (natsConnection_Status(conn_.get()) == NATS_CONN_STATUS_CONNECTED) {
@@ -397,8 +452,8 @@ class NatsSender final : public Sender {
       }
       auto now = steady_clock::now();
       if (now >= until) return false;
-      detail::MutexLock lock(&mu_);
-      cv_.WaitUntil(&mu_, std::min(until, now + milliseconds(50)));
+      detail::MutexLock lock(&box_->mu);
+      box_->cv.WaitUntil(&box_->mu, std::min(until, now + milliseconds(50)));
     }
   }
 
@@ -515,8 +570,8 @@ class NatsSender final : public Sender {
     if (js_PublishAsyncGetPendingList(&pending, js_.get()) == NATS_OK) {
       natsMsgList_Destroy(&pending);
     }
-    detail::MutexLock lock(&mu_);
-    done_.clear();
+    detail::MutexLock lock(&box_->mu);
+    box_->done.clear();
   }
 
   const NatsConfig config_;
@@ -525,13 +580,9 @@ class NatsSender final : public Sender {
   const int max_in_flight_;
   MessageHeaders headers_;  // Publish's, reused (relay thread only)
 
-  // Shared with libnats' threads (declared before the handles, so they
-  // outlive them).
-  detail::Mutex mu_;
-  detail::CondVar cv_;
-  std::vector<Completion> done_ GUARDED_BY(mu_);
-  bool lost_ GUARDED_BY(mu_) = false;  // a disconnect happened
-  bool closing_ GUARDED_BY(mu_) = false;
+  // Shared with libnats' threads, which find it by closure_ (Mailboxes).
+  const std::shared_ptr<Mailbox> box_ = std::make_shared<Mailbox>();
+  void* closure_ = nullptr;
 
   std::unique_ptr<natsOptions, OptionsDeleter> opts_;
   std::unique_ptr<natsConnection, ConnectionDeleter> conn_;
