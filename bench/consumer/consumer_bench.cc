@@ -21,53 +21,23 @@
 #include <libpq-fe.h>
 #include <sqlite3.h>
 
-#include <algorithm>
-#include <atomic>
 #include <cstdio>
 #include <cstdlib>
-#include <cstring>
-#include <map>
 #include <string>
 #include <thread>
 #include <vector>
 
+#include "bench_util.h"
+#include "consumer_util.h"
 #include "herald/consumer.h"
 #include "herald/postgres.h"
 #include "herald/sqlite.h"
 #include "herald/store.h"
 #include "support/test_util.h"
 
-namespace herald {
+namespace herald::bench {
 namespace {
 
-using Clock = std::chrono::steady_clock;
-
-void Check(const Status& s, const char* what) {
-  if (!s.ok()) {
-    std::fprintf(stderr, "consumer_bench: %s: %s\n", what,
-                 s.ToString().c_str());
-    std::exit(1);
-  }
-}
-
-Event MakeBenchEvent(int i, int streams) {
-  Event e;
-  e.stream = "order-" + std::to_string(i % streams);
-  e.type = "order.placed";
-  e.payload = "{\"i\":" + std::to_string(100000000 + i) + ",\"p\":\"" +
-              std::string(178, 'x') + "\"}";
-  return e;
-}
-
-double Median(std::vector<double> v) {
-  if (v.empty()) return 0;
-  std::sort(v.begin(), v.end());
-  return v[v.size() / 2];
-}
-
-const char* kSqliteDomain =
-    "CREATE TABLE IF NOT EXISTS domain_rows (event_id TEXT PRIMARY KEY, "
-    "stream TEXT NOT NULL, position INTEGER NOT NULL)";
 const char* kPgDomain =
     "CREATE TABLE IF NOT EXISTS domain_rows (event_id text PRIMARY KEY, "
     "stream text NOT NULL, position bigint NOT NULL)";
@@ -89,18 +59,7 @@ Status Exec(Transaction& tx, bool sqlite, const std::string& sql) {
 
 // The handler's domain write, in `tx`.
 Status Insert(Transaction& tx, bool sqlite, const Event& e) {
-  if (sqlite) {
-    sqlite3_stmt* st = nullptr;
-    sqlite3_prepare_v2(SqliteHandle(tx),
-                       "INSERT INTO domain_rows VALUES (?1, ?2, ?3)", -1, &st,
-                       nullptr);
-    sqlite3_bind_text(st, 1, e.id.c_str(), -1, SQLITE_STATIC);
-    sqlite3_bind_text(st, 2, e.stream.c_str(), -1, SQLITE_STATIC);
-    sqlite3_bind_int64(st, 3, e.position);
-    int rc = sqlite3_step(st);
-    sqlite3_finalize(st);
-    return rc == SQLITE_DONE ? Status::OK() : Status::Unavailable("insert");
-  }
+  if (sqlite) return InsertSqliteDomainRow(tx, e);
   std::string pos = std::to_string(e.position);
   const char* v[] = {e.id.c_str(), e.stream.c_str(), pos.c_str()};
   PGresult* r = PQexecParams(PostgresHandle(tx),
@@ -128,6 +87,33 @@ std::string FreshDb(const std::string& backend, const testing::TempDir& dir) {
   return testing::FreshStoreUrl("postgresql", dir);
 }
 
+// The inbox's bytes (its table and indexes) in `db`, per event handled.
+double InboxBytesPerRow(Store* db, bool sqlite, int events) {
+  auto tx = db->Begin();
+  Check(tx.status(), "begin");
+  int64_t bytes = 0;
+  if (sqlite) {
+    sqlite3_stmt* st = nullptr;
+    sqlite3_prepare_v2(SqliteHandle(**tx),
+                       "SELECT sum(pgsize) FROM dbstat WHERE name IN "
+                       "('herald_inbox', 'herald_inbox_by_time')",
+                       -1, &st, nullptr);
+    if (st && sqlite3_step(st) == SQLITE_ROW) {
+      bytes = sqlite3_column_int64(st, 0);
+    }
+    sqlite3_finalize(st);
+  } else {
+    PGresult* r = PQexec(PostgresHandle(**tx),
+                         "SELECT pg_total_relation_size('herald_inbox')");
+    if (PQresultStatus(r) == PGRES_TUPLES_OK) {
+      bytes = std::atoll(PQgetvalue(r, 0, 0));
+    }
+    PQclear(r);
+  }
+  (void)(*tx)->Rollback();
+  return static_cast<double>(bytes) / events;
+}
+
 // One consumer run: seconds to handle every event. `inbox`: with the inbox
 // (herald), else the raw baseline. *bytes_per_row: the inbox's storage.
 double RunOnce(const Setup& s, const std::string& backend, bool inbox,
@@ -135,74 +121,34 @@ double RunOnce(const Setup& s, const std::string& backend, bool inbox,
   auto store = OpenStore(FreshDb(backend, dir));
   Check(store.status(), "open database");
   bool sqlite = backend == "sqlite";
-  {
-    auto tx = (*store)->Begin();
-    Check(tx.status(), "begin");
-    Check(Exec(**tx, sqlite, sqlite ? kSqliteDomain : kPgDomain), "domain");
-    Check((*tx)->Commit(), "commit");
-  }
+  SetUpDomain(store->get(), sqlite ? kSqliteDomainTable : kPgDomain,
+              [sqlite](Transaction& tx, const std::string& sql) {
+                return Exec(tx, sqlite, sql);
+              });
   ConsumerOptions o;
   o.name = "bench";
-  o.inbox = inbox ? store->get() : nullptr;
   o.max_in_flight = s.in_flight;
   o.max_in_hand = 4096;
   ConsumerSourceOptions so;
   so.consumer = "bench";
   so.url = s.server;
-  so.state = inbox ? store->get() : nullptr;
-  so.max_in_hand = o.max_in_hand;
-  auto source = MakeConsumerSource(so);
-  Check(source.status(), "source");
-  Consumer consumer(o, std::move(*source));
-  Store* db = store->get();
-  consumer.SetHandler([db, sqlite](const Event& e, Transaction* tx) -> Status {
-    if (tx) return Insert(*tx, sqlite, e);
-    auto own = db->Begin();
-    if (!own.ok()) return own.status();
-    HERALD_RETURN_IF_ERROR(Insert(**own, sqlite, e));
-    return (*own)->Commit();
-  });
-  auto t0 = Clock::now();
-  Check(consumer.Start(), "start");
-  while (consumer.stats().handled < static_cast<uint64_t>(s.events)) {
-    if (consumer.failed()) Check(consumer.error(), "consumer");
-    std::this_thread::sleep_for(std::chrono::milliseconds(1));
-  }
-  double secs = std::chrono::duration<double>(Clock::now() - t0).count();
-  consumer.Stop();
+  double secs = TimeConsumerRun(o, so, store->get(), inbox,
+                                static_cast<uint64_t>(s.events),
+                                [sqlite](Transaction& tx, const Event& e) {
+                                  return Insert(tx, sqlite, e);
+                                });
   if (inbox && bytes_per_row) {
-    auto tx = db->Begin();
-    Check(tx.status(), "begin");
-    int64_t bytes = 0;
-    if (sqlite) {
-      sqlite3_stmt* st = nullptr;
-      sqlite3_prepare_v2(SqliteHandle(**tx),
-                         "SELECT sum(pgsize) FROM dbstat WHERE name IN "
-                         "('herald_inbox', 'herald_inbox_by_time')",
-                         -1, &st, nullptr);
-      if (st && sqlite3_step(st) == SQLITE_ROW) {
-        bytes = sqlite3_column_int64(st, 0);
-      }
-      sqlite3_finalize(st);
-    } else {
-      PGresult* r = PQexec(PostgresHandle(**tx),
-                           "SELECT pg_total_relation_size('herald_inbox')");
-      if (PQresultStatus(r) == PGRES_TUPLES_OK) {
-        bytes = std::atoll(PQgetvalue(r, 0, 0));
-      }
-      PQclear(r);
-    }
-    (void)(*tx)->Rollback();
-    *bytes_per_row = static_cast<double>(bytes) / s.events;
+    *bytes_per_row = InboxBytesPerRow(store->get(), sqlite, s.events);
   }
   return secs;
 }
 
 }  // namespace
-}  // namespace herald
+}  // namespace herald::bench
 
 int main(int argc, char** argv) {
   using namespace herald;
+  using namespace herald::bench;
   int events = 20000, streams = 20, runs = 3, in_flight = 16;
   for (int i = 1; i + 1 < argc; i += 2) {
     std::string k = argv[i];
@@ -217,14 +163,7 @@ int main(int argc, char** argv) {
   {
     auto store = OpenStore(server_db);
     Check(store.status(), "server store");
-    std::vector<Event> batch;
-    for (int i = 0; i < events; ++i) {
-      batch.push_back(MakeBenchEvent(i, streams));
-      if (batch.size() == 1000 || i + 1 == events) {
-        Check((*store)->Append(batch).status(), "append");
-        batch.clear();
-      }
-    }
+    FillBacklog(store->get(), events, streams);
   }
   int port = testing::FreePort();
   testing::Child::Options co;

@@ -17,19 +17,15 @@
 //            handler's own BEGIN, the same INSERT, COMMIT on SQLite.
 // Raw runs just before and just after herald; ratio = herald / their mean.
 // Each figure is the median of R runs.
-#include <sqlite3.h>
-
 #include <algorithm>
 #include <cstdio>
 #include <cstdlib>
-#include <cstring>
 #include <functional>
-#include <map>
-#include <memory>
 #include <string>
-#include <thread>
 #include <vector>
 
+#include "bench_util.h"
+#include "consumer_util.h"
 #include "herald/consumer.h"
 #include "herald/sender.h"
 #include "herald/sqlite.h"
@@ -38,33 +34,13 @@
 #include "kafka/kafka_test_util.h"
 #include "nats/nats_test_util.h"
 #include "rabbitmq/amqp_client.h"
+#include "support/consumer_e2e.h"
 #include "support/test_util.h"
 
-namespace herald {
+namespace herald::bench {
 namespace {
 
-using Clock = std::chrono::steady_clock;
-
-void Check(const Status& s, const char* what) {
-  if (!s.ok()) {
-    std::fprintf(stderr, "consumer_brokers_bench: %s: %s\n", what,
-                 s.ToString().c_str());
-    std::exit(1);
-  }
-}
-
-double Median(std::vector<double> v) {
-  if (v.empty()) return 0;
-  std::sort(v.begin(), v.end());
-  return v[v.size() / 2];
-}
-
-OptionField Field(const std::string& key, const std::string& value) {
-  OptionField f;
-  f.key = key;
-  f.value.string = value;
-  return f;
-}
+using testing::StringOption;
 
 struct Setup {
   int events = 20000;
@@ -78,14 +54,10 @@ std::vector<Event> MakeEvents(const Setup& s) {
   std::vector<Event> out;
   static int64_t position = 0;
   for (int i = 0; i < s.events; ++i) {
-    Event e;
+    Event e = MakeBenchEvent(i, s.streams);
     e.id = NewUuidV7();
     e.position = ++position;
-    e.stream = "order-" + std::to_string(i % s.streams);
-    e.type = "order.placed";
     e.occurred_at_us = 1700000000000000 + i;
-    e.payload = "{\"i\":" + std::to_string(100000000 + i) + ",\"p\":\"" +
-                std::string(178, 'x') + "\"}";
     out.push_back(std::move(e));
   }
   return out;
@@ -111,23 +83,6 @@ void Publish(RouteConfig route, const std::vector<Event>& events) {
   if (done < events.size()) Check(Status::Unavailable("publish"), "publish");
 }
 
-const char* kDomain =
-    "CREATE TABLE IF NOT EXISTS domain_rows (event_id TEXT PRIMARY KEY, "
-    "stream TEXT NOT NULL, position INTEGER NOT NULL)";
-
-Status Insert(Transaction& tx, const Event& e) {
-  sqlite3_stmt* st = nullptr;
-  sqlite3_prepare_v2(SqliteHandle(tx),
-                     "INSERT INTO domain_rows VALUES (?1, ?2, ?3)", -1, &st,
-                     nullptr);
-  sqlite3_bind_text(st, 1, e.id.c_str(), -1, SQLITE_STATIC);
-  sqlite3_bind_text(st, 2, e.stream.c_str(), -1, SQLITE_STATIC);
-  sqlite3_bind_int64(st, 3, e.position);
-  int rc = sqlite3_step(st);
-  sqlite3_finalize(st);
-  return rc == SQLITE_DONE ? Status::OK() : Status::Unavailable("insert");
-}
-
 // One consumer run over `so`'s filled destination: events per second.
 double RunOnce(const Setup& s, ConsumerSourceOptions so, bool inbox,
                const testing::TempDir& dir) {
@@ -135,40 +90,21 @@ double RunOnce(const Setup& s, ConsumerSourceOptions so, bool inbox,
   auto store =
       OpenStore("sqlite:" + dir.file("db" + std::to_string(++n) + ".db"));
   Check(store.status(), "open database");
-  {
-    auto tx = (*store)->Begin();
-    Check(tx.status(), "begin");
-    sqlite3_exec(SqliteHandle(**tx), kDomain, nullptr, nullptr, nullptr);
-    Check((*tx)->Commit(), "commit");
-  }
+  SetUpDomain(store->get(), kSqliteDomainTable,
+              [](Transaction& tx, const std::string& sql) {
+                return sqlite3_exec(SqliteHandle(tx), sql.c_str(), nullptr,
+                                    nullptr, nullptr) == SQLITE_OK
+                           ? Status::OK()
+                           : Status::Unavailable("domain table");
+              });
   ConsumerOptions o;
   o.name = so.consumer;
-  o.inbox = inbox ? store->get() : nullptr;
   o.max_in_flight = s.in_flight;
   o.max_in_hand = 1024;
   o.on_log = [](const std::string&) {};
-  so.state = inbox ? store->get() : nullptr;
-  so.max_in_hand = o.max_in_hand;
-  auto source = MakeConsumerSource(so);
-  Check(source.status(), "source");
-  Consumer consumer(o, std::move(*source));
-  Store* db = store->get();
-  consumer.SetHandler([db](const Event& e, Transaction* tx) -> Status {
-    if (tx) return Insert(*tx, e);
-    auto own = db->Begin();
-    if (!own.ok()) return own.status();
-    HERALD_RETURN_IF_ERROR(Insert(**own, e));
-    return (*own)->Commit();
-  });
-  auto t0 = Clock::now();
-  Check(consumer.Start(), "start");
-  while (consumer.stats().handled < static_cast<uint64_t>(s.events)) {
-    if (consumer.failed()) Check(consumer.error(), "consumer");
-    std::this_thread::sleep_for(std::chrono::milliseconds(1));
-  }
-  double secs = std::chrono::duration<double>(Clock::now() - t0).count();
-  consumer.Stop();
-  return s.events / secs;
+  return s.events / TimeConsumerRun(o, so, store->get(), inbox,
+                                    static_cast<uint64_t>(s.events),
+                                    InsertSqliteDomainRow);
 }
 
 // A broker: fills a fresh destination and returns the source options.
@@ -195,10 +131,11 @@ void Measure(const Setup& s, const Broker& b, const testing::TempDir& dir) {
 }
 
 }  // namespace
-}  // namespace herald
+}  // namespace herald::bench
 
 int main(int argc, char** argv) {
   using namespace herald;
+  using namespace herald::bench;
   Setup s;
   std::string brokers = "nats,kafka,rabbitmq";
   for (int i = 1; i + 1 < argc; i += 2) {
@@ -222,16 +159,14 @@ int main(int argc, char** argv) {
                std::string n = std::to_string(run);
                std::string err = admin.AddStream("B" + n, {"bench" + n + ".>"});
                if (!err.empty()) Check(Status::Unavailable(err), "stream");
-               RouteConfig route;
-               route.sender = server.url();
-               route.options.fields.push_back(
-                   Field("subject", "bench" + n + ".{stream}"));
-               Publish(route, events);
-               ConsumerSourceOptions so;
-               so.consumer = "bench" + n;
-               so.url = server.url();
-               so.options.table = "consumer";
-               so.options.fields.push_back(Field("stream", "B" + n));
+               Publish(
+                   herald::testing::SenderRoute(
+                       server.url(),
+                       {StringOption("subject", "bench" + n + ".{stream}")}),
+                   events);
+               auto so = herald::testing::BrokerSourceOptions(
+                   server.url(), {StringOption("stream", "B" + n)});
+               so.consumer = "bench" + n;  // a durable of its own
                return so;
              }};
     Measure(s, b, dir);
@@ -241,15 +176,13 @@ int main(int argc, char** argv) {
     Broker b{"kafka", [&](int run, const std::vector<Event>& events) {
                std::string topic = "bench" + std::to_string(run);
                cluster.CreateTopic(topic, 4);
-               RouteConfig route;
-               route.sender = "kafka://" + cluster.bootstraps();
-               route.options.fields.push_back(Field("topic", topic));
-               Publish(route, events);
-               ConsumerSourceOptions so;
-               so.consumer = "bench" + std::to_string(run);
-               so.url = route.sender;
-               so.options.table = "consumer";
-               so.options.fields.push_back(Field("topic", topic));
+               std::string url = "kafka://" + cluster.bootstraps();
+               Publish(herald::testing::SenderRoute(
+                           url, {StringOption("topic", topic)}),
+                       events);
+               auto so = herald::testing::BrokerSourceOptions(
+                   url, {StringOption("topic", topic)});
+               so.consumer = topic;  // a group of its own
                return so;
              }};
     Measure(s, b, dir);
@@ -257,23 +190,21 @@ int main(int argc, char** argv) {
   if (brokers.find("rabbitmq") != std::string::npos &&
       !herald::testing::AmqpUrl().empty()) {
     herald::testing::AmqpClient admin;
-    Broker b{"rabbitmq", [&](int run, const std::vector<Event>& events) {
-               std::string q = "bench." + std::to_string(::getpid()) + "." +
-                               std::to_string(run);
-               admin.Exchange(q, "fanout");
-               admin.Queue(q);
-               admin.Bind(q, q, "");
-               RouteConfig route;
-               route.sender = herald::testing::AmqpUrl();
-               route.options.fields.push_back(Field("exchange", q));
-               Publish(route, events);
-               ConsumerSourceOptions so;
-               so.consumer = "bench";
-               so.url = herald::testing::AmqpUrl();
-               so.options.table = "consumer";
-               so.options.fields.push_back(Field("queue", q));
-               return so;
-             }};
+    Broker b{
+        "rabbitmq", [&](int run, const std::vector<Event>& events) {
+          std::string q =
+              "bench." + std::to_string(::getpid()) + "." + std::to_string(run);
+          admin.Exchange(q, "fanout");
+          admin.Queue(q);
+          admin.Bind(q, q, "");
+          Publish(herald::testing::SenderRoute(herald::testing::AmqpUrl(),
+                                               {StringOption("exchange", q)}),
+                  events);
+          auto so = herald::testing::BrokerSourceOptions(
+              herald::testing::AmqpUrl(), {StringOption("queue", q)});
+          so.consumer = "bench";
+          return so;
+        }};
     Measure(s, b, dir);
   }
   return 0;

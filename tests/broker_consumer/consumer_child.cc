@@ -10,7 +10,8 @@
 // --die-after-acks N: the source is wrapped so that the acknowledgement
 // that reaches N acknowledged deliveries SIGKILLs the process before the
 // broker hears of it; those deliveries' inbox transactions had committed.
-// A wrapper that fails on cue, so the crash lands in that window every time.
+// (support/dying_source.h: a wrapper that fails on cue, so the crash lands
+// in that window every time.)
 #include <signal.h>
 
 #include <cstdio>
@@ -22,45 +23,12 @@
 #include "herald/consumer_source.h"
 #include "herald/store.h"
 #include "support/consumer_e2e.h"
+#include "support/dying_source.h"
 
 namespace {
 
 using herald::ConsumerSource;
 using herald::Status;
-
-class DieAfterAcks final : public ConsumerSource {
- public:
-  DieAfterAcks(std::unique_ptr<ConsumerSource> inner, int n)
-      : inner_(std::move(inner)), left_(n) {}
-  Status Start() override { return inner_->Start(); }
-  herald::Result<std::vector<herald::SourceDelivery>> Poll(
-      int max, std::chrono::milliseconds timeout) override {
-    return inner_->Poll(max, timeout);
-  }
-  Status Ack(std::span<const uint64_t> handles) override {
-    left_ -= static_cast<int>(handles.size());
-    if (left_ <= 0) {
-      std::fprintf(stderr, "consumer_child: dying before acknowledging\n");
-      std::fflush(stderr);
-      ::raise(SIGKILL);
-    }
-    return inner_->Ack(handles);
-  }
-  Status Release(std::span<const uint64_t> handles) override {
-    return inner_->Release(handles);
-  }
-  void KeepAlive(std::span<const uint64_t> handles) override {
-    inner_->KeepAlive(handles);
-  }
-  std::optional<int64_t> Lag() override { return inner_->Lag(); }
-  void Wake() override { inner_->Wake(); }
-  void Close() override { inner_->Close(); }
-  std::string_view kind() const override { return inner_->kind(); }
-
- private:
-  std::unique_ptr<ConsumerSource> inner_;
-  int left_;
-};
 
 int Fail(const std::string& what, const Status& s) {
   std::fprintf(stderr, "consumer_child: %s: %s\n", what.c_str(),
@@ -116,7 +84,8 @@ int main(int argc, char** argv) {
   if (!source.ok()) return Fail("source", source.status());
   std::unique_ptr<ConsumerSource> src = std::move(*source);
   if (die_after > 0) {
-    src = std::make_unique<DieAfterAcks>(std::move(src), die_after);
+    src =
+        std::make_unique<herald::testing::DieAtAck>(std::move(src), die_after);
   }
   herald::Consumer consumer(o, std::move(src));
   consumer.SetHandler([](const herald::Event& e, herald::Transaction* tx) {

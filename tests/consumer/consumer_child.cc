@@ -31,6 +31,7 @@
 #include "herald/consumer.h"
 #include "herald/postgres.h"
 #include "herald/sqlite.h"
+#include "support/dying_source.h"
 
 using namespace herald;
 
@@ -38,38 +39,6 @@ namespace {
 
 std::atomic<bool> g_stop{false};
 void OnTerm(int) { g_stop = true; }
-
-// Forwards to the real source; dies at the kill_at-th acknowledgement.
-class KillingSource final : public ConsumerSource {
- public:
-  KillingSource(std::unique_ptr<ConsumerSource> inner, int64_t kill_at)
-      : inner_(std::move(inner)), kill_at_(kill_at) {}
-  Status Start() override { return inner_->Start(); }
-  Result<std::vector<SourceDelivery>> Poll(
-      int max, std::chrono::milliseconds timeout) override {
-    return inner_->Poll(max, timeout);
-  }
-  Status Ack(std::span<const uint64_t> handles) override {
-    acked_ += static_cast<int64_t>(handles.size());
-    if (kill_at_ > 0 && acked_ >= kill_at_) ::raise(SIGKILL);
-    return inner_->Ack(handles);
-  }
-  Status Release(std::span<const uint64_t> handles) override {
-    return inner_->Release(handles);
-  }
-  void KeepAlive(std::span<const uint64_t> handles) override {
-    inner_->KeepAlive(handles);
-  }
-  std::optional<int64_t> Lag() override { return inner_->Lag(); }
-  void Wake() override { inner_->Wake(); }
-  void Close() override { inner_->Close(); }
-  std::string_view kind() const override { return inner_->kind(); }
-
- private:
-  std::unique_ptr<ConsumerSource> inner_;
-  int64_t kill_at_;
-  int64_t acked_ = 0;
-};
 
 Status Exec(Transaction& tx, const std::string& backend, const char* sql) {
   if (backend == "sqlite") {
@@ -187,7 +156,7 @@ int main(int argc, char** argv) {
   }
   int64_t kill_at = a.count("kill-at-ack") ? std::stoll(a["kill-at-ack"]) : 0;
   Consumer consumer(
-      o, std::make_unique<KillingSource>(std::move(*source), kill_at));
+      o, std::make_unique<testing::DieAtAck>(std::move(*source), kill_at));
   std::string fail_id = a["fail-id"];
   std::string heal = a["heal-file"];
   consumer.SetHandler([&](const Event& e, Transaction* tx) -> Status {

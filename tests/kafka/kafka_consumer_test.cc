@@ -5,11 +5,11 @@
 // through relay and consumer SIGKILLs and a second publishing of the same
 // events; a poison event parks its stream while the others finish;
 // released records are read again by the next run, `start = "latest"`
-// skips what is there, the lag is the high watermark minus the commit;
-// bad keys are refused with key and line.
+// skips what is there, `start` as a time as far as the mock answers it
+// (see KafkaConsumerStartTime), the lag is the high watermark minus the
+// commit; bad keys are refused with key and line.
 #include <gtest/gtest.h>
 
-#include <fstream>
 #include <mutex>
 #include <regex>
 #include <set>
@@ -27,8 +27,6 @@ namespace {
 using std::chrono::milliseconds;
 using std::chrono::seconds;
 using testing::ConsumerE2E;
-using testing::HeraldBin;
-using testing::RunCommand;
 using testing::WaitFor;
 
 constexpr int kPartitions = 4;
@@ -56,29 +54,16 @@ class KafkaConsumer : public ::testing::Test {
   std::string Url() const { return "kafka://" + cluster_->bootstraps(); }
 
   std::string Route(const std::string& name, const std::string& extra = "") {
-    return "[[route]]\nname = \"" + name + "\"\nsender = \"" + Url() +
-           "\"\ntopic = \"" + topic_ +
-           "\"\nbatch = 100\nmax_in_flight = 50\nbackoff_initial = "
-           "\"5ms\"\nbackoff_max = \"200ms\"\n" +
-           extra + "\n";
+    return testing::RouteTable(name, Url(),
+                               "topic = \"" + topic_ + "\"\n" + extra);
   }
 
   // A group of this test's own (a member of an earlier test's group would
   // hold up the join until its session times out).
   ConsumerSourceOptions SourceOptions(const std::string& group = "c") {
-    ConsumerSourceOptions so;
-    so.consumer = "c";
-    so.url = Url();
-    so.options.table = "consumer";
-    so.options.route = "c";
-    OptionField f;
-    f.key = "topic";
-    f.value.string = topic_;
-    so.options.fields.push_back(f);
-    OptionField g;
-    g.key = "group";
-    g.value.string = group + "-" + topic_;
-    so.options.fields.push_back(g);
+    auto so = testing::BrokerSourceOptions(
+        Url(), {testing::StringOption("topic", topic_),
+                testing::StringOption("group", group + "-" + topic_)});
     OptionField k;
     k.key = "kafka";
     k.value.kind = OptionValue::Kind::kTable;
@@ -114,32 +99,60 @@ class KafkaConsumer : public ::testing::Test {
   }
 
   void Publish(std::span<const Event> events, const std::string& mode) {
-    RouteConfig route;
-    route.sender = Url();
-    OptionField t;
-    t.key = "topic";
-    t.value.string = topic_;
-    route.options.fields.push_back(t);
-    OptionField m;
-    m.key = "mode";
-    m.value.string = mode;
-    route.options.fields.push_back(m);
-    testing::PublishWithSender(route, events);
+    testing::PublishWithSender(
+        testing::SenderRoute(Url(), {testing::StringOption("topic", topic_),
+                                     testing::StringOption("mode", mode)}),
+        events);
   }
 
-  // Polls `src` until `want` deliveries came (or 20 s passed).
-  static std::vector<SourceDelivery> PollFor(ConsumerSource& src, size_t want) {
-    std::vector<SourceDelivery> got;
-    WaitFor(
+  // `so` with `start` = `value`, checked as a config's would be.
+  static ConsumerSourceOptions WithStart(ConsumerSourceOptions so,
+                                         const std::string& value) {
+    so.options.fields.push_back(testing::StringOption("start", value));
+    EXPECT_TRUE(ValidateSourceOptions(&so).ok());
+    return so;
+  }
+
+  // The ids of `got` are those of events [from, to) of t_, each once.
+  void ExpectEvents(const std::vector<SourceDelivery>& got, size_t from,
+                    size_t to) {
+    std::set<std::string> ids;
+    for (const auto& d : got) ids.insert(d.event.id);
+    EXPECT_EQ(ids.size(), got.size()) << "an event came twice";
+    EXPECT_EQ(got.size(), to - from);
+    for (size_t i = from; i < to; ++i) {
+      EXPECT_TRUE(ids.count(t_.events()[i].id)) << "event " << i;
+    }
+  }
+
+  // A source of `so` (a group or assignment without a commit) that must
+  // start at the end: 8 records are there before it starts, nothing waits
+  // once it has its position, and of 4 records published then it gets
+  // exactly those 4.
+  void ExpectOnlyLaterRecords(const ConsumerSourceOptions& so) {
+    t_.Append(8, 4);
+    Publish(t_.events(), "binary");
+    auto source = MakeConsumerSource(so);
+    ASSERT_TRUE(source.ok()) << source.status().ToString();
+    ConsumerSource& src = **source;
+    ASSERT_TRUE(src.Start().ok());
+    // Once the fetcher knows the watermarks, it has its position; nothing
+    // old comes meanwhile.
+    ASSERT_TRUE(WaitFor(
         [&] {
-          auto p = src.Poll(100, milliseconds(100));
-          if (p.ok()) {
-            for (auto& d : *p) got.push_back(std::move(d));
-          }
-          return got.size() >= want;
+          auto none = src.Poll(100, milliseconds(50));
+          EXPECT_TRUE(none.ok() && none->empty());
+          return src.Lag().has_value();
         },
-        seconds(20));
-    return got;
+        seconds(20)));
+    EXPECT_EQ(src.Lag(), 0) << "the 8 old records count as waiting";
+    t_.Append(4, 4);
+    Publish(std::span<const Event>(t_.events()).subspan(8), "binary");
+    ExpectEvents(testing::PollUntil(src, 4), 8, 12);
+    auto more = src.Poll(100, milliseconds(300));
+    ASSERT_TRUE(more.ok());
+    EXPECT_TRUE(more->empty()) << "an old record came";
+    src.Close();
   }
 
   static inline testing::MockClusterProcess* cluster_ = nullptr;
@@ -150,16 +163,14 @@ class KafkaConsumer : public ::testing::Test {
 
 TEST_F(KafkaConsumer,
        FiveThousandEventsOnceEachInStreamOrderThroughThreeKindsOfDuplicates) {
-  std::string consumer = "[[consumer]]\nname = \"c\"\nsource = \"" + Url() +
-                         "\"\ntopic = \"" + topic_ + "\"\ngroup = \"c-" +
-                         topic_ + "\"\ninbox = \"" + t_.inbox_url() +
-                         "\"\nexec = \"true\"\nmax_in_flight = 8\n" +
-                         "kafka = { \"session.timeout.ms\" = 6000, "
-                         "\"heartbeat.interval.ms\" = 500 }\n";
+  std::string consumer = t_.ConsumerTable(
+      Url(), "topic = \"" + topic_ + "\"\ngroup = \"c-" + topic_ +
+                 "\"\nkafka = { \"session.timeout.ms\" = 6000, "
+                 "\"heartbeat.interval.ms\" = 500 }\n");
   // The dup route publishes s-3 and s-11 again: other records (offsets).
   testing::RunExactlyOnceScenario(
-      t_, Route("r") + Route("dup", "streams = [\"s-3\", \"s-11\"]"), consumer,
-      /*dup_copies=*/500);
+      t_, Route("r") + Route("dup", "streams = [\"s-3\", \"s-11\"]\n"),
+      consumer, /*dup_copies=*/500);
 }
 
 TEST_F(KafkaConsumer,
@@ -178,22 +189,24 @@ TEST_F(KafkaConsumer, ReleasedRecordsAreReadAgainStructuredModeAndLag) {
   ConsumerSource& src = **source;
   EXPECT_EQ(src.kind(), "kafka");
   ASSERT_TRUE(src.Start().ok());
-  auto got = PollFor(src, 6);
+  auto got = testing::PollUntil(src, 6);
   ASSERT_EQ(got.size(), 6u);
+  ExpectEvents(got, 0, 6);
   std::map<std::string, const Event*> by_id;
   for (const auto& e : t_.events()) by_id[e.id] = &e;
   std::vector<uint64_t> acks, released;
+  std::set<std::string> released_ids;
   for (const auto& d : got) {
-    ASSERT_TRUE(d.decode_status.ok()) << d.decode_status.ToString();
     ASSERT_TRUE(by_id.count(d.event.id));
     const Event& want = *by_id[d.event.id];
-    EXPECT_EQ(d.event.stream, want.stream);
-    EXPECT_EQ(d.event.type, want.type);
-    EXPECT_EQ(d.event.payload, want.payload);
-    EXPECT_EQ(d.event.position, want.position);
-    EXPECT_EQ(d.key, want.stream);
+    testing::ExpectDeliveryOf(d, want);
     // s-1's events are given back; the rest are done.
-    (want.stream == "s-1" ? released : acks).push_back(d.handle);
+    if (want.stream == "s-1") {
+      released.push_back(d.handle);
+      released_ids.insert(d.event.id);
+    } else {
+      acks.push_back(d.handle);
+    }
   }
   ASSERT_EQ(released.size(), 2u);
   ASSERT_TRUE(src.Ack(acks).ok());
@@ -211,74 +224,31 @@ TEST_F(KafkaConsumer, ReleasedRecordsAreReadAgainStructuredModeAndLag) {
   src.Close();
   // The next run of the group reads s-1's two again (and what follows them
   // in their partition: the commit is a prefix; the inbox absorbs those).
-  std::set<std::string> released_ids;
-  for (const auto& d : got) {
-    if (d.event.stream == "s-1") released_ids.insert(d.event.id);
-  }
   auto again = MakeConsumerSource(so);
   ASSERT_TRUE(again.ok());
   ASSERT_TRUE((*again)->Start().ok());
   std::vector<SourceDelivery> second;
-  std::set<std::string> reread;
   ASSERT_TRUE(WaitFor(
       [&] {
-        auto p = (*again)->Poll(100, milliseconds(100));
-        if (p.ok()) {
-          for (auto& d : *p) {
-            reread.insert(d.event.id);
-            second.push_back(std::move(d));
-          }
+        for (auto& d : testing::PollUntil(**again, 1, milliseconds(100))) {
+          released_ids.erase(d.event.id);
+          second.push_back(std::move(d));
         }
-        for (const auto& id : released_ids) {
-          if (!reread.count(id)) return false;
-        }
-        return true;
+        return released_ids.empty();
       },
       seconds(20)));
   EXPECT_LT(second.size(), 6u) << "records below the commit were read again";
-  std::vector<uint64_t> all;
-  for (const auto& d : second) all.push_back(d.handle);
-  ASSERT_TRUE((*again)->Ack(all).ok());
-  ASSERT_TRUE(WaitFor(
-      [&] {
-        auto lag = (*again)->Lag();
-        return lag && *lag == 0;
-      },
-      seconds(10)));
+  ASSERT_TRUE((*again)->Ack(testing::HandlesOf(second)).ok());
+  ASSERT_TRUE(testing::AwaitLag(**again, 0));
   (*again)->Close();
 }
 
+// A new consumer starting at the end (on assigned partitions) gets only
+// the records published after it started.
 TEST_F(KafkaConsumer, StartLatestSkipsWhatIsThereAndAssignedPartitionsWork) {
-  t_.Append(8, 4);
-  Publish(t_.events(), "binary");
-  // A new group starting at the end: only later records.
-  auto so = SourceOptions("late");
-  OptionField start;
-  start.key = "start";
-  start.value.string = "latest";
-  so.options.fields.push_back(start);
+  auto so = WithStart(SourceOptions("late"), "latest");
   so.options.fields.push_back(AllPartitions());
-  ASSERT_TRUE(ValidateSourceOptions(&so).ok());
-  auto source = MakeConsumerSource(so);
-  ASSERT_TRUE(source.ok()) << source.status().ToString();
-  ASSERT_TRUE((*source)->Start().ok());
-  // Assigned at the end (once the fetcher knows the watermarks, it has
-  // its position): nothing old comes.
-  ASSERT_TRUE(WaitFor(
-      [&] {
-        auto none = (*source)->Poll(100, milliseconds(50));
-        EXPECT_TRUE(none.ok() && none->empty());
-        return (*source)->Lag().has_value();
-      },
-      seconds(20)));
-  t_.Append(4, 4);
-  Publish(std::span<const Event>(t_.events()).subspan(8), "binary");
-  auto got = PollFor(**source, 4);
-  ASSERT_EQ(got.size(), 4u);
-  std::set<std::string> ids;
-  for (const auto& d : got) ids.insert(d.event.id);
-  for (size_t i = 8; i < 12; ++i) EXPECT_TRUE(ids.count(t_.events()[i].id));
-  (*source)->Close();
+  ExpectOnlyLaterRecords(so);
 }
 
 // `start` as a time. librdkafka's mock cluster (2.0.2, and still its
@@ -292,49 +262,15 @@ class KafkaConsumerStartTime : public KafkaConsumer {
   // SourceOptions(group) with `start` = the time one hour from now, after
   // every record of the topic.
   ConsumerSourceOptions AfterEverything(const std::string& group) {
-    auto so = SourceOptions(group);
-    OptionField start;
-    start.key = "start";
-    start.value.string = FormatRfc3339(NowMicros() + 3'600'000'000);
-    so.options.fields.push_back(start);
-    EXPECT_TRUE(ValidateSourceOptions(&so).ok());
-    return so;
-  }
-
-  // Waits until `src` was given its partitions and knows where it starts
-  // (Lag has a value: the fetcher has its watermarks).
-  static void AwaitPosition(ConsumerSource& src) {
-    ASSERT_TRUE(WaitFor(
-        [&] {
-          auto none = src.Poll(100, milliseconds(50));
-          EXPECT_TRUE(none.ok() && none->empty());
-          return src.Lag().has_value();
-        },
-        seconds(20)));
+    return WithStart(SourceOptions(group),
+                     FormatRfc3339(NowMicros() + 3'600'000'000));
   }
 };
 
+// A new group (no commit): the broker is asked for the first record at or
+// after the time, has none, and the group starts at the end.
 TEST_F(KafkaConsumerStartTime, ATimeAfterEveryRecordReadsOnlyLaterOnes) {
-  t_.Append(8, 4);
-  Publish(t_.events(), "binary");
-  // A new group (no commit): the broker is asked for the first record at or
-  // after the time, has none, and the group starts at the end.
-  auto source = MakeConsumerSource(AfterEverything("time"));
-  ASSERT_TRUE(source.ok()) << source.status().ToString();
-  ASSERT_TRUE((*source)->Start().ok());
-  AwaitPosition(**source);
-  EXPECT_EQ((*source)->Lag(), 0) << "the 8 old records count as waiting";
-  t_.Append(4, 4);
-  Publish(std::span<const Event>(t_.events()).subspan(8), "binary");
-  auto got = PollFor(**source, 4);
-  ASSERT_EQ(got.size(), 4u);
-  std::set<std::string> ids;
-  for (const auto& d : got) ids.insert(d.event.id);
-  for (size_t i = 8; i < 12; ++i) EXPECT_TRUE(ids.count(t_.events()[i].id));
-  auto more = (*source)->Poll(100, milliseconds(300));
-  ASSERT_TRUE(more.ok());
-  EXPECT_TRUE(more->empty()) << "an old record came";
-  (*source)->Close();
+  ExpectOnlyLaterRecords(AfterEverything("time"));
 }
 
 TEST_F(KafkaConsumerStartTime, TheGroupsCommitWinsOverTheTime) {
@@ -345,11 +281,9 @@ TEST_F(KafkaConsumerStartTime, TheGroupsCommitWinsOverTheTime) {
     auto source = MakeConsumerSource(SourceOptions("committed"));
     ASSERT_TRUE(source.ok());
     ASSERT_TRUE((*source)->Start().ok());
-    auto got = PollFor(**source, 8);
-    ASSERT_EQ(got.size(), 8u);
-    std::vector<uint64_t> acks;
-    for (const auto& d : got) acks.push_back(d.handle);
-    ASSERT_TRUE((*source)->Ack(acks).ok());
+    auto got = testing::PollUntil(**source, 8);
+    ExpectEvents(got, 0, 8);
+    ASSERT_TRUE((*source)->Ack(testing::HandlesOf(got)).ok());
     (*source)->Close();
   }
   // 4 more while nobody reads; the group comes back with `start` after
@@ -360,11 +294,7 @@ TEST_F(KafkaConsumerStartTime, TheGroupsCommitWinsOverTheTime) {
   auto source = MakeConsumerSource(AfterEverything("committed"));
   ASSERT_TRUE(source.ok());
   ASSERT_TRUE((*source)->Start().ok());
-  auto got = PollFor(**source, 4);
-  ASSERT_EQ(got.size(), 4u);
-  std::set<std::string> ids;
-  for (const auto& d : got) ids.insert(d.event.id);
-  for (size_t i = 8; i < 12; ++i) EXPECT_TRUE(ids.count(t_.events()[i].id));
+  ExpectEvents(testing::PollUntil(**source, 4), 8, 12);
   (*source)->Close();
 }
 
@@ -404,9 +334,9 @@ TEST_F(KafkaConsumerStartTime,
   auto source = MakeConsumerSource(so);
   ASSERT_TRUE(source.ok());
   ASSERT_TRUE((*source)->Start().ok());
-  auto got = PollFor(**source, 8);
+  auto got = testing::PollUntil(**source, 8);
   ASSERT_EQ(cluster_->Command("clear 2"), "ok");
-  EXPECT_EQ(got.size(), 8u);
+  ExpectEvents(got, 0, 8);
   (*source)->Close();
   std::lock_guard<std::mutex> lock(mu);
   EXPECT_NE(log.find("finding offsets by time: Broker: Unknown topic or "
@@ -415,25 +345,9 @@ TEST_F(KafkaConsumerStartTime,
       << log;
 }
 
-// Bad per-source keys: `herald consume` refuses the config with the key and
-// its line, exit 2, and starts nothing.
-class KafkaConsumerConfig : public ::testing::Test {
+class KafkaConsumerConfig : public testing::ConsumerConfigRefusal {
  protected:
-  std::string Refused(const std::string& keys) {
-    std::string path = dir_.file("herald.toml");
-    std::ofstream(path) << "[store]\nurl = \"sqlite:" << dir_.file("h.db")
-                        << "\"\n\n[[consumer]]\nname = \"c\"\n"
-                        << "source = \"kafka://127.0.0.1:1\"\n"
-                        << "inbox = \"sqlite:" << dir_.file("inbox.db")
-                        << "\"\nexec = \"true\"\n"
-                        << keys;
-    std::string out, err;
-    EXPECT_EQ(
-        RunCommand({HeraldBin(), "consume", "--config", path}, &out, &err), 2)
-        << err;
-    return err;
-  }
-  testing::TempDir dir_;
+  KafkaConsumerConfig() : ConsumerConfigRefusal("kafka://127.0.0.1:1") {}
 };
 
 TEST_F(KafkaConsumerConfig, AMissingTopicIsRefusedNamingTheKey) {

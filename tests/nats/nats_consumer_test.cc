@@ -9,7 +9,6 @@
 #include <gtest/gtest.h>
 
 #include <fstream>
-#include <regex>
 #include <set>
 
 #include "herald/cloudevents.h"
@@ -51,37 +50,28 @@ class NatsConsumer : public ::testing::Test {
   }
 
   std::string Route(const std::string& name, const std::string& mode) {
-    return "[[route]]\nname = \"" + name + "\"\nsender = \"" + server_->url() +
-           "\"\nsubject = \"ev" + n_ + ".{stream}\"\nmode = \"" + mode +
-           "\"\nbatch = 100\nmax_in_flight = 50\nbackoff_initial = "
-           "\"5ms\"\nbackoff_max = \"200ms\"\n\n";
+    return testing::RouteTable(
+        name, server_->url(),
+        "subject = \"ev" + n_ + ".{stream}\"\nmode = \"" + mode + "\"\n");
+  }
+  // The [[consumer]] table "c" reading this test's stream.
+  std::string ConsumerTable(const std::string& exec = "true") {
+    return t_.ConsumerTable(server_->url(), "stream = \"" + stream_ + "\"\n",
+                            exec);
   }
 
   ConsumerSourceOptions SourceOptions() {
-    ConsumerSourceOptions so;
-    so.consumer = "c";
-    so.url = server_->url();
-    so.options.table = "consumer";
-    so.options.route = "c";
-    OptionField f;
-    f.key = "stream";
-    f.value.string = stream_;
-    so.options.fields.push_back(f);
-    return so;
+    return testing::BrokerSourceOptions(
+        server_->url(), {testing::StringOption("stream", stream_)});
   }
 
   void Publish(std::span<const Event> events, const std::string& mode) {
-    RouteConfig route;
-    route.sender = server_->url();
-    OptionField subject;
-    subject.key = "subject";
-    subject.value.string = "ev" + n_ + ".{stream}";
-    route.options.fields.push_back(subject);
-    OptionField m;
-    m.key = "mode";
-    m.value.string = mode;
-    route.options.fields.push_back(m);
-    testing::PublishWithSender(route, events);
+    testing::PublishWithSender(
+        testing::SenderRoute(
+            server_->url(),
+            {testing::StringOption("subject", "ev" + n_ + ".{stream}"),
+             testing::StringOption("mode", mode)}),
+        events);
   }
 
   // Each event again, as the NATS sender encodes it but with another
@@ -118,12 +108,8 @@ class NatsConsumer : public ::testing::Test {
 
 TEST_F(NatsConsumer,
        FiveThousandEventsOnceEachInStreamOrderThroughThreeKindsOfDuplicates) {
-  std::string consumer = "[[consumer]]\nname = \"c\"\nsource = \"" +
-                         server_->url() + "\"\nstream = \"" + stream_ +
-                         "\"\ninbox = \"" + t_.inbox_url() +
-                         "\"\nexec = \"true\"\nmax_in_flight = 8\n";
   testing::RunExactlyOnceScenario(
-      t_, Route("r", "binary"), consumer, /*dup_copies=*/500,
+      t_, Route("r", "binary"), ConsumerTable(), /*dup_copies=*/500,
       [&](std::span<const Event> copies) { PublishCopies(copies); });
 }
 
@@ -144,41 +130,17 @@ TEST_F(NatsConsumer, RedeliveriesStructuredModeAndPendingCount) {
   ConsumerSource& src = **source;
   EXPECT_EQ(src.kind(), "nats");
   ASSERT_TRUE(src.Start().ok());
-  ASSERT_TRUE(WaitFor(
-      [&] {
-        auto lag = src.Lag();
-        return lag && *lag == 3;
-      },
-      seconds(10)));
+  ASSERT_TRUE(testing::AwaitLag(src, 3));
   auto poll = [&](size_t want) {
-    std::vector<SourceDelivery> got;
-    WaitFor(
-        [&] {
-          auto p = src.Poll(10, milliseconds(100));
-          if (p.ok()) {
-            for (auto& d : *p) got.push_back(std::move(d));
-          }
-          return got.size() >= want;
-        },
-        seconds(10));
-    return got;
+    return testing::PollUntil(src, want, seconds(10), 10);
   };
   auto got = poll(3);
   ASSERT_EQ(got.size(), 3u);
   for (size_t i = 0; i < 3; ++i) {
-    const Event& want = t_.events()[i];
-    EXPECT_TRUE(got[i].decode_status.ok()) << got[i].decode_status.ToString();
-    EXPECT_EQ(got[i].event.id, want.id);
-    EXPECT_EQ(got[i].event.stream, want.stream);
-    EXPECT_EQ(got[i].event.type, want.type);
-    EXPECT_EQ(got[i].event.payload, want.payload);
-    EXPECT_EQ(got[i].event.position, want.position);
-    EXPECT_EQ(got[i].key, want.stream);
+    testing::ExpectDeliveryOf(got[i], t_.events()[i]);
     EXPECT_EQ(got[i].redeliveries, 0);
   }
-  std::vector<uint64_t> handles;
-  for (const auto& d : got) handles.push_back(d.handle);
-  ASSERT_TRUE(src.Release(handles).ok());
+  ASSERT_TRUE(src.Release(testing::HandlesOf(got)).ok());
   auto again = poll(3);
   ASSERT_EQ(again.size(), 3u);
   std::set<std::string> ids;
@@ -187,25 +149,15 @@ TEST_F(NatsConsumer, RedeliveriesStructuredModeAndPendingCount) {
     ids.insert(d.event.id);
   }
   EXPECT_EQ(ids.size(), 3u);
-  handles.clear();
-  for (const auto& d : again) handles.push_back(d.handle);
-  ASSERT_TRUE(src.Ack(handles).ok());
+  ASSERT_TRUE(src.Ack(testing::HandlesOf(again)).ok());
   // Binary mode too; acknowledged ones never come back.
   Publish(std::span<const Event>(t_.events()).subspan(3), "binary");
   auto rest = poll(2);
   ASSERT_EQ(rest.size(), 2u);
-  EXPECT_EQ(rest[0].event.id, t_.events()[3].id);
-  EXPECT_EQ(rest[1].event.id, t_.events()[4].id);
-  EXPECT_EQ(rest[1].event.type, t_.events()[4].type);
-  handles.clear();
-  for (const auto& d : rest) handles.push_back(d.handle);
-  ASSERT_TRUE(src.Ack(handles).ok());
-  ASSERT_TRUE(WaitFor(
-      [&] {
-        auto lag = src.Lag();
-        return lag && *lag == 0;
-      },
-      seconds(10)));
+  testing::ExpectDeliveryOf(rest[0], t_.events()[3]);
+  testing::ExpectDeliveryOf(rest[1], t_.events()[4]);
+  ASSERT_TRUE(src.Ack(testing::HandlesOf(rest)).ok());
+  ASSERT_TRUE(testing::AwaitLag(src, 0));
   auto none = src.Poll(10, milliseconds(200));
   ASSERT_TRUE(none.ok());
   EXPECT_TRUE(none->empty());
@@ -231,10 +183,8 @@ TEST_F(NatsConsumer, RelayResetToPositionOneLeavesTheDomainTableUnchanged) {
                         << domain
                         << "' \"INSERT INTO domain_rows (id, stream) VALUES "
                            "('$HERALD_EVENT_ID', '$HERALD_EVENT_STREAM')\"\n";
-  std::string config = t_.WriteConfig(
-      Route("r", "binary") + "[[consumer]]\nname = \"c\"\nsource = \"" +
-      server_->url() + "\"\nstream = \"" + stream_ + "\"\ninbox = \"" +
-      t_.inbox_url() + "\"\nexec = \"sh " + script + "\"\nmax_in_flight = 8\n");
+  std::string config =
+      t_.WriteConfig(Route("r", "binary") + ConsumerTable("sh " + script));
   t_.Append(kEvents, 10);
   auto relay = std::make_unique<Child>(t_.StartRelay(config));
   Child::Options co;
@@ -325,25 +275,9 @@ TEST_F(NatsConsumer, AStreamThatDoesNotExistStopsTheConsumerWithItsName) {
       << s.ToString();
 }
 
-// Bad per-source keys: `herald consume` refuses the config with the key and
-// its line, exit 2, and starts nothing.
-class NatsConsumerConfig : public ::testing::Test {
+class NatsConsumerConfig : public testing::ConsumerConfigRefusal {
  protected:
-  std::string Refused(const std::string& keys, const std::string& name = "c") {
-    std::string path = dir_.file("herald.toml");
-    std::ofstream(path) << "[store]\nurl = \"sqlite:" << dir_.file("h.db")
-                        << "\"\n\n[[consumer]]\nname = \"" << name << "\"\n"
-                        << "source = \"nats://127.0.0.1:1\"\n"
-                        << "inbox = \"sqlite:" << dir_.file("inbox.db")
-                        << "\"\nexec = \"true\"\n"
-                        << keys;
-    std::string out, err;
-    EXPECT_EQ(
-        RunCommand({HeraldBin(), "consume", "--config", path}, &out, &err), 2)
-        << err;
-    return err;
-  }
-  testing::TempDir dir_;
+  NatsConsumerConfig() : ConsumerConfigRefusal("nats://127.0.0.1:1") {}
 };
 
 // A key that is not there is named with the [[consumer]] header's line.

@@ -7,18 +7,14 @@
 // runs it from a config; bad keys are refused with key and line.
 #include <gtest/gtest.h>
 
-#include <atomic>
 #include <cstdlib>
 #include <fstream>
-#include <map>
 #include <regex>
 #include <set>
 #include <sstream>
 
 #include "herald/consumer.h"
 #include "herald/consumer_source.h"
-#include "herald/route.h"
-#include "herald/sender.h"
 #include "rabbitmq/amqp_client.h"
 #include "support/consumer_e2e.h"
 #include "support/test_util.h"
@@ -55,52 +51,26 @@ class RabbitConsumer : public ::testing::Test {
   }
 
   std::string Route(const std::string& name, const std::string& extra = "") {
-    return "[[route]]\nname = \"" + name + "\"\nsender = \"" + AmqpUrl() +
-           "\"\nexchange = \"" + exchange_ +
-           "\"\nbatch = 100\nmax_in_flight = 50\nbackoff_initial = "
-           "\"5ms\"\nbackoff_max = \"200ms\"\n" +
-           extra + "\n";
+    return testing::RouteTable(name, AmqpUrl(),
+                               "exchange = \"" + exchange_ + "\"\n" + extra);
   }
-  std::string ConsumerTable(const std::string& extra = "") {
-    return "[[consumer]]\nname = \"c\"\nsource = \"" + AmqpUrl() +
-           "\"\nqueue = \"" + queue_ + "\"\ninbox = \"" + t_.inbox_url() +
-           "\"\nexec = \"true\"\nmax_in_flight = 8\n" + extra + "\n";
+  // The [[consumer]] table "c" reading this test's queue.
+  std::string ConsumerTable(const std::string& exec = "true") {
+    return t_.ConsumerTable(AmqpUrl(), "queue = \"" + queue_ + "\"\n", exec);
   }
 
   ConsumerSourceOptions SourceOptions() {
-    ConsumerSourceOptions so;
-    so.consumer = "c";
-    so.url = AmqpUrl();
-    so.options.table = "consumer";
-    so.options.route = "c";
-    OptionField f;
-    f.key = "queue";
-    f.value.string = queue_;
-    so.options.fields.push_back(f);
-    return so;
+    return testing::BrokerSourceOptions(
+        AmqpUrl(), {testing::StringOption("queue", queue_)});
   }
 
   // Publishes `events` with the RabbitMQ sender in `mode`.
   void Publish(std::span<const Event> events, const std::string& mode) {
-    RouteConfig route;
-    route.name = "p";
-    route.sender = AmqpUrl();
-    OptionField ex;
-    ex.key = "exchange";
-    ex.value.string = exchange_;
-    route.options.fields.push_back(ex);
-    OptionField m;
-    m.key = "mode";
-    m.value.string = mode;
-    route.options.fields.push_back(m);
-    ASSERT_TRUE(ValidateSenderOptions(&route).ok());
-    auto sender = MakeSender(route);
-    ASSERT_TRUE(sender.ok()) << sender.status().ToString();
-    std::vector<SendResult> results(events.size());
-    (*sender)->Send(events, results,
-                    std::chrono::steady_clock::now() + seconds(10));
-    for (const auto& r : results)
-      ASSERT_TRUE(r.status.ok()) << r.status.ToString();
+    testing::PublishWithSender(
+        testing::SenderRoute(AmqpUrl(),
+                             {testing::StringOption("exchange", exchange_),
+                              testing::StringOption("mode", mode)}),
+        events);
   }
 
   std::string tag_, exchange_, queue_;
@@ -114,7 +84,7 @@ TEST_F(RabbitConsumer,
   // The dup route publishes streams s-3 and s-11 a second time: 500 more
   // messages with the same event ids.
   testing::RunExactlyOnceScenario(
-      t_, Route("r") + Route("dup", "streams = [\"s-3\", \"s-11\"]"),
+      t_, Route("r") + Route("dup", "streams = [\"s-3\", \"s-11\"]\n"),
       ConsumerTable(), /*dup_copies=*/500);
 }
 
@@ -136,48 +106,20 @@ TEST_F(RabbitConsumer,
   ConsumerSource& src = **source;
   EXPECT_EQ(src.kind(), "rabbitmq");
   ASSERT_TRUE(src.Start().ok());
-  std::vector<SourceDelivery> got;
-  ASSERT_TRUE(WaitFor(
-      [&] {
-        auto p = src.Poll(10, milliseconds(100));
-        if (p.ok()) {
-          for (auto& d : *p) got.push_back(std::move(d));
-        }
-        return got.size() >= 3;
-      },
-      seconds(10)));
+  auto got = testing::PollUntil(src, 3, seconds(10), 10);
   ASSERT_EQ(got.size(), 3u);
   std::set<uint64_t> handles;
   for (size_t i = 0; i < 3; ++i) {
-    const Event& want = t_.events()[i];
-    EXPECT_TRUE(got[i].decode_status.ok()) << got[i].decode_status.ToString();
-    EXPECT_EQ(got[i].event.id, want.id);
-    EXPECT_EQ(got[i].event.stream, want.stream);
-    EXPECT_EQ(got[i].event.type, want.type);
-    EXPECT_EQ(got[i].event.payload, want.payload);
-    EXPECT_EQ(got[i].event.position, want.position);
-    EXPECT_EQ(got[i].key, want.stream);
+    testing::ExpectDeliveryOf(got[i], t_.events()[i]);
     EXPECT_EQ(got[i].redeliveries, 0);
     handles.insert(got[i].handle);
   }
   EXPECT_EQ(handles.size(), 3u);
   // Given back: delivered again, marked redelivered.
-  std::vector<uint64_t> all(handles.begin(), handles.end());
-  ASSERT_TRUE(src.Release(all).ok());
-  got.clear();
+  ASSERT_TRUE(src.Release(testing::HandlesOf(got)).ok());
   Status last;
-  ASSERT_TRUE(WaitFor(
-      [&] {
-        auto p = src.Poll(10, milliseconds(100));
-        if (p.ok()) {
-          for (auto& d : *p) got.push_back(std::move(d));
-        } else {
-          last = p.status();
-        }
-        return got.size() >= 3;
-      },
-      seconds(10)))
-      << got.size() << " " << last.ToString();
+  got = testing::PollUntil(src, 3, seconds(10), 10, &last);
+  ASSERT_EQ(got.size(), 3u) << last.ToString();
   std::set<std::string> ids;
   for (const auto& d : got) {
     EXPECT_EQ(d.redeliveries, 1);
@@ -188,39 +130,16 @@ TEST_F(RabbitConsumer,
   // in the queue, its length.
   t_.Append(2, 2);
   Publish(std::span<const Event>(t_.events()).subspan(3), "binary");
-  ASSERT_TRUE(WaitFor(
-      [&] {
-        auto lag = src.Lag();
-        return lag && *lag == 2;
-      },
-      seconds(10)));
-  std::vector<uint64_t> acks;
-  for (const auto& d : got) acks.push_back(d.handle);
-  ASSERT_TRUE(src.Ack(acks).ok());
+  ASSERT_TRUE(testing::AwaitLag(src, 2));
+  ASSERT_TRUE(src.Ack(testing::HandlesOf(got)).ok());
   // Acknowledged ones are gone for good: next come the 2 new ones only.
-  got.clear();
-  ASSERT_TRUE(WaitFor(
-      [&] {
-        auto p = src.Poll(10, milliseconds(100));
-        if (p.ok()) {
-          for (auto& d : *p) got.push_back(std::move(d));
-        }
-        return got.size() >= 2;
-      },
-      seconds(10)));
+  got = testing::PollUntil(src, 2, seconds(10), 10);
   ASSERT_EQ(got.size(), 2u);
-  EXPECT_EQ(got[0].event.id, t_.events()[3].id);
-  EXPECT_EQ(got[1].event.id, t_.events()[4].id);
+  testing::ExpectDeliveryOf(got[0], t_.events()[3]);
+  testing::ExpectDeliveryOf(got[1], t_.events()[4]);
   EXPECT_EQ(got[0].redeliveries, 0);
-  acks.clear();
-  for (const auto& d : got) acks.push_back(d.handle);
-  ASSERT_TRUE(src.Ack(acks).ok());
-  ASSERT_TRUE(WaitFor(
-      [&] {
-        auto lag = src.Lag();
-        return lag && *lag == 0;
-      },
-      seconds(10)));
+  ASSERT_TRUE(src.Ack(testing::HandlesOf(got)).ok());
+  ASSERT_TRUE(testing::AwaitLag(src, 0));
   auto more = src.Poll(10, milliseconds(200));
   ASSERT_TRUE(more.ok());
   EXPECT_TRUE(more->empty());
@@ -280,10 +199,8 @@ TEST_F(RabbitConsumer,
                         << "echo \"$HERALD_EVENT_ID $HERALD_EVENT_STREAM\" >> '"
                         << out << "'\n";
   std::string config = t_.WriteConfig(
-      Route("r") + "[[consumer]]\nname = \"c\"\nsource = \"" + AmqpUrl() +
-      "\"\nqueue = \"" + queue_ + "\"\ninbox = \"" + t_.inbox_url() +
-      "\"\nexec = \"sh " + script +
-      "\"\non_failure = \"park\"\nmax_attempts = 2\nbackoff = \"5ms\"\n");
+      Route("r") + ConsumerTable("sh " + script) +
+      "on_failure = \"park\"\nmax_attempts = 2\nbackoff = \"5ms\"\n");
   Child relay = t_.StartRelay(config);
   Child::Options co;
   co.stderr_path = t_.dir().file("consume.err");
@@ -340,23 +257,10 @@ TEST_F(RabbitConsumer,
 
 // Bad per-source keys: `herald consume` refuses the config with the key and
 // its line, exit 2, and starts nothing.
-class RabbitConsumerConfig : public ::testing::Test {
+class RabbitConsumerConfig : public testing::ConsumerConfigRefusal {
  protected:
-  std::string Refused(const std::string& keys) {
-    std::string path = dir_.file("herald.toml");
-    std::ofstream(path) << "[store]\nurl = \"sqlite:" << dir_.file("h.db")
-                        << "\"\n\n[[consumer]]\nname = \"c\"\n"
-                        << "source = \"amqp://guest:guest@127.0.0.1:1/\"\n"
-                        << "inbox = \"sqlite:" << dir_.file("inbox.db")
-                        << "\"\nexec = \"true\"\n"
-                        << keys;
-    std::string out, err;
-    EXPECT_EQ(
-        RunCommand({HeraldBin(), "consume", "--config", path}, &out, &err), 2)
-        << err;
-    return err;
-  }
-  testing::TempDir dir_;
+  RabbitConsumerConfig()
+      : ConsumerConfigRefusal("amqp://guest:guest@127.0.0.1:1/") {}
 };
 
 TEST_F(RabbitConsumerConfig, AMissingQueueIsRefusedNamingTheKey) {

@@ -146,6 +146,133 @@ inline void ExpectOnceEachInStreamOrder(const std::vector<DomainRow>& rows,
   EXPECT_EQ(rows.size(), events.size());
 }
 
+// A [[route]] table `name` of the broker tests: `sender` with the sender's
+// `keys` (TOML lines), batches of 100, 50 in flight, short backoff.
+inline std::string RouteTable(const std::string& name,
+                              const std::string& sender,
+                              const std::string& keys) {
+  return "[[route]]\nname = \"" + name + "\"\nsender = \"" + sender + "\"\n" +
+         keys +
+         "batch = 100\nmax_in_flight = 50\nbackoff_initial = \"5ms\"\n"
+         "backoff_max = \"200ms\"\n\n";
+}
+
+// A string-valued key of a [[route]] or [[consumer]] table.
+inline OptionField StringOption(const std::string& key,
+                                const std::string& value) {
+  OptionField f;
+  f.key = key;
+  f.value.string = value;
+  return f;
+}
+
+// The source options of consumer "c" reading `url` with the per-source
+// `keys` (as a [[consumer]] table "c" would give them).
+inline ConsumerSourceOptions BrokerSourceOptions(
+    const std::string& url, std::vector<OptionField> keys) {
+  ConsumerSourceOptions so;
+  so.consumer = "c";
+  so.url = url;
+  so.options.table = "consumer";
+  so.options.route = "c";
+  so.options.fields = std::move(keys);
+  return so;
+}
+
+// A [[route]] sending to `url` with the sender's `keys`, for
+// PublishWithSender.
+inline RouteConfig SenderRoute(const std::string& url,
+                               std::vector<OptionField> keys) {
+  RouteConfig route;
+  route.sender = url;
+  route.options.fields = std::move(keys);
+  return route;
+}
+
+// Polls `src` (up to `max` a call) until `want` deliveries came or
+// `timeout` passed; what came, in order. *last_error: the last failed
+// Poll's status, if any.
+inline std::vector<SourceDelivery> PollUntil(
+    ConsumerSource& src, size_t want,
+    std::chrono::milliseconds timeout = std::chrono::seconds(20), int max = 100,
+    Status* last_error = nullptr) {
+  std::vector<SourceDelivery> got;
+  WaitFor(
+      [&] {
+        auto p = src.Poll(max, std::chrono::milliseconds(100));
+        if (p.ok()) {
+          for (auto& d : *p) got.push_back(std::move(d));
+        } else if (last_error) {
+          *last_error = p.status();
+        }
+        return got.size() >= want;
+      },
+      timeout);
+  return got;
+}
+
+// The handles of `deliveries`, for Ack and Release.
+inline std::vector<uint64_t> HandlesOf(
+    const std::vector<SourceDelivery>& deliveries) {
+  std::vector<uint64_t> handles;
+  for (const auto& d : deliveries) handles.push_back(d.handle);
+  return handles;
+}
+
+// Waits until the source reports `want` waiting (Lag); false after
+// `timeout`.
+inline bool AwaitLag(
+    ConsumerSource& src, int64_t want,
+    std::chrono::milliseconds timeout = std::chrono::seconds(10)) {
+  return WaitFor(
+      [&] {
+        auto lag = src.Lag();
+        return lag && *lag == want;
+      },
+      timeout);
+}
+
+// `d` decoded into `want` (id, stream, type, payload, position) and keyed
+// by its stream.
+inline void ExpectDeliveryOf(const SourceDelivery& d, const Event& want) {
+  EXPECT_TRUE(d.decode_status.ok()) << d.decode_status.ToString();
+  EXPECT_EQ(d.event.id, want.id);
+  EXPECT_EQ(d.event.stream, want.stream);
+  EXPECT_EQ(d.event.type, want.type);
+  EXPECT_EQ(d.event.payload, want.payload);
+  EXPECT_EQ(d.event.position, want.position);
+  EXPECT_EQ(d.key, want.stream);
+}
+
+// Bad per-source keys: `herald consume` on a config whose [[consumer]]
+// table (line 4) reads the source URL given to the constructor, with
+// `keys` from line 9 on, must refuse it (exit 2) naming key and line, and
+// start nothing. Refused returns what it printed on stderr.
+class ConsumerConfigRefusal : public ::testing::Test {
+ protected:
+  explicit ConsumerConfigRefusal(std::string source)
+      : source_(std::move(source)) {}
+
+  std::string Refused(const std::string& keys, const std::string& name = "c") {
+    std::string path = dir_.file("herald.toml");
+    std::ofstream(path) << "[store]\nurl = \"sqlite:" << dir_.file("h.db")
+                        << "\"\n\n[[consumer]]\nname = \"" << name << "\"\n"
+                        << "source = \"" << source_ << "\"\n"
+                        << "inbox = \"sqlite:" << dir_.file("inbox.db")
+                        << "\"\nexec = \"true\"\n"
+                        << keys;
+    std::string out, err;
+    EXPECT_EQ(
+        RunCommand({HeraldBin(), "consume", "--config", path}, &out, &err), 2)
+        << err;
+    return err;
+  }
+
+ private:
+  TempDir dir_;
+  std::string source_;
+};
+
 // The consumer child (tests/broker_consumer): CTest sets
 // HERALD_TEST_BROKER_CONSUMER.
 inline std::string ConsumerChildBin() {
@@ -203,6 +330,16 @@ class ConsumerE2E {
         batch.clear();
       }
     }
+  }
+
+  // The [[consumer]] table "c" of the broker tests: `source` with the
+  // per-source `keys` (TOML lines), this inbox, 8 in flight, and `exec`
+  // (the consumer child replaces it with its own handler).
+  std::string ConsumerTable(const std::string& source, const std::string& keys,
+                            const std::string& exec = "true") const {
+    return "[[consumer]]\nname = \"c\"\nsource = \"" + source + "\"\n" + keys +
+           "inbox = \"" + inbox_url() + "\"\nexec = \"" + exec +
+           "\"\nmax_in_flight = 8\n";
   }
 
   Child StartRelay(const std::string& config) {

@@ -1,0 +1,85 @@
+// What the consumer benchmarks (bench/consumer, bench/consumer_brokers)
+// share: the handler's domain table and its one-row write on SQLite, and
+// one timed consumer run with the inbox (herald) or without it (the raw
+// baseline). Header-only; single-threaded callers.
+#pragma once
+
+#include <sqlite3.h>
+
+#include <chrono>
+#include <cstdint>
+#include <functional>
+#include <thread>
+
+#include "bench_util.h"
+#include "herald/consumer.h"
+#include "herald/consumer_source.h"
+#include "herald/sqlite.h"
+#include "herald/store.h"
+
+namespace herald::bench {
+
+// The handler's table: one row per event, keyed by its id.
+inline constexpr const char* kSqliteDomainTable =
+    "CREATE TABLE IF NOT EXISTS domain_rows (event_id TEXT PRIMARY KEY, "
+    "stream TEXT NOT NULL, position INTEGER NOT NULL)";
+
+// The handler's write on SQLite: one row for `e`, in `tx`.
+inline Status InsertSqliteDomainRow(Transaction& tx, const Event& e) {
+  sqlite3_stmt* st = nullptr;
+  sqlite3_prepare_v2(SqliteHandle(tx),
+                     "INSERT INTO domain_rows VALUES (?1, ?2, ?3)", -1, &st,
+                     nullptr);
+  sqlite3_bind_text(st, 1, e.id.c_str(), -1, SQLITE_STATIC);
+  sqlite3_bind_text(st, 2, e.stream.c_str(), -1, SQLITE_STATIC);
+  sqlite3_bind_int64(st, 3, e.position);
+  int rc = sqlite3_step(st);
+  sqlite3_finalize(st);
+  return rc == SQLITE_DONE ? Status::OK() : Status::Unavailable("insert");
+}
+
+// Runs `sql` (a statement with no result) in a transaction of `db`
+// through `exec`, and commits; exits the program on failure.
+inline void SetUpDomain(
+    Store* db, const std::string& sql,
+    const std::function<Status(Transaction&, const std::string&)>& exec) {
+  auto tx = db->Begin();
+  Check(tx.status(), "begin");
+  Check(exec(**tx, sql), "domain table");
+  Check((*tx)->Commit(), "commit");
+}
+
+// One consumer run: seconds from Start until the handler ran `events`
+// times. With `inbox` the inbox (and the source's state) is `db` and the
+// handler writes with `insert` in the inbox's transaction (herald);
+// without, the handler begins, writes and commits a transaction of its own
+// on `db` (raw). Exits the program when the consumer fails.
+inline double TimeConsumerRun(
+    ConsumerOptions o, ConsumerSourceOptions so, Store* db, bool inbox,
+    uint64_t events,
+    const std::function<Status(Transaction&, const Event&)>& insert) {
+  o.inbox = inbox ? db : nullptr;
+  so.state = inbox ? db : nullptr;
+  so.max_in_hand = o.max_in_hand;
+  auto source = MakeConsumerSource(so);
+  Check(source.status(), "source");
+  Consumer consumer(o, std::move(*source));
+  consumer.SetHandler([&](const Event& e, Transaction* tx) -> Status {
+    if (tx) return insert(*tx, e);
+    auto own = db->Begin();
+    if (!own.ok()) return own.status();
+    HERALD_RETURN_IF_ERROR(insert(**own, e));
+    return (*own)->Commit();
+  });
+  auto t0 = Clock::now();
+  Check(consumer.Start(), "start");
+  while (consumer.stats().handled < events) {
+    if (consumer.failed()) Check(consumer.error(), "consumer");
+    std::this_thread::sleep_for(std::chrono::milliseconds(1));
+  }
+  double secs = Seconds(Clock::now() - t0);
+  consumer.Stop();
+  return secs;
+}
+
+}  // namespace herald::bench
