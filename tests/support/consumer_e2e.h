@@ -5,8 +5,10 @@
 // consumer run as a child process (tests/broker_consumer/consumer_child.cc,
 // herald::Consumer in it) that can die by SIGKILL after its inbox
 // committed and before the broker was acknowledged, and the check that the
-// domain table holds exactly one row per event, in per-stream order.
-// Header-only.
+// domain table holds exactly one row per event, in per-stream order; for
+// the tests that drive a ConsumerSource directly: its options, polling
+// until deliveries came, awaiting a lag, checking a decoded delivery; and
+// the fixture of the bad-key tests of `herald consume`. Header-only.
 #pragma once
 
 #include <gtest/gtest.h>

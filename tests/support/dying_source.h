@@ -4,9 +4,9 @@
 // count, before the source it wraps hears of the last ones. The consumer
 // acknowledges only after a delivery's inbox transaction committed, so the
 // crash lands every time in the window between the commit and the
-// acknowledgement: a wrapper that fails on cue. Header-only; the thread
-// safety of the wrapped source (Ack is called from the consumer's source
-// thread only).
+// acknowledgement: a wrapper that fails on cue. Header-only. Thread
+// safety: that of the wrapped source; the consumer calls Ack from its
+// source thread only, so the count needs no lock.
 #pragma once
 
 #include <signal.h>
