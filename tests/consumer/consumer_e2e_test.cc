@@ -95,6 +95,12 @@ int64_t Count(Store* store, const std::string& sql) {
   return rows.empty() ? -1 : std::stoll(rows[0]);
 }
 
+// Lines in the file at `path` (0 when there is none).
+int64_t LineCount(const std::string& path) {
+  std::string text = testing::ReadTextFile(path);
+  return std::count(text.begin(), text.end(), '\n');
+}
+
 class ConsumerE2e : public ::testing::TestWithParam<std::string> {
  protected:
   void SetUp() override {
@@ -197,6 +203,19 @@ class ConsumerE2e : public ::testing::TestWithParam<std::string> {
   int64_t Checkpoint() {
     auto cp = inbox_->GetCheckpoint(ConsumerCheckpointName(kName));
     return cp.ok() ? *cp : -1;
+  }
+
+  // `herald consume --config CONFIG`, its stderr in TAG.err.
+  std::unique_ptr<Child> StartConsume(const std::string& config,
+                                      const std::string& tag) {
+    Child::Options o;
+    o.stderr_path = dir_.file(tag + ".err");
+    return std::make_unique<Child>(
+        std::vector<std::string>{HeraldBin(), "consume", "--config", config},
+        o);
+  }
+  std::string Err(const std::string& tag) {
+    return testing::ReadTextFile(dir_.file(tag + ".err"));
   }
 
   int Herald(std::vector<std::string> args, std::string* out,
@@ -346,15 +365,10 @@ TEST_P(ConsumerE2e, HeraldConsumeRunsExecAndRefusesAResetWhileRunning) {
                         "\"\nsource = \"" + serve_->base() + "\"\ninbox = \"" +
                         inbox_url_ + "\"\nexec = \"cat >> " + handled +
                         "\"\ntypes = [\"order.*\"]\n");
-  Child::Options o;
-  o.stderr_path = dir_.file("consume.err");
-  Child consume({HeraldBin(), "consume", "--config", config}, o);
-  auto lines = [&] {
-    std::string text = testing::ReadTextFile(handled);
-    return std::count(text.begin(), text.end(), '\n');
-  };
+  auto consume = StartConsume(config, "consume");
+  auto lines = [&] { return LineCount(handled); };
   ASSERT_TRUE(WaitFor([&] { return lines() == 40; }, std::chrono::seconds(60)))
-      << lines() << testing::ReadTextFile(dir_.file("consume.err"));
+      << lines() << Err("consume");
   std::string text = testing::ReadTextFile(handled);
   EXPECT_NE(text.find("\"type\":\"order.placed\""), std::string::npos);
   ASSERT_TRUE(WaitFor(
@@ -384,16 +398,15 @@ TEST_P(ConsumerE2e, HeraldConsumeRunsExecAndRefusesAResetWhileRunning) {
       },
       std::chrono::seconds(10)))
       << out;
-  consume.Signal(SIGTERM);
-  EXPECT_EQ(consume.Wait(), 0)
-      << testing::ReadTextFile(dir_.file("consume.err"));
+  consume->Signal(SIGTERM);
+  EXPECT_EQ(consume->Wait(), 0) << Err("consume");
   // Stopped: the reset goes through, and a second run absorbs everything.
   ASSERT_EQ(Herald({"consume", "reset", "--config", config, "--consumer", kName,
                     "--to-position", "1"},
                    &out, &err),
             0)
       << err;
-  Child again({HeraldBin(), "consume", "--config", config}, o);
+  auto again = StartConsume(config, "again");
   ASSERT_TRUE(WaitFor(
       [&] {
         Herald({"consume", "status", "--config", config}, &out);
@@ -402,8 +415,8 @@ TEST_P(ConsumerE2e, HeraldConsumeRunsExecAndRefusesAResetWhileRunning) {
       },
       std::chrono::seconds(30)))
       << out;
-  again.Signal(SIGTERM);
-  EXPECT_EQ(again.Wait(), 0);
+  again->Signal(SIGTERM);
+  EXPECT_EQ(again->Wait(), 0) << Err("again");
   EXPECT_EQ(lines(), 40) << "no event handled twice";
 }
 
@@ -513,17 +526,12 @@ TEST_P(ConsumerE2e, HeraldConsumeForwardsThroughASender) {
   WriteFile(config, "[[consumer]]\nname = \"fwd\"\nsource = \"" +
                         serve_->base() + "\"\ninbox = \"" + inbox_url_ +
                         "\"\nsender = \"file:" + forwarded + "\"\n");
-  Child::Options o;
-  o.stderr_path = dir_.file("fwd.err");
-  Child consume({HeraldBin(), "consume", "--config", config}, o);
-  auto lines = [&] {
-    std::string text = testing::ReadTextFile(forwarded);
-    return std::count(text.begin(), text.end(), '\n');
-  };
-  ASSERT_TRUE(WaitFor([&] { return lines() == 20; }, std::chrono::seconds(60)))
-      << lines() << testing::ReadTextFile(dir_.file("fwd.err"));
-  consume.Signal(SIGTERM);
-  EXPECT_EQ(consume.Wait(), 0) << testing::ReadTextFile(dir_.file("fwd.err"));
+  auto consume = StartConsume(config, "fwd");
+  ASSERT_TRUE(WaitFor([&] { return LineCount(forwarded) == 20; },
+                      std::chrono::seconds(60)))
+      << LineCount(forwarded) << Err("fwd");
+  consume->Signal(SIGTERM);
+  EXPECT_EQ(consume->Wait(), 0) << Err("fwd");
   EXPECT_EQ(Count(inbox_.get(),
                   "SELECT count(*) FROM herald_inbox WHERE consumer = 'fwd'"),
             20);
@@ -748,8 +756,7 @@ TEST(ConsumerServe, ServeRunsConsumersAndShowsThemInMetrics) {
       std::chrono::seconds(10)))
       << body;
   EXPECT_EQ(serve.Stop(), 0) << serve.stderr_text();
-  std::string text = testing::ReadTextFile(handled);
-  EXPECT_EQ(std::count(text.begin(), text.end(), '\n'), 12);
+  EXPECT_EQ(LineCount(handled), 12);
 }
 
 }  // namespace

@@ -158,9 +158,7 @@ TEST_F(NatsConsumer, RedeliveriesStructuredModeAndPendingCount) {
   testing::ExpectDeliveryOf(rest[1], t_.events()[4]);
   ASSERT_TRUE(src.Ack(testing::HandlesOf(rest)).ok());
   ASSERT_TRUE(testing::AwaitLag(src, 0));
-  auto none = src.Poll(10, milliseconds(200));
-  ASSERT_TRUE(none.ok());
-  EXPECT_TRUE(none->empty());
+  testing::ExpectNothingMore(src);
   src.Close();
 }
 

@@ -140,9 +140,7 @@ TEST_F(RabbitConsumer,
   EXPECT_EQ(got[0].redeliveries, 0);
   ASSERT_TRUE(src.Ack(testing::HandlesOf(got)).ok());
   ASSERT_TRUE(testing::AwaitLag(src, 0));
-  auto more = src.Poll(10, milliseconds(200));
-  ASSERT_TRUE(more.ok());
-  EXPECT_TRUE(more->empty());
+  testing::ExpectNothingMore(src);
   src.Close();
 }
 

@@ -234,6 +234,16 @@ inline bool AwaitLag(
       timeout);
 }
 
+// Nothing more comes from `src` within `wait`.
+inline void ExpectNothingMore(
+    ConsumerSource& src,
+    std::chrono::milliseconds wait = std::chrono::milliseconds(200)) {
+  auto more = src.Poll(100, wait);
+  ASSERT_TRUE(more.ok()) << more.status().ToString();
+  EXPECT_TRUE(more->empty())
+      << more->size() << " more, the first " << more->front().event.id;
+}
+
 // `d` decoded into `want` (id, stream, type, payload, position) and keyed
 // by its stream.
 inline void ExpectDeliveryOf(const SourceDelivery& d, const Event& want) {
