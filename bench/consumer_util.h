@@ -9,6 +9,7 @@
 #include <chrono>
 #include <cstdint>
 #include <functional>
+#include <string>
 #include <thread>
 
 #include "bench_util.h"
@@ -23,6 +24,14 @@ namespace herald::bench {
 inline constexpr const char* kSqliteDomainTable =
     "CREATE TABLE IF NOT EXISTS domain_rows (event_id TEXT PRIMARY KEY, "
     "stream TEXT NOT NULL, position INTEGER NOT NULL)";
+
+// Runs `sql` (no result rows) in `tx` on SQLite.
+inline Status ExecSqlite(Transaction& tx, const std::string& sql) {
+  return sqlite3_exec(SqliteHandle(tx), sql.c_str(), nullptr, nullptr,
+                      nullptr) == SQLITE_OK
+             ? Status::OK()
+             : Status::Unavailable(sqlite3_errmsg(SqliteHandle(tx)));
+}
 
 // The handler's write on SQLite: one row for `e`, in `tx`.
 inline Status InsertSqliteDomainRow(Transaction& tx, const Event& e) {

@@ -43,12 +43,7 @@ const char* kPgDomain =
     "stream text NOT NULL, position bigint NOT NULL)";
 
 Status Exec(Transaction& tx, bool sqlite, const std::string& sql) {
-  if (sqlite) {
-    return sqlite3_exec(SqliteHandle(tx), sql.c_str(), nullptr, nullptr,
-                        nullptr) == SQLITE_OK
-               ? Status::OK()
-               : Status::Unavailable(sqlite3_errmsg(SqliteHandle(tx)));
-  }
+  if (sqlite) return ExecSqlite(tx, sql);
   PGresult* r = PQexec(PostgresHandle(tx), sql.c_str());
   bool ok = PQresultStatus(r) == PGRES_COMMAND_OK ||
             PQresultStatus(r) == PGRES_TUPLES_OK;

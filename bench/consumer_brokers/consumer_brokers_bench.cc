@@ -90,13 +90,7 @@ double RunOnce(const Setup& s, ConsumerSourceOptions so, bool inbox,
   auto store =
       OpenStore("sqlite:" + dir.file("db" + std::to_string(++n) + ".db"));
   Check(store.status(), "open database");
-  SetUpDomain(store->get(), kSqliteDomainTable,
-              [](Transaction& tx, const std::string& sql) {
-                return sqlite3_exec(SqliteHandle(tx), sql.c_str(), nullptr,
-                                    nullptr, nullptr) == SQLITE_OK
-                           ? Status::OK()
-                           : Status::Unavailable("domain table");
-              });
+  SetUpDomain(store->get(), kSqliteDomainTable, ExecSqlite);
   ConsumerOptions o;
   o.name = so.consumer;
   o.max_in_flight = s.in_flight;
