@@ -45,8 +45,9 @@
 //                handler runs (up to SQS's 12 hours from the first
 //                receive).
 //   Lag          GetQueueAttributes ApproximateNumberOfMessages (visible
-//                messages), at most every 5 s while messages are in hand
-//                and before each long poll otherwise.
+//                messages), at most every 5 s while messages are in hand,
+//                else before each long poll; a length the consumer has not
+//                read yet (via Lag) shortens the next long poll to 1 s.
 //
 // Thread safety: one thread (the consumer's source thread); Wake from any
 // (curl_multi_wakeup on a multi handle that lives as long as the source,
@@ -192,8 +193,16 @@ class SqsSource final : public ConsumerSource {
     auto deadline = Clock::now() + timeout;
     Extend();
     bool idle = in_hand_.empty();
-    if (idle && Clock::now() >= next_lag_) (void)RefreshLag();
-    int wait_s = idle ? static_cast<int>(c_.wait.count()) : 0;
+    int wait_s = 0;
+    if (idle) {
+      if (Clock::now() >= lag_at_ + seconds(1)) (void)RefreshLag();
+      // The consumer reads Lag() between polls: a queue length it has not
+      // read yet shortens this wait to a second, so its status is not a
+      // long poll behind.
+      wait_s = static_cast<int>(
+          lag_ == reported_ ? c_.wait.count()
+                            : std::min<int64_t>(1, c_.wait.count()));
+    }
     std::string body = Form("ReceiveMessage");
     body += "&MaxNumberOfMessages=" + std::to_string(std::clamp(max, 1, 10));
     body += "&WaitTimeSeconds=" + std::to_string(wait_s);
@@ -239,9 +248,10 @@ class SqsSource final : public ConsumerSource {
   }
 
   std::optional<int64_t> Lag() override {
-    if (easy_ && (in_hand_.empty() || Clock::now() >= next_lag_)) {
+    if (easy_ && (in_hand_.empty() || Clock::now() >= lag_at_ + kLagEvery)) {
       (void)RefreshLag();
     }
+    reported_ = lag_;
     return lag_;
   }
 
@@ -448,7 +458,7 @@ class SqsSource final : public ConsumerSource {
   }
 
   Status RefreshLag() {
-    next_lag_ = Clock::now() + kLagEvery;
+    lag_at_ = Clock::now();
     std::string body = Form("GetQueueAttributes");
     body += "&AttributeName.1=ApproximateNumberOfMessages";
     std::string answer;
@@ -542,8 +552,9 @@ class SqsSource final : public ConsumerSource {
   std::atomic<bool> woken_{false};
   std::map<uint64_t, InHand> in_hand_;
   uint64_t next_handle_ = 0;
-  Clock::time_point next_lag_{};
+  Clock::time_point lag_at_{};  // when lag_ was read
   std::optional<int64_t> lag_;
+  std::optional<int64_t> reported_;  // what Lag() last answered
 };
 
 }  // namespace
