@@ -486,20 +486,26 @@ class SqsConsuming(Base):
                 self.sqs.send_message(QueueUrl=q, MessageBody="%s%d" % (g, i),
                                       MessageGroupId=g,
                                       MessageDeduplicationId="%s-%d" % (g, i))
+        # As many of one group as there are, oldest group first.
         first = self.receive(q, n=2)
-        self.assertEqual([m["Body"] for m in first], ["a0", "b0"])
+        self.assertEqual([m["Body"] for m in first], ["a0", "a1"])
         for m in first:
-            self.assertEqual(m["Attributes"]["MessageGroupId"], m["Body"][0])
+            self.assertEqual(m["Attributes"]["MessageGroupId"], "a")
             self.assertTrue(m["Attributes"]["SequenceNumber"].isdigit())
             self.assertEqual(m["Attributes"]["MessageDeduplicationId"],
-                             "%s-0" % m["Body"][0])
-        # Both groups have a message in flight: nothing else is handed out.
+                             "a-%s" % m["Body"][1])
+        [b0] = self.receive(q, n=1)
+        self.assertEqual(b0["Body"], "b0")
+        # Both groups have messages in flight: nothing else is handed out,
+        # not even after one of a's is deleted.
         self.assertEqual(self.receive(q), [])
         self.sqs.delete_message(QueueUrl=q, ReceiptHandle=first[0]["ReceiptHandle"])
-        # Group a is free: its next messages, in order; b stays locked.
-        self.assertEqual([m["Body"] for m in self.receive(q)], ["a1", "a2"])
+        self.assertEqual(self.receive(q), [])
+        self.sqs.delete_message(QueueUrl=q, ReceiptHandle=first[1]["ReceiptHandle"])
+        # Group a is free: its next message; b stays locked.
+        self.assertEqual([m["Body"] for m in self.receive(q)], ["a2"])
         # b0 given back: b0 again first, then b1, b2, in order.
-        self.sqs.change_message_visibility(QueueUrl=q, ReceiptHandle=first[1]["ReceiptHandle"],
+        self.sqs.change_message_visibility(QueueUrl=q, ReceiptHandle=b0["ReceiptHandle"],
                                            VisibilityTimeout=0)
         again = self.receive(q)
         self.assertEqual([m["Body"] for m in again], ["b0", "b1", "b2"])

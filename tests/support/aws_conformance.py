@@ -39,7 +39,8 @@ Rules implemented (from the SQS and SNS API references):
     .*, PREFIX.*, names) with MD5OfMessageAttributes. Each receive makes a
     new ReceiptHandle; a message not deleted within its visibility timeout
     is received again (ApproximateReceiveCount + 1). FIFO queues hand out
-    messages in send order per MessageGroupId and never a group that has a
+    messages in send order per MessageGroupId, as many of one group as
+    there are first (oldest group first), and never a group that has a
     message in flight;
   - DeleteMessage with the most recent receipt handle deletes; with an
     older one (the message was received again since) it succeeds and
@@ -141,6 +142,7 @@ class State:
         self.messages = {}  # target -> [dict], in send order, not deleted
         self.queues = {}  # queue URL -> attributes (created queues)
         self.in_flight = {}  # queue URL -> {message id: message}
+        self.groups = {}  # FIFO queue URL -> {group: [message] in order}
         self.receipts = {}  # receipt handle -> (queue URL, message id)
         self.dedupe = {}  # (target, dedupe id) -> (time, message id)
         self.fail = {}  # event id -> cue
@@ -317,6 +319,8 @@ def store(target, msg):
                   receipt=None)
     record.pop("size", None)
     STATE.messages.setdefault(target, []).append(record)
+    if msg["group"] and target.startswith("http"):
+        STATE.groups.setdefault(target, {}).setdefault(msg["group"], []).append(record)
     if target.startswith("http"):
         queue_attributes(target)  # a send creates the queue
     if msg["dedupe"]:
@@ -438,6 +442,15 @@ def delete_message(url, handle):
             del stored[i]
             break
     STATE.in_flight.get(url, {}).pop(m["message_id"], None)
+    groups = STATE.groups.get(url, {})
+    if m["group"] in groups:
+        in_group = groups[m["group"]]
+        for i, x in enumerate(in_group):
+            if x is m:
+                del in_group[i]
+                break
+        if not in_group:
+            del groups[m["group"]]
     STATE.changed.notify_all()  # a FIFO group may be free now
 
 
@@ -506,29 +519,41 @@ def numbered(params, prefix):
 
 
 def take_visible(url, fifo, limit, visibility, now):
-    """The receive step: up to `limit` visible messages (FIFO: in send
-    order per group, no group with a message in flight), each made in
-    flight for `visibility` s with a new receipt handle. REQUIRES: the lock."""
+    """The receive step: up to `limit` visible messages, each made in
+    flight for `visibility` s with a new receipt handle. FIFO: no group
+    with a message in flight; the oldest group first, and as many messages
+    of one group as there are (AWS's rule), each group in send order.
+    REQUIRES: the lock."""
     flying = STATE.in_flight.setdefault(url, {})
     for mid in [mid for mid, m in flying.items() if m["visible_at"] <= now]:
         del flying[mid]
-    blocked = {m["group"] for m in flying.values()} if fifo else set()
+    if fifo:
+        blocked = {m["group"] for m in flying.values()}
+        groups = STATE.groups.get(url, {})
+        heads = sorted((ms[0]["sequence"], g) for g, ms in groups.items()
+                       if ms and g not in blocked)
+        candidates = (m for _, g in heads for m in groups[g])
+    else:
+        candidates = iter(STATE.messages.get(url, []))
     out = []
-    for m in STATE.messages.get(url, []):
+    for m in candidates:
         if len(out) >= limit:
             break
         if m["visible_at"] > now:
-            continue
-        if fifo and m["group"] in blocked:
-            continue
-        m["receive_count"] += 1
-        if not m["first_receive"]:
-            m["first_receive"] = now
-        m["visible_at"] = now + visibility
-        if visibility > 0:
-            flying[m["message_id"]] = m
-        out.append((m, new_receipt(url, m)))
+            continue  # FIFO: cannot happen in a group with none in flight
+        take(url, m, visibility, now, flying, out)
     return out
+
+
+def take(url, m, visibility, now, flying, out):
+    """Receives `m`: in flight for `visibility` s, a new receipt handle."""
+    m["receive_count"] += 1
+    if not m["first_receive"]:
+        m["first_receive"] = now
+    m["visible_at"] = now + visibility
+    if visibility > 0:
+        flying[m["message_id"]] = m
+    out.append((m, new_receipt(url, m)))
 
 
 def next_visible_time(url):
