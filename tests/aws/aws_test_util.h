@@ -16,7 +16,7 @@
 #include "herald/json.h"
 #include "herald/sender.h"
 #include "server/server_test_util.h"  // HttpClient
-#include "support/relay_e2e.h"          // JsonStr
+#include "support/relay_e2e.h"        // JsonStr
 #include "support/test_util.h"
 
 namespace herald::testing {

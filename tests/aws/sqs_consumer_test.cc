@@ -50,17 +50,15 @@ OptionField Field(const std::string& key, const std::string& value) {
 
 class SqsConsumer : public ::testing::Test {
  protected:
-  void SetUp() override {
-    ASSERT_TRUE(server_.ready()) << server_.log();
-  }
+  void SetUp() override { ASSERT_TRUE(server_.ready()) << server_.log(); }
 
   // Creates queue `name` ("x" or "x.fifo") on the server; its URL.
   std::string Queue(const std::string& name) {
     std::string url = server_.QueueUrl(name);
-    std::string attrs = name.size() > 5 &&
-                                name.substr(name.size() - 5) == ".fifo"
-                            ? "{\"FifoQueue\":\"true\"}"
-                            : "{}";
+    std::string attrs =
+        name.size() > 5 && name.substr(name.size() - 5) == ".fifo"
+            ? "{\"FifoQueue\":\"true\"}"
+            : "{}";
     testing::HttpClient c;
     auto r = c.Post(server_.endpoint() + "_control/queue",
                     "{\"url\":\"" + url + "\",\"attributes\":" + attrs + "}");
@@ -85,9 +83,8 @@ class SqsConsumer : public ::testing::Test {
            "\n";
   }
 
-  static ConsumerSourceOptions SourceOptions(const std::string& queue,
-                                             const std::string& visibility =
-                                                 "") {
+  static ConsumerSourceOptions SourceOptions(
+      const std::string& queue, const std::string& visibility = "") {
     ConsumerSourceOptions so;
     so.consumer = "c";
     so.url = "sqs:" + queue;
@@ -114,9 +111,8 @@ class SqsConsumer : public ::testing::Test {
   }
 
   // Polls `src` until `want` deliveries came (or 10 s passed).
-  static std::vector<SourceDelivery> PollFor(ConsumerSource& src, size_t want,
-                                             milliseconds timeout = seconds(
-                                                 10)) {
+  static std::vector<SourceDelivery> PollFor(
+      ConsumerSource& src, size_t want, milliseconds timeout = seconds(10)) {
     std::vector<SourceDelivery> got;
     WaitFor(
         [&] {
@@ -174,10 +170,9 @@ TEST_F(SqsConsumer, AStandardQueueGivesEveryEventOnceThroughTheSameFaults) {
 TEST_F(SqsConsumer,
        APoisonEventParksItsStreamWhileTheOthersFinishThenRetryDeliversIt) {
   std::string q = Queue("poison.fifo");
-  testing::RunPoisonScenario(t_, SourceOptions(q),
-                             [&](std::span<const Event> events) {
-                               Publish(q, events);
-                             });
+  testing::RunPoisonScenario(
+      t_, SourceOptions(q),
+      [&](std::span<const Event> events) { Publish(q, events); });
 }
 
 TEST_F(SqsConsumer, BothEncodingsOfTheSenderDecodeAndReleasedOnesComeBack) {
@@ -307,7 +302,8 @@ TEST_F(SqsConsumer, AHandlerRunningLongerThanTheVisibilityKeepsItsMessage) {
   EXPECT_GE(Requests("ChangeMessageVisibilityBatch"), 2);
   release.store(true);
   ASSERT_TRUE(WaitFor([&] { return t_.DistinctHandled() == 2; }, seconds(10)));
-  ASSERT_TRUE(WaitFor([&] { return server_.Messages(q).empty(); }, seconds(10)));
+  ASSERT_TRUE(
+      WaitFor([&] { return server_.Messages(q).empty(); }, seconds(10)));
   consumer.Stop();
   EXPECT_EQ(calls.load(), 2);
   testing::ExpectOnceEachInStreamOrder(t_.Rows(), t_.events());
@@ -350,9 +346,8 @@ TEST_F(SqsConsumer, RefusedCredentialsStopHeraldConsumeWithExitTwo) {
   testing::ScopedEnv secret("AWS_SECRET_ACCESS_KEY", "not/the/secret");
   std::string config = t_.WriteConfig(ConsumerTable(q));
   std::string out, err;
-  EXPECT_EQ(RunCommand({HeraldBin(), "consume", "--config", config}, &out,
-                       &err),
-            2)
+  EXPECT_EQ(
+      RunCommand({HeraldBin(), "consume", "--config", config}, &out, &err), 2)
       << err;
   EXPECT_NE(err.find("SignatureDoesNotMatch"), std::string::npos) << err;
   EXPECT_NE(err.find("credentials"), std::string::npos) << err;
@@ -367,9 +362,8 @@ TEST_F(SqsConsumer, MissingCredentialsStopHeraldConsumeNamingWhereItLooked) {
   testing::ScopedEnv conf("AWS_CONFIG_FILE", t_.dir().file("no-config"));
   std::string config = t_.WriteConfig(ConsumerTable(q));
   std::string out, err;
-  EXPECT_EQ(RunCommand({HeraldBin(), "consume", "--config", config}, &out,
-                       &err),
-            2)
+  EXPECT_EQ(
+      RunCommand({HeraldBin(), "consume", "--config", config}, &out, &err), 2)
       << err;
   EXPECT_NE(err.find("no AWS credentials"), std::string::npos) << err;
   EXPECT_NE(err.find("AWS_ACCESS_KEY_ID"), std::string::npos) << err;
@@ -380,11 +374,11 @@ TEST_F(SqsConsumer, MissingCredentialsStopHeraldConsumeNamingWhereItLooked) {
 // scenarios run on the conformance server above).
 TEST(SqsConsumerSqslite, TheSendersMessagesDecodeFromSqslite) {
   std::string out, err;
-  ASSERT_EQ(RunCommand({"bash",
-                        std::string(HERALD_TEST_SOURCE_DIR) +
-                            "/tests/aws/npm_deps.sh",
-                        HERALD_TEST_NPM_DIR},
-                       &out, &err),
+  ASSERT_EQ(RunCommand(
+                {"bash",
+                 std::string(HERALD_TEST_SOURCE_DIR) + "/tests/aws/npm_deps.sh",
+                 HERALD_TEST_NPM_DIR},
+                &out, &err),
             0)
       << "npm ci of tests/aws/package-lock.json failed: " << err;
   testing::TempDir dir;
@@ -402,9 +396,9 @@ TEST(SqsConsumerSqslite, TheSendersMessagesDecodeFromSqslite) {
   std::string endpoint = "http://localhost:" + std::to_string(port);
   ASSERT_TRUE(WaitFor(
       [&] {
-        return RunCommand({"env", "AWS_DEFAULT_REGION=us-east-1", "AWS_PAGER=",
-                           "/usr/bin/aws", "--endpoint-url", endpoint,
-                           "--output", "json", "sqs", "create-queue",
+        return RunCommand({"env", "AWS_DEFAULT_REGION=us-east-1",
+                           "AWS_PAGER=", "/usr/bin/aws", "--endpoint-url",
+                           endpoint, "--output", "json", "sqs", "create-queue",
                            "--queue-name", "lite"},
                           &out, &err) == 0;
       },
@@ -476,8 +470,8 @@ class SqsConsumerConfig : public ::testing::Test {
                         << "\"\nexec = \"true\"\n"
                         << keys;
     std::string out, err;
-    EXPECT_EQ(RunCommand({HeraldBin(), "consume", "--config", path}, &out, &err),
-              2)
+    EXPECT_EQ(
+        RunCommand({HeraldBin(), "consume", "--config", path}, &out, &err), 2)
         << err;
     return err;
   }
@@ -496,12 +490,11 @@ TEST_F(SqsConsumerConfig, AMissingQueueUrlIsRefusedWithTheSourceLine) {
 }
 
 TEST_F(SqsConsumerConfig, AQueueUrlWithoutAQueueNameIsRefusedWithItsLine) {
-  std::string err =
-      Refused("sqs:https://sqs.eu-west-1.amazonaws.com/", "visibility_timeout = \"5s\"\n");
+  std::string err = Refused("sqs:https://sqs.eu-west-1.amazonaws.com/",
+                            "visibility_timeout = \"5s\"\n");
   EXPECT_NE(err.find("herald.toml:6: consumer 'c'.source:"), std::string::npos)
       << err;
-  EXPECT_NE(err.find("does not end in a queue name"), std::string::npos)
-      << err;
+  EXPECT_NE(err.find("does not end in a queue name"), std::string::npos) << err;
 }
 
 TEST_F(SqsConsumerConfig, AQueueUrlNamingNoRegionNeedsTheRegionKey) {

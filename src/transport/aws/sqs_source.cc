@@ -117,8 +117,7 @@ Status ParseSqsSource(const ConsumerSourceOptions& so, SqsSourceConfig* out) {
       }
       out->wait = std::chrono::duration_cast<seconds>(v);
     } else if (k == "region" || k == "endpoint" || k == "timeout" ||
-               k == "connect_timeout" || k == "tls_verify" ||
-               k == "ca_file") {
+               k == "connect_timeout" || k == "tls_verify" || k == "ca_file") {
       route.options.fields.push_back(f);
     } else {
       return o.UnknownKey(f, kSqsSourceKeys);
@@ -199,9 +198,9 @@ class SqsSource final : public ConsumerSource {
       // The consumer reads Lag() between polls: a queue length it has not
       // read yet shortens this wait to a second, so its status is not a
       // long poll behind.
-      wait_s = static_cast<int>(
-          lag_ == reported_ ? c_.wait.count()
-                            : std::min<int64_t>(1, c_.wait.count()));
+      wait_s = static_cast<int>(lag_ == reported_
+                                    ? c_.wait.count()
+                                    : std::min<int64_t>(1, c_.wait.count()));
     }
     std::string body = Form("ReceiveMessage");
     body += "&MaxNumberOfMessages=" + std::to_string(std::clamp(max, 1, 10));
@@ -226,8 +225,8 @@ class SqsSource final : public ConsumerSource {
         uint64_t h = ++next_handle_;
         out.back().handle = h;
         // Counted from when the request went out: the safe side.
-        in_hand_[h] = InHand{m.ChildText("ReceiptHandle"),
-                             sent + c_.visibility};
+        in_hand_[h] =
+            InHand{m.ChildText("ReceiptHandle"), sent + c_.visibility};
       }
     }
     if (out.empty() && !idle) Wait(deadline);
@@ -417,8 +416,7 @@ class SqsSource final : public ConsumerSource {
   static Status EntryErrors(const char* action, const std::string& answer) {
     auto doc = ParseXml(answer);
     if (!doc.ok()) {
-      return Status::Unavailable(std::string(action) +
-                                 ": unreadable answer: " +
+      return Status::Unavailable(std::string(action) + ": unreadable answer: " +
                                  doc.status().message());
     }
     const XmlElement* r = doc->Child(std::string(action) + "Result");
@@ -430,8 +428,8 @@ class SqsSource final : public ConsumerSource {
       failed += e.ChildText("Code") + ": " + e.ChildText("Message");
     }
     if (failed.empty()) return Status::OK();
-    return Status::Unavailable(std::string(action) + ": entries refused: " +
-                               failed.substr(0, 500));
+    return Status::Unavailable(std::string(action) +
+                               ": entries refused: " + failed.substr(0, 500));
   }
 
   // The heartbeat: extends every message in hand whose visibility has less
@@ -513,7 +511,8 @@ class SqsSource final : public ConsumerSource {
           // The sender's values are as is: read them as the Kafka binding
           // (ce_ names, no percent-decoding).
           headers.emplace_back("ce_" + name.substr(3), std::move(value));
-        } else if (name.size() == 12 && StartsWithNoCase(name, "content-type")) {
+        } else if (name.size() == 12 &&
+                   StartsWithNoCase(name, "content-type")) {
           content_type = value;
           headers.emplace_back("content-type", std::move(value));
         }
