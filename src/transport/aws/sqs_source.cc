@@ -340,7 +340,8 @@ class SqsSource final : public ConsumerSource {
   // Runs easy_ on multi_ to its end; with `cut`, a Wake ends it early.
   CURLcode Perform(bool* cut) {
     curl_multi_add_handle(multi_, easy_);
-    CURLcode result = CURLE_OK;
+    // Until curl reports the transfer done, it did not succeed.
+    CURLcode result = CURLE_RECV_ERROR;
     for (;;) {
       int running = 0;
       CURLMcode mc = curl_multi_perform(multi_, &running);
