@@ -276,8 +276,7 @@ class ConsumerE2E {
 inline void RunExactlyOnceScenario(
     ConsumerE2E& t, const std::string& routes,
     const std::string& consumer_table, int dup_copies,
-    const std::function<void(std::span<const Event>)>& publish_copies =
-        nullptr,
+    const std::function<void(std::span<const Event>)>& publish_copies = nullptr,
     bool order = true) {
   using std::chrono::milliseconds;
   using std::chrono::seconds;

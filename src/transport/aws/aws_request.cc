@@ -20,7 +20,8 @@ void ConfigureAwsCurl(CURL* c, const AwsOptions& o, const std::string& sigv4,
   curl_easy_setopt(c, CURLOPT_TIMEOUT_MS, static_cast<long>(o.timeout.count()));
   curl_easy_setopt(c, CURLOPT_SSL_VERIFYPEER, o.tls_verify ? 1L : 0L);
   curl_easy_setopt(c, CURLOPT_SSL_VERIFYHOST, o.tls_verify ? 2L : 0L);
-  if (!o.ca_file.empty()) curl_easy_setopt(c, CURLOPT_CAINFO, o.ca_file.c_str());
+  if (!o.ca_file.empty())
+    curl_easy_setopt(c, CURLOPT_CAINFO, o.ca_file.c_str());
   curl_easy_setopt(c, CURLOPT_USERAGENT, user_agent);
   curl_easy_setopt(c, CURLOPT_PROTOCOLS_STR, "http,https");
 }
