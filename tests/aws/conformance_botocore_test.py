@@ -10,7 +10,13 @@ parse into the fields the models name (MessageId, SequenceNumber,
 MD5OfMessageBody, Successful/Failed entries with Code and SenderFault), and
 every error must come back as the error code AWS documents, with
 botocore's own retry rules applying (throttling is retried). A request
-signed with a wrong secret is refused with SignatureDoesNotMatch.
+signed with a wrong secret is refused with SignatureDoesNotMatch. The
+consuming side of a queue (class SqsConsuming) is read the same way:
+CreateQueue, GetQueueAttributes, ReceiveMessage (long poll, visibility,
+attributes, MD5OfMessageAttributes), DeleteMessage[Batch],
+ChangeMessageVisibility[Batch], redelivery after the visibility timeout
+with a new receipt handle (an older one deleting nothing), FIFO groups
+locked while a message is in flight, content-based deduplication.
 
 Run by ctest (tests/aws/CMakeLists.txt) with /usr/bin/python3; it starts the
 server on 127.0.0.1 on a free port in a temporary directory and stops it.

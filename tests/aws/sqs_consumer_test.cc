@@ -292,12 +292,12 @@ TEST_F(SqsConsumer, AHandlerRunningLongerThanTheVisibilityKeepsItsMessage) {
   });
   ASSERT_TRUE(consumer.Start().ok());
   ASSERT_TRUE(WaitFor([&] { return calls.load() == 1; }, seconds(10)));
-  // Another consumer of the queue sees nothing for 3 visibility timeouts:
+  // Another consumer of the queue sees nothing for 2.5 visibility timeouts:
   // the running message (and the one queued behind it) are extended.
   auto other = MakeConsumerSource(SourceOptions(q, "30s"));
   ASSERT_TRUE(other.ok());
   ASSERT_TRUE((*other)->Start().ok());
-  auto stolen = PollFor(**other, 1, seconds(6));
+  auto stolen = PollFor(**other, 1, seconds(5));
   EXPECT_TRUE(stolen.empty()) << stolen.size() << " messages handed out";
   EXPECT_GE(Requests("ChangeMessageVisibilityBatch"), 2);
   release.store(true);
