@@ -38,34 +38,6 @@
 namespace herald::bench {
 namespace {
 
-const char* kPgDomain =
-    "CREATE TABLE IF NOT EXISTS domain_rows (event_id text PRIMARY KEY, "
-    "stream text NOT NULL, position bigint NOT NULL)";
-
-Status Exec(Transaction& tx, bool sqlite, const std::string& sql) {
-  if (sqlite) return ExecSqlite(tx, sql);
-  PGresult* r = PQexec(PostgresHandle(tx), sql.c_str());
-  bool ok = PQresultStatus(r) == PGRES_COMMAND_OK ||
-            PQresultStatus(r) == PGRES_TUPLES_OK;
-  PQclear(r);
-  return ok ? Status::OK()
-            : Status::Unavailable(PQerrorMessage(PostgresHandle(tx)));
-}
-
-// The handler's domain write, in `tx`.
-Status Insert(Transaction& tx, bool sqlite, const Event& e) {
-  if (sqlite) return InsertSqliteDomainRow(tx, e);
-  std::string pos = std::to_string(e.position);
-  const char* v[] = {e.id.c_str(), e.stream.c_str(), pos.c_str()};
-  PGresult* r = PQexecParams(PostgresHandle(tx),
-                             "INSERT INTO domain_rows VALUES ($1, $2, "
-                             "$3::bigint)",
-                             3, nullptr, v, nullptr, nullptr, 0);
-  bool ok = PQresultStatus(r) == PGRES_COMMAND_OK;
-  PQclear(r);
-  return ok ? Status::OK() : Status::Unavailable("insert");
-}
-
 struct Setup {
   std::string server;
   int events = 0;
@@ -116,10 +88,7 @@ double RunOnce(const Setup& s, const std::string& backend, bool inbox,
   auto store = OpenStore(FreshDb(backend, dir));
   Check(store.status(), "open database");
   bool sqlite = backend == "sqlite";
-  SetUpDomain(store->get(), sqlite ? kSqliteDomainTable : kPgDomain,
-              [sqlite](Transaction& tx, const std::string& sql) {
-                return Exec(tx, sqlite, sql);
-              });
+  CreateDomainTable(store->get());
   ConsumerOptions o;
   o.name = "bench";
   o.max_in_flight = s.in_flight;
@@ -128,10 +97,7 @@ double RunOnce(const Setup& s, const std::string& backend, bool inbox,
   so.consumer = "bench";
   so.url = s.server;
   double secs = TimeConsumerRun(o, so, store->get(), inbox,
-                                static_cast<uint64_t>(s.events),
-                                [sqlite](Transaction& tx, const Event& e) {
-                                  return Insert(tx, sqlite, e);
-                                });
+                                static_cast<uint64_t>(s.events));
   if (inbox && bytes_per_row) {
     *bytes_per_row = InboxBytesPerRow(store->get(), sqlite, s.events);
   }

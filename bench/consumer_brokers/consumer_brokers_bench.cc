@@ -1,20 +1,27 @@
 // Broker consumer-source benchmark: events handled per second by
-// herald::Consumer from each broker source with the inbox on SQLite, beside
-// the same consumer with no inbox, in one run.
+// herald::Consumer from each broker source with the inbox on SQLite (and
+// PostgreSQL), beside the same consumer with no inbox, in one run.
 //
 //   consumer_brokers_bench [--events N] [--streams S] [--runs R]
-//                          [--in-flight W] [--brokers nats,kafka,rabbitmq]
+//                          [--in-flight W]
+//                          [--brokers nats,kafka,rabbitmq,sqs]
+//                          [--inboxes sqlite,postgresql]
 //
 // Brokers: NATS JetStream (a nats-server -js started here), Kafka
 // (librdkafka's mock cluster in this process; no Kafka broker runs here),
 // RabbitMQ (the server of tests/support/with-rabbitmq.sh, when
-// HERALD_TEST_AMQP_URL is set). Per run a fresh stream / topic / queue is
-// filled with N events (200-byte JSON payloads over S streams) by herald's
-// own sender, untimed; then a consumer handles all N:
-//   herald   the inbox on SQLite: per event BEGIN, the inbox row, the
+// HERALD_TEST_AMQP_URL is set), SQS (the conformance server
+// tests/support/aws_conformance.py started here: a FIFO queue, every
+// request's signature verified; AWS cannot run here). Inboxes: SQLite, and
+// PostgreSQL when HERALD_TEST_PG_URL is set (tests/support/with-postgres.sh).
+// Per run a fresh stream / topic / queue is filled with N events (200-byte
+// JSON payloads over S streams) by herald's own sender, untimed; then a
+// consumer handles all N:
+//   herald   the inbox in the database: per event BEGIN, the inbox row, the
 //            handler's one domain row (INSERT), COMMIT, then the ack;
 //   raw      the same consumer and source with no inbox: per event the
-//            handler's own BEGIN, the same INSERT, COMMIT on SQLite.
+//            handler's own BEGIN, the same INSERT, COMMIT in the same kind
+//            of database.
 // Raw runs just before and just after herald; ratio = herald / their mean.
 // Each figure is the median of R runs.
 #include <algorithm>
@@ -24,11 +31,13 @@
 #include <string>
 #include <vector>
 
+#if HERALD_BENCH_WITH_AWS
+#include "aws/aws_test_util.h"
+#endif
 #include "bench_util.h"
 #include "consumer_util.h"
 #include "herald/consumer.h"
 #include "herald/sender.h"
-#include "herald/sqlite.h"
 #include "herald/store.h"
 #include "herald/uuid.h"
 #include "kafka/kafka_test_util.h"
@@ -47,6 +56,7 @@ struct Setup {
   int streams = 20;
   int runs = 3;
   int in_flight = 16;
+  std::vector<std::string> inboxes;  // "sqlite", "postgresql"
 };
 
 // The events of one run (ids and positions as a store would give them).
@@ -83,22 +93,25 @@ void Publish(RouteConfig route, const std::vector<Event>& events) {
   if (done < events.size()) Check(Status::Unavailable("publish"), "publish");
 }
 
-// One consumer run over `so`'s filled destination: events per second.
-double RunOnce(const Setup& s, ConsumerSourceOptions so, bool inbox,
+// One consumer run over `so`'s filled destination, the database on
+// `backend` ("sqlite" or "postgresql"): events per second.
+double RunOnce(const Setup& s, ConsumerSourceOptions so,
+               const std::string& backend, bool inbox,
                const testing::TempDir& dir) {
   static int n = 0;
-  auto store =
-      OpenStore("sqlite:" + dir.file("db" + std::to_string(++n) + ".db"));
+  bool sqlite = backend == "sqlite";
+  auto store = OpenStore(
+      sqlite ? "sqlite:" + dir.file("db" + std::to_string(++n) + ".db")
+             : testing::FreshStoreUrl("postgresql", dir));
   Check(store.status(), "open database");
-  SetUpDomain(store->get(), kSqliteDomainTable, ExecSqlite);
+  CreateDomainTable(store->get());
   ConsumerOptions o;
   o.name = so.consumer;
   o.max_in_flight = s.in_flight;
   o.max_in_hand = 1024;
   o.on_log = [](const std::string&) {};
   return s.events / TimeConsumerRun(o, so, store->get(), inbox,
-                                    static_cast<uint64_t>(s.events),
-                                    InsertSqliteDomainRow);
+                                    static_cast<uint64_t>(s.events));
 }
 
 // A broker: fills a fresh destination and returns the source options.
@@ -108,20 +121,24 @@ struct Broker {
 };
 
 void Measure(const Setup& s, const Broker& b, const testing::TempDir& dir) {
-  std::vector<double> herald, raw;
-  for (int r = 0; r < s.runs; ++r) {
-    auto events = MakeEvents(s);
-    double before = RunOnce(s, b.fill(3 * r, events), false, dir);
-    double with = RunOnce(s, b.fill(3 * r + 1, events), true, dir);
-    double after = RunOnce(s, b.fill(3 * r + 2, events), false, dir);
-    herald.push_back(with);
-    raw.push_back((before + after) / 2);
-    std::fprintf(stderr, "%s run %d: herald %.0f/s, raw %.0f/s, %.0f/s\n",
-                 b.name.c_str(), r + 1, with, before, after);
+  static int fills = 0;
+  for (const std::string& backend : s.inboxes) {
+    std::vector<double> herald, raw;
+    for (int r = 0; r < s.runs; ++r) {
+      auto events = MakeEvents(s);
+      double before = RunOnce(s, b.fill(fills++, events), backend, false, dir);
+      double with = RunOnce(s, b.fill(fills++, events), backend, true, dir);
+      double after = RunOnce(s, b.fill(fills++, events), backend, false, dir);
+      herald.push_back(with);
+      raw.push_back((before + after) / 2);
+      std::fprintf(stderr, "%s/%s run %d: herald %.0f/s, raw %.0f/s, %.0f/s\n",
+                   b.name.c_str(), backend.c_str(), r + 1, with, before, after);
+    }
+    double h = Median(herald), w = Median(raw);
+    std::printf("%-10s %-10s %12.0f %12.0f %7.2f\n", b.name.c_str(),
+                backend.c_str(), h, w, h / w);
+    std::fflush(stdout);
   }
-  double h = Median(herald), w = Median(raw);
-  std::printf("%-10s %12.0f %12.0f %7.2f\n", b.name.c_str(), h, w, h / w);
-  std::fflush(stdout);
 }
 
 }  // namespace
@@ -131,7 +148,9 @@ int main(int argc, char** argv) {
   using namespace herald;
   using namespace herald::bench;
   Setup s;
-  std::string brokers = "nats,kafka,rabbitmq";
+  std::string brokers = "nats,kafka,rabbitmq,sqs";
+  std::string inboxes =
+      std::getenv("HERALD_TEST_PG_URL") ? "sqlite,postgresql" : "sqlite";
   for (int i = 1; i + 1 < argc; i += 2) {
     std::string k = argv[i];
     if (k == "--events") s.events = std::atoi(argv[i + 1]);
@@ -139,12 +158,16 @@ int main(int argc, char** argv) {
     if (k == "--runs") s.runs = std::atoi(argv[i + 1]);
     if (k == "--in-flight") s.in_flight = std::atoi(argv[i + 1]);
     if (k == "--brokers") brokers = argv[i + 1];
+    if (k == "--inboxes") inboxes = argv[i + 1];
+  }
+  for (const char* b : {"sqlite", "postgresql"}) {
+    if (inboxes.find(b) != std::string::npos) s.inboxes.push_back(b);
   }
   herald::testing::TempDir dir;
   std::printf("events %d over %d streams, %d runs, max_in_flight %d\n",
               s.events, s.streams, s.runs, s.in_flight);
-  std::printf("%-10s %12s %12s %7s\n", "source", "inbox (ev/s)", "no inbox",
-              "ratio");
+  std::printf("%-10s %-10s %12s %12s %7s\n", "source", "database",
+              "inbox (ev/s)", "no inbox", "ratio");
   if (brokers.find("nats") != std::string::npos) {
     herald::testing::NatsServer server;
     if (!server.ready()) Check(Status::Unavailable(server.log()), "nats");
@@ -201,5 +224,30 @@ int main(int argc, char** argv) {
         }};
     Measure(s, b, dir);
   }
+#if HERALD_BENCH_WITH_AWS
+  if (brokers.find("sqs") != std::string::npos) {
+    herald::testing::ScopedAwsEnv env;
+    herald::testing::AwsConformanceServer server;
+    if (!server.ready()) Check(Status::Unavailable(server.log()), "sqs");
+    Broker b{"sqs", [&](int run, const std::vector<Event>& events) {
+               std::string q =
+                   server.QueueUrl("bench" + std::to_string(run) + ".fifo");
+               herald::testing::HttpClient c;
+               auto r =
+                   c.Post(server.endpoint() + "_control/queue",
+                          "{\"url\":\"" + q +
+                              "\",\"attributes\":{\"FifoQueue\":\"true\"}}");
+               if (r.status != 200) Check(Status::Unavailable(r.body), "queue");
+               Publish(herald::testing::SenderRoute(
+                           "sqs:" + q, {StringOption("region", "us-east-1")}),
+                       events);
+               auto so = herald::testing::BrokerSourceOptions(
+                   "sqs:" + q, {StringOption("region", "us-east-1")});
+               so.consumer = "bench";
+               return so;
+             }};
+    Measure(s, b, dir);
+  }
+#endif
   return 0;
 }

@@ -132,6 +132,16 @@ bool ParseInt64(std::string_view text, int64_t* out) {
   return true;
 }
 
+Status Flags::ParseOptions(const std::vector<std::string>& args,
+                           const std::vector<FlagSpec>& spec) {
+  HERALD_RETURN_IF_ERROR(Parse(args, spec));
+  if (!positional_.empty()) {
+    return Status::InvalidArgument("unexpected argument '" + positional_[0] +
+                                   "'");
+  }
+  return Status::OK();
+}
+
 Status Flags::Parse(const std::vector<std::string>& args,
                     const std::vector<FlagSpec>& spec) {
   bool options_done = false;

@@ -59,6 +59,10 @@ class Flags {
   // positional; "--" ends the options.
   Status Parse(const std::vector<std::string>& args,
                const std::vector<FlagSpec>& spec);
+  // Parse for a command that takes options only: a positional argument is
+  // InvalidArgument naming it.
+  Status ParseOptions(const std::vector<std::string>& args,
+                      const std::vector<FlagSpec>& spec);
 
   bool Has(const std::string& name) const { return values_.count(name) > 0; }
   std::string Get(const std::string& name,

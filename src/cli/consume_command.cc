@@ -263,12 +263,8 @@ Status StartOne(const ConsumerConfig& c, Running* r, std::ostream& err,
 int RunConsumeStatus(const std::vector<std::string>& args, std::ostream& out,
                      std::ostream& err) {
   Flags flags;
-  Status s = flags.Parse(args, {{"config", true}, {"consumer", true}});
+  Status s = flags.ParseOptions(args, {{"config", true}, {"consumer", true}});
   if (!s.ok()) return Fail(err, s);
-  if (!flags.positional().empty()) {
-    return Fail(err, Status::InvalidArgument("unexpected argument '" +
-                                             flags.positional()[0] + "'"));
-  }
   auto config = LoadFromFlags(flags);
   if (!config.ok()) return Fail(err, config.status());
   auto list = Select(*config, flags);
@@ -310,15 +306,11 @@ int RunConsumeStatus(const std::vector<std::string>& args, std::ostream& out,
 int RunConsumeReset(const std::vector<std::string>& args, std::ostream& out,
                     std::ostream& err) {
   Flags flags;
-  Status s = flags.Parse(args, {{"config", true},
-                                {"consumer", true},
-                                {"to-position", true},
-                                {"to-time", true}});
+  Status s = flags.ParseOptions(args, {{"config", true},
+                                       {"consumer", true},
+                                       {"to-position", true},
+                                       {"to-time", true}});
   if (!s.ok()) return Fail(err, s);
-  if (!flags.positional().empty()) {
-    return Fail(err, Status::InvalidArgument("unexpected argument '" +
-                                             flags.positional()[0] + "'"));
-  }
   auto name = flags.Require("consumer");
   if (!name.ok()) return Fail(err, name.status());
   auto target = ParseResetTarget(flags);

@@ -88,20 +88,16 @@ Status AppendLines(int fd, const std::string& text) {
 int RunPull(const std::vector<std::string>& args, std::ostream& out,
             std::ostream& err) {
   Flags flags;
-  Status s = flags.Parse(args, {{"from", true},
-                                {"token", true},
-                                {"checkpoint", true},
-                                {"exec", true},
-                                {"out", true},
-                                {"limit", true},
-                                {"wait", true},
-                                {"type", true},
-                                {"stream", true}});
+  Status s = flags.ParseOptions(args, {{"from", true},
+                                       {"token", true},
+                                       {"checkpoint", true},
+                                       {"exec", true},
+                                       {"out", true},
+                                       {"limit", true},
+                                       {"wait", true},
+                                       {"type", true},
+                                       {"stream", true}});
   if (!s.ok()) return Fail(err, s);
-  if (!flags.positional().empty()) {
-    return Fail(err, Status::InvalidArgument("unexpected argument '" +
-                                             flags.positional()[0] + "'"));
-  }
   auto from = flags.Require("from");
   if (!from.ok()) return Fail(err, from.status());
   auto checkpoint = flags.Require("checkpoint");

@@ -173,12 +173,8 @@ std::string HoldupJson(std::string_view backend, const Store::Holdup& h) {
 int RunRelayStatus(const std::vector<std::string>& args, std::ostream& out,
                    std::ostream& err) {
   Flags flags;
-  Status s = flags.Parse(args, {{"config", true}, {"route", true}});
+  Status s = flags.ParseOptions(args, {{"config", true}, {"route", true}});
   if (!s.ok()) return Fail(err, s);
-  if (!flags.positional().empty()) {
-    return Fail(err, Status::InvalidArgument("unexpected argument '" +
-                                             flags.positional()[0] + "'"));
-  }
   auto l = LoadRelay(flags, false, /*read_only=*/true);
   if (!l.ok()) return Fail(err, l.status());
   std::vector<RouteStatus> list;
@@ -268,15 +264,11 @@ int RunRelayStatus(const std::vector<std::string>& args, std::ostream& out,
 int RunRelayReset(const std::vector<std::string>& args, std::ostream& out,
                   std::ostream& err) {
   Flags flags;
-  Status s = flags.Parse(args, {{"config", true},
-                                {"route", true},
-                                {"to-position", true},
-                                {"to-time", true}});
+  Status s = flags.ParseOptions(args, {{"config", true},
+                                       {"route", true},
+                                       {"to-position", true},
+                                       {"to-time", true}});
   if (!s.ok()) return Fail(err, s);
-  if (!flags.positional().empty()) {
-    return Fail(err, Status::InvalidArgument("unexpected argument '" +
-                                             flags.positional()[0] + "'"));
-  }
   auto route = flags.Require("route");
   if (!route.ok()) return Fail(err, route.status());
   auto target = ParseResetTarget(flags);
@@ -367,7 +359,7 @@ int RunRelay(const std::vector<std::string>& args, std::ostream& out,
         std::vector<std::string>(args.begin() + 1, args.end()), out, err);
   }
   Flags flags;
-  Status s = flags.Parse(args, {{"config", true}});
+  Status s = flags.ParseOptions(args, {{"config", true}});
   if (!s.ok()) return Fail(err, s);
   if (!flags.positional().empty()) {
     return Fail(err, Status::InvalidArgument(
@@ -446,10 +438,6 @@ int RunParked(const std::vector<std::string>& args, std::ostream& out,
                           {"state", true},
                           {"limit", true}});
   if (!s.ok()) return Fail(err, s);
-  if (!flags.positional().empty()) {
-    return Fail(err, Status::InvalidArgument("unexpected argument '" +
-                                             flags.positional()[0] + "'"));
-  }
   if (flags.Has("route") == flags.Has("consumer")) {
     return Fail(err, Status::InvalidArgument(
                          "give exactly one of --route NAME and --consumer "

@@ -90,14 +90,10 @@ class DemoProducer {
 int RunServe(const std::vector<std::string>& args, std::ostream& out,
              std::ostream& err) {
   Flags flags;
-  Status s = flags.Parse(
+  Status s = flags.ParseOptions(
       args,
       {{"config", true}, {"listen", true}, {"db", true}, {"demo", false}});
   if (!s.ok()) return Fail(err, s);
-  if (!flags.positional().empty()) {
-    return Fail(err, Status::InvalidArgument("unexpected argument '" +
-                                             flags.positional()[0] + "'"));
-  }
   Config config;
   if (flags.Has("config")) {
     auto c = LoadConfig(flags.Get("config"));

@@ -122,17 +122,13 @@ int RunAppend(const std::vector<std::string>& args, std::ostream& out,
 int RunRead(const std::vector<std::string>& args, std::ostream& out,
             std::ostream& err) {
   Flags flags;
-  Status s = flags.Parse(args, {{"db", true},
-                                {"offset", true},
-                                {"limit", true},
-                                {"stream", true},
-                                {"type", true},
-                                {"follow", false}});
+  Status s = flags.ParseOptions(args, {{"db", true},
+                                       {"offset", true},
+                                       {"limit", true},
+                                       {"stream", true},
+                                       {"type", true},
+                                       {"follow", false}});
   if (!s.ok()) return Fail(err, s);
-  if (!flags.positional().empty()) {
-    return Fail(err, Status::InvalidArgument("unexpected argument '" +
-                                             flags.positional()[0] + "'"));
-  }
   auto offset = flags.GetInt("offset", 0, 0, INT64_MAX);
   if (!offset.ok()) return Fail(err, offset.status());
   auto limit = flags.GetInt("limit", -1, 1, kMaxReadLimit);
@@ -195,12 +191,8 @@ int RunRead(const std::vector<std::string>& args, std::ostream& out,
 int RunMigrate(const std::vector<std::string>& args, std::ostream& out,
                std::ostream& err) {
   Flags flags;
-  Status s = flags.Parse(args, {{"db", true}, {"adopt", false}});
+  Status s = flags.ParseOptions(args, {{"db", true}, {"adopt", false}});
   if (!s.ok()) return Fail(err, s);
-  if (!flags.positional().empty()) {
-    return Fail(err, Status::InvalidArgument("unexpected argument '" +
-                                             flags.positional()[0] + "'"));
-  }
   auto store = OpenFromFlags(flags, flags.Has("adopt"));
   if (!store.ok()) return Fail(err, store.status());
   out << "{\"migrated\":true,\"backend\":" << JsonString((*store)->backend())

@@ -28,15 +28,13 @@ constexpr uint64_t HasLess(uint64_t v, unsigned char n) {
   return (v - kOnes * n) & ~v & kHigh;
 }
 
-// Whether AppendJsonString would copy `s` unchanged: no byte needs an
-// escape or a UTF-8 check.
-bool PlainJsonText(std::string_view s) {
-  auto bad = [](uint64_t w) {
-    return (w & kHigh) | HasLess(w, 0x20) | HasByte(w, '"') | HasByte(w, '\\');
-  };
+// Whether no 8-byte word of `s` has a byte `bad` flags (`bad` returns a
+// nonzero mask for such a word). Short strings are padded with a plain byte.
+template <typename Bad>
+bool NoneFlagged(std::string_view s, Bad bad) {
   const char* p = s.data();
   const size_t n = s.size();
-  uint64_t w = kOnes * 'a';  // short strings: padded with a plain byte
+  uint64_t w = kOnes * 'a';
   if (n < 8) {
     std::memcpy(&w, p, n);
     return bad(w) == 0;
@@ -50,23 +48,18 @@ bool PlainJsonText(std::string_view s) {
   return (found | bad(w)) == 0;
 }
 
+// Whether AppendJsonString would copy `s` unchanged: no byte needs an
+// escape or a UTF-8 check.
+bool PlainJsonText(std::string_view s) {
+  return NoneFlagged(s, [](uint64_t w) {
+    return (w & kHigh) | HasLess(w, 0x20) | HasByte(w, '"') | HasByte(w, '\\');
+  });
+}
+
 // Whether AppendOneLine would copy `s` unchanged (no line break).
 bool OneLine(std::string_view s) {
-  auto bad = [](uint64_t w) { return HasByte(w, '\n') | HasByte(w, '\r'); };
-  const char* p = s.data();
-  const size_t n = s.size();
-  uint64_t w = kOnes * 'a';
-  if (n < 8) {
-    std::memcpy(&w, p, n);
-    return bad(w) == 0;
-  }
-  uint64_t found = 0;
-  for (size_t i = 0; i + 8 <= n; i += 8) {
-    std::memcpy(&w, p + i, 8);
-    found |= bad(w);
-  }
-  std::memcpy(&w, p + n - 8, 8);
-  return (found | bad(w)) == 0;
+  return NoneFlagged(
+      s, [](uint64_t w) { return HasByte(w, '\n') | HasByte(w, '\r'); });
 }
 
 // The rows a page is made of: every name plain text, a JSON payload on one

@@ -28,6 +28,20 @@ struct SqlColumn {
   int fraction_digits = -1;
 };
 
+// `text` between two `quote`s, each `quote` inside doubled; with
+// `double_backslash` (MySQL's strings) each backslash too.
+inline std::string Quoted(std::string_view text, char quote,
+                          bool double_backslash = false) {
+  std::string out(1, quote);
+  out.reserve(text.size() + 2);
+  for (char c : text) {
+    if (c == quote || (double_backslash && c == '\\')) out += c;
+    out += c;
+  }
+  out += quote;
+  return out;
+}
+
 class SqlClient {
  public:
   virtual ~SqlClient() = default;

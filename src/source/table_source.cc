@@ -990,13 +990,10 @@ Result<std::unique_ptr<EventSource>> OpenTableSource(
   }
   const std::string& url = source.url;
   std::unique_ptr<detail::SqlClient> client;
-  if (url.rfind("sqlite:", 0) == 0) {
-    auto c = detail::OpenSqliteClient(url.substr(7));
-    if (!c.ok()) return source.Error("url", c.status().message());
-    client = std::move(*c);
-  } else if (url.rfind("mysql://", 0) == 0 || url.rfind("mariadb://", 0) == 0) {
-#if HERALD_WITH_MYSQL
-    auto c = detail::OpenMysqlClient(url);
+  // A malformed URL is the config's error (key and line); a server that
+  // cannot be reached is not.
+  [[maybe_unused]] auto adopt =
+      [&](Result<std::unique_ptr<detail::SqlClient>> c) -> Status {
     if (!c.ok()) {
       if (c.status().IsInvalidArgument()) {
         return source.Error("url", c.status().message());
@@ -1004,6 +1001,15 @@ Result<std::unique_ptr<EventSource>> OpenTableSource(
       return c.status();
     }
     client = std::move(*c);
+    return Status::OK();
+  };
+  if (url.rfind("sqlite:", 0) == 0) {
+    auto c = detail::OpenSqliteClient(url.substr(7));
+    if (!c.ok()) return source.Error("url", c.status().message());
+    client = std::move(*c);
+  } else if (url.rfind("mysql://", 0) == 0 || url.rfind("mariadb://", 0) == 0) {
+#if HERALD_WITH_MYSQL
+    HERALD_RETURN_IF_ERROR(adopt(detail::OpenMysqlClient(url)));
 #else
     return Status::FailedPrecondition(
         "source '" + source.name +
@@ -1012,14 +1018,7 @@ Result<std::unique_ptr<EventSource>> OpenTableSource(
   } else if (url.rfind("postgresql://", 0) == 0 ||
              url.rfind("postgres://", 0) == 0) {
 #if HERALD_WITH_POSTGRES
-    auto c = detail::OpenPostgresClient(url);
-    if (!c.ok()) {
-      if (c.status().IsInvalidArgument()) {
-        return source.Error("url", c.status().message());
-      }
-      return c.status();
-    }
-    client = std::move(*c);
+    HERALD_RETURN_IF_ERROR(adopt(detail::OpenPostgresClient(url)));
 #else
     return Status::FailedPrecondition(
         "source '" + source.name +

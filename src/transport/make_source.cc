@@ -2,13 +2,17 @@
 // registered like any other: "http"/"https" (a herald server's
 // GET /api/events, herald::consumer) and the brokers built (amqp/amqps:
 // a RabbitMQ queue; nats: a JetStream durable pull consumer; kafka: a
-// consumer group or assigned partitions).
+// consumer group or assigned partitions; sqs: a queue).
 #include <string>
 
 #include "herald/consumer_source.h"
 #include "transport/http/http_scheme.h"
 #if HERALD_WITH_CONSUMER
 #include "consumer/http_source.h"
+#endif
+#if HERALD_WITH_AWS
+#include "transport/aws/aws_scheme.h"
+#include "transport/aws/sqs_source.h"
 #endif
 #if HERALD_WITH_KAFKA
 #include "transport/kafka/kafka_scheme.h"
@@ -36,6 +40,18 @@ void RegisterBuiltinSourceSchemes() {
   http.make_source = MakeHttpSource;
   RegisterBuiltinSourceScheme("http", http);
   RegisterBuiltinSourceScheme("https", http);
+#endif
+#if HERALD_WITH_AWS
+  SourceScheme sqs;
+  sqs.validate_url = [](std::string_view url) -> Status {
+    if (SchemeOfUrl(url) != "sqs") {
+      return Status::InvalidArgument("a consumer source takes sqs:QUEUE_URL");
+    }
+    return ValidateAwsUrl(url);
+  };
+  sqs.validate_options = ValidateSqsSource;
+  sqs.make_source = MakeSqsSource;
+  RegisterBuiltinSourceScheme("sqs", sqs);
 #endif
 #if HERALD_WITH_KAFKA
   SourceScheme kafka;

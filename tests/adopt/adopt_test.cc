@@ -35,6 +35,22 @@ namespace {
 using testing::TempDir;
 using testing::WaitFor;
 
+// Tab-separated client output (mariadb -B, psql -At -F'\t'): one row a
+// line, its columns.
+std::vector<std::vector<std::string>> TsvRows(const std::string& text) {
+  std::istringstream ss(text);
+  std::vector<std::vector<std::string>> rows;
+  std::string line;
+  while (std::getline(ss, line)) {
+    std::vector<std::string> cols;
+    std::string col;
+    std::istringstream ls(line);
+    while (std::getline(ls, col, '\t')) cols.push_back(col);
+    rows.push_back(std::move(cols));
+  }
+  return rows;
+}
+
 const char* kEventRecordMysql = R"(create table event_record
 (
     event_id bigint auto_increment not null primary key comment '이벤트 번호',
@@ -1002,20 +1018,10 @@ class AdoptE2E : public AdoptMariaDb {
   // The table, one row a line: id, stream, type, payload, created, flag,
   // UNIX_TIMESTAMP(published_date) (NULL when none).
   std::vector<std::vector<std::string>> Table() {
-    std::istringstream ss(db_->Sql(
+    return TsvRows(db_->Sql(
         "select event_id, orderNo, topic, message, created_date, published, "
         "unix_timestamp(published_date) from event_record order by "
         "event_id"));
-    std::vector<std::vector<std::string>> rows;
-    std::string line;
-    while (std::getline(ss, line)) {
-      std::vector<std::string> cols;
-      std::string col;
-      std::istringstream ls(line);
-      while (std::getline(ls, col, '\t')) cols.push_back(col);
-      rows.push_back(std::move(cols));
-    }
-    return rows;
   }
 
   void CheckAdoptedRowsMarked() {
@@ -1683,20 +1689,10 @@ class AdoptPostgres : public ::testing::Test {
     return c->sources.at(0);
   }
   std::vector<std::vector<std::string>> Table() {
-    std::istringstream ss(
+    return TsvRows(
         Sql("select event_id, orderno, topic, message, created_date, "
             "published, extract(epoch from published_date)::bigint from "
             "event_record order by event_id"));
-    std::vector<std::vector<std::string>> rows;
-    std::string line;
-    while (std::getline(ss, line)) {
-      std::vector<std::string> cols;
-      std::string col;
-      std::istringstream ls(line);
-      while (std::getline(ls, col, '\t')) cols.push_back(col);
-      rows.push_back(std::move(cols));
-    }
-    return rows;
   }
   TempDir dir_;
   std::string url_;

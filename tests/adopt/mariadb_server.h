@@ -4,6 +4,8 @@
 // system server). Database `shop`, user app/secret.
 #pragma once
 
+#include <sys/stat.h>
+
 #include <memory>
 #include <string>
 #include <vector>
@@ -18,9 +20,18 @@ class MariaDb {
  public:
   MariaDb() : port_(FreePort()) {
     std::string out, err;
+    // Temporary tables in the server's own dir: servers of tests running
+    // side by side name theirs alike in a shared /tmp and remove each
+    // other's.
+    const std::string tmp = dir_.file("tmp");
+    if (::mkdir(tmp.c_str(), 0700) != 0) {
+      error_ = "cannot create " + tmp;
+      return;
+    }
     int rc = RunCommand(
         {"mariadb-install-db", "--datadir=" + dir_.file("data"),
-         "--auth-root-authentication-method=normal", "--skip-test-db"},
+         "--tmpdir=" + tmp, "--auth-root-authentication-method=normal",
+         "--skip-test-db"},
         &out, &err);
     if (rc != 0) {
       error_ = "mariadb-install-db failed: " + err;
@@ -32,9 +43,10 @@ class MariaDb {
     server_ = std::make_unique<Child>(
         std::vector<std::string>{
             "mariadbd", "--no-defaults", "--datadir=" + dir_.file("data"),
-            "--socket=" + dir_.file("s"), "--port=" + std::to_string(port_),
-            "--bind-address=127.0.0.1", "--user=root", "--skip-name-resolve",
-            "--default-time-zone=+00:00", "--pid-file=" + dir_.file("pid")},
+            "--tmpdir=" + tmp, "--socket=" + dir_.file("s"),
+            "--port=" + std::to_string(port_), "--bind-address=127.0.0.1",
+            "--user=root", "--skip-name-resolve", "--default-time-zone=+00:00",
+            "--pid-file=" + dir_.file("pid")},
         o);
     bool up = WaitFor([&] { return Sql("select 1", "mysql") == "1\n"; },
                       std::chrono::seconds(30));

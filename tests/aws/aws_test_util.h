@@ -16,6 +16,7 @@
 #include "herald/json.h"
 #include "herald/sender.h"
 #include "server/server_test_util.h"  // HttpClient
+#include "support/relay_e2e.h"        // JsonStr
 #include "support/test_util.h"
 
 namespace herald::testing {
@@ -157,11 +158,5 @@ struct ScopedAwsEnv {
   ScopedEnv secret{"AWS_SECRET_ACCESS_KEY", kAwsSecret};
   ScopedEnv token{"AWS_SESSION_TOKEN", ""};
 };
-
-// A string member of a JSON object, or "".
-inline std::string JsonStr(const Json& j, const char* key) {
-  const Json* m = j.Find(key);
-  return m && m->is_string() ? m->as_string() : "";
-}
 
 }  // namespace herald::testing

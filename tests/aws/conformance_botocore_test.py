@@ -10,7 +10,13 @@ parse into the fields the models name (MessageId, SequenceNumber,
 MD5OfMessageBody, Successful/Failed entries with Code and SenderFault), and
 every error must come back as the error code AWS documents, with
 botocore's own retry rules applying (throttling is retried). A request
-signed with a wrong secret is refused with SignatureDoesNotMatch.
+signed with a wrong secret is refused with SignatureDoesNotMatch. The
+consuming side of a queue (class SqsConsuming) is read the same way:
+CreateQueue, GetQueueAttributes, ReceiveMessage (long poll, visibility,
+attributes, MD5OfMessageAttributes), DeleteMessage[Batch],
+ChangeMessageVisibility[Batch], redelivery after the visibility timeout
+with a new receipt handle (an older one deleting nothing), FIFO groups
+locked while a message is in flight, content-based deduplication.
 
 Run by ctest (tests/aws/CMakeLists.txt) with /usr/bin/python3; it starts the
 server on 127.0.0.1 on a free port in a temporary directory and stops it.
@@ -279,6 +285,260 @@ class Sqs(Base):
         with self.assertRaises(ClientError) as ctx:
             other.send_message(QueueUrl=self.server.queue("auth"), MessageBody="x")
         self.assertClientError(ctx, "SignatureDoesNotMatch", 403)
+
+
+class SqsConsuming(Base):
+    """The consuming side of a queue: receive, delete, change visibility,
+    redelivery, FIFO group locking, as botocore's client reads them."""
+
+    def setUp(self):
+        super().setUp()
+        self.sqs = client(self.server, "sqs")
+
+    def create(self, name, **attributes):
+        attrs = {k: str(v) for k, v in attributes.items()}
+        if name.endswith(".fifo"):
+            attrs.setdefault("FifoQueue", "true")
+        return self.sqs.create_queue(QueueName=name, Attributes=attrs)["QueueUrl"]
+
+    def receive(self, q, n=10, wait=0, visibility=None):
+        args = dict(QueueUrl=q, MaxNumberOfMessages=n, WaitTimeSeconds=wait,
+                    AttributeNames=["All"], MessageAttributeNames=["All"])
+        if visibility is not None:
+            args["VisibilityTimeout"] = visibility
+        return self.sqs.receive_message(**args).get("Messages", [])
+
+    def test_create_queue_and_attributes(self):
+        q = self.create("consume-attrs", VisibilityTimeout=7)
+        self.assertEqual(q, self.server.queue("consume-attrs"))
+        self.assertEqual(self.sqs.get_queue_url(QueueName="consume-attrs")["QueueUrl"], q)
+        self.sqs.send_message(QueueUrl=q, MessageBody="a")
+        a = self.sqs.get_queue_attributes(QueueUrl=q, AttributeNames=["All"])["Attributes"]
+        self.assertEqual(a["VisibilityTimeout"], "7")
+        self.assertEqual(a["ApproximateNumberOfMessages"], "1")
+        self.assertEqual(a["ApproximateNumberOfMessagesNotVisible"], "0")
+        self.assertNotIn("FifoQueue", a)
+        self.receive(q)
+        a = self.sqs.get_queue_attributes(
+            QueueUrl=q, AttributeNames=["ApproximateNumberOfMessages",
+                                        "ApproximateNumberOfMessagesNotVisible"])["Attributes"]
+        self.assertEqual(a, {"ApproximateNumberOfMessages": "0",
+                             "ApproximateNumberOfMessagesNotVisible": "1"})
+        with self.assertRaises(ClientError) as ctx:
+            self.sqs.create_queue(QueueName="plain.fifo")
+        self.assertClientError(ctx, "InvalidParameterValue", 400)
+        with self.assertRaises(ClientError) as ctx:
+            self.sqs.create_queue(QueueName="consume-attrs",
+                                  Attributes={"VisibilityTimeout": "9"})
+        self.assertClientError(ctx, "QueueAlreadyExists", 400)
+
+    def test_a_queue_that_does_not_exist(self):
+        with self.assertRaises(ClientError) as ctx:
+            self.sqs.receive_message(QueueUrl=self.server.queue("never-made"))
+        self.assertClientError(ctx, "AWS.SimpleQueueService.NonExistentQueue", 400)
+        with self.assertRaises(self.sqs.exceptions.QueueDoesNotExist):
+            self.sqs.get_queue_attributes(QueueUrl=self.server.queue("never-made"))
+
+    def test_receive_returns_body_attributes_and_checksums(self):
+        q = self.create("consume-recv")
+        body = 'a <b> & "c"\r\nd'
+        self.sqs.send_message(QueueUrl=q, MessageBody=body, MessageAttributes={
+            "ce-id": {"DataType": "String", "StringValue": "e-1"},
+            "ce-type": {"DataType": "String", "StringValue": "order.placed"},
+            "other": {"DataType": "String", "StringValue": "x"}})
+        r = self.sqs.receive_message(QueueUrl=q, AttributeNames=["All"],
+                                     MessageAttributeNames=["ce-id", "ce-type"])
+        [m] = r["Messages"]
+        self.assertEqual(m["Body"], body)
+        self.assertEqual(m["MD5OfBody"], md5(body))
+        self.assertEqual(sorted(m["MessageAttributes"]), ["ce-id", "ce-type"])
+        self.assertEqual(m["MessageAttributes"]["ce-id"],
+                         {"StringValue": "e-1", "DataType": "String"})
+        # AWS's MD5OfMessageAttributes (names sorted, length-prefixed).
+        import struct
+        data = b""
+        for name, value in (("ce-id", "e-1"), ("ce-type", "order.placed")):
+            for part in (name, "String"):
+                data += struct.pack(">I", len(part)) + part.encode()
+            data += b"\x01" + struct.pack(">I", len(value)) + value.encode()
+        self.assertEqual(m["MD5OfMessageAttributes"], hashlib.md5(data).hexdigest())
+        self.assertEqual(m["Attributes"]["ApproximateReceiveCount"], "1")
+        self.assertTrue(m["Attributes"]["SentTimestamp"].isdigit())
+        self.assertNotIn("MessageGroupId", m["Attributes"])
+        self.assertTrue(m["ReceiptHandle"])
+        # In flight: nothing more to receive.
+        self.assertEqual(self.receive(q), [])
+
+    def test_receive_bounds(self):
+        q = self.create("consume-bounds")
+        for args in ({"MaxNumberOfMessages": 11}, {"MaxNumberOfMessages": 0},
+                     {"WaitTimeSeconds": 21}, {"VisibilityTimeout": 43201}):
+            with self.assertRaises(ClientError) as ctx:
+                self.sqs.receive_message(QueueUrl=q, **args)
+            self.assertClientError(ctx, "InvalidParameterValue", 400)
+
+    def test_max_number_and_order_of_a_standard_queue_here(self):
+        q = self.create("consume-max")
+        for i in range(15):
+            self.sqs.send_message(QueueUrl=q, MessageBody="m%d" % i)
+        first = self.receive(q, n=10)
+        self.assertEqual(len(first), 10)
+        self.assertEqual(len(self.receive(q, n=10)), 5)
+        self.assertEqual(self.receive(q, n=10), [])
+
+    def test_long_poll_returns_as_soon_as_a_message_is_visible(self):
+        q = self.create("consume-long")
+        import threading
+        sender = client(self.server, "sqs")
+        timer = threading.Timer(0.5, lambda: sender.send_message(QueueUrl=q,
+                                                                 MessageBody="late"))
+        started = time.monotonic()
+        timer.start()
+        got = self.receive(q, wait=10)
+        took = time.monotonic() - started
+        timer.join()
+        self.assertEqual([m["Body"] for m in got], ["late"])
+        self.assertLess(took, 5)
+        # Nothing comes: the long poll ends after WaitTimeSeconds.
+        started = time.monotonic()
+        self.assertEqual(self.receive(q, wait=1), [])
+        self.assertGreaterEqual(time.monotonic() - started, 0.9)
+
+    def test_delete_and_delete_batch(self):
+        q = self.create("consume-delete")
+        for i in range(4):
+            self.sqs.send_message(QueueUrl=q, MessageBody="d%d" % i)
+        got = self.receive(q, visibility=0)  # visible again at once
+        self.assertEqual(len(got), 4)
+        got = self.receive(q)
+        self.sqs.delete_message(QueueUrl=q, ReceiptHandle=got[0]["ReceiptHandle"])
+        r = self.sqs.delete_message_batch(QueueUrl=q, Entries=[
+            {"Id": "a", "ReceiptHandle": got[1]["ReceiptHandle"]},
+            {"Id": "b", "ReceiptHandle": got[2]["ReceiptHandle"]},
+            {"Id": "c", "ReceiptHandle": "not-a-handle"}])
+        self.assertEqual(sorted(e["Id"] for e in r["Successful"]), ["a", "b"])
+        [failed] = r["Failed"]
+        self.assertEqual(failed["Id"], "c")
+        self.assertEqual(failed["Code"], "ReceiptHandleIsInvalid")
+        self.assertIs(failed["SenderFault"], True)
+        self.assertEqual([m["body"] for m in self.server.messages(q)], ["d3"])
+        with self.assertRaises(ClientError) as ctx:
+            self.sqs.delete_message(QueueUrl=q, ReceiptHandle="bogus")
+        self.assertClientError(ctx, "ReceiptHandleIsInvalid", 400)
+        with self.assertRaises(ClientError) as ctx:
+            self.sqs.delete_message_batch(QueueUrl=q, Entries=[])
+        self.assertClientError(ctx, "EmptyBatchRequest", 400)
+        # Deleting twice is fine.
+        self.sqs.delete_message(QueueUrl=q, ReceiptHandle=got[0]["ReceiptHandle"])
+
+    def test_visibility_timeout_redelivers_and_a_stale_handle_deletes_nothing(self):
+        q = self.create("consume-redeliver")
+        self.sqs.send_message(QueueUrl=q, MessageBody="r")
+        [first] = self.receive(q, visibility=1)
+        self.assertEqual(self.receive(q), [])
+        # Comes back once the visibility timeout ended (a long poll waits
+        # for it), received a second time, with a new handle.
+        [again] = self.receive(q, wait=5)
+        self.assertEqual(again["MessageId"], first["MessageId"])
+        self.assertEqual(again["Attributes"]["ApproximateReceiveCount"], "2")
+        self.assertNotEqual(again["ReceiptHandle"], first["ReceiptHandle"])
+        # The first consumer's late delete succeeds and deletes nothing.
+        self.sqs.delete_message(QueueUrl=q, ReceiptHandle=first["ReceiptHandle"])
+        self.assertEqual(len(self.server.messages(q)), 1)
+        with self.assertRaises(ClientError) as ctx:
+            self.sqs.change_message_visibility(QueueUrl=q,
+                                               ReceiptHandle=first["ReceiptHandle"],
+                                               VisibilityTimeout=10)
+        self.assertClientError(ctx, "InvalidParameterValue", 400)
+        self.sqs.delete_message(QueueUrl=q, ReceiptHandle=again["ReceiptHandle"])
+        self.assertEqual(self.server.messages(q), [])
+
+    def test_change_visibility_zero_extends_and_batch(self):
+        q = self.create("consume-visibility")
+        for i in range(3):
+            self.sqs.send_message(QueueUrl=q, MessageBody="v%d" % i)
+        got = self.receive(q, visibility=30)
+        self.assertEqual(len(got), 3)
+        # 0: visible at once.
+        self.sqs.change_message_visibility(QueueUrl=q, ReceiptHandle=got[0]["ReceiptHandle"],
+                                           VisibilityTimeout=0)
+        [back] = self.receive(q, visibility=1)
+        self.assertEqual(back["Body"], "v0")
+        self.assertEqual(back["Attributes"]["ApproximateReceiveCount"], "2")
+        r = self.sqs.change_message_visibility_batch(QueueUrl=q, Entries=[
+            {"Id": "x", "ReceiptHandle": got[1]["ReceiptHandle"], "VisibilityTimeout": 0},
+            {"Id": "y", "ReceiptHandle": got[2]["ReceiptHandle"], "VisibilityTimeout": 60},
+            {"Id": "z", "ReceiptHandle": got[0]["ReceiptHandle"], "VisibilityTimeout": 0}])
+        self.assertEqual(sorted(e["Id"] for e in r["Successful"]), ["x", "y"])
+        self.assertEqual([(e["Id"], e["Code"]) for e in r["Failed"]],
+                         [("z", "InvalidParameterValue")])
+        self.assertEqual([m["Body"] for m in self.receive(q)], ["v1"])
+        # v0's visibility (1 s) ends: the message is not in flight any more.
+        time.sleep(1.1)
+        with self.assertRaises(ClientError) as ctx:
+            self.sqs.change_message_visibility(QueueUrl=q,
+                                               ReceiptHandle=back["ReceiptHandle"],
+                                               VisibilityTimeout=5)
+        self.assertClientError(ctx, "MessageNotInflight", 400)
+        with self.assertRaises(ClientError) as ctx:
+            self.sqs.change_message_visibility(QueueUrl=q, ReceiptHandle=got[2]["ReceiptHandle"],
+                                               VisibilityTimeout=43201)
+        self.assertClientError(ctx, "InvalidParameterValue", 400)
+
+    def test_fifo_group_is_locked_while_a_message_is_in_flight(self):
+        q = self.create("consume-groups.fifo")
+        for i in range(3):
+            for g in ("a", "b"):
+                self.sqs.send_message(QueueUrl=q, MessageBody="%s%d" % (g, i),
+                                      MessageGroupId=g,
+                                      MessageDeduplicationId="%s-%d" % (g, i))
+        # As many of one group as there are, oldest group first.
+        first = self.receive(q, n=2)
+        self.assertEqual([m["Body"] for m in first], ["a0", "a1"])
+        for m in first:
+            self.assertEqual(m["Attributes"]["MessageGroupId"], "a")
+            self.assertTrue(m["Attributes"]["SequenceNumber"].isdigit())
+            self.assertEqual(m["Attributes"]["MessageDeduplicationId"],
+                             "a-%s" % m["Body"][1])
+        [b0] = self.receive(q, n=1)
+        self.assertEqual(b0["Body"], "b0")
+        # Both groups have messages in flight: nothing else is handed out,
+        # not even after one of a's is deleted.
+        self.assertEqual(self.receive(q), [])
+        self.sqs.delete_message(QueueUrl=q, ReceiptHandle=first[0]["ReceiptHandle"])
+        self.assertEqual(self.receive(q), [])
+        self.sqs.delete_message(QueueUrl=q, ReceiptHandle=first[1]["ReceiptHandle"])
+        # Group a is free: its next message; b stays locked.
+        self.assertEqual([m["Body"] for m in self.receive(q)], ["a2"])
+        # b0 given back: b0 again first, then b1, b2, in order.
+        self.sqs.change_message_visibility(QueueUrl=q, ReceiptHandle=b0["ReceiptHandle"],
+                                           VisibilityTimeout=0)
+        again = self.receive(q)
+        self.assertEqual([m["Body"] for m in again], ["b0", "b1", "b2"])
+        self.assertEqual(again[0]["Attributes"]["ApproximateReceiveCount"], "2")
+
+    def test_fifo_redelivery_keeps_the_group_order(self):
+        q = self.create("consume-fifo-redeliver.fifo")
+        for i in range(3):
+            self.sqs.send_message(QueueUrl=q, MessageBody="m%d" % i, MessageGroupId="g",
+                                  MessageDeduplicationId="d%d" % i)
+        got = self.receive(q, n=2, visibility=1)
+        self.assertEqual([m["Body"] for m in got], ["m0", "m1"])
+        self.assertEqual(self.receive(q), [])  # m2 waits behind its group
+        again = self.receive(q, wait=5)
+        self.assertEqual([m["Body"] for m in again], ["m0", "m1", "m2"])
+
+    def test_fifo_content_based_deduplication(self):
+        q = self.create("consume-cbd.fifo", ContentBasedDeduplication="true")
+        a = self.sqs.send_message(QueueUrl=q, MessageBody="same", MessageGroupId="g")
+        b = self.sqs.send_message(QueueUrl=q, MessageBody="same", MessageGroupId="g")
+        self.assertEqual(a["MessageId"], b["MessageId"])
+        self.sqs.send_message(QueueUrl=q, MessageBody="other", MessageGroupId="g")
+        self.assertEqual([m["Body"] for m in self.receive(q)], ["same", "other"])
+        without = self.create("consume-nocbd.fifo")
+        with self.assertRaises(ClientError) as ctx:
+            self.sqs.send_message(QueueUrl=without, MessageBody="x", MessageGroupId="g")
+        self.assertClientError(ctx, "InvalidParameterValue", 400)
 
 
 class Sns(Base):

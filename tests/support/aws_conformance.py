@@ -1,7 +1,9 @@
 #!/usr/bin/python3
 """A small SQS and SNS server speaking AWS's Query protocol, for herald's tests.
 
-It implements SendMessage, SendMessageBatch, Publish and PublishBatch with
+It implements SendMessage, SendMessageBatch, Publish and PublishBatch, and
+an SQS queue's consuming side (CreateQueue, GetQueueAttributes,
+ReceiveMessage, DeleteMessage[Batch], ChangeMessageVisibility[Batch]) with
 AWS's documented rules, and VERIFIES the SigV4 signature of every request
 with botocore (Debian python3-botocore: the signer of the AWS CLI and SDKs,
 which nobody here wrote): the signature is recomputed over the received
@@ -20,7 +22,37 @@ Rules implemented (from the SQS and SNS API references):
     and (no content-based deduplication here) MessageDeduplicationId; a
     message whose deduplication id was accepted in the last 5 minutes is
     answered as sent but not stored again; standard ones refuse both ids;
-  - queues and topics exist once named (created on first use).
+  - queues and topics exist once named (created on first use by a send;
+    CreateQueue or POST /_control/queue create one with attributes); the
+    consuming actions on a queue that does not exist answer
+    AWS.SimpleQueueService.NonExistentQueue;
+  - queue attributes VisibilityTimeout (default 30 s),
+    ReceiveMessageWaitTimeSeconds (0), FifoQueue, ContentBasedDeduplication
+    (a FIFO message without MessageDeduplicationId is deduplicated by the
+    SHA-256 of its body);
+  - ReceiveMessage: MaxNumberOfMessages 1-10, WaitTimeSeconds 0-20 (a long
+    poll answers as soon as a message is visible), VisibilityTimeout
+    0-43200; AttributeName.N / MessageSystemAttributeName.N (All,
+    SenderId, SentTimestamp, ApproximateReceiveCount,
+    ApproximateFirstReceiveTimestamp; FIFO: MessageGroupId,
+    MessageDeduplicationId, SequenceNumber); MessageAttributeName.N (All,
+    .*, PREFIX.*, names) with MD5OfMessageAttributes. Each receive makes a
+    new ReceiptHandle; a message not deleted within its visibility timeout
+    is received again (ApproximateReceiveCount + 1). FIFO queues hand out
+    messages in send order per MessageGroupId, as many of one group as
+    there are first (oldest group first), and never a group that has a
+    message in flight;
+  - DeleteMessage with the most recent receipt handle deletes; with an
+    older one (the message was received again since) it succeeds and
+    deletes nothing, as AWS documents; a handle this server never issued is
+    ReceiptHandleIsInvalid;
+  - ChangeMessageVisibility (0-43200 s from now, at most 12 h after the
+    first receive; 0 = visible at once): MessageNotInflight when the
+    message's visibility already ended, InvalidParameterValue ("Message
+    does not exist or is not available for visibility timeout change") for
+    an older handle or a deleted message;
+  - batches of Delete/ChangeMessageVisibility: 1-10 entries, distinct ids,
+    per-entry BatchResultErrorEntry.
 Cues (POST /_control/cue, JSON) make it fail on purpose:
   {"fail": {"id": EVENT_ID, "code": "...", "sender_fault": true|false,
             "times": N (-1 = until cleared), "mode": "entry"|"hang"|
@@ -37,9 +69,11 @@ Cues (POST /_control/cue, JSON) make it fail on purpose:
   {"slow_ms": N}    every answer waits N ms;
   {"clear": true}   drops every cue.
 Control: GET /_control/messages?target=QUEUE_URL_OR_ARN -> JSON list of the
-stored messages in order; GET /_control/stats -> counters (requests,
-refused signatures, the most requests in progress at once); POST
-/_control/reset drops messages, dedupe windows and cues.
+stored (not deleted) messages in order, with their receive counts; GET
+/_control/stats -> counters (requests, refused signatures, the most
+requests in progress at once, requests per action); POST /_control/queue
+{"url": QUEUE_URL, "attributes": {...}} creates a queue; POST
+/_control/reset drops queues, messages, dedupe windows and cues.
 
 Usage: aws_conformance.py --port 0 --ready FILE [--region R]
        [--access-key K --secret-key S [--session-token T]] [--max-size N]
@@ -54,6 +88,8 @@ import os
 import re
 import socketserver
 import sys
+import base64
+import struct
 import threading
 import time
 import uuid
@@ -66,6 +102,9 @@ from botocore.credentials import Credentials
 SQS_NS = "http://queue.amazonaws.com/doc/2012-11-05/"
 SNS_NS = "http://sns.amazonaws.com/doc/2010-03-31/"
 DEDUPE_WINDOW_S = 300
+ACCOUNT = "123456789012"
+MAX_VISIBILITY_S = 43200
+NON_EXISTENT_QUEUE = "AWS.SimpleQueueService.NonExistentQueue"
 ENTRY_ID = re.compile(r"^[A-Za-z0-9_-]{1,80}$")
 # XML 1.0 characters, as SQS allows in a body.
 BAD_CHARS = re.compile("[^\x09\x0a\x0d\x20-\ud7ff\ue000-\ufffd\U00010000-\U0010ffff]")
@@ -73,7 +112,7 @@ BAD_CHARS = re.compile("[^\x09\x0a\x0d\x20-\ud7ff\ue000-\ufffd\U00010000-\U0010f
 
 def xml_escape(s):
     return (str(s).replace("&", "&amp;").replace("<", "&lt;")
-            .replace(">", "&gt;").replace('"', "&quot;"))
+            .replace(">", "&gt;").replace('"', "&quot;").replace("\r", "&#xD;"))
 
 
 class AwsError(Exception):
@@ -85,18 +124,26 @@ class AwsError(Exception):
 class State:
     def __init__(self, args):
         self.lock = threading.Lock()
+        # Long polls wait on it; every change that can make a message
+        # visible notifies it.
+        self.changed = threading.Condition(self.lock)
         self.args = args
         self.keys = {}  # access key -> (secret, token or None)
         if args.access_key:
             self.keys[args.access_key] = (args.secret_key, args.session_token)
         self.reset()
+        self.actions = {}
         self.requests = 0
         self.signature_failures = 0
         self.active = 0
         self.max_active = 0
 
     def reset(self):
-        self.messages = {}  # target -> [dict]
+        self.messages = {}  # target -> [dict], in send order, not deleted
+        self.queues = {}  # queue URL -> attributes (created queues)
+        self.in_flight = {}  # queue URL -> {message id: message}
+        self.groups = {}  # FIFO queue URL -> {group: [message] in order}
+        self.receipts = {}  # receipt handle -> (queue URL, message id)
         self.dedupe = {}  # (target, dedupe id) -> (time, message id)
         self.fail = {}  # event id -> cue
         self.throttle = 0
@@ -199,7 +246,7 @@ def attributes_of(params, prefix, sqs):
         n += 1
 
 
-def message_of(params, prefix, sqs, fifo):
+def message_of(params, prefix, sqs, fifo, content_dedupe=False):
     body = params.get(prefix + ("MessageBody" if sqs else "Message"))
     if body is None or body == "":
         raise AwsError(400, "MissingParameter",
@@ -219,6 +266,8 @@ def message_of(params, prefix, sqs, fifo):
         if not group:
             raise AwsError(400, "MissingParameter",
                            "The request must contain the parameter MessageGroupId.")
+        if not dedupe and content_dedupe:
+            dedupe = hashlib.sha256(body.encode()).hexdigest()
         if not dedupe:
             raise AwsError(400, "InvalidParameterValue",
                            "The queue should either have ContentBasedDeduplication enabled "
@@ -238,6 +287,7 @@ def message_of(params, prefix, sqs, fifo):
                        "shorter than %d bytes." % STATE.args.max_size)
     event_id = next((v for n, _, v in attrs if n == "ce-id"), None)
     return {"body": body, "attributes": {n: v for n, _, v in attrs},
+            "types": {n: t for n, t, _ in attrs},
             "group": group, "dedupe": dedupe, "event_id": event_id, "size": size}
 
 
@@ -264,12 +314,252 @@ def store(target, msg):
     message_id = str(uuid.uuid4())
     STATE.sequence += 1
     seq = "%020d" % STATE.sequence
-    record = dict(msg, message_id=message_id, sequence=seq)
+    record = dict(msg, message_id=message_id, sequence=seq, sent=now,
+                  visible_at=0.0, receive_count=0, first_receive=0.0,
+                  receipt=None)
     record.pop("size", None)
     STATE.messages.setdefault(target, []).append(record)
+    if msg["group"] and target.startswith("http"):
+        STATE.groups.setdefault(target, {}).setdefault(msg["group"], []).append(record)
+    if target.startswith("http"):
+        queue_attributes(target)  # a send creates the queue
     if msg["dedupe"]:
         STATE.dedupe[(target, msg["dedupe"])] = (now, message_id, seq)
+    STATE.changed.notify_all()
     return message_id, seq
+
+
+def queue_name(url):
+    return url.rstrip("/").rsplit("/", 1)[-1]
+
+
+def queue_attributes(url, create=True):
+    """The attributes of queue `url` (created with the defaults when
+    `create`), or an AwsError when it does not exist. REQUIRES: the lock."""
+    q = STATE.queues.get(url)
+    if q is None:
+        if not create:
+            raise AwsError(400, NON_EXISTENT_QUEUE,
+                           "The specified queue does not exist for this wsdl version.")
+        fifo = queue_name(url).endswith(".fifo")
+        q = {"VisibilityTimeout": "30", "ReceiveMessageWaitTimeSeconds": "0",
+             "CreatedTimestamp": str(int(time.time()))}
+        if fifo:
+            q["FifoQueue"] = "true"
+            q["ContentBasedDeduplication"] = "false"
+        STATE.queues[url] = q
+    return q
+
+
+def create_queue(url, attributes):
+    """Creates queue `url` with `attributes` (AWS's checks), or answers the
+    existing one when they agree. REQUIRES: the lock."""
+    name = queue_name(url)
+    if not re.match(r"^[A-Za-z0-9_-]{1,80}(\.fifo)?$", name) or len(name) > 80:
+        raise AwsError(400, "InvalidParameterValue",
+                       "Can only include alphanumeric characters, hyphens, or "
+                       "underscores. 1 to 80 in length")
+    fifo = name.endswith(".fifo")
+    if attributes.get("FifoQueue", "false").lower() == "true" and not fifo:
+        raise AwsError(400, "InvalidParameterValue",
+                       "The name of a FIFO queue can only include alphanumeric "
+                       "characters, hyphens, or underscores, must end with .fifo "
+                       "suffix and be 1 to 80 in length.")
+    if fifo and attributes.get("FifoQueue", "").lower() != "true":
+        raise AwsError(400, "InvalidParameterValue",
+                       "FifoQueue attribute must be true for a queue name ending in .fifo")
+    for k, v in attributes.items():
+        if k == "VisibilityTimeout":
+            if not v.isdigit() or int(v) > MAX_VISIBILITY_S:
+                raise AwsError(400, "InvalidAttributeValue",
+                               "Invalid value for the parameter VisibilityTimeout.")
+        elif k == "ReceiveMessageWaitTimeSeconds":
+            if not v.isdigit() or int(v) > 20:
+                raise AwsError(400, "InvalidAttributeValue",
+                               "Invalid value for the parameter "
+                               "ReceiveMessageWaitTimeSeconds.")
+        elif k in ("FifoQueue", "ContentBasedDeduplication"):
+            if v.lower() not in ("true", "false") or (
+                    k == "ContentBasedDeduplication" and not fifo):
+                raise AwsError(400, "InvalidAttributeName",
+                               "Unknown Attribute %s." % k if not fifo else
+                               "Invalid value for the parameter %s." % k)
+        else:
+            raise AwsError(400, "InvalidAttributeName", "Unknown Attribute %s." % k)
+    existing = STATE.queues.get(url)
+    q = queue_attributes(url)
+    want = {k: v.lower() if k in ("FifoQueue", "ContentBasedDeduplication") else v
+            for k, v in attributes.items()}
+    if existing is not None:
+        for k, v in want.items():
+            if q.get(k) != v:
+                raise AwsError(400, "QueueAlreadyExists",
+                               "A queue already exists with the same name and a "
+                               "different value for attribute %s" % k)
+    q.update(want)
+    return q
+
+
+def new_receipt(url, m):
+    handle = base64.b64encode(os.urandom(12) + m["message_id"].encode()).decode()
+    STATE.receipts[handle] = (url, m["message_id"])
+    m["receipt"] = handle
+    return handle
+
+
+def message_of_receipt(url, handle):
+    """(message or None, current): the message a receipt handle was issued
+    for (None when deleted since) and whether it is the most recent one.
+    ReceiptHandleIsInvalid for a handle never issued here (or another
+    queue's). REQUIRES: the lock."""
+    issued = STATE.receipts.get(handle)
+    if issued is None or issued[0] != url:
+        raise AwsError(400, "ReceiptHandleIsInvalid",
+                       'The input receipt handle "%s" is not a valid receipt handle.'
+                       % handle)
+    m = find_message(url, issued[1])
+    return m, m is not None and m["receipt"] == handle
+
+
+def find_message(url, message_id):
+    m = STATE.in_flight.get(url, {}).get(message_id)
+    if m is not None:
+        return m
+    for m in STATE.messages.get(url, []):
+        if m["message_id"] == message_id:
+            return m
+    return None
+
+
+def delete_message(url, handle):
+    """DeleteMessage's rule. REQUIRES: the lock."""
+    m, current = message_of_receipt(url, handle)
+    if m is None or not current:
+        return  # deleted already, or received again since: nothing deleted
+    stored = STATE.messages[url]
+    for i, x in enumerate(stored):  # by identity (near the front)
+        if x is m:
+            del stored[i]
+            break
+    STATE.in_flight.get(url, {}).pop(m["message_id"], None)
+    groups = STATE.groups.get(url, {})
+    if m["group"] in groups:
+        in_group = groups[m["group"]]
+        for i, x in enumerate(in_group):
+            if x is m:
+                del in_group[i]
+                break
+        if not in_group:
+            del groups[m["group"]]
+    STATE.changed.notify_all()  # a FIFO group may be free now
+
+
+def change_visibility(url, handle, value):
+    """ChangeMessageVisibility's rule. REQUIRES: the lock."""
+    seconds = visibility_value(value)
+    m, current = message_of_receipt(url, handle)
+    now = time.time()
+    if m is None or not current:
+        raise AwsError(400, "InvalidParameterValue",
+                       "Value %s for parameter ReceiptHandle is invalid. Reason: Message "
+                       "does not exist or is not available for visibility timeout change."
+                       % handle)
+    if m["visible_at"] <= now:
+        raise AwsError(400, "MessageNotInflight",
+                       "The message referred to is not in flight.")
+    if now + seconds > m["first_receive"] + MAX_VISIBILITY_S:
+        raise AwsError(400, "InvalidParameterValue",
+                       "Value %d for parameter VisibilityTimeout is invalid. Reason: "
+                       "Total VisibilityTimeout for the message is beyond the limit "
+                       "[43200 seconds]" % seconds)
+    m["visible_at"] = now + seconds
+    if seconds == 0:
+        STATE.in_flight.get(url, {}).pop(m["message_id"], None)
+        STATE.changed.notify_all()
+
+
+def visibility_value(value):
+    if value is None or value == "":
+        raise AwsError(400, "MissingParameter",
+                       "The request must contain the parameter VisibilityTimeout.")
+    try:
+        seconds = int(value)
+    except ValueError:
+        seconds = -1
+    if seconds < 0 or seconds > MAX_VISIBILITY_S:
+        raise AwsError(400, "InvalidParameterValue",
+                       "Value %s for parameter VisibilityTimeout is invalid. Reason: "
+                       "Must be >= 0 and <= 43200, if provided." % value)
+    return seconds
+
+
+def md5_of_attributes(names, msg):
+    """MD5OfMessageAttributes as AWS computes it (names sorted; each name,
+    data type and value length-prefixed, a transport byte 1 for String)."""
+    data = b""
+    for n in sorted(names):
+        t, v = msg["types"].get(n, "String"), msg["attributes"][n]
+        for part in (n, t):
+            b = part.encode()
+            data += struct.pack(">I", len(b)) + b
+        data += b"\x01"
+        b = v.encode()
+        data += struct.pack(">I", len(b)) + b
+    return hashlib.md5(data).hexdigest()
+
+
+def numbered(params, prefix):
+    """The values of PREFIX.1, PREFIX.2, ... in order."""
+    out = []
+    n = 1
+    while "%s.%d" % (prefix, n) in params:
+        out.append(params["%s.%d" % (prefix, n)])
+        n += 1
+    return out
+
+
+def take_visible(url, fifo, limit, visibility, now):
+    """The receive step: up to `limit` visible messages, each made in
+    flight for `visibility` s with a new receipt handle. FIFO: no group
+    with a message in flight; the oldest group first, and as many messages
+    of one group as there are (AWS's rule), each group in send order.
+    REQUIRES: the lock."""
+    flying = STATE.in_flight.setdefault(url, {})
+    for mid in [mid for mid, m in flying.items() if m["visible_at"] <= now]:
+        del flying[mid]
+    if fifo:
+        blocked = {m["group"] for m in flying.values()}
+        groups = STATE.groups.get(url, {})
+        heads = sorted((ms[0]["sequence"], g) for g, ms in groups.items()
+                       if ms and g not in blocked)
+        candidates = (m for _, g in heads for m in groups[g])
+    else:
+        candidates = iter(STATE.messages.get(url, []))
+    out = []
+    for m in candidates:
+        if len(out) >= limit:
+            break
+        if m["visible_at"] > now:
+            continue  # FIFO: cannot happen in a group with none in flight
+        take(url, m, visibility, now, flying, out)
+    return out
+
+
+def take(url, m, visibility, now, flying, out):
+    """Receives `m`: in flight for `visibility` s, a new receipt handle."""
+    m["receive_count"] += 1
+    if not m["first_receive"]:
+        m["first_receive"] = now
+    m["visible_at"] = now + visibility
+    if visibility > 0:
+        flying[m["message_id"]] = m
+    out.append((m, new_receipt(url, m)))
+
+
+def next_visible_time(url):
+    """When the earliest message in flight on `url` becomes visible."""
+    times = [m["visible_at"] for m in STATE.in_flight.get(url, {}).values()]
+    return min(times) if times else None
 
 
 class Handler(http.server.BaseHTTPRequestHandler):
@@ -310,14 +600,25 @@ class Handler(http.server.BaseHTTPRequestHandler):
             if url.path == "/_control/stats":
                 return self.send(200, json.dumps({
                     "requests": STATE.requests,
+                    "actions": STATE.actions,
                     "signature_failures": STATE.signature_failures,
                     "max_in_flight": STATE.max_active}), "application/json")
         self.send(404, "not found", "text/plain")
 
     def control(self, body):
         with STATE.lock:
+            if self.path == "/_control/queue":
+                q = json.loads(body or b"{}")
+                try:
+                    create_queue(q["url"], q.get("attributes", {}))
+                except AwsError as e:
+                    return self.send(400, json.dumps({"error": e.code,
+                                                      "message": e.message}),
+                                     "application/json")
+                return self.send(200, "{}", "application/json")
             if self.path == "/_control/reset":
                 STATE.reset()
+                STATE.actions = {}
                 STATE.max_active = 0
                 return self.send(200, "{}", "application/json")
             if self.path == "/_control/cue":
@@ -359,7 +660,7 @@ class Handler(http.server.BaseHTTPRequestHandler):
     def query(self, body):
         params = dict(parse_qsl(body.decode("utf-8", "replace"), keep_blank_values=True))
         action = params.get("Action", "")
-        sqs = action in ("SendMessage", "SendMessageBatch")
+        sqs = action in SQS_ACTIONS
         sns = action in ("Publish", "PublishBatch")
         ns = SQS_NS if sqs else SNS_NS
         if not (sqs or sns):
@@ -372,6 +673,8 @@ class Handler(http.server.BaseHTTPRequestHandler):
             with STATE.lock:
                 STATE.signature_failures += 1
             return self.error(ns, e)
+        with STATE.lock:
+            STATE.actions[action] = STATE.actions.get(action, 0) + 1
         slow = STATE.slow_ms
         if slow:
             time.sleep(slow / 1000.0)
@@ -381,7 +684,10 @@ class Handler(http.server.BaseHTTPRequestHandler):
                     STATE.throttle -= 1
                     raise AwsError(400, "Throttling" if sns else "RequestThrottled",
                                    "Rate exceeded")
-            answer = self.act(action, params, sqs)
+            if action in SQS_CONSUMING:
+                answer = self.consume(action, params)
+            else:
+                answer = self.act(action, params, sqs)
         except AwsError as e:
             return self.error(ns, e)
         if isinstance(answer, tuple):  # a hang or a cut
@@ -426,8 +732,9 @@ class Handler(http.server.BaseHTTPRequestHandler):
         fifo = name.endswith(".fifo")
         result = action + "Result"
         ns = SQS_NS if sqs else SNS_NS
+        cbd = sqs and STATE.queues.get(target, {}).get("ContentBasedDeduplication") == "true"
         if action in ("SendMessage", "Publish"):
-            msg = message_of(params, "", sqs, fifo)
+            msg = message_of(params, "", sqs, fifo, cbd)
             with STATE.lock:
                 cue = cue_for(msg)
                 if cue is not None:
@@ -474,7 +781,7 @@ class Handler(http.server.BaseHTTPRequestHandler):
         total = 0
         for entry_id, p in entries:
             try:
-                msg = message_of(params, p, sqs, fifo)
+                msg = message_of(params, p, sqs, fifo, cbd)
                 total += msg["size"]
                 parsed.append((entry_id, msg, None))
             except AwsError as e:
@@ -529,6 +836,218 @@ class Handler(http.server.BaseHTTPRequestHandler):
         out.append("</%s><ResponseMetadata><RequestId>%s</RequestId></ResponseMetadata>"
                    "</%sResponse>" % (result, uuid.uuid4(), action))
         return "".join(out)
+
+
+    # ---- the consuming side of a queue ----------------------------------
+
+    def consume(self, action, params):
+        if action == "CreateQueue":
+            name = params.get("QueueName", "")
+            if not name:
+                raise AwsError(400, "MissingParameter",
+                               "The request must contain the parameter QueueName.")
+            url = "http://%s/%s/%s" % (self.headers.get("Host", "127.0.0.1"), ACCOUNT, name)
+            attrs = {}
+            n = 1
+            while "Attribute.%d.Name" % n in params:
+                attrs[params["Attribute.%d.Name" % n]] = params.get(
+                    "Attribute.%d.Value" % n, "")
+                n += 1
+            with STATE.lock:
+                create_queue(url, attrs)
+            return self.sqs_answer(action, "<QueueUrl>%s</QueueUrl>" % xml_escape(url))
+        if action == "GetQueueUrl":
+            name = params.get("QueueName", "")
+            url = "http://%s/%s/%s" % (self.headers.get("Host", "127.0.0.1"), ACCOUNT, name)
+            with STATE.lock:
+                queue_attributes(url, create=False)
+            return self.sqs_answer(action, "<QueueUrl>%s</QueueUrl>" % xml_escape(url))
+        url = params.get("QueueUrl", "")
+        if not url:
+            raise AwsError(400, "MissingParameter",
+                           "The request must contain the parameter QueueUrl.")
+        fifo = queue_name(url).endswith(".fifo")
+        if action == "GetQueueAttributes":
+            return self.get_queue_attributes(url, params)
+        if action == "ReceiveMessage":
+            return self.receive(url, fifo, params)
+        if action == "DeleteMessage":
+            handle = params.get("ReceiptHandle", "")
+            if not handle:
+                raise AwsError(400, "MissingParameter",
+                               "The request must contain the parameter ReceiptHandle.")
+            with STATE.lock:
+                queue_attributes(url, create=False)
+                delete_message(url, handle)
+            return self.sqs_answer(action, None)
+        if action == "ChangeMessageVisibility":
+            handle = params.get("ReceiptHandle", "")
+            if not handle:
+                raise AwsError(400, "MissingParameter",
+                               "The request must contain the parameter ReceiptHandle.")
+            with STATE.lock:
+                queue_attributes(url, create=False)
+                change_visibility(url, handle, params.get("VisibilityTimeout"))
+            return self.sqs_answer(action, None)
+        # DeleteMessageBatch, ChangeMessageVisibilityBatch.
+        prefix = action + "RequestEntry"
+        entries = []
+        n = 1
+        while "%s.%d.Id" % (prefix, n) in params:
+            p = "%s.%d." % (prefix, n)
+            entries.append((params[p + "Id"], p))
+            n += 1
+        check_batch_ids([i for i, _ in entries])
+        ok, failed = [], []
+        with STATE.lock:
+            queue_attributes(url, create=False)
+            for entry_id, p in entries:
+                try:
+                    handle = params.get(p + "ReceiptHandle", "")
+                    if not handle:
+                        raise AwsError(400, "MissingParameter",
+                                       "The request must contain the parameter "
+                                       "ReceiptHandle.")
+                    if action == "DeleteMessageBatch":
+                        delete_message(url, handle)
+                    else:
+                        change_visibility(url, handle, params.get(p + "VisibilityTimeout"))
+                    ok.append(entry_id)
+                except AwsError as e:
+                    failed.append((entry_id, e))
+        out = []
+        for entry_id in ok:
+            out.append("<%sResultEntry><Id>%s</Id></%sResultEntry>"
+                       % (action, xml_escape(entry_id), action))
+        for entry_id, e in failed:
+            out.append("<BatchResultErrorEntry><Id>%s</Id><SenderFault>true</SenderFault>"
+                       "<Code>%s</Code><Message>%s</Message></BatchResultErrorEntry>"
+                       % (xml_escape(entry_id), xml_escape(e.code), xml_escape(e.message)))
+        return self.sqs_answer(action, "".join(out))
+
+    @staticmethod
+    def sqs_answer(action, result):
+        body = "" if result is None else "<%sResult>%s</%sResult>" % (action, result, action)
+        return ('<%sResponse xmlns="%s">%s<ResponseMetadata><RequestId>%s</RequestId>'
+                "</ResponseMetadata></%sResponse>" % (action, SQS_NS, body, uuid.uuid4(),
+                                                      action))
+
+    def get_queue_attributes(self, url, params):
+        names = numbered(params, "AttributeName") or ["All"]
+        with STATE.lock:
+            q = queue_attributes(url, create=False)
+            now = time.time()
+            stored = STATE.messages.get(url, [])
+            visible = sum(1 for m in stored if m["visible_at"] <= now)
+            values = dict(q)
+            values.update({
+                "ApproximateNumberOfMessages": str(visible),
+                "ApproximateNumberOfMessagesNotVisible": str(len(stored) - visible),
+                "ApproximateNumberOfMessagesDelayed": "0",
+                "QueueArn": "arn:aws:sqs:%s:%s:%s" % (STATE.args.region, ACCOUNT,
+                                                      queue_name(url)),
+            })
+        out = []
+        for name in sorted(values):
+            if "All" in names or name in names:
+                out.append("<Attribute><Name>%s</Name><Value>%s</Value></Attribute>"
+                           % (name, xml_escape(values[name])))
+        return self.sqs_answer("GetQueueAttributes", "".join(out))
+
+    def receive(self, url, fifo, params):
+        def number(name, low, high, default):
+            v = params.get(name)
+            if v is None:
+                return default
+            try:
+                n = int(v)
+            except ValueError:
+                n = low - 1
+            if n < low or n > high:
+                raise AwsError(400, "InvalidParameterValue",
+                               "Value %s for parameter %s is invalid. Reason: Must be "
+                               "between %d and %d, if provided." % (v, name, low, high))
+            return n
+        limit = number("MaxNumberOfMessages", 1, 10, 1)
+        with STATE.lock:
+            q = queue_attributes(url, create=False)
+        wait = number("WaitTimeSeconds", 0, 20, int(q["ReceiveMessageWaitTimeSeconds"]))
+        visibility = number("VisibilityTimeout", 0, MAX_VISIBILITY_S,
+                            int(q["VisibilityTimeout"]))
+        system = set(numbered(params, "AttributeName") +
+                     numbered(params, "MessageSystemAttributeName"))
+        wanted = numbered(params, "MessageAttributeName")
+        deadline = time.monotonic() + wait
+        with STATE.lock:
+            while True:
+                taken = take_visible(url, fifo, limit, visibility, time.time())
+                left = deadline - time.monotonic()
+                if taken or left <= 0:
+                    break
+                at = next_visible_time(url)
+                if at is not None:
+                    left = min(left, max(0.0, at - time.time()) + 0.001)
+                STATE.changed.wait(left)
+        out = []
+        for m, handle in taken:
+            out.append("<Message><MessageId>%s</MessageId><ReceiptHandle>%s</ReceiptHandle>"
+                       "<MD5OfBody>%s</MD5OfBody><Body>%s</Body>"
+                       % (m["message_id"], xml_escape(handle),
+                          hashlib.md5(m["body"].encode()).hexdigest(),
+                          xml_escape(m["body"])))
+            attrs = {
+                "SenderId": STATE.args.access_key or "AIDAHERALD",
+                "SentTimestamp": str(int(m["sent"] * 1000)),
+                "ApproximateReceiveCount": str(m["receive_count"]),
+                "ApproximateFirstReceiveTimestamp": str(int(m["first_receive"] * 1000)),
+            }
+            if fifo:
+                attrs.update({"MessageGroupId": m["group"],
+                              "MessageDeduplicationId": m["dedupe"],
+                              "SequenceNumber": m["sequence"]})
+            for name in sorted(attrs):
+                if "All" in system or name in system:
+                    out.append("<Attribute><Name>%s</Name><Value>%s</Value></Attribute>"
+                               % (name, xml_escape(attrs[name])))
+            # "bar.*": the names starting with "bar.".
+            names = [n for n in m["attributes"] if any(
+                w in ("All", ".*") or n == w or
+                (w.endswith(".*") and n.startswith(w[:-1])) for w in wanted)]
+            if names:
+                out.append("<MD5OfMessageAttributes>%s</MD5OfMessageAttributes>"
+                           % md5_of_attributes(names, m))
+                for n in names:
+                    out.append("<MessageAttribute><Name>%s</Name><Value><StringValue>%s"
+                               "</StringValue><DataType>%s</DataType></Value>"
+                               "</MessageAttribute>"
+                               % (xml_escape(n), xml_escape(m["attributes"][n]),
+                                  xml_escape(m["types"].get(n, "String"))))
+            out.append("</Message>")
+        return self.sqs_answer("ReceiveMessage", "".join(out))
+
+
+def check_batch_ids(ids):
+    if not ids:
+        raise AwsError(400, "EmptyBatchRequest",
+                       "There should be at least one entry in the request.")
+    if len(ids) > 10:
+        raise AwsError(400, "TooManyEntriesInBatchRequest",
+                       "Maximum number of entries per request are 10. You have sent %d."
+                       % len(ids))
+    if len(set(ids)) != len(ids):
+        raise AwsError(400, "BatchEntryIdsNotDistinct", "Two or more batch entries in the "
+                       "request have the same Id.")
+    for i in ids:
+        if not ENTRY_ID.match(i):
+            raise AwsError(400, "InvalidBatchEntryId",
+                           "A batch entry id can only contain alphanumeric characters, "
+                           "hyphens and underscores. It can be at most 80 letters long.")
+
+
+SQS_CONSUMING = ("CreateQueue", "GetQueueUrl", "GetQueueAttributes", "ReceiveMessage",
+                 "DeleteMessage", "DeleteMessageBatch", "ChangeMessageVisibility",
+                 "ChangeMessageVisibilityBatch")
+SQS_ACTIONS = ("SendMessage", "SendMessageBatch") + SQS_CONSUMING
 
 
 class Server(socketserver.ThreadingMixIn, http.server.HTTPServer):

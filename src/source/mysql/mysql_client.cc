@@ -144,20 +144,10 @@ class MysqlClient : public SqlClient {
   }
 
   std::string QuoteIdent(std::string_view name) const override {
-    std::string out = "`";
-    for (char c : name) {
-      if (c == '`') out += '`';
-      out += c;
-    }
-    return out + "`";
+    return Quoted(name, '`');
   }
   std::string QuoteText(std::string_view text) const override {
-    std::string out = "'";
-    for (char c : text) {
-      if (c == '\'' || c == '\\') out += c == '\\' ? '\\' : '\'';
-      out += c;
-    }
-    return out + "'";
+    return Quoted(text, '\'', /*double_backslash=*/true);
   }
   std::string Now() const override { return "NOW(6)"; }
   std::string NowMinus(std::chrono::milliseconds age) const override {

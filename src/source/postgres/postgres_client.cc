@@ -92,22 +92,12 @@ class PostgresClient : public SqlClient {
   }
 
   std::string QuoteIdent(std::string_view name) const override {
-    std::string out = "\"";
-    for (char c : name) {
-      if (c == '"') out += '"';
-      out += c;
-    }
-    return out + "\"";
+    return Quoted(name, '"');
   }
   // standard_conforming_strings is on (the default since 9.1): only the
   // quote is special.
   std::string QuoteText(std::string_view text) const override {
-    std::string out = "'";
-    for (char c : text) {
-      if (c == '\'') out += '\'';
-      out += c;
-    }
-    return out + "'";
+    return Quoted(text, '\'');
   }
   // The statement's start (autocommit: the UPDATE's own transaction), which
   // comes after the acknowledgement it records.

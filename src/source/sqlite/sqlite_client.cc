@@ -63,20 +63,10 @@ class SqliteClient : public SqlClient {
   }
 
   std::string QuoteIdent(std::string_view name) const override {
-    std::string out = "\"";
-    for (char c : name) {
-      if (c == '"') out += '"';
-      out += c;
-    }
-    return out + "\"";
+    return Quoted(name, '"');
   }
   std::string QuoteText(std::string_view text) const override {
-    std::string out = "'";
-    for (char c : text) {
-      if (c == '\'') out += '\'';
-      out += c;
-    }
-    return out + "'";
+    return Quoted(text, '\'');
   }
   // datetime() text, the form SQLite's own CURRENT_TIMESTAMP writes.
   std::string Now() const override { return "datetime('now')"; }

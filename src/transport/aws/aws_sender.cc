@@ -13,11 +13,7 @@
 // that is incomplete, unreadable or silent about an entry acknowledges
 // nothing of it (Unavailable). Error answers: aws_query.h AwsErrorStatus.
 //
-// Signing: libcurl's CURLOPT_AWS_SIGV4 ("aws:amz:REGION:SERVICE") signs
-// each request with the current credentials; it signs every header it
-// sends, so the Content-Type and, for temporary credentials, the
-// X-Amz-Security-Token header (added here: libcurl 7.88 does not) are
-// covered by the signature.
+// Signing and credentials: aws_request.h (shared with the SQS source).
 //
 // Thread safety: one relay thread calls Send at a time; curl handles are
 // used only inside Send.
@@ -36,6 +32,7 @@
 #include "herald/redact.h"
 #include "transport/aws/aws_credentials.h"
 #include "transport/aws/aws_query.h"
+#include "transport/aws/aws_request.h"
 #include "transport/aws/aws_scheme.h"
 
 namespace herald::detail {
@@ -114,7 +111,7 @@ class AwsSender final : public Sender {
   AwsSender(AwsOptions o, int max_in_flight)
       : o_(std::move(o)),
         max_in_flight_(static_cast<size_t>(std::max(1, max_in_flight))),
-        sigv4_("aws:amz:" + o_.region + ":" + std::string(o_.service_name())),
+        sigv4_(AwsSigV4Param(o_)),
         what_(
             std::string(o_.service == AwsService::kSqs ? "queue " : "topic ") +
             o_.target),
@@ -299,22 +296,8 @@ class AwsSender final : public Sender {
     for (size_t i : take) batch.push_back(&messages[i]);
     r->body = AwsRequestBody(o_, batch, r->batch);
 
-    curl_slist* h = nullptr;
-    h = curl_slist_append(
-        h, "Content-Type: application/x-www-form-urlencoded; charset=utf-8");
-    if (!creds.session_token.empty()) {
-      std::string token = "X-Amz-Security-Token: " + creds.session_token;
-      h = curl_slist_append(h, token.c_str());
-    }
-    // No "Expect:" line to turn 100-continue off: libcurl 7.88 lists a
-    // header removed that way in SignedHeaders although it sends none, and
-    // every request fails its signature check. (It adds Expect only for
-    // bodies over 1 MiB, outside the signed headers.)
-    r->headers.reset(h);
     CURL* c = r->easy.get();
-    curl_easy_setopt(c, CURLOPT_HTTPHEADER, r->headers.get());
-    curl_easy_setopt(c, CURLOPT_USERNAME, creds.access_key_id.c_str());
-    curl_easy_setopt(c, CURLOPT_PASSWORD, creds.secret_access_key.c_str());
+    r->headers.reset(SetAwsCredentials(c, creds));
     curl_easy_setopt(c, CURLOPT_POSTFIELDS, r->body.data());
     curl_easy_setopt(c, CURLOPT_POSTFIELDSIZE_LARGE,
                      static_cast<curl_off_t>(r->body.size()));
@@ -324,28 +307,12 @@ class AwsSender final : public Sender {
 
   void Configure(Request* r) {
     CURL* c = r->easy.get();
-    curl_easy_setopt(c, CURLOPT_URL, o_.endpoint.c_str());
-    curl_easy_setopt(c, CURLOPT_POST, 1L);
-    curl_easy_setopt(c, CURLOPT_AWS_SIGV4, sigv4_.c_str());
-    curl_easy_setopt(c, CURLOPT_NOSIGNAL, 1L);
-    curl_easy_setopt(c, CURLOPT_TCP_NODELAY, 1L);
-    curl_easy_setopt(c, CURLOPT_TCP_KEEPALIVE, 1L);
-    curl_easy_setopt(c, CURLOPT_CONNECTTIMEOUT_MS,
-                     static_cast<long>(o_.connect_timeout.count()));
-    curl_easy_setopt(c, CURLOPT_TIMEOUT_MS,
-                     static_cast<long>(o_.timeout.count()));
-    curl_easy_setopt(c, CURLOPT_SSL_VERIFYPEER, o_.tls_verify ? 1L : 0L);
-    curl_easy_setopt(c, CURLOPT_SSL_VERIFYHOST, o_.tls_verify ? 2L : 0L);
-    if (!o_.ca_file.empty()) {
-      curl_easy_setopt(c, CURLOPT_CAINFO, o_.ca_file.c_str());
-    }
-    curl_easy_setopt(c, CURLOPT_USERAGENT, "herald-relay");
+    ConfigureAwsCurl(c, o_, sigv4_, "herald-relay");
     curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, OnBody);
     curl_easy_setopt(c, CURLOPT_WRITEDATA, r);
     curl_easy_setopt(c, CURLOPT_HEADERFUNCTION, OnHeader);
     curl_easy_setopt(c, CURLOPT_HEADERDATA, r);
     curl_easy_setopt(c, CURLOPT_ERRORBUFFER, r->error);
-    curl_easy_setopt(c, CURLOPT_PROTOCOLS_STR, "http,https");
   }
 
   // Judges a finished request and settles each of its entries.

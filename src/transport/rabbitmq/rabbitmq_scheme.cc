@@ -53,6 +53,21 @@ Status ParseUrl(std::string_view url, RabbitOptions* out) {
   return Status::OK();
 }
 
+// The keys a sender and a source share: how to reach the broker.
+bool IsConnectionKey(std::string_view k) {
+  return k == "connect_timeout" || k == "tls_verify" || k == "ca_file";
+}
+
+Status ParseConnectionKey(const RouteOptions& o, const std::string& k,
+                          const OptionValue& v, RabbitOptions* out) {
+  if (k == "connect_timeout") {
+    return o.GetDuration(k, v, std::chrono::milliseconds(1),
+                         &out->connect_timeout);
+  }
+  if (k == "tls_verify") return o.GetBool(k, v, &out->tls_verify);
+  return o.GetString(k, v, &out->ca_file);
+}
+
 }  // namespace
 
 Status ValidateAmqpUrl(std::string_view url) {
@@ -76,13 +91,8 @@ Status ParseRabbitOptions(const RouteConfig& route, RabbitOptions* out) {
       HERALD_RETURN_IF_ERROR(ParseTemplateOption(o, k, v, &out->routing_key));
     } else if (k == "mode") {
       HERALD_RETURN_IF_ERROR(o.GetMode(k, v, &out->mode));
-    } else if (k == "connect_timeout") {
-      HERALD_RETURN_IF_ERROR(o.GetDuration(k, v, std::chrono::milliseconds(1),
-                                           &out->connect_timeout));
-    } else if (k == "tls_verify") {
-      HERALD_RETURN_IF_ERROR(o.GetBool(k, v, &out->tls_verify));
-    } else if (k == "ca_file") {
-      HERALD_RETURN_IF_ERROR(o.GetString(k, v, &out->ca_file));
+    } else if (IsConnectionKey(k)) {
+      HERALD_RETURN_IF_ERROR(ParseConnectionKey(o, k, v, out));
     } else {
       return o.UnknownKey(f, kRabbitKeys);
     }
@@ -114,13 +124,8 @@ Status ParseRabbitSourceOptions(const ConsumerSourceOptions& source,
         return o.Error(k, v.line, "must be a queue name of 1 to 255 bytes");
       }
       have_queue = true;
-    } else if (k == "connect_timeout") {
-      HERALD_RETURN_IF_ERROR(o.GetDuration(k, v, std::chrono::milliseconds(1),
-                                           &out->connect_timeout));
-    } else if (k == "tls_verify") {
-      HERALD_RETURN_IF_ERROR(o.GetBool(k, v, &out->tls_verify));
-    } else if (k == "ca_file") {
-      HERALD_RETURN_IF_ERROR(o.GetString(k, v, &out->ca_file));
+    } else if (IsConnectionKey(k)) {
+      HERALD_RETURN_IF_ERROR(ParseConnectionKey(o, k, v, out));
     } else {
       return o.UnknownKey(f, kRabbitSourceKeys);
     }
