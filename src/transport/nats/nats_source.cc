@@ -175,6 +175,10 @@ class NatsSource final : public ConsumerSource {
     }
     auto now = Clock::now();
     TouchHeld(now);
+    if (gated_ && gate_left_ > 0 && now >= next_gate_check_) {
+      next_gate_check_ = now + milliseconds(200);
+      CheckGate();
+    }
     if (gated_ && (gate_left_ <= 0 || now >= gate_deadline_)) {
       gated_ = false;
       if (gate_left_ > 0 && options_.on_log) {
@@ -415,18 +419,22 @@ class NatsSource final : public ConsumerSource {
     bool push = ci->Config->DeliverSubject && *ci->Config->DeliverSubject;
     // Messages an earlier run held unacknowledged come back after their
     // AckWait; newer ones are held back until then (order per stream).
-    if (ci->NumAckPending > 0 || ci->NumWaiting > 0) {
-      // The earlier run's last pull requests (each expires within 100 ms)
-      // may still be served to its dead inbox: let them expire, then read
-      // what it holds.
-      std::this_thread::sleep_for(milliseconds(250));
+    // The earlier run's last pull requests (each expires within 100 ms of
+    // being sent) may still be served to its dead inbox: wait until the
+    // server has none waiting (a loaded server expires them late), then read
+    // what that run holds. Bounded: another live process of this durable
+    // keeps requests waiting all the time.
+    const auto pulls_deadline = Clock::now() + std::chrono::seconds(2);
+    while (ci->NumWaiting > 0 && Clock::now() < pulls_deadline) {
+      std::this_thread::sleep_for(milliseconds(50));
       jsConsumerInfo* again = nullptr;
       if (js_GetConsumerInfo(&again, js_, c_.stream.c_str(), c_.durable.c_str(),
-                             nullptr, &code) == NATS_OK &&
-          again) {
-        jsConsumerInfo_Destroy(ci);
-        ci = again;
+                             nullptr, &code) != NATS_OK ||
+          !again) {
+        break;
       }
+      jsConsumerInfo_Destroy(ci);
+      ci = again;
     }
     if (ci->NumAckPending > 0) {
       gated_ = true;
@@ -439,7 +447,11 @@ class NatsSource final : public ConsumerSource {
           std::chrono::nanoseconds(ci->Config->AckWait));
     }
     jsConsumerInfo_Destroy(ci);
-    gate_deadline_ = Clock::now() + 2 * ack_wait_ + std::chrono::seconds(1);
+    // A backstop only: CheckGate opens the gate once the server has no
+    // message of the earlier run outside this process's hands. A message
+    // redelivered to a pull request of the dead run is pending another
+    // AckWait, hence more than two.
+    gate_deadline_ = Clock::now() + 4 * ack_wait_ + std::chrono::seconds(1);
     if (push) {
       return Status::FailedPrecondition("JetStream consumer '" + c_.durable +
                                         "' is a push consumer; herald needs a "
@@ -459,6 +471,29 @@ class NatsSource final : public ConsumerSource {
                          code);
     }
     return Status::OK();
+  }
+
+  // Opens the gate (gate_left_ = 0) when every message the earlier run
+  // held is acknowledged or back in this process's hands: the durable's
+  // acknowledgement floor passed gate_seq_, or all its pending messages are
+  // ones this process holds. Counting returns alone misses a message the
+  // dead run acknowledged as it died, and the backstop deadline alone lets
+  // newer messages of a stream overtake one that comes back late.
+  void CheckGate() {
+    jsConsumerInfo* ci = nullptr;
+    jsErrCode code = static_cast<jsErrCode>(0);
+    if (js_GetConsumerInfo(&ci, js_, c_.stream.c_str(), c_.durable.c_str(),
+                           nullptr, &code) != NATS_OK ||
+        !ci) {
+      return;  // asked again at the next poll; the deadline still stands
+    }
+    const auto ours =
+        static_cast<int64_t>(returned_.size() + held_.size() + in_hand_.size());
+    if (ci->AckFloor.Stream >= gate_seq_ ||
+        static_cast<int64_t>(ci->NumAckPending) <= ours) {
+      gate_left_ = 0;
+    }
+    jsConsumerInfo_Destroy(ci);
   }
 
   static Status Unreachable(const std::string& what, natsStatus s,
@@ -570,6 +605,7 @@ class NatsSource final : public ConsumerSource {
   int64_t gate_left_ = 0;        // its messages not back yet
   std::set<uint64_t> returned_;  // their sequences seen back
   Clock::time_point gate_deadline_{};
+  Clock::time_point next_gate_check_{};
   uint64_t next_handle_ = 0;
   Clock::duration ack_wait_ = kAckWait;
   Clock::time_point next_lag_{};
