@@ -510,6 +510,35 @@ TEST_F(PostgresStoreTest, HeraldAppendSqlFunctionIgnoresTheIdsCase) {
   }
 }
 
+// A retried herald_append (an id stored already) changes nothing: its one
+// statement bumps the stream's version, finds the id stored and undoes the
+// bump, so the stream's next event still gets the next version.
+TEST_F(PostgresStoreTest, HeraldAppendRetryLeavesTheStreamVersionAlone) {
+  auto store = Open();
+  ASSERT_NE(store, nullptr);
+  std::string id = NewUuidV7();
+  auto c = PgConnect(url_);
+  std::string append =
+      "SELECT created || '|' || stream_version FROM herald_append('r', 't', "
+      "'{}', '{}', '" +
+      id + "')";
+  EXPECT_EQ(PgExec(c.get(), append), "true|1");
+  EXPECT_EQ(PgExec(c.get(), append), "false|1");
+  // Twice in one transaction: the second sees the first's undo.
+  EXPECT_EQ(PgExec(c.get(), "BEGIN"), "");
+  EXPECT_EQ(PgExec(c.get(), append), "false|1");
+  EXPECT_EQ(PgExec(c.get(), append), "false|1");
+  EXPECT_EQ(PgExec(c.get(), "COMMIT"), "");
+  EXPECT_EQ(
+      PgExec(c.get(), "SELECT version FROM herald_streams WHERE stream = 'r'"),
+      "1");
+  EXPECT_EQ(PgExec(c.get(),
+                   "SELECT stream_version FROM herald_append('r', 't', "
+                   "'{}')"),
+            "2");
+  EXPECT_EQ(PgExec(c.get(), "SELECT count(*) FROM herald_events"), "2");
+}
+
 // Schema 3 moves the route errors schema 2 kept in the lease table into
 // herald_route_status.
 TEST_F(PostgresStoreTest, SchemaThreeMovesRouteErrorsOutOfTheLeaseTable) {

@@ -18,7 +18,8 @@
 # nothing at commit), herald_append (the SQL function other languages
 # call, which checks its arguments and calls herald_append_events),
 # fn_cte and fn_cte_noset (the cte statement inside a plpgsql function,
-# with and without herald's SET clauses: fn_variants.sql).
+# with and without herald's SET clauses: fn_variants.sql), raw_pad (the
+# raw transaction with a 600-byte payload: as much WAL as herald's append).
 #
 # Usage: tests/support/with-postgres.sh bench/postgres/floor/run.sh BUILD_DIR
 # Env:   SECS (4), ROUNDS (3), CONNS ("1 8 32"), SCRIPTS ("raw floor herald"),

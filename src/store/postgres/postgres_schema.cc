@@ -832,8 +832,145 @@ constexpr const char* kMigration5 = R"sql(
 ALTER TABLE herald_parked ADD COLUMN first_failed_at timestamptz;
 )sql";
 
+// 6: cheaper commits (issue 19). The commit trigger does its work in one
+// statement: holding the lock, it positions every queued batch and its own
+// in batch order with one INSERT (no herald_pending row for its own batch,
+// no nested herald_sequence call); without the lock it queues its batch
+// with one INSERT. herald_append appends one event without an expected
+// version as one statement (as the C++ store does) instead of calling
+// herald_append_events, which keeps every other case.
+constexpr const char* kMigration6 = R"sql(
+-- Positions a batch as its transaction commits: a deferred trigger on the
+-- batch's first event, so it runs inside COMMIT, whoever sends it. When it
+-- gets the sequencer lock without waiting, it gives the next free positions
+-- to every committed batch queued in herald_pending and to this one, in
+-- batch order (one herald_log row each, committed in the same WAL flush as
+-- the events): a queued batch of one of this batch's streams has a lower
+-- batch number (its append ended before this one's began), so it comes
+-- first. Otherwise it queues the batch in herald_pending for the next
+-- holder or the sequencer. It never waits for a lock, and it always queues
+-- in a transaction that is not READ COMMITTED (its snapshot may miss the
+-- newest head) or that commits with synchronous_commit = off (positions
+-- are only handed out by durable commits).
+CREATE OR REPLACE FUNCTION herald_position_batch() RETURNS trigger
+LANGUAGE plpgsql
+SET plan_cache_mode = force_generic_plan SET enable_seqscan = off
+SET enable_bitmapscan = off AS $fn$
+BEGIN
+  IF current_setting('transaction_isolation') = 'read committed'
+     AND current_setting('synchronous_commit') <> 'off'
+     AND pg_try_advisory_xact_lock(7306916370318864496) THEN
+    -- (A bitmap scan would walk the dead rows of earlier passes every time;
+    -- an index scan marks them dead in the index once.)
+    WITH taken AS (
+      DELETE FROM herald_pending p WHERE p.batch > 0
+      RETURNING p.batch, p.events
+    ), b AS (
+      SELECT t.batch, t.events FROM taken t
+      UNION ALL
+      SELECT NEW.batch, (SELECT e.idx + 1 FROM herald_events e
+                          WHERE e.batch = NEW.batch ORDER BY e.idx DESC LIMIT 1)
+    )
+    INSERT INTO herald_log (first_position, batch, events)
+      SELECT coalesce((SELECT l.first_position + l.events FROM herald_log l
+                        ORDER BY l.first_position DESC LIMIT 1), 1)
+             + coalesce(sum(b.events) OVER (ORDER BY b.batch ROWS BETWEEN
+                 UNBOUNDED PRECEDING AND 1 PRECEDING), 0),
+             b.batch, b.events
+        FROM b;
+  ELSE
+    INSERT INTO herald_pending (batch, events)
+      SELECT NEW.batch, e.idx + 1 FROM herald_events e
+       WHERE e.batch = NEW.batch ORDER BY e.idx DESC LIMIT 1;
+  END IF;
+  RETURN NULL;
+END
+$fn$;
+
+-- The append function for services in any language (see schema 1).
+CREATE OR REPLACE FUNCTION herald_append(
+    stream text, type text, payload text,
+    metadata text DEFAULT '{}', id uuid DEFAULT NULL,
+    expected_version bigint DEFAULT NULL)
+RETURNS TABLE (event_id uuid, stream_version bigint, created boolean)
+LANGUAGE plpgsql
+SET plan_cache_mode = force_generic_plan SET enable_seqscan = off AS $fn$
+DECLARE
+  v_id uuid := coalesce(herald_append.id, herald_uuid_v7());
+  v_json jsonb;
+  v_version bigint;
+  r record;
+BEGIN
+  IF herald_append.stream IS NULL OR length(herald_append.stream) = 0
+     OR length(herald_append.stream) > 256 THEN
+    RAISE EXCEPTION USING ERRCODE = '22023',
+      MESSAGE = 'herald_append: stream must be 1 to 256 characters';
+  END IF;
+  IF herald_append.type IS NULL OR length(herald_append.type) = 0
+     OR length(herald_append.type) > 256 THEN
+    RAISE EXCEPTION USING ERRCODE = '22023',
+      MESSAGE = 'herald_append: type must be 1 to 256 characters';
+  END IF;
+  IF herald_append.payload IS NULL THEN
+    RAISE EXCEPTION USING ERRCODE = '22023',
+      MESSAGE = 'herald_append: payload must not be NULL';
+  END IF;
+  v_json := herald_append.payload::jsonb;  -- raises 22P02 when not JSON
+  IF jsonb_typeof(coalesce(herald_append.metadata, '{}')::jsonb)
+     <> 'object' THEN
+    RAISE EXCEPTION USING ERRCODE = '22023',
+      MESSAGE = 'herald_append: metadata must be a JSON object';
+  END IF;
+  IF herald_append.expected_version IS NULL THEN
+    WITH v AS (
+      INSERT INTO herald_streams AS s (stream, version)
+        VALUES (herald_append.stream, 1)
+        ON CONFLICT ON CONSTRAINT herald_streams_pkey
+        DO UPDATE SET version = s.version + 1 RETURNING s.version
+    ), b AS (SELECT nextval('herald_batches') AS batch, v.version FROM v)
+    INSERT INTO herald_events AS e (batch, idx, id, stream, stream_version,
+                                    type, content_type, payload, metadata,
+                                    occurred_at)
+      SELECT b.batch, 0, v_id, herald_append.stream, b.version,
+             herald_append.type, 'application/json',
+             convert_to(herald_append.payload, 'UTF8'),
+             coalesce(herald_append.metadata, '{}'), clock_timestamp()
+        FROM b
+      ON CONFLICT ON CONSTRAINT herald_events_id_key DO NOTHING
+      RETURNING e.stream_version INTO v_version;
+    IF v_version IS NOT NULL THEN
+      event_id := v_id;
+      stream_version := v_version;
+      created := true;
+      RETURN NEXT;
+      RETURN;
+    END IF;
+    -- A retry: undo the bump, take the careful path.
+    UPDATE herald_streams s SET version = s.version - 1
+     WHERE s.stream = herald_append.stream;
+  END IF;
+  SELECT * INTO r FROM herald_append_events(
+      ARRAY[v_id], ARRAY[herald_append.stream], ARRAY[herald_append.type],
+      ARRAY['application/json'],
+      ARRAY[convert_to(herald_append.payload, 'UTF8')],
+      ARRAY[coalesce(herald_append.metadata, '{}')],
+      ARRAY[clock_timestamp()], herald_append.expected_version);
+  IF r.r_ord = 0 THEN
+    RAISE EXCEPTION USING ERRCODE = 'HR409',
+      MESSAGE = format('herald_append: stream %L is at version %s, expected %s',
+                       herald_append.stream, r.r_stream_version,
+                       herald_append.expected_version);
+  END IF;
+  event_id := v_id;
+  stream_version := r.r_stream_version;
+  created := r.r_created;
+  RETURN NEXT;
+END
+$fn$;
+)sql";
+
 constexpr const char* kMigrations[] = {kMigration1, kMigration2, kMigration3,
-                                       kMigration4, kMigration5};
+                                       kMigration4, kMigration5, kMigration6};
 static_assert(sizeof(kMigrations) / sizeof(kMigrations[0]) ==
               kPostgresSchemaVersion);
 

@@ -8,8 +8,9 @@
 // batch. As the transaction commits, a deferred trigger
 // (herald_position_batch) gives the batch the next free positions in
 // herald_log, holding an advisory lock it only tries (it never waits), so
-// one positioning commit runs at a time; when the lock is taken or batches
-// wait, it queues the batch in herald_pending instead. A sequencer pass
+// one positioning commit runs at a time, and positions the batches queued
+// in herald_pending with its own, in batch order; when the lock is taken, it
+// queues the batch in herald_pending instead. A sequencer pass
 // (herald_sequence, under the same lock) moves committed pending batches, in
 // batch order, to herald_log. Readers only see batches in the log. A pass
 // sees a batch only once its transaction committed, and whenever it sees a
@@ -19,8 +20,8 @@
 // a new event <= N. No transaction, however long, holds back events other
 // than its own (and appends to its streams).
 //
-// Who runs passes over herald_pending: a commit trigger that holds the
-// lock and finds batches waiting; the background sequencer thread, when
+// Who positions herald_pending's batches: a commit trigger that holds the
+// lock; the background sequencer thread, when
 // run_sequencer and this process holds the "herald.sequencer" lease (it
 // also wakes this process's readers when other processes' commits move the
 // head); reads that must see this process's own commits (CatchUp).
