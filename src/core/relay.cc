@@ -441,6 +441,28 @@ class Relay::RouteRunner {
     save_cv_.SignalAll();
   }
 
+  // Moves the checkpoint to `next` (at most the position of the first
+  // event of `batch` not done) and queues its save with `parks`; counts
+  // the events of `batch` it moves over, each once.
+  void Advance(const std::vector<Event>& batch, int64_t next,
+               std::vector<ParkedEvent>* parks) {
+    if (next == queued_checkpoint_ && parks->empty()) return;
+    auto index_of = [&](int64_t position) {
+      return std::lower_bound(batch.begin(), batch.end(), position,
+                              [](const Event& e, int64_t p) {
+                                return e.position < p;
+                              }) -
+             batch.begin();
+    };
+    int64_t moved = next > queued_checkpoint_
+                        ? index_of(next) - index_of(queued_checkpoint_)
+                        : 0;
+    QueueSave(next, std::move(*parks), moved);
+    parks->clear();
+    queued_checkpoint_ = next;
+    checkpoint_ = next;
+  }
+
   // Events delivered whose checkpoint is not saved yet.
   int64_t Unsaved() {
     detail::MutexLock lock(&save_mu_);
@@ -650,6 +672,15 @@ class Relay::RouteRunner {
       if (all) LeaveBlocked();
       if (all || carry || Stopping()) return;
       if (error.empty()) continue;  // only unsent ones left: go on at once
+      // Retrying: the checkpoint moves over what is done before the first
+      // event that is not, so that it does not wait for the retries.
+      for (size_t i = 0; i < events.size(); ++i) {
+        if ((*done)[i]) continue;
+        if (events[i].position > queued_checkpoint_) {
+          Advance(events, events[i].position, parks);
+        }
+        break;
+      }
       SetState(config_.on_failure == FailurePolicy::kBlock ? "blocked"
                                                            : "retrying");
       if (blocked_on) {
@@ -893,15 +924,14 @@ class Relay::RouteRunner {
         // With more to read (a full page), the sender may keep the last
         // events in flight while the next page is read.
         SendBatch(batch, &done, &parks, &reported, full && !Stopping());
-        std::unordered_set<std::string> aside;
-        for (const auto& p : parks) aside.insert(p.event.id);
         for (size_t i = 0; i < batch.size(); ++i) {
           if (!done[i]) {
             if (first_open == batch.size()) first_open = i;
             continue;
           }
           if (reported[i]) continue;
-          (aside.count(batch[i].id) ? aside_positions : acked_positions)
+          // Done: delivered, or parked / held (set aside).
+          (parked_ids_.count(batch[i].id) ? aside_positions : acked_positions)
               .push_back(batch[i].position);
           reported[i] = true;
         }
@@ -914,12 +944,7 @@ class Relay::RouteRunner {
         source_->OnRouteProgress(config_.name, acked_positions,
                                  aside_positions);
       }
-      if (next != queued_checkpoint_ || !parks.empty()) {
-        // The events the checkpoint moves over (each counted once).
-        QueueSave(next, std::move(parks), static_cast<int64_t>(first_open));
-        parks.clear();
-        queued_checkpoint_ = next;
-      }
+      Advance(batch, next, &parks);
       checkpoint_ = next;
       if (first_open < batch.size()) {
         // Carried over: the events from the first one not done (some left

@@ -509,6 +509,7 @@ class NatsSender final : public Sender {
     natsMsg* owned = msg.release();
     s = js_PublishMsgAsync(js_.get(), &owned, &po);
     natsMsg_Destroy(owned);  // null when libnats took it
+    published_any_ = true;
     if (s != NATS_OK) {
       return Status::Unavailable("publishing to '" + subject +
                                  "': " + NatsText(s));
@@ -580,6 +581,9 @@ class NatsSender final : public Sender {
   // Takes back the publishes still waiting for a PubAck, so none of them
   // is answered into a later call.
   void DropPending() {
+    // libnats has no list to return before the first asynchronous publish
+    // (and crashes when asked for it).
+    if (!published_any_) return;
     natsMsgList pending{};
     if (js_PublishAsyncGetPendingList(&pending, js_.get()) == NATS_OK) {
       natsMsgList_Destroy(&pending);
@@ -600,6 +604,7 @@ class NatsSender final : public Sender {
   std::unordered_map<std::string_view, size_t> in_flight_;
   // The ids a SendKeepingInFlight call left in flight, for the next call.
   std::unordered_set<std::string> carried_;
+  bool published_any_ = false;  // js_PublishMsgAsync was called
 
   // Shared with libnats' threads (declared before the handles, so they
   // outlive them).
