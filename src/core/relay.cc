@@ -448,10 +448,9 @@ class Relay::RouteRunner {
                std::vector<ParkedEvent>* parks) {
     if (next == queued_checkpoint_ && parks->empty()) return;
     auto index_of = [&](int64_t position) {
-      return std::lower_bound(batch.begin(), batch.end(), position,
-                              [](const Event& e, int64_t p) {
-                                return e.position < p;
-                              }) -
+      return std::lower_bound(
+                 batch.begin(), batch.end(), position,
+                 [](const Event& e, int64_t p) { return e.position < p; }) -
              batch.begin();
     };
     int64_t moved = next > queued_checkpoint_
@@ -557,8 +556,8 @@ class Relay::RouteRunner {
       if (!whole) {
         for (size_t i : idx) to_send.push_back(std::move(events[i]));
       }
-      std::span<const Event> sending =
-          whole ? std::span<const Event>(events) : std::span<const Event>(to_send);
+      std::span<const Event> sending = whole ? std::span<const Event>(events)
+                                             : std::span<const Event>(to_send);
       results.assign(idx.size(), SendResult::NotSent());
       SetState(round == 1 ? "sending" : "retrying");
       auto t0 = Clock::now();
@@ -956,8 +955,8 @@ class Relay::RouteRunner {
                       std::make_move_iterator(batch.end()));
         carry_done_.assign(done.begin() + static_cast<long>(first_open),
                            done.end());
-        carry_reported_.assign(
-            reported.begin() + static_cast<long>(first_open), reported.end());
+        carry_reported_.assign(reported.begin() + static_cast<long>(first_open),
+                               reported.end());
       }
       if (Stopping()) break;
       if (!batch.empty() || full) {
