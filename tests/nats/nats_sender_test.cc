@@ -4,6 +4,7 @@
 // goes away and comes back, and the route options checked at config load.
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <map>
 #include <set>
 #include <thread>
@@ -173,6 +174,87 @@ TEST_F(NatsSenderTest, ASubjectNoStreamCapturesIsAPermanentFailure) {
   EXPECT_FALSE(results[3].attempted);
   EXPECT_FALSE(results[3].status.ok());
   EXPECT_EQ(admin_->ReadAll(name_).size(), 3u);
+}
+
+// Pipelined sending: a call may return with its last publishes in flight;
+// the next call passes them again first and gets their PubAcks. One of
+// them fails there (no stream captures its subject): it is reported then,
+// and nothing later of its stream is sent; the other streams go on, in
+// order, each event stored once.
+TEST_F(NatsSenderTest, AFailureOfAnEventLeftInFlightStopsItsStreamNextCall) {
+  ASSERT_EQ(admin_->AddStream(name_, {name_ + ".good.>"}), "");
+  auto sender = Make(name_ + ".{category}.{stream}");
+  ASSERT_NE(sender, nullptr);
+  const auto deadline = steady_clock::now() + std::chrono::seconds(20);
+  std::vector<Event> first = {Ev("good-1", 1), Ev("bad-1", 1)};
+  std::vector<SendResult> r1(first.size(), SendResult::NotSent());
+  sender->SendKeepingInFlight(first, r1, deadline);
+  // Everything sent, nothing waited for: both are still in flight.
+  for (const auto& r : r1) {
+    EXPECT_TRUE(r.in_flight);
+    EXPECT_TRUE(r.attempted);
+    EXPECT_FALSE(r.status.ok());
+  }
+
+  std::vector<Event> second = {first[0], first[1], Ev("good-1", 2),
+                               Ev("bad-1", 2), Ev("good-2", 1)};
+  std::vector<SendResult> r2(second.size(), SendResult::NotSent());
+  sender->SendKeepingInFlight(second, r2, deadline);
+  EXPECT_TRUE(r2[0].status.ok()) << r2[0].status.ToString();
+  EXPECT_FALSE(r2[1].status.ok());
+  EXPECT_FALSE(r2[1].in_flight);
+  EXPECT_FALSE(r2[1].status.retryable()) << r2[1].status.ToString();
+  EXPECT_NE(r2[1].status.message().find("no JetStream stream captures"),
+            std::string::npos)
+      << r2[1].status.ToString();
+  EXPECT_FALSE(r2[3].attempted);  // behind the failure: not sent
+  EXPECT_FALSE(r2[3].status.ok());
+  EXPECT_FALSE(r2[3].in_flight);
+  // The last of the good streams: acknowledged or still in flight.
+  std::vector<Event> third;
+  for (size_t i : {2, 4}) {
+    EXPECT_TRUE(r2[i].status.ok() || r2[i].in_flight)
+        << r2[i].status.ToString();
+    if (r2[i].in_flight) third.push_back(second[i]);
+  }
+  // A plain Send answers what is left and leaves nothing in flight.
+  std::vector<SendResult> r3(third.size(), SendResult::NotSent());
+  sender->Send(third, r3, deadline);
+  for (const auto& r : r3) {
+    EXPECT_TRUE(r.status.ok()) << r.status.ToString();
+    EXPECT_FALSE(r.in_flight);
+  }
+
+  auto got = admin_->ReadAll(name_);
+  ASSERT_EQ(got.size(), 3u);
+  std::vector<std::string> ids;
+  for (const auto& m : got) ids.push_back(m.id);
+  std::vector<std::string> good1;
+  for (const auto& m : got) {
+    if (m.subject == name_ + ".good.good-1") good1.push_back(m.id);
+  }
+  EXPECT_EQ(good1, (std::vector<std::string>{second[0].id, second[2].id}));
+  EXPECT_NE(std::find(ids.begin(), ids.end(), second[4].id), ids.end());
+}
+
+// An event left in flight that the next call does not pass is abandoned;
+// passed later, it is sent again and acknowledged (stored once, thanks to
+// Nats-Msg-Id).
+TEST_F(NatsSenderTest, AnEventLeftInFlightAndNotPassedAgainIsAbandoned) {
+  ASSERT_EQ(admin_->AddStream(name_, {name_ + ".>"}), "");
+  auto sender = Make(name_ + ".{stream}");
+  ASSERT_NE(sender, nullptr);
+  const auto deadline = steady_clock::now() + std::chrono::seconds(20);
+  std::vector<Event> kept = {Ev("a", 1), Ev("b", 1)};
+  std::vector<SendResult> r(kept.size(), SendResult::NotSent());
+  sender->SendKeepingInFlight(kept, r, deadline);
+  EXPECT_TRUE(r[0].in_flight && r[1].in_flight);
+  std::vector<Event> other = {Ev("c", 1)};
+  auto r2 = Send(sender.get(), other);
+  EXPECT_TRUE(r2[0].status.ok()) << r2[0].status.ToString();
+  auto r3 = Send(sender.get(), kept);
+  for (const auto& x : r3) EXPECT_TRUE(x.status.ok()) << x.status.ToString();
+  EXPECT_EQ(admin_->Count(name_), 3);
 }
 
 // The stream's own refusals: a message larger than it takes is permanent;
