@@ -11,7 +11,9 @@
 
 #include "herald/cloudevents.h"
 #include "herald/config.h"
+#include "herald/relay.h"
 #include "herald/sender.h"
+#include "herald/store.h"
 #include "herald/time.h"
 #include "herald/uuid.h"
 #include "nats/nats_test_util.h"
@@ -255,6 +257,76 @@ TEST_F(NatsSenderTest, AnEventLeftInFlightAndNotPassedAgainIsAbandoned) {
   auto r3 = Send(sender.get(), kept);
   for (const auto& x : r3) EXPECT_TRUE(x.status.ok()) << x.status.ToString();
   EXPECT_EQ(admin_->Count(name_), 3);
+}
+
+// The relay's side, end to end: a backlog read in batches of 10, the 10th
+// event the first of a stream no JetStream stream captures. It is the last
+// publish of the first batch, so it is still in flight when the next batch
+// (with that stream's later events) is handed over; its failure there parks
+// it and holds everything later of its stream, and nothing of that stream
+// reaches JetStream, while the other streams are stored in order.
+TEST_F(NatsSenderTest, RelayParksAFailureCarriedIntoTheNextBatch) {
+  ASSERT_EQ(admin_->AddStream(name_, {name_ + ".good.>"}), "");
+  testing::TempDir dir;
+  auto opened = OpenStore("sqlite:" + dir.file("h.db"));
+  ASSERT_TRUE(opened.ok()) << opened.status().ToString();
+  std::unique_ptr<Store> store = std::move(*opened);
+  std::vector<Event> events;
+  for (int i = 0; i < 30; ++i) {
+    // good-0..good-8 in turn; the 10th is bad-1, then bad-1 every 4th.
+    std::string stream = i == 9 || (i > 9 && i % 4 == 1)
+                             ? "bad-1"
+                             : "good-" + std::to_string(i % 9);
+    Event e = testing::MakeEvent(stream, "t.x");
+    events.push_back(e);
+  }
+  auto appended = store->Append(std::span<Event>(events));
+  ASSERT_TRUE(appended.ok()) << appended.status().ToString();
+  RouteConfig route;
+  route.name = name_;
+  route.sender = Server().url();
+  route.batch = 10;
+  route.max_in_flight = 8;
+  route.on_failure = FailurePolicy::kPark;
+  route.options.route = name_;
+  route.options.fields.push_back(
+      {"subject", OptionValue::String(name_ + ".{category}.{stream}")});
+  RelayOptions options;
+  options.lease_ttl = milliseconds(3000);
+  Relay relay(store.get(), options);
+  ASSERT_TRUE(relay.AddRoute(route).ok());
+  ASSERT_TRUE(relay.Start().ok());
+  ASSERT_TRUE(testing::WaitFor([&] {
+    auto c = store->GetCheckpoint(Relay::CheckpointName(name_));
+    return c.ok() && *c == events.back().position + 1;
+  }));
+  relay.Stop();
+  auto parked = relay.ListParked(name_);
+  ASSERT_TRUE(parked.ok()) << parked.status().ToString();
+  std::vector<int64_t> bad;
+  for (const auto& e : events) {
+    if (e.stream == "bad-1") bad.push_back(e.position);
+  }
+  ASSERT_EQ(parked->size(), bad.size());
+  EXPECT_EQ((*parked)[0].event.position, bad[0]);
+  EXPECT_EQ((*parked)[0].state, "parked");
+  EXPECT_NE((*parked)[0].error.find("no JetStream stream captures"),
+            std::string::npos)
+      << (*parked)[0].error;
+  for (size_t i = 1; i < parked->size(); ++i) {
+    EXPECT_EQ((*parked)[i].state, "held");
+    EXPECT_EQ((*parked)[i].event.position, bad[i]);
+  }
+  auto got = admin_->ReadAll(name_);
+  EXPECT_EQ(got.size(), events.size() - bad.size());
+  std::map<std::string, int64_t> position, last;
+  for (const auto& e : events) position[e.id] = e.position;
+  std::set<std::string> seen;
+  for (const auto& m : got) {
+    EXPECT_TRUE(seen.insert(m.id).second) << "stored twice: " << m.id;
+    EXPECT_LT(last[m.subject], position[m.id]) << m.subject << " out of order";
+    last[m.subject] = position[m.id];
+  }
 }
 
 // The stream's own refusals: a message larger than it takes is permanent;
