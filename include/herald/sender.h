@@ -34,12 +34,24 @@ struct SendResult {
   bool attempted = true;
   // The receiver's hint of when to try again (Retry-After); 0 = none.
   std::chrono::milliseconds retry_after{0};
+  // True when the event was sent but its answer had not come when the call
+  // returned (only SendKeepingInFlight leaves events in flight; status is
+  // then Unavailable and attempted true). Neither delivered nor failed: its
+  // outcome is reported by the next call that passes it again.
+  bool in_flight = false;
 
   // The entry of an event not sent in this call.
   static SendResult NotSent() {
     SendResult r;
     r.status = Status::Unavailable("not sent");
     r.attempted = false;
+    return r;
+  }
+  // The entry of an event left in flight.
+  static SendResult InFlight() {
+    SendResult r;
+    r.status = Status::Unavailable("in flight");
+    r.in_flight = true;
     return r;
   }
 };
@@ -49,7 +61,8 @@ struct SendResult {
 //
 //  1. Every event gets a result. results[i] is set for every events[i]:
 //     OK (delivered), a failure (retryable or not), or NotSent
-//     (attempted = false).
+//     (attempted = false); from SendKeepingInFlight also InFlight (sent,
+//     not answered yet; see there).
 //  2. OK means acknowledged. An event is reported delivered only once its
 //     receiver acknowledged it: a complete 2xx HTTP response (below), a
 //     file's bytes written in full and fsynced, a broker's confirm. Anything
@@ -93,6 +106,30 @@ class Sender {
   virtual void Send(std::span<const Event> events,
                     std::span<SendResult> results,
                     std::chrono::steady_clock::time_point deadline) = 0;
+
+  // Pipelined sending: like Send, but the call may return before the last
+  // events it sent are answered, leaving them in flight
+  // (results[i].in_flight), so that the caller can hand over the next
+  // events while they are on their way and the sender's window stays full
+  // across calls. The relay calls it while it has a backlog to read. Rules,
+  // besides those of Send:
+  //  - It returns only once every event of the call that may be sent was
+  //    sent: the events left in flight are each the last of their stream in
+  //    the call, and everything before them in their stream is OK.
+  //  - REQUIRES: an event left in flight is passed again by the next call
+  //    (Send or SendKeepingInFlight), before anything later of its stream.
+  //    The sender then waits for its answer rather than sending it again,
+  //    reports it like any event of that call, and after a failure sends
+  //    nothing later of its stream, as Send does.
+  //  - An event left in flight that the next call does not pass is
+  //    abandoned: its answer is ignored, as at a deadline.
+  // The default sends as Send does, leaving nothing in flight; a sender
+  // that pipelines overrides both.
+  virtual void SendKeepingInFlight(
+      std::span<const Event> events, std::span<SendResult> results,
+      std::chrono::steady_clock::time_point deadline) {
+    Send(events, results, deadline);
+  }
 
   // "http", "file", "stdout", "callback", ... for status pages.
   virtual std::string_view kind() const = 0;

@@ -372,6 +372,11 @@ class Relay::RouteRunner {
     auto cp = relay_state_->GetCheckpoint(CheckpointName(config_.name));
     if (!cp.ok()) return cp.status();
     checkpoint_ = std::max<int64_t>(*cp, 1);
+    // Another relay may have sent from the checkpoint meanwhile: the
+    // window carried over is dropped and read again from the store.
+    carry_.clear();
+    carry_done_.clear();
+    carry_reported_.clear();
     {
       detail::MutexLock lock(&mu_);
       metrics_.checkpoint = checkpoint_;
@@ -436,6 +441,27 @@ class Relay::RouteRunner {
     save_cv_.SignalAll();
   }
 
+  // Moves the checkpoint to `next` (at most the position of the first
+  // event of `batch` not done) and queues its save with `parks`; counts
+  // the events of `batch` it moves over, each once.
+  void Advance(const std::vector<Event>& batch, int64_t next,
+               std::vector<ParkedEvent>* parks) {
+    if (next == queued_checkpoint_ && parks->empty()) return;
+    auto index_of = [&](int64_t position) {
+      return std::lower_bound(
+                 batch.begin(), batch.end(), position,
+                 [](const Event& e, int64_t p) { return e.position < p; }) -
+             batch.begin();
+    };
+    int64_t moved = next > queued_checkpoint_
+                        ? index_of(next) - index_of(queued_checkpoint_)
+                        : 0;
+    QueueSave(next, std::move(*parks), moved);
+    parks->clear();
+    queued_checkpoint_ = next;
+    checkpoint_ = next;
+  }
+
   // Events delivered whose checkpoint is not saved yet.
   int64_t Unsaved() {
     detail::MutexLock lock(&save_mu_);
@@ -496,43 +522,66 @@ class Relay::RouteRunner {
   }
 
   // Sends `events`; marks each done (delivered or parked/held). Retries
-  // until all are done, the lease is lost or the relay stops. Returns the
-  // parked/held rows to write.
+  // until all are done, the lease is lost or the relay stops, or (`keep`)
+  // the first round left events in flight without a failure: those stay
+  // not done, and the caller passes them again first (the pipelined
+  // sending of Sender::SendKeepingInFlight). Returns the parked/held rows
+  // to write.
   // `reported`: set for the events whose acknowledgement was already
   // passed to the source's OnRouteProgress (a round that leaves others to
   // retry reports its deliveries at once).
   void SendBatch(std::vector<Event>& events, std::vector<bool>* done,
-                 std::vector<ParkedEvent>* parks, std::vector<bool>* reported) {
-    std::vector<int> attempts(events.size(), 0);
-    std::vector<int64_t> first_failed_us(events.size(), 0);
-    std::vector<size_t> idx;
-    std::vector<Event> to_send;
-    std::vector<SendResult> results;
+                 std::vector<ParkedEvent>* parks, std::vector<bool>* reported,
+                 bool keep) {
+    // Reused across batches (no large allocation per batch).
+    std::vector<int>& attempts = attempts_;
+    std::vector<int64_t>& first_failed_us = first_failed_us_;
+    std::vector<size_t>& idx = idx_;
+    std::vector<Event>& to_send = to_send_;
+    std::vector<SendResult>& results = results_;
+    std::vector<double>& acked = acked_;  // commit-to-acknowledgement, s
+    std::vector<size_t>& delivered_now = delivered_now_;
+    attempts.assign(events.size(), 0);
+    first_failed_us.assign(events.size(), 0);
     for (int round = 1;; ++round) {
       idx.clear();
-      to_send.clear();
       for (size_t i = 0; i < events.size(); ++i) {
-        if (!(*done)[i]) {
-          idx.push_back(i);
-          to_send.push_back(events[i]);
-        }
+        if (!(*done)[i]) idx.push_back(i);
       }
       if (idx.empty() || Stopping() || !HoldsLease()) return;
-      results.assign(to_send.size(), SendResult::NotSent());
+      // The events to send: the batch itself when none is done, else the
+      // ones not done, moved out for the call and back after it.
+      const bool whole = idx.size() == events.size();
+      to_send.clear();
+      if (!whole) {
+        for (size_t i : idx) to_send.push_back(std::move(events[i]));
+      }
+      std::span<const Event> sending = whole ? std::span<const Event>(events)
+                                             : std::span<const Event>(to_send);
+      results.assign(idx.size(), SendResult::NotSent());
       SetState(round == 1 ? "sending" : "retrying");
       auto t0 = Clock::now();
-      sender_->Send(to_send, results, LeaseDeadline());
+      if (keep && round == 1) {
+        sender_->SendKeepingInFlight(sending, results, LeaseDeadline());
+      } else {
+        sender_->Send(sending, results, LeaseDeadline());
+      }
       double took = std::chrono::duration<double>(Clock::now() - t0).count();
+      if (!whole) {
+        for (size_t k = 0; k < idx.size(); ++k) {
+          events[idx[k]] = std::move(to_send[k]);
+        }
+      }
       milliseconds retry_after{0};
       std::string error;
       uint64_t delivered = 0, failed = 0, parked = 0, held = 0;
+      size_t left_in_flight = 0;
       // The first event of this round permanently rejected under "block".
       const Event* blocked_on = nullptr;
       std::string blocked_error;
-      std::vector<double> acked;  // commit-to-acknowledgement, seconds
-      std::vector<size_t> delivered_now;
+      acked.clear();
+      delivered_now.clear();
       const int64_t now_us = NowMicros();
-      std::set<std::string> newly_held;
       for (size_t k = 0; k < idx.size(); ++k) {
         size_t i = idx[k];
         if ((*done)[i]) continue;  // held just now by an earlier failure
@@ -542,6 +591,10 @@ class Relay::RouteRunner {
           ++delivered;
           delivered_now.push_back(i);
           acked.push_back(SinceCommit(events[i], now_us));
+          continue;
+        }
+        if (r.in_flight) {
+          ++left_in_flight;  // answered in the next call
           continue;
         }
         if (!r.attempted) continue;
@@ -602,7 +655,9 @@ class Relay::RouteRunner {
       if (!error.empty()) RecordError(error);
       bool all =
           std::all_of(done->begin(), done->end(), [](bool b) { return b; });
-      if (!all && !delivered_now.empty()) {
+      // Left in flight without a failure: the caller carries them over.
+      const bool carry = !all && error.empty() && left_in_flight > 0;
+      if (!all && !carry && !delivered_now.empty()) {
         // Others of the batch are retried: what was acknowledged is
         // reported now, so an event that keeps failing holds back no other
         // row's mark (an adopted table marks rows on it).
@@ -614,8 +669,17 @@ class Relay::RouteRunner {
         source_->OnRouteProgress(config_.name, positions, {});
       }
       if (all) LeaveBlocked();
-      if (all || Stopping()) return;
+      if (all || carry || Stopping()) return;
       if (error.empty()) continue;  // only unsent ones left: go on at once
+      // Retrying: the checkpoint moves over what is done before the first
+      // event that is not, so that it does not wait for the retries.
+      for (size_t i = 0; i < events.size(); ++i) {
+        if ((*done)[i]) continue;
+        if (events[i].position > queued_checkpoint_) {
+          Advance(events, events[i].position, parks);
+        }
+        break;
+      }
       SetState(config_.on_failure == FailurePolicy::kBlock ? "blocked"
                                                            : "retrying");
       if (blocked_on) {
@@ -771,52 +835,76 @@ class Relay::RouteRunner {
         next_parked_check = Clock::now() + opts.idle_poll;
       }
 
-      // At most one batch of delivered events without a saved checkpoint.
+      // At most one batch of events past the saved checkpoint: those
+      // delivered whose checkpoint is not saved yet, those carried over
+      // from the last batch (sent, and some not answered yet) and the new
+      // ones read now.
+      const int64_t carried = static_cast<int64_t>(carry_.size());
+      const int64_t room = config_.batch - carried;
       int64_t unsaved = Unsaved();
-      if (unsaved >= config_.batch) {
-        WaitSaved(config_.batch);
+      if (room > 0 && unsaved >= room) {
+        WaitSaved(room);
         unsaved = Unsaved();
       }
-      req.limit =
-          static_cast<int>(std::max<int64_t>(1, config_.batch - unsaved));
+      const int64_t limit = room - unsaved;
       uint64_t epoch = source_->append_epoch();
-      req.offset = checkpoint_;
-      auto page = source_->Read(req);
-      if (!page.ok()) {
-        RecordError("reading events: " + page.status().ToString());
-        SetState("retrying");
-        WaitUntil(Clock::now() + Backoff(++error_round, milliseconds(0)),
-                  nullptr);
-        continue;
+      Result<Page> page = Page{};
+      if (limit > 0) {
+        req.limit = static_cast<int>(limit);
+        req.offset = carried > 0 ? read_offset_ : checkpoint_;
+        page = source_->Read(req);
+        if (!page.ok()) {
+          RecordError("reading events: " + page.status().ToString());
+          SetState("retrying");
+          WaitUntil(Clock::now() + Backoff(++error_round, milliseconds(0)),
+                    nullptr);
+          continue;
+        }
       }
       error_round = 0;
-      bool full = static_cast<int>(page->events.size()) == req.limit;
+      bool full =
+          limit > 0 && static_cast<int64_t>(page->events.size()) == limit;
+      // The batch: what was carried over, then the events read now.
       batch.clear();
       parks.clear();
       acked_positions.clear();
       aside_positions.clear();
-      for (auto& e : page->events) {
-        if (!MatchesAny(config_.streams, e.stream)) {
-          acked_positions.push_back(e.position);  // not for this route
-          continue;
+      batch.swap(carry_);
+      done.swap(carry_done_);
+      reported.swap(carry_reported_);
+      carry_.clear();
+      carry_done_.clear();
+      carry_reported_.clear();
+      // Where the next read starts; the checkpoint when all is done.
+      int64_t read_next = carried > 0 ? read_offset_ : checkpoint_;
+      if (limit > 0) {
+        for (auto& e : page->events) {
+          if (!MatchesAny(config_.streams, e.stream)) {
+            acked_positions.push_back(e.position);  // not for this route
+            continue;
+          }
+          if (parked_ids_.count(e.id)) {  // parked before a restart
+            aside_positions.push_back(e.position);
+            continue;
+          }
+          batch.push_back(std::move(e));
         }
-        if (parked_ids_.count(e.id)) {  // parked before a restart
-          aside_positions.push_back(e.position);
-          continue;
+        done.resize(batch.size(), false);
+        reported.resize(batch.size(), false);
+        {
+          detail::MutexLock lock(&mu_);
+          metrics_.lag_events =
+              std::max<int64_t>(0, page->head - checkpoint_ + 1);
         }
-        batch.push_back(std::move(e));
+        read_next = page->next_offset;
       }
-      {
-        detail::MutexLock lock(&mu_);
-        metrics_.lag_events =
-            std::max<int64_t>(0, page->head - checkpoint_ + 1);
-      }
-      int64_t next = page->next_offset;
+      int64_t next = read_next;
+      size_t first_open = batch.size();  // the first event not done
       if (!batch.empty()) {
-        done.assign(batch.size(), false);
-        // Streams held behind a parked event: hold these too.
+        // Streams held behind a parked event: hold these too (the carried
+        // events were looked at when they were read).
         uint64_t held = 0;
-        for (size_t i = 0; i < batch.size(); ++i) {
+        for (size_t i = static_cast<size_t>(carried); i < batch.size(); ++i) {
           if (!held_streams_.count(batch[i].stream)) continue;
           ParkedEvent h;
           h.route = config_.name;
@@ -832,43 +920,50 @@ class Relay::RouteRunner {
           detail::MutexLock lock(&mu_);
           metrics_.held += held;
         }
-        reported.assign(batch.size(), false);
-        SendBatch(batch, &done, &parks, &reported);
-        // The checkpoint moves past everything done, up to the first event
-        // that is not.
+        // With more to read (a full page), the sender may keep the last
+        // events in flight while the next page is read.
+        SendBatch(batch, &done, &parks, &reported, full && !Stopping());
         for (size_t i = 0; i < batch.size(); ++i) {
           if (!done[i]) {
-            next = batch[i].position;
-            break;
+            if (first_open == batch.size()) first_open = i;
+            continue;
           }
-        }
-        std::unordered_set<std::string> aside;
-        for (const auto& p : parks) aside.insert(p.event.id);
-        for (size_t i = 0; i < batch.size(); ++i) {
-          if (!done[i] || reported[i]) continue;
-          (aside.count(batch[i].id) ? aside_positions : acked_positions)
+          if (reported[i]) continue;
+          // Done: delivered, or parked / held (set aside).
+          (parked_ids_.count(batch[i].id) ? aside_positions : acked_positions)
               .push_back(batch[i].position);
+          reported[i] = true;
         }
-        // Rows of events beyond the new checkpoint are written too: they
-        // are skipped (parked_ids_) when read again.
+        // The checkpoint moves past everything done, up to the first event
+        // that is not. Rows of events beyond it are written too: they are
+        // skipped (parked_ids_) when read again.
+        if (first_open < batch.size()) next = batch[first_open].position;
       }
       if (!acked_positions.empty() || !aside_positions.empty()) {
         source_->OnRouteProgress(config_.name, acked_positions,
                                  aside_positions);
       }
-      if (next != queued_checkpoint_ || !parks.empty()) {
-        int64_t sent = 0;
-        for (size_t i = 0; i < batch.size(); ++i) sent += done[i] ? 1 : 0;
-        QueueSave(next, std::move(parks), sent);
-        parks.clear();
-        queued_checkpoint_ = next;
-      }
+      Advance(batch, next, &parks);
       checkpoint_ = next;
+      if (first_open < batch.size()) {
+        // Carried over: the events from the first one not done (some left
+        // in flight by the sender, some done after it), sent again first in
+        // the next round; reading goes on after them.
+        read_offset_ = read_next;
+        carry_.assign(std::make_move_iterator(batch.begin() +
+                                              static_cast<long>(first_open)),
+                      std::make_move_iterator(batch.end()));
+        carry_done_.assign(done.begin() + static_cast<long>(first_open),
+                           done.end());
+        carry_reported_.assign(reported.begin() + static_cast<long>(first_open),
+                               reported.end());
+      }
       if (Stopping()) break;
       if (!batch.empty() || full) {
         poll = opts.busy_poll;
         last_activity = Clock::now();
-        if (full) continue;
+        // More to read, or a window to finish: go on at once.
+        if (full || limit <= 0 || !carry_.empty()) continue;
       }
       SetState("idle");
       WaitUntil(Clock::now() + poll, &epoch);
@@ -899,6 +994,19 @@ class Relay::RouteRunner {
   std::mt19937_64 rng_;
   int64_t checkpoint_ = 1;
   int64_t queued_checkpoint_ = -1;
+  // The window carried over from the last batch (see Run): its events in
+  // position order from the first one not done, their done and reported
+  // flags, and the position the next read starts at.
+  std::vector<Event> carry_;
+  std::vector<bool> carry_done_, carry_reported_;
+  int64_t read_offset_ = 1;
+  // SendBatch's, reused so that a batch makes no large allocations.
+  std::vector<int> attempts_;
+  std::vector<int64_t> first_failed_us_;
+  std::vector<size_t> idx_, delivered_now_;
+  std::vector<Event> to_send_;
+  std::vector<SendResult> results_;
+  std::vector<double> acked_;
   std::unordered_set<std::string> held_streams_;
   std::unordered_set<std::string> parked_ids_;
   int64_t blocked_stored_ = 0;  // the blocked marker as saved in the store

@@ -948,6 +948,62 @@ TEST_P(SenderContract, EveryEventGetsAResultInStreamOrder) {
   EXPECT_EQ(fx_->Got().size(), events.size());
 }
 
+// Pipelined sending (SendKeepingInFlight): an event may be left in flight
+// only as the last of its stream in the call, after everything before it
+// in its stream was acknowledged; passed again first in the next call, it
+// is answered there, and every event ends up acknowledged in stream order.
+// (A sender that does not pipeline answers everything at once.)
+TEST_P(SenderContract, EventsLeftInFlightAreAnsweredByTheNextCall) {
+  auto sender = MakeSender();
+  ASSERT_NE(sender, nullptr);
+  auto first = Events(4, 3);
+  std::vector<SendResult> r1(first.size(), SendResult::NotSent());
+  sender->SendKeepingInFlight(first, r1,
+                              steady_clock::now() + std::chrono::seconds(20));
+  std::map<std::string, size_t> last_of;  // stream -> its last index
+  for (size_t i = 0; i < first.size(); ++i) last_of[first[i].stream] = i;
+  std::vector<Event> again;
+  std::set<std::string> kept_streams;
+  for (size_t i = 0; i < first.size(); ++i) {
+    SCOPED_TRACE("event " + std::to_string(i));
+    if (r1[i].in_flight) {
+      EXPECT_TRUE(r1[i].attempted);
+      EXPECT_FALSE(r1[i].status.ok());
+      EXPECT_EQ(last_of[first[i].stream], i) << "in flight, not the last";
+      again.push_back(first[i]);
+      kept_streams.insert(first[i].stream);
+      continue;
+    }
+    EXPECT_TRUE(r1[i].status.ok()) << r1[i].status.ToString();
+  }
+  // The next call: what was left in flight first, then later events.
+  auto second = Events(4, 1);
+  for (auto& e : second) again.push_back(e);
+  std::vector<SendResult> r2(again.size(), SendResult::NotSent());
+  sender->Send(again, r2, steady_clock::now() + std::chrono::seconds(20));
+  for (size_t i = 0; i < again.size(); ++i) {
+    EXPECT_TRUE(r2[i].status.ok()) << i << " " << r2[i].status.ToString();
+    EXPECT_FALSE(r2[i].in_flight) << i;
+  }
+  std::vector<Event> all = first;
+  std::vector<SendResult> results = r1;
+  for (size_t i = 0; i < again.size(); ++i) {
+    bool carried = i < again.size() - second.size();
+    if (carried) {
+      for (size_t k = 0; k < first.size(); ++k) {
+        if (first[k].id == again[i].id) results[k] = r2[i];
+      }
+    } else {
+      all.push_back(again[i]);
+      results.push_back(r2[i]);
+    }
+  }
+  CheckContract(all, results, {});
+  std::map<std::string, int> acks;
+  for (const auto& r : fx_->Got()) acks[r.id] += r.acknowledged ? 1 : 0;
+  for (const auto& e : all) EXPECT_GE(acks[e.id], 1) << e.id;
+}
+
 // The cases below run for the senders whose fixtures can show the fault.
 class SenderRetryableFault : public SenderContract {};
 class SenderRejection : public SenderContract {};

@@ -4,13 +4,16 @@
 // goes away and comes back, and the route options checked at config load.
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <map>
 #include <set>
 #include <thread>
 
 #include "herald/cloudevents.h"
 #include "herald/config.h"
+#include "herald/relay.h"
 #include "herald/sender.h"
+#include "herald/store.h"
 #include "herald/time.h"
 #include "herald/uuid.h"
 #include "nats/nats_test_util.h"
@@ -173,6 +176,157 @@ TEST_F(NatsSenderTest, ASubjectNoStreamCapturesIsAPermanentFailure) {
   EXPECT_FALSE(results[3].attempted);
   EXPECT_FALSE(results[3].status.ok());
   EXPECT_EQ(admin_->ReadAll(name_).size(), 3u);
+}
+
+// Pipelined sending: a call may return with its last publishes in flight;
+// the next call passes them again first and gets their PubAcks. One of
+// them fails there (no stream captures its subject): it is reported then,
+// and nothing later of its stream is sent; the other streams go on, in
+// order, each event stored once.
+TEST_F(NatsSenderTest, AFailureOfAnEventLeftInFlightStopsItsStreamNextCall) {
+  ASSERT_EQ(admin_->AddStream(name_, {name_ + ".good.>"}), "");
+  auto sender = Make(name_ + ".{category}.{stream}");
+  ASSERT_NE(sender, nullptr);
+  const auto deadline = steady_clock::now() + std::chrono::seconds(20);
+  std::vector<Event> first = {Ev("good-1", 1), Ev("bad-1", 1)};
+  std::vector<SendResult> r1(first.size(), SendResult::NotSent());
+  sender->SendKeepingInFlight(first, r1, deadline);
+  // Everything sent, nothing waited for: both are still in flight.
+  for (const auto& r : r1) {
+    EXPECT_TRUE(r.in_flight);
+    EXPECT_TRUE(r.attempted);
+    EXPECT_FALSE(r.status.ok());
+  }
+
+  std::vector<Event> second = {first[0], first[1], Ev("good-1", 2),
+                               Ev("bad-1", 2), Ev("good-2", 1)};
+  std::vector<SendResult> r2(second.size(), SendResult::NotSent());
+  sender->SendKeepingInFlight(second, r2, deadline);
+  EXPECT_TRUE(r2[0].status.ok()) << r2[0].status.ToString();
+  EXPECT_FALSE(r2[1].status.ok());
+  EXPECT_FALSE(r2[1].in_flight);
+  EXPECT_FALSE(r2[1].status.retryable()) << r2[1].status.ToString();
+  EXPECT_NE(r2[1].status.message().find("no JetStream stream captures"),
+            std::string::npos)
+      << r2[1].status.ToString();
+  EXPECT_FALSE(r2[3].attempted);  // behind the failure: not sent
+  EXPECT_FALSE(r2[3].status.ok());
+  EXPECT_FALSE(r2[3].in_flight);
+  // The last of the good streams: acknowledged or still in flight.
+  std::vector<Event> third;
+  for (size_t i : {2, 4}) {
+    EXPECT_TRUE(r2[i].status.ok() || r2[i].in_flight)
+        << r2[i].status.ToString();
+    if (r2[i].in_flight) third.push_back(second[i]);
+  }
+  // A plain Send answers what is left and leaves nothing in flight.
+  std::vector<SendResult> r3(third.size(), SendResult::NotSent());
+  sender->Send(third, r3, deadline);
+  for (const auto& r : r3) {
+    EXPECT_TRUE(r.status.ok()) << r.status.ToString();
+    EXPECT_FALSE(r.in_flight);
+  }
+
+  auto got = admin_->ReadAll(name_);
+  ASSERT_EQ(got.size(), 3u);
+  std::vector<std::string> ids;
+  for (const auto& m : got) ids.push_back(m.id);
+  std::vector<std::string> good1;
+  for (const auto& m : got) {
+    if (m.subject == name_ + ".good.good-1") good1.push_back(m.id);
+  }
+  EXPECT_EQ(good1, (std::vector<std::string>{second[0].id, second[2].id}));
+  EXPECT_NE(std::find(ids.begin(), ids.end(), second[4].id), ids.end());
+}
+
+// An event left in flight that the next call does not pass is abandoned;
+// passed later, it is sent again and acknowledged (stored once, thanks to
+// Nats-Msg-Id).
+TEST_F(NatsSenderTest, AnEventLeftInFlightAndNotPassedAgainIsAbandoned) {
+  ASSERT_EQ(admin_->AddStream(name_, {name_ + ".>"}), "");
+  auto sender = Make(name_ + ".{stream}");
+  ASSERT_NE(sender, nullptr);
+  const auto deadline = steady_clock::now() + std::chrono::seconds(20);
+  std::vector<Event> kept = {Ev("a", 1), Ev("b", 1)};
+  std::vector<SendResult> r(kept.size(), SendResult::NotSent());
+  sender->SendKeepingInFlight(kept, r, deadline);
+  EXPECT_TRUE(r[0].in_flight && r[1].in_flight);
+  std::vector<Event> other = {Ev("c", 1)};
+  auto r2 = Send(sender.get(), other);
+  EXPECT_TRUE(r2[0].status.ok()) << r2[0].status.ToString();
+  auto r3 = Send(sender.get(), kept);
+  for (const auto& x : r3) EXPECT_TRUE(x.status.ok()) << x.status.ToString();
+  EXPECT_EQ(admin_->Count(name_), 3);
+}
+
+// The relay's side, end to end: a backlog read in batches of 10, the 10th
+// event the first of a stream no JetStream stream captures. It is the last
+// publish of the first batch, so it is still in flight when the next batch
+// (with that stream's later events) is handed over; its failure there parks
+// it and holds everything later of its stream, and nothing of that stream
+// reaches JetStream, while the other streams are stored in order.
+TEST_F(NatsSenderTest, RelayParksAFailureCarriedIntoTheNextBatch) {
+  ASSERT_EQ(admin_->AddStream(name_, {name_ + ".good.>"}), "");
+  testing::TempDir dir;
+  auto opened = OpenStore("sqlite:" + dir.file("h.db"));
+  ASSERT_TRUE(opened.ok()) << opened.status().ToString();
+  std::unique_ptr<Store> store = std::move(*opened);
+  std::vector<Event> events;
+  for (int i = 0; i < 30; ++i) {
+    // good-0..good-8 in turn; the 10th is bad-1, then bad-1 every 4th.
+    std::string stream = i == 9 || (i > 9 && i % 4 == 1)
+                             ? "bad-1"
+                             : "good-" + std::to_string(i % 9);
+    Event e = testing::MakeEvent(stream, "t.x");
+    events.push_back(e);
+  }
+  auto appended = store->Append(std::span<Event>(events));
+  ASSERT_TRUE(appended.ok()) << appended.status().ToString();
+  RouteConfig route;
+  route.name = name_;
+  route.sender = Server().url();
+  route.batch = 10;
+  route.max_in_flight = 8;
+  route.on_failure = FailurePolicy::kPark;
+  route.options.route = name_;
+  route.options.fields.push_back(
+      {"subject", OptionValue::String(name_ + ".{category}.{stream}")});
+  RelayOptions options;
+  options.lease_ttl = milliseconds(3000);
+  Relay relay(store.get(), options);
+  ASSERT_TRUE(relay.AddRoute(route).ok());
+  ASSERT_TRUE(relay.Start().ok());
+  ASSERT_TRUE(testing::WaitFor([&] {
+    auto c = store->GetCheckpoint(Relay::CheckpointName(name_));
+    return c.ok() && *c == events.back().position + 1;
+  }));
+  relay.Stop();
+  auto parked = relay.ListParked(name_);
+  ASSERT_TRUE(parked.ok()) << parked.status().ToString();
+  std::vector<int64_t> bad;
+  for (const auto& e : events) {
+    if (e.stream == "bad-1") bad.push_back(e.position);
+  }
+  ASSERT_EQ(parked->size(), bad.size());
+  EXPECT_EQ((*parked)[0].event.position, bad[0]);
+  EXPECT_EQ((*parked)[0].state, "parked");
+  EXPECT_NE((*parked)[0].error.find("no JetStream stream captures"),
+            std::string::npos)
+      << (*parked)[0].error;
+  for (size_t i = 1; i < parked->size(); ++i) {
+    EXPECT_EQ((*parked)[i].state, "held");
+    EXPECT_EQ((*parked)[i].event.position, bad[i]);
+  }
+  auto got = admin_->ReadAll(name_);
+  EXPECT_EQ(got.size(), events.size() - bad.size());
+  std::map<std::string, int64_t> position, last;
+  for (const auto& e : events) position[e.id] = e.position;
+  std::set<std::string> seen;
+  for (const auto& m : got) {
+    EXPECT_TRUE(seen.insert(m.id).second) << "stored twice: " << m.id;
+    EXPECT_LT(last[m.subject], position[m.id]) << m.subject << " out of order";
+    last[m.subject] = position[m.id];
+  }
 }
 
 // The stream's own refusals: a message larger than it takes is permanent;

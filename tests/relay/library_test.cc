@@ -923,6 +923,193 @@ TEST_P(RelayLibrary, CommitToAckHistogramCountsEveryDeliveredEvent) {
   EXPECT_GE(h.sum_seconds, 120.0);
 }
 
+// ---- Pipelined sending (Sender::SendKeepingInFlight) -----------------------
+
+// A pipelining sender over an in-process receiver, the relay's side of
+// SendKeepingInFlight made deterministic: a call that may keep events in
+// flight leaves the last event of each stream in it unanswered; the next
+// call answers those first. Events fail on cue (a number of times, or for
+// good), and every broken REQUIRES of the contract is recorded.
+class PipeSender final : public Sender {
+ public:
+  struct State {
+    std::mutex mu;
+    std::vector<Event> got;           // acknowledged, in order
+    std::map<std::string, int> fail;  // id -> failures left; -1: for good
+    int left_in_flight = 0;           // events left in flight, all calls
+    int carried_failed = 0;           // in-flight events that then failed
+    std::vector<std::string> broken;  // what the caller did wrong
+
+    std::vector<int64_t> Positions(const std::string& stream) {
+      std::lock_guard<std::mutex> lock(mu);
+      std::vector<int64_t> out;
+      for (const auto& e : got) {
+        if (e.stream == stream) out.push_back(e.position);
+      }
+      return out;
+    }
+  };
+  explicit PipeSender(std::shared_ptr<State> state)
+      : state_(std::move(state)) {}
+
+  void Send(std::span<const Event> events, std::span<SendResult> results,
+            std::chrono::steady_clock::time_point) override {
+    Call(events, results, false);
+  }
+  void SendKeepingInFlight(std::span<const Event> events,
+                           std::span<SendResult> results,
+                           std::chrono::steady_clock::time_point) override {
+    Call(events, results, true);
+  }
+  std::string_view kind() const override { return "pipe"; }
+
+ private:
+  void Call(std::span<const Event> events, std::span<SendResult> results,
+            bool keep) {
+    std::lock_guard<std::mutex> lock(state_->mu);
+    std::map<std::string, std::string> carried = std::move(in_flight_);
+    in_flight_.clear();                  // id -> stream
+    std::map<std::string, size_t> last;  // stream -> its last index here
+    for (size_t i = 0; i < events.size(); ++i) last[events[i].stream] = i;
+    std::set<std::string> seen, stopped;
+    for (size_t i = 0; i < events.size(); ++i) {
+      const Event& e = events[i];
+      const bool answered_now = carried.erase(e.id) > 0;
+      if (answered_now && seen.count(e.stream)) {
+        state_->broken.push_back("in-flight " + e.id +
+                                 " passed after another of its stream");
+      }
+      seen.insert(e.stream);
+      if (stopped.count(e.stream)) continue;  // NotSent
+      results[i].attempted = true;
+      if (!answered_now && keep && last[e.stream] == i) {
+        in_flight_[e.id] = e.stream;
+        results[i] = SendResult::InFlight();
+        ++state_->left_in_flight;
+        continue;
+      }
+      auto f = state_->fail.find(e.id);
+      if (f != state_->fail.end() && f->second != 0) {
+        const bool permanent = f->second < 0;
+        if (!permanent) --f->second;
+        results[i].status = permanent ? Status::Permanent("rejected " + e.id)
+                                      : Status::Unavailable("busy " + e.id);
+        if (answered_now) ++state_->carried_failed;
+        stopped.insert(e.stream);
+        continue;
+      }
+      results[i].status = Status::OK();
+      state_->got.push_back(e);
+    }
+    // Abandoned: an event left in flight and not passed again must not be
+    // overtaken by a later one of its stream.
+    for (const auto& [id, stream] : carried) {
+      if (seen.count(stream)) {
+        state_->broken.push_back("in-flight " + id +
+                                 " left out, yet its stream went on");
+      }
+    }
+  }
+
+  std::shared_ptr<State> state_;
+  std::map<std::string, std::string> in_flight_;  // left by the last call
+};
+
+// The relay carries events left in flight into its next batch; one of
+// them then fails for good: it is parked, nothing later of its stream is
+// acknowledged or overtakes it (held, in this batch and the later ones),
+// the other streams flow in order, and the checkpoint passes everything.
+TEST_P(RelayLibrary, PipelinedAFailureCarriedIntoTheNextBatchParksItsStream) {
+  auto state = std::make_shared<PipeSender::State>();
+  Relay relay(store_.get(), Options());
+  ASSERT_TRUE(relay
+                  .AddRoute(Route(FailurePolicy::kPark),
+                            std::make_unique<PipeSender>(state))
+                  .ok());
+  // a b c a b c ...: the 10th event (a's 4th) is the last of a in the
+  // first batch of 10, so it is left in flight and answered in the next.
+  std::vector<Event> events;
+  for (int i = 0; i < 30; ++i) {
+    Event e;
+    e.id = NewUuidV7();
+    e.stream = std::string(1, static_cast<char>('a' + i % 3));
+    e.type = "t.x";
+    e.payload = "{}";
+    events.push_back(e);
+  }
+  {
+    std::lock_guard<std::mutex> lock(state->mu);
+    state->fail[events[9].id] = -1;
+  }
+  for (auto& e : events) AppendEvent(&e);
+  ASSERT_TRUE(relay.Start().ok());
+  ASSERT_TRUE(WaitFor([&] {
+    auto c = store_->GetCheckpoint(Relay::CheckpointName("r"));
+    return c.ok() && *c == events.back().position + 1;
+  }));
+  {
+    std::lock_guard<std::mutex> lock(state->mu);
+    EXPECT_GT(state->left_in_flight, 0);
+    EXPECT_EQ(state->carried_failed, 1);
+    EXPECT_TRUE(state->broken.empty()) << state->broken[0];
+  }
+  std::map<std::string, std::vector<int64_t>> want;
+  for (const auto& e : events) want[e.stream].push_back(e.position);
+  // a: the three before the failure, nothing after it.
+  EXPECT_EQ(state->Positions("a"),
+            (std::vector<int64_t>(want["a"].begin(), want["a"].begin() + 3)));
+  EXPECT_EQ(state->Positions("b"), want["b"]);
+  EXPECT_EQ(state->Positions("c"), want["c"]);
+  auto parked = relay.ListParked("r");
+  ASSERT_TRUE(parked.ok());
+  ASSERT_EQ(parked->size(), 7u);  // a's 4th parked, its 5th-10th held
+  EXPECT_EQ((*parked)[0].event.id, events[9].id);
+  EXPECT_EQ((*parked)[0].state, "parked");
+  for (size_t i = 1; i < parked->size(); ++i) {
+    EXPECT_EQ((*parked)[i].state, "held");
+    EXPECT_EQ((*parked)[i].event.stream, "a");
+  }
+}
+
+// The same with a retryable failure under "block": the carried event is
+// retried until it goes through, and its stream's later events are
+// acknowledged only after it, each once.
+TEST_P(RelayLibrary, PipelinedARetriedCarriedEventKeepsItsStreamInOrder) {
+  auto state = std::make_shared<PipeSender::State>();
+  Relay relay(store_.get(), Options());
+  ASSERT_TRUE(
+      relay.AddRoute(Route(), std::make_unique<PipeSender>(state)).ok());
+  std::vector<Event> events;
+  for (int i = 0; i < 40; ++i) {
+    Event e;
+    e.id = NewUuidV7();
+    e.stream = std::string(1, static_cast<char>('a' + i % 3));
+    e.type = "t.x";
+    e.payload = "{}";
+    events.push_back(e);
+  }
+  {
+    std::lock_guard<std::mutex> lock(state->mu);
+    state->fail[events[9].id] = 2;  // busy twice, then taken
+  }
+  for (auto& e : events) AppendEvent(&e);
+  ASSERT_TRUE(relay.Start().ok());
+  ASSERT_TRUE(WaitFor([&] {
+    auto c = store_->GetCheckpoint(Relay::CheckpointName("r"));
+    return c.ok() && *c == events.back().position + 1;
+  }));
+  std::map<std::string, std::vector<int64_t>> want;
+  for (const auto& e : events) want[e.stream].push_back(e.position);
+  for (const auto& [stream, positions] : want) {
+    EXPECT_EQ(state->Positions(stream), positions) << stream;
+  }
+  std::lock_guard<std::mutex> lock(state->mu);
+  EXPECT_EQ(state->got.size(), events.size());  // each once
+  EXPECT_GT(state->left_in_flight, 0);
+  EXPECT_EQ(state->carried_failed, 1);
+  EXPECT_TRUE(state->broken.empty()) << state->broken[0];
+}
+
 INSTANTIATE_TEST_SUITE_P(Backends, RelayLibrary,
                          ::testing::ValuesIn(testing::TestBackends()));
 

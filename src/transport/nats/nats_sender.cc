@@ -32,6 +32,7 @@
 #include <memory>
 #include <string>
 #include <unordered_map>
+#include <unordered_set>
 #include <vector>
 
 #include "core/template.h"
@@ -136,7 +137,15 @@ std::string RedactUrl(std::string_view url) {
 
 // One PubAck or publish error, as a libnats thread reported it.
 struct Completion {
-  std::string id;       // Nats-Msg-Id
+  // The Nats-Msg-Id: inline when it fits (a UUID does), so that a PubAck
+  // costs no allocation; else in long_id.
+  char id_text[48];
+  uint8_t id_size = 0;
+  std::string long_id;
+  std::string_view id() const {
+    return long_id.empty() ? std::string_view(id_text, id_size) : long_id;
+  }
+
   std::string subject;  // where it went (a failure's only)
   bool ok = false;
   natsStatus err = NATS_OK;
@@ -274,31 +283,71 @@ class NatsSender final : public Sender {
 
   void Send(std::span<const Event> events, std::span<SendResult> results,
             steady_clock::time_point deadline) override {
-    if (events.empty() || steady_clock::now() >= deadline) return;
-    // The streams of this call, in order of first appearance; their events
-    // in position order.
-    struct StreamQueue {
-      std::vector<size_t> events;
-      size_t next = 0;
-    };
-    std::vector<StreamQueue> queues;
-    std::vector<size_t> queue_of(events.size());
-    {
-      std::unordered_map<std::string_view, size_t> index;
-      for (size_t i = 0; i < events.size(); ++i) {
-        auto [it, added] = index.emplace(events[i].stream, queues.size());
-        if (added) queues.emplace_back();
-        queues[it->second].events.push_back(i);
-        queue_of[i] = it->second;
-      }
-    }
-    std::deque<size_t> ready;
-    for (size_t q = 0; q < queues.size(); ++q) ready.push_back(q);
+    SendCall(events, results, deadline, false);
+  }
+  void SendKeepingInFlight(std::span<const Event> events,
+                           std::span<SendResult> results,
+                           steady_clock::time_point deadline) override {
+    SendCall(events, results, deadline, true);
+  }
 
+ private:
+  static constexpr size_t kNone = static_cast<size_t>(-1);
+
+  // Send and SendKeepingInFlight (`keep`): see herald/sender.h.
+  void SendCall(std::span<const Event> events, std::span<SendResult> results,
+                steady_clock::time_point deadline, bool keep) {
+    if (events.empty() || steady_clock::now() >= deadline) {
+      carried_.clear();  // abandoned
+      return;
+    }
+    // next_of_[i]: the next event of events[i]'s stream in this call, or
+    // kNone; heads: the first event of each stream, in order of first
+    // appearance. An event left in flight by the last call is its stream's
+    // head here (the caller's promise; one that is not is sent again in
+    // its place in the stream).
+    std::vector<size_t>& next_of = next_of_;
+    next_of.assign(events.size(), kNone);
+    std::unordered_map<std::string_view, size_t>& last_of = last_of_;
+    last_of.clear();
+    std::deque<size_t> ready;
+    std::unordered_map<std::string_view, size_t>& in_flight = in_flight_;
+    in_flight.clear();
+    size_t unsent = events.size();  // not sent yet, nor given up
+    for (size_t i = 0; i < events.size(); ++i) {
+      auto [it, added] = last_of.emplace(events[i].stream, i);
+      if (!added) {
+        next_of[it->second] = i;
+        it->second = i;
+        continue;
+      }
+      if (!carried_.empty() && carried_.count(events[i].id)) {
+        in_flight.emplace(events[i].id, i);  // its answer is awaited
+        results[i].attempted = true;
+        --unsent;
+        continue;
+      }
+      ready.push_back(i);
+    }
+    carried_.clear();  // anything not passed again is abandoned
+
+    bool lost = false;
     {
       detail::MutexLock lock(&box_->mu);
-      box_->done.clear();
-      box_->lost = false;
+      if (in_flight.empty()) {
+        box_->done.clear();
+        box_->lost = false;
+      }
+      lost = box_->lost;
+    }
+    if (lost) {
+      // The connection dropped since the last call: what it left in flight
+      // may or may not be stored (retryable; a repeat is absorbed by the
+      // duplicate window). The rest waits for the next call.
+      FailAll(&in_flight, results,
+              "connection to " + RedactUrl(url_) + " lost before the PubAck");
+      DropPending();
+      return;
     }
     if (!WaitConnected(std::min(
             deadline, steady_clock::now() + config_.connect_timeout))) {
@@ -313,40 +362,56 @@ class NatsSender final : public Sender {
         why += last;
       }
       Status s = Status::Unavailable(why + ")");
-      for (const auto& q : queues) results[q.events.front()].status = s;
-      for (const auto& q : queues) results[q.events.front()].attempted = true;
+      for (size_t i : ready) {
+        results[i].status = s;
+        results[i].attempted = true;
+      }
+      FailAll(&in_flight, results, why + ")");
+      DropPending();
       return;
     }
 
-    // Event id -> index; the ids are the events' own (they outlive the call).
-    std::unordered_map<std::string_view, size_t> in_flight;
-    in_flight.reserve(static_cast<size_t>(max_in_flight_));
+    // Gives up the rest of the stream after events[i] (not sent).
+    auto stop_stream = [&](size_t i) {
+      for (size_t j = next_of[i]; j != kNone; j = next_of[j]) --unsent;
+    };
     int jetstream_answers = -1;  // -1 not asked yet, 0 no, 1 yes
     std::string jetstream_error;
     bool connection_lost = false;
     std::string body;
     std::string subject;
     size_t published = 0;  // in this round of the loop
+    std::vector<Completion> got;
     for (;;) {
       // Publish the head of ready streams, up to the bound.
       while (!connection_lost &&
              static_cast<int>(in_flight.size()) < max_in_flight_ &&
              !ready.empty() && steady_clock::now() < deadline) {
-        size_t q = ready.front();
+        size_t i = ready.front();
         ready.pop_front();
-        size_t i = queues[q].events[queues[q].next];
         const Event& e = events[i];
         subject.clear();
         config_.subject.ExpandTo(e, &subject);
         Status s = Publish(e, subject, &body);
         results[i].attempted = true;
+        --unsent;
         if (!s.ok()) {
           results[i].status = s;  // the stream stops here
+          stop_stream(i);
           if (s.retryable()) connection_lost = true;
           continue;
         }
         in_flight.emplace(e.id, i);
         ++published;
+      }
+      if (keep && unsent == 0 && !connection_lost) {
+        // Everything of this call is sent: what is not answered yet stays
+        // in flight, answered in the next call.
+        for (const auto& [id, i] : in_flight) {
+          carried_.emplace(id);
+          results[i] = SendResult::InFlight();
+        }
+        return;
       }
       if (in_flight.empty()) break;
       if (published > 0 && in_flight.size() <= kFlushBelow) {
@@ -360,8 +425,7 @@ class NatsSender final : public Sender {
       }
       published = 0;
 
-      std::vector<Completion> got;
-      bool lost = false;
+      got.clear();
       {
         detail::MutexLock lock(&box_->mu);
         while (box_->done.empty() && !box_->lost &&
@@ -372,17 +436,17 @@ class NatsSender final : public Sender {
         box_->lost = false;
       }
       for (Completion& c : got) {
-        auto it = in_flight.find(c.id);
-        if (it == in_flight.end()) continue;  // of an earlier, abandoned call
+        auto it = in_flight.find(c.id());
+        if (it == in_flight.end()) continue;  // of an abandoned event
         size_t i = it->second;
         in_flight.erase(it);
         if (c.ok) {
           results[i].status = Status::OK();
-          StreamQueue& q = queues[queue_of[i]];
-          if (++q.next < q.events.size()) ready.push_back(queue_of[i]);
+          if (next_of[i] != kNone) ready.push_back(next_of[i]);
           continue;
         }
         results[i].status = Classify(c, &jetstream_answers, &jetstream_error);
+        stop_stream(i);
       }
       if (lost) {
         // Whatever was in flight may or may not be stored: retryable, and
@@ -401,7 +465,6 @@ class NatsSender final : public Sender {
     }
   }
 
- private:
   static void OnConnected(natsConnection*, void* closure) {
     auto box = Mailboxes::Get().Find(closure);
     if (!box) return;
@@ -421,7 +484,13 @@ class NatsSender final : public Sender {
     Completion c;
     const char* id = nullptr;
     if (msg && natsMsgHeader_Get(msg, "Nats-Msg-Id", &id) == NATS_OK && id) {
-      c.id = id;
+      size_t n = std::strlen(id);
+      if (n <= sizeof c.id_text) {
+        std::memcpy(c.id_text, id, n);
+        c.id_size = static_cast<uint8_t>(n);
+      } else {
+        c.long_id = id;
+      }
     }
     if (pa != nullptr) {
       c.ok = true;
@@ -434,7 +503,7 @@ class NatsSender final : public Sender {
       c.subject = natsMsg_GetSubject(msg);
     }
     natsMsg_Destroy(msg);
-    if (c.id.empty()) return;
+    if (c.id().empty()) return;
     auto box = Mailboxes::Get().Find(closure);
     if (!box) return;
     detail::MutexLock lock(&box->mu);
@@ -495,6 +564,7 @@ class NatsSender final : public Sender {
     natsMsg* owned = msg.release();
     s = js_PublishMsgAsync(js_.get(), &owned, &po);
     natsMsg_Destroy(owned);  // null when libnats took it
+    published_any_ = true;
     if (s != NATS_OK) {
       return Status::Unavailable("publishing to '" + subject +
                                  "': " + NatsText(s));
@@ -566,6 +636,9 @@ class NatsSender final : public Sender {
   // Takes back the publishes still waiting for a PubAck, so none of them
   // is answered into a later call.
   void DropPending() {
+    // libnats has no list to return before the first asynchronous publish
+    // (and crashes when asked for it).
+    if (!published_any_) return;
     natsMsgList pending{};
     if (js_PublishAsyncGetPendingList(&pending, js_.get()) == NATS_OK) {
       natsMsgList_Destroy(&pending);
@@ -578,7 +651,15 @@ class NatsSender final : public Sender {
   const std::string url_;
   const std::string source_;
   const int max_in_flight_;
-  MessageHeaders headers_;  // Publish's, reused (relay thread only)
+  // The relay thread's (reused across calls, so a call allocates little):
+  MessageHeaders headers_;  // Publish's
+  std::vector<size_t> next_of_;
+  std::unordered_map<std::string_view, size_t> last_of_;
+  // Event id -> index in the call; the ids are the call's events' own.
+  std::unordered_map<std::string_view, size_t> in_flight_;
+  // The ids a SendKeepingInFlight call left in flight, for the next call.
+  std::unordered_set<std::string> carried_;
+  bool published_any_ = false;  // js_PublishMsgAsync was called
 
   // Shared with libnats' threads, which find it by closure_ (Mailboxes).
   const std::shared_ptr<Mailbox> box_ = std::make_shared<Mailbox>();
