@@ -1,13 +1,15 @@
 #!/usr/bin/env bash
 # Builds the tests with sanitizers into build-SANITIZERS and runs the fast,
 # in-process suites, the fuzz corpora included (FuzzCorpus.*), and the
-# broker suites: the NATS, RabbitMQ and Kafka senders, the NATS and
-# RabbitMQ consumer sources (their end-to-end tests run the sanitized
-# `herald relay`, `herald consume` and consumer child; RabbitMQ's need
-# HERALD_TEST_AMQP_URL, so scripts/test.sh runs this under
-# tests/support/with-rabbitmq.sh). The Kafka consumer source is left out
-# for CI time (its suite passes under ASan: scripts/sanitize.sh
-# address,undefined '^KafkaConsumer' builds everything and runs it).
+# in-process broker suites: the NATS sender against a real nats-server
+# (where ASan found libnats calling a freed sender's handler) and the Kafka
+# sender against librdkafka's mock. The suites that run the sanitized
+# `herald` binary and consumer child (NATS/RabbitMQ/Kafka consumers,
+# RabbitMQ senders) pass under ASan too but stay out of CI for its time:
+#   scripts/sanitize.sh address,undefined \
+#     '^(NatsConsumer|RabbitSenderTest|RabbitConsumer|KafkaConsumer)'
+# builds everything and runs them (RabbitMQ's need HERALD_TEST_AMQP_URL:
+# run it under tests/support/with-rabbitmq.sh).
 # Usage: scripts/sanitize.sh [address,undefined|thread] [ctest -R regex]
 # With the default regex only the test programs it selects are built; with
 # a regex of your own everything is. PostgreSQL-parameterised suites run on
@@ -16,7 +18,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 sanitizer=${1:-address,undefined}
-default_regex='^(Backends/StoreContract|Json|Uuid|Time|Event|SqliteStore|Dispatcher|UnitOfWork|OrderService|FuzzCorpus|RelayConfig|Backends/RelayLibrary|ThreadAnnotations|NatsSender|NatsOptions|NatsConsumer|RabbitSenderTest|RabbitOptions|RabbitConsumer|KafkaSenderTest|KafkaOptions|JavaMurmur2)'
+default_regex='^(Backends/StoreContract|Json|Uuid|Time|Event|SqliteStore|Dispatcher|UnitOfWork|OrderService|FuzzCorpus|RelayConfig|Backends/RelayLibrary|ThreadAnnotations|NatsSender|NatsOptions|KafkaSenderTest|KafkaOptions|JavaMurmur2)'
 regex=${2:-$default_regex}
 dir=build-${sanitizer//,/-}
 launcher=()
@@ -25,18 +27,20 @@ if command -v ccache >/dev/null; then launcher=(-DCMAKE_CXX_COMPILER_LAUNCHER=cc
 # unit/json_test.cc: 19 s -> 7 s of CPU under ASan+UBSan), with
 # file:line in every report; asserts stay on.
 targets=()
-parts=()
+# Every part named, so that a build dir configured by an older version of
+# this script (which left the brokers out) is turned back on.
+parts=(-DHERALD_WITH_KAFKA=ON -DHERALD_WITH_NATS=ON -DHERALD_WITH_RABBITMQ=ON
+       -DHERALD_WITH_MYSQL=ON)
 if [[ $regex == "$default_regex" ]]; then
-  # None of these suites reaches a MySQL source: leave it out rather than
-  # compile it under the sanitizers.
-  parts=(-DHERALD_WITH_MYSQL=OFF)
+  # None of these suites reaches RabbitMQ or a MySQL source: leave them out
+  # rather than compile them under the sanitizers.
+  parts=(-DHERALD_WITH_KAFKA=ON -DHERALD_WITH_NATS=ON -DHERALD_WITH_RABBITMQ=OFF
+         -DHERALD_WITH_MYSQL=OFF)
   # The programs behind the default suites (tests/*/CMakeLists.txt).
   targets=(store_contract_test util_test sqlite_store_test dispatcher_test
            order_service_test order_service relay_config_test
            relay_library_test thread_annotations_test
-           nats_sender_test nats_consumer_test rabbitmq_sender_test
-           rabbitmq_consumer_test kafka_sender_test herald_test_broker_consumer
-           herald_cli_bin)
+           nats_sender_test kafka_sender_test)
   for src in fuzz/*_fuzz.cc; do
     targets+=("$(basename "${src%.cc}")_corpus_test")
   done

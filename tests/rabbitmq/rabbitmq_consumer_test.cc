@@ -9,7 +9,6 @@
 
 #include <cstdlib>
 #include <fstream>
-#include <regex>
 #include <set>
 #include <sstream>
 
@@ -263,8 +262,9 @@ class RabbitConsumerConfig : public testing::ConsumerConfigRefusal {
 
 TEST_F(RabbitConsumerConfig, AMissingQueueIsRefusedNamingTheKey) {
   std::string err = Refused("max_in_flight = 4\nconnect_timeout = \"1s\"\n");
-  EXPECT_TRUE(std::regex_search(
-      err, std::regex("herald.toml:[0-9]+: consumer 'c'.queue: is required")))
+  // The line of the [[consumer]] header: the key is not in the table.
+  EXPECT_NE(err.find("herald.toml:4: consumer 'c'.queue: is required"),
+            std::string::npos)
       << err;
 }
 
