@@ -459,30 +459,13 @@ TEST(SqsConsumerSqslite, TheSendersMessagesDecodeFromSqslite) {
 
 // Bad per-source keys: `herald consume` refuses the config with the key and
 // its line, exit 2, and starts nothing.
-class SqsConsumerConfig : public ::testing::Test {
+class SqsConsumerConfig : public testing::ConsumerConfigRefusal {
  protected:
-  std::string Refused(const std::string& source, const std::string& keys) {
-    std::string path = dir_.file("herald.toml");
-    std::ofstream(path) << "[store]\nurl = \"sqlite:" << dir_.file("h.db")
-                        << "\"\n\n[[consumer]]\nname = \"c\"\n"
-                        << "source = \"" << source << "\"\n"
-                        << "inbox = \"sqlite:" << dir_.file("inbox.db")
-                        << "\"\nexec = \"true\"\n"
-                        << keys;
-    std::string out, err;
-    EXPECT_EQ(
-        RunCommand({HeraldBin(), "consume", "--config", path}, &out, &err), 2)
-        << err;
-    return err;
-  }
-  std::string Refused(const std::string& keys) {
-    return Refused("sqs:http://127.0.0.1:1/1/q", keys);
-  }
-  testing::TempDir dir_;
+  SqsConsumerConfig() : ConsumerConfigRefusal("sqs:http://127.0.0.1:1/1/q") {}
 };
 
 TEST_F(SqsConsumerConfig, AMissingQueueUrlIsRefusedWithTheSourceLine) {
-  std::string err = Refused("sqs:", "region = \"us-east-1\"\n");
+  std::string err = RefusedFrom("sqs:", "region = \"us-east-1\"\n");
   EXPECT_NE(err.find("herald.toml:6: consumer 'c'.source: 'sqs:' needs a "
                      "queue URL"),
             std::string::npos)
@@ -490,8 +473,8 @@ TEST_F(SqsConsumerConfig, AMissingQueueUrlIsRefusedWithTheSourceLine) {
 }
 
 TEST_F(SqsConsumerConfig, AQueueUrlWithoutAQueueNameIsRefusedWithItsLine) {
-  std::string err = Refused("sqs:https://sqs.eu-west-1.amazonaws.com/",
-                            "visibility_timeout = \"5s\"\n");
+  std::string err = RefusedFrom("sqs:https://sqs.eu-west-1.amazonaws.com/",
+                                "visibility_timeout = \"5s\"\n");
   EXPECT_NE(err.find("herald.toml:6: consumer 'c'.source:"), std::string::npos)
       << err;
   EXPECT_NE(err.find("does not end in a queue name"), std::string::npos) << err;

@@ -268,10 +268,15 @@ class ConsumerConfigRefusal : public ::testing::Test {
       : source_(std::move(source)) {}
 
   std::string Refused(const std::string& keys, const std::string& name = "c") {
+    return RefusedFrom(source_, keys, name);
+  }
+  // The same with another source URL (line 6).
+  std::string RefusedFrom(const std::string& source, const std::string& keys,
+                          const std::string& name = "c") {
     std::string path = dir_.file("herald.toml");
     std::ofstream(path) << "[store]\nurl = \"sqlite:" << dir_.file("h.db")
                         << "\"\n\n[[consumer]]\nname = \"" << name << "\"\n"
-                        << "source = \"" << source_ << "\"\n"
+                        << "source = \"" << source << "\"\n"
                         << "inbox = \"sqlite:" << dir_.file("inbox.db")
                         << "\"\nexec = \"true\"\n"
                         << keys;
