@@ -44,7 +44,7 @@ if [[ -x tests/support/with-rabbitmq.sh ]]; then
 fi
 step "tests" ${rabbit[@]+"${rabbit[@]}"} ${pg[@]+"${pg[@]}"} ctest --test-dir build --output-on-failure -j2 --timeout 600
 if [[ ${HERALD_ASAN:-1} == 1 ]]; then
-  step "ASan+UBSan: build, in-process and broker suites" ${rabbit[@]+"${rabbit[@]}"} ${pg[@]+"${pg[@]}"} scripts/sanitize.sh address,undefined
+  step "ASan+UBSan: build, in-process suites" ${pg[@]+"${pg[@]}"} scripts/sanitize.sh address,undefined
 fi
 if [[ ${HERALD_THREAD_SAFETY_CHECK:-1} == 1 ]]; then
   step "thread-safety: clang -Wthread-safety build" scripts/thread_safety.sh
