@@ -1015,6 +1015,20 @@ class PipeSender final : public Sender {
   std::map<std::string, std::string> in_flight_;  // left by the last call
 };
 
+// n events over the streams a, b, c in turn (a b c a b c ...).
+std::vector<Event> RoundRobinEvents(int n) {
+  std::vector<Event> events;
+  for (int i = 0; i < n; ++i) {
+    Event e;
+    e.id = NewUuidV7();
+    e.stream = std::string(1, static_cast<char>('a' + i % 3));
+    e.type = "t.x";
+    e.payload = "{}";
+    events.push_back(e);
+  }
+  return events;
+}
+
 // The relay carries events left in flight into its next batch; one of
 // them then fails for good: it is parked, nothing later of its stream is
 // acknowledged or overtakes it (held, in this batch and the later ones),
@@ -1028,15 +1042,7 @@ TEST_P(RelayLibrary, PipelinedAFailureCarriedIntoTheNextBatchParksItsStream) {
                   .ok());
   // a b c a b c ...: the 10th event (a's 4th) is the last of a in the
   // first batch of 10, so it is left in flight and answered in the next.
-  std::vector<Event> events;
-  for (int i = 0; i < 30; ++i) {
-    Event e;
-    e.id = NewUuidV7();
-    e.stream = std::string(1, static_cast<char>('a' + i % 3));
-    e.type = "t.x";
-    e.payload = "{}";
-    events.push_back(e);
-  }
+  std::vector<Event> events = RoundRobinEvents(30);
   {
     std::lock_guard<std::mutex> lock(state->mu);
     state->fail[events[9].id] = -1;
@@ -1079,15 +1085,7 @@ TEST_P(RelayLibrary, PipelinedARetriedCarriedEventKeepsItsStreamInOrder) {
   Relay relay(store_.get(), Options());
   ASSERT_TRUE(
       relay.AddRoute(Route(), std::make_unique<PipeSender>(state)).ok());
-  std::vector<Event> events;
-  for (int i = 0; i < 40; ++i) {
-    Event e;
-    e.id = NewUuidV7();
-    e.stream = std::string(1, static_cast<char>('a' + i % 3));
-    e.type = "t.x";
-    e.payload = "{}";
-    events.push_back(e);
-  }
+  std::vector<Event> events = RoundRobinEvents(40);
   {
     std::lock_guard<std::mutex> lock(state->mu);
     state->fail[events[9].id] = 2;  // busy twice, then taken
