@@ -4,6 +4,7 @@
 // a RabbitMQ queue; nats: a JetStream durable pull consumer; kafka: a
 // consumer group or assigned partitions; sqs: a queue).
 #include <string>
+#include <utility>
 
 #include "herald/consumer_source.h"
 #include "transport/http/http_scheme.h"
@@ -32,46 +33,49 @@ namespace detail {
 
 void RegisterBuiltinSourceScheme(const std::string& scheme, SourceScheme entry);
 
+namespace {
+
+[[maybe_unused]] SourceScheme Scheme(
+    decltype(SourceScheme::validate_url) validate_url,
+    decltype(SourceScheme::validate_options) validate_options,
+    decltype(SourceScheme::make_source) make_source) {
+  SourceScheme s;
+  s.validate_url = std::move(validate_url);
+  s.validate_options = std::move(validate_options);
+  s.make_source = std::move(make_source);
+  return s;
+}
+
+}  // namespace
+
 void RegisterBuiltinSourceSchemes() {
 #if HERALD_WITH_CONSUMER
-  SourceScheme http;
-  http.validate_url = ValidateHttpUrl;
-  http.validate_options = ValidateHttpSourceOptions;
-  http.make_source = MakeHttpSource;
+  SourceScheme http =
+      Scheme(ValidateHttpUrl, ValidateHttpSourceOptions, MakeHttpSource);
   RegisterBuiltinSourceScheme("http", http);
   RegisterBuiltinSourceScheme("https", http);
 #endif
 #if HERALD_WITH_AWS
-  SourceScheme sqs;
-  sqs.validate_url = [](std::string_view url) -> Status {
+  auto sqs_url = [](std::string_view url) -> Status {
     if (SchemeOfUrl(url) != "sqs") {
       return Status::InvalidArgument("a consumer source takes sqs:QUEUE_URL");
     }
     return ValidateAwsUrl(url);
   };
-  sqs.validate_options = ValidateSqsSource;
-  sqs.make_source = MakeSqsSource;
-  RegisterBuiltinSourceScheme("sqs", sqs);
+  RegisterBuiltinSourceScheme(
+      "sqs", Scheme(sqs_url, ValidateSqsSource, MakeSqsSource));
 #endif
 #if HERALD_WITH_KAFKA
-  SourceScheme kafka;
-  kafka.validate_url = ValidateKafkaUrl;
-  kafka.validate_options = ValidateKafkaSource;
-  kafka.make_source = MakeKafkaSource;
-  RegisterBuiltinSourceScheme("kafka", kafka);
+  RegisterBuiltinSourceScheme(
+      "kafka", Scheme(ValidateKafkaUrl, ValidateKafkaSource, MakeKafkaSource));
 #endif
 #if HERALD_WITH_NATS
-  SourceScheme nats;
-  nats.validate_url = ValidateNatsUrl;
-  nats.validate_options = ValidateNatsSource;
-  nats.make_source = MakeNatsSource;
-  RegisterBuiltinSourceScheme("nats", nats);
+  RegisterBuiltinSourceScheme(
+      "nats", Scheme(ValidateNatsUrl, ValidateNatsSource, MakeNatsSource));
 #endif
 #if HERALD_WITH_RABBITMQ
-  SourceScheme amqp;
-  amqp.validate_url = ValidateAmqpUrl;
-  amqp.validate_options = ValidateRabbitSource;
-  amqp.make_source = MakeRabbitSource;
+  SourceScheme amqp =
+      Scheme(ValidateAmqpUrl, ValidateRabbitSource, MakeRabbitSource);
   RegisterBuiltinSourceScheme("amqp", amqp);
   RegisterBuiltinSourceScheme("amqps", amqp);
 #endif
