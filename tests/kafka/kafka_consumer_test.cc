@@ -84,12 +84,13 @@ class KafkaConsumer : public ::testing::Test {
     return {heartbeat, session};
   }
 
-  // The `partitions` key naming every partition of the topic.
-  static OptionField AllPartitions() {
+  // The `partitions` key naming every partition of the topic (of a topic
+  // of `count` partitions).
+  static OptionField AllPartitions(int count = kPartitions) {
     OptionField parts;
     parts.key = "partitions";
     parts.value.kind = OptionValue::Kind::kArray;
-    for (int p = 0; p < kPartitions; ++p) {
+    for (int p = 0; p < count; ++p) {
       OptionValue v;
       v.kind = OptionValue::Kind::kInteger;
       v.integer = p;
@@ -253,8 +254,9 @@ TEST_F(KafkaConsumer, StartLatestSkipsWhatIsThereAndAssignedPartitionsWork) {
 // master) answers every ListOffsets by timestamp with offset -1, "no record
 // at or after that time": what a real broker answers for a time after every
 // record. So what can be checked here is the lookup itself (asked of the
-// broker, answered, mapped to the end), its place after the group's commit,
-// and its failure; not the pick of a record in the middle of a partition.
+// broker, answered, mapped to the end Start saw), its place after the
+// group's commit, and its failure; not the pick of a record in the middle
+// of a partition.
 class KafkaConsumerStartTime : public KafkaConsumer {
  protected:
   // SourceOptions(group) with `start` = the time one hour from now, after
@@ -263,12 +265,56 @@ class KafkaConsumerStartTime : public KafkaConsumer {
     return WithStart(SourceOptions(group),
                      FormatRfc3339(NowMicros() + 3'600'000'000));
   }
+
+  // Start of assigned partitions with ListOffsets answered `errors` (mock
+  // error codes in turn, 0 for an answer) fails with `message`.
+  void ExpectStartFails(const std::string& errors, const std::string& message) {
+    auto so = AfterEverything("refused");
+    so.options.fields.push_back(AllPartitions());
+    ASSERT_EQ(cluster_->Command("errors 2 " + errors), "ok");
+    auto source = MakeConsumerSource(so);
+    ASSERT_TRUE(source.ok());
+    Status s = (*source)->Start();
+    ASSERT_EQ(cluster_->Command("clear 2"), "ok");
+    EXPECT_TRUE(s.IsUnavailable()) << s.ToString();
+    EXPECT_NE(s.message().find(message), std::string::npos) << s.ToString();
+  }
 };
 
 // A new group (no commit): the broker is asked for the first record at or
 // after the time, has none, and the group starts at the end.
 TEST_F(KafkaConsumerStartTime, ATimeAfterEveryRecordReadsOnlyLaterOnes) {
   ExpectOnlyLaterRecords(AfterEverything("time"));
+}
+
+// Records published right after Start returns, before the fetcher has
+// begun, are read: Start fixed the position itself (the end as it stood
+// just before the lookup). To hold the fetcher back, the mock answers the first
+// ListOffsets request and drops the connection at the next three: a source
+// leaving the end to be resolved when fetching begins (a logical
+// RD_KAFKA_OFFSET_END) would resolve it only after the records are there
+// and skip them; this source's lookups in Start retry the drops.
+TEST_F(KafkaConsumerStartTime, RecordsPublishedRightAfterStartAreRead) {
+  // One partition: one fetcher request at a time takes the drops.
+  topic_ += "-one";
+  ASSERT_EQ(cluster_->Command("topic " + topic_ + ":1"), "ok");
+  t_.Append(8, 4);
+  Publish(t_.events(), "binary");
+  auto so = AfterEverything("right-after");
+  so.options.fields.push_back(AllPartitions(1));
+  auto source = MakeConsumerSource(so);
+  ASSERT_TRUE(source.ok()) << source.status().ToString();
+  ConsumerSource& src = **source;
+  ASSERT_EQ(cluster_->Command("errors 2 0 -195 -195 -195"), "ok");
+  Status started = src.Start();
+  t_.Append(4, 4);
+  Publish(std::span<const Event>(t_.events()).subspan(8), "binary");
+  auto got = testing::PollUntil(src, 4);
+  ASSERT_EQ(cluster_->Command("clear 2"), "ok");
+  ASSERT_TRUE(started.ok()) << started.ToString();
+  ExpectEvents(got, 8, 12);
+  testing::ExpectNothingMore(src, milliseconds(300));  // no old record
+  src.Close();
 }
 
 TEST_F(KafkaConsumerStartTime, TheGroupsCommitWinsOverTheTime) {
@@ -301,20 +347,18 @@ TEST_F(KafkaConsumerStartTime, TheGroupsCommitWinsOverTheTime) {
 // the broker's answer (the consumer retries it); a group member logs it and
 // lets librdkafka start those partitions at the group's commit or, without
 // one, the earliest record: more than asked for, never less (the inbox
-// absorbs what was handled).
+// absorbs what was handled). Start asks first for the partitions' ends, then
+// by time, each one ListOffsets request (the cluster has one broker): the
+// mock's `errors 2 ...` says which of the two is refused.
 TEST_F(KafkaConsumerStartTime, AFailedLookupFailsStartWithTheBrokersAnswer) {
-  auto so = AfterEverything("refused");
-  so.options.fields.push_back(AllPartitions());
-  ASSERT_EQ(cluster_->Command("errors 2 3"), "ok");
-  auto source = MakeConsumerSource(so);
-  ASSERT_TRUE(source.ok());
-  Status s = (*source)->Start();
-  ASSERT_EQ(cluster_->Command("clear 2"), "ok");
-  EXPECT_TRUE(s.IsUnavailable()) << s.ToString();
-  EXPECT_NE(s.message().find(
-                "finding offsets by time: Broker: Unknown topic or partition"),
-            std::string::npos)
-      << s.ToString();
+  ExpectStartFails(
+      "0 3", "finding offsets by time: Broker: Unknown topic or partition");
+}
+
+TEST_F(KafkaConsumerStartTime, AFailedEndLookupFailsStartWithTheBrokersAnswer) {
+  ExpectStartFails("3",
+                   "finding the end offsets for a start time: Broker: Unknown "
+                   "topic or partition");
 }
 
 TEST_F(KafkaConsumerStartTime,
@@ -328,7 +372,7 @@ TEST_F(KafkaConsumerStartTime,
     std::lock_guard<std::mutex> lock(mu);
     log += line + "\n";
   };
-  ASSERT_EQ(cluster_->Command("errors 2 3"), "ok");
+  ASSERT_EQ(cluster_->Command("errors 2 0 3"), "ok");  // the time lookup
   auto source = MakeConsumerSource(so);
   ASSERT_TRUE(source.ok());
   ASSERT_TRUE((*source)->Start().ok());

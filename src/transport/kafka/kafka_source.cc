@@ -7,7 +7,8 @@
 //                from the group's committed offsets; where the group has
 //                none, from `start`: "earliest" (default), "latest" or an
 //                RFC 3339 time (offsetsForTimes: the first record at or
-//                after it).
+//                after it; with none, the end as it stood when Start or the
+//                assignment looked, so a record produced after is read).
 //   delivery     one record, decoded from the Kafka binding the sender
 //                writes (ce_* headers, content-type) or structured
 //                CloudEvents JSON.
@@ -39,6 +40,7 @@
 #include <algorithm>
 #include <cstring>
 #include <map>
+#include <memory>
 #include <set>
 #include <string>
 #include <unordered_map>
@@ -54,6 +56,14 @@ namespace {
 
 using Clock = std::chrono::steady_clock;
 using std::chrono::milliseconds;
+
+struct OffsetListDeleter {
+  void operator()(rd_kafka_topic_partition_list_t* l) const {
+    rd_kafka_topic_partition_list_destroy(l);
+  }
+};
+using OffsetList =
+    std::unique_ptr<rd_kafka_topic_partition_list_t, OffsetListDeleter>;
 
 struct KafkaSourceConfig {
   std::string brokers;
@@ -146,8 +156,8 @@ struct Partition {
   std::map<int64_t, bool> in_hand;  // offset -> acknowledged
   int64_t next = -1;       // the offset after the last record delivered
   int64_t committed = -1;  // the last commit point sent
-  // Where it starts: the group's commit or the offset `start` found (or a
-  // logical offset: RD_KAFKA_OFFSET_END, _INVALID...).
+  // Where it starts: the group's commit or the offset a `start` time found
+  // (or RD_KAFKA_OFFSET_INVALID: auto.offset.reset, from `start`, decides).
   int64_t base = RD_KAFKA_OFFSET_INVALID;
 };
 
@@ -306,8 +316,7 @@ class KafkaSource final : public ConsumerSource {
         // puts a group without one.
         if (p.base >= 0) {
           from = p.base;
-        } else if (p.base == RD_KAFKA_OFFSET_END ||
-                   c_.start == KafkaSourceConfig::Start::kLatest) {
+        } else if (c_.start == KafkaSourceConfig::Start::kLatest) {
           from = hi;
         } else {
           from = std::max<int64_t>(lo, 0);
@@ -448,7 +457,19 @@ class KafkaSource final : public ConsumerSource {
   }
 
   // Starting offsets for `list`: the group's committed ones; where it has
-  // none and `start` is a time, the first record at or after it.
+  // none and `start` is a time, the first record at or after it, or, with
+  // none, the partition's end as it stood just before the lookup.
+  //
+  // The end is a concrete offset, asked for BEFORE the time lookup. A
+  // logical RD_KAFKA_OFFSET_END would be resolved only when fetching
+  // begins, so a record produced in between would be skipped. And the
+  // order matters: when the lookup answers "none", no record before the
+  // lookup is at or after the time, so the records between the end asked
+  // first and the lookup are earlier ones (read although not asked for:
+  // more, never less, and the inbox absorbs them), while every record
+  // produced after the lookup is at or past that end and is read. An end
+  // asked after the lookup would skip a record produced between the two,
+  // although it may be at or after the time.
   Status StartingOffsets(rd_kafka_topic_partition_list_t* list) {
     rd_kafka_resp_err_t err = rd_kafka_committed(rk_, list, 10000);
     if (err) {
@@ -456,30 +477,51 @@ class KafkaSource final : public ConsumerSource {
                                  rd_kafka_err2str(err));
     }
     if (c_.start != KafkaSourceConfig::Start::kTime) return Status::OK();
-    rd_kafka_topic_partition_list_t* times =
-        rd_kafka_topic_partition_list_new(list->cnt);
+    // ListOffsets by timestamp for the partitions without a commit: `ends`
+    // with timestamp RD_KAFKA_OFFSET_END (-1: the offset the next record
+    // gets, the last stable one under read_committed, as the fetcher would
+    // resolve RD_KAFKA_OFFSET_END), then `times` with the start time.
+    OffsetList ends(rd_kafka_topic_partition_list_new(list->cnt));
+    OffsetList times(rd_kafka_topic_partition_list_new(list->cnt));
     for (int i = 0; i < list->cnt; ++i) {
       if (list->elems[i].offset >= 0) continue;
-      rd_kafka_topic_partition_list_add(times, c_.topic.c_str(),
-                                        list->elems[i].partition)
+      int32_t partition = list->elems[i].partition;
+      rd_kafka_topic_partition_list_add(ends.get(), c_.topic.c_str(), partition)
+          ->offset = RD_KAFKA_OFFSET_END;
+      rd_kafka_topic_partition_list_add(times.get(), c_.topic.c_str(),
+                                        partition)
           ->offset = c_.start_us / 1000;
     }
-    if (times->cnt > 0) {
-      err = rd_kafka_offsets_for_times(rk_, times, 10000);
-      if (err) {
-        rd_kafka_topic_partition_list_destroy(times);
-        return Status::Unavailable(std::string("finding offsets by time: ") +
-                                   rd_kafka_err2str(err));
-      }
-      for (int i = 0; i < times->cnt; ++i) {
-        rd_kafka_topic_partition_t* t = &times->elems[i];
-        rd_kafka_topic_partition_t* to =
-            rd_kafka_topic_partition_list_find(list, t->topic, t->partition);
-        // No record at or after the time: from the end.
-        if (to) to->offset = t->offset >= 0 ? t->offset : RD_KAFKA_OFFSET_END;
+    if (times->cnt == 0) return Status::OK();
+    err = rd_kafka_offsets_for_times(rk_, ends.get(), 10000);
+    if (err) {
+      return Status::Unavailable(
+          std::string("finding the end offsets for a start time: ") +
+          rd_kafka_err2str(err));
+    }
+    err = rd_kafka_offsets_for_times(rk_, times.get(), 10000);
+    if (err) {
+      return Status::Unavailable(std::string("finding offsets by time: ") +
+                                 rd_kafka_err2str(err));
+    }
+    for (int i = 0; i < times->cnt; ++i) {
+      const rd_kafka_topic_partition_t* t = &times->elems[i];
+      const rd_kafka_topic_partition_t* end =
+          rd_kafka_topic_partition_list_find(ends.get(), t->topic,
+                                             t->partition);
+      rd_kafka_topic_partition_t* to =
+          rd_kafka_topic_partition_list_find(list, t->topic, t->partition);
+      if (!to) continue;
+      if (t->offset >= 0) {
+        to->offset = t->offset;
+      } else if (end && end->offset >= 0) {
+        to->offset = end->offset;  // no record at or after the time
+      } else {
+        return Status::Unavailable("finding the end offset of partition " +
+                                   std::to_string(t->partition) +
+                                   ": the broker answered none");
       }
     }
-    rd_kafka_topic_partition_list_destroy(times);
     return Status::OK();
   }
 
