@@ -1,18 +1,45 @@
 // Small pieces the broker consumer sources share (herald/consumer_source.h):
-// the line to name for a missing key, and the decoding of one message into
-// a SourceDelivery. Header-only.
+// their SourceScheme, the line to name for a missing key, and the decoding
+// of one message into a SourceDelivery. Header-only.
 #pragma once
 
 #include <algorithm>
 #include <cctype>
+#include <memory>
 #include <string>
 #include <string_view>
+#include <utility>
 
 #include "herald/cloudevents.h"
 #include "herald/consumer_source.h"
 #include "herald/route.h"
 
 namespace herald::detail {
+
+// The SourceScheme of a broker source: `validate_url` checks its URLs;
+// `parse` reads the per-source keys into a Config (errors name the key and
+// line), which validate_options does and forgets; make_source parses again
+// (options that passed validation parse the same) and makes
+// Source(options, config), which opens nothing until Start.
+template <typename Source, typename Config>
+SourceScheme BrokerSourceScheme(
+    decltype(SourceScheme::validate_url) validate_url,
+    Status (*parse)(const ConsumerSourceOptions& options, Config* out)) {
+  SourceScheme s;
+  s.validate_url = std::move(validate_url);
+  s.validate_options = [parse](ConsumerSourceOptions* options) {
+    Config config;
+    return parse(*options, &config);
+  };
+  s.make_source = [parse](const ConsumerSourceOptions& options)
+      -> Result<std::unique_ptr<ConsumerSource>> {
+    Config config;
+    HERALD_RETURN_IF_ERROR(parse(options, &config));
+    return std::unique_ptr<ConsumerSource>(
+        std::make_unique<Source>(options, std::move(config)));
+  };
+  return s;
+}
 
 // The config line to name when a required per-source key is missing: the
 // [[consumer]] header's line, else (options built in code) the first line

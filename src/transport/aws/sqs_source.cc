@@ -559,17 +559,14 @@ class SqsSource final : public ConsumerSource {
 
 }  // namespace
 
-Status ValidateSqsSource(ConsumerSourceOptions* options) {
-  SqsSourceConfig c;
-  return ParseSqsSource(*options, &c);
-}
-
-Result<std::unique_ptr<ConsumerSource>> MakeSqsSource(
-    const ConsumerSourceOptions& options) {
-  SqsSourceConfig c;
-  HERALD_RETURN_IF_ERROR(ParseSqsSource(options, &c));
-  return std::unique_ptr<ConsumerSource>(
-      std::make_unique<SqsSource>(options, std::move(c)));
+SourceScheme SqsSourceScheme() {
+  auto validate_url = [](std::string_view url) -> Status {
+    if (SchemeOfUrl(url) != "sqs") {
+      return Status::InvalidArgument("a consumer source takes sqs:QUEUE_URL");
+    }
+    return ValidateAwsUrl(url);
+  };
+  return BrokerSourceScheme<SqsSource>(validate_url, ParseSqsSource);
 }
 
 }  // namespace herald::detail

@@ -565,17 +565,8 @@ class KafkaSource final : public ConsumerSource {
 
 }  // namespace
 
-Status ValidateKafkaSource(ConsumerSourceOptions* options) {
-  KafkaSourceConfig c;
-  return ParseKafkaSource(*options, &c);
-}
-
-Result<std::unique_ptr<ConsumerSource>> MakeKafkaSource(
-    const ConsumerSourceOptions& options) {
-  KafkaSourceConfig c;
-  HERALD_RETURN_IF_ERROR(ParseKafkaSource(options, &c));
-  return std::unique_ptr<ConsumerSource>(
-      std::make_unique<KafkaSource>(options, std::move(c)));
+SourceScheme KafkaSourceScheme() {
+  return BrokerSourceScheme<KafkaSource>(ValidateKafkaUrl, ParseKafkaSource);
 }
 
 }  // namespace herald::detail

@@ -12,15 +12,11 @@ namespace herald::detail {
 inline constexpr std::string_view kKafkaSourceKeys =
     "topic, group, partitions, start, kafka";
 
-// SourceScheme::validate_options of kafka: `topic` required; `group`
-// (default: the consumer's name); `partitions` an array of partition
-// numbers (assigned, no group rebalancing); `start` "earliest" (default),
-// "latest" or an RFC 3339 time; `kafka` a table of librdkafka properties.
-Status ValidateKafkaSource(ConsumerSourceOptions* options);
-
-// Makes the source of options that passed ValidateKafkaSource; connects in
-// Start.
-Result<std::unique_ptr<ConsumerSource>> MakeKafkaSource(
-    const ConsumerSourceOptions& options);
+// The SourceScheme of kafka: URLs as the sender's (ValidateKafkaUrl); keys
+// `topic` required, `group` (default: the consumer's name), `partitions` an
+// array of partition numbers (assigned, no group rebalancing), `start`
+// "earliest" (default), "latest" or an RFC 3339 time, `kafka` a table of
+// librdkafka properties; the source connects in Start.
+SourceScheme KafkaSourceScheme();
 
 }  // namespace herald::detail

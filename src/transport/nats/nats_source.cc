@@ -614,17 +614,8 @@ class NatsSource final : public ConsumerSource {
 
 }  // namespace
 
-Status ValidateNatsSource(ConsumerSourceOptions* options) {
-  NatsSourceConfig c;
-  return ParseNatsSource(*options, &c);
-}
-
-Result<std::unique_ptr<ConsumerSource>> MakeNatsSource(
-    const ConsumerSourceOptions& options) {
-  NatsSourceConfig c;
-  HERALD_RETURN_IF_ERROR(ParseNatsSource(options, &c));
-  return std::unique_ptr<ConsumerSource>(
-      std::make_unique<NatsSource>(options, std::move(c)));
+SourceScheme NatsSourceScheme() {
+  return BrokerSourceScheme<NatsSource>(ValidateNatsUrl, ParseNatsSource);
 }
 
 }  // namespace herald::detail

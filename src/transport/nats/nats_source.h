@@ -12,13 +12,9 @@ namespace herald::detail {
 inline constexpr std::string_view kNatsSourceKeys =
     "stream, durable, subject, credentials, connect_timeout";
 
-// SourceScheme::validate_options of nats: `stream` required; `durable`
-// (default: the consumer's name) has no '.', '*', '>' or whitespace.
-Status ValidateNatsSource(ConsumerSourceOptions* options);
-
-// Makes the source of options that passed ValidateNatsSource; connects in
-// Start.
-Result<std::unique_ptr<ConsumerSource>> MakeNatsSource(
-    const ConsumerSourceOptions& options);
+// The SourceScheme of nats: URLs as the sender's (ValidateNatsUrl); keys
+// `stream` required, `durable` (default: the consumer's name) with no '.',
+// '*', '>' or whitespace; the source connects in Start.
+SourceScheme NatsSourceScheme();
 
 }  // namespace herald::detail

@@ -139,9 +139,4 @@ Status ParseRabbitSourceOptions(const ConsumerSourceOptions& source,
   return Status::OK();
 }
 
-Status ValidateRabbitSource(ConsumerSourceOptions* source) {
-  RabbitOptions o;
-  return ParseRabbitSourceOptions(*source, &o);
-}
-
 }  // namespace herald::detail

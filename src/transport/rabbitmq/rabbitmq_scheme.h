@@ -63,7 +63,4 @@ Status ValidateRabbitRoute(RouteConfig* route);
 Status ParseRabbitSourceOptions(const ConsumerSourceOptions& source,
                                 RabbitOptions* out);
 
-// SourceScheme::validate_options of amqp / amqps.
-Status ValidateRabbitSource(ConsumerSourceOptions* source);
-
 }  // namespace herald::detail

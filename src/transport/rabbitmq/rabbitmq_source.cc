@@ -480,12 +480,9 @@ class RabbitSource final : public ConsumerSource {
 
 }  // namespace
 
-Result<std::unique_ptr<ConsumerSource>> MakeRabbitSource(
-    const ConsumerSourceOptions& options) {
-  RabbitOptions o;
-  HERALD_RETURN_IF_ERROR(ParseRabbitSourceOptions(options, &o));
-  return std::unique_ptr<ConsumerSource>(
-      std::make_unique<RabbitSource>(options, std::move(o)));
+SourceScheme RabbitSourceScheme() {
+  return BrokerSourceScheme<RabbitSource>(ValidateAmqpUrl,
+                                          ParseRabbitSourceOptions);
 }
 
 }  // namespace herald::detail

@@ -8,9 +8,9 @@
 
 namespace herald::detail {
 
-// Makes the source of options that passed ValidateRabbitSource; connects
-// in Start.
-Result<std::unique_ptr<ConsumerSource>> MakeRabbitSource(
-    const ConsumerSourceOptions& options);
+// The SourceScheme of amqp / amqps: URLs as the sender's
+// (ValidateAmqpUrl); keys as ParseRabbitSourceOptions reads them; the
+// source connects in Start.
+SourceScheme RabbitSourceScheme();
 
 }  // namespace herald::detail
