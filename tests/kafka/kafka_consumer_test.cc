@@ -236,9 +236,23 @@ TEST_F(KafkaConsumer, ReleasedRecordsAreReadAgainStructuredModeAndLag) {
         return released_ids.empty();
       },
       seconds(20)));
-  EXPECT_LT(second.size(), 6u) << "records below the commit were read again";
+  // Acked, with the rest of their partition (records after them may come
+  // in a later poll than theirs), nothing waits.
   ASSERT_TRUE((*again)->Ack(testing::HandlesOf(second)).ok());
-  ASSERT_TRUE(testing::AwaitLag(**again, 0));
+  std::optional<int64_t> last_lag;
+  ASSERT_TRUE(WaitFor(
+      [&] {
+        auto more = (*again)->Poll(100, milliseconds(50));
+        if (more.ok() && !more->empty()) {
+          EXPECT_TRUE((*again)->Ack(testing::HandlesOf(*more)).ok());
+          for (auto& d : *more) second.push_back(std::move(d));
+        }
+        last_lag = (*again)->Lag();
+        return last_lag == 0;
+      },
+      seconds(10)))
+      << (last_lag ? std::to_string(*last_lag) : "unknown");
+  EXPECT_LT(second.size(), 6u) << "records below the commit were read again";
   (*again)->Close();
 }
 
