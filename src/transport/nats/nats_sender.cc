@@ -28,11 +28,10 @@
 #include <cstdint>
 #include <cstdio>
 #include <cstring>
-#include <deque>
 #include <memory>
 #include <string>
 #include <unordered_map>
-#include <unordered_set>
+#include <utility>
 #include <vector>
 
 #include "core/template.h"
@@ -151,6 +150,124 @@ struct Completion {
   natsStatus err = NATS_OK;
   jsErrCode code = static_cast<jsErrCode>(0);
   std::string text;
+};
+
+// A map from string keys (views: the caller keeps the strings alive) to
+// indexes, for the relay thread's bookkeeping of a call: open addressing
+// with linear probing in one array reused across calls, so a call neither
+// allocates nor clears it (a slot belongs to the current call only when it
+// carries the call's generation).
+class IndexTable {
+ public:
+  static constexpr size_t kNone = static_cast<size_t>(-1);
+
+  // Empties the table, with room for `keys` keys.
+  void Reset(size_t keys) {
+    size_t want = 16;
+    while (want < 2 * keys) want *= 2;
+    if (want > slots_.size()) {
+      slots_.assign(want, Slot{});
+      gen_ = 0;
+    }
+    if (++gen_ == 0) {  // wrapped: no slot may look current
+      for (Slot& slot : slots_) slot.gen = 0;
+      gen_ = 1;
+    }
+    mask_ = slots_.size() - 1;
+    size_ = 0;
+  }
+  size_t size() const { return size_; }
+  bool empty() const { return size_ == 0; }
+
+  // The value of `key`, or kNone.
+  size_t Find(std::string_view key) const {
+    const uint64_t h = Hash(key);
+    for (size_t at = h & mask_;; at = (at + 1) & mask_) {
+      const Slot& slot = slots_[at];
+      if (slot.gen != gen_) return kNone;
+      if (slot.hash == h && slot.key == key) return slot.value;
+    }
+  }
+  // Adds key -> value unless `key` is there; returns its value slot and
+  // whether it was added.
+  std::pair<size_t*, bool> Insert(std::string_view key, size_t value) {
+    if (2 * (size_ + 1) > slots_.size()) Grow();
+    const uint64_t h = Hash(key);
+    for (size_t at = h & mask_;; at = (at + 1) & mask_) {
+      Slot& slot = slots_[at];
+      if (slot.gen != gen_) {
+        slot = Slot{key, h, value, gen_};
+        ++size_;
+        return {&slot.value, true};
+      }
+      if (slot.hash == h && slot.key == key) return {&slot.value, false};
+    }
+  }
+  // Removes `key`; its value, or kNone if it was not there.
+  size_t Erase(std::string_view key) {
+    const uint64_t h = Hash(key);
+    size_t at = h & mask_;
+    for (;; at = (at + 1) & mask_) {
+      const Slot& slot = slots_[at];
+      if (slot.gen != gen_) return kNone;
+      if (slot.hash == h && slot.key == key) break;
+    }
+    const size_t value = slots_[at].value;
+    // Backward-shift deletion: moves later entries of the probe run into
+    // the hole when their home slot allows it, so no tombstones remain.
+    size_t hole = at;
+    for (size_t next = (hole + 1) & mask_;; next = (next + 1) & mask_) {
+      Slot& slot = slots_[next];
+      if (slot.gen != gen_) break;
+      const size_t home = slot.hash & mask_;
+      // Stays when its home lies cyclically in (hole, next].
+      const bool stays = hole <= next ? (home > hole && home <= next)
+                                      : (home > hole || home <= next);
+      if (stays) continue;
+      slots_[hole] = slot;
+      hole = next;
+    }
+    slots_[hole].gen = 0;
+    --size_;
+    return value;
+  }
+  // Calls fn(key, value) for each entry.
+  template <typename Fn>
+  void ForEach(Fn&& fn) const {
+    if (size_ == 0) return;
+    for (const Slot& slot : slots_) {
+      if (slot.gen == gen_) fn(slot.key, slot.value);
+    }
+  }
+
+ private:
+  struct Slot {
+    std::string_view key;
+    uint64_t hash = 0;
+    size_t value = 0;
+    uint32_t gen = 0;
+  };
+  static uint64_t Hash(std::string_view key) {
+    return std::hash<std::string_view>{}(key);
+  }
+  // Doubles the slots, keeping the entries (not expected: Reset sizes the
+  // table for the call).
+  void Grow() {
+    std::vector<Slot> old;
+    old.swap(slots_);
+    const uint32_t old_gen = gen_;
+    slots_.assign(std::max<size_t>(16, 2 * old.size()), Slot{});
+    mask_ = slots_.size() - 1;
+    gen_ = 1;
+    size_ = 0;
+    for (const Slot& slot : old) {
+      if (slot.gen == old_gen) Insert(slot.key, slot.value);
+    }
+  }
+  std::vector<Slot> slots_;
+  size_t mask_ = 0;
+  size_t size_ = 0;
+  uint32_t gen_ = 0;
 };
 
 // What libnats' threads hand a sender: completions and connection news.
@@ -298,7 +415,7 @@ class NatsSender final : public Sender {
   void SendCall(std::span<const Event> events, std::span<SendResult> results,
                 steady_clock::time_point deadline, bool keep) {
     if (events.empty() || steady_clock::now() >= deadline) {
-      carried_.clear();  // abandoned
+      carried_n_ = 0;  // abandoned
       return;
     }
     // next_of_[i]: the next event of events[i]'s stream in this call, or
@@ -308,28 +425,37 @@ class NatsSender final : public Sender {
     // its place in the stream).
     std::vector<size_t>& next_of = next_of_;
     next_of.assign(events.size(), kNone);
-    std::unordered_map<std::string_view, size_t>& last_of = last_of_;
-    last_of.clear();
-    std::deque<size_t> ready;
-    std::unordered_map<std::string_view, size_t>& in_flight = in_flight_;
-    in_flight.clear();
+    IndexTable& last_of = last_of_;
+    last_of.Reset(events.size());
+    // The heads of streams ready to publish, in order: ready[ready_at..].
+    std::vector<size_t>& ready = ready_;
+    ready.clear();
+    size_t ready_at = 0;
+    IndexTable& carried = carried_;
+    carried.Reset(carried_n_);
+    for (size_t k = 0; k < carried_n_; ++k) carried.Insert(carried_ids_[k], k);
+    IndexTable& in_flight = in_flight_;
+    in_flight.Reset(std::min(events.size(),
+                             static_cast<size_t>(max_in_flight_) + carried_n_));
     size_t unsent = events.size();  // not sent yet, nor given up
     for (size_t i = 0; i < events.size(); ++i) {
-      auto [it, added] = last_of.emplace(events[i].stream, i);
+      auto [last, added] = last_of.Insert(events[i].stream, i);
       if (!added) {
-        next_of[it->second] = i;
-        it->second = i;
+        next_of[*last] = i;
+        *last = i;
         continue;
       }
-      if (!carried_.empty() && carried_.count(events[i].id)) {
-        in_flight.emplace(events[i].id, i);  // its answer is awaited
+      if (!carried.empty() && carried.Find(events[i].id) != IndexTable::kNone) {
+        in_flight.Insert(events[i].id, i);  // its answer is awaited
         results[i].attempted = true;
         --unsent;
         continue;
       }
       ready.push_back(i);
     }
-    carried_.clear();  // anything not passed again is abandoned
+    // Anything not passed again is abandoned.
+    carried.Reset(0);
+    carried_n_ = 0;
 
     bool lost = false;
     {
@@ -362,7 +488,8 @@ class NatsSender final : public Sender {
         why += last;
       }
       Status s = Status::Unavailable(why + ")");
-      for (size_t i : ready) {
+      for (size_t k = ready_at; k < ready.size(); ++k) {
+        const size_t i = ready[k];
         results[i].status = s;
         results[i].attempted = true;
       }
@@ -378,17 +505,16 @@ class NatsSender final : public Sender {
     int jetstream_answers = -1;  // -1 not asked yet, 0 no, 1 yes
     std::string jetstream_error;
     bool connection_lost = false;
-    std::string body;
-    std::string subject;
+    std::string& body = body_;
+    std::string& subject = subject_;
     size_t published = 0;  // in this round of the loop
-    std::vector<Completion> got;
+    std::vector<Completion>& got = got_;
     for (;;) {
       // Publish the head of ready streams, up to the bound.
       while (!connection_lost &&
              static_cast<int>(in_flight.size()) < max_in_flight_ &&
-             !ready.empty() && steady_clock::now() < deadline) {
-        size_t i = ready.front();
-        ready.pop_front();
+             ready_at < ready.size() && steady_clock::now() < deadline) {
+        const size_t i = ready[ready_at++];
         const Event& e = events[i];
         subject.clear();
         config_.subject.ExpandTo(e, &subject);
@@ -401,16 +527,17 @@ class NatsSender final : public Sender {
           if (s.retryable()) connection_lost = true;
           continue;
         }
-        in_flight.emplace(e.id, i);
+        in_flight.Insert(e.id, i);
         ++published;
       }
       if (keep && unsent == 0 && !connection_lost) {
         // Everything of this call is sent: what is not answered yet stays
         // in flight, answered in the next call.
-        for (const auto& [id, i] : in_flight) {
-          carried_.emplace(id);
+        in_flight.ForEach([&](std::string_view id, size_t i) {
+          if (carried_ids_.size() == carried_n_) carried_ids_.emplace_back();
+          carried_ids_[carried_n_++].assign(id);
           results[i] = SendResult::InFlight();
-        }
+        });
         return;
       }
       if (in_flight.empty()) break;
@@ -436,10 +563,8 @@ class NatsSender final : public Sender {
         box_->lost = false;
       }
       for (Completion& c : got) {
-        auto it = in_flight.find(c.id());
-        if (it == in_flight.end()) continue;  // of an abandoned event
-        size_t i = it->second;
-        in_flight.erase(it);
+        const size_t i = in_flight.Erase(c.id());
+        if (i == IndexTable::kNone) continue;  // of an abandoned event
         if (c.ok) {
           results[i].status = Status::OK();
           if (next_of[i] != kNone) ready.push_back(next_of[i]);
@@ -625,12 +750,12 @@ class NatsSender final : public Sender {
     return Status::Unavailable("publishing on " + where + ": " + text);
   }
 
-  void FailAll(std::unordered_map<std::string_view, size_t>* in_flight,
-               std::span<SendResult> results, const std::string& why) {
-    for (const auto& [id, i] : *in_flight) {
+  void FailAll(IndexTable* in_flight, std::span<SendResult> results,
+               const std::string& why) {
+    in_flight->ForEach([&](std::string_view, size_t i) {
       results[i].status = Status::Unavailable(why);
-    }
-    in_flight->clear();
+    });
+    in_flight->Reset(0);
   }
 
   // Takes back the publishes still waiting for a PubAck, so none of them
@@ -654,11 +779,18 @@ class NatsSender final : public Sender {
   // The relay thread's (reused across calls, so a call allocates little):
   MessageHeaders headers_;  // Publish's
   std::vector<size_t> next_of_;
-  std::unordered_map<std::string_view, size_t> last_of_;
+  IndexTable last_of_;  // stream -> its last event in the call
+  std::vector<size_t> ready_;
   // Event id -> index in the call; the ids are the call's events' own.
-  std::unordered_map<std::string_view, size_t> in_flight_;
-  // The ids a SendKeepingInFlight call left in flight, for the next call.
-  std::unordered_set<std::string> carried_;
+  IndexTable in_flight_;
+  // The ids a SendKeepingInFlight call left in flight, for the next call:
+  // carried_ids_[0, carried_n_) (the strings are reused), and a table of
+  // them while that call looks them up.
+  std::vector<std::string> carried_ids_;
+  size_t carried_n_ = 0;
+  IndexTable carried_;
+  std::string body_, subject_;
+  std::vector<Completion> got_;
   bool published_any_ = false;  // js_PublishMsgAsync was called
 
   // Shared with libnats' threads, which find it by closure_ (Mailboxes).
