@@ -90,6 +90,7 @@ class NatsServer {
   }
   bool ready() const { return ready_; }
   int port() const { return port_; }
+  pid_t pid() const { return child_ ? child_->pid() : -1; }
   std::string url() const {
     return "nats://127.0.0.1:" + std::to_string(port_);
   }

@@ -19,7 +19,16 @@
 // handler can still run after natsConnection_Close and jsCtx_Destroy
 // returned), so a handler reaches the Mailbox through a registry, by
 // number, and holds it while it uses it: a sender destroyed meanwhile
-// leaves it behind until the handler is done.
+// leaves it behind until the handler is done. A completion owns the
+// message libnats hands back, which identifies the event; the relay thread
+// destroys it once matched.
+//
+// Cost per message: the headers are written as NATS sends them, in one
+// buffer, and the message made from it in one allocation (Publish), where
+// natsMsgHeader_Set costs ~4 allocations per header, all freed on libnats'
+// collector thread while the relay thread allocates from the same arena:
+// that contention alone had herald's client spend twice the CPU per
+// message of a plain publisher (docs/benchmarks.md, NATS).
 #include "transport/nats/nats_sender.h"
 
 #include <nats/nats.h>
@@ -28,16 +37,27 @@
 #include <cstdint>
 #include <cstdio>
 #include <cstring>
-#include <deque>
 #include <memory>
 #include <string>
+#include <type_traits>
 #include <unordered_map>
-#include <unordered_set>
+#include <utility>
 #include <vector>
 
 #include "core/template.h"
 #include "herald/cloudevents.h"
 #include "util/thread_annotations.h"
+
+// libnats' own constructor of a message from its wire form (subject,
+// reply, then one buffer holding the encoded header block and the body),
+// which it uses for every message it receives. Not in nats.h, but exported
+// with this signature from libnats 2.2 (headers) to 3.x; NatsSender checks
+// at start that it behaves so (RawHeadersWork) and else builds messages
+// with natsMsgHeader_Set.
+extern "C" natsStatus natsMsg_create(natsMsg** new_msg, const char* subject,
+                                     int subject_len, const char* reply,
+                                     int reply_len, const char* buf,
+                                     int buf_len, int header_len);
 
 namespace herald::detail {
 namespace {
@@ -137,20 +157,141 @@ std::string RedactUrl(std::string_view url) {
 
 // One PubAck or publish error, as a libnats thread reported it.
 struct Completion {
-  // The Nats-Msg-Id: inline when it fits (a UUID does), so that a PubAck
-  // costs no allocation; else in long_id.
-  char id_text[48];
-  uint8_t id_size = 0;
-  std::string long_id;
-  std::string_view id() const {
-    return long_id.empty() ? std::string_view(id_text, id_size) : long_id;
-  }
-
+  // The message published, handed back with its answer and owned from then
+  // on: it identifies the event (its address cannot be reused by another
+  // publish while it is alive, so an answer that arrives late, for an
+  // abandoned event, never passes for a newer one), and it is destroyed on
+  // the relay thread once looked at.
+  MsgPtr msg;
   std::string subject;  // where it went (a failure's only)
   bool ok = false;
   natsStatus err = NATS_OK;
   jsErrCode code = static_cast<jsErrCode>(0);
   std::string text;
+};
+
+// A map from keys (string views: the caller keeps the strings alive; or
+// pointers) to indexes, for the relay thread's bookkeeping of a call: open
+// addressing with linear probing in one array reused across calls, so a
+// call neither allocates nor clears it (a slot belongs to the current call
+// only when it carries the call's generation).
+template <typename Key>
+class IndexTable {
+ public:
+  static constexpr size_t kNone = static_cast<size_t>(-1);
+
+  // Empties the table, with room for `keys` keys.
+  void Reset(size_t keys) {
+    size_t want = 16;
+    while (want < 2 * keys) want *= 2;
+    if (want > slots_.size()) {
+      slots_.assign(want, Slot{});
+      gen_ = 0;
+    }
+    if (++gen_ == 0) {  // wrapped: no slot may look current
+      for (Slot& slot : slots_) slot.gen = 0;
+      gen_ = 1;
+    }
+    mask_ = slots_.size() - 1;
+    size_ = 0;
+  }
+  size_t size() const { return size_; }
+  bool empty() const { return size_ == 0; }
+
+  // The value of `key`, or kNone.
+  size_t Find(Key key) const {
+    const uint64_t h = Hash(key);
+    for (size_t at = h & mask_;; at = (at + 1) & mask_) {
+      const Slot& slot = slots_[at];
+      if (slot.gen != gen_) return kNone;
+      if (slot.hash == h && slot.key == key) return slot.value;
+    }
+  }
+  // Adds key -> value unless `key` is there; returns its value slot and
+  // whether it was added.
+  std::pair<size_t*, bool> Insert(Key key, size_t value) {
+    if (2 * (size_ + 1) > slots_.size()) Grow();
+    const uint64_t h = Hash(key);
+    for (size_t at = h & mask_;; at = (at + 1) & mask_) {
+      Slot& slot = slots_[at];
+      if (slot.gen != gen_) {
+        slot = Slot{key, h, value, gen_};
+        ++size_;
+        return {&slot.value, true};
+      }
+      if (slot.hash == h && slot.key == key) return {&slot.value, false};
+    }
+  }
+  // Removes `key`; its value, or kNone if it was not there.
+  size_t Erase(Key key) {
+    const uint64_t h = Hash(key);
+    size_t at = h & mask_;
+    for (;; at = (at + 1) & mask_) {
+      const Slot& slot = slots_[at];
+      if (slot.gen != gen_) return kNone;
+      if (slot.hash == h && slot.key == key) break;
+    }
+    const size_t value = slots_[at].value;
+    // Backward-shift deletion: moves later entries of the probe run into
+    // the hole when their home slot allows it, so no tombstones remain.
+    size_t hole = at;
+    for (size_t next = (hole + 1) & mask_;; next = (next + 1) & mask_) {
+      Slot& slot = slots_[next];
+      if (slot.gen != gen_) break;
+      const size_t home = slot.hash & mask_;
+      // Stays when its home lies cyclically in (hole, next].
+      const bool stays = hole <= next ? (home > hole && home <= next)
+                                      : (home > hole || home <= next);
+      if (stays) continue;
+      slots_[hole] = slot;
+      hole = next;
+    }
+    slots_[hole].gen = 0;
+    --size_;
+    return value;
+  }
+  // Calls fn(key, value) for each entry.
+  template <typename Fn>
+  void ForEach(Fn&& fn) const {
+    if (size_ == 0) return;
+    for (const Slot& slot : slots_) {
+      if (slot.gen == gen_) fn(slot.key, slot.value);
+    }
+  }
+
+ private:
+  struct Slot {
+    Key key{};
+    uint64_t hash = 0;
+    size_t value = 0;
+    uint32_t gen = 0;
+  };
+  static uint64_t Hash(Key key) {
+    if constexpr (std::is_pointer_v<Key>) {
+      // Fibonacci hashing of the address (its low bits are alignment).
+      return (reinterpret_cast<uintptr_t>(key) >> 4) * 0x9E3779B97F4A7C15ull;
+    } else {
+      return std::hash<Key>{}(key);
+    }
+  }
+  // Doubles the slots, keeping the entries (not expected: Reset sizes the
+  // table for the call).
+  void Grow() {
+    std::vector<Slot> old;
+    old.swap(slots_);
+    const uint32_t old_gen = gen_;
+    slots_.assign(std::max<size_t>(16, 2 * old.size()), Slot{});
+    mask_ = slots_.size() - 1;
+    gen_ = 1;
+    size_ = 0;
+    for (const Slot& slot : old) {
+      if (slot.gen == old_gen) Insert(slot.key, slot.value);
+    }
+  }
+  std::vector<Slot> slots_;
+  size_t mask_ = 0;
+  size_t size_ = 0;
+  uint32_t gen_ = 0;
 };
 
 // What libnats' threads hand a sender: completions and connection news.
@@ -198,6 +339,38 @@ class Mailboxes {
   uintptr_t next_ GUARDED_BY(mu_) = 0;
 };
 
+using IdTable = IndexTable<std::string_view>;
+using MsgTable = IndexTable<const natsMsg*>;
+constexpr size_t kNone = static_cast<size_t>(-1);
+constexpr char kMsgIdHeader[] = "Nats-Msg-Id";
+
+// Whether natsMsg_create makes, from an encoded header block, a message
+// whose headers and body read back through the public API as given.
+bool RawHeadersWork() {
+  static const bool works = [] {
+    static constexpr char kBlock[] =
+        "NATS/1.0\r\nce-id: a b%20c\r\nNats-Msg-Id: x-1\r\n\r\nbody";
+    const int header_len = static_cast<int>(sizeof kBlock - 1 - 4);
+    natsMsg* raw = nullptr;
+    if (natsMsg_create(&raw, "s.t", 3, nullptr, 0, kBlock,
+                       static_cast<int>(sizeof kBlock - 1),
+                       header_len) != NATS_OK ||
+        raw == nullptr) {
+      return false;
+    }
+    MsgPtr msg(raw);
+    const char* id = nullptr;
+    const char* ce = nullptr;
+    return natsMsgHeader_Get(raw, kMsgIdHeader, &id) == NATS_OK && id &&
+           std::strcmp(id, "x-1") == 0 &&
+           natsMsgHeader_Get(raw, "ce-id", &ce) == NATS_OK && ce &&
+           std::strcmp(ce, "a b%20c") == 0 && natsMsg_GetDataLength(raw) == 4 &&
+           std::memcmp(natsMsg_GetData(raw), "body", 4) == 0 &&
+           std::strcmp(natsMsg_GetSubject(raw), "s.t") == 0;
+  }();
+  return works;
+}
+
 class NatsSender final : public Sender {
  public:
   NatsSender(const RouteConfig& route, NatsConfig config)
@@ -219,6 +392,9 @@ class NatsSender final : public Sender {
     natsStatus s = natsOptions_Create(&raw);
     if (s != NATS_OK) return Status::Internal("nats options: " + NatsText(s));
     opts_.reset(raw);
+    // Once libnats is open (natsOptions_Create opened it): a message's
+    // destruction goes through its collector.
+    raw_headers_ = RawHeadersWork();
     natsOptions* o = opts_.get();
     s = natsOptions_SetURL(o, url_.c_str());
     if (s != NATS_OK) {
@@ -292,13 +468,11 @@ class NatsSender final : public Sender {
   }
 
  private:
-  static constexpr size_t kNone = static_cast<size_t>(-1);
-
   // Send and SendKeepingInFlight (`keep`): see herald/sender.h.
   void SendCall(std::span<const Event> events, std::span<SendResult> results,
                 steady_clock::time_point deadline, bool keep) {
     if (events.empty() || steady_clock::now() >= deadline) {
-      carried_.clear();  // abandoned
+      carried_n_ = 0;  // abandoned
       return;
     }
     // next_of_[i]: the next event of events[i]'s stream in this call, or
@@ -308,28 +482,38 @@ class NatsSender final : public Sender {
     // its place in the stream).
     std::vector<size_t>& next_of = next_of_;
     next_of.assign(events.size(), kNone);
-    std::unordered_map<std::string_view, size_t>& last_of = last_of_;
-    last_of.clear();
-    std::deque<size_t> ready;
-    std::unordered_map<std::string_view, size_t>& in_flight = in_flight_;
-    in_flight.clear();
+    IdTable& last_of = last_of_;
+    last_of.Reset(events.size());
+    // The heads of streams ready to publish, in order: ready[ready_at..].
+    std::vector<size_t>& ready = ready_;
+    ready.clear();
+    size_t ready_at = 0;
+    IdTable& carried = carried_;
+    carried.Reset(carried_n_);
+    for (size_t k = 0; k < carried_n_; ++k) carried.Insert(carried_ids_[k], k);
+    MsgTable& in_flight = in_flight_;
+    in_flight.Reset(std::min(events.size(),
+                             static_cast<size_t>(max_in_flight_) + carried_n_));
     size_t unsent = events.size();  // not sent yet, nor given up
     for (size_t i = 0; i < events.size(); ++i) {
-      auto [it, added] = last_of.emplace(events[i].stream, i);
+      auto [last, added] = last_of.Insert(events[i].stream, i);
       if (!added) {
-        next_of[it->second] = i;
-        it->second = i;
+        next_of[*last] = i;
+        *last = i;
         continue;
       }
-      if (!carried_.empty() && carried_.count(events[i].id)) {
-        in_flight.emplace(events[i].id, i);  // its answer is awaited
+      if (size_t k = carried.empty() ? kNone : carried.Find(events[i].id);
+          k != kNone) {
+        in_flight.Insert(carried_msgs_[k], i);  // its answer is awaited
         results[i].attempted = true;
         --unsent;
         continue;
       }
       ready.push_back(i);
     }
-    carried_.clear();  // anything not passed again is abandoned
+    // Anything not passed again is abandoned.
+    carried.Reset(0);
+    carried_n_ = 0;
 
     bool lost = false;
     {
@@ -362,7 +546,8 @@ class NatsSender final : public Sender {
         why += last;
       }
       Status s = Status::Unavailable(why + ")");
-      for (size_t i : ready) {
+      for (size_t k = ready_at; k < ready.size(); ++k) {
+        const size_t i = ready[k];
         results[i].status = s;
         results[i].attempted = true;
       }
@@ -378,21 +563,21 @@ class NatsSender final : public Sender {
     int jetstream_answers = -1;  // -1 not asked yet, 0 no, 1 yes
     std::string jetstream_error;
     bool connection_lost = false;
-    std::string body;
-    std::string subject;
+    std::string& body = body_;
+    std::string& subject = subject_;
     size_t published = 0;  // in this round of the loop
-    std::vector<Completion> got;
+    std::vector<Completion>& got = got_;
     for (;;) {
       // Publish the head of ready streams, up to the bound.
       while (!connection_lost &&
              static_cast<int>(in_flight.size()) < max_in_flight_ &&
-             !ready.empty() && steady_clock::now() < deadline) {
-        size_t i = ready.front();
-        ready.pop_front();
+             ready_at < ready.size() && steady_clock::now() < deadline) {
+        const size_t i = ready[ready_at++];
         const Event& e = events[i];
         subject.clear();
         config_.subject.ExpandTo(e, &subject);
-        Status s = Publish(e, subject, &body);
+        const natsMsg* sent = nullptr;
+        Status s = Publish(e, subject, &body, &sent);
         results[i].attempted = true;
         --unsent;
         if (!s.ok()) {
@@ -401,16 +586,22 @@ class NatsSender final : public Sender {
           if (s.retryable()) connection_lost = true;
           continue;
         }
-        in_flight.emplace(e.id, i);
+        in_flight.Insert(sent, i);
         ++published;
       }
       if (keep && unsent == 0 && !connection_lost) {
         // Everything of this call is sent: what is not answered yet stays
         // in flight, answered in the next call.
-        for (const auto& [id, i] : in_flight) {
-          carried_.emplace(id);
+        in_flight.ForEach([&](const natsMsg* msg, size_t i) {
+          if (carried_ids_.size() == carried_n_) {
+            carried_ids_.emplace_back();
+            carried_msgs_.emplace_back();
+          }
+          carried_ids_[carried_n_].assign(events[i].id);
+          carried_msgs_[carried_n_] = const_cast<natsMsg*>(msg);
+          ++carried_n_;
           results[i] = SendResult::InFlight();
-        }
+        });
         return;
       }
       if (in_flight.empty()) break;
@@ -436,10 +627,8 @@ class NatsSender final : public Sender {
         box_->lost = false;
       }
       for (Completion& c : got) {
-        auto it = in_flight.find(c.id());
-        if (it == in_flight.end()) continue;  // of an abandoned event
-        size_t i = it->second;
-        in_flight.erase(it);
+        const size_t i = in_flight.Erase(c.msg.get());
+        if (i == kNone) continue;  // of an abandoned event
         if (c.ok) {
           results[i].status = Status::OK();
           if (next_of[i] != kNone) ready.push_back(next_of[i]);
@@ -482,16 +671,7 @@ class NatsSender final : public Sender {
   static void OnPubAck(jsCtx*, natsMsg* msg, jsPubAck* pa, jsPubAckErr* pae,
                        void* closure) {
     Completion c;
-    const char* id = nullptr;
-    if (msg && natsMsgHeader_Get(msg, "Nats-Msg-Id", &id) == NATS_OK && id) {
-      size_t n = std::strlen(id);
-      if (n <= sizeof c.id_text) {
-        std::memcpy(c.id_text, id, n);
-        c.id_size = static_cast<uint8_t>(n);
-      } else {
-        c.long_id = id;
-      }
-    }
+    c.msg.reset(msg);
     if (pa != nullptr) {
       c.ok = true;
     } else if (pae != nullptr) {
@@ -502,8 +682,7 @@ class NatsSender final : public Sender {
     if (!c.ok && msg && natsMsg_GetSubject(msg)) {
       c.subject = natsMsg_GetSubject(msg);
     }
-    natsMsg_Destroy(msg);
-    if (c.id().empty()) return;
+    if (!msg) return;
     auto box = Mailboxes::Get().Find(closure);
     if (!box) return;
     detail::MutexLock lock(&box->mu);
@@ -526,32 +705,66 @@ class NatsSender final : public Sender {
     }
   }
 
-  Status Publish(const Event& e, const std::string& subject,
-                 std::string* body) {
-    natsMsg* raw = nullptr;
+  // Publishes `e` to `subject`; *sent: the message, which libnats hands
+  // back to OnPubAck with its answer.
+  Status Publish(const Event& e, const std::string& subject, std::string* body,
+                 const natsMsg** sent) {
     const char* data = e.payload.data();
-    int len = static_cast<int>(e.payload.size());
+    size_t len = e.payload.size();
     if (config_.mode == CloudEventsMode::kStructured) {
       body->clear();
       AppendCloudEventJson(e, source_, body);
       data = body->data();
-      len = static_cast<int>(body->size());
+      len = body->size();
+      headers_.resize(1);
+      headers_[0].first.assign("Content-Type");
+      headers_[0].second.assign("application/cloudevents+json");
+    } else {
+      EncodeCloudEventHeadersInto(e, source_, CloudEventBinding::kNats,
+                                  &headers_);
     }
-    natsStatus s = natsMsg_Create(&raw, subject.c_str(), nullptr, data, len);
+    natsMsg* raw = nullptr;
+    natsStatus s = NATS_OK;
+    if (raw_headers_) {
+      // The header block as NATS sends it ("NATS/1.0", "Name: value"
+      // lines, a blank line) followed by the body, in one allocation: the
+      // same bytes on the wire as natsMsgHeader_Set per header, without
+      // its ~4 allocations per header (freed on libnats' collector thread,
+      // which then contends with this one for the allocator).
+      std::string& block = block_;
+      block.assign("NATS/1.0\r\n");
+      for (const auto& [name, value] : headers_) {
+        if (name.find_first_of("\r\n") != std::string::npos ||
+            value.find_first_of("\r\n") != std::string::npos) {
+          return Status::Permanent("headers of event " + e.id + ": '" + name +
+                                   "' holds a line break");
+        }
+        block.append(name).append(": ").append(value).append("\r\n");
+      }
+      // JetStream's dedupe key.
+      block.append(kMsgIdHeader).append(": ").append(e.id).append("\r\n\r\n");
+      const size_t header_len = block.size();
+      block.append(data, len);
+      s = natsMsg_create(&raw, subject.data(), static_cast<int>(subject.size()),
+                         nullptr, 0, block.data(),
+                         static_cast<int>(block.size()),
+                         static_cast<int>(header_len));
+    } else {
+      s = natsMsg_Create(&raw, subject.c_str(), nullptr, data,
+                         static_cast<int>(len));
+    }
     if (s != NATS_OK) {
       return Status::Permanent("subject '" + subject + "': " + NatsText(s));
     }
     MsgPtr msg(raw);
-    if (config_.mode == CloudEventsMode::kStructured) {
-      s = natsMsgHeader_Set(msg.get(), "Content-Type",
-                            "application/cloudevents+json");
-    } else {
-      EncodeCloudEventHeadersInto(e, source_, CloudEventBinding::kNats,
-                                  &headers_);
+    if (!raw_headers_) {
       for (const auto& [name, value] : headers_) {
         if (s == NATS_OK) {
           s = natsMsgHeader_Set(msg.get(), name.c_str(), value.c_str());
         }
+      }
+      if (s == NATS_OK) {
+        s = natsMsgHeader_Set(msg.get(), kMsgIdHeader, e.id.c_str());
       }
     }
     if (s != NATS_OK) {
@@ -559,9 +772,9 @@ class NatsSender final : public Sender {
     }
     jsPubOptions po;
     jsPubOptions_Init(&po);
-    po.MsgId = e.id.c_str();  // the Nats-Msg-Id header
     po.MaxWait = config_.timeout.count();
     natsMsg* owned = msg.release();
+    *sent = owned;
     s = js_PublishMsgAsync(js_.get(), &owned, &po);
     natsMsg_Destroy(owned);  // null when libnats took it
     published_any_ = true;
@@ -625,12 +838,12 @@ class NatsSender final : public Sender {
     return Status::Unavailable("publishing on " + where + ": " + text);
   }
 
-  void FailAll(std::unordered_map<std::string_view, size_t>* in_flight,
-               std::span<SendResult> results, const std::string& why) {
-    for (const auto& [id, i] : *in_flight) {
+  void FailAll(MsgTable* in_flight, std::span<SendResult> results,
+               const std::string& why) {
+    in_flight->ForEach([&](const natsMsg*, size_t i) {
       results[i].status = Status::Unavailable(why);
-    }
-    in_flight->clear();
+    });
+    in_flight->Reset(0);
   }
 
   // Takes back the publishes still waiting for a PubAck, so none of them
@@ -654,12 +867,23 @@ class NatsSender final : public Sender {
   // The relay thread's (reused across calls, so a call allocates little):
   MessageHeaders headers_;  // Publish's
   std::vector<size_t> next_of_;
-  std::unordered_map<std::string_view, size_t> last_of_;
-  // Event id -> index in the call; the ids are the call's events' own.
-  std::unordered_map<std::string_view, size_t> in_flight_;
-  // The ids a SendKeepingInFlight call left in flight, for the next call.
-  std::unordered_set<std::string> carried_;
-  bool published_any_ = false;  // js_PublishMsgAsync was called
+  IdTable last_of_;  // stream -> its last event in the call
+  std::vector<size_t> ready_;
+  // Message in flight -> index of its event in the call.
+  MsgTable in_flight_;
+  // The events a SendKeepingInFlight call left in flight, for the next
+  // call: ids and messages in carried_ids_ / carried_msgs_ [0, carried_n_)
+  // (the strings are reused), and a table of the ids while that call looks
+  // them up.
+  std::vector<std::string> carried_ids_;
+  std::vector<natsMsg*> carried_msgs_;
+  size_t carried_n_ = 0;
+  IdTable carried_;
+  std::string block_;  // Publish's header block and body
+  std::string body_, subject_;
+  std::vector<Completion> got_;
+  bool published_any_ = false;                 // js_PublishMsgAsync was called
+  bool raw_headers_ = false;  // see Publish; set by Open
 
   // Shared with libnats' threads, which find it by closure_ (Mailboxes).
   const std::shared_ptr<Mailbox> box_ = std::make_shared<Mailbox>();
