@@ -26,7 +26,8 @@
 //   server_bench_tool store-group SRC COPY ROWS SECS
 //       The same through herald's store: one transaction of ROWS
 //       single-event Store::Append calls (what the appender does for ROWS
-//       single-event POSTs), on a page copy of SRC; prints events/s.
+//       single-event POSTs), on a page copy of SRC; prints events/s and
+//       CPU time per event (us).
 //   server_bench_tool sse-fanout PORT SUBS RATE SECS
 //       SUBS SSE subscribers; 8 writers POST RATE events/s in all; prints
 //       a markdown row: rate, deliveries, then over every (event,
@@ -409,9 +410,10 @@ int StoreGroup(const std::string& src, const std::string& copy, int rows,
                double secs) {
   if (!CopyDatabase(src, copy)) return 1;
   int64_t done = 0;
-  double elapsed = 0;
+  double elapsed = 0, cpu0 = 0, cpu = 0;
   {
     auto store = Open("sqlite:" + copy);
+    cpu0 = CpuSeconds();
     auto start = Clock::now();
     while (Seconds(start, Clock::now()) < secs) {
       auto tx = store->Begin();
@@ -425,9 +427,10 @@ int StoreGroup(const std::string& src, const std::string& copy, int rows,
       done += rows;
     }
     elapsed = Seconds(start, Clock::now());
+    cpu = CpuSeconds() - cpu0;
   }
   RemoveDatabase(copy);
-  std::printf("%.0f\n", done / elapsed);
+  std::printf("%.0f %.2f\n", done / elapsed, cpu * 1e6 / done);
   return 0;
 }
 
