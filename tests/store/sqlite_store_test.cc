@@ -160,6 +160,24 @@ TEST(SqliteStore, StreamVersionsStayDenseAcrossWriters) {
             std::to_string(want));
 }
 
+// AppendOptions::validated: the caller checked the events (herald serve,
+// on its I/O thread), so the store does not check them again.
+TEST(SqliteStore, ValidatedEventsAreNotCheckedAgain) {
+  TempDir dir;
+  auto store = OpenStore(dir.file("h.db"));
+  ASSERT_TRUE(store.ok());
+  Event bad = MakeEvent();
+  bad.payload = "{not json";
+  EXPECT_EQ((*store)->Append(std::span<Event>(&bad, 1)).status().code(),
+            Status::Code::kInvalidArgument);
+  AppendOptions checked;
+  checked.validated = true;
+  ASSERT_TRUE((*store)->Append(std::span<Event>(&bad, 1), checked).ok());
+  auto got = (*store)->Get(bad.id);
+  ASSERT_TRUE(got.ok());
+  EXPECT_EQ(got->payload, "{not json");
+}
+
 TEST(SqliteStore, DomainChangeThroughTheStoresTransaction) {
   TempDir dir;
   auto store = OpenStore(dir.file("h.db"));
