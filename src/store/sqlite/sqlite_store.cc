@@ -1069,7 +1069,7 @@ Result<AppendResult> SqliteStore::Append(Transaction& tx_base,
   };
 
   // A connection's versions stay below this many streams.
-  constexpr size_t kMaxCachedStreams = 100000;
+  constexpr size_t kMaxCachedStreams = 16384;
   auto stream_version = [&](const std::string& stream) -> Result<int64_t> {
     auto it = versions->find(stream);
     if (it != versions->end()) return it->second;
