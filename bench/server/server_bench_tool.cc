@@ -22,11 +22,12 @@
 //       transaction, round-robin over the streams it holds, with plain
 //       prepared INSERTs (WAL, synchronous=FULL, wal_autocheckpoint
 //       AUTOCHECKPOINT pages, 10000 by default like herald's store); prints
-//       rows/s and frames per commit.
+//       rows/s, frames per commit and CPU time per row (us).
 //   server_bench_tool store-group SRC COPY ROWS SECS
 //       The same through herald's store: one transaction of ROWS
 //       single-event Store::Append calls (what the appender does for ROWS
-//       single-event POSTs), on a page copy of SRC; prints events/s.
+//       single-event POSTs), on a page copy of SRC; prints events/s and
+//       CPU time per event (us).
 //   server_bench_tool sse-fanout PORT SUBS RATE SECS
 //       SUBS SSE subscribers; 8 writers POST RATE events/s in all; prints
 //       a markdown row: rate, deliveries, then over every (event,
@@ -63,6 +64,14 @@ using Clock = std::chrono::steady_clock;
 
 double Seconds(Clock::time_point a, Clock::time_point b) {
   return std::chrono::duration<double>(b - a).count();
+}
+
+// CPU seconds (user + system) this process has used so far.
+double CpuSeconds() {
+  rusage u{};
+  ::getrusage(RUSAGE_SELF, &u);
+  return static_cast<double>(u.ru_utime.tv_sec + u.ru_stime.tv_sec) +
+         static_cast<double>(u.ru_utime.tv_usec + u.ru_stime.tv_usec) / 1e6;
 }
 
 std::unique_ptr<herald::Store> Open(const std::string& url) {
@@ -357,6 +366,7 @@ int SqliteGroup(const std::string& src, const std::string& copy, int rows,
   };
   int64_t done = 0, commits = 0;
   size_t next = 0;
+  const double cpu0 = CpuSeconds();
   auto start = Clock::now();
   while (Seconds(start, Clock::now()) < secs) {
     if (!exec("BEGIN IMMEDIATE")) return 1;
@@ -387,11 +397,12 @@ int SqliteGroup(const std::string& src, const std::string& copy, int rows,
     ++commits;
   }
   double elapsed = Seconds(start, Clock::now());
+  const double cpu = CpuSeconds() - cpu0;
   sqlite3_finalize(ins);
   sqlite3_close(db);
   RemoveDatabase(copy);
-  std::printf("%.0f %.1f\n", done / elapsed,
-              static_cast<double>(count.frames) / commits);
+  std::printf("%.0f %.1f %.2f\n", done / elapsed,
+              static_cast<double>(count.frames) / commits, cpu * 1e6 / done);
   return 0;
 }
 
@@ -399,9 +410,10 @@ int StoreGroup(const std::string& src, const std::string& copy, int rows,
                double secs) {
   if (!CopyDatabase(src, copy)) return 1;
   int64_t done = 0;
-  double elapsed = 0;
+  double elapsed = 0, cpu0 = 0, cpu = 0;
   {
     auto store = Open("sqlite:" + copy);
+    cpu0 = CpuSeconds();
     auto start = Clock::now();
     while (Seconds(start, Clock::now()) < secs) {
       auto tx = store->Begin();
@@ -415,9 +427,10 @@ int StoreGroup(const std::string& src, const std::string& copy, int rows,
       done += rows;
     }
     elapsed = Seconds(start, Clock::now());
+    cpu = CpuSeconds() - cpu0;
   }
   RemoveDatabase(copy);
-  std::printf("%.0f\n", done / elapsed);
+  std::printf("%.0f %.2f\n", done / elapsed, cpu * 1e6 / done);
   return 0;
 }
 

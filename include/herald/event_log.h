@@ -100,6 +100,12 @@ struct AppendOptions {
   // append (0: the stream must be new), else the append fails with Conflict
   // and writes nothing. All events of the call must then share one stream.
   std::optional<int64_t> expected_version;
+  // The caller passed every event through ValidateEvent and has not changed
+  // it since, so the store does not check it again (herald serve decodes
+  // and validates a POST on its I/O thread; its one appender thread, which
+  // every POST waits for, then only writes). An event that would fail
+  // ValidateEvent is then stored as it is: set it only for checked events.
+  bool validated = false;
 };
 
 struct AppendResult {

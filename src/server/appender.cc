@@ -129,6 +129,12 @@ void Appender::Process(std::vector<AppendJob>* jobs) {
   // Append epochs before and after: if this group's commit is the only one
   // between them, the Hub need not read the store for it (see Hub::Push).
   const uint64_t epoch_before = store_->append_epoch();
+  // The watcher leaves this group's events to the Push below.
+  hub_->BeginPush();
+  struct PushDone {
+    Hub* hub;
+    ~PushDone() { hub->EndPush(); }
+  } push_done{hub_};
   auto tx = store_->Begin();
   if (!tx.ok()) {
     group_ok = false;

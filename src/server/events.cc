@@ -582,6 +582,9 @@ class Events : public ResourceBase,
       AppendJob job;
       job.events = std::move(events);
       job.options = ao;
+      // DecodePostedEvents ran ValidateEvent on each: the appender, which
+      // every POST waits for, need not again.
+      job.options.validated = true;
       job.client_gone = req.client_gone;
       job.target = req.io_target;
       job.post = req.io_post;

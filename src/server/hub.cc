@@ -285,6 +285,14 @@ void Hub::Run() {
       WakeWaiters(false, false);
       continue;
     }
+    // ... or is about to push (see BeginPush). Should another in-process
+    // writer's commit be among them, the next Push finds the gap and reads
+    // the store, or, with no further commit, the poll 1 ms from now does.
+    if (epoch != seen && pushes_pending_.load() > 0) {
+      interval = std::chrono::milliseconds(1);
+      WakeWaiters(false, false);
+      continue;
+    }
     bool loaded = Load();
     if (loaded) {
       interval = std::chrono::milliseconds(1);

@@ -116,6 +116,14 @@ class Hub {
   // or before them: the watcher, woken by those commits, need not read the
   // store for them.
   void Push(std::vector<const Event*> events, uint64_t epoch);
+  // Bracket a commit whose events the caller will Push (the appender's
+  // group): from just before the commit until after the Push (or until it
+  // knows there is nothing to push). Meanwhile the watcher, woken by that
+  // commit, leaves the events to the Push instead of reading them back
+  // from the store first (which cost a read transaction per commit and
+  // kept the Push, and the answers behind it, waiting on load_mu_).
+  void BeginPush() { pushes_pending_.fetch_add(1); }
+  void EndPush() { pushes_pending_.fetch_sub(1); }
 
  private:
   std::shared_ptr<const CachedEvent> Render(const Event& e) const;
@@ -138,6 +146,8 @@ class Hub {
   std::atomic<int64_t> head_{0};
   // Append epochs up to this one were pushed (see Push).
   std::atomic<uint64_t> pushed_epoch_{0};
+  // Commits between BeginPush and EndPush.
+  std::atomic<int> pushes_pending_{0};
 
   struct Waiter {
     int64_t offset;

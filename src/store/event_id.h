@@ -16,4 +16,11 @@ inline std::string LowerId(std::string_view id) {
   return out;
 }
 
+// Lowers the ASCII letters of `*id` in place (no copy).
+inline void LowerIdInPlace(std::string* id) {
+  for (char& c : *id) {
+    if (c >= 'A' && c <= 'Z') c = static_cast<char>(c - 'A' + 'a');
+  }
+}
+
 }  // namespace herald::detail

@@ -9,6 +9,7 @@
 #include <chrono>
 #include <filesystem>
 #include <fstream>
+#include <vector>
 
 #include "herald/sqlite.h"
 #include "herald/store.h"
@@ -85,6 +86,96 @@ TEST(SqliteStore, AppendJoinsTheCallersTransaction) {
   auto got = (*store)->Get(kept.id);
   ASSERT_TRUE(got.ok());
   EXPECT_EQ(got->position, 1);
+}
+
+// A connection remembers stream versions between its write transactions
+// (so the group commit need not look them up); every other writer's commit
+// (another store on the file, the caller's own connection), a rollback and
+// an append that fails alone make it look again: versions stay dense.
+TEST(SqliteStore, StreamVersionsStayDenseAcrossWriters) {
+  TempDir dir;
+  std::string path = dir.file("h.db");
+  auto a = OpenStore(path);
+  auto b = OpenStore(path);
+  ASSERT_TRUE(a.ok());
+  ASSERT_TRUE(b.ok());
+  Db app(path);
+  // One event in a transaction of its own, as the appender's groups are.
+  auto append = [](Store& s) -> int64_t {
+    auto tx = s.Begin();
+    EXPECT_TRUE(tx.ok());
+    Event e = MakeEvent();
+    auto r = s.Append(**tx, std::span<Event>(&e, 1));
+    EXPECT_TRUE(r.ok()) << r.status().ToString();
+    EXPECT_TRUE((*tx)->Commit().ok());
+    return e.stream_version;
+  };
+  int64_t want = 0;
+  for (int i = 0; i < 3; ++i) {
+    EXPECT_EQ(append(**a), ++want);
+    EXPECT_EQ(append(**a), ++want);
+    EXPECT_EQ(append(**b), ++want);
+    ASSERT_EQ(app.Exec("BEGIN IMMEDIATE"), SQLITE_OK);
+    {
+      Event e = MakeEvent();
+      auto tx = (*a)->Join(app.db);
+      auto r = (*a)->Append(*tx, std::span<Event>(&e, 1));
+      ASSERT_TRUE(r.ok()) << r.status().ToString();
+      EXPECT_EQ(e.stream_version, ++want);
+    }
+    ASSERT_EQ(app.Exec("COMMIT"), SQLITE_OK);
+  }
+  {
+    auto tx = (*a)->Begin();
+    ASSERT_TRUE(tx.ok());
+    Event e = MakeEvent();
+    ASSERT_TRUE((*a)->Append(**tx, std::span<Event>(&e, 1)).ok());
+    EXPECT_EQ(e.stream_version, want + 1);
+    ASSERT_TRUE((*tx)->Rollback().ok());
+  }
+  EXPECT_EQ(append(**a), ++want);
+  {
+    auto tx = (*a)->Begin();
+    ASSERT_TRUE(tx.ok());
+    Event first = MakeEvent();
+    ASSERT_TRUE((*a)->Append(**tx, std::span<Event>(&first, 1)).ok());
+    EXPECT_EQ(first.stream_version, ++want);
+    std::vector<Event> refused = {MakeEvent(), MakeEvent()};
+    AppendOptions expect_new;
+    expect_new.expected_version = 0;
+    EXPECT_EQ((*a)->Append(**tx, std::span<Event>(refused), expect_new)
+                  .status()
+                  .code(),
+              Status::Code::kConflict);
+    Event second = MakeEvent();
+    ASSERT_TRUE((*a)->Append(**tx, std::span<Event>(&second, 1)).ok());
+    EXPECT_EQ(second.stream_version, ++want);
+    ASSERT_TRUE((*tx)->Commit().ok());
+  }
+  EXPECT_EQ(append(**b), ++want);
+  EXPECT_EQ(append(**a), ++want);
+  EXPECT_EQ(app.One("SELECT count(*) FROM herald_events"),
+            std::to_string(want));
+  EXPECT_EQ(app.One("SELECT max(stream_version) FROM herald_events"),
+            std::to_string(want));
+}
+
+// AppendOptions::validated: the caller checked the events (herald serve,
+// on its I/O thread), so the store does not check them again.
+TEST(SqliteStore, ValidatedEventsAreNotCheckedAgain) {
+  TempDir dir;
+  auto store = OpenStore(dir.file("h.db"));
+  ASSERT_TRUE(store.ok());
+  Event bad = MakeEvent();
+  bad.payload = "{not json";
+  EXPECT_EQ((*store)->Append(std::span<Event>(&bad, 1)).status().code(),
+            Status::Code::kInvalidArgument);
+  AppendOptions checked;
+  checked.validated = true;
+  ASSERT_TRUE((*store)->Append(std::span<Event>(&bad, 1), checked).ok());
+  auto got = (*store)->Get(bad.id);
+  ASSERT_TRUE(got.ok());
+  EXPECT_EQ(got->payload, "{not json");
 }
 
 TEST(SqliteStore, DomainChangeThroughTheStoresTransaction) {
