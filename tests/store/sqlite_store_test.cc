@@ -160,6 +160,47 @@ TEST(SqliteStore, StreamVersionsStayDenseAcrossWriters) {
             std::to_string(want));
 }
 
+// A transaction whose connection was lent out (native_handle) does not
+// leave its stream versions behind: here the caller's savepoint takes an
+// append back, unseen by the store, and the next append still follows the
+// stored version.
+TEST(SqliteStore, StreamVersionsIgnoreWhatTheCallersSqlUndid) {
+  TempDir dir;
+  auto store = OpenStore(dir.file("h.db"));
+  ASSERT_TRUE(store.ok());
+  auto append = [&](Transaction& tx) -> int64_t {
+    Event e = MakeEvent();
+    auto r = (*store)->Append(tx, std::span<Event>(&e, 1));
+    EXPECT_TRUE(r.ok()) << r.status().ToString();
+    return e.stream_version;
+  };
+  {
+    auto tx = (*store)->Begin();
+    ASSERT_TRUE(tx.ok());
+    EXPECT_EQ(append(**tx), 1);
+    ASSERT_TRUE((*tx)->Commit().ok());
+  }
+  {
+    auto tx = (*store)->Begin();
+    ASSERT_TRUE(tx.ok());
+    sqlite3* db = SqliteHandle(**tx);
+    ASSERT_EQ(sqlite3_exec(db, "SAVEPOINT caller", nullptr, nullptr, nullptr),
+              SQLITE_OK);
+    EXPECT_EQ(append(**tx), 2);
+    ASSERT_EQ(sqlite3_exec(db, "ROLLBACK TO caller; RELEASE caller", nullptr,
+                           nullptr, nullptr),
+              SQLITE_OK);
+    EXPECT_EQ(append(**tx), 2);
+    ASSERT_TRUE((*tx)->Commit().ok());
+  }
+  {
+    auto tx = (*store)->Begin();
+    ASSERT_TRUE(tx.ok());
+    EXPECT_EQ(append(**tx), 3);
+    ASSERT_TRUE((*tx)->Commit().ok());
+  }
+}
+
 // AppendOptions::validated: the caller checked the events (herald serve,
 // on its I/O thread), so the store does not check them again.
 TEST(SqliteStore, ValidatedEventsAreNotCheckedAgain) {

@@ -446,7 +446,13 @@ class SqliteTransaction final : public Transaction {
 
   Status Commit() override;
   Status Rollback() override;
-  void* native_handle() override { return db_; }
+  // Lending the connection out ends the remembered stream versions for
+  // this transaction: the caller's own SQL (a savepoint rolled back over an
+  // append, say) could change what they describe unseen.
+  void* native_handle() override {
+    handle_lent_ = true;
+    return db_;
+  }
 
   sqlite3* db() const { return db_; }
   // The pooled connection with its cached statements, or null when joined.
@@ -472,6 +478,7 @@ class SqliteTransaction final : public Transaction {
   bool relaxed_ = false;
   bool has_turn_ = false;
   bool versions_checked_ = false;
+  bool handle_lent_ = false;
 };
 
 class SqliteStore final : public Store {
@@ -519,9 +526,9 @@ class SqliteStore final : public Store {
     Status s;
     if (relaxed) {
       tx->set_relaxed();
-      s = Exec(SqliteHandle(*tx), "PRAGMA synchronous = NORMAL");
+      s = Exec(tx->db(), "PRAGMA synchronous = NORMAL");
     }
-    if (s.ok()) s = Exec(SqliteHandle(*tx), "BEGIN IMMEDIATE");
+    if (s.ok()) s = Exec(tx->db(), "BEGIN IMMEDIATE");
     if (!s.ok()) {
       (void)tx->Rollback();  // gives the connection and the turn back
       return s;
@@ -684,7 +691,7 @@ void SqliteTransaction::Release() {
 }
 
 std::unordered_map<std::string, int64_t>* SqliteTransaction::Versions() {
-  if (!conn_) return nullptr;
+  if (!conn_ || handle_lent_) return nullptr;
   if (!versions_checked_) {
     versions_checked_ = true;
     unsigned now = 0;
@@ -717,7 +724,7 @@ Status SqliteTransaction::Commit() {
     // The versions are this commit's; a later commit by anyone moves the
     // data version past this one. A transaction that appended nothing
     // wrote something else: the versions are not vouched for.
-    if (!versions_checked_ || !conn_->versions_valid ||
+    if (!versions_checked_ || handle_lent_ || !conn_->versions_valid ||
         !conn_->DataVersion(&conn_->data_version)) {
       conn_->DropVersions();
     }
