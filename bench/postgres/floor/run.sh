@@ -20,6 +20,9 @@
 # fn_cte and fn_cte_noset (the cte statement inside a plpgsql function,
 # with and without herald's SET clauses: fn_variants.sql), raw_pad (the
 # raw transaction with a 600-byte payload: as much WAL as herald's append).
+# A script name prefixed v_ (v_cte, v_herald_append, ...) runs that script
+# in a database of its own to which the SQL file VARIANT was applied after
+# herald's schema (a candidate change, measured beside today's schema).
 #
 # Usage: tests/support/with-postgres.sh bench/postgres/floor/run.sh BUILD_DIR
 # Env:   SECS (4), ROUNDS (3), CONNS ("1 8 32"), SCRIPTS ("raw floor herald"),
@@ -58,13 +61,17 @@ psql -qAt "$url" -f "$here/fn_variants.sql" >/dev/null
 scripts=(${SCRIPTS:-raw floor herald})
 dbof() {  # the database of script $1 when not the main one
   case $1 in append_only | cte_only) echo herald_append_only ;;
-    after) echo herald_after ;; esac
+    after) echo herald_after ;; v_*) echo herald_variant ;; esac
 }
 for f in "${scripts[@]}"; do
   db=$(dbof "$f")
   if [[ -n $db ]] && ! psql -qAt "$url" -c "CREATE DATABASE $db" 2>/dev/null
   then continue; fi  # created for an earlier script
-  if [[ -n $db ]]; then
+  if [[ $db = herald_variant ]]; then
+    setup "$(dburl "$db")"
+    psql -qAt "$(dburl "$db")" -v ON_ERROR_STOP=1 \
+      -f "${VARIANT:?v_ scripts need VARIANT=file.sql}" >/dev/null
+  elif [[ -n $db ]]; then
     setup "$(dburl "$db")"
     psql -qAt "$(dburl "$db")" -f "$here/after_commit.sql" >/dev/null
   fi
@@ -104,7 +111,7 @@ for c in ${CONNS:-1 8 32}; do
       fi
       lsn0=$(psql -qAt "$url" -c "SELECT pg_current_wal_insert_lsn()")
       out=$(pgbench -n -M prepared -c "$c" -j "$c" -T "${SECS:-4}" \
-              -f "$here/$f.sql" "$(urlof "$f")" 2>&1)
+              -f "$here/${f#v_}.sql" "$(urlof "$f")" 2>&1)
       tps=$(awk '/^tps/ {print $3; exit}' <<<"$out")
       txs=$(awk '/actually processed/ {print $NF; exit}' <<<"$out")
       wal=$(psql -qAt "$url" -c "SELECT round(pg_wal_lsn_diff(
