@@ -17,7 +17,9 @@
 # event, positioned by herald's commit trigger), cte_only (the same with
 # nothing at commit), herald_append (the SQL function other languages
 # call, which checks its arguments and calls herald_append_events),
-# fn_cte and fn_cte_noset (the cte statement inside a plpgsql function,
+# cte_new (the C++ statement for an event whose id herald generated:
+# the stream row's update, then the event, no ON CONFLICT), fn_cte and
+# fn_cte_noset (the cte statement inside a plpgsql function,
 # with and without herald's SET clauses: fn_variants.sql), raw_pad (the
 # raw transaction with a 600-byte payload: as much WAL as herald's append).
 # A script name prefixed v_ (v_cte, v_herald_append, ...) runs that script
@@ -54,6 +56,9 @@ CREATE INDEX raw_events_stream ON raw_events (stream);
 CREATE TABLE floor_events (LIKE herald_events INCLUDING ALL);
 CREATE TABLE floor2_events (LIKE herald_events INCLUDING ALL);
 CREATE TABLE floor_streams (LIKE herald_streams INCLUDING ALL);
+-- Every stream the scripts append to has its row from the start (as after
+-- its first event), so the first phase does what the later ones do.
+INSERT INTO herald_streams SELECT 'order-' || g, 0 FROM generate_series(1, 1000) g;
 SQL
 }
 setup "$url"

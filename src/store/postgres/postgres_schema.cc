@@ -971,12 +971,12 @@ $fn$;
 
 // 7: cheaper appends of one event (issue 19). herald_append appends an event
 // whose id it generates itself (id NULL, no expected version) with one
-// statement that updates the stream's row and inserts the event: no
-// INSERT ... ON CONFLICT on herald_streams (whose speculative insertion
-// writes a lock record and probes the index first) and no ON CONFLICT on
-// the id, which a UUIDv7 generated here cannot clash with; a stream without
-// a row yet takes the upsert. It loses its SET clauses: its statements have
-// one plan whatever the settings (a primary-key update, inserts).
+// statement that updates the stream's row (inserting it only when there is
+// none) and inserts the event: no upsert of an existing row (its
+// speculative insertion probes the index first and writes a lock record)
+// and no ON CONFLICT on the id, which a UUIDv7 generated here cannot clash
+// with. It loses its SET clauses: its statements have one plan whatever
+// the settings (a primary-key update, inserts).
 constexpr const char* kMigration7 = R"sql(
 -- The append function for services in any language (see schema 1).
 CREATE OR REPLACE FUNCTION herald_append(
@@ -1012,12 +1012,17 @@ BEGIN
       MESSAGE = 'herald_append: metadata must be a JSON object';
   END IF;
   IF herald_append.expected_version IS NULL AND herald_append.id IS NULL THEN
-    -- A new id: the stream's row (locked until commit), then the batch
-    -- number, then the event.
-    WITH v AS (
+    -- A new id: the stream's row (its update, or its insert when it has
+    -- none; locked until commit), then the batch number, then the event.
+    WITH u AS (
       UPDATE herald_streams s SET version = s.version + 1
        WHERE s.stream = herald_append.stream RETURNING s.version
-    )
+    ), i AS (
+      INSERT INTO herald_streams AS s (stream, version)
+        SELECT herald_append.stream, 1 WHERE NOT EXISTS (SELECT 1 FROM u)
+        ON CONFLICT ON CONSTRAINT herald_streams_pkey
+        DO UPDATE SET version = s.version + 1 RETURNING s.version
+    ), v AS (SELECT u.version FROM u UNION ALL SELECT i.version FROM i)
     INSERT INTO herald_events AS e (batch, idx, id, stream, stream_version,
                                     type, content_type, payload, metadata,
                                     occurred_at)
@@ -1027,23 +1032,6 @@ BEGIN
              coalesce(herald_append.metadata, '{}'), clock_timestamp()
         FROM v
       RETURNING e.stream_version INTO v_version;
-    IF v_version IS NULL THEN  -- the stream's first event
-      WITH v AS (
-        INSERT INTO herald_streams AS s (stream, version)
-          VALUES (herald_append.stream, 1)
-          ON CONFLICT ON CONSTRAINT herald_streams_pkey
-          DO UPDATE SET version = s.version + 1 RETURNING s.version
-      )
-      INSERT INTO herald_events AS e (batch, idx, id, stream, stream_version,
-                                      type, content_type, payload, metadata,
-                                      occurred_at)
-        SELECT nextval('herald_batches'), 0, v_id, herald_append.stream,
-               v.version, herald_append.type, 'application/json',
-               convert_to(herald_append.payload, 'UTF8'),
-               coalesce(herald_append.metadata, '{}'), clock_timestamp()
-          FROM v
-        RETURNING e.stream_version INTO v_version;
-    END IF;
     event_id := v_id;
     stream_version := v_version;
     created := true;

@@ -148,12 +148,17 @@ const char* SlotSql(Slot s) {
              "ON CONFLICT (id) DO NOTHING RETURNING stream_version";
     case kAppendOneNew:
       // One event with an id herald generated in this call (no row can
-      // hold it), into a stream that has a row: the row's update (locking
-      // it), then the batch number, then the event. No ON CONFLICT: an
-      // upsert writes a lock record and probes the index first. No row
-      // back: the stream has none yet (kAppendOne then).
-      return "WITH v AS (UPDATE herald_streams SET version = version + 1 "
-             "WHERE stream = $2::text RETURNING version) "
+      // hold it): the stream row's update, or its insert when it has none
+      // (locking it), then the batch number, then the event. No upsert of
+      // an existing row (its speculative insertion probes the index first
+      // and writes a lock record) and no ON CONFLICT on the id.
+      return "WITH u AS (UPDATE herald_streams SET version = version + 1 "
+             "WHERE stream = $2::text RETURNING version), "
+             "i AS (INSERT INTO herald_streams AS s (stream, version) "
+             "SELECT $2::text, 1 WHERE NOT EXISTS (SELECT 1 FROM u) "
+             "ON CONFLICT (stream) DO UPDATE SET version = s.version + 1 "
+             "RETURNING s.version), "
+             "v AS (SELECT version FROM u UNION ALL SELECT version FROM i) "
              "INSERT INTO herald_events (batch, idx, id, stream, "
              "stream_version, type, content_type, payload, metadata, "
              "occurred_at) SELECT nextval('herald_batches'), 0, $1::uuid, "
