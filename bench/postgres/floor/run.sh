@@ -28,7 +28,10 @@
 #
 # Usage: tests/support/with-postgres.sh bench/postgres/floor/run.sh BUILD_DIR
 # Env:   SECS (4), ROUNDS (3), CONNS ("1 8 32"), SCRIPTS ("raw floor herald"),
-#        PASS_SLEEP (0.002), WAL (1: print the WAL written per transaction,
+#        PASS_SLEEP (0.002), VACUUM (1: vacuum herald_pending every second
+#        during each phase, as the sequencer of a running herald does; 0:
+#        only autovacuum, as in runs before 2026-12-03 07:50 UTC),
+#        WAL (1: print the WAL written per transaction,
 #        from pg_current_wal_insert_lsn around each phase; the
 #        cluster-wide figure, so background passes count too)
 set -euo pipefail
@@ -114,6 +117,12 @@ for c in ${CONNS:-1 8 32}; do
           PERFORM pg_sleep(${PASS_SLEEP:-0.002}); END LOOP; END \$\$" \
           >/dev/null & ppid=$!
       fi
+      vpid=
+      if [[ ${VACUUM:-1} = 1 ]]; then  # as herald's sequencer does (1 s)
+        (u=$(urlof "$f"); while :; do sleep 1
+          psql -qAt "$u" -c "VACUUM (TRUNCATE false) herald_pending" \
+            >/dev/null 2>&1 || true; done) & vpid=$!
+      fi
       lsn0=$(psql -qAt "$url" -c "SELECT pg_current_wal_insert_lsn()")
       out=$(pgbench -n -M prepared -c "$c" -j "$c" -T "${SECS:-4}" \
               -f "$here/${f#v_}.sql" "$(urlof "$f")" 2>&1)
@@ -122,6 +131,7 @@ for c in ${CONNS:-1 8 32}; do
       wal=$(psql -qAt "$url" -c "SELECT round(pg_wal_lsn_diff(
         pg_current_wal_insert_lsn(), '$lsn0') / 1024.0 / greatest($txs, 1), 2)")
       [[ -z $ppid ]] || wait "$ppid"
+      [[ -z $vpid ]] || { kill "$vpid"; wait "$vpid" 2>/dev/null || true; }
       if [[ -n $spid ]]; then
         kill "$spid"; wait "$spid" 2>/dev/null || true
         echo "  $f wait events: $(sort "${TMPDIR:-/tmp}/floor-sample-$f" |
