@@ -18,7 +18,9 @@
 # nothing at commit), herald_append (the SQL function other languages
 # call, which checks its arguments and calls herald_append_events),
 # cte_new (the C++ statement for an event whose id herald generated:
-# the stream row's update, then the event, no ON CONFLICT), fn_cte and
+# the stream row's update, then the event, no ON CONFLICT), cte_new2 (the
+# same, inserting the stream row when it has none: schema 7's statement),
+# fn_cte and
 # fn_cte_noset (the cte statement inside a plpgsql function,
 # with and without herald's SET clauses: fn_variants.sql), raw_pad (the
 # raw transaction with a 600-byte payload: as much WAL as herald's append).
