@@ -20,8 +20,7 @@
 # cte_new (the C++ statement for an event whose id herald generated:
 # the stream row's update, then the event, no ON CONFLICT), cte_new2 (the
 # same, inserting the stream row when it has none: schema 7's statement),
-# fn_cte and
-# fn_cte_noset (the cte statement inside a plpgsql function,
+# fn_cte and fn_cte_noset (the cte statement inside a plpgsql function,
 # with and without herald's SET clauses: fn_variants.sql), raw_pad (the
 # raw transaction with a 600-byte payload: as much WAL as herald's append).
 # A script name prefixed v_ (v_cte, v_herald_append, ...) runs that script
