@@ -568,6 +568,99 @@ TEST_F(PostgresStoreTest, SchemaThreeMovesRouteErrorsOutOfTheLeaseTable) {
   EXPECT_TRUE(store->GetLease("relay/billing")->has_value());
 }
 
+// A database at schema version 6 is migrated in place on open: what was
+// appended before keeps its positions and versions, and herald_append's new
+// paths (an id it generates, into a stream with a row or without one; a
+// given id, new or retried) carry on from there.
+TEST_F(PostgresStoreTest, MigratesFromSchemaSixInPlace) {
+  auto c = PgConnect(url_);
+  std::string upto6 = "BEGIN;";
+  for (int v = 1; v <= 6; ++v) upto6 += detail::PostgresMigration(v);
+  ASSERT_EQ(PgExec(c.get(), upto6 + "INSERT INTO herald_meta VALUES "
+                                    "('schema_version', '6'); COMMIT"),
+            "");
+  ASSERT_EQ(PgExec(c.get(),
+                   "SELECT stream_version FROM herald_append('a', 'v6', "
+                   "'{}')"),
+            "1");
+  StoreOptions quiet;
+  quiet.run_sequencer = false;
+  auto store = Open(quiet);
+  ASSERT_NE(store, nullptr);
+  EXPECT_EQ(PgExec(c.get(),
+                   "SELECT value FROM herald_meta WHERE key = "
+                   "'schema_version'"),
+            "7");
+  EXPECT_EQ(PgExec(c.get(),
+                   "SELECT stream_version FROM herald_append('a', 'v7', "
+                   "'{}')"),
+            "2")
+      << "a stream with a row";
+  EXPECT_EQ(PgExec(c.get(),
+                   "SELECT stream_version FROM herald_append('b', 'v7', "
+                   "'{}')"),
+            "1")
+      << "a stream's first event";
+  std::string id = NewUuidV7();
+  std::string given =
+      "SELECT created || '|' || stream_version FROM herald_append('a', "
+      "'v7', '{}', '{}', '" +
+      id + "')";
+  EXPECT_EQ(PgExec(c.get(), given), "true|3");
+  EXPECT_EQ(PgExec(c.get(), given), "false|3");
+  auto all = ReadAllNow(store.get());
+  ASSERT_EQ(all.size(), 4u);
+  std::vector<std::pair<std::string, int64_t>> want = {
+      {"a", 1}, {"a", 2}, {"b", 1}, {"a", 3}};
+  for (size_t i = 0; i < all.size(); ++i) {
+    EXPECT_EQ(all[i].position, static_cast<int64_t>(i + 1));
+    EXPECT_EQ(all[i].stream, want[i].first);
+    EXPECT_EQ(all[i].stream_version, want[i].second);
+  }
+  EXPECT_EQ(all[3].id, id);
+}
+
+// Appends of events without ids (herald generates them: no look-up of
+// stored ids), one and several per call, into new streams and streams with
+// rows, numbered from the stream's version and positioned densely.
+TEST_F(PostgresStoreTest, AppendsOfNewIdsNumberStreamsAndPositionsDensely) {
+  auto store = Open();
+  ASSERT_NE(store, nullptr);
+  Event one = MakeEvent("s", "one");
+  ASSERT_TRUE(store->Append(std::span<Event>(&one, 1)).ok());
+  EXPECT_EQ(one.stream_version, 1) << "a stream's first event";
+  std::vector<Event> three = {MakeEvent("s", "a"), MakeEvent("s", "b"),
+                              MakeEvent("s", "c")};
+  auto r = store->Append(std::span<Event>(three));
+  ASSERT_TRUE(r.ok()) << r.status().ToString();
+  EXPECT_EQ(r->created, 3u);
+  for (size_t i = 0; i < three.size(); ++i) {
+    EXPECT_FALSE(three[i].id.empty());
+    EXPECT_EQ(three[i].stream_version, static_cast<int64_t>(2 + i));
+  }
+  std::vector<Event> fresh = {MakeEvent("t", "a"), MakeEvent("t", "b")};
+  ASSERT_TRUE(store->Append(std::span<Event>(fresh)).ok());
+  EXPECT_EQ(fresh[1].stream_version, 2) << "a new stream, several events";
+  Event again = MakeEvent("t", "c");
+  ASSERT_TRUE(store->Append(std::span<Event>(&again, 1)).ok());
+  EXPECT_EQ(again.stream_version, 3) << "a stream with a row";
+  auto all = ReadAllNow(store.get());
+  ASSERT_EQ(all.size(), 7u);
+  std::vector<std::string> order = {one.id,      three[0].id, three[1].id,
+                                    three[2].id, fresh[0].id, fresh[1].id,
+                                    again.id};
+  for (size_t i = 0; i < all.size(); ++i) {
+    EXPECT_EQ(all[i].position, static_cast<int64_t>(i + 1));
+    EXPECT_EQ(all[i].id, order[i]);
+  }
+  // The stream rows agree with the events, for the next append.
+  auto c = PgConnect(url_);
+  EXPECT_EQ(PgExec(c.get(),
+                   "SELECT string_agg(stream || '=' || version, ',' "
+                   "ORDER BY stream) FROM herald_streams"),
+            "s=4,t=3");
+}
+
 // A read-only open neither migrates nor runs the sequencer; an older
 // schema is refused, naming what to run.
 TEST_F(PostgresStoreTest, ReadOnlyOpenNeverMigrates) {

@@ -17,13 +17,22 @@
 # event, positioned by herald's commit trigger), cte_only (the same with
 # nothing at commit), herald_append (the SQL function other languages
 # call, which checks its arguments and calls herald_append_events),
+# cte_new (the C++ statement for an event whose id herald generated:
+# the stream row's update, then the event, no ON CONFLICT), cte_new2 (the
+# same, inserting the stream row when it has none: schema 7's statement),
 # fn_cte and fn_cte_noset (the cte statement inside a plpgsql function,
 # with and without herald's SET clauses: fn_variants.sql), raw_pad (the
 # raw transaction with a 600-byte payload: as much WAL as herald's append).
+# A script name prefixed v_ (v_cte, v_herald_append, ...) runs that script
+# in a database of its own to which the SQL file VARIANT was applied after
+# herald's schema (a candidate change, measured beside today's schema).
 #
 # Usage: tests/support/with-postgres.sh bench/postgres/floor/run.sh BUILD_DIR
 # Env:   SECS (4), ROUNDS (3), CONNS ("1 8 32"), SCRIPTS ("raw floor herald"),
-#        PASS_SLEEP (0.002), WAL (1: print the WAL written per transaction,
+#        PASS_SLEEP (0.002), VACUUM (1: vacuum herald_pending every second
+#        during each phase, as the sequencer of a running herald does; 0:
+#        only autovacuum, as in runs before 2026-12-03 07:50 UTC),
+#        WAL (1: print the WAL written per transaction,
 #        from pg_current_wal_insert_lsn around each phase; the
 #        cluster-wide figure, so background passes count too)
 set -euo pipefail
@@ -51,6 +60,9 @@ CREATE INDEX raw_events_stream ON raw_events (stream);
 CREATE TABLE floor_events (LIKE herald_events INCLUDING ALL);
 CREATE TABLE floor2_events (LIKE herald_events INCLUDING ALL);
 CREATE TABLE floor_streams (LIKE herald_streams INCLUDING ALL);
+-- Every stream the scripts append to has its row from the start (as after
+-- its first event), so the first phase does what the later ones do.
+INSERT INTO herald_streams SELECT 'order-' || g, 0 FROM generate_series(1, 1000) g;
 SQL
 }
 setup "$url"
@@ -58,13 +70,17 @@ psql -qAt "$url" -f "$here/fn_variants.sql" >/dev/null
 scripts=(${SCRIPTS:-raw floor herald})
 dbof() {  # the database of script $1 when not the main one
   case $1 in append_only | cte_only) echo herald_append_only ;;
-    after) echo herald_after ;; esac
+    after) echo herald_after ;; v_*) echo herald_variant ;; esac
 }
 for f in "${scripts[@]}"; do
   db=$(dbof "$f")
   if [[ -n $db ]] && ! psql -qAt "$url" -c "CREATE DATABASE $db" 2>/dev/null
   then continue; fi  # created for an earlier script
-  if [[ -n $db ]]; then
+  if [[ $db = herald_variant ]]; then
+    setup "$(dburl "$db")"
+    psql -qAt "$(dburl "$db")" -v ON_ERROR_STOP=1 \
+      -f "${VARIANT:?v_ scripts need VARIANT=file.sql}" >/dev/null
+  elif [[ -n $db ]]; then
     setup "$(dburl "$db")"
     psql -qAt "$(dburl "$db")" -f "$here/after_commit.sql" >/dev/null
   fi
@@ -102,14 +118,21 @@ for c in ${CONNS:-1 8 32}; do
           PERFORM pg_sleep(${PASS_SLEEP:-0.002}); END LOOP; END \$\$" \
           >/dev/null & ppid=$!
       fi
+      vpid=
+      if [[ ${VACUUM:-1} = 1 ]]; then  # as herald's sequencer does (1 s)
+        (u=$(urlof "$f"); while :; do sleep 1
+          psql -qAt "$u" -c "VACUUM (TRUNCATE false) herald_pending" \
+            >/dev/null 2>&1 || true; done) & vpid=$!
+      fi
       lsn0=$(psql -qAt "$url" -c "SELECT pg_current_wal_insert_lsn()")
       out=$(pgbench -n -M prepared -c "$c" -j "$c" -T "${SECS:-4}" \
-              -f "$here/$f.sql" "$(urlof "$f")" 2>&1)
+              -f "$here/${f#v_}.sql" "$(urlof "$f")" 2>&1)
       tps=$(awk '/^tps/ {print $3; exit}' <<<"$out")
       txs=$(awk '/actually processed/ {print $NF; exit}' <<<"$out")
       wal=$(psql -qAt "$url" -c "SELECT round(pg_wal_lsn_diff(
         pg_current_wal_insert_lsn(), '$lsn0') / 1024.0 / greatest($txs, 1), 2)")
       [[ -z $ppid ]] || wait "$ppid"
+      [[ -z $vpid ]] || { kill "$vpid"; wait "$vpid" 2>/dev/null || true; }
       if [[ -n $spid ]]; then
         kill "$spid"; wait "$spid" 2>/dev/null || true
         echo "  $f wait events: $(sort "${TMPDIR:-/tmp}/floor-sample-$f" |

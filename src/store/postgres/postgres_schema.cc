@@ -969,8 +969,127 @@ END
 $fn$;
 )sql";
 
+// 7: cheaper appends of one event (issue 19). herald_append appends an event
+// whose id it generates itself (id NULL, no expected version) with one
+// statement that updates the stream's row (inserting it only when there is
+// none) and inserts the event: no upsert of an existing row (its
+// speculative insertion probes the index first and writes a lock record)
+// and no ON CONFLICT on the id, which a UUIDv7 generated here cannot clash
+// with. It loses its SET clauses: its statements have one plan whatever
+// the settings (a primary-key update, inserts).
+constexpr const char* kMigration7 = R"sql(
+-- The append function for services in any language (see schema 1).
+CREATE OR REPLACE FUNCTION herald_append(
+    stream text, type text, payload text,
+    metadata text DEFAULT '{}', id uuid DEFAULT NULL,
+    expected_version bigint DEFAULT NULL)
+RETURNS TABLE (event_id uuid, stream_version bigint, created boolean)
+LANGUAGE plpgsql AS $fn$
+DECLARE
+  v_id uuid := coalesce(herald_append.id, herald_uuid_v7());
+  v_json jsonb;
+  v_version bigint;
+  r record;
+BEGIN
+  IF herald_append.stream IS NULL OR length(herald_append.stream) = 0
+     OR length(herald_append.stream) > 256 THEN
+    RAISE EXCEPTION USING ERRCODE = '22023',
+      MESSAGE = 'herald_append: stream must be 1 to 256 characters';
+  END IF;
+  IF herald_append.type IS NULL OR length(herald_append.type) = 0
+     OR length(herald_append.type) > 256 THEN
+    RAISE EXCEPTION USING ERRCODE = '22023',
+      MESSAGE = 'herald_append: type must be 1 to 256 characters';
+  END IF;
+  IF herald_append.payload IS NULL THEN
+    RAISE EXCEPTION USING ERRCODE = '22023',
+      MESSAGE = 'herald_append: payload must not be NULL';
+  END IF;
+  v_json := herald_append.payload::jsonb;  -- raises 22P02 when not JSON
+  IF jsonb_typeof(coalesce(herald_append.metadata, '{}')::jsonb)
+     <> 'object' THEN
+    RAISE EXCEPTION USING ERRCODE = '22023',
+      MESSAGE = 'herald_append: metadata must be a JSON object';
+  END IF;
+  IF herald_append.expected_version IS NULL AND herald_append.id IS NULL THEN
+    -- A new id: the stream's row (its update, or its insert when it has
+    -- none; locked until commit), then the batch number, then the event.
+    WITH u AS (
+      UPDATE herald_streams s SET version = s.version + 1
+       WHERE s.stream = herald_append.stream RETURNING s.version
+    ), i AS (
+      INSERT INTO herald_streams AS s (stream, version)
+        SELECT herald_append.stream, 1 WHERE NOT EXISTS (SELECT 1 FROM u)
+        ON CONFLICT ON CONSTRAINT herald_streams_pkey
+        DO UPDATE SET version = s.version + 1 RETURNING s.version
+    ), v AS (SELECT u.version FROM u UNION ALL SELECT i.version FROM i)
+    INSERT INTO herald_events AS e (batch, idx, id, stream, stream_version,
+                                    type, content_type, payload, metadata,
+                                    occurred_at)
+      SELECT nextval('herald_batches'), 0, v_id, herald_append.stream,
+             v.version, herald_append.type, 'application/json',
+             convert_to(herald_append.payload, 'UTF8'),
+             coalesce(herald_append.metadata, '{}'), clock_timestamp()
+        FROM v
+      RETURNING e.stream_version INTO v_version;
+    event_id := v_id;
+    stream_version := v_version;
+    created := true;
+    RETURN NEXT;
+    RETURN;
+  END IF;
+  IF herald_append.expected_version IS NULL THEN
+    -- A given id, maybe stored already: insert unless it is.
+    WITH v AS (
+      INSERT INTO herald_streams AS s (stream, version)
+        VALUES (herald_append.stream, 1)
+        ON CONFLICT ON CONSTRAINT herald_streams_pkey
+        DO UPDATE SET version = s.version + 1 RETURNING s.version
+    ), b AS (SELECT nextval('herald_batches') AS batch, v.version FROM v)
+    INSERT INTO herald_events AS e (batch, idx, id, stream, stream_version,
+                                    type, content_type, payload, metadata,
+                                    occurred_at)
+      SELECT b.batch, 0, v_id, herald_append.stream, b.version,
+             herald_append.type, 'application/json',
+             convert_to(herald_append.payload, 'UTF8'),
+             coalesce(herald_append.metadata, '{}'), clock_timestamp()
+        FROM b
+      ON CONFLICT ON CONSTRAINT herald_events_id_key DO NOTHING
+      RETURNING e.stream_version INTO v_version;
+    IF v_version IS NOT NULL THEN
+      event_id := v_id;
+      stream_version := v_version;
+      created := true;
+      RETURN NEXT;
+      RETURN;
+    END IF;
+    -- A retry: undo the bump, take the careful path.
+    UPDATE herald_streams s SET version = s.version - 1
+     WHERE s.stream = herald_append.stream;
+  END IF;
+  SELECT * INTO r FROM herald_append_events(
+      ARRAY[v_id], ARRAY[herald_append.stream], ARRAY[herald_append.type],
+      ARRAY['application/json'],
+      ARRAY[convert_to(herald_append.payload, 'UTF8')],
+      ARRAY[coalesce(herald_append.metadata, '{}')],
+      ARRAY[clock_timestamp()], herald_append.expected_version);
+  IF r.r_ord = 0 THEN
+    RAISE EXCEPTION USING ERRCODE = 'HR409',
+      MESSAGE = format('herald_append: stream %L is at version %s, expected %s',
+                       herald_append.stream, r.r_stream_version,
+                       herald_append.expected_version);
+  END IF;
+  event_id := v_id;
+  stream_version := r.r_stream_version;
+  created := r.r_created;
+  RETURN NEXT;
+END
+$fn$;
+)sql";
+
 constexpr const char* kMigrations[] = {kMigration1, kMigration2, kMigration3,
-                                       kMigration4, kMigration5, kMigration6};
+                                       kMigration4, kMigration5, kMigration6,
+                                       kMigration7};
 static_assert(sizeof(kMigrations) / sizeof(kMigrations[0]) ==
               kPostgresSchemaVersion);
 

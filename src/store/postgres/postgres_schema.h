@@ -4,7 +4,7 @@
 namespace herald::detail {
 
 // The schema version this binary writes to PostgreSQL databases.
-inline constexpr int kPostgresSchemaVersion = 6;
+inline constexpr int kPostgresSchemaVersion = 7;
 
 // The SQL that migrates a database from version to_version-1 to to_version
 // (1..kPostgresSchemaVersion), or nullptr.

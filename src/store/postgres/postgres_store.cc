@@ -80,6 +80,8 @@ constexpr int kHoldupThresholdMs = 1000;
 enum Slot {
   kAppend,
   kAppendOne,
+  kAppendOneNew,
+  kAppendNew,
   kUndoAppendOne,
   kRead,
   kReadFiltered,
@@ -144,6 +146,44 @@ const char* SlotSql(Slot s) {
              "occurred_at) SELECT b.batch, 0, $1::uuid, $2::text, b.version, "
              "$3::text, $4::text, $5::bytea, $6::text, $7::timestamptz FROM b "
              "ON CONFLICT (id) DO NOTHING RETURNING stream_version";
+    case kAppendOneNew:
+      // One event with an id herald generated in this call (no row can
+      // hold it): the stream row's update, or its insert when it has none
+      // (locking it), then the batch number, then the event. No upsert of
+      // an existing row (its speculative insertion probes the index first
+      // and writes a lock record) and no ON CONFLICT on the id.
+      return "WITH u AS (UPDATE herald_streams SET version = version + 1 "
+             "WHERE stream = $2::text RETURNING version), "
+             "i AS (INSERT INTO herald_streams AS s (stream, version) "
+             "SELECT $2::text, 1 WHERE NOT EXISTS (SELECT 1 FROM u) "
+             "ON CONFLICT (stream) DO UPDATE SET version = s.version + 1 "
+             "RETURNING s.version), "
+             "v AS (SELECT version FROM u UNION ALL SELECT version FROM i) "
+             "INSERT INTO herald_events (batch, idx, id, stream, "
+             "stream_version, type, content_type, payload, metadata, "
+             "occurred_at) SELECT nextval('herald_batches'), 0, $1::uuid, "
+             "$2::text, v.version, $3::text, $4::text, $5::bytea, $6::text, "
+             "$7::timestamptz FROM v RETURNING stream_version";
+    case kAppendNew:
+      // $8 events of one stream, without an expected version, all with
+      // ids herald generated in this call: herald_append_events' fast path
+      // without its look-up of the ids, as one statement. Returns the
+      // stream's version after the batch.
+      return "WITH v AS (INSERT INTO herald_streams AS s (stream, version) "
+             "VALUES ($2::text, $8::bigint) ON CONFLICT (stream) DO UPDATE "
+             "SET version = s.version + $8::bigint RETURNING s.version), "
+             "b AS (SELECT nextval('herald_batches') AS batch, v.version "
+             "FROM v), "
+             "i AS (INSERT INTO herald_events (batch, idx, id, stream, "
+             "stream_version, type, content_type, payload, metadata, "
+             "occurred_at) SELECT b.batch, t.ord - 1, t.id, $2::text, "
+             "b.version - $8::bigint + t.ord, t.type, t.content_type, "
+             "t.payload, t.metadata, t.occurred_at FROM b, "
+             "unnest($1::uuid[], $3::text[], $4::text[], $5::bytea[], "
+             "$6::text[], $7::timestamptz[]) WITH ORDINALITY AS t(id, type, "
+             "content_type, payload, metadata, occurred_at, ord) "
+             "RETURNING stream_version) "
+             "SELECT max(stream_version), count(*) FROM i";
     case kUndoAppendOne:
       return "UPDATE herald_streams SET version = version - 1 "
              "WHERE stream = $1::text";
@@ -1018,7 +1058,8 @@ Status PostgresStore::Init() {
 
 Result<bool> PostgresStore::AppendOne(PgTransaction& tx, Event& e,
                                       int64_t now) {
-  if (e.id.empty()) e.id = NewUuidV7();
+  bool new_id = e.id.empty();
+  if (new_id) e.id = NewUuidV7();
   if (e.occurred_at_us == 0) e.occurred_at_us = now;
   std::string uuid;
   if (!pg::UuidToBytes(e.id, &uuid)) {
@@ -1032,6 +1073,15 @@ Result<bool> PostgresStore::AppendOne(PgTransaction& tx, Event& e,
       .Binary(e.payload)
       .Bytes(e.metadata.empty() ? std::string_view("{}") : e.metadata)
       .Timestamp(e.occurred_at_us);
+  if (new_id) {
+    auto r = tx.Exec(kAppendOneNew, p, "append");
+    if (!r.ok()) return r.status();
+    if (PQntuples(r->get()) == 1) {
+      e.position = 0;
+      e.stream_version = pg::Int8At(r->get(), 0, 0);
+      return true;
+    }
+  }
   auto r = tx.Exec(kAppendOne, p, "append");
   if (!r.ok()) return r.status();
   if (PQntuples(r->get()) == 1) {
@@ -1084,6 +1134,11 @@ Result<AppendResult> PostgresStore::Append(Transaction& tx_base,
     // The id is stored already: the bump is undone; the careful path below
     // hands back the stored event.
   }
+  // Every id generated here and one stream: no id can be stored already.
+  bool new_ids = !options.expected_version;
+  for (auto& e : events) {
+    if (!e.id.empty() || e.stream != events[0].stream) new_ids = false;
+  }
   pg::BinaryArray ids(pg::kOidUuid, n), streams(pg::kOidText, n),
       types(pg::kOidText, n), content_types(pg::kOidText, n),
       payloads(pg::kOidBytea, n), metadata(pg::kOidText, n),
@@ -1104,13 +1159,36 @@ Result<AppendResult> PostgresStore::Append(Transaction& tx_base,
     occurred.AddInt64(e.occurred_at_us - pg::kPgEpochOffsetUs);
   }
   Params p;
-  p.Binary(ids.Take())
-      .Binary(streams.Take())
-      .Binary(types.Take())
+  p.Binary(ids.Take());
+  if (new_ids) {
+    p.Bytes(events[0].stream);  // kAppendNew takes the one stream
+  } else {
+    p.Binary(streams.Take());
+  }
+  p.Binary(types.Take())
       .Binary(content_types.Take())
       .Binary(payloads.Take())
       .Binary(metadata.Take())
       .Binary(occurred.Take());
+  if (new_ids) {
+    p.Int8(static_cast<int64_t>(n));
+    auto r = tx.Exec(kAppendNew, p, "append");
+    if (!r.ok()) return r.status();
+    const PGresult* res = r->get();
+    if (PQntuples(res) != 1 ||
+        pg::Int8At(res, 0, 1) != static_cast<int64_t>(n)) {
+      return Status::Internal("append of " + std::to_string(n) +
+                              " events stored another count");
+    }
+    int64_t first = pg::Int8At(res, 0, 0) - static_cast<int64_t>(n) + 1;
+    for (size_t i = 0; i < n; ++i) {
+      events[i].position = 0;
+      events[i].stream_version = first + static_cast<int64_t>(i);
+    }
+    result.created = n;
+    tx.add_appended(result.created);
+    return result;
+  }
   if (options.expected_version) {
     p.Int8(*options.expected_version);
   } else {
