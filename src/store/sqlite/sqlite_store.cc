@@ -309,7 +309,7 @@ struct Conn {
     versions_valid = false;
   }
   // SQLite's data version of this connection's main database, or false.
-  bool DataVersion(unsigned* out) {
+  bool DataVersion(unsigned* out) const {
     return sqlite3_file_control(db.get(), "main", SQLITE_FCNTL_DATA_VERSION,
                                 out) == SQLITE_OK;
   }
