@@ -882,8 +882,8 @@ class NatsSender final : public Sender {
   std::string block_;  // Publish's header block and body
   std::string body_, subject_;
   std::vector<Completion> got_;
-  bool published_any_ = false;                 // js_PublishMsgAsync was called
-  bool raw_headers_ = false;  // see Publish; set by Open
+  bool published_any_ = false;  // js_PublishMsgAsync was called
+  bool raw_headers_ = false;    // see Publish; set by Open
 
   // Shared with libnats' threads, which find it by closure_ (Mailboxes).
   const std::shared_ptr<Mailbox> box_ = std::make_shared<Mailbox>();
