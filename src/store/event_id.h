@@ -7,20 +7,18 @@
 
 namespace herald::detail {
 
-// `id` with ASCII letters in lower case.
-inline std::string LowerId(std::string_view id) {
-  std::string out(id);
-  for (char& c : out) {
-    if (c >= 'A' && c <= 'Z') c = static_cast<char>(c - 'A' + 'a');
-  }
-  return out;
-}
-
 // Lowers the ASCII letters of `*id` in place (no copy).
 inline void LowerIdInPlace(std::string* id) {
   for (char& c : *id) {
     if (c >= 'A' && c <= 'Z') c = static_cast<char>(c - 'A' + 'a');
   }
+}
+
+// `id` with ASCII letters in lower case.
+inline std::string LowerId(std::string_view id) {
+  std::string out(id);
+  LowerIdInPlace(&out);
+  return out;
 }
 
 }  // namespace herald::detail

@@ -1073,16 +1073,9 @@ Result<bool> PostgresStore::AppendOne(PgTransaction& tx, Event& e,
       .Binary(e.payload)
       .Bytes(e.metadata.empty() ? std::string_view("{}") : e.metadata)
       .Timestamp(e.occurred_at_us);
-  if (new_id) {
-    auto r = tx.Exec(kAppendOneNew, p, "append");
-    if (!r.ok()) return r.status();
-    if (PQntuples(r->get()) == 1) {
-      e.position = 0;
-      e.stream_version = pg::Int8At(r->get(), 0, 0);
-      return true;
-    }
-  }
-  auto r = tx.Exec(kAppendOne, p, "append");
+  // An id generated here cannot be stored already: kAppendOneNew always
+  // inserts (no ON CONFLICT), so only kAppendOne can answer no row.
+  auto r = tx.Exec(new_id ? kAppendOneNew : kAppendOne, p, "append");
   if (!r.ok()) return r.status();
   if (PQntuples(r->get()) == 1) {
     e.position = 0;
@@ -1109,7 +1102,7 @@ Result<AppendResult> PostgresStore::Append(Transaction& tx_base,
   }
   // One event per UUID: ids are handed back in lower case, as the uuid
   // column stores them.
-  for (auto& e : events) e.id = LowerId(e.id);
+  for (auto& e : events) LowerIdInPlace(&e.id);
   if (options.expected_version) {
     if (*options.expected_version < 0) {
       return Status::InvalidArgument("expected_version must not be negative");
