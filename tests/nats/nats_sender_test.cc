@@ -447,24 +447,34 @@ TEST(NatsSenderRestart, AServerThatComesBackIsReconnectedToByItself) {
   EXPECT_EQ(got.size(), first.size() + down.size());
 }
 
-// The server stops while a call has many publishes in flight: per stream,
-// what was reported delivered is a prefix, the first failure is
-// retryable, and the rest of that stream was not sent. Sent again (as the
-// relay does) once the server is back, every event is stored once and in
-// stream order.
+// The server crashes while a call has many publishes in flight: per
+// stream, what was reported delivered is a prefix (and survives the
+// crash), the first failure is retryable, and the rest of that stream was
+// not sent. Sent again (as the relay does) once the server is back, every
+// event is stored once and in stream order.
+//
+// The crash is forced to find a publish in flight: the server is frozen
+// (SIGSTOP), so it answers nothing more, and killed (SIGKILL) only once a
+// publish it will never read sits in its socket. A clean stop (SIGTERM)
+// could answer everything in flight first, and a kill alone could come
+// while the sender had, for a moment, nothing in flight: either way no
+// attempt would fail, and the call would only leave the rest unsent.
 TEST(NatsSenderRestart, AServerStoppedMidCallBreaksNoStreamOrder) {
   testing::NatsServer server;
   ASSERT_TRUE(server.ready()) << server.log();
   auto admin = std::make_unique<testing::JetStreamAdmin>(server.url());
   ASSERT_EQ(admin->AddStream("mid", {"mid.>"}), "");
+  constexpr int kMaxInFlight = 64;
   RouteConfig route;
   route.name = "mid";
   route.sender = server.url();
-  route.max_in_flight = 64;
+  route.max_in_flight = kMaxInFlight;
   route.options.route = "mid";
   route.options.fields.push_back(
       {"subject", OptionValue::String("mid.{stream}")});
-  route.options.fields.push_back({"timeout", OptionValue::String("1s")});
+  // Longer than the test takes to kill the frozen server: what is in flight
+  // then fails by the lost connection (a PubAck timeout would do as well).
+  route.options.fields.push_back({"timeout", OptionValue::String("10s")});
   route.options.fields.push_back(
       {"connect_timeout", OptionValue::String("200ms")});
   auto made = MakeSender(route);
@@ -483,12 +493,20 @@ TEST(NatsSenderRestart, AServerStoppedMidCallBreaksNoStreamOrder) {
     sender->Send(events, results,
                  steady_clock::now() + std::chrono::seconds(20));
   });
-  bool midway = testing::WaitFor([&] { return admin->Count("mid") >= 500; },
-                                 std::chrono::seconds(20));
+  constexpr int64_t kStoredBeforeCrash = 500;
+  bool midway = testing::WaitFor(
+      [&] { return admin->Count("mid") >= kStoredBeforeCrash; },
+      std::chrono::seconds(20));
   admin.reset();
-  server.Stop();
+  server.Freeze();
+  // The sender answers what was acknowledged before the freeze with more
+  // publishes (or has some unanswered already): they stay unread.
+  bool unanswered = testing::WaitFor([&] { return server.UnreadBytes() > 0; },
+                                     std::chrono::seconds(20));
+  server.Kill();
   call.join();
   ASSERT_TRUE(midway);
+  ASSERT_TRUE(unanswered) << "nothing unanswered: the call ended too soon";
 
   std::map<std::string, bool> failed;  // stream -> a failure seen
   size_t ok = 0, attempted_failures = 0;
@@ -510,11 +528,25 @@ TEST(NatsSenderRestart, AServerStoppedMidCallBreaksNoStreamOrder) {
           << results[i].status.ToString();
     }
   }
-  EXPECT_GE(ok, 500u);
+  // Every stored message was acknowledged to the sender but for those in
+  // flight when the server froze (at most max_in_flight).
+  EXPECT_GE(ok + kMaxInFlight, static_cast<size_t>(kStoredBeforeCrash));
   EXPECT_LT(ok, events.size()) << "the stop came too late to test anything";
+  // The publishes the server never read were attempted and failed.
   EXPECT_GE(attempted_failures, 1u);
 
   ASSERT_TRUE(server.Start()) << server.log();
+  {
+    // What was reported delivered outlived the crash.
+    testing::JetStreamAdmin after_crash(server.url());
+    std::set<std::string> stored;
+    for (const auto& m : after_crash.ReadAll("mid")) stored.insert(m.id);
+    for (size_t i = 0; i < events.size(); ++i) {
+      if (results[i].status.ok()) {
+        EXPECT_TRUE(stored.count(events[i].id)) << "lost in the crash: " << i;
+      }
+    }
+  }
   std::vector<Event> pending;
   for (size_t i = 0; i < events.size(); ++i) {
     if (!results[i].status.ok()) pending.push_back(events[i]);
