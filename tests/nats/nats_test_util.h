@@ -22,6 +22,7 @@
 #include <string>
 #include <vector>
 
+#include "herald/json.h"
 #include "support/test_util.h"
 
 namespace herald::testing {
@@ -159,6 +160,15 @@ struct StoredMessage {
   std::string data;
 };
 
+// One message as JetStream stores it, byte for byte: the header block as
+// it was published ("NATS/1.0\r\n", then "Name: value\r\n" lines and a
+// blank line) and the body.
+struct RawStoredMessage {
+  std::string subject;
+  std::string header_block;
+  std::string data;
+};
+
 // A JetStream client for tests: creates streams and reads them back.
 class JetStreamAdmin {
  public:
@@ -266,6 +276,41 @@ class JetStreamAdmin {
     }
     natsSubscription_Unsubscribe(sub);
     natsSubscription_Destroy(sub);
+    return out;
+  }
+
+  // Message `sequence` of `stream` as stored (the JetStream API's
+  // STREAM.MSG.GET, which returns its raw header block); the error, if any,
+  // in *error.
+  RawStoredMessage GetRaw(const std::string& stream, uint64_t sequence,
+                          std::string* error) {
+    RawStoredMessage out;
+    natsMsg* reply = nullptr;
+    const std::string subject = "$JS.API.STREAM.MSG.GET." + stream;
+    const std::string request = "{\"seq\":" + std::to_string(sequence) + "}";
+    natsStatus s = natsConnection_RequestString(
+        &reply, nc_.get(), subject.c_str(), request.c_str(), 5000);
+    if (s != NATS_OK) {
+      *error = natsStatus_GetText(s);
+      return out;
+    }
+    std::string body(natsMsg_GetData(reply), natsMsg_GetDataLength(reply));
+    natsMsg_Destroy(reply);
+    auto json = Json::Parse(body);
+    const Json* message = json.ok() ? json->Find("message") : nullptr;
+    if (message == nullptr) {
+      *error = "no message in " + body;
+      return out;
+    }
+    if (const Json* v = message->Find("subject")) out.subject = v->as_string();
+    if (const Json* v = message->Find("hdrs")) {
+      Status d = DecodeBase64(v->as_string(), &out.header_block);
+      if (!d.ok()) *error = d.ToString();
+    }
+    if (const Json* v = message->Find("data")) {
+      Status d = DecodeBase64(v->as_string(), &out.data);
+      if (!d.ok()) *error = d.ToString();
+    }
     return out;
   }
 
