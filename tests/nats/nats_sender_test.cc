@@ -2,6 +2,8 @@
 // binary, started by the test): the CloudEvents NATS binding on the wire,
 // Nats-Msg-Id deduplication, a subject no stream captures, a server that
 // goes away and comes back, and the route options checked at config load.
+#include "transport/nats/nats_sender.h"
+
 #include <gtest/gtest.h>
 
 #include <algorithm>
@@ -40,9 +42,9 @@ class NatsSenderTest : public ::testing::Test {
     ASSERT_TRUE(admin_->ok()) << admin_->error();
   }
 
-  std::unique_ptr<Sender> Make(const std::string& subject,
-                               std::vector<OptionField> extra = {},
-                               int max_in_flight = 8) {
+  RouteConfig Route(const std::string& subject,
+                    std::vector<OptionField> extra = {},
+                    int max_in_flight = 8) {
     RouteConfig route;
     route.name = name_;
     route.sender = Server().url();
@@ -50,7 +52,13 @@ class NatsSenderTest : public ::testing::Test {
     route.options.route = name_;
     route.options.fields.push_back({"subject", OptionValue::String(subject)});
     for (auto& f : extra) route.options.fields.push_back(std::move(f));
-    return testing::CheckedSender(std::move(route));
+    return route;
+  }
+  std::unique_ptr<Sender> Make(const std::string& subject,
+                               std::vector<OptionField> extra = {},
+                               int max_in_flight = 8) {
+    return testing::CheckedSender(
+        Route(subject, std::move(extra), max_in_flight));
   }
 
   Event Ev(const std::string& stream, int64_t version) {
@@ -119,6 +127,94 @@ TEST_F(NatsSenderTest, StructuredModeSendsTheJsonEventFormat) {
   EXPECT_EQ(d->event.id, events[0].id);
   EXPECT_EQ(d->event.stream, "cart-1");
   EXPECT_EQ(d->event.payload, events[0].payload);
+}
+
+// The header lines of a NATS header block, sorted (the status line and the
+// blank line left out).
+std::vector<std::string> HeaderLines(const std::string& block) {
+  std::vector<std::string> lines;
+  size_t from = 0;
+  for (size_t end; (end = block.find("\r\n", from)) != std::string::npos;
+       from = end + 2) {
+    if (from > 0 && end > from) lines.push_back(block.substr(from, end - from));
+  }
+  std::sort(lines.begin(), lines.end());
+  return lines;
+}
+
+// A libnats whose natsMsg_create fails the sender's start-up check gets its
+// messages made with natsMsgHeader_Set instead (forced here): JetStream
+// stores the same header lines (ce- attributes, Nats-Msg-Id) and body as
+// from the fast path's header block, in both modes; only their order
+// differs (libnats writes its own).
+TEST_F(NatsSenderTest, TheHeaderSetFallbackStoresWhatTheFastPathStores) {
+  ASSERT_EQ(admin_->AddStream(name_ + "-fast", {name_ + ".fast.>"}), "");
+  ASSERT_EQ(admin_->AddStream(name_ + "-set", {name_ + ".set.>"}), "");
+  // Stored in each stream: binary 1, 2, then structured 1, 2 (new ids:
+  // a repeated Nats-Msg-Id would be dropped as a duplicate).
+  std::vector<Event> all;
+  for (const std::string mode : {"binary", "structured"}) {
+    std::vector<Event> events = {Ev("order-42", 1), Ev("order-42", 2)};
+    all.insert(all.end(), events.begin(), events.end());
+    for (const std::string path : {"fast", "set"}) {
+      RouteConfig route = Route(name_ + "." + path + "." + mode + ".{stream}",
+                                {{"mode", OptionValue::String(mode)}});
+      ASSERT_TRUE(ValidateSenderOptions(&route).ok());
+      detail::NatsTestKnobs knobs;
+      knobs.force_header_set = path == "set";
+      auto made = detail::MakeNatsSenderForTest(route, knobs);
+      ASSERT_TRUE(made.ok()) << made.status().ToString();
+      // This libnats passes the check: the fallback is taken only forced.
+      EXPECT_EQ(detail::NatsSenderUsesWireForm(**made), path == "fast");
+      for (const auto& r : Send(made->get(), events)) {
+        EXPECT_TRUE(r.status.ok()) << r.status.ToString();
+      }
+    }
+  }
+  for (uint64_t seq = 1; seq <= all.size(); ++seq) {
+    SCOPED_TRACE("message " + std::to_string(seq));
+    std::string error;
+    auto fast = admin_->GetRaw(name_ + "-fast", seq, &error);
+    auto set = admin_->GetRaw(name_ + "-set", seq, &error);
+    ASSERT_EQ(error, "");
+    const Event& e = all[seq - 1];
+    const std::string mode = seq <= 2 ? "binary" : "structured";
+    EXPECT_EQ(fast.subject, name_ + ".fast." + mode + ".order-42");
+    EXPECT_EQ(set.subject, name_ + ".set." + mode + ".order-42");
+    EXPECT_EQ(set.data, fast.data);
+    if (mode == "binary") {
+      EXPECT_EQ(fast.data, e.payload);
+    }
+    EXPECT_EQ(fast.header_block.rfind("NATS/1.0\r\n", 0), 0u)
+        << fast.header_block;
+    EXPECT_EQ(set.header_block.rfind("NATS/1.0\r\n", 0), 0u)
+        << set.header_block;
+    EXPECT_EQ(set.header_block.size(), fast.header_block.size())
+        << set.header_block << fast.header_block;
+    const auto lines = HeaderLines(fast.header_block);
+    EXPECT_EQ(HeaderLines(set.header_block), lines);
+    EXPECT_NE(std::find(lines.begin(), lines.end(), "Nats-Msg-Id: " + e.id),
+              lines.end())
+        << fast.header_block;
+    if (mode == "binary") {
+      // Every attribute the binding gives the event, percent-encoded.
+      for (const auto& [name, value] :
+           EncodeCloudEventHeaders(e, "herald", CloudEventBinding::kNats)) {
+        EXPECT_NE(std::find(lines.begin(), lines.end(), name + ": " + value),
+                  lines.end())
+            << name << " in " << fast.header_block;
+      }
+      EXPECT_EQ(lines.size(),
+                EncodeCloudEventHeaders(e, "herald", CloudEventBinding::kNats)
+                        .size() +
+                    1);
+    } else {
+      EXPECT_NE(std::find(lines.begin(), lines.end(),
+                          "Content-Type: application/cloudevents+json"),
+                lines.end())
+          << fast.header_block;
+    }
+  }
 }
 
 // A relay that sends a batch again (after a crash, a lost PubAck) sends the
@@ -447,24 +543,34 @@ TEST(NatsSenderRestart, AServerThatComesBackIsReconnectedToByItself) {
   EXPECT_EQ(got.size(), first.size() + down.size());
 }
 
-// The server stops while a call has many publishes in flight: per stream,
-// what was reported delivered is a prefix, the first failure is
-// retryable, and the rest of that stream was not sent. Sent again (as the
-// relay does) once the server is back, every event is stored once and in
-// stream order.
+// The server crashes while a call has many publishes in flight: per
+// stream, what was reported delivered is a prefix (and survives the
+// crash), the first failure is retryable, and the rest of that stream was
+// not sent. Sent again (as the relay does) once the server is back, every
+// event is stored once and in stream order.
+//
+// The crash is forced to find a publish in flight: the server is frozen
+// (SIGSTOP), so it answers nothing more, and killed (SIGKILL) only once a
+// publish it will never read sits in its socket. A clean stop (SIGTERM)
+// could answer everything in flight first, and a kill alone could come
+// while the sender had, for a moment, nothing in flight: either way no
+// attempt would fail, and the call would only leave the rest unsent.
 TEST(NatsSenderRestart, AServerStoppedMidCallBreaksNoStreamOrder) {
   testing::NatsServer server;
   ASSERT_TRUE(server.ready()) << server.log();
   auto admin = std::make_unique<testing::JetStreamAdmin>(server.url());
   ASSERT_EQ(admin->AddStream("mid", {"mid.>"}), "");
+  constexpr int kMaxInFlight = 64;
   RouteConfig route;
   route.name = "mid";
   route.sender = server.url();
-  route.max_in_flight = 64;
+  route.max_in_flight = kMaxInFlight;
   route.options.route = "mid";
   route.options.fields.push_back(
       {"subject", OptionValue::String("mid.{stream}")});
-  route.options.fields.push_back({"timeout", OptionValue::String("1s")});
+  // Longer than the test takes to kill the frozen server: what is in flight
+  // then fails by the lost connection (a PubAck timeout would do as well).
+  route.options.fields.push_back({"timeout", OptionValue::String("10s")});
   route.options.fields.push_back(
       {"connect_timeout", OptionValue::String("200ms")});
   auto made = MakeSender(route);
@@ -483,12 +589,20 @@ TEST(NatsSenderRestart, AServerStoppedMidCallBreaksNoStreamOrder) {
     sender->Send(events, results,
                  steady_clock::now() + std::chrono::seconds(20));
   });
-  bool midway = testing::WaitFor([&] { return admin->Count("mid") >= 500; },
-                                 std::chrono::seconds(20));
+  constexpr int64_t kStoredBeforeCrash = 500;
+  bool midway = testing::WaitFor(
+      [&] { return admin->Count("mid") >= kStoredBeforeCrash; },
+      std::chrono::seconds(20));
   admin.reset();
-  server.Stop();
+  server.Freeze();
+  // The sender answers what was acknowledged before the freeze with more
+  // publishes (or has some unanswered already): they stay unread.
+  bool unanswered = testing::WaitFor([&] { return server.UnreadBytes() > 0; },
+                                     std::chrono::seconds(20));
+  server.Kill();
   call.join();
   ASSERT_TRUE(midway);
+  ASSERT_TRUE(unanswered) << "nothing unanswered: the call ended too soon";
 
   std::map<std::string, bool> failed;  // stream -> a failure seen
   size_t ok = 0, attempted_failures = 0;
@@ -510,11 +624,25 @@ TEST(NatsSenderRestart, AServerStoppedMidCallBreaksNoStreamOrder) {
           << results[i].status.ToString();
     }
   }
-  EXPECT_GE(ok, 500u);
+  // Every stored message was acknowledged to the sender but for those in
+  // flight when the server froze (at most max_in_flight).
+  EXPECT_GE(ok + kMaxInFlight, static_cast<size_t>(kStoredBeforeCrash));
   EXPECT_LT(ok, events.size()) << "the stop came too late to test anything";
+  // The publishes the server never read were attempted and failed.
   EXPECT_GE(attempted_failures, 1u);
 
   ASSERT_TRUE(server.Start()) << server.log();
+  {
+    // What was reported delivered outlived the crash.
+    testing::JetStreamAdmin after_crash(server.url());
+    std::set<std::string> stored;
+    for (const auto& m : after_crash.ReadAll("mid")) stored.insert(m.id);
+    for (size_t i = 0; i < events.size(); ++i) {
+      if (results[i].status.ok()) {
+        EXPECT_TRUE(stored.count(events[i].id)) << "lost in the crash: " << i;
+      }
+    }
+  }
   std::vector<Event> pending;
   for (size_t i = 0; i < events.size(); ++i) {
     if (!results[i].status.ok()) pending.push_back(events[i]);

@@ -11,6 +11,9 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
 #include <fstream>
 #include <functional>
 #include <iterator>
@@ -19,6 +22,7 @@
 #include <string>
 #include <vector>
 
+#include "herald/json.h"
 #include "support/test_util.h"
 
 namespace herald::testing {
@@ -49,7 +53,8 @@ inline std::string LocalHttpGet(int port, const std::string& path) {
 }
 
 // nats-server -js -sd DIR -a 127.0.0.1 -p PORT -m MONITOR_PORT. Its store
-// survives Stop/Start (a restart keeps the streams and their messages).
+// survives Stop/Start and Kill/Start (a restart keeps the streams and their
+// messages).
 class NatsServer {
  public:
   // `extra`: more nats-server arguments (--user u --pass p...).
@@ -77,12 +82,54 @@ class NatsServer {
     ready_ = WaitFor([&] { return Healthy(); }, std::chrono::seconds(20));
     return ready_;
   }
-  // Stops it (SIGTERM: a clean shutdown) and reaps it.
+  // Stops it (SIGTERM: a clean shutdown, which answers what it has read)
+  // and reaps it; a frozen server is woken to do so.
   void Stop() {
     if (!child_) return;
     child_->Signal(SIGTERM);
+    child_->Signal(SIGCONT);
     child_->Wait();
     child_.reset();
+  }
+  // Freezes it (SIGSTOP): its connections stay open, but it reads and
+  // answers nothing until killed or stopped.
+  void Freeze() {
+    if (child_) child_->Signal(SIGSTOP);
+  }
+  // Kills it (SIGKILL: a crash, no goodbye to its clients) and reaps it.
+  // Its store keeps what it wrote (a process kill loses no written data).
+  void Kill() {
+    if (!child_) return;
+    child_->Signal(SIGKILL);
+    child_->Wait();
+    child_.reset();
+  }
+  // Bytes its clients sent that it has not read yet: the receive queues of
+  // its established client connections (Linux /proc/net/tcp), -1 when
+  // that cannot be read. A frozen server leaves a publish sent to it there.
+  int64_t UnreadBytes() const {
+    std::ifstream in("/proc/net/tcp");
+    if (!in) return -1;
+    std::string line;
+    std::getline(in, line);  // the column titles
+    int64_t unread = 0;
+    while (std::getline(in, line)) {
+      // "sl: local_ip:port remote_ip:port st tx_queue:rx_queue ...", hex.
+      char local[64], remote[64], queues[64];
+      unsigned state = 0;
+      if (std::sscanf(line.c_str(), "%*s %63s %63s %x %63s", local, remote,
+                      &state, queues) != 4) {
+        continue;
+      }
+      const char* port = std::strchr(local, ':');
+      const char* rx = std::strchr(queues, ':');
+      if (port == nullptr || rx == nullptr || state != 1 /* ESTABLISHED */ ||
+          std::strtol(port + 1, nullptr, 16) != port_) {
+        continue;
+      }
+      unread += std::strtoll(rx + 1, nullptr, 16);
+    }
+    return unread;
   }
   bool Healthy() const {
     std::string body = LocalHttpGet(monitor_, "/healthz?js-enabled-only=true");
@@ -110,6 +157,15 @@ struct StoredMessage {
   std::string subject;
   std::string id;  // Nats-Msg-Id
   std::map<std::string, std::string> headers;
+  std::string data;
+};
+
+// One message as JetStream stores it, byte for byte: the header block as
+// it was published ("NATS/1.0\r\n", then "Name: value\r\n" lines and a
+// blank line) and the body.
+struct RawStoredMessage {
+  std::string subject;
+  std::string header_block;
   std::string data;
 };
 
@@ -220,6 +276,41 @@ class JetStreamAdmin {
     }
     natsSubscription_Unsubscribe(sub);
     natsSubscription_Destroy(sub);
+    return out;
+  }
+
+  // Message `sequence` of `stream` as stored (the JetStream API's
+  // STREAM.MSG.GET, which returns its raw header block); the error, if any,
+  // in *error.
+  RawStoredMessage GetRaw(const std::string& stream, uint64_t sequence,
+                          std::string* error) {
+    RawStoredMessage out;
+    natsMsg* reply = nullptr;
+    const std::string subject = "$JS.API.STREAM.MSG.GET." + stream;
+    const std::string request = "{\"seq\":" + std::to_string(sequence) + "}";
+    natsStatus s = natsConnection_RequestString(
+        &reply, nc_.get(), subject.c_str(), request.c_str(), 5000);
+    if (s != NATS_OK) {
+      *error = natsStatus_GetText(s);
+      return out;
+    }
+    std::string body(natsMsg_GetData(reply), natsMsg_GetDataLength(reply));
+    natsMsg_Destroy(reply);
+    auto json = Json::Parse(body);
+    const Json* message = json.ok() ? json->Find("message") : nullptr;
+    if (message == nullptr) {
+      *error = "no message in " + body;
+      return out;
+    }
+    if (const Json* v = message->Find("subject")) out.subject = v->as_string();
+    if (const Json* v = message->Find("hdrs")) {
+      Status d = DecodeBase64(v->as_string(), &out.header_block);
+      if (!d.ok()) *error = d.ToString();
+    }
+    if (const Json* v = message->Find("data")) {
+      Status d = DecodeBase64(v->as_string(), &out.data);
+      if (!d.ok()) *error = d.ToString();
+    }
     return out;
   }
 

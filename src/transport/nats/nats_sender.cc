@@ -53,7 +53,7 @@
 // which it uses for every message it receives. Not in nats.h, but exported
 // with this signature from libnats 2.2 (headers) to 3.x; NatsSender checks
 // at start that it behaves so (RawHeadersWork) and else builds messages
-// with natsMsgHeader_Set.
+// with natsMsgHeader_Set (which a test forces: NatsTestKnobs).
 extern "C" natsStatus natsMsg_create(natsMsg** new_msg, const char* subject,
                                      int subject_len, const char* reply,
                                      int reply_len, const char* buf,
@@ -373,11 +373,13 @@ bool RawHeadersWork() {
 
 class NatsSender final : public Sender {
  public:
-  NatsSender(const RouteConfig& route, NatsConfig config)
+  NatsSender(const RouteConfig& route, NatsConfig config,
+             const NatsTestKnobs& knobs)
       : config_(std::move(config)),
         url_(route.sender),
         source_(route.sender_options.source),
-        max_in_flight_(std::max(1, route.max_in_flight)) {}
+        max_in_flight_(std::max(1, route.max_in_flight)),
+        force_header_set_(knobs.force_header_set) {}
 
   ~NatsSender() override {
     // From here on the handlers find nothing to report to.
@@ -394,7 +396,7 @@ class NatsSender final : public Sender {
     opts_.reset(raw);
     // Once libnats is open (natsOptions_Create opened it): a message's
     // destruction goes through its collector.
-    raw_headers_ = RawHeadersWork();
+    raw_headers_ = !force_header_set_ && RawHeadersWork();
     natsOptions* o = opts_.get();
     s = natsOptions_SetURL(o, url_.c_str());
     if (s != NATS_OK) {
@@ -456,6 +458,7 @@ class NatsSender final : public Sender {
   }
 
   std::string_view kind() const override { return "nats"; }
+  bool raw_headers() const { return raw_headers_; }
 
   void Send(std::span<const Event> events, std::span<SendResult> results,
             steady_clock::time_point deadline) override {
@@ -864,6 +867,7 @@ class NatsSender final : public Sender {
   const std::string url_;
   const std::string source_;
   const int max_in_flight_;
+  const bool force_header_set_;  // NatsTestKnobs
   // The relay thread's (reused across calls, so a call allocates little):
   MessageHeaders headers_;  // Publish's
   std::vector<size_t> next_of_;
@@ -893,6 +897,16 @@ class NatsSender final : public Sender {
   std::unique_ptr<natsConnection, ConnectionDeleter> conn_;
   std::unique_ptr<jsCtx, JsDeleter> js_;
 };
+
+Result<std::unique_ptr<Sender>> MakeNats(const RouteConfig& route,
+                                         const NatsTestKnobs& knobs) {
+  NatsConfig config;
+  HERALD_RETURN_IF_ERROR(ParseNatsOptions(route.options, route.line, &config));
+  HERALD_RETURN_IF_ERROR(ValidateNatsUrl(route.sender));
+  auto sender = std::make_unique<NatsSender>(route, std::move(config), knobs);
+  HERALD_RETURN_IF_ERROR(sender->Open(route.name));
+  return std::unique_ptr<Sender>(std::move(sender));
+}
 
 }  // namespace
 
@@ -939,12 +953,17 @@ Status ValidateNatsOptions(RouteConfig* route) {
 }
 
 Result<std::unique_ptr<Sender>> MakeNatsSender(const RouteConfig& route) {
-  NatsConfig config;
-  HERALD_RETURN_IF_ERROR(ParseNatsOptions(route.options, route.line, &config));
-  HERALD_RETURN_IF_ERROR(ValidateNatsUrl(route.sender));
-  auto sender = std::make_unique<NatsSender>(route, std::move(config));
-  HERALD_RETURN_IF_ERROR(sender->Open(route.name));
-  return std::unique_ptr<Sender>(std::move(sender));
+  return MakeNats(route, NatsTestKnobs{});
+}
+
+Result<std::unique_ptr<Sender>> MakeNatsSenderForTest(
+    const RouteConfig& route, const NatsTestKnobs& knobs) {
+  return MakeNats(route, knobs);
+}
+
+bool NatsSenderUsesWireForm(const Sender& sender) {
+  const auto* nats = dynamic_cast<const NatsSender*>(&sender);
+  return nats != nullptr && nats->raw_headers();
 }
 
 }  // namespace herald::detail

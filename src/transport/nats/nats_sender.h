@@ -36,4 +36,19 @@ Status ValidateNatsOptions(RouteConfig* route);
 // server that is down now is not an error here: Send reports it.
 Result<std::unique_ptr<Sender>> MakeNatsSender(const RouteConfig& route);
 
+// For tests only: choices MakeNatsSender makes by itself.
+struct NatsTestKnobs {
+  // Make every message with natsMsgHeader_Set, the fallback a sender takes
+  // when this libnats' natsMsg_create fails its start-up check (default:
+  // from the message's wire form when the check passes).
+  bool force_header_set = false;
+};
+Result<std::unique_ptr<Sender>> MakeNatsSenderForTest(
+    const RouteConfig& route, const NatsTestKnobs& knobs);
+
+// Whether `sender` (made by MakeNatsSender*) makes its messages from their
+// wire form with natsMsg_create (the fast path) rather than with
+// natsMsgHeader_Set; false for a sender of another kind.
+bool NatsSenderUsesWireForm(const Sender& sender);
+
 }  // namespace herald::detail
