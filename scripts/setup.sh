@@ -6,7 +6,7 @@ set -euo pipefail
 
 packages=(
   # toolchain
-  g++ cmake ninja-build pkg-config ccache clang-format clang-tidy git clang
+  g++ cmake ninja-build pkg-config ccache clang-format clang-tidy git clang lld
   libclang-rt-14-dev
   # libraries
   libsqlite3-dev sqlite3 libpq-dev libcurl4-openssl-dev libboost-dev
