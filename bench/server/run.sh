@@ -257,11 +257,21 @@ grown_events=$(metric herald_events_appended_total)
 # SQLite's own ceiling for that: plain INSERTs into a page-by-page copy of
 # the grown database, as many rows per transaction as herald's commits held.
 grown_rows=$(python3 -c "print(round($grown_epc))")
-raw_runs=$(for _ in $(seq "$RUNS"); do
-  "$TOOL" sqlite-group "$tmp/write.db" "$tmp/raw.db" "$grown_rows" "$DUR"
+# Alternating rounds, so that the disk's and the machine's drift (the
+# flush rate moves by half within minutes here) hits both sides alike: 64
+# connections POSTing to herald for DUR seconds, then the plain INSERTs
+# for DUR seconds on a page copy of the database as it is then; each
+# round's ratio, and their median.
+rounds=$(for _ in $(seq "$RUNS"); do
+  read -r h _ < <(BATCH=1 wrk_once -t1 -c64 -d"${DUR}s" -s "$tmp/post.lua" "$URL_W")
+  read -r r f _ < <("$TOOL" sqlite-group "$tmp/write.db" "$tmp/raw.db" "$grown_rows" "$DUR")
+  echo "$h $r $f $(python3 -c "print(f'{$h/$r:.2f}')")"
 done)
-raw_group=$(awk '{print $1}' <<<"$raw_runs" | median)
-raw_frames=$(awk '{print $2}' <<<"$raw_runs" | median)
+paired64=$(awk '{print $1}' <<<"$rounds" | median)
+raw_group=$(awk '{print $2}' <<<"$rounds" | median)
+raw_frames=$(awk '{print $3}' <<<"$rounds" | median)
+paired_ratio=$(awk '{print $4}' <<<"$rounds" | median)
+paired_all=$(awk '{printf "%s%s", sep, $4; sep=" / "}' <<<"$rounds")
 # ... and herald's store alone (no HTTP): one transaction of that many
 # single-event Store::Append calls, as the appender makes.
 store_group=$(for _ in $(seq "$RUNS"); do
@@ -280,7 +290,7 @@ echo "| 1 connection, single events | $(fmt "$single1") events/s | Store::Append
 echo "| 1 connection, batches of 100 | $(fmt "$batch1*100") events/s | Store::Append 100/tx: $(fmt "$store100") events/s | $(ratio "$batch1*100" "$store100") |"
 echo "| 64 connections, single events (group commit), starting on an empty database | $(fmt "$fresh64") events/s, $fresh_epc events per commit | fdatasync 8 KB: $(fmt "$flush") flushes/s | $(ratio "$fresh64" "$flush") |"
 echo "| 64 connections, single events (group commit), database grown to $(fmt "$grown_events") events | $(fmt "$single64") events/s, $grown_epc events per commit | fdatasync 8 KB: $(fmt "$flush") flushes/s | $(ratio "$single64" "$flush") |"
-echo "| the same, beside SQLite's ceiling on that database | $(fmt "$single64") events/s | plain INSERTs, $grown_rows rows per transaction, into a page copy of it: $(fmt "$raw_group") rows/s ($raw_frames WAL frames per commit, $(ratio "$raw_group" "$flush")x the flush rate) | $(ratio "$single64" "$raw_group") |"
+echo "| the same, in $RUNS rounds alternating with SQLite's ceiling on that database | $(fmt "$paired64") events/s | plain INSERTs, $grown_rows rows per transaction, into a page copy of it: $(fmt "$raw_group") rows/s ($raw_frames WAL frames per commit, $(ratio "$raw_group" "$flush")x the flush rate) | $paired_ratio (rounds: $paired_all) |"
 echo "| the same, beside herald's store alone on that database | $(fmt "$single64") events/s | $grown_rows single-event Store::Append calls per transaction, into a page copy of it: $(fmt "$store_group") events/s ($(ratio "$store_group" "$raw_group") of plain INSERTs) | $(ratio "$single64" "$store_group") |"
 fi
 
