@@ -18,6 +18,7 @@
 // Phases alternate herald / raw so machine noise hits both.
 #include <libpq-fe.h>
 #include <sqlite3.h>
+#include <sys/resource.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -25,6 +26,7 @@
 #include <chrono>
 #include <cstdio>
 #include <cstdlib>
+#include <cstring>
 #include <filesystem>
 #include <functional>
 #include <map>
@@ -110,9 +112,93 @@ void UpdateDomain(PGconn* c, int id) {
   PQclear(r);
 }
 
+// CPU seconds (user + system) of this process; *switches (when given): its
+// threads' voluntary context switches so far.
+double ClientCpu(long* switches = nullptr) {
+  rusage u{};
+  getrusage(RUSAGE_SELF, &u);
+  if (switches) *switches = u.ru_nvcsw;
+  return static_cast<double>(u.ru_utime.tv_sec + u.ru_stime.tv_sec) +
+         static_cast<double>(u.ru_utime.tv_usec + u.ru_stime.tv_usec) / 1e6;
+}
+
+// CPU seconds (user + system) of the processes of the cluster whose data
+// directory is HERALD_TEST_PG_DATA (its postmaster and its children), by
+// pid; empty when unknown.
+std::map<int, double> ServerCpu() {
+  std::map<int, double> out;
+  const char* data = std::getenv("HERALD_TEST_PG_DATA");
+  if (!data) return out;
+  FILE* f = std::fopen((std::string(data) + "/postmaster.pid").c_str(), "r");
+  if (!f) return out;
+  int postmaster = 0;
+  if (std::fscanf(f, "%d", &postmaster) != 1) postmaster = 0;
+  std::fclose(f);
+  if (postmaster <= 0) return out;
+  const double tick = static_cast<double>(sysconf(_SC_CLK_TCK));
+  for (const auto& entry : std::filesystem::directory_iterator("/proc")) {
+    std::string name = entry.path().filename().string();
+    if (name.empty() || name[0] < '0' || name[0] > '9') continue;
+    FILE* st = std::fopen((entry.path() / "stat").c_str(), "r");
+    if (!st) continue;
+    char buf[1024];
+    size_t len = std::fread(buf, 1, sizeof buf - 1, st);
+    std::fclose(st);
+    buf[len] = 0;
+    const char* close = std::strrchr(buf, ')');
+    if (!close) continue;
+    // Fields after the command: state ppid ... utime (14th) stime (15th).
+    char state;
+    int ppid;
+    unsigned long long skip, ut, stt;
+    if (std::sscanf(close + 2,
+                    "%c %d %llu %llu %llu %llu %llu %llu %llu %llu %llu %llu "
+                    "%llu",
+                    &state, &ppid, &skip, &skip, &skip, &skip, &skip, &skip,
+                    &skip, &skip, &skip, &ut, &stt) != 13) {
+      continue;
+    }
+    int pid = std::atoi(name.c_str());
+    if (pid != postmaster && ppid != postmaster) continue;
+    out[pid] = static_cast<double>(ut + stt) / tick;
+  }
+  return out;
+}
+
+// A cluster process's kind from its title ("postgres: walwriter", or
+// "postgres: USER DB HOST(PORT) STATE" for a backend: "backend").
+std::string ProcessKind(int pid) {
+  FILE* f =
+      std::fopen(("/proc/" + std::to_string(pid) + "/cmdline").c_str(), "r");
+  if (!f) return "gone";
+  char buf[256];
+  size_t len = std::fread(buf, 1, sizeof buf - 1, f);
+  std::fclose(f);
+  buf[len] = 0;
+  std::string title(buf);
+  if (title.rfind("postgres: ", 0) != 0) return "postmaster";
+  title = title.substr(10);
+  if (title.find('(') != std::string::npos ||
+      title.find("[local]") != std::string::npos) {
+    return "backend";
+  }
+  return title.substr(0, title.find(' '));
+}
+
 // Runs fn(thread, iteration) -> events on `threads` threads for g_seconds;
-// returns events per second.
+// returns events per second. With HERALD_BENCH_VERBOSE, prints the CPU
+// time per call of fn of this process (client) and of the cluster's
+// processes (server).
 double RunFor(int threads, const std::function<int(int, int64_t)>& fn) {
+  const bool verbose = std::getenv("HERALD_BENCH_VERBOSE") != nullptr;
+  std::map<int, double> server_before;
+  double client_before = 0;
+  long switches_before = 0;
+  if (verbose) {
+    server_before = ServerCpu();
+    client_before = ClientCpu(&switches_before);
+  }
+  std::atomic<int64_t> calls{0};
   std::atomic<int64_t> total{0};
   std::atomic<bool> stop{false};
   std::vector<std::thread> ts;
@@ -120,14 +206,41 @@ double RunFor(int threads, const std::function<int(int, int64_t)>& fn) {
   for (int t = 0; t < threads; ++t) {
     ts.emplace_back([&, t] {
       int64_t n = 0;
-      for (int64_t i = 0; !stop; ++i) n += fn(t, i);
+      int64_t i = 0;
+      for (; !stop; ++i) n += fn(t, i);
       total += n;
+      calls += i;
     });
   }
   std::this_thread::sleep_for(std::chrono::duration<double>(g_seconds));
   stop = true;
   for (auto& t : ts) t.join();
   double secs = std::chrono::duration<double>(Clock::now() - start).count();
+  if (verbose && calls.load() > 0) {
+    long switches = 0;
+    double client = ClientCpu(&switches) - client_before;
+    double server = 0;
+    std::map<std::string, double> parts;  // by process kind
+    for (const auto& [pid, cpu] : ServerCpu()) {
+      auto it = server_before.find(pid);
+      double d = cpu - (it == server_before.end() ? 0 : it->second);
+      server += d;
+      parts[ProcessKind(pid)] += d;
+    }
+    const double n = static_cast<double>(calls.load());
+    std::string detail;
+    for (const auto& [kind, cpu] : parts) {
+      if (cpu / n * 1e6 < 1) continue;
+      detail +=
+          " " + kind + " " + std::to_string(static_cast<int>(cpu / n * 1e6));
+    }
+    std::fprintf(stderr,
+                 "    %lld tx: CPU per tx %.0f us client (%.1f voluntary "
+                 "context switches), %.0f us server (%s)\n",
+                 static_cast<long long>(calls.load()), client / n * 1e6,
+                 static_cast<double>(switches - switches_before) / n,
+                 server / n * 1e6, detail.c_str() + (detail.empty() ? 0 : 1));
+  }
   return static_cast<double>(total.load()) / secs;
 }
 

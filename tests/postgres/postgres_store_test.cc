@@ -948,5 +948,29 @@ TEST(PostgresRestart, ReconnectsAfterFastStopAndStartNothingLost) {
   EXPECT_LE(all.size(), expected.size() + 1);
 }
 
+// The sequencer thread tells other processes' commits from this process's
+// own (docs/postgresql.md): when they move the head it wakes this store's
+// readers, also while this store appends events of its own in between.
+TEST_F(PostgresStoreTest, OtherProcessesCommitsWakeThisStoresReaders) {
+  auto store = Open();
+  ASSERT_NE(store, nullptr);
+  auto other = PgConnect(url_);
+  for (int round = 0; round < 5; ++round) {
+    for (int i = 0; i < 20; ++i) {
+      Event own = MakeEvent("own", "v1.appended");
+      ASSERT_TRUE(store->Append(std::span<Event>(&own, 1)).ok());
+    }
+    const uint64_t seen = store->append_epoch();
+    ASSERT_EQ(PgExec(other.get(),
+                     "SELECT created FROM herald_append('theirs', "
+                     "'v1.appended', '{}')"),
+              "t");
+    // Waits for the wake-up itself: the store's own appends above are
+    // done, so only the sequencer seeing the other commit moves the epoch.
+    EXPECT_NE(store->WaitForAppend(seen, std::chrono::seconds(10)), seen)
+        << "round " << round;
+  }
+}
+
 }  // namespace
 }  // namespace herald
