@@ -1831,21 +1831,11 @@ void PostgresStore::SequencerLoop() {
   Clock::time_point next_lease;
   Clock::time_point next_vacuum = Clock::now() + kVacuumInterval;
   Clock::time_point last_busy;
-  // Telling other processes' commits from ours: since the first pass
-  // (base_head, base_local), the head moved by what our passes positioned
-  // (sequenced), what this process's commits positioned themselves
-  // (local_positioned_ - base_local, read after the pass, so it counts
-  // every one of them the pass's head includes, and those still committing
-  // too) and what others did. The balance, head moved minus ours, is the
-  // others' events minus our commits in flight: it only rises above its
-  // highest value (high) when other processes' events moved the head. (A
-  // comparison of one pass with the one before took our commits that ended
-  // between the two reads for others', keeping the thread polling every
-  // millisecond while this process alone committed.)
-  int64_t base_head = -1;
-  uint64_t base_local = 0;
-  int64_t sequenced = 0;
-  int64_t high = 0;
+  // The head at the last pass, and local_positioned_ then: a head that moved
+  // by more than this process's own commits and passes means another
+  // process commits events.
+  int64_t last_head = -1;
+  uint64_t last_local = 0;
   auto fail = [&] {
     conn.reset();
     held = false;
@@ -1895,6 +1885,7 @@ void PostgresStore::SequencerLoop() {
       next_vacuum = Clock::now() + kVacuumInterval;
     }
     uint64_t target = local_commits_.load();
+    uint64_t local = local_positioned_.load();
     bool full = false;
     int64_t head = -1;
     auto n = SequencePass(conn.get(), false, &full, &head);
@@ -1911,18 +1902,6 @@ void PostgresStore::SequencerLoop() {
       if (!SequencerPause(kBusyPassInterval)) break;
       continue;
     }
-    const uint64_t local = local_positioned_.load();
-    bool foreign = false;
-    if (base_head < 0) {
-      base_head = head;
-      base_local = local;
-    } else {
-      sequenced += *n;
-      const int64_t balance = head - base_head - sequenced -
-                              static_cast<int64_t>(local - base_local);
-      foreign = balance > high;
-      high = std::max(high, balance);
-    }
     if (full) {
       NotifyAppend();
       continue;  // more is waiting
@@ -1930,6 +1909,11 @@ void PostgresStore::SequencerLoop() {
     AdvanceSequenced(target);
     // Events committed by other processes are positioned by their own
     // commits: wake this process's readers when the head moves.
+    bool foreign =
+        last_head >= 0 &&
+        head - last_head - *n > static_cast<int64_t>(local - last_local);
+    last_head = head;
+    last_local = local;
     if (*n > 0 || foreign) NotifyAppend();
     if (*n > 0) {
       // Busy: let commits gather for a moment, so one pass (and one WAL
