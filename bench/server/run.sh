@@ -7,7 +7,8 @@
 #   - POST /api/events appends/s: 1 connection single events and batches of
 #     100 beside the store's own append rate; 64 connections of single
 #     events (group commit) beside the disk's flush rate, and on the grown
-#     database beside plain SQLite INSERTs into a copy of it (the ceiling)
+#     database beside plain SQLite INSERTs into a copy of it (the ceiling),
+#     in alternating rounds
 #   - SSE fan-out: 100 subscribers, 1,000 events/s, commit-to-receipt
 #   - uncached page reads on SQLite beside Store::Read in-process and
 #     beside SQLite's own read of the same rows on every core (and the

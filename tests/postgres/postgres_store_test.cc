@@ -42,6 +42,16 @@ std::vector<Event> ReadAllNow(Store* store) {
   return out;
 }
 
+// SQL that makes a database as herald left it at schema `version` (its
+// migrations up to that one, and the version recorded), then runs `more`,
+// in one transaction.
+std::string SchemaAt(int version, const std::string& more = "") {
+  std::string sql = "BEGIN;";
+  for (int v = 1; v <= version; ++v) sql += detail::PostgresMigration(v);
+  return sql + "INSERT INTO herald_meta VALUES ('schema_version', '" +
+         std::to_string(version) + "');" + more + "COMMIT";
+}
+
 class PostgresStoreTest : public ::testing::Test {
  protected:
   void SetUp() override {
@@ -132,11 +142,7 @@ TEST_F(PostgresStoreTest, DatabaseWithoutSchemaSuggestsHeraldMigrate) {
 // positioned, in batch order, and new appends follow.
 TEST_F(PostgresStoreTest, MigratesFromSchemaOneAndPositionsWhatWaited) {
   auto c = PgConnect(url_);
-  ASSERT_EQ(
-      PgExec(c.get(), std::string("BEGIN;") + detail::PostgresMigration(1) +
-                          "INSERT INTO herald_meta VALUES "
-                          "('schema_version', '1'); COMMIT"),
-      "");
+  ASSERT_EQ(PgExec(c.get(), SchemaAt(1)), "");
   for (int i = 1; i <= 3; ++i) {
     ASSERT_EQ(PgExec(c.get(),
                      "SELECT created FROM herald_append('old', "
@@ -543,17 +549,12 @@ TEST_F(PostgresStoreTest, HeraldAppendRetryLeavesTheStreamVersionAlone) {
 // herald_route_status.
 TEST_F(PostgresStoreTest, SchemaThreeMovesRouteErrorsOutOfTheLeaseTable) {
   auto c = PgConnect(url_);
-  ASSERT_EQ(
-      PgExec(c.get(), std::string("BEGIN;") + detail::PostgresMigration(1) +
-                          detail::PostgresMigration(2) +
-                          "INSERT INTO herald_meta VALUES "
-                          "('schema_version', '2');"
-                          "INSERT INTO herald_leases VALUES "
-                          "('relay-error/billing', 'HTTP 500', "
-                          "'2026-01-02T03:04:05Z'),"
-                          "('relay/billing', 'h:1:a', now());"
-                          "COMMIT"),
-      "");
+  ASSERT_EQ(PgExec(c.get(), SchemaAt(2,
+                                     "INSERT INTO herald_leases VALUES "
+                                     "('relay-error/billing', 'HTTP 500', "
+                                     "'2026-01-02T03:04:05Z'),"
+                                     "('relay/billing', 'h:1:a', now());")),
+            "");
   StoreOptions quiet;
   quiet.run_sequencer = false;
   auto store = Open(quiet);
@@ -574,11 +575,7 @@ TEST_F(PostgresStoreTest, SchemaThreeMovesRouteErrorsOutOfTheLeaseTable) {
 // given id, new or retried) carry on from there.
 TEST_F(PostgresStoreTest, MigratesFromSchemaSixInPlace) {
   auto c = PgConnect(url_);
-  std::string upto6 = "BEGIN;";
-  for (int v = 1; v <= 6; ++v) upto6 += detail::PostgresMigration(v);
-  ASSERT_EQ(PgExec(c.get(), upto6 + "INSERT INTO herald_meta VALUES "
-                                    "('schema_version', '6'); COMMIT"),
-            "");
+  ASSERT_EQ(PgExec(c.get(), SchemaAt(6)), "");
   ASSERT_EQ(PgExec(c.get(),
                    "SELECT stream_version FROM herald_append('a', 'v6', "
                    "'{}')"),
