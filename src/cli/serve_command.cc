@@ -18,6 +18,7 @@
 #include "herald/store.h"
 #include "herald/table_source.h"
 #include "util/thread_annotations.h"
+#include "util/thread_name.h"
 
 namespace herald::cli {
 
@@ -41,6 +42,7 @@ class DemoProducer {
 
  private:
   void Run() {
+    detail::NameThisThread("herald-demo");
     static const char* const kSteps[] = {"order.placed", "order.paid",
                                          "order.shipped"};
     static const char* const kItems[] = {"tea", "coffee", "cocoa", "mate"};

@@ -24,6 +24,7 @@
 #include "herald/redact.h"
 #include "herald/time.h"
 #include "util/thread_annotations.h"
+#include "util/thread_name.h"
 
 namespace herald {
 
@@ -340,6 +341,7 @@ struct Consumer::Impl {
   }
 
   void WorkerLoop() {
+    detail::NameThisThread("herald-worker");
     std::mt19937_64 rng(std::random_device{}());
     detail::MutexLock lock(&mu);
     while (true) {
@@ -408,6 +410,7 @@ struct Consumer::Impl {
   }
 
   void SourceLoop() {
+    detail::NameThisThread("herald-source");
     std::mt19937_64 rng(std::random_device{}());
     for (int round = 1; !stopping.load(); ++round) {
       Status s = source->Start();
@@ -642,6 +645,7 @@ struct Consumer::Impl {
   }
 
   void HouseLoop() {
+    detail::NameThisThread("herald-house");
     std::mt19937_64 rng(std::random_device{}());
     if (!options.inbox) return;
     auto next_sweep = Clock::now();

@@ -21,6 +21,7 @@
 #include <thread>
 
 #include "util/thread_annotations.h"
+#include "util/thread_name.h"
 
 namespace herald {
 
@@ -269,6 +270,7 @@ struct Dispatcher::Impl {
   }
 
   void WorkerLoop() EXCLUDES(pool_mu) {
+    detail::NameThisThread("herald-dispatch");
     worker_of = this;
     detail::MutexLock lock(&pool_mu);
     while (true) {

@@ -19,6 +19,7 @@
 
 #include "herald/redact.h"
 #include "util/thread_annotations.h"
+#include "util/thread_name.h"
 
 namespace herald {
 
@@ -482,6 +483,7 @@ class Relay::RouteRunner {
   }
 
   void SaverLoop() {
+    detail::NameThisThread("herald-saver");
     save_mu_.Lock();
     while (true) {
       while (!save_pending_ && !saver_stop_) save_cv_.Wait(&save_mu_);
@@ -787,6 +789,7 @@ class Relay::RouteRunner {
   }
 
   void Run() {
+    detail::NameThisThread("herald-relay");
     const auto& opts = options_;
     bool loaded = false;
     uint64_t loaded_gen = 0;
@@ -1175,6 +1178,7 @@ RelayOptions SourceRelayOptions(RelayOptions base,
 }
 
 void Relay::LeaseLoop() {
+  detail::NameThisThread("herald-lease");
   std::vector<Clock::time_point> next(runners_.size(), Clock::now());
   shared_->mu.Lock();
   while (!shared_->lease_stop) {

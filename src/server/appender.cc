@@ -14,6 +14,7 @@
 #include <vector>
 
 #include "server/internal.h"
+#include "util/thread_name.h"
 
 namespace herald::detail {
 
@@ -99,6 +100,7 @@ void Appender::Submit(AppendJob job) {
 }
 
 void Appender::Run() {
+  NameThisThread("herald-append");
   std::vector<AppendJob> jobs;
   while (true) {
     {

@@ -51,6 +51,7 @@
 
 #include "herald/relay.h"
 #include "server/internal.h"
+#include "util/thread_name.h"
 
 namespace herald {
 
@@ -281,6 +282,7 @@ class ServerImpl final : public Server {
     Accept();
     for (auto& ioc : iocs_) {
       threads_.emplace_back([ioc = ioc.get()] {
+        NameThisThread("herald-http");
         ioc->run();
       });
     }

@@ -6,6 +6,7 @@
 #include <algorithm>
 
 #include "server/internal.h"
+#include "util/thread_name.h"
 
 namespace herald::detail {
 
@@ -261,6 +262,7 @@ void Hub::WakeWaiters(bool all, bool stopping) {
 }
 
 void Hub::Run() {
+  NameThisThread("herald-hub");
   uint64_t epoch = store_->append_epoch();
   auto interval = std::chrono::milliseconds(1);
   while (!stop_.load()) {

@@ -1,8 +1,11 @@
 // herald::Server run in-process (the library API): pages below the
 // in-memory tail come from the store, then from the page cache, with the
 // same bytes; appends through the same Store wake long-polls at once.
+#include <dirent.h>
 #include <gtest/gtest.h>
 
+#include <fstream>
+#include <set>
 #include <thread>
 
 #include "herald/server.h"
@@ -78,6 +81,40 @@ TEST(ServerLibraryTest, PagesBelowTheTailAreReadThenCachedWithTheSameBytes) {
   EXPECT_NE(polled.body.find(late.id), std::string::npos) << polled.body;
   (*server)->Stop();
   (*server)->Stop();  // idempotent
+}
+
+// Operators find herald's threads by name in `top -H`, `ps -L` and perf.
+TEST(ServerLibraryTest, ItsThreadsAreNamedForWhatTheyDo) {
+  auto names = [] {
+    std::multiset<std::string> out;
+    DIR* d = ::opendir("/proc/self/task");
+    if (d == nullptr) return out;
+    while (dirent* e = ::readdir(d)) {
+      if (e->d_name[0] == '.') continue;
+      std::ifstream f(std::string("/proc/self/task/") + e->d_name + "/comm");
+      std::string name;
+      if (std::getline(f, name)) out.insert(name);
+    }
+    ::closedir(d);
+    return out;
+  };
+  TempDir dir;
+  auto store = OpenStore("sqlite:" + dir.file("h.db"));
+  ASSERT_TRUE(store.ok());
+  ServerOptions options;
+  options.config.listen = "127.0.0.1:0";
+  options.config.threads = 2;
+  auto server = Server::Start(store->get(), options);
+  ASSERT_TRUE(server.ok()) << server.status().ToString();
+  // Each thread names itself as it starts.
+  ASSERT_TRUE(WaitFor([&] {
+    auto n = names();
+    return n.count("herald-append") == 1 && n.count("herald-http") == 2 &&
+           n.count("herald-hub") == 1;
+  })) << "threads: "
+      << ::testing::PrintToString(names());
+  (*server)->Stop();
+  EXPECT_EQ(names().count("herald-append"), 0u);
 }
 
 }  // namespace

@@ -45,6 +45,7 @@
 #include "store/event_id.h"
 #include "store/postgres/pg_util.h"
 #include "util/thread_annotations.h"
+#include "util/thread_name.h"
 
 namespace herald::detail {
 
@@ -1823,6 +1824,7 @@ bool PostgresStore::SequencerWait(std::chrono::milliseconds timeout) {
 }
 
 void PostgresStore::SequencerLoop() {
+  NameThisThread("herald-seq");
   using Clock = std::chrono::steady_clock;
   std::unique_ptr<Conn> conn;
   auto backoff = std::chrono::milliseconds(10);
