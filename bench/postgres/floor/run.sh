@@ -20,6 +20,9 @@
 # cte_new (the C++ statement for an event whose id herald generated:
 # the stream row's update, then the event, no ON CONFLICT), cte_new2 (the
 # same, inserting the stream row when it has none: schema 7's statement),
+# ceiling (the floor plus the stream row plus the cheapest position row
+# written at commit: a deferred trigger inserting it, its position from a
+# sequence, no lock, no queue; what any store positioning at commit pays),
 # fn_cte and fn_cte_noset (the cte statement inside a plpgsql function,
 # with and without herald's SET clauses: fn_variants.sql), raw_pad (the
 # raw transaction with a 600-byte payload: as much WAL as herald's append).
@@ -60,6 +63,23 @@ CREATE INDEX raw_events_stream ON raw_events (stream);
 CREATE TABLE floor_events (LIKE herald_events INCLUDING ALL);
 CREATE TABLE floor2_events (LIKE herald_events INCLUDING ALL);
 CREATE TABLE floor_streams (LIKE herald_streams INCLUDING ALL);
+-- The ceiling script's tables: herald's shapes, a trigger that only
+-- writes the position row at commit.
+CREATE TABLE ceil_events (LIKE herald_events INCLUDING ALL);
+CREATE TABLE ceil_streams (LIKE herald_streams INCLUDING ALL);
+CREATE TABLE ceil_log (LIKE herald_log INCLUDING ALL);
+CREATE SEQUENCE ceil_positions;
+CREATE FUNCTION ceil_position() RETURNS trigger LANGUAGE plpgsql AS $fn$
+BEGIN
+  INSERT INTO ceil_log (first_position, batch, events)
+    VALUES (nextval('ceil_positions'), NEW.batch, 1);
+  RETURN NULL;
+END
+$fn$;
+CREATE CONSTRAINT TRIGGER ceil_position_on_commit
+  AFTER INSERT ON ceil_events DEFERRABLE INITIALLY DEFERRED
+  FOR EACH ROW WHEN (NEW.idx = 0) EXECUTE FUNCTION ceil_position();
+INSERT INTO ceil_streams SELECT 'order-' || g, 0 FROM generate_series(1, 1000) g;
 -- Every stream the scripts append to has its row from the start (as after
 -- its first event), so the first phase does what the later ones do.
 INSERT INTO herald_streams SELECT 'order-' || g, 0 FROM generate_series(1, 1000) g;
@@ -154,6 +174,8 @@ for c in ${CONNS:-1 8 32}; do
       if (v["raw"] > 0 && v["herald"] > 0) out = out sprintf(" herald/raw=%.2f", v["herald"] / v["raw"])
       for (k in v) if (k != "raw" && k != "floor" && v["floor"] > 0 && v[k] > 0)
         out = out sprintf(" %s/floor=%.2f", k, v[k] / v["floor"])
+      for (k in v) if (k != "raw" && k != "floor" && k != "ceiling" && v["ceiling"] > 0 && v[k] > 0)
+        out = out sprintf(" %s/ceiling=%.2f", k, v[k] / v["ceiling"])
       print out }'
     [[ ${WAL:-0} != 1 ]] || echo "$walline"
   done
