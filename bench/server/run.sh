@@ -8,7 +8,8 @@
 #     100 beside the store's own append rate; 64 connections of single
 #     events (group commit) beside the disk's flush rate, and on the grown
 #     database beside plain SQLite INSERTs into a copy of it (the ceiling),
-#     in alternating rounds
+#     in alternating rounds, and beside the plainest HTTP group-commit server
+#     on the same library (http_group_baseline) under the same wrk
 #   - SSE fan-out: 100 subscribers, 1,000 events/s, commit-to-receipt
 #   - uncached page reads on SQLite beside Store::Read in-process and
 #     beside SQLite's own read of the same rows on every core (and the
@@ -22,11 +23,12 @@ ROOT=$(cd "$(dirname "$0")/../.." && pwd)
 BUILD=$(cd "${1:-$ROOT/build}" && pwd)
 HERALD=$BUILD/bin/herald
 TOOL=$BUILD/bench/server/server_bench_tool
+BASELINE=$BUILD/bench/server/http_group_baseline
 DUR=${DUR:-5}
 RUNS=${RUNS:-3}
 PARTS=${PARTS:-read write sse}
 part() { [[ " $PARTS " == *" $1 "* ]]; }
-for bin in "$HERALD" "$TOOL" wrk nginx curl python3; do
+for bin in "$HERALD" "$TOOL" "$BASELINE" wrk nginx curl python3; do
   command -v "$bin" >/dev/null || { echo "missing: $bin" >&2; exit 2; }
 done
 
@@ -263,16 +265,38 @@ grown_rows=$(python3 -c "print(round($grown_epc))")
 # connections POSTing to herald for DUR seconds, then the plain INSERTs
 # for DUR seconds on a page copy of the database as it is then; each
 # round's ratio, and their median.
+# Each round also runs the plainest HTTP group-commit server on the same
+# library (http_group_baseline: no validation, no store, no cache) on a
+# page copy, under the same wrk: the ceiling with the HTTP traffic in it.
+plain_http() {  # -> "requests/s rows_per_commit"
+  local out="$tmp/plain.out" bpid port rate rows commits
+  rm -f "$out"
+  "$BASELINE" "$tmp/write.db" "$tmp/plain.db" >"$out" 2>"$tmp/plain.err" &
+  bpid=$!
+  for _ in $(seq 200); do [[ -s $out ]] && break; sleep 0.05; done
+  port=$(head -1 "$out")
+  read -r rate _ < <(BATCH=1 wrk_once -t1 -c64 -d"${DUR}s" -s "$tmp/post.lua" \
+    "http://127.0.0.1:$port/api/events")
+  kill -TERM "$bpid"
+  wait "$bpid"
+  read -r rows commits < <(sed -n 2p "$out")
+  echo "$rate $(python3 -c "print(f'{$rows/max($commits,1):.1f}')")"
+}
 rounds=$(for _ in $(seq "$RUNS"); do
   read -r h _ < <(BATCH=1 wrk_once -t1 -c64 -d"${DUR}s" -s "$tmp/post.lua" "$URL_W")
   read -r r f _ < <("$TOOL" sqlite-group "$tmp/write.db" "$tmp/raw.db" "$grown_rows" "$DUR")
-  echo "$h $r $f $(python3 -c "print(f'{$h/$r:.2f}')")"
+  read -r p pepc < <(plain_http)
+  echo "$h $r $f $(python3 -c "print(f'{$h/$r:.2f} {$p} {$pepc} {$h/$p:.2f}')")"
 done)
 paired64=$(awk '{print $1}' <<<"$rounds" | median)
 raw_group=$(awk '{print $2}' <<<"$rounds" | median)
 raw_frames=$(awk '{print $3}' <<<"$rounds" | median)
 paired_ratio=$(awk '{print $4}' <<<"$rounds" | median)
 paired_all=$(awk '{printf "%s%s", sep, $4; sep=" / "}' <<<"$rounds")
+plain64=$(awk '{print $5}' <<<"$rounds" | median)
+plain_epc=$(awk '{print $6}' <<<"$rounds" | median)
+plain_ratio=$(awk '{print $7}' <<<"$rounds" | median)
+plain_all=$(awk '{printf "%s%s", sep, $7; sep=" / "}' <<<"$rounds")
 # ... and herald's store alone (no HTTP): one transaction of that many
 # single-event Store::Append calls, as the appender makes.
 store_group=$(for _ in $(seq "$RUNS"); do
@@ -292,6 +316,7 @@ echo "| 1 connection, batches of 100 | $(fmt "$batch1*100") events/s | Store::Ap
 echo "| 64 connections, single events (group commit), starting on an empty database | $(fmt "$fresh64") events/s, $fresh_epc events per commit | fdatasync 8 KB: $(fmt "$flush") flushes/s | $(ratio "$fresh64" "$flush") |"
 echo "| 64 connections, single events (group commit), database grown to $(fmt "$grown_events") events | $(fmt "$single64") events/s, $grown_epc events per commit | fdatasync 8 KB: $(fmt "$flush") flushes/s | $(ratio "$single64" "$flush") |"
 echo "| the same, in $RUNS rounds alternating with SQLite's ceiling on that database | $(fmt "$paired64") events/s | plain INSERTs, $grown_rows rows per transaction, into a page copy of it: $(fmt "$raw_group") rows/s ($raw_frames WAL frames per commit, $(ratio "$raw_group" "$flush")x the flush rate) | $paired_ratio (rounds: $paired_all) |"
+echo "| the same, beside the plainest HTTP group-commit server (http_group_baseline: Beast, the same I/O threads, plain INSERTs, no validation, no cache), same wrk, page copy of the database | $(fmt "$paired64") events/s | $(fmt "$plain64") requests/s, $plain_epc rows per commit | $plain_ratio (rounds: $plain_all) |"
 echo "| the same, beside herald's store alone on that database | $(fmt "$single64") events/s | $grown_rows single-event Store::Append calls per transaction, into a page copy of it: $(fmt "$store_group") events/s ($(ratio "$store_group" "$raw_group") of plain INSERTs) | $(ratio "$single64" "$store_group") |"
 fi
 
