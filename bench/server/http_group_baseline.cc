@@ -76,6 +76,15 @@ class Writer {
     }
     cv_.notify_one();
   }
+  // After Run returned: drops the requests queued after the last group
+  // (their sessions refer to the I/O contexts, which go first) and the
+  // statement.
+  void Finish() {
+    std::lock_guard<std::mutex> lock(mu_);
+    queue_.clear();
+    sqlite3_finalize(ins_);
+    ins_ = nullptr;
+  }
   long rows() const { return rows_; }
   long commits() const { return commits_; }
 
@@ -301,7 +310,9 @@ int main(int argc, char** argv) {
   for (auto& t : io) t.join();
   writer.Stop();
   writer_thread.join();
+  writer.Finish();
   std::printf("%ld %ld\n", writer.rows(), writer.commits());
+  std::fflush(stdout);
   sqlite3_close(db);
   ::unlink(copy.c_str());
   ::unlink((copy + "-wal").c_str());
