@@ -286,7 +286,7 @@ rounds=$(for _ in $(seq "$RUNS"); do
   read -r h _ < <(BATCH=1 wrk_once -t1 -c64 -d"${DUR}s" -s "$tmp/post.lua" "$URL_W")
   read -r r f _ < <("$TOOL" sqlite-group "$tmp/write.db" "$tmp/raw.db" "$grown_rows" "$DUR")
   read -r p pepc < <(plain_http)
-  echo "$h $r $f $(python3 -c "print(f'{$h/$r:.2f} {$p} {$pepc} {$h/$p:.2f}')")"
+  echo "$h $r $f $(python3 -c "print(f'{$h/$r:.2f} {$p} {$pepc} {$h/$p:.2f} {$p/$r:.2f}')")"
 done)
 paired64=$(awk '{print $1}' <<<"$rounds" | median)
 raw_group=$(awk '{print $2}' <<<"$rounds" | median)
@@ -297,6 +297,7 @@ plain64=$(awk '{print $5}' <<<"$rounds" | median)
 plain_epc=$(awk '{print $6}' <<<"$rounds" | median)
 plain_ratio=$(awk '{print $7}' <<<"$rounds" | median)
 plain_all=$(awk '{printf "%s%s", sep, $7; sep=" / "}' <<<"$rounds")
+plain_ceiling=$(awk '{print $8}' <<<"$rounds" | median)
 # ... and herald's store alone (no HTTP): one transaction of that many
 # single-event Store::Append calls, as the appender makes.
 store_group=$(for _ in $(seq "$RUNS"); do
@@ -316,7 +317,7 @@ echo "| 1 connection, batches of 100 | $(fmt "$batch1*100") events/s | Store::Ap
 echo "| 64 connections, single events (group commit), starting on an empty database | $(fmt "$fresh64") events/s, $fresh_epc events per commit | fdatasync 8 KB: $(fmt "$flush") flushes/s | $(ratio "$fresh64" "$flush") |"
 echo "| 64 connections, single events (group commit), database grown to $(fmt "$grown_events") events | $(fmt "$single64") events/s, $grown_epc events per commit | fdatasync 8 KB: $(fmt "$flush") flushes/s | $(ratio "$single64" "$flush") |"
 echo "| the same, in $RUNS rounds alternating with SQLite's ceiling on that database | $(fmt "$paired64") events/s | plain INSERTs, $grown_rows rows per transaction, into a page copy of it: $(fmt "$raw_group") rows/s ($raw_frames WAL frames per commit, $(ratio "$raw_group" "$flush")x the flush rate) | $paired_ratio (rounds: $paired_all) |"
-echo "| the same, beside the plainest HTTP group-commit server (http_group_baseline: Beast, the same I/O threads, plain INSERTs, no validation, no cache), same wrk, page copy of the database | $(fmt "$paired64") events/s | $(fmt "$plain64") requests/s, $plain_epc rows per commit | $plain_ratio (rounds: $plain_all) |"
+echo "| the same, beside the plainest HTTP group-commit server (http_group_baseline: Beast, the same I/O threads, plain INSERTs, no validation, no cache), same wrk, page copy of the database | $(fmt "$paired64") events/s | $(fmt "$plain64") requests/s, $plain_epc rows per commit ($plain_ceiling of the plain INSERTs: the HTTP traffic's share) | $plain_ratio (rounds: $plain_all) |"
 echo "| the same, beside herald's store alone on that database | $(fmt "$single64") events/s | $grown_rows single-event Store::Append calls per transaction, into a page copy of it: $(fmt "$store_group") events/s ($(ratio "$store_group" "$raw_group") of plain INSERTs) | $(ratio "$single64" "$store_group") |"
 fi
 
