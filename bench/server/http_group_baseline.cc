@@ -19,7 +19,6 @@
 // type, and a failed statement ends the program.
 #include <signal.h>
 #include <sqlite3.h>
-#include <unistd.h>
 
 #include <algorithm>
 #include <boost/asio/io_context.hpp>
@@ -41,6 +40,7 @@
 
 #include "herald/time.h"
 #include "herald/uuid.h"
+#include "sqlite_copy.h"
 
 namespace {
 
@@ -151,22 +151,11 @@ bool Writer::Prepare() {
             "PRAGMA wal_autocheckpoint = 10000;")) {
     return false;
   }
-  sqlite3_stmt* q = nullptr;
-  sqlite3_prepare_v2(db_,
-                     "SELECT stream, max(stream_version) FROM herald_events "
-                     "GROUP BY stream",
-                     -1, &q, nullptr);
-  while (sqlite3_step(q) == SQLITE_ROW) {
-    versions_[reinterpret_cast<const char*>(sqlite3_column_text(q, 0))] =
-        sqlite3_column_int64(q, 1);
+  for (auto& [stream, version] : herald::bench::StreamVersions(db_)) {
+    versions_[stream] = version;
   }
-  sqlite3_finalize(q);
-  return sqlite3_prepare_v2(
-             db_,
-             "INSERT INTO herald_events (id, stream, stream_version, type, "
-             "content_type, payload, metadata, occurred_at) "
-             "VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
-             -1, &ins_, nullptr) == SQLITE_OK;
+  return sqlite3_prepare_v2(db_, herald::bench::kInsertEvent, -1, &ins_,
+                            nullptr) == SQLITE_OK;
 }
 
 // The string value of "key":"..." in a JSON body (no escapes), or "".
@@ -230,25 +219,6 @@ void Writer::Run() {
   }
 }
 
-bool CopyDatabase(const std::string& src, const std::string& copy) {
-  ::unlink(copy.c_str());
-  ::unlink((copy + "-wal").c_str());
-  ::unlink((copy + "-shm").c_str());
-  sqlite3* from = nullptr;
-  sqlite3* to = nullptr;
-  bool ok = sqlite3_open_v2(src.c_str(), &from, SQLITE_OPEN_READONLY,
-                            nullptr) == SQLITE_OK &&
-            sqlite3_open(copy.c_str(), &to) == SQLITE_OK;
-  if (ok) {
-    sqlite3_backup* b = sqlite3_backup_init(to, "main", from, "main");
-    ok = b != nullptr && sqlite3_backup_step(b, -1) == SQLITE_DONE;
-    sqlite3_backup_finish(b);
-  }
-  sqlite3_close(from);
-  sqlite3_close(to);
-  return ok;
-}
-
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -257,10 +227,7 @@ int main(int argc, char** argv) {
     return 2;
   }
   const std::string copy = argv[2];
-  if (!CopyDatabase(argv[1], copy)) {
-    std::fprintf(stderr, "cannot copy %s to %s\n", argv[1], argv[2]);
-    return 1;
-  }
+  if (!herald::bench::CopyDatabase(argv[1], copy)) return 1;
   sqlite3* db = nullptr;
   if (sqlite3_open(copy.c_str(), &db) != SQLITE_OK) return 1;
   Writer writer(db);
@@ -314,8 +281,6 @@ int main(int argc, char** argv) {
   std::printf("%ld %ld\n", writer.rows(), writer.commits());
   std::fflush(stdout);
   sqlite3_close(db);
-  ::unlink(copy.c_str());
-  ::unlink((copy + "-wal").c_str());
-  ::unlink((copy + "-shm").c_str());
+  herald::bench::RemoveDatabase(copy);
   return 0;
 }

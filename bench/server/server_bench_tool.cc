@@ -57,10 +57,15 @@
 #include "herald/event.h"
 #include "herald/event_json.h"
 #include "herald/store.h"
+#include "sqlite_copy.h"
 
 namespace {
 
 using Clock = std::chrono::steady_clock;
+using herald::bench::CopyDatabase;
+using herald::bench::kInsertEvent;
+using herald::bench::RemoveDatabase;
+using herald::bench::StreamVersions;
 
 double Seconds(Clock::time_point a, Clock::time_point b) {
   return std::chrono::duration<double>(b - a).count();
@@ -261,12 +266,6 @@ int FsyncRate(const std::string& dir, double secs) {
   return 0;
 }
 
-void RemoveDatabase(const std::string& path) {
-  for (const char* suffix : {"", "-wal", "-shm"}) {
-    std::remove((path + suffix).c_str());
-  }
-}
-
 bool SqlOk(sqlite3* db, int rc, const char* what) {
   if (rc == SQLITE_OK || rc == SQLITE_DONE || rc == SQLITE_ROW) return true;
   std::fprintf(stderr, "%s: %s\n", what, sqlite3_errmsg(db));
@@ -292,28 +291,6 @@ int CountFrames(void* arg, sqlite3* db, const char* name, int frames) {
   return SQLITE_OK;
 }
 
-// Copies the SQLite database `src` to `copy` page by page, so the copy has
-// the b-trees' shape (a VACUUM would pack the index pages full).
-bool CopyDatabase(const std::string& src, const std::string& copy) {
-  RemoveDatabase(copy);
-  sqlite3* from = nullptr;
-  sqlite3* to = nullptr;
-  bool ok = sqlite3_open_v2(src.c_str(), &from, SQLITE_OPEN_READONLY,
-                            nullptr) == SQLITE_OK &&
-            sqlite3_open(copy.c_str(), &to) == SQLITE_OK;
-  if (ok) {
-    sqlite3_busy_timeout(from, 10000);
-    sqlite3_backup* b = sqlite3_backup_init(to, "main", from, "main");
-    ok = b != nullptr && sqlite3_backup_step(b, -1) == SQLITE_DONE;
-    sqlite3_backup_finish(b);
-  }
-  if (!ok)
-    std::fprintf(stderr, "copy %s: %s\n", src.c_str(), sqlite3_errmsg(to));
-  sqlite3_close(from);
-  sqlite3_close(to);
-  return ok;
-}
-
 int SqliteGroup(const std::string& src, const std::string& copy, int rows,
                 double secs, int autocheckpoint) {
   if (!CopyDatabase(src, copy)) return 1;
@@ -332,32 +309,13 @@ int SqliteGroup(const std::string& src, const std::string& copy, int rows,
   sqlite3_wal_hook(db, &CountFrames, &count);
 
   // Each stream's version, read once: the baseline only inserts.
-  std::vector<std::pair<std::string, int64_t>> streams;
-  {
-    sqlite3_stmt* q = nullptr;
-    sqlite3_prepare_v2(db,
-                       "SELECT stream, max(stream_version) FROM herald_events "
-                       "GROUP BY stream ORDER BY stream",
-                       -1, &q, nullptr);
-    while (sqlite3_step(q) == SQLITE_ROW) {
-      streams.emplace_back(
-          reinterpret_cast<const char*>(sqlite3_column_text(q, 0)),
-          sqlite3_column_int64(q, 1));
-    }
-    sqlite3_finalize(q);
-  }
+  auto streams = StreamVersions(db);
   if (streams.empty()) {
     std::fprintf(stderr, "%s holds no events\n", src.c_str());
     return 1;
   }
   sqlite3_stmt* ins = nullptr;
-  if (!SqlOk(db,
-             sqlite3_prepare_v2(
-                 db,
-                 "INSERT INTO herald_events (id, stream, stream_version, type, "
-                 "content_type, payload, metadata, occurred_at) "
-                 "VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
-                 -1, &ins, nullptr),
+  if (!SqlOk(db, sqlite3_prepare_v2(db, kInsertEvent, -1, &ins, nullptr),
              "prepare")) {
     return 1;
   }
