@@ -898,16 +898,6 @@ class NatsSender final : public Sender {
   std::unique_ptr<jsCtx, JsDeleter> js_;
 };
 
-Result<std::unique_ptr<Sender>> MakeNats(const RouteConfig& route,
-                                         const NatsTestKnobs& knobs) {
-  NatsConfig config;
-  HERALD_RETURN_IF_ERROR(ParseNatsOptions(route.options, route.line, &config));
-  HERALD_RETURN_IF_ERROR(ValidateNatsUrl(route.sender));
-  auto sender = std::make_unique<NatsSender>(route, std::move(config), knobs);
-  HERALD_RETURN_IF_ERROR(sender->Open(route.name));
-  return std::unique_ptr<Sender>(std::move(sender));
-}
-
 }  // namespace
 
 Status ValidateNatsUrl(std::string_view url) {
@@ -953,12 +943,17 @@ Status ValidateNatsOptions(RouteConfig* route) {
 }
 
 Result<std::unique_ptr<Sender>> MakeNatsSender(const RouteConfig& route) {
-  return MakeNats(route, NatsTestKnobs{});
+  return MakeNatsSenderForTest(route, NatsTestKnobs{});
 }
 
 Result<std::unique_ptr<Sender>> MakeNatsSenderForTest(
     const RouteConfig& route, const NatsTestKnobs& knobs) {
-  return MakeNats(route, knobs);
+  NatsConfig config;
+  HERALD_RETURN_IF_ERROR(ParseNatsOptions(route.options, route.line, &config));
+  HERALD_RETURN_IF_ERROR(ValidateNatsUrl(route.sender));
+  auto sender = std::make_unique<NatsSender>(route, std::move(config), knobs);
+  HERALD_RETURN_IF_ERROR(sender->Open(route.name));
+  return std::unique_ptr<Sender>(std::move(sender));
 }
 
 bool NatsSenderUsesWireForm(const Sender& sender) {

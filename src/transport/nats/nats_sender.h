@@ -36,7 +36,8 @@ Status ValidateNatsOptions(RouteConfig* route);
 // server that is down now is not an error here: Send reports it.
 Result<std::unique_ptr<Sender>> MakeNatsSender(const RouteConfig& route);
 
-// For tests only: choices MakeNatsSender makes by itself.
+// For tests only: choices MakeNatsSender makes by itself (MakeNatsSender is
+// MakeNatsSenderForTest with the default knobs).
 struct NatsTestKnobs {
   // Make every message with natsMsgHeader_Set, the fallback a sender takes
   // when this libnats' natsMsg_create fails its start-up check (default:
