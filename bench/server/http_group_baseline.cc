@@ -171,15 +171,21 @@ std::string Field(const std::string& body, const char* key) {
 void Writer::Run() {
   std::vector<Job> jobs;
   std::vector<std::string> answers;
+  using herald::bench::PhaseClock;
+  PhaseClock phases;
   while (true) {
     {
       std::unique_lock<std::mutex> lock(mu_);
       cv_.wait(lock, [&] { return stop_ || !queue_.empty(); });
-      if (stop_) return;
+      if (stop_) {
+        phases.Print("plain HTTP server", commits_);
+        return;
+      }
       jobs.assign(std::make_move_iterator(queue_.begin()),
                   std::make_move_iterator(queue_.end()));
       queue_.clear();
     }
+    phases.Charge(PhaseClock::kWait);
     if (!Exec("BEGIN IMMEDIATE")) std::exit(1);
     answers.clear();
     for (auto& j : jobs) {
@@ -209,13 +215,16 @@ void Writer::Run() {
                         ",\"stream_version\":" + std::to_string(version) + "," +
                         j.body.substr(1));
     }
+    phases.Charge(PhaseClock::kInsert);
     if (!Exec("COMMIT")) std::exit(1);
+    phases.Charge(PhaseClock::kCommit);
     rows_ += static_cast<long>(jobs.size());
     ++commits_;
     for (size_t i = 0; i < jobs.size(); ++i) {
       jobs[i].session->Answer(std::move(answers[i]));
     }
     jobs.clear();
+    phases.Charge(PhaseClock::kAnswer);
   }
 }
 
@@ -265,7 +274,10 @@ int main(int argc, char** argv) {
     for (auto& c : ctxs) c->stop();
     accept_ctx.stop();
   });
-  std::thread writer_thread([&] { writer.Run(); });
+  std::thread writer_thread([&] {
+    pthread_setname_np(pthread_self(), "plain-writer");
+    writer.Run();
+  });
   std::vector<std::thread> io;
   for (auto& c : ctxs) {
     io.emplace_back([ctx = c.get()] {

@@ -64,6 +64,7 @@ namespace {
 using Clock = std::chrono::steady_clock;
 using herald::bench::CopyDatabase;
 using herald::bench::kInsertEvent;
+using herald::bench::PhaseClock;
 using herald::bench::RemoveDatabase;
 using herald::bench::StreamVersions;
 
@@ -325,8 +326,10 @@ int SqliteGroup(const std::string& src, const std::string& copy, int rows,
   int64_t done = 0, commits = 0;
   size_t next = 0;
   const double cpu0 = CpuSeconds();
+  PhaseClock phases;
   auto start = Clock::now();
   while (Seconds(start, Clock::now()) < secs) {
+    phases.Charge(PhaseClock::kWait);
     if (!exec("BEGIN IMMEDIATE")) return 1;
     for (int i = 0; i < rows; ++i) {
       auto& [stream, version] = streams[next];
@@ -350,10 +353,13 @@ int SqliteGroup(const std::string& src, const std::string& copy, int rows,
       sqlite3_bind_int64(ins, 8, herald::NowMicros());
       if (!SqlOk(db, sqlite3_step(ins), "insert")) return 1;
     }
+    phases.Charge(PhaseClock::kInsert);
     if (!exec("COMMIT")) return 1;
+    phases.Charge(PhaseClock::kCommit);
     done += rows;
     ++commits;
   }
+  phases.Print("plain INSERTs", commits);
   double elapsed = Seconds(start, Clock::now());
   const double cpu = CpuSeconds() - cpu0;
   sqlite3_finalize(ins);

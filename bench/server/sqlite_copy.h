@@ -6,8 +6,10 @@
 
 #include <sqlite3.h>
 
+#include <chrono>
 #include <cstdint>
 #include <cstdio>
+#include <fstream>
 #include <string>
 #include <utility>
 #include <vector>
@@ -19,6 +21,51 @@ inline constexpr const char* kInsertEvent =
     "INSERT INTO herald_events (id, stream, stream_version, type, "
     "content_type, payload, metadata, occurred_at) "
     "VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)";
+
+// Where a writer thread's time goes, phase by phase, how much of it was on
+// the CPU, and how long it sat runnable but off the CPU (the scheduler's
+// run delay; both from /proc/thread-self/schedstat): printed to stderr
+// when the run ends, so the group-commit baselines can be set side by
+// side.
+class PhaseClock {
+ public:
+  enum Phase { kWait, kInsert, kCommit, kAnswer, kPhases };
+  PhaseClock() : last_(Now()) { SchedStat(&cpu0_, &delay0_); }
+  // Ends the current phase, charging its time to `p`.
+  void Charge(Phase p) {
+    double now = Now();
+    spent_[p] += now - last_;
+    last_ = now;
+  }
+  void Print(const char* who, int64_t commits) const {
+    double n = commits > 0 ? static_cast<double>(commits) : 1.0;
+    double cpu = 0, delay = 0;
+    SchedStat(&cpu, &delay);
+    std::fprintf(stderr,
+                 "%s per commit (us): wait %.0f insert %.0f commit %.0f "
+                 "answer %.0f; on the CPU %.0f, run delay %.0f\n",
+                 who, spent_[kWait] * 1e6 / n, spent_[kInsert] * 1e6 / n,
+                 spent_[kCommit] * 1e6 / n, spent_[kAnswer] * 1e6 / n,
+                 (cpu - cpu0_) * 1e6 / n, (delay - delay0_) * 1e6 / n);
+  }
+
+ private:
+  static double Now() {
+    return std::chrono::duration<double>(
+               std::chrono::steady_clock::now().time_since_epoch())
+        .count();
+  }
+  // Seconds this thread has run, and waited on a run queue.
+  static void SchedStat(double* cpu, double* delay) {
+    std::ifstream f("/proc/thread-self/schedstat");
+    f >> *cpu >> *delay;
+    *cpu *= 1e-9;
+    *delay *= 1e-9;
+  }
+  double last_;
+  double cpu0_ = 0, delay0_ = 0;
+  double spent_[kPhases] = {};
+};
 
 inline void RemoveDatabase(const std::string& path) {
   for (const char* suffix : {"", "-wal", "-shm"}) {
