@@ -213,6 +213,7 @@ P_WRITE=$(free_port)
 "$HERALD" serve --db "sqlite:$tmp/write.db" --listen "127.0.0.1:$P_WRITE" \
   2>"$tmp/serve-write.err" &
 pids+=($!)
+serve_write=$!
 wait_http "http://127.0.0.1:$P_WRITE/health"
 
 cat >"$tmp/post.lua" <<'EOF'
@@ -292,8 +293,23 @@ plain_http() {  # -> "requests/s rows_per_commit"
   read -r rows commits < <(sed -n 2p "$out")
   echo "$rate $(python3 -c "print(f'{$rows/max($commits,1):.1f}')")"
 }
+# The appender thread's /proc schedstat ("on-CPU-ns run-delay-ns ..."),
+# to print its time per commit as the baselines print their writer's.
+appender_stat() {
+  local t
+  for t in /proc/"$serve_write"/task/*; do
+    [[ $(cat "$t/comm") == herald-append ]] && cat "$t/schedstat" && return
+  done
+}
 rounds=$(for _ in $(seq "$RUNS"); do
+  read -r c0 d0 _ < <(appender_stat)
+  n0=$(metric herald_append_commits_total)
+  t0=$(date +%s.%N)
   read -r h _ < <(BATCH=1 wrk_once -t1 -c64 -d"${DUR}s" -s "$tmp/post.lua" "$URL_W")
+  read -r c1 d1 _ < <(appender_stat)
+  n1=$(metric herald_append_commits_total)
+  python3 -c "n=max($n1-$n0,1); w=($(date +%s.%N)-$t0)*1e6/n; c=($c1-$c0)/1e3/n; d=($d1-$d0)/1e3/n
+print(f'herald per commit (us): {w:.0f} in all; on the CPU {c:.0f}, run delay {d:.0f}, off the CPU {w-c-d:.0f}')" >&2
   read -r r f _ < <("$TOOL" sqlite-group "$tmp/write.db" "$tmp/raw.db" "$grown_rows" "$DUR")
   read -r p pepc < <(plain_http)
   echo "$h $r $f $(python3 -c "print(f'{$h/$r:.2f} {$p} {$pepc} {$h/$p:.2f} {$p/$r:.2f}')")"
