@@ -185,7 +185,11 @@ void Writer::Run() {
                   std::make_move_iterator(queue_.end()));
       queue_.clear();
     }
-    phases.Charge(PhaseClock::kWait);
+    if (commits_ == 0) {
+      phases.Restart();  // from the first request on
+    } else {
+      phases.Charge(PhaseClock::kWait);
+    }
     if (!Exec("BEGIN IMMEDIATE")) std::exit(1);
     answers.clear();
     for (auto& j : jobs) {

@@ -1,6 +1,7 @@
 // What bench/server's SQLite baselines share: a page copy of a herald
-// database, each stream's version in it, and the plain INSERT of an event
-// row (server_bench_tool sqlite-group, http_group_baseline).
+// database, each stream's version in it, the plain INSERT of an event
+// row, and the clock of where their writer's time goes
+// (server_bench_tool sqlite-group, http_group_baseline).
 #ifndef HERALD_BENCH_SERVER_SQLITE_COPY_H_
 #define HERALD_BENCH_SERVER_SQLITE_COPY_H_
 
@@ -30,7 +31,13 @@ inline constexpr const char* kInsertEvent =
 class PhaseClock {
  public:
   enum Phase { kWait, kInsert, kCommit, kAnswer, kPhases };
-  PhaseClock() : last_(Now()) { SchedStat(&cpu0_, &delay0_); }
+  PhaseClock() { Restart(); }
+  // Forgets what was charged so far (a server's wait for its first request).
+  void Restart() {
+    last_ = Now();
+    SchedStat(&cpu0_, &delay0_);
+    for (double& s : spent_) s = 0;
+  }
   // Ends the current phase, charging its time to `p`.
   void Charge(Phase p) {
     double now = Now();
@@ -62,7 +69,7 @@ class PhaseClock {
     *cpu *= 1e-9;
     *delay *= 1e-9;
   }
-  double last_;
+  double last_ = 0;
   double cpu0_ = 0, delay0_ = 0;
   double spent_[kPhases] = {};
 };
