@@ -13,7 +13,9 @@
 //   http_group_baseline SRC COPY
 //       Copies the SQLite database SRC page by page to COPY, listens on
 //       127.0.0.1 (a free port, printed on the first line of stdout) until
-//       SIGTERM or SIGINT, then prints "ROWS COMMITS" and removes COPY.
+//       SIGTERM or SIGINT, then prints "ROWS COMMITS" and removes COPY;
+//       its writer thread (named plain-writer) prints where its time went
+//       per commit to stderr (PhaseClock).
 //
 // A measurement, not herald: a body is only searched for its stream and
 // type, and a failed statement ends the program.
@@ -41,6 +43,7 @@
 #include "herald/time.h"
 #include "herald/uuid.h"
 #include "sqlite_copy.h"
+#include "util/thread_name.h"
 
 namespace {
 
@@ -279,7 +282,7 @@ int main(int argc, char** argv) {
     accept_ctx.stop();
   });
   std::thread writer_thread([&] {
-    pthread_setname_np(pthread_self(), "plain-writer");
+    herald::detail::NameThisThread("plain-writer");
     writer.Run();
   });
   std::vector<std::thread> io;

@@ -22,7 +22,8 @@
 //       transaction, round-robin over the streams it holds, with plain
 //       prepared INSERTs (WAL, synchronous=FULL, wal_autocheckpoint
 //       AUTOCHECKPOINT pages, 10000 by default like herald's store); prints
-//       rows/s, frames per commit and CPU time per row (us).
+//       rows/s, frames per commit and CPU time per row (us), and to stderr
+//       where its time went per commit (PhaseClock).
 //   server_bench_tool store-group SRC COPY ROWS SECS
 //       The same through herald's store: one transaction of ROWS
 //       single-event Store::Append calls (what the appender does for ROWS
